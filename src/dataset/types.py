@@ -1,0 +1,59 @@
+"""The one object a scene becomes before the model or the viewer sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class ViewSet:
+    """A set of preprocessed views of one scene, in the project's conventions.
+
+    Images are float in [0, 1]; intrinsics normalized; extrinsics camera-to-world, OpenCV axes
+    (see ``src/geometry/projection.py``).
+    """
+
+    image: Tensor  # [V, 3, H, W]
+    intrinsics: Tensor  # [V, 3, 3] normalized
+    extrinsics: Tensor  # [V, 4, 4] T_world_cam
+    near: Tensor  # [V]
+    far: Tensor  # [V]
+    index: Tensor  # [V] frame indices in the source scene
+    depth: Tensor | None = None  # [V, H, W] metric GT z-depth, 0 where unknown
+
+    @property
+    def num_views(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return int(self.image.shape[-2]), int(self.image.shape[-1])
+
+    def as_batch(self, device: torch.device | str | None = None) -> dict[str, Tensor]:
+        """The ``context`` dict the encoder takes, with a batch dim of 1."""
+        batch = {
+            "image": self.image[None],
+            "intrinsics": self.intrinsics[None],
+            "extrinsics": self.extrinsics[None],
+            "near": self.near[None],
+            "far": self.far[None],
+        }
+        return {k: v.to(device) if device is not None else v for k, v in batch.items()}
+
+
+@dataclass
+class SceneViews:
+    """Context and target views of one scene, ready for the model.
+
+    ``world_from_model`` is the 4x4 similarity that maps the (possibly rescaled and recentred)
+    model frame back to the user's own units; identity for datasets used as they are.
+    """
+
+    key: str
+    source: str  # where it came from: a chunk path, a capture folder or "synthetic:<seed>"
+    context: ViewSet
+    target: ViewSet | None = None
+    world_from_model: Tensor = field(default_factory=lambda: torch.eye(4, dtype=torch.float64))

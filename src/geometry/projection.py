@@ -1,0 +1,117 @@
+"""Camera conventions, stated once for the whole project.
+
+Convention
+----------
+* Intrinsics ``K`` are **normalized**: row 0 is divided by the image width and row 1 by the
+  image height, so ``fx``, ``cx`` are fractions of the width and ``fy``, ``cy`` of the height.
+* Extrinsics ``T_world_cam`` are **camera-to-world** 4x4 matrices with OpenCV axes
+  (+X right, +Y down, +Z forward): ``x_world = T_world_cam @ x_cam``.
+* Pixel ``(u, v)`` (column, row) of an ``H x W`` image has its centre at the normalized
+  coordinate ``((u + 0.5) / W, (v + 0.5) / H)``.
+* ``depth`` is **z-depth** (distance along the optical axis), never the length of the ray.
+  Inverse depth is always named as such (``inv_depth``).
+
+Everything else in the project calls these helpers instead of re-deriving the conventions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def pixel_centers(height: int, width: int, device=None, dtype=torch.float32) -> Tensor:
+    """Normalized pixel-centre coordinates ``[H, W, 2]`` as ``(x, y)`` in [0, 1]."""
+    ys = (torch.arange(height, device=device, dtype=dtype) + 0.5) / height
+    xs = (torch.arange(width, device=device, dtype=dtype) + 0.5) / width
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack((grid_x, grid_y), dim=-1)
+
+
+def normalize_intrinsics(K_pixels: Tensor, height: int, width: int) -> Tensor:
+    """Pixel intrinsics ``[..., 3, 3]`` to normalized intrinsics."""
+    K = K_pixels.clone()
+    K[..., 0, :] = K[..., 0, :] / width
+    K[..., 1, :] = K[..., 1, :] / height
+    return K
+
+
+def denormalize_intrinsics(K: Tensor, height: int, width: int) -> Tensor:
+    """Normalized intrinsics ``[..., 3, 3]`` to pixel intrinsics for an ``H x W`` image."""
+    K_pixels = K.clone()
+    K_pixels[..., 0, :] = K_pixels[..., 0, :] * width
+    K_pixels[..., 1, :] = K_pixels[..., 1, :] * height
+    return K_pixels
+
+
+def camera_rays(coordinates: Tensor, K: Tensor) -> Tensor:
+    """Camera-frame ray directions scaled to ``z = 1``.
+
+    Args:
+        coordinates: ``[..., 2]`` normalized image coordinates ``(x, y)``.
+        K: ``[..., 3, 3]`` normalized intrinsics, broadcastable against ``coordinates``.
+
+    Returns:
+        ``[..., 3]`` directions ``((x - cx) / fx, (y - cy) / fy, 1)``.
+    """
+    fx, fy = K[..., 0, 0], K[..., 1, 1]
+    cx, cy = K[..., 0, 2], K[..., 1, 2]
+    x = (coordinates[..., 0] - cx) / fx
+    y = (coordinates[..., 1] - cy) / fy
+    return torch.stack((x, y, torch.ones_like(x)), dim=-1)
+
+
+def unproject_depth(depth: Tensor, K: Tensor, T_world_cam: Tensor) -> Tensor:
+    """Every pixel of every view to a world point.
+
+    Args:
+        depth: ``[..., H, W]`` metric z-depth.
+        K: ``[..., 3, 3]`` normalized intrinsics (same leading dims as ``depth``).
+        T_world_cam: ``[..., 4, 4]`` camera-to-world extrinsics, OpenCV axes.
+
+    Returns:
+        ``[..., H, W, 3]`` world points; pixel ``(v, u)`` is unprojected through its centre.
+    """
+    height, width = depth.shape[-2:]
+    coords = pixel_centers(height, width, device=depth.device, dtype=depth.dtype)
+    rays = camera_rays(coords, K[..., None, None, :, :])  # [..., H, W, 3]
+    points_cam = rays * depth[..., None]
+    R = T_world_cam[..., None, None, :3, :3]
+    t = T_world_cam[..., None, None, :3, 3]
+    return (R @ points_cam[..., None])[..., 0] + t
+
+
+def project_points(points_world: Tensor, K: Tensor, T_world_cam: Tensor) -> tuple[Tensor, Tensor]:
+    """World points into a camera.
+
+    Args:
+        points_world: ``[..., N, 3]``.
+        K: ``[..., 3, 3]`` normalized intrinsics.
+        T_world_cam: ``[..., 4, 4]`` camera-to-world extrinsics.
+
+    Returns:
+        ``(coordinates [..., N, 2], depth [..., N])``: normalized image coordinates (pixel centres
+        at ``(u + 0.5) / W``) and z-depth in that camera. Points behind the camera get
+        ``depth <= 0``; their coordinates are not meaningful.
+    """
+    T_cam_world = torch.linalg.inv(T_world_cam)
+    R = T_cam_world[..., None, :3, :3]
+    t = T_cam_world[..., None, :3, 3]
+    points_cam = (R @ points_world[..., None])[..., 0] + t
+    depth = points_cam[..., 2]
+    safe_z = torch.where(depth.abs() > 1e-12, depth, torch.full_like(depth, 1e-12))
+    xy = points_cam[..., :2] / safe_z[..., None]
+    fx, fy = K[..., None, 0, 0], K[..., None, 1, 1]
+    cx, cy = K[..., None, 0, 2], K[..., None, 1, 2]
+    coordinates = torch.stack((xy[..., 0] * fx + cx, xy[..., 1] * fy + cy), dim=-1)
+    return coordinates, depth
+
+
+def vertical_fov(K: Tensor) -> Tensor:
+    """Vertical field of view in radians from normalized intrinsics ``[..., 3, 3]``."""
+    return 2.0 * torch.atan(0.5 / K[..., 1, 1])
+
+
+def camera_centers(T_world_cam: Tensor) -> Tensor:
+    """Camera centres ``[..., 3]`` in world coordinates."""
+    return T_world_cam[..., :3, 3]

@@ -1,0 +1,47 @@
+"""Data types produced by the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+
+@dataclass
+class Gaussians:
+    """3D Gaussians in the world frame of the context extrinsics.
+
+    ``N`` = V * H * W for a pixel-aligned prediction, ordered ``(v, h, w)``.
+    """
+
+    means: Tensor  # [B, N, 3]
+    covariances: Tensor  # [B, N, 3, 3]
+    harmonics: Tensor  # [B, N, 3, d_sh], real SH (3DGS basis order), world frame
+    opacities: Tensor  # [B, N] in [0, 1]
+    # The two factors of the covariance in the *camera* frame of the view that produced each
+    # Gaussian (as the official visualization dump has them): cov_cam = R S S^T R^T.
+    scales: Tensor | None = None  # [B, N, 3] linear scales
+    rotations_xyzw: Tensor | None = None  # [B, N, 4] unit quaternions, scalar last, camera frame
+
+    @property
+    def sh_degree(self) -> int:
+        return int(round(self.harmonics.shape[-1] ** 0.5)) - 1
+
+
+@dataclass
+class Prediction:
+    """What the encoder believed about one scene's context views (batch element removed).
+
+    Inverse-depth quantities are named as such; everything called ``depth`` is metric z-depth.
+    ``final_depth = 1 / clamp(coarse_inv_depth + mono_inv_residual, 1/far, 1/near)``.
+    """
+
+    coarse_inv_depth: Tensor  # [V, H, W] bilinearly upsampled cost-volume inverse depth
+    mono_inv_residual: Tensor  # [V, H, W] DPT upsampler residual, inverse depth, signed
+    final_depth: Tensor  # [V, H, W] metric z-depth
+    match_prob: Tensor  # [V, h, w] max over candidates of the last-scale softmax
+    match_probs: Tensor  # [V, D, h, w] last-scale softmax over depth candidates
+    depth_candidates: Tensor  # [V, D, h, w] last-scale inverse-depth candidates
+    near: Tensor  # [V]
+    far: Tensor  # [V]
+    gaussians: Gaussians | None = None  # batch dim kept (B = 1), None for depth-only models

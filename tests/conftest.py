@@ -1,0 +1,36 @@
+"""Shared test fixtures: where the reference data lives, and a few tiny builders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def reference_dir() -> Path:
+    """``shared/reference`` beside the checkout (CI and developer layout), or $DSVIEWER_REFERENCE."""
+    env = os.environ.get("DSVIEWER_REFERENCE")
+    if env:
+        return Path(env)
+    for candidate in (REPO_ROOT.parent / "shared" / "reference", REPO_ROOT / "shared" / "reference"):
+        if candidate.is_dir():
+            return candidate
+    return REPO_ROOT.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    path = reference_dir()
+    if not (path / "README.md").is_file():
+        pytest.skip(f"reference data not found at {path} (set DSVIEWER_REFERENCE)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield

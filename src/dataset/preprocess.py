@@ -1,0 +1,292 @@
+"""The official test-time preprocessing, in one place.
+
+Order of operations (DepthSplat at test time):
+
+1. decode each JPEG with PIL to RGB;
+2. the dataset's crop shim: scale by ``s = max(h_out / h_in, w_out / w_in)`` to
+   ``(round(h_in * s), round(w_in * s))`` with PIL's Lanczos filter on uint8 pixels, then
+   centre-crop to ``image_shape`` starting at ``((h - h_out) // 2, (w - w_out) // 2)``.
+   Normalized intrinsics are invariant under the scaling (rounding is ignored, as in the
+   reference); the crop multiplies ``fx`` by ``w / w_out`` and ``fy`` by ``h / h_out`` and keeps
+   ``cx, cy`` (so an odd crop margin leaves the half-pixel misalignment the reference has).
+   DL3DV skips the shim when the image already has ``image_shape``;
+3. the model wrapper's patch shim: centre-crop to multiples of ``patch_multiple``
+   (``shim_patch_size * downscale_factor``) with the same intrinsics rule.
+
+Worked example (RE10K frame 360x640 -> 256x256 checkpoint, normalized
+``fx=0.8, fy=1.4222, cx=cy=0.5``): ``s = max(256/360, 256/640) = 0.7111``, scaled size
+``256 x round(455.11) = 256 x 455``, crop columns ``99..354``; ``fx' = 0.8 * 455/256 = 1.421875``,
+``fy' = fy * 256/256``, ``cx' = cy' = 0.5``; the patch shim (16) is then a no-op.
+
+GT depth follows the images with nearest sampling (``nearest-exact``: pixel centres) so depth
+edges are never blended.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from .errors import (
+    CameraFormatError,
+    CorruptImageError,
+    MixedImageSizeError,
+    NonFinitePoseError,
+    SettingsError,
+)
+from .types import ViewSet
+
+log = logging.getLogger(__name__)
+
+DatasetKind = Literal["re10k", "dl3dv"]
+MAX_FOV_DEGREES = 100.0  # the official loaders skip scenes with a wider field of view
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """What a checkpoint expects of its input views (fill from the checkpoint's run settings)."""
+
+    image_shape: tuple[int, int]
+    """(height, width) the crop shim produces (``dataset.image_shape``)."""
+    near: float
+    """Near plane for every view, in the model's units."""
+    far: float
+    """Far plane for every view."""
+    patch_multiple: int = 16
+    """The model wrapper's shim: ``shim_patch_size * downscale_factor`` (16 RE10K, 64 DL3DV)."""
+    num_context_views: int = 2
+    """Context views when none are given explicitly."""
+    dataset: DatasetKind = "re10k"
+    """Which official loader to mimic (DL3DV skips the crop shim on images of the right size)."""
+    source_shape: tuple[int, int] | None = None
+    """Image size the official loader accepts (``ori_image_shape``; 360x640 for RE10K). Other
+    sizes are still processed, with a warning, where the official evaluation would skip them."""
+
+    def __post_init__(self) -> None:
+        h, w = self.image_shape
+        if h <= 0 or w <= 0 or h % 2 or w % 2:
+            raise SettingsError("PreprocessSettings", f"image_shape {self.image_shape} must be "
+                                "positive and even (the patch shim centre-crops)")
+        if not 0 < self.near < self.far:
+            raise SettingsError("PreprocessSettings", f"need 0 < near < far, got {self.near}, "
+                                f"{self.far}")
+        if self.dataset not in ("re10k", "dl3dv"):
+            raise SettingsError("PreprocessSettings", f"dataset must be 're10k' or 'dl3dv', got "
+                                f"{self.dataset!r}")
+        if self.patch_multiple <= 0 or min(h, w) < self.patch_multiple:
+            raise SettingsError("PreprocessSettings", f"patch_multiple {self.patch_multiple} "
+                                f"does not fit image_shape {self.image_shape}")
+
+    @property
+    def model_shape(self) -> tuple[int, int]:
+        """(height, width) after the patch shim: what the encoder sees."""
+        h, w = self.image_shape
+        m = self.patch_multiple
+        return (h // m) * m, (w // m) * m
+
+
+# ---------------------------------------------------------------- decoding and cameras
+
+
+def decode_image(data: Tensor | bytes, source: str, frame: int | str) -> Tensor:
+    """Encoded image bytes to uint8 ``[3, H, W]`` RGB (fully decoded, so truncation is caught)."""
+    raw = data.numpy().tobytes() if isinstance(data, Tensor) else bytes(data)
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            image.load()
+            rgb = image.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise CorruptImageError(source, frame, f"{type(exc).__name__}: {exc}") from None
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
+
+
+def cameras_to_matrices(cameras: Tensor, source: str) -> tuple[Tensor, Tensor]:
+    """Chunk camera rows ``[N, 18]`` to normalized ``K [N, 3, 3]`` and ``T_world_cam [N, 4, 4]``.
+
+    The world-to-camera matrix is inverted in float32 with ``torch.linalg.inv`` as the
+    reference does, so the extrinsics match it bit for bit. Poses are not checked here (a scene
+    may hold bad frames that are never selected): call :func:`check_poses` on the chosen ones.
+    """
+    if cameras.ndim != 2 or cameras.shape[1] != 18:
+        raise CameraFormatError(source, f"shape {tuple(cameras.shape)}, expected [N, 18]")
+    cameras = cameras.to(torch.float32)
+    n = cameras.shape[0]
+    K = torch.eye(3, dtype=torch.float32).repeat(n, 1, 1)
+    K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2] = cameras[:, :4].T
+    T_cam_world = torch.eye(4, dtype=torch.float32).repeat(n, 1, 1)
+    T_cam_world[:, :3] = cameras[:, 6:].reshape(n, 3, 4)
+    T_world_cam, _ = torch.linalg.inv_ex(T_cam_world)  # singular rows give garbage, not raise
+    return K, T_world_cam
+
+
+def check_poses(T: Tensor, source: str, frames: Sequence[int] | None = None) -> None:
+    """Reject non-finite poses and rotation blocks that are not rotations.
+
+    Args:
+        T: ``[N, 4, 4]`` camera-to-world (or world-to-camera) matrices.
+        frames: the N frame numbers to name in the message.
+    """
+    frames = list(range(T.shape[0])) if frames is None else list(frames)
+    finite = torch.isfinite(T).flatten(1).all(dim=1)
+    if not finite.all():
+        raise NonFinitePoseError(source, [frames[i] for i in torch.nonzero(~finite)[:, 0]])
+    det = torch.linalg.det(T[:, :3, :3].double())
+    bad = (det - 1).abs() > 1e-3
+    if bad.any():
+        raise NonFinitePoseError(
+            source,
+            [frames[i] for i in torch.nonzero(bad)[:, 0]],
+            f"rotation determinant {det[bad][0].item():.4f}, expected 1",
+        )
+
+
+def warn_unofficial(images_hw: tuple[int, int], K_all: Tensor, T_selected: Tensor,
+                    settings: PreprocessSettings, source: str) -> None:
+    """Log where the official evaluation would have skipped this scene.
+
+    Args:
+        K_all: ``[N, 3, 3]`` intrinsics of every frame (the reference checks them all).
+        T_selected: ``[V, 4, 4]`` camera-to-world poses of the selected frames.
+    """
+    if settings.source_shape is not None and tuple(images_hw) != tuple(settings.source_shape):
+        log.warning("%s: images are %s, the official %s loader expects %s and would skip this "
+                    "scene; processing it anyway.", source, images_hw, settings.dataset,
+                    settings.source_shape)
+    fov = 2 * torch.atan(0.5 / torch.stack((K_all[:, 0, 0], K_all[:, 1, 1]), -1))
+    if (fov * 180 / math.pi > MAX_FOV_DEGREES).any():
+        log.warning("%s: a field of view exceeds %.0f degrees; the official loader skips such "
+                    "scenes.", source, MAX_FOV_DEGREES)
+    if settings.dataset == "dl3dv" and (T_selected[:, :3, 3] > 1e3).any():
+        log.warning("%s: a camera translation exceeds 1e3 (a known DL3DV pose failure); the "
+                    "official loader skips such scenes.", source)
+
+
+# ---------------------------------------------------------------- resampling and crops
+
+
+def rescaled_shape(in_shape: tuple[int, int], out_shape: tuple[int, int]) -> tuple[int, int]:
+    """The crop shim's intermediate size: cover ``out_shape`` keeping the aspect, rounded."""
+    h_in, w_in = in_shape
+    h_out, w_out = out_shape
+    scale = max(h_out / h_in, w_out / w_in)
+    h_scaled, w_scaled = round(h_in * scale), round(w_in * scale)
+    assert h_scaled == h_out or w_scaled == w_out, (in_shape, out_shape)
+    return h_scaled, w_scaled
+
+
+def resize_image_lanczos(image: Tensor, shape: tuple[int, int]) -> Tensor:
+    """uint8 ``[3, H, W]`` to float32 ``[3, h, w]`` in [0, 1] via PIL Lanczos on uint8 pixels,
+    divided by 255 in float64 first (the reference's exact arithmetic)."""
+    h, w = shape
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    resized = np.asarray(pil.resize((w, h), Image.LANCZOS)) / 255
+    return torch.tensor(resized, dtype=torch.float32).permute(2, 0, 1).contiguous()
+
+
+def resize_depth_nearest(depth: Tensor, shape: tuple[int, int]) -> Tensor:
+    """``[V, H, W]`` depth resampled at pixel centres with nearest sampling (no blending)."""
+    return F.interpolate(depth[:, None], size=shape, mode="nearest-exact")[:, 0]
+
+
+def center_crop(
+    images: Tensor, K: Tensor, shape: tuple[int, int], depth: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Centre-crop ``images [V, C, H, W]`` (and ``depth [V, H, W]``) to ``shape``; update ``K``.
+
+    Normalized ``fx, fy`` grow by ``W / w_out``, ``H / h_out``; ``cx, cy`` are kept.
+    """
+    h_in, w_in = images.shape[-2:]
+    h_out, w_out = shape
+    row, col = (h_in - h_out) // 2, (w_in - w_out) // 2
+    images = images[..., row : row + h_out, col : col + w_out]
+    if depth is not None:
+        depth = depth[..., row : row + h_out, col : col + w_out]
+    K = K.clone()
+    K[:, 0, 0] *= w_in / w_out
+    K[:, 1, 1] *= h_in / h_out
+    return images, K, depth
+
+
+def crop_shim(
+    images: Tensor, K: Tensor, settings: PreprocessSettings, depth: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The dataset crop shim on uint8 ``images [V, 3, H, W]``: float32 ``[V, 3, h, w]`` out."""
+    in_shape = tuple(images.shape[-2:])
+    out_shape = tuple(settings.image_shape)
+    if settings.dataset == "dl3dv" and in_shape == out_shape:
+        return images.float() / 255, K, depth  # the DL3DV loader yields such images untouched
+    if in_shape[0] < out_shape[0] or in_shape[1] < out_shape[1]:
+        log.warning("Images of %s are upsampled to %s; the official loader only downsamples.",
+                    in_shape, out_shape)
+    scaled = rescaled_shape(in_shape, out_shape)
+    resized = torch.stack([resize_image_lanczos(image, scaled) for image in images])
+    if depth is not None:
+        depth = resize_depth_nearest(depth, scaled)
+    return center_crop(resized, K, out_shape, depth)
+
+
+def patch_shim(
+    images: Tensor, K: Tensor, multiple: int, depth: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The model wrapper's shim: centre-crop ``[V, 3, H, W]`` to multiples of ``multiple``."""
+    h, w = images.shape[-2:]
+    return center_crop(images, K, ((h // multiple) * multiple, (w // multiple) * multiple), depth)
+
+
+# ---------------------------------------------------------------- the whole pipeline
+
+
+def stack_same_size(images: Sequence[Tensor], names: Sequence[str], source: str) -> Tensor:
+    """Stack decoded ``[3, H, W]`` images, or explain which sizes are mixed."""
+    sizes: dict[tuple[int, int], list[str]] = {}
+    for image, name in zip(images, names, strict=True):
+        sizes.setdefault((int(image.shape[1]), int(image.shape[2])), []).append(str(name))
+    if len(sizes) > 1:
+        raise MixedImageSizeError(source, sizes)
+    return torch.stack(list(images))
+
+
+def preprocess_views(
+    images: Tensor,
+    K: Tensor,
+    T_world_cam: Tensor,
+    index: Tensor,
+    settings: PreprocessSettings,
+    depth: Tensor | None = None,
+) -> ViewSet:
+    """Decoded frames to a model-ready :class:`ViewSet`.
+
+    Args:
+        images: uint8 ``[V, 3, H, W]``.
+        K: normalized intrinsics ``[V, 3, 3]`` of the full images.
+        T_world_cam: camera-to-world ``[V, 4, 4]``.
+        index: ``[V]`` frame indices in the source scene.
+        settings: the checkpoint's expectations.
+        depth: optional metric z-depth ``[V, H, W]`` (0 = unknown), cropped with the images.
+
+    Returns:
+        A ViewSet with images ``[V, 3, h, w]`` at ``settings.model_shape``.
+    """
+    assert images.dtype == torch.uint8 and images.ndim == 4, images.shape
+    image, K, depth = crop_shim(images, K.to(torch.float32), settings, depth)
+    image, K, depth = patch_shim(image, K, settings.patch_multiple, depth)
+    v = image.shape[0]
+    return ViewSet(
+        image=image.contiguous(),
+        intrinsics=K,
+        extrinsics=T_world_cam.to(torch.float32),
+        near=torch.full((v,), settings.near, dtype=torch.float32),
+        far=torch.full((v,), settings.far, dtype=torch.float32),
+        index=index.to(torch.int64),
+        depth=None if depth is None else depth.to(torch.float32).contiguous(),
+    )

@@ -75,10 +75,12 @@ def unproject_depth(depth: Tensor, K: Tensor, T_world_cam: Tensor) -> Tensor:
     height, width = depth.shape[-2:]
     coords = pixel_centers(height, width, device=depth.device, dtype=depth.dtype)
     rays = camera_rays(coords, K[..., None, None, :, :])  # [..., H, W, 3]
-    points_cam = rays * depth[..., None]
-    R = T_world_cam[..., None, None, :3, :3]
-    t = T_world_cam[..., None, None, :3, 3]
-    return (R @ points_cam[..., None])[..., 0] + t
+    points_cam = (rays * depth[..., None]).flatten(-3, -2)  # [..., H*W, 3]
+    # One [H*W, 3] x [3, 3] product per view instead of a batched 3x3 product per pixel.
+    R_T = T_world_cam[..., :3, :3].transpose(-1, -2)  # [..., 3, 3]
+    t = T_world_cam[..., None, :3, 3]  # [..., 1, 3]
+    points_world = points_cam @ R_T + t
+    return points_world.unflatten(-2, (height, width))
 
 
 def project_points(points_world: Tensor, K: Tensor, T_world_cam: Tensor) -> tuple[Tensor, Tensor]:
@@ -95,9 +97,9 @@ def project_points(points_world: Tensor, K: Tensor, T_world_cam: Tensor) -> tupl
         ``depth <= 0``; their coordinates are not meaningful.
     """
     T_cam_world = torch.linalg.inv(T_world_cam)
-    R = T_cam_world[..., None, :3, :3]
-    t = T_cam_world[..., None, :3, 3]
-    points_cam = (R @ points_world[..., None])[..., 0] + t
+    R_T = T_cam_world[..., :3, :3].transpose(-1, -2)  # [..., 3, 3]
+    t = T_cam_world[..., None, :3, 3]  # [..., 1, 3]
+    points_cam = points_world @ R_T + t
     depth = points_cam[..., 2]
     safe_z = torch.where(depth.abs() > 1e-12, depth, torch.full_like(depth, 1e-12))
     xy = points_cam[..., :2] / safe_z[..., None]

@@ -25,7 +25,7 @@ class Gaussians:
 
     @property
     def sh_degree(self) -> int:
-        return int(round(self.harmonics.shape[-1] ** 0.5)) - 1
+        return round(self.harmonics.shape[-1] ** 0.5) - 1
 
 
 @dataclass

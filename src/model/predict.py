@@ -1,0 +1,79 @@
+"""One forward pass of a loaded model on a view set, returned as a :class:`Prediction`."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import torch
+
+from .checkpoint import DepthSplat
+from .types import Gaussians, Prediction
+
+if TYPE_CHECKING:  # the model only reads the ViewSet's tensors; no dataset code is imported
+    from ..dataset.types import ViewSet
+
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def predict(
+    model: DepthSplat,
+    context: ViewSet,
+    autocast_dtype: str | None = None,
+) -> Prediction:
+    """Run the encoder on ``context`` (batch of one) under ``torch.inference_mode``.
+
+    Args:
+        model: from :func:`src.model.load_model`.
+        context: the context views, already preprocessed (H, W multiples of
+            ``model.config.min_image_multiple``).
+        autocast_dtype: ``"fp16"`` or ``"bf16"`` mixed precision, CUDA only; outputs are float32.
+
+    Returns:
+        Depth maps with the batch dim removed (``[V, H, W]``); Gaussians keep ``B = 1``.
+    """
+    device = next(model.parameters()).device
+    if autocast_dtype is not None:
+        if autocast_dtype not in AUTOCAST_DTYPES:
+            raise ValueError(
+                f"autocast_dtype must be one of {sorted(AUTOCAST_DTYPES)} or None, "
+                f"got {autocast_dtype!r}."
+            )
+        if device.type != "cuda":
+            raise ValueError(
+                f"autocast_dtype={autocast_dtype!r} needs the model on CUDA (it is on {device}); "
+                "run in float32 on the CPU."
+            )
+        autocast = torch.autocast("cuda", dtype=AUTOCAST_DTYPES[autocast_dtype])
+    else:
+        autocast = contextlib.nullcontext()
+
+    dump: dict[str, torch.Tensor] = {}
+    with torch.inference_mode(), autocast:
+        output = model.encoder(context.as_batch(device), global_step=0, visualization_dump=dump)
+
+    def first(x: torch.Tensor) -> torch.Tensor:
+        return x[0].float()
+
+    gaussians = None
+    if output.gaussians is not None:
+        g = output.gaussians
+        gaussians = Gaussians(
+            means=g.means.float(),
+            covariances=g.covariances.float(),
+            harmonics=g.harmonics.float(),
+            opacities=g.opacities.float(),
+            scales=None if g.scales is None else g.scales.float(),
+            rotations_xyzw=None if g.rotations_xyzw is None else g.rotations_xyzw.float(),
+        )
+    return Prediction(
+        coarse_inv_depth=first(dump["coarse_mv_depth"]),
+        mono_inv_residual=first(dump["mono_depth"]),
+        final_depth=first(output.depth),
+        match_prob=first(dump["match_prob"]),
+        match_probs=first(dump["match_probs"]),
+        depth_candidates=first(dump["depth_candidates"]),
+        near=context.near.to(device).float(),
+        far=context.far.to(device).float(),
+        gaussians=gaussians,
+    )

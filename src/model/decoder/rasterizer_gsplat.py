@@ -41,7 +41,6 @@ def rasterize_gsplat(
     d_sh = harmonics.shape[-1]
     viewmat = T_cam_world_from_T_world_cam(T_world_cam.double()).to(means.dtype)
     K_px = denormalize_intrinsics(intrinsics.to(means.dtype), height, width)
-    depth_background = torch.zeros(1, dtype=means.dtype, device=means.device)
     colors, alphas, _ = rasterization(
         means,
         None,  # quats: unused when covars is given
@@ -57,7 +56,8 @@ def rasterize_gsplat(
         eps2d=LOW_PASS_PX2,
         sh_degree=math.isqrt(d_sh) - 1,
         packed=False,
-        backgrounds=torch.cat((background.to(means), depth_background))[None],
+        # RGB only: with render_mode="RGB+ED" gsplat appends the zero depth channel itself.
+        backgrounds=background.to(means)[None],
         render_mode="RGB+ED",
         rasterize_mode="classic",
         covars=covariances,

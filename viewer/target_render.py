@@ -1,0 +1,352 @@
+"""The predicted Gaussians rendered at the target views (with PSNR) and at any viewer camera.
+
+Convention
+----------
+* Rendering follows the official DepthSplat decoder: black background, and Gaussians culled only
+  when their camera z is at most ``0.2 * near`` (3DGS's fixed 0.2 after the decoder rescales the
+  scene by ``1 / near``); nothing is culled far away. ``near`` is the context views' near plane.
+* Target views are rendered at their own image size and intrinsics; PSNR is
+  :func:`src.model.decoder.render.psnr` of the clamped images, per view, and ``mean_psnr`` is
+  the plain mean over the rendered views, as the official evaluation averages them.
+* Viewer cameras (:func:`camera_from_viser`) use viser's convention, which is OpenCV like ours:
+  ``client.camera.wxyz`` is the rotation ``R_world_camera`` (columns = camera +X right, +Y down,
+  +Z forward in the world), ``position`` the camera centre, ``fov`` the *vertical* field of view
+  in radians, ``aspect`` width / height. The viser world is the user's frame when the scene root
+  carries ``world_from_model`` (as ``viewer/app.py`` does); pass it to get model-frame cameras.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from viewer.panels import (
+    CELL_MARGIN_IN,
+    DEFAULT_DPI,
+    IMAGE_WIDTH_FRACTION,
+    PANEL_WIDTH_IN,
+    TITLE_HEIGHT_IN,
+    TITLE_TOP_IN,
+    _symmetric_limit,
+)
+
+if TYPE_CHECKING:
+    from src.dataset.types import SceneViews
+    from src.model.decoder.render import Backend
+    from src.model.types import Gaussians, Prediction
+
+OFFICIAL_NEAR_FACTOR = 0.2  # the official decoder culls camera z <= 0.2 * near
+NO_FAR_PLANE = 1e10  # "never cull far": gsplat's own default far plane, finite for its kernels
+TARGET_COLUMNS = ("rendered", "GT", "|rendered - GT| (mean over RGB)")
+ERROR_FLOOR = 1e-3  # smallest error colour range, so an exact render does not show noise
+
+
+class CameraInputError(ValueError):
+    """A viewer camera that cannot be turned into a pinhole camera."""
+
+
+@dataclass
+class TargetRenders:
+    """The Gaussians rendered at (a selection of) the scene's target views, model frame."""
+
+    index: Tensor  # [T] frame indices in the source scene
+    color: Tensor  # [T, 3, H, W] float in [0, 1], black background
+    gt: Tensor  # [T, 3, H, W] float in [0, 1], the target images
+    depth: Tensor  # [T, H, W] expected z-depth of what is seen (model units), 0 where nothing
+    alpha: Tensor  # [T, H, W] accumulated opacity
+    psnr: Tensor  # [T] dB
+    mean_psnr: float
+
+    @property
+    def num_views(self) -> int:
+        return int(self.color.shape[0])
+
+
+def target_render_unavailable(scene: SceneViews, prediction: Prediction) -> str | None:
+    """Why target views cannot be rendered (a sentence for the user), or None if they can."""
+    if prediction.gaussians is None:
+        return "the model predicts depth only (no Gaussians), so there is nothing to render"
+    if scene.target is None or scene.target.num_views == 0:
+        return "the scene has no target views (only context views were selected)"
+    return None
+
+
+def select_views(num_views: int, max_views: int | None) -> list[int]:
+    """At most ``max_views`` of ``num_views`` indices, evenly spread, first and last included."""
+    if max_views is None or num_views <= max_views:
+        return list(range(num_views))
+    if max_views <= 0:
+        return []
+    if max_views == 1:
+        return [0]
+    step = (num_views - 1) / (max_views - 1)
+    return sorted({round(i * step) for i in range(max_views)})
+
+
+def render_target_views(
+    scene: SceneViews,
+    prediction: Prediction,
+    *,
+    backend: Backend = "auto",
+    max_views: int | None = None,
+) -> TargetRenders | None:
+    """Render ``prediction.gaussians`` at the target views and score them against the GT images.
+
+    Args:
+        scene: the scene whose ``target`` views (images, normalized intrinsics, ``T_world_cam``
+            in the model frame) are rendered, at the target image size.
+        prediction: the model's prediction; its Gaussians (B = 1) are rendered.
+        backend: ``"auto"`` (gsplat on CUDA when installed, else the PyTorch rasterizer),
+            ``"torch"`` or ``"gsplat"``.
+        max_views: render at most this many target views, evenly spread (None: all). CPU
+            rendering costs about a second per 256x256 view.
+
+    Returns:
+        :class:`TargetRenders`, or None when :func:`target_render_unavailable` gives a reason
+        (depth-only model, or no target views).
+    """
+    from src.model.decoder.render import psnr, render_gaussians
+
+    if target_render_unavailable(scene, prediction) is not None:
+        return None
+    gaussians = prediction.gaussians
+    target = scene.target
+    assert gaussians is not None and target is not None
+    chosen = select_views(target.num_views, max_views)
+    if not chosen:
+        return None
+    picked = torch.tensor(chosen, dtype=torch.long)
+    device, dtype = gaussians.means.device, gaussians.means.dtype
+    near = OFFICIAL_NEAR_FACTOR * float(scene.context.near.min())
+    output = render_gaussians(
+        gaussians,
+        target.intrinsics[picked][None].to(device=device, dtype=dtype),  # [1, T, 3, 3]
+        target.extrinsics[picked][None].to(device=device, dtype=dtype),  # [1, T, 4, 4]
+        target.image_shape,
+        near=near,
+        far=NO_FAR_PLANE,
+        background=torch.zeros(3),
+        backend=backend,
+    )
+    color = output.color[0].detach().float().cpu().clamp(0.0, 1.0)  # [T, 3, H, W]
+    gt = target.image[picked].float().cpu()  # [T, 3, H, W]
+    scores = psnr(color, gt)  # [T]
+    return TargetRenders(
+        index=target.index[picked].cpu(),
+        color=color,
+        gt=gt,
+        depth=output.depth[0].detach().float().cpu(),
+        alpha=output.alpha[0].detach().float().cpu(),
+        psnr=scores,
+        mean_psnr=float(scores.mean()),
+    )
+
+
+# --- any camera ---------------------------------------------------------------------------------
+
+
+def model_camera_from_world(T_world_cam: Tensor, world_from_model: Tensor | None) -> Tensor:
+    """``T_model_cam`` ``[4, 4]`` float64 of a camera posed in the user's (viser) world.
+
+    ``world_from_model`` ``[4, 4]`` is the similarity ``x -> s R x + t`` of
+    ``SceneViews.world_from_model``; the camera's axes turn back by ``R^T`` and its centre maps
+    through the inverse similarity, so the result stays a rigid camera-to-world matrix.
+    """
+    T = torch.as_tensor(T_world_cam, dtype=torch.float64)
+    if world_from_model is None:
+        return T.clone()
+    M = torch.as_tensor(world_from_model, dtype=torch.float64)
+    scale = float(torch.linalg.det(M[:3, :3])) ** (1.0 / 3.0)
+    R = M[:3, :3] / scale
+    T_model_cam = torch.eye(4, dtype=torch.float64)
+    T_model_cam[:3, :3] = R.T @ T[:3, :3]
+    T_model_cam[:3, 3] = R.T @ (T[:3, 3] - M[:3, 3]) / scale
+    return T_model_cam
+
+
+def camera_from_viser(
+    wxyz: Sequence[float] | np.ndarray,
+    position: Sequence[float] | np.ndarray,
+    fov: float,
+    aspect: float,
+    height: int,
+    world_from_model: Tensor | None = None,
+) -> tuple[Tensor, Tensor, tuple[int, int]]:
+    """A viser client camera as ``(K [3, 3] normalized, T_world_cam [4, 4], (H, W))``, float64.
+
+    Args:
+        wxyz, position: ``client.camera.wxyz`` (``R_world_camera``, OpenCV axes) and
+            ``client.camera.position`` in viser's world.
+        fov: ``client.camera.fov``, the vertical field of view in radians.
+        aspect: ``client.camera.aspect`` (width / height).
+        height: rows of the image to render; the width is ``round(height * aspect)``.
+        world_from_model: the scene root's similarity, if the viewer applies one; the returned
+            ``T_world_cam`` is then in the model frame (the Gaussians' frame).
+
+    Square pixels, principal point at the image centre.
+    """
+    from src.geometry.transforms import quaternion_xyzw_to_matrix, wxyz_to_xyzw
+
+    if not (0.0 < fov < math.pi) or not aspect > 0 or height < 1:
+        raise CameraInputError(
+            f"a viewer camera needs 0 < fov < pi (radians), aspect > 0 and height >= 1; got "
+            f"fov={fov}, aspect={aspect}, height={height}. Pass client.camera.fov, "
+            "client.camera.aspect and a positive render height."
+        )
+    width = max(1, round(height * aspect))
+    fy = 0.5 / math.tan(0.5 * fov)  # fraction of the height
+    fx = fy * height / width  # the same focal length in pixels, as a fraction of the width
+    K = torch.tensor([[fx, 0.0, 0.5], [0.0, fy, 0.5], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    q = torch.as_tensor(np.asarray(wxyz, dtype=np.float64))
+    T = torch.eye(4, dtype=torch.float64)
+    # eps=0: viewer poses are unit quaternions; the default eps would bend them by ~1e-8.
+    T[:3, :3] = quaternion_xyzw_to_matrix(wxyz_to_xyzw(q / q.norm()), eps=0.0)
+    T[:3, 3] = torch.as_tensor(np.asarray(position, dtype=np.float64))
+    return K, model_camera_from_world(T, world_from_model), (height, width)
+
+
+def render_at_camera(
+    gaussians: Gaussians,
+    intrinsics: Tensor,  # [3, 3] normalized
+    T_world_cam: Tensor,  # [4, 4] camera-to-world in the Gaussians' frame
+    image_shape: tuple[int, int],
+    near: float,
+    far: float,
+    *,
+    backend: Backend = "auto",
+) -> np.ndarray:
+    """Render the Gaussians (B = 1) at one camera on a black background: ``[H, W, 3]`` uint8.
+
+    ``near``/``far`` are the culling planes passed to the rasterizer as they are; to match the
+    target renders use ``OFFICIAL_NEAR_FACTOR * context near`` and :data:`NO_FAR_PLANE`.
+    """
+    from src.model.decoder.render import render_gaussians
+
+    if gaussians.means.shape[0] != 1:
+        raise CameraInputError(
+            f"render_at_camera renders one scene's Gaussians (batch 1), got batch "
+            f"{gaussians.means.shape[0]}; pass prediction.gaussians."
+        )
+    device, dtype = gaussians.means.device, gaussians.means.dtype
+    K = torch.as_tensor(intrinsics).to(device=device, dtype=dtype)
+    T = torch.as_tensor(T_world_cam).to(device=device, dtype=dtype)
+    output = render_gaussians(gaussians, K[None, None], T[None, None], image_shape, near=near,
+                              far=far, background=torch.zeros(3), backend=backend)  # fmt: skip
+    return to_uint8(output.color[0, 0])
+
+
+def render_viewer_camera(
+    scene: SceneViews,
+    prediction: Prediction,
+    wxyz: Sequence[float] | np.ndarray,
+    position: Sequence[float] | np.ndarray,
+    fov: float,
+    aspect: float,
+    height: int,
+    *,
+    backend: Backend = "auto",
+) -> np.ndarray | None:
+    """The Gaussians seen from a viser client camera, ``[H, W, 3]`` uint8, or None without them.
+
+    The one call the GUI needs: the viser pose (user frame, ``scene.world_from_model`` applied
+    by the scene root) goes back to the model frame, and culling follows the target renders
+    (``0.2 * context near``, no far plane). ``height`` sets the cost: CPU rendering takes about
+    a second per 256 x 256 image, so render small and off the GUI thread.
+    """
+    if prediction.gaussians is None:
+        return None
+    K, T_model_cam, shape = camera_from_viser(wxyz, position, fov, aspect, height,
+                                              world_from_model=scene.world_from_model)  # fmt: skip
+    near = OFFICIAL_NEAR_FACTOR * float(scene.context.near.min())
+    return render_at_camera(prediction.gaussians, K, T_model_cam, shape, near, NO_FAR_PLANE,
+                            backend=backend)  # fmt: skip
+
+
+def to_uint8(color: Tensor) -> np.ndarray:
+    """``[3, H, W]`` float in [0, 1] -> ``[H, W, 3]`` uint8 (rounded, clamped)."""
+    image = color.detach().float().cpu().clamp(0.0, 1.0).permute(1, 2, 0)
+    return (image * 255.0).round().to(torch.uint8).numpy()
+
+
+# --- targets.png --------------------------------------------------------------------------------
+
+
+def target_figure_size(
+    num_views: int, height: int, width: int, dpi: int = DEFAULT_DPI
+) -> tuple[int, int]:
+    """``(width_px, height_px)`` of :func:`target_panels_png` for ``num_views`` views of H x W."""
+    fig_w, fig_h = _figure_inches(num_views, height, width)
+    return round(fig_w * dpi), round(fig_h * dpi)
+
+
+def _figure_inches(num_views: int, height: int, width: int) -> tuple[float, float]:
+    image_height_in = IMAGE_WIDTH_FRACTION * PANEL_WIDTH_IN * height / width
+    return len(TARGET_COLUMNS) * PANEL_WIDTH_IN, num_views * (image_height_in + TITLE_HEIGHT_IN)
+
+
+def target_panels_png(renders: TargetRenders, *, dpi: int = DEFAULT_DPI) -> bytes:
+    """PNG bytes: per target view one row -- rendered | GT | ``|rendered - GT|`` heat map.
+
+    The rendered panel's title carries the frame index and PSNR. The error (mean absolute
+    difference over RGB) shares one colour range across rows, so rows compare; its size is
+    :func:`target_figure_size`. Drawn on a bare matplotlib ``Figure`` (Agg), like ``panels.png``.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+    num_views, _, height, width = renders.color.shape
+    fig_w, fig_h = _figure_inches(num_views, height, width)
+    figure = Figure(figsize=(fig_w, fig_h), dpi=dpi)
+    image_w = IMAGE_WIDTH_FRACTION * PANEL_WIDTH_IN
+    image_h = image_w * height / width
+
+    def cell(row: int, column: int, title: str):
+        """Image axes and colorbar axes of one panel at a fixed place (same grid as panels.png)."""
+        bottom = fig_h - (row * (image_h + TITLE_HEIGHT_IN) + TITLE_TOP_IN) - image_h
+        left = column * PANEL_WIDTH_IN + CELL_MARGIN_IN
+        ax = figure.add_axes((left / fig_w, bottom / fig_h, image_w / fig_w, image_h / fig_h))
+        bar_left = left + image_w + CELL_MARGIN_IN
+        bar = figure.add_axes((bar_left / fig_w, bottom / fig_h, 0.1 / fig_w, image_h / fig_h))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=8)
+        return ax, bar
+
+    error = (renders.color - renders.gt).abs().mean(dim=1).numpy()  # [T, H, W]
+    limit = _symmetric_limit(error, floor=ERROR_FLOOR)
+    for row in range(num_views):
+        frame = int(renders.index[row])
+        score = float(renders.psnr[row])
+        ax, bar = cell(row, 0, f"frame {frame}: rendered, PSNR {score:.2f} dB")
+        ax.imshow(renders.color[row].permute(1, 2, 0).numpy())
+        bar.set_visible(False)
+        ax, bar = cell(row, 1, f"frame {frame}: {TARGET_COLUMNS[1]}")
+        ax.imshow(renders.gt[row].clamp(0, 1).permute(1, 2, 0).numpy())
+        bar.set_visible(False)
+        ax, bar = cell(row, 2, f"frame {frame}: {TARGET_COLUMNS[2]}")
+        image = ax.imshow(error[row], cmap="magma", vmin=0.0, vmax=limit)
+        figure.colorbar(image, cax=bar)
+        bar.yaxis.set_major_locator(MaxNLocator(5))
+        bar.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+        bar.tick_params(labelsize=7)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def target_metrics(renders: TargetRenders) -> dict:
+    """The ``targets`` entry of ``metrics.json``: frame indices, per-view and mean PSNR."""
+    return {
+        "index": [int(i) for i in renders.index.tolist()],
+        "psnr": [float(p) for p in renders.psnr.tolist()],
+        "mean_psnr": renders.mean_psnr,
+        "psnr_definition": "-10 log10(MSE) of the clamped [0, 1] images over all pixels and RGB; "
+        "black background; mean_psnr is the mean over the rendered views",
+    }

@@ -1,0 +1,182 @@
+"""Viewer benchmark: time to a ready scene, unprojection throughput, bytes per point, memory.
+
+Cases
+  small: 2 context views at 256x256 through the real pipeline -- ``load_scene("synthetic:0")``,
+         a randomly initialised *reduced-width* DepthSplat (``tests/viewer_scenes.py``
+         ``tiny_checkpoint`` widths, 256x256 input; timings are not those of a released model),
+         ``build_layers``, then the viewer app on a live viser server.
+  large: 6 context views at 512x960 with a *synthetic* Prediction (the model on CPU would take
+         minutes): the synthetic scene's GT depth is the final depth, the coarse inverse depth
+         is the truth minus a smooth residual.
+
+Run: ``python bench/viewer.py [--case small|large|both]``. Prints one table; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import socket
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+
+def rss_mib() -> float:
+    """Peak resident set size of this process so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def settings(views: int, height: int, width: int):
+    from src.dataset.preprocess import PreprocessSettings
+
+    return PreprocessSettings(image_shape=(height, width), near=0.5, far=100.0,
+                              num_context_views=views)  # fmt: skip
+
+
+def synthetic_prediction(scene):
+    """A Prediction with exact final depth (the GT) and a known smooth residual."""
+    import torch
+
+    from src.model.types import Prediction
+
+    ctx = scene.context
+    V = ctx.num_views
+    H, W = ctx.image_shape
+    gt = ctx.depth.clamp(min=0.5, max=100.0)  # [V, H, W]
+    u = torch.linspace(-1, 1, W)[None, None, :]
+    residual = 0.01 * u * torch.linspace(0.5, 1.5, V)[:, None, None]  # [V, 1, W]
+    residual = residual.expand(V, H, W).contiguous()
+    h, w = H // 4, W // 4
+    return Prediction(
+        coarse_inv_depth=1.0 / gt - residual,
+        mono_inv_residual=residual,
+        final_depth=gt,
+        match_prob=torch.rand(V, h, w),
+        match_probs=torch.rand(V, 2, h, w),
+        depth_candidates=torch.rand(V, 2, h, w),
+        near=ctx.near,
+        far=ctx.far,
+    )
+
+
+def bytes_per_point(server) -> tuple[int, int]:
+    """(points, serialized bytes) of every point cloud in the server's outgoing buffer."""
+    import msgspec
+    from viser import _messages
+
+    buffer = server._websock_server._broadcast_buffer
+    points = size = 0
+    with buffer.buffer_lock:
+        messages = list(buffer.message_from_id.values())
+    for message in messages:
+        if isinstance(message, _messages.PointCloudMessage):
+            points += message.props.points.shape[0]
+            size += len(msgspec.msgpack.encode(message.as_serializable_dict()))
+    return points, size
+
+
+def run_case(name: str, views: int, height: int, width: int, use_model: bool) -> dict:
+    import viser
+
+    from src.dataset import load_scene
+    from viewer.app import ViewerApp
+    from viewer.layers import build_layers
+    from viewer.pipeline import run_prediction
+
+    gc.collect()
+    start = time.perf_counter()
+    scene = load_scene("synthetic:0", settings=settings(views, height, width),
+                       context=list(range(0, 4 * views, 4)))  # fmt: skip
+    t_scene = time.perf_counter() - start
+    if use_model:
+        from viewer_scenes import tiny_checkpoint
+
+        from src.model import load_model, predict
+
+        model = load_model(tiny_checkpoint(), config=None)
+        def predict_fn(views):
+            return predict(model, views.context)
+
+        source = "tiny random-weight model"
+    else:
+        predict_fn = synthetic_prediction
+        source = "synthetic Prediction"
+    loaded = run_prediction(scene, predict_fn)
+    # Unprojection throughput, measured on its own (coarse + final + GT maps).
+    reps = 3
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        build_layers(scene, loaded.prediction)
+    t_unproject = (time.perf_counter() - t0) / reps
+    pixels = views * height * width * (3 if scene.context.depth is not None else 2)
+
+    server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
+    app = ViewerApp(server, scene_specs=["synthetic:0"])
+    tracemalloc.start()  # only here: it slows every allocation (numpy buffers are traced)
+    t0 = time.perf_counter()
+    app.show(loaded)
+    t_show = time.perf_counter() - t0
+    ready = time.perf_counter() - start
+    points, size = bytes_per_point(server)
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    # Memory across scene switches: show the same-sized scene again several times.
+    rss = [current_rss_mib()]
+    for _ in range(4):
+        app.show(run_prediction(scene, predict_fn))
+        gc.collect()
+        rss.append(current_rss_mib())
+    server.stop()
+    return {
+        "case": f"{name}: {views} views {height}x{width} ({source})",
+        "scene ready (s)": f"{ready:.2f}",
+        "  load_scene / predict / show (s)":
+            f"{t_scene:.2f} / {loaded.seconds['predict']:.2f} / {t_show:.2f}",
+        "unprojection (Mpx/s)": f"{pixels / t_unproject / 1e6:.1f}",
+        "points sent (default budget)": f"{points:,}",
+        "bytes per point (msgpack)": f"{size / max(points, 1):.2f}",
+        "tracemalloc peak in show (MiB)": f"{traced_peak / 2**20:.0f}",
+        "ru_maxrss so far (MiB)": f"{rss_mib():.0f}",
+        "RSS over 5 scene switches (MiB)": " ".join(f"{r:.0f}" for r in rss),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=("small", "large", "both"), default="both")
+    args = parser.parse_args()
+    rows = []
+    if args.case in ("small", "both"):
+        rows.append(run_case("small", 2, 256, 256, use_model=True))
+    if args.case in ("large", "both"):
+        rows.append(run_case("large", 6, 512, 960, use_model=False))
+    for row in rows:
+        print()
+        for key, value in row.items():
+            print(f"{key:<36} {value}")
+
+
+if __name__ == "__main__":
+    main()

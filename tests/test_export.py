@@ -1,0 +1,349 @@
+"""``viewer.export`` on the hand-built tilted-plane scene with a non-trivial ``world_from_model``.
+
+About 25-35 s on 2 cores (eight small exports; matplotlib and open3d imports dominate). Every
+expected value is recomputed here with float64 numpy (brute-force nearest neighbours for
+Chamfer) from the scene's own arrays and the similarity, independently of ``viewer/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from analysis_scenes import GT_HOLE, HEIGHT, WIDTH, build_case, depth_points, similarity
+from plyfile import PlyData
+
+from viewer.export import EXPORT_FILES, ExportExistsError, export_scene, main
+from viewer.layers import build_layers
+from viewer.panels import panel_figure_size
+
+SCALE = 2.0
+VIEWS = 3
+
+
+@pytest.fixture(scope="module")
+def case():
+    return build_case((1.0, 1.1, 1.0), clamp_pixels=True, world_from_model=similarity(SCALE))
+
+
+@pytest.fixture(scope="module")
+def exported(case, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "plane"
+    layers = build_layers(case.scene, case.prediction)
+    result = export_scene(out, case.scene, case.prediction, layers)
+    return out, result
+
+
+def _to_user(points: np.ndarray) -> np.ndarray:
+    A = similarity(SCALE)
+    return points @ A[:3, :3].T + A[:3, 3]
+
+
+def _expected(case) -> dict[str, np.ndarray]:
+    """Per-pixel expected values ``[V, H, W, ...]`` in the user's units, numpy float64."""
+    prediction = case.prediction
+    final = prediction.final_depth.double().numpy()
+    near, far = prediction.near.numpy()[:, None, None], prediction.far.numpy()[:, None, None]
+    coarse = 1.0 / np.clip(prediction.coarse_inv_depth.double().numpy(), 1.0 / far, 1.0 / near)
+    f = WIDTH // prediction.match_prob.shape[-1]
+    confidence = prediction.match_prob.numpy().repeat(f, axis=1).repeat(f, axis=2)
+    gt = case.scene.context.depth.double().numpy()
+    image = case.scene.context.image.numpy().transpose(0, 2, 3, 1)
+    grid = np.arange(VIEWS), np.arange(HEIGHT), np.arange(WIDTH)
+    view, row, col = np.meshgrid(*grid, indexing="ij")
+
+    def points(depth):
+        per_view = [depth_points(depth[i], case.K[i], case.T[i]) for i in range(VIEWS)]
+        return _to_user(np.stack(per_view))
+
+    return {
+        "final_points": points(final), "coarse_points": points(coarse), "gt_points": points(gt),
+        "final": SCALE * final, "coarse": SCALE * coarse, "gt": SCALE * gt,
+        "residual": SCALE * (final - coarse),
+        "residual_inv": prediction.mono_inv_residual.double().numpy() / SCALE,
+        "confidence": confidence,
+        "rgb": (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8),
+        "view": view, "u": col, "v": row,
+    }  # fmt: skip
+
+
+def _read_all(path: Path) -> dict[str, np.ndarray]:
+    """The file read by plyfile, open3d (tensor API) and trimesh; asserts they agree."""
+    import open3d as o3d
+    import trimesh
+
+    vertex = PlyData.read(str(path))["vertex"].data
+    by_plyfile = {name: np.asarray(vertex[name]) for name in vertex.dtype.names}
+    cloud = o3d.t.io.read_point_cloud(str(path))
+    mesh = trimesh.load(str(path), process=False)
+    xyz = np.stack([by_plyfile[a] for a in "xyz"], axis=-1)
+    rgb = np.stack([by_plyfile[c] for c in ("red", "green", "blue")], axis=-1)
+    np.testing.assert_array_equal(cloud.point.positions.numpy(), xyz)
+    np.testing.assert_array_equal(cloud.point.colors.numpy(), rgb)
+    np.testing.assert_array_equal(np.asarray(mesh.vertices, dtype=np.float32), xyz)
+    np.testing.assert_array_equal(np.asarray(mesh.colors)[:, :3], rgb)
+    raw = mesh.metadata["_ply_raw"]["vertex"]["data"]
+    for name, values in by_plyfile.items():
+        if name in ("x", "y", "z", "red", "green", "blue"):
+            continue
+        np.testing.assert_array_equal(cloud.point[name].numpy()[:, 0], values)
+        np.testing.assert_array_equal(np.asarray(raw[name]).reshape(-1), values)
+    return by_plyfile
+
+
+def test_point_plys_read_back_identically_with_three_readers(case, exported):
+    out, _ = exported
+    expected = _expected(case)
+    all_pixels = np.ones((VIEWS, HEIGHT, WIDTH), dtype=bool)
+    has_gt = expected["gt"] > 0
+    assert has_gt[GT_HOLE].sum() == 0 and has_gt.sum() == all_pixels.sum() - 20
+    layouts = {
+        "coarse.ply": ("coarse_points", all_pixels, {"depth": "coarse",
+                                                     "confidence": "confidence"}),
+        "final.ply": ("final_points", all_pixels, {"depth": "final", "confidence": "confidence"}),
+        "gt.ply": ("gt_points", has_gt, {"depth": "gt"}),
+        "residual.ply": ("final_points", all_pixels, {
+            "residual": "residual", "residual_inv": "residual_inv", "confidence": "confidence",
+            "coarse_depth": "coarse", "final_depth": "final"}),
+    }  # fmt: skip
+    for name, (points_key, mask, scalars) in layouts.items():
+        data = _read_all(out / name)
+        xyz = np.stack([data[a] for a in "xyz"], axis=-1)
+        assert xyz.dtype == np.float32 and len(xyz) == mask.sum()
+        np.testing.assert_allclose(xyz, expected[points_key][mask], atol=2e-4, rtol=1e-5)
+        rgb = np.stack([data[c] for c in ("red", "green", "blue")], axis=-1)
+        assert rgb.dtype == np.uint8
+        np.testing.assert_array_equal(rgb, expected["rgb"][mask])
+        for key in ("view", "u", "v"):
+            assert data[key].dtype == np.int32
+            np.testing.assert_array_equal(data[key], expected[key][mask])
+        for prop, key in scalars.items():
+            assert data[prop].dtype == np.float32, (name, prop)
+            np.testing.assert_allclose(data[prop], expected[key][mask], rtol=2e-5, atol=1e-6)
+
+
+def test_comparison_ply_has_coarse_and_final_in_two_colours(case, exported):
+    out, _ = exported
+    expected = _expected(case)
+    data = _read_all(out / "comparison.ply")
+    n = VIEWS * HEIGHT * WIDTH
+    np.testing.assert_array_equal(data["layer"], np.repeat([0, 1], n))
+    rgb = np.stack([data[c] for c in ("red", "green", "blue")], axis=-1)
+    assert (rgb[:n] == (33, 102, 172)).all() and (rgb[n:] == (230, 120, 20)).all()
+    xyz = np.stack([data[a] for a in "xyz"], axis=-1)
+    np.testing.assert_allclose(xyz[:n], expected["coarse_points"].reshape(-1, 3), atol=2e-4)
+    np.testing.assert_allclose(xyz[n:], expected["final_points"].reshape(-1, 3), atol=2e-4)
+
+
+def test_gaussians_ply_round_trips_in_user_frame(case, exported):
+    from src.geometry.transforms import rotate_sh
+    from src.io.ply import read_gaussians_ply
+
+    out, _ = exported
+    model = case.prediction.gaussians
+    read = read_gaussians_ply(out / "gaussians.ply")
+    A = similarity(SCALE)
+    R = A[:3, :3] / SCALE
+    np.testing.assert_allclose(read.means[0].numpy(), _to_user(model.means[0].double().numpy()),
+                               atol=2e-4)  # fmt: skip
+    cov = model.covariances[0].double().numpy()
+    expected_cov = SCALE**2 * np.einsum("ij,njk,lk->nil", R, cov, R)
+    np.testing.assert_allclose(read.covariances[0].numpy(), expected_cov, rtol=1e-3, atol=1e-8)
+    # The DC colour is rotation-invariant; higher bands turn with the frame, as the model does.
+    harmonics = read.harmonics[0].numpy()
+    np.testing.assert_allclose(harmonics[..., 0], model.harmonics[0, ..., 0].numpy(), atol=1e-6)
+    rotated = rotate_sh(model.harmonics[0].double(), torch.from_numpy(R)).numpy()
+    np.testing.assert_allclose(harmonics, rotated, atol=1e-5)
+    assert not np.allclose(harmonics[..., 1:], model.harmonics[0, ..., 1:].numpy(), atol=1e-3)
+    np.testing.assert_allclose(read.opacities[0].numpy(), model.opacities[0].numpy(), atol=1e-5)
+
+
+def test_metrics_json_matches_recomputed_values(case, exported):
+    out, result = exported
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result.metrics))
+    expected = _expected(case)
+    assert metrics["units"]["scale_from_model"] == pytest.approx(SCALE)
+    assert metrics["scene"]["far"] == pytest.approx([40.0] * VIEWS)
+    # GT metrics in user units: RMSE scales with the similarity, AbsRel and delta do not.
+    gt, has_gt = expected["gt"], expected["gt"] > 0
+    for layer in ("coarse", "final"):
+        d, g = expected[layer][has_gt], gt[has_gt]
+        overall = metrics["gt"][layer]["overall"]
+        assert overall["abs_rel"] == pytest.approx(np.mean(np.abs(d - g) / g), rel=1e-6)
+        assert overall["rmse"] == pytest.approx(np.sqrt(np.mean((d - g) ** 2)), rel=1e-6)
+        assert overall["delta"] == pytest.approx(np.mean(np.maximum(d / g, g / d) < 1.25))
+    assert metrics["gt"]["final"]["per_view"][1]["abs_rel"] == pytest.approx(0.1, rel=1e-5)
+    # Chamfer distances by brute force (all pairs, numpy), in user units.
+    coarse = expected["coarse_points"].reshape(-1, 3)
+    final = expected["final_points"].reshape(-1, 3)
+    distances = np.linalg.norm(coarse[:, None, :] - final[None, :, :], axis=-1)  # [N, N]
+    a_to_b, b_to_a = distances.min(axis=1), distances.min(axis=0)
+    chamfer = metrics["chamfer"]["coarse_vs_final"]
+    assert chamfer["a_to_b_mean"] == pytest.approx(a_to_b.mean(), rel=1e-4)
+    assert chamfer["b_to_a_mean"] == pytest.approx(b_to_a.mean(), rel=1e-4)
+    assert chamfer["chamfer"] == pytest.approx(0.5 * (a_to_b.mean() + b_to_a.mean()), rel=1e-4)
+    assert set(metrics["chamfer"]) == {"coarse_vs_final", "coarse_vs_gt", "final_vs_gt"}
+    # Clamps: exactly two pixels of view 2 (near and far); shares over all pixels.
+    assert metrics["clamp"]["final_at_far_share"] == pytest.approx(1.0 / (VIEWS * HEIGHT * WIDTH))
+    per_view_near = metrics["clamp"]["per_view_final_at_near_share"]
+    assert per_view_near == pytest.approx([0, 0, 1 / (HEIGHT * WIDTH)])
+    # Consistency is unit-free: view 0 against the 1.1x view 1 is 1/11 everywhere they overlap.
+    pair = metrics["consistency"]["final"]["pairs"]["0->1"]
+    assert pair["mean_rel_error"] == pytest.approx(1.0 / 11.0, rel=1e-4)
+    assert pair["inconsistent_share"] == 1.0
+    assert metrics["consistency"]["final"]["threshold"] == 0.05
+    n = VIEWS * HEIGHT * WIDTH
+    assert metrics["point_counts"] == {"coarse.ply": n, "final.ply": n, "residual.ply": n,
+                                       "comparison.ply": 2 * n, "gt.ply": n - 20,
+                                       "gaussians.ply": n}  # fmt: skip
+    assert sorted(metrics["files"]) == sorted(EXPORT_FILES)
+    # Cost-volume peakedness: max probability and entropy / log(D), recomputed in numpy.
+    probs = case.prediction.match_probs.double().numpy()  # [V, D, h, w]
+    entropy = -(probs * np.log(probs)).sum(axis=1) / np.log(probs.shape[1])
+    cost = metrics["cost_volume"]
+    assert cost["candidates"] == probs.shape[1] and cost["feature_shape"] == [6, 8]
+    assert cost["mean_max_probability"] == pytest.approx(probs.max(axis=1).mean(), rel=1e-9)
+    assert cost["mean_normalized_entropy"] == pytest.approx(entropy.mean(), rel=1e-9)
+    # Gaussian scale statistics in user units: the largest linear scale times the similarity's.
+    scales = case.prediction.gaussians.scales[0].double().max(-1).values.numpy() * SCALE
+    assert metrics["gaussians"]["scale"]["mean"] == pytest.approx(scales.mean(), rel=1e-4)
+    opacity = case.prediction.gaussians.opacities[0].double().numpy()
+    low_share = metrics["gaussians"]["below_0.05_opacity_share"]
+    assert low_share == pytest.approx(np.mean(opacity < 0.05))
+
+
+def test_panels_png_and_scene_html(exported):
+    from PIL import Image
+
+    out, _ = exported
+    with Image.open(out / "panels.png") as image:
+        # 5 columns of 3 in; rows of 0.76 * 3 * 24 / 32 + 0.6 = 2.31 in; 100 dpi.
+        assert image.size == (1500, 693) == panel_figure_size(VIEWS, HEIGHT, WIDTH)
+        pixels = np.asarray(image.convert("RGB"))
+        assert pixels.std() > 20  # not a blank canvas
+    html = (out / "scene.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html>")
+    assert "__VISER_EMBED_DATA__" in html  # the scene travels inside the file
+    assert "ws://" not in html and "127.0.0.1" not in html  # no server needed
+
+
+def test_existing_export_is_not_overwritten_without_flag(case, tmp_path):
+    layers = build_layers(case.scene, case.prediction)
+    out = tmp_path / "scene"
+    export_scene(out, case.scene, case.prediction, layers)
+    before = (out / "metrics.json").read_bytes()
+    with pytest.raises(ExportExistsError, match="--overwrite"):
+        export_scene(out, case.scene, case.prediction, layers)
+    assert (out / "metrics.json").read_bytes() == before
+    # With overwrite, a scene without GT replaces everything and leaves no stale gt.ply.
+    no_gt = build_case((1.0, 1.0, 1.0))
+    no_gt.scene.context.depth = None
+    layers_no_gt = build_layers(no_gt.scene, no_gt.prediction)
+    result = export_scene(out, no_gt.scene, no_gt.prediction, layers_no_gt, overwrite=True)
+    assert not (out / "gt.ply").exists() and "gt" not in result.metrics
+    assert sorted(p.name for p in out.iterdir()) == sorted(set(EXPORT_FILES) - {"gt.ply"})
+    assert (out / "metrics.json").read_bytes() != before
+
+
+class _FakeSession:
+    """Stands in for ``viewer.pipeline.ModelSession``: the plane case for every spec."""
+
+    loads: list[str] = []  # noqa: RUF012 -- the test resets and reads it
+
+    def __init__(self, options, progress=None) -> None:
+        self.options = options
+
+    def load(self, spec, progress=None):
+        from src.dataset.errors import SceneError
+        from viewer.pipeline import LoadedScene
+
+        _FakeSession.loads.append(spec)
+        if spec == "missing":
+            raise SceneError("scene key 'missing' is not in the index")
+        built = build_case((1.0, 1.0, 1.0))
+        if progress is not None:
+            progress("loaded", 1.0)
+        layers = build_layers(built.scene, built.prediction)
+        return LoadedScene(scene=built.scene, prediction=built.prediction, layers=layers)
+
+
+def test_main_exports_several_scenes_with_one_model(tmp_path, monkeypatch, capsys):
+    import viewer.pipeline
+
+    monkeypatch.setattr(viewer.pipeline, "ModelSession", _FakeSession)
+    _FakeSession.loads = []
+    ckpt = tmp_path / "model.pth"
+    ckpt.write_bytes(b"not read by the fake session")
+    out = tmp_path / "out"
+    args = ["--ckpt", str(ckpt), "--scene", "re10k/abc", "--scene", "missing", "--out", str(out)]
+    assert main(args) == 1  # one scene failed, the other was written
+    assert _FakeSession.loads == ["re10k/abc", "missing"]
+    assert (out / "re10k_abc" / "metrics.json").is_file()
+    assert not (out / "missing").exists()
+    assert "missing" in capsys.readouterr().err
+    # Re-running into the same folder is refused before any work, with exit status 2.
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert "already holds export files" in capsys.readouterr().err
+    single = tmp_path / "single"
+    assert main(["--ckpt", str(ckpt), "--scene", "re10k/abc", "--out", str(single)]) == 0
+    assert (single / "final.ply").is_file()  # one scene: straight into --out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scene", "a", "--out", "X"], "--ckpt"),
+        (["--ckpt", "CKPT", "--scene", "a"], "--out"),
+        (["--ckpt", "CKPT", "--out", "X"], "no scene given"),
+        (["--ckpt", "nope.pth", "--scene", "a", "--out", "X"], "does not exist"),
+        (["--ckpt", "CKPT", "--all-from-index", "--out", "X"], "--index"),
+    ],
+)
+def test_main_rejects_bad_input_clearly(tmp_path, capsys, args, message):
+    ckpt = tmp_path / "model.pth"
+    ckpt.write_bytes(b"x")
+    args = [str(ckpt) if a == "CKPT" else str(tmp_path / a) if a == "X" else a for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_all_from_index_exports_the_evaluated_keys(tmp_path, monkeypatch):
+    import viewer.pipeline
+
+    monkeypatch.setattr(viewer.pipeline, "ModelSession", _FakeSession)
+    _FakeSession.loads = []
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"k1": {"context": [0, 5], "target": [2]}, "skipped": None,
+                                 "k2": {"context": [1, 4], "target": [3]}}))  # fmt: skip
+    ckpt = tmp_path / "model.pth"
+    ckpt.write_bytes(b"x")
+    out = tmp_path / "out"
+    args = ["--ckpt", str(ckpt), "--index", str(index), "--all-from-index", "--out", str(out)]
+    assert main(args) == 0
+    assert _FakeSession.loads == ["k1", "k2"]
+    assert sorted(p.name for p in out.iterdir()) == ["k1", "k2"]
+
+
+def test_export_archive_zips_the_same_files(case, exported):
+    import io
+    import zipfile
+
+    from viewer.export import export_archive
+
+    out, result = exported
+    layers = build_layers(case.scene, case.prediction)
+    name, data = export_archive(case.scene, case.prediction, layers)
+    assert name == "plane_test_export.zip"
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = sorted(archive.namelist())
+        assert names == sorted(f"plane_test/{f}" for f in EXPORT_FILES)
+        assert archive.read("plane_test/final.ply") == (out / "final.ply").read_bytes()
+        assert json.loads(archive.read("plane_test/metrics.json")) == result.metrics

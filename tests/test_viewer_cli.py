@@ -1,0 +1,135 @@
+"""The ``dsviewer`` command line: help, bad input (as a subprocess), port choice."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from viewer import cli
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "viewer.cli", *args], cwd=REPO_ROOT, env=env, capture_output=True,
+        text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *phrases: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    message = result.stderr[result.stderr.index("dsviewer: error: "):]  # after any progress
+    assert message.count("\n") <= 1  # one paragraph, last in the output
+    for phrase in phrases:
+        assert phrase in message, result.stderr
+
+
+def test_help_lists_options_without_heavy_imports():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for option in ("--ckpt", "--scene", "--data-root", "--index", "--context", "--target",
+                   "--device", "--host", "--port", "--config", "--demo", "dsviewer export"):  # fmt: skip
+        assert option in result.stdout, option
+    probe = (
+        "import sys; from viewer.cli import parse; parse(['--ckpt', 'x', '--scene', 'y']); "
+        "print(sorted(m for m in ('torch', 'viser', 'open3d', 'src.model') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=60, check=False)  # fmt: skip
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_options_parse_repeatable_roots_and_views():
+    options = cli.parse(["--ckpt", "m.pth", "--scene", "k", "--data-root", "a", "--data-root", "b",
+                         "--context", "0", "5", "--target", "2", "3", "--device", "cpu"])  # fmt: skip
+    assert options.data_root == [Path("a"), Path("b")]
+    assert options.context == [0, 5] and options.target == [2, 3]
+    assert options.host == "127.0.0.1" and options.port is None
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    result = run_cli("--ckpt", str(tmp_path / "nope.pth"), "--scene", "synthetic:0")
+    assert_clean_error(result, "nope.pth does not exist")
+
+
+def test_missing_scene_option_is_a_clear_error(tmp_path):
+    ckpt = tmp_path / "m.pth"
+    ckpt.write_bytes(b"")
+    assert_clean_error(run_cli("--ckpt", str(ckpt)), "--scene is required")
+
+
+def test_demo_without_assets_is_a_clear_error(monkeypatch, tmp_path):
+    from viewer import assets
+
+    monkeypatch.setattr(assets, "DEMO_DIR", tmp_path / "demo")
+    with pytest.raises(FileNotFoundError, match="demo file .* is missing"):
+        cli.check_inputs(cli.parse(["--demo"]))
+
+
+def test_explicit_port_in_use_is_a_clear_error(tmp_path):
+    ckpt = tmp_path / "m.pth"
+    ckpt.write_bytes(b"")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("--ckpt", str(ckpt), "--scene", "synthetic:0", "--port", str(port))
+    assert_clean_error(result, f"port {port} is already in use")
+
+
+def test_default_port_moves_to_the_next_free_one(monkeypatch):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setattr(cli, "DEFAULT_PORT", port)
+        chosen = cli.choose_port("127.0.0.1", None)
+    assert chosen > port and chosen - port < cli.PORT_SEARCH
+
+
+def test_remote_hint_mentions_an_ssh_tunnel(monkeypatch):
+    monkeypatch.setenv("SSH_CONNECTION", "10.0.0.2 5555 10.0.0.1 22")
+    hint = cli.access_hint("127.0.0.1", 8081)
+    assert "http://127.0.0.1:8081" in hint and "ssh -N -L 8081:127.0.0.1:8081" in hint
+
+
+@pytest.mark.slow
+def test_unknown_scene_and_bad_checkpoint_are_clear_errors(tmp_path, capsys):
+    from viewer_scenes import tiny_checkpoint
+
+    try:
+        ckpt = tiny_checkpoint()
+    except Exception as error:  # noqa: BLE001 -- the model code may still be in progress
+        pytest.skip(f"cannot build a tiny checkpoint yet: {error}")
+    result = run_cli("--ckpt", str(ckpt), "--scene", "no-such-scene-key")
+    assert_clean_error(result, "no-such-scene-key")
+    # In-process (torch is loaded already): a file that is not a checkpoint.
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    assert cli.main(["--ckpt", str(junk), "--scene", "synthetic:0"]) == 2
+    err = capsys.readouterr().err
+    assert "dsviewer: error: " in err and "junk.pth" in err and "Traceback" not in err
+    import torch
+
+    if not torch.cuda.is_available():  # asking for a GPU that is not there
+        assert cli.main(["--ckpt", str(ckpt), "--scene", "synthetic:0", "--device", "cuda"]) == 2
+        assert "sees no CUDA device" in capsys.readouterr().err
+
+
+def test_export_subcommand_is_dispatched(monkeypatch):
+    import types
+
+    calls = []
+    fake = types.ModuleType("viewer.export")
+    fake.main = lambda argv: calls.append(list(argv)) or 0
+    monkeypatch.setitem(sys.modules, "viewer.export", fake)
+    assert cli.main(["export", "--ckpt", "m.pth", "--out", "d"]) == 0
+    assert calls == [["--ckpt", "m.pth", "--out", "d"]]

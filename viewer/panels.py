@@ -1,0 +1,132 @@
+"""``panels.png``: one row per context view -- image, coarse depth, residual, final depth, GT error.
+
+Rendered with matplotlib's Agg backend (no display needed). The figure has a fixed size that
+:func:`panel_figure_size` states, so callers and tests know the pixel size in advance.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+
+from viewer.layers import Layers
+
+COLUMNS = ("image", "coarse depth", "residual (final - coarse)", "final depth",
+           "GT error (final - gt) / gt")  # fmt: skip
+PANEL_WIDTH_IN = 3.0  # inches per column
+TITLE_HEIGHT_IN = 0.6  # inches per row for titles and tick labels
+TITLE_TOP_IN = 0.3  # space above each image for its title
+IMAGE_WIDTH_FRACTION = 0.76  # of a column; the rest holds the colorbar and its tick labels
+CELL_MARGIN_IN = 0.05
+DEFAULT_DPI = 100
+GT_ERROR_FLOOR = 1e-3  # smallest GT-error colour range: float noise on exact depth stays white
+
+
+def panel_figure_size(
+    num_views: int, height: int, width: int, dpi: int = DEFAULT_DPI
+) -> tuple[int, int]:
+    """``(width_px, height_px)`` of the panels figure for ``num_views`` views of ``H x W``."""
+    fig_w, fig_h = _figure_inches(num_views, height, width)
+    return round(fig_w * dpi), round(fig_h * dpi)
+
+
+def _figure_inches(num_views: int, height: int, width: int) -> tuple[float, float]:
+    image_height_in = IMAGE_WIDTH_FRACTION * PANEL_WIDTH_IN * height / width
+    return len(COLUMNS) * PANEL_WIDTH_IN, num_views * (image_height_in + TITLE_HEIGHT_IN)
+
+
+def _robust_range(*maps: np.ndarray) -> tuple[float, float]:
+    values = np.concatenate([m[np.isfinite(m)].ravel() for m in maps])
+    if values.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(values, [2.0, 98.0])
+    return float(low), float(high) if high > low else float(low) + 1e-6
+
+
+def _symmetric_limit(values: np.ndarray, floor: float = 0.0) -> float:
+    """The 98th percentile of ``|values|``, at least ``floor`` (so rounding noise stays white)."""
+    finite = np.abs(values[np.isfinite(values)])
+    if finite.size == 0:
+        return max(floor, 1.0)
+    limit = max(float(np.percentile(finite, 98.0)), floor)
+    return limit if limit > 0 else float(finite.max()) or 1.0
+
+
+def render_panels(
+    layers: Layers,
+    gt_error: torch.Tensor | None = None,
+    *,
+    dpi: int = DEFAULT_DPI,
+    depth_unit: str = "",
+) -> bytes:
+    """PNG bytes of the panels figure.
+
+    Args:
+        layers: the scene's layers (depths in the units to display).
+        gt_error: ``[V, H, W]`` signed relative error of the final depth (NaN where unknown), or
+            None; without it the last column says so.
+        dpi: resolution; the size is :func:`panel_figure_size`.
+        depth_unit: appended to the depth and residual titles, e.g. ``"m"``.
+    """
+    # A bare Figure (no pyplot): no global backend state; savefig renders PNG with Agg.
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+    num_views, height, width = layers.final_depth.shape
+    fig_w, fig_h = _figure_inches(num_views, height, width)
+    figure = Figure(figsize=(fig_w, fig_h), dpi=dpi)
+    unit = f" [{depth_unit}]" if depth_unit else ""
+
+    def cell(view: int, column: int):
+        """Image axes and colorbar axes of one panel, placed by hand (fixed, fast layout)."""
+        image_w = IMAGE_WIDTH_FRACTION * PANEL_WIDTH_IN
+        image_h = image_w * height / width
+        row_top = view * (image_h + TITLE_HEIGHT_IN) + TITLE_TOP_IN
+        left = column * PANEL_WIDTH_IN + CELL_MARGIN_IN
+        bottom = fig_h - row_top - image_h
+        ax = figure.add_axes((left / fig_w, bottom / fig_h, image_w / fig_w, image_h / fig_h))
+        bar_left = left + image_w + CELL_MARGIN_IN
+        bar = figure.add_axes((bar_left / fig_w, bottom / fig_h, 0.1 / fig_w, image_h / fig_h))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        title = COLUMNS[column] + (unit if column in (1, 2, 3) else "")
+        ax.set_title(f"view {view}: {title}", fontsize=8)
+        return ax, bar
+
+    def colorbar(image, bar) -> None:
+        figure.colorbar(image, cax=bar)
+        bar.yaxis.set_major_locator(MaxNLocator(5))
+        bar.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))  # short labels fit the cell
+        bar.tick_params(labelsize=7)
+
+    for view in range(num_views):
+        coarse = layers.coarse_depth[view].numpy()
+        final = layers.final_depth[view].numpy()
+        residual = layers.residual_metric[view].numpy()
+        ax, bar = cell(view, 0)
+        ax.imshow(layers.rgb[view].numpy())
+        bar.set_visible(False)
+        low, high = _robust_range(coarse, final)  # one range so the two depths compare
+        for column, depth in ((1, coarse), (3, final)):
+            ax, bar = cell(view, column)
+            colorbar(ax.imshow(depth, cmap="viridis", vmin=low, vmax=high), bar)
+        ax, bar = cell(view, 2)
+        limit = _symmetric_limit(residual)
+        image = ax.imshow(residual, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        colorbar(image, bar)
+        ax, bar = cell(view, 4)
+        if gt_error is not None:
+            error = np.ma.masked_invalid(gt_error[view].numpy())
+            limit = _symmetric_limit(gt_error[view].numpy(), floor=GT_ERROR_FLOOR)
+            no_gt_grey = colormaps["RdBu_r"].with_extremes(bad="0.6")  # unknown GT: grey
+            image = ax.imshow(error, cmap=no_gt_grey, vmin=-limit, vmax=limit)
+            colorbar(image, bar)
+        else:
+            bar.set_visible(False)
+            ax.text(0.5, 0.5, "no GT depth", ha="center", va="center", transform=ax.transAxes)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()

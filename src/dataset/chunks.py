@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from src.io.atomic import atomic_write
 
 from .errors import CameraFormatError, ChunkFormatError, MissingRootError, UnknownSceneKeyError
 
@@ -125,29 +125,21 @@ def read_chunk(path: Path) -> list[ChunkExample]:
     return [example_from_dict(entry, str(path)) for entry in raw]
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_chunk(path: Path, examples: Sequence[ChunkExample]) -> None:
     """Write examples as one chunk, atomically (temp file in the same folder, then rename)."""
     data = [example.to_dict() for example in examples]
-    _atomic_write(Path(path), lambda handle: torch.save(data, handle))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as handle:
+        torch.save(data, handle)
 
 
 def write_index(root: Path, index: dict[str, str]) -> Path:
     """Write ``root/index.json`` (key -> chunk file name relative to ``root``), atomically."""
     path = Path(root) / INDEX_NAME
     text = json.dumps(dict(sorted(index.items())), indent=1).encode()
-    _atomic_write(path, lambda handle: handle.write(text))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as handle:
+        handle.write(text)
     return path
 
 

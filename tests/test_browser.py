@@ -176,7 +176,11 @@ def test_clicking_a_point_fills_the_inspector_and_renders_at_the_camera(browser,
     """A real click in the WebGL canvas -> the server picks the nearest shown point -> the
     Inspector folder in the page shows that pixel; then "Render at my camera" renders the
     Gaussians at this page's camera."""
+    from viewer_scenes import make_loaded
+
     app, url = viewer
+    app.show(make_loaded(2, 48, 64))  # small: its analysis and CPU render take little time
+    app.controls.layer_toggles["final"].value = True
     page = open_page(browser, url)
     rendered_screenshot(page)
     assert app.wait_idle(60)  # the analysis of the shown scene is done

@@ -482,9 +482,11 @@ class ViewerApp:
             image = self._analysis_legend(mode)
         else:  # rgb and residual: the residual layer's legend
             if unit == "inverse":
-                lim, label = s.ranges.residual_limit / k, "mono residual (inverse depth)"
+                # The sign means opposite things in the two units; the label says which.
+                lim = s.ranges.residual_limit / k
+                label = "inverse-depth residual (+ red: pulled nearer)"
             else:
-                lim, label = k * s.ranges.residual_limit, "final - coarse depth"
+                lim, label = k * s.ranges.residual_limit, "final - coarse depth (+ red: farther)"
             image = colormaps.colorbar_image("diverging", -lim, lim, label)
         self.controls.colorbar.image = image
         self.controls.statistics.content = statistics_markdown(

@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         from viewer.export import main as export_main
 
         return int(export_main(argv[1:]) or 0)
+    if not argv:  # a bare `dsviewer` opens the bundled demo
+        argv = ["--demo"]
     options = parse(argv)
     try:
         return serve(options)

@@ -10,6 +10,15 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The reference's golden cases (shared/reference/case_<name>.json), in the README's order.
+GOLDEN_CASES = (
+    "a_small_2v_64x64",
+    "b_base_3v_64x112",
+    "c_small_5v_64x128",
+    "d_depthbase_4v_64x96",
+    "e_base_u4l8_3v_64x128",
+)
+
 
 def reference_dir() -> Path:
     """``shared/reference`` beside the checkout (CI and developer layout), or $DSVIEWER_REFERENCE."""

@@ -17,14 +17,8 @@ from src.model.encoder.dinov2 import ViTConfig
 from src.model.encoder.unimatch.mv_unimatch import DepthPredictorInputError, MultiViewUniMatch
 from src.model.weight_recipe import load_manifest, recipe_state_dict
 from tests._intermediates import pick, record_intermediates
+from tests.conftest import GOLDEN_CASES as CASES
 
-CASES = [
-    "a_small_2v_64x64",
-    "b_base_3v_64x112",
-    "c_small_5v_64x128",
-    "d_depthbase_4v_64x96",
-    "e_base_u4l8_3v_64x128",
-]
 GS_PREFIX = "encoder.depth_predictor."
 
 

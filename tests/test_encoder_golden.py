@@ -16,14 +16,8 @@ import torch
 from src.model import load_model
 from src.model.encoder.common.gaussian_adapter import GaussianAdapter
 from src.model.weight_recipe import load_manifest, recipe_state_dict
+from tests.conftest import GOLDEN_CASES as CASES
 
-CASES = [
-    "a_small_2v_64x64",
-    "b_base_3v_64x112",
-    "c_small_5v_64x128",
-    "d_depthbase_4v_64x96",
-    "e_base_u4l8_3v_64x128",
-]
 GAUSSIAN_KEYS = ("means", "covariances", "harmonics", "opacities", "scales", "rotations")
 
 

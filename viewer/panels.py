@@ -28,13 +28,16 @@ def panel_figure_size(
     num_views: int, height: int, width: int, dpi: int = DEFAULT_DPI
 ) -> tuple[int, int]:
     """``(width_px, height_px)`` of the panels figure for ``num_views`` views of ``H x W``."""
-    fig_w, fig_h = _figure_inches(num_views, height, width)
+    fig_w, fig_h = figure_inches(len(COLUMNS), num_views, height, width)
     return round(fig_w * dpi), round(fig_h * dpi)
 
 
-def _figure_inches(num_views: int, height: int, width: int) -> tuple[float, float]:
+def figure_inches(
+    num_columns: int, num_views: int, height: int, width: int
+) -> tuple[float, float]:
+    """Size in inches of a grid of ``num_views`` rows by ``num_columns`` panels of ``H x W``."""
     image_height_in = IMAGE_WIDTH_FRACTION * PANEL_WIDTH_IN * height / width
-    return len(COLUMNS) * PANEL_WIDTH_IN, num_views * (image_height_in + TITLE_HEIGHT_IN)
+    return num_columns * PANEL_WIDTH_IN, num_views * (image_height_in + TITLE_HEIGHT_IN)
 
 
 def _robust_range(*maps: np.ndarray) -> tuple[float, float]:
@@ -76,7 +79,7 @@ def render_panels(
     from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
     num_views, height, width = layers.final_depth.shape
-    fig_w, fig_h = _figure_inches(num_views, height, width)
+    fig_w, fig_h = figure_inches(len(COLUMNS), num_views, height, width)
     figure = Figure(figsize=(fig_w, fig_h), dpi=dpi)
     unit = f" [{depth_unit}]" if depth_unit else ""
 

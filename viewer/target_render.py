@@ -35,6 +35,7 @@ from viewer.panels import (
     TITLE_HEIGHT_IN,
     TITLE_TOP_IN,
     _symmetric_limit,
+    figure_inches,
 )
 
 if TYPE_CHECKING:
@@ -282,13 +283,8 @@ def target_figure_size(
     num_views: int, height: int, width: int, dpi: int = DEFAULT_DPI
 ) -> tuple[int, int]:
     """``(width_px, height_px)`` of :func:`target_panels_png` for ``num_views`` views of H x W."""
-    fig_w, fig_h = _figure_inches(num_views, height, width)
+    fig_w, fig_h = figure_inches(len(TARGET_COLUMNS), num_views, height, width)
     return round(fig_w * dpi), round(fig_h * dpi)
-
-
-def _figure_inches(num_views: int, height: int, width: int) -> tuple[float, float]:
-    image_height_in = IMAGE_WIDTH_FRACTION * PANEL_WIDTH_IN * height / width
-    return len(TARGET_COLUMNS) * PANEL_WIDTH_IN, num_views * (image_height_in + TITLE_HEIGHT_IN)
 
 
 def target_panels_png(renders: TargetRenders, *, dpi: int = DEFAULT_DPI) -> bytes:
@@ -302,7 +298,7 @@ def target_panels_png(renders: TargetRenders, *, dpi: int = DEFAULT_DPI) -> byte
     from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
     num_views, _, height, width = renders.color.shape
-    fig_w, fig_h = _figure_inches(num_views, height, width)
+    fig_w, fig_h = figure_inches(len(TARGET_COLUMNS), num_views, height, width)
     figure = Figure(figsize=(fig_w, fig_h), dpi=dpi)
     image_w = IMAGE_WIDTH_FRACTION * PANEL_WIDTH_IN
     image_h = image_w * height / width

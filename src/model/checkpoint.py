@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +24,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from src.io.atomic import atomic_write
 
 from .config import ConfigError, DepthSplatConfig, config_path, load_config
 from .encoder.encoder_depthsplat import EncoderDepthSplat, EncoderOutput
@@ -378,17 +378,11 @@ def save_checkpoint(model: DepthSplat, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config_dict = model.config.to_dict()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as handle:
         if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
+            from safetensors.torch import save
 
-            save_file(state, tmp_name, metadata={CONFIG_ENTRY: json.dumps(config_dict)})
+            handle.write(save(state, metadata={CONFIG_ENTRY: json.dumps(config_dict)}))
         else:
-            torch.save({"state_dict": state, CONFIG_ENTRY: config_dict}, tmp_name)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+            torch.save({"state_dict": state, CONFIG_ENTRY: config_dict}, handle)
     return path

@@ -168,18 +168,19 @@ def cameras_to_user(extrinsics: Tensor, scale: float, R: Tensor, t: Tensor) -> T
 def gaussians_to_user(gaussians: Gaussians, scale: float, R: Tensor, t: Tensor) -> Gaussians:
     """Gaussians under ``x -> s R x + t``: covariances ``s^2 R C R^T``, SH rotated by ``R``.
 
-    The SH rotation is the one the model applies to bring its camera-frame harmonics to the
-    world (:func:`src.geometry.transforms.rotate_sh`), so the result equals what the model would
-    have produced with the cameras given in the user's frame. Camera-frame ``scales`` grow by
-    ``s``; camera-frame ``rotations_xyzw`` are unchanged.
+    The SH turn in the 3DGS basis the renderers evaluate, so the exported Gaussians render
+    exactly as the in-memory ones when the cameras move with them. (The model's own e3nn-style
+    ``rotate_sh`` is not a rotation of that basis; DepthSplat is not equivariant there, and an
+    export must keep what was shown.) Camera-frame ``scales`` grow by ``s``; camera-frame
+    ``rotations_xyzw`` are unchanged.
     """
-    from src.geometry.transforms import rotate_sh
+    from src.model.decoder.sh import rotate_sh_3dgs
 
     dtype = gaussians.means.dtype
     Rf = R.to(dtype)
     harmonics = gaussians.harmonics
     if not torch.allclose(R, torch.eye(3, dtype=R.dtype), atol=1e-12):
-        harmonics = rotate_sh(harmonics.double(), R[None, None, None]).to(harmonics.dtype)
+        harmonics = rotate_sh_3dgs(harmonics, R)
     return replace(
         gaussians,
         means=(gaussians.means.double() @ (scale * R).T + t).to(dtype),

@@ -110,3 +110,50 @@ def sh_to_rgb(harmonics: Tensor, directions: Tensor) -> Tensor:
 def rgb_to_sh_dc(rgb: Tensor) -> Tensor:
     """The degree-0 coefficient that renders as ``rgb`` (inverse of the DC term)."""
     return (rgb - 0.5) / SH_C0
+
+
+def _fibonacci_directions(count: int) -> Tensor:
+    """``[count, 3]`` unit vectors spread evenly over the sphere (float64)."""
+    i = torch.arange(count, dtype=torch.float64) + 0.5
+    z = 1.0 - 2.0 * i / count
+    radius = (1.0 - z * z).sqrt()
+    angle = math.pi * (3.0 - math.sqrt(5.0)) * i
+    return torch.stack((radius * angle.cos(), radius * angle.sin(), z), dim=-1)
+
+
+def sh_rotation_3dgs(rotation: Tensor, degree: int) -> Tensor:
+    """The matrix that rotates coefficients of the 3DGS basis by ``rotation``.
+
+    With ``D = sh_rotation_3dgs(R, degree)`` and ``c' = D c``: ``c' . Y(R d) == c . Y(d)`` for
+    every direction ``d``, i.e. the rotated Gaussians render exactly as before when the scene
+    and the cameras turn together. (The model's own SH rotation, ``rotate_sh`` in
+    ``src/geometry/transforms.py``, follows e3nn's axis convention as the official code does;
+    it is *not* a rotation of this basis, so it must not be used to move rendered Gaussians.)
+
+    Each band is found exactly by evaluating the basis at fixed directions and their rotations
+    (the bands of a real orthonormal SH basis rotate among themselves, orthogonally).
+
+    Args:
+        rotation: ``[..., 3, 3]`` rotation matrices.
+        degree: 0 to 3.
+
+    Returns:
+        ``[..., d_sh, d_sh]`` block-diagonal, float64.
+    """
+    directions = _fibonacci_directions(64)  # [K, 3]
+    basis = sh_basis(directions, degree)  # [K, d_sh]
+    rotated = sh_basis(directions @ rotation.double().transpose(-1, -2), degree)  # [..., K, d_sh]
+    # Y(R d) = D Y(d) for every sample, band by band: D^T = pinv(Y) Y(R d).
+    matrix = torch.zeros((*rotation.shape[:-2], basis.shape[-1], basis.shape[-1]), dtype=torch.float64)
+    for band in range(degree + 1):
+        block = slice(band * band, (band + 1) * (band + 1))
+        solved = torch.linalg.pinv(basis[:, block]) @ rotated[..., :, block]
+        matrix[..., block, block] = solved.transpose(-1, -2)
+    return matrix
+
+
+def rotate_sh_3dgs(harmonics: Tensor, rotation: Tensor) -> Tensor:
+    """``[..., 3, d_sh]`` 3DGS-basis coefficients turned by ``rotation [..., 3, 3]`` (see above)."""
+    matrix = sh_rotation_3dgs(rotation, sh_degree_of(harmonics.shape[-1]))  # [..., d_sh, d_sh]
+    rotated = harmonics.double() @ matrix.transpose(-1, -2)
+    return rotated.to(harmonics.dtype)

@@ -1,4 +1,4 @@
-"""End to end in a real headless Chromium: the dsviewer CLI's server, a tiny model, a page.
+"""End to end in a real headless Chromium: ``dsviewer --demo`` (the bundled model), a page.
 
 The viewer is started through the CLI's own code path (``viewer.cli.parse`` + ``viewer.cli.start``)
 in this process, so the test can look at the server-side handles while Playwright drives the page.
@@ -52,18 +52,16 @@ def browser():
 
 @pytest.fixture(scope="module")
 def viewer():
-    from viewer_scenes import tiny_checkpoint
+    """``dsviewer --demo`` through the CLI's own code path: the bundled model and scenes."""
+    from rich.console import Console
 
     from viewer import cli
 
-    try:
-        ckpt = tiny_checkpoint()
-    except Exception as error:  # noqa: BLE001 -- the model code may still be in progress
-        pytest.skip(f"cannot build a tiny checkpoint: {error}")
     port = free_port()
-    options = cli.parse(["--ckpt", str(ckpt), "--scene", "synthetic:0", "--port", str(port),
-                         "--device", "cpu"])  # fmt: skip
-    server, app = cli.start(options)
+    log = io.StringIO()
+    options = cli.parse(["--demo", "--port", str(port), "--device", "cpu"])
+    server, app = cli.start(options, console=Console(file=log, width=200))
+    assert "Scene ready" in log.getvalue() and f"http://127.0.0.1:{port}" in log.getvalue()
     yield app, f"http://127.0.0.1:{port}"
     server.stop()
 
@@ -97,6 +95,21 @@ def rendered_screenshot(page, timeout: float = 40.0) -> bytes:
         time.sleep(1.0)
 
 
+def look_from_above_right(app) -> None:
+    """Put each page's camera above, right of and behind context camera 0, looking a little to
+    the right of its view centre, so that the scene sits left of the GUI panel."""
+    state = app.state
+    T = state.loaded.scene.context.extrinsics[0].double().numpy()  # camera-to-world (model frame)
+    M = state.loaded.scene.world_from_model.double().numpy()
+    centre, right, down, forward = T[:3, 3], T[:3, 0], T[:3, 1], T[:3, 2]
+    depth = state.median_depth
+    position = centre + depth * (-1.3 * forward + 1.0 * right - 0.7 * down)
+    look_at = centre + depth * (forward + 0.5 * right)
+    for client in app.server.get_clients().values():
+        client.camera.position = M[:3, :3] @ position + M[:3, 3]
+        client.camera.look_at = M[:3, :3] @ look_at + M[:3, 3]
+
+
 def wait_until(condition, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -123,7 +136,14 @@ def test_page_shows_scene_and_controls_and_toggles_a_layer(browser, viewer):
     assert wait_until(lambda: len(app.point_handles.get("residual", [])) == 2)
     page.get_by_label("Final depth", exact=True).click()
     assert wait_until(lambda: app.layer_frames["final"].visible is False)
-    time.sleep(2)  # let the residual colours arrive and render
+    # The README shot: the residual alone, from above and beside the context cameras, without
+    # the target frustums and the "software WebGL" toast.
+    assert app.frustums["target"] and app.frustums["target"][0].visible
+    page.get_by_label("Target cameras", exact=True).click()
+    assert wait_until(lambda: not any(f.visible for f in app.frustums["target"]))
+    page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
+    look_from_above_right(app)
+    time.sleep(2)  # let the residual colours and the camera arrive and render
     residual_png = rendered_screenshot(page)
     target = os.environ.get("DSVIEWER_SCREENSHOT")
     if target:
@@ -134,22 +154,24 @@ def test_page_shows_scene_and_controls_and_toggles_a_layer(browser, viewer):
     share, spread = canvas_stats(residual_png)
     assert share > 0.03 and spread > 10, (share, spread)
 
-    # Switch scenes from the page: the model runs in the worker thread, nothing restarts.
+    # Switch to the next demo scene from the page: the model runs in the worker thread, nothing
+    # restarts.
+    from viewer.assets import demo_scene_keys
+
+    first, second = demo_scene_keys()[:2]
     shown = app.scenes_shown
-    first_source = app.state.loaded.scene.source
+    assert app.state.loaded.scene.key == first
     first_frames = app.state.loaded.scene.context.index.tolist()
-    # Its <label for> is not linked to the input; pin the element (the value attribute changes).
-    spec_box = page.locator("input[value='synthetic:0']").first.element_handle()
-    spec_box.fill("synthetic:1")
-    spec_box.press("Enter")
-    assert wait_until(lambda: app.controls.scene_spec.value == "synthetic:1")
+    # With several specs the scene box is a dropdown (a Mantine Select): open it, pick one.
+    page.locator(f"input[value='{first}']").first.click()
+    page.get_by_role("option", name=second, exact=True).click()
+    assert wait_until(lambda: app.controls.scene_spec.value == second)
     page.get_by_role("button", name="Load scene").click()
     assert wait_until(lambda: app.scenes_shown > shown, timeout=90)
-    assert app.state.loaded.scene.source != first_source
-    assert app.state.loaded.scene.source.endswith("1")
+    assert app.state.loaded.scene.key == second
     assert app.layer_frames["residual"].visible is True  # the layer choice survives the switch
     assert len(app.view_toggles) == len(first_frames)
-    page.get_by_text(app.state.loaded.scene.key, exact=False).first.wait_for(timeout=20_000)
+    page.get_by_text(second, exact=False).first.wait_for(timeout=20_000)
     page.close()
 
 

@@ -26,7 +26,7 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def assert_clean_error(result: subprocess.CompletedProcess, *phrases: str) -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    message = result.stderr[result.stderr.index("dsviewer: error: "):]  # after any progress
+    message = result.stderr[result.stderr.index("dsviewer: error: ") :]  # after any progress
     assert message.count("\n") <= 1  # one paragraph, last in the output
     for phrase in phrases:
         assert phrase in message, result.stderr
@@ -72,6 +72,70 @@ def test_demo_without_assets_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(assets, "DEMO_DIR", tmp_path / "demo")
     with pytest.raises(FileNotFoundError, match="demo file .* is missing"):
         cli.check_inputs(cli.parse(["--demo"]))
+
+
+def test_bare_dsviewer_resolves_to_the_demo(monkeypatch):
+    """No arguments at all: ``main`` serves ``--demo``, i.e. the bundled model on the first demo
+    scene, with the other demo scenes offered in the scene switcher."""
+    from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
+
+    served = []
+    monkeypatch.setattr(cli, "serve", lambda options: served.append(options) or 0)
+    assert cli.main([]) == 0
+    (options,) = served
+    assert options.demo is True
+    options = cli.check_inputs(options)
+    keys = demo_scene_keys()
+    assert len(keys) >= 2
+    assert options.ckpt == demo_checkpoint() and options.ckpt.is_file()
+    assert options.data_root == [demo_data_root()]
+    assert options.scene == keys[0] and options.scenes == keys[1:]
+
+
+@pytest.mark.slow
+def test_bare_dsviewer_serves_the_demo_scene():
+    """``python -m viewer.cli`` with no arguments, as a user would start it: the demo model runs
+    and the page is served at the printed URL (the process is stopped afterwards)."""
+    import re
+    import threading
+    import time
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "viewer.cli"], cwd=REPO_ROOT, env=env, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    lines: list[str] = []  # stderr, read by a thread so that no line waits in a buffer
+
+    def read_stderr() -> None:
+        for line in process.stderr:
+            lines.append(line)  # noqa: PERF402 -- each line must show up as soon as it is read
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and process.poll() is None:
+            if any("Scene ready in" in line for line in list(lines)):
+                break
+            time.sleep(0.2)
+        if process.poll() is not None:  # it stopped: read what it said last
+            reader.join(timeout=5)
+        output = "".join(list(lines))
+        assert "Scene ready in" in output, output
+        assert "dsviewer: error" not in output and "Traceback" not in output
+        url = re.search(r"Open (http://127\.0\.0\.1:\d+) in a browser", output)
+        assert url is not None, output
+        with urllib.request.urlopen(url.group(1), timeout=10) as response:
+            assert response.status == 200 and b"<html" in response.read().lower()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def test_explicit_port_in_use_is_a_clear_error(tmp_path):

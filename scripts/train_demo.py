@@ -1,0 +1,452 @@
+"""Train the bundled demo model: DepthSplat at toy widths, on synthetic scenes with exact depth.
+
+The model is the project's own ``DepthSplat`` built from ``configs/demo/depthsplat-demo-tiny.yaml``
+(so the result loads through ``src.model.load_model``). Each step samples 2 context frames and a
+target frame between them per scene, preprocessed by the viewer's own code
+(``src.dataset.preprocess.preprocess_views``), and minimises
+
+* the relative inverse-depth error of the final depth and of the coarse cost-volume depth
+  against the ray-cast GT (pixels outside ``[near, far]`` ignored), and optionally
+* a photometric loss of the predicted Gaussians rendered into the target view with the
+  project's PyTorch rasterizer (trains opacity, scale and colour of the Gaussian head).
+
+Most steps run at a low resolution; the last ``finetune_steps`` at the config's image shape
+(the resolution the viewer uses for the demo scenes).
+
+    python -m src.dataset.synthetic --out /work/scratch/demo_train/train --scenes 480 \\
+        --frames 12 --height 128 --width 128 --seed 101
+    python scripts/train_demo.py train --data /work/scratch/demo_train/train \\
+        --out /work/scratch/demo_train/run
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from src.dataset.chunks import load_index, read_chunk
+from src.dataset.preprocess import (
+    PreprocessSettings,
+    cameras_to_matrices,
+    decode_image,
+    preprocess_views,
+)
+from src.model.checkpoint import DepthSplat, save_checkpoint
+from src.model.config import DepthSplatConfig, load_config
+from src.model.losses import inverse_depth_loss, photometric_loss, valid_depth_mask
+from src.model.types import Gaussians
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "configs" / "demo" / "depthsplat-demo-tiny.yaml"
+MIN_VALID_SHARE = 0.95  # skip context pairs whose GT leaves [near, far] on more pixels
+
+
+@dataclass
+class TrainArgs:
+    """Train the demo model on synthetic chunks (see the module docstring)."""
+
+    data: Path = Path("/work/scratch/demo_train/train")
+    """Training chunks plus index.json (from ``python -m src.dataset.synthetic``)."""
+    out: Path = Path("/work/scratch/demo_train/run")
+    """Run folder: checkpoints (last.pth, fp32) and log.jsonl."""
+    val_data: Path | None = Path("/work/scratch/demo_train/val")
+    """Held-out chunks for the periodic validation line (None: no validation)."""
+    config: Path = DEMO_CONFIG
+    init: Path | None = None
+    """Start from this checkpoint's weights (e.g. a low-resolution run) instead of random."""
+    steps: int = 600
+    """Steps at ``low_res_shape``."""
+    batch_size: int = 8
+    low_res_shape: tuple[int, int] = (64, 64)
+    finetune_steps: int = 80
+    """Steps at the config's image shape after the low-resolution ones."""
+    finetune_batch_size: int = 2
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 30
+    grad_clip: float = 1.0
+    coarse_weight: float = 1.0
+    """Weight of the coarse (cost-volume) depth term; the final depth term has weight 1."""
+    render_weight: float = 0.0
+    """Weight of the photometric target-view loss (0 = off)."""
+    render_every: int = 2
+    """Render loss on every this-many steps, for the first batch element only (it is slow)."""
+    threads: int = 2
+    seed: int = 0
+    val_every: int = 100
+    max_minutes: float = 55.0
+    """Stop early (saving a checkpoint) past this wall-clock time."""
+
+
+@dataclass
+class TrainScene:
+    """All frames of one scene, preprocessed at one resolution."""
+
+    key: str
+    images: Tensor  # [F, 3, H, W] float16 in [0, 1]
+    intrinsics: Tensor  # [F, 3, 3] normalized
+    extrinsics: Tensor  # [F, 4, 4] T_world_cam
+    depth: Tensor  # [F, H, W] float32 metric GT
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.images.shape[0])
+
+
+def load_scenes(root: Path, settings: PreprocessSettings) -> list[TrainScene]:
+    """Every scene of ``root`` with all its frames through the viewer's preprocessing."""
+    chunk_paths = sorted(set(load_index([root]).values()))
+    scenes = []
+    for chunk_path in chunk_paths:
+        for example in read_chunk(chunk_path):
+            where = f"{example.key} in {chunk_path}"
+            K, T = cameras_to_matrices(example.cameras, where)
+            images = torch.stack(
+                [decode_image(data, where, i) for i, data in enumerate(example.images)]
+            )
+            depth = torch.stack([d.to(torch.float32) for d in example.depths])
+            views = preprocess_views(
+                images, K, T, torch.arange(example.num_frames), settings, depth
+            )
+            assert views.depth is not None
+            scenes.append(
+                TrainScene(example.key, views.image.half(), views.intrinsics, views.extrinsics,
+                           views.depth)
+            )
+    return scenes
+
+
+def sample_views(scene: TrainScene, rng: np.random.Generator) -> tuple[list[int], int]:
+    """Two context frames 3 or more apart (random order) and a target strictly between them."""
+    gap = int(rng.integers(3, scene.num_frames))
+    first = int(rng.integers(0, scene.num_frames - gap))
+    context = [first, first + gap]
+    if rng.random() < 0.5:
+        context.reverse()
+    target = int(rng.integers(min(context) + 1, max(context)))
+    return context, target
+
+
+@dataclass
+class Batch:
+    context: dict[str, Tensor]  # the encoder's input dict, [B, 2, ...]
+    depth: Tensor  # [B, 2, H, W] GT of the context views
+    target_image: Tensor  # [B, 1, 3, H, W]
+    target_intrinsics: Tensor  # [B, 1, 3, 3]
+    target_extrinsics: Tensor  # [B, 1, 4, 4]
+
+
+def make_batch(scenes: list[TrainScene], size: int, rng: np.random.Generator,
+               near: float, far: float) -> Batch:
+    rows = []
+    while len(rows) < size:
+        scene = scenes[int(rng.integers(len(scenes)))]
+        context, target = sample_views(scene, rng)
+        depth = scene.depth[context]
+        valid = valid_depth_mask(depth[None], torch.full((1, 2), near), torch.full((1, 2), far))
+        if valid.float().mean() < MIN_VALID_SHARE:
+            continue  # a camera inside or against an object: not a useful stereo pair
+        rows.append((scene, context, target))
+    images = torch.stack([s.images[c].float() for s, c, _ in rows])
+    return Batch(
+        context={
+            "image": images,
+            "intrinsics": torch.stack([s.intrinsics[c] for s, c, _ in rows]),
+            "extrinsics": torch.stack([s.extrinsics[c] for s, c, _ in rows]),
+            "near": torch.full((size, 2), near),
+            "far": torch.full((size, 2), far),
+        },
+        depth=torch.stack([s.depth[c] for s, c, _ in rows]),
+        target_image=torch.stack([s.images[[t]].float() for s, _, t in rows]),
+        target_intrinsics=torch.stack([s.intrinsics[[t]] for s, _, t in rows]),
+        target_extrinsics=torch.stack([s.extrinsics[[t]] for s, _, t in rows]),
+    )
+
+
+def depth_losses(model: DepthSplat, batch: Batch) -> tuple[dict[str, Tensor], object]:
+    """Forward pass; the final and coarse inverse-depth losses and the encoder output."""
+    dump: dict[str, Tensor] = {}
+    output = model.encoder(batch.context, visualization_dump=dump)
+    mask = valid_depth_mask(batch.depth, batch.context["near"], batch.context["far"])
+    losses = {
+        "final": inverse_depth_loss(1.0 / output.depth, batch.depth, mask),
+        "coarse": inverse_depth_loss(dump["coarse_mv_depth"], batch.depth, mask),
+    }
+    return losses, output
+
+
+def render_loss(gaussians: Gaussians, batch: Batch, config: DepthSplatConfig) -> Tensor:
+    """Photometric loss of batch element 0's Gaussians rendered into its target view."""
+    from src.model.decoder.render import render_gaussians
+
+    first = Gaussians(
+        means=gaussians.means[:1],
+        covariances=gaussians.covariances[:1],
+        harmonics=gaussians.harmonics[:1],
+        opacities=gaussians.opacities[:1],
+    )
+    height, width = batch.target_image.shape[-2:]
+    rendered = render_gaussians(
+        first,
+        batch.target_intrinsics[:1],
+        batch.target_extrinsics[:1],
+        (height, width),
+        near=0.2 * config.near,  # the official decoder's culling: only just in front
+        far=1e4,
+        backend="torch",
+    )
+    return photometric_loss(rendered.color, batch.target_image[:1])
+
+
+def learning_rate(step: int, total: int, args: TrainArgs) -> float:
+    """Linear warm-up, then cosine decay to 2% of the peak."""
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    progress = (step - args.warmup_steps) / max(total - args.warmup_steps, 1)
+    return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def validate(model: DepthSplat, batch: Batch) -> dict[str, float]:
+    """AbsRel of the final and coarse depth on a fixed held-out batch."""
+    from src.model.losses import abs_rel
+
+    model.eval()
+    dump: dict[str, Tensor] = {}
+    output = model.encoder(batch.context, visualization_dump=dump)
+    model.train()
+    mask = valid_depth_mask(batch.depth, batch.context["near"], batch.context["far"])
+    return {
+        "val_abs_rel_final": float(abs_rel(output.depth, batch.depth, mask)),
+        "val_abs_rel_coarse": float(abs_rel(1.0 / dump["coarse_mv_depth"], batch.depth, mask)),
+    }
+
+
+def train(args: TrainArgs) -> Path:
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    config = load_config(args.config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "args.json").write_text(json.dumps(_jsonable(vars(args)), indent=2) + "\n")
+
+    def settings(shape: tuple[int, int]) -> PreprocessSettings:
+        return PreprocessSettings(image_shape=shape, near=config.near, far=config.far,
+                                  patch_multiple=config.shim_patch)
+
+    start = time.perf_counter()
+    low = load_scenes(args.data, settings(args.low_res_shape)) if args.steps else []
+    high = load_scenes(args.data, settings(config.image_shape)) if args.finetune_steps else []
+    val_batch = None
+    if args.val_data is not None:
+        val_scenes = load_scenes(args.val_data, settings(args.low_res_shape))
+        val_batch = make_batch(val_scenes, 8, np.random.default_rng(12345), config.near,
+                               config.far)
+    print(f"loaded {max(len(low), len(high))} training scenes in {time.perf_counter() - start:.1f} s")
+
+    model = DepthSplat(config)
+    if args.init is not None:
+        from src.model import load_model
+
+        model.load_state_dict(load_model(args.init, config=config).state_dict())
+    model.train()
+    num_params = sum(p.numel() for p in model.parameters())
+    print(f"model {config.architecture}: {num_params / 1e6:.2f} M parameters")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    total = args.steps + args.finetune_steps
+    log_path = args.out / "log.jsonl"
+    log_file = log_path.open("w")
+    start = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+               "{task.total}"), TimeElapsedColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[status]}"))
+    with Progress(*columns) as progress:
+        task = progress.add_task("training", total=total, status="")
+        for step in range(total):
+            finetune = step >= args.steps
+            scenes = high if finetune else low
+            size = args.finetune_batch_size if finetune else args.batch_size
+            batch = make_batch(scenes, size, rng, config.near, config.far)
+            lr = learning_rate(step, total, args)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            losses, output = depth_losses(model, batch)
+            loss = losses["final"] + args.coarse_weight * losses["coarse"]
+            if args.render_weight > 0 and step % args.render_every == 0:
+                losses["render"] = render_loss(output.gaussians, batch, config)
+                loss = loss + args.render_weight * losses["render"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            optimizer.step()
+
+            record = {"step": step, "lr": lr, "loss": float(loss.detach()), "grad_norm": float(grad_norm),
+                      "seconds": time.perf_counter() - start,
+                      "shape": list(batch.depth.shape[-2:])}
+            record.update({k: float(v.detach()) for k, v in losses.items()})
+            last = step == total - 1
+            out_of_time = record["seconds"] > args.max_minutes * 60
+            if val_batch is not None and (step % args.val_every == 0 or last or out_of_time):
+                record.update(validate(model, val_batch))
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            status = (f"loss {record['loss']:.3f} final {record['final']:.3f} "
+                      f"coarse {record['coarse']:.3f}")
+            if "render" in record:
+                status += f" render {record['render']:.3f}"
+            if "val_abs_rel_final" in record:
+                status += (f" | val AbsRel final {record['val_abs_rel_final']:.3f} "
+                           f"coarse {record['val_abs_rel_coarse']:.3f}")
+            progress.update(task, advance=1, status=status)
+            if step % args.val_every == 0 or last or out_of_time:
+                save_checkpoint(model, args.out / "last.pth")
+            if out_of_time:
+                print(f"stopping at step {step}: past {args.max_minutes} minutes")
+                break
+    log_file.close()
+    print(f"trained {step + 1} steps in {(time.perf_counter() - start) / 60:.1f} min; "
+          f"checkpoint {args.out / 'last.pth'}, log {log_path}")
+    return args.out / "last.pth"
+
+
+def _jsonable(values: dict) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+
+
+# --- shipping -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ShipArgs:
+    """Put a trained run into viewer/assets/demo: fp16 checkpoint, demo scenes, demo.json."""
+
+    run: Path = Path("/work/scratch/demo_train/run")
+    """A training run folder (last.pth, log.jsonl, args.json)."""
+    assets: Path = REPO / "viewer" / "assets" / "demo"
+    metrics: Path | None = None
+    """JSON written by ``scripts/eval_demo.py --json`` (held-out metrics) to include."""
+    scene_seed: int = 7
+    num_scenes: int = 3
+    scene_frames: int = 8
+    scene_shape: tuple[int, int] | None = None
+    """(H, W) of the demo scenes; default: the checkpoint config's image shape."""
+
+
+def write_demo_scenes(folder: Path, seed: int, count: int, frames: int,
+                      shape: tuple[int, int], near: float, far: float) -> list[str]:
+    """Render synthetic scenes ``(seed, 0), (seed, 1), ...`` and write the first ``count`` that
+    make a good stereo demo as one chunk: GT depth inside ``[near, far]`` on (nearly) every
+    pixel, and a baseline between the first and last frame (the default context pair) that is
+    mostly sideways (at least twice its forward component), as in the usual two-view setting."""
+    from src.dataset.chunks import write_chunk, write_index
+    from src.dataset.preprocess import cameras_to_matrices
+    from src.dataset.synthetic import render_example
+
+    examples = []
+    scene = 0
+    while len(examples) < count:
+        example = render_example(seed, scene, frames, *shape)
+        scene += 1
+        depth = torch.stack(example.depths)
+        _, T_world_cam = cameras_to_matrices(example.cameras, example.key)
+        offset = T_world_cam[0, :3, :3].T @ (T_world_cam[-1, :3, 3] - T_world_cam[0, :3, 3])
+        sideways = offset[0].abs() >= 2 * offset[2].abs()  # in the first camera's frame
+        if ((depth >= near) & (depth <= far)).float().mean() > 0.999 and sideways:
+            examples.append(example)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_chunk(folder / "000000.torch", examples)
+    write_index(folder, {example.key: "000000.torch" for example in examples})
+    return [example.key for example in examples]
+
+
+def training_summary(run: Path) -> dict:
+    """Steps, wall time and the loss curve (means over stretches of steps) of a run."""
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    stretch = max(len(records) // 10, 1)
+    curve = []
+    for first in range(0, len(records), stretch):
+        part = records[first : first + stretch]
+        curve.append({
+            "steps": [part[0]["step"], part[-1]["step"]],
+            "shape": part[-1]["shape"],
+            **{k: sum(r[k] for r in part) / len(part) for k in ("loss", "final", "coarse")},
+        })
+    validation = [{k: r[k] for k in ("step", "val_abs_rel_final", "val_abs_rel_coarse")}
+                  for r in records if "val_abs_rel_final" in r]
+    args = json.loads((run / "args.json").read_text()) if (run / "args.json").is_file() else {}
+    return {"steps": len(records), "minutes": records[-1]["seconds"] / 60, "args": args,
+            "loss_curve": curve, "validation": validation}
+
+
+def training_stages(run: Path) -> list[dict]:
+    """Summaries of ``run`` and the runs it was initialised from (``--init``), oldest first."""
+    stages = [training_summary(run)]
+    while (init := stages[0]["args"].get("init")) and (Path(init).parent / "log.jsonl").is_file():
+        stages.insert(0, training_summary(Path(init).parent))
+    return stages
+
+
+def ship(args: ShipArgs) -> None:
+    from src.model import load_model
+    from viewer.assets import CHECKPOINT_NAME, INFO_NAME, SCENES_DIR_NAME
+
+    torch.manual_seed(0)
+    model = load_model(args.run / "last.pth")
+    config = model.config
+    checkpoint = save_checkpoint(model.half(), args.assets / CHECKPOINT_NAME)
+    shape = args.scene_shape or config.image_shape
+    keys = write_demo_scenes(args.assets / SCENES_DIR_NAME, args.scene_seed, args.num_scenes,
+                             args.scene_frames, shape, config.near, config.far)
+    info = {
+        "checkpoint": CHECKPOINT_NAME,
+        "architecture": config.architecture,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "config": config.to_dict(),
+        "preprocess": {"image_shape": list(config.image_shape), "near": config.near,
+                       "far": config.far, "patch_multiple": config.shim_patch,
+                       "num_context_views": config.num_context_views},
+        "scenes": {"keys": keys, "seed": args.scene_seed, "frames": args.scene_frames,
+                   "image_shape": list(shape),
+                   "made_with": "src.dataset.synthetic.render_example(seed, scene, frames, H, W)"},
+        "training_stages": training_stages(args.run),
+    }
+    if args.metrics is not None:
+        info["held_out_metrics"] = json.loads(args.metrics.read_text())
+    path = args.assets / INFO_NAME
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(path)
+    sizes = {p.name: p.stat().st_size for p in sorted(args.assets.rglob("*")) if p.is_file()}
+    print(f"shipped {checkpoint} and scenes {keys}")
+    for name, size in sizes.items():
+        print(f"  {name}: {size / 1e6:.2f} MB")
+
+
+def main() -> None:
+    import tyro
+
+    chosen = tyro.extras.subcommand_cli_from_dict({"train": TrainArgs, "ship": ShipArgs})
+    if isinstance(chosen, TrainArgs):
+        train(chosen)
+    else:
+        ship(chosen)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Files shipped inside the package: the demo model and demo scenes behind ``dsviewer --demo``.
+
+``demo/`` holds a small DepthSplat (the released architecture at toy widths, trained by
+``scripts/train_demo.py`` on ray-cast synthetic scenes), three synthetic scenes with exact GT
+depth as a chunk plus ``index.json``, and ``demo.json`` (how they were made, held-out metrics,
+the preprocessing the model expects). Everything here works offline on a fresh install.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from src.dataset.preprocess import PreprocessSettings
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+CHECKPOINT_NAME = "depthsplat-demo-tiny.pth"
+SCENES_DIR_NAME = "scenes"
+INFO_NAME = "demo.json"
+
+
+class DemoAssetsMissingError(FileNotFoundError):
+    """A demo file is not where the package should have put it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"The bundled demo file {path} is missing, so this installation of dsviewer is "
+            "incomplete. Reinstall the package (`pip install --force-reinstall dsviewer`, or "
+            "`pip install -e .` in a checkout), or run `python scripts/train_demo.py` and "
+            "`python scripts/train_demo.py ship` to rebuild the demo files."
+        )
+
+
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        raise DemoAssetsMissingError(path)
+    return path
+
+
+def demo_checkpoint() -> Path:
+    """The demo model, loadable with ``src.model.load_model`` (config embedded, fp16 weights)."""
+    return _existing(DEMO_DIR / CHECKPOINT_NAME)
+
+
+def demo_data_root() -> Path:
+    """The dataset root of the demo scenes (a chunk and ``index.json``), for ``data_roots``."""
+    return _existing(DEMO_DIR / SCENES_DIR_NAME)
+
+
+def demo_scene_keys() -> list[str]:
+    """Keys of the demo scenes, sorted (``load_scene(key, data_roots=[demo_data_root()])``)."""
+    index = json.loads(_existing(demo_data_root() / "index.json").read_text())
+    return sorted(index)
+
+
+@cache
+def demo_info() -> dict[str, Any]:
+    """``demo.json``: provenance (data, training), held-out metrics and preprocessing."""
+    return json.loads(_existing(DEMO_DIR / INFO_NAME).read_text())
+
+
+def demo_preprocess_settings() -> PreprocessSettings:
+    """What the demo model expects of its input views (the values of its embedded config)."""
+    from src.dataset.preprocess import PreprocessSettings
+
+    values = demo_info()["preprocess"]
+    return PreprocessSettings(
+        image_shape=(int(values["image_shape"][0]), int(values["image_shape"][1])),
+        near=float(values["near"]),
+        far=float(values["far"]),
+        patch_multiple=int(values["patch_multiple"]),
+        num_context_views=int(values["num_context_views"]),
+    )
+
+
+__all__ = [
+    "DEMO_DIR",
+    "DemoAssetsMissingError",
+    "demo_checkpoint",
+    "demo_data_root",
+    "demo_info",
+    "demo_preprocess_settings",
+    "demo_scene_keys",
+]

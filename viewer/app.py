@@ -14,11 +14,13 @@ in submission order; :meth:`ViewerApp.wait_idle` waits for them (tests, scripts)
 
 from __future__ import annotations
 
+import atexit
 import io
 import math
 import queue
 import threading
 import traceback
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -73,6 +75,12 @@ class _SceneState:
     targets: object | None = None  # viewer.target_render.TargetRenders, when rendered
 
 
+def _close_if_alive(app_ref: weakref.ref) -> None:
+    app = app_ref()
+    if app is not None:
+        app.close()
+
+
 class ViewerApp:
     """Live viewer of one scene at a time on ``server``."""
 
@@ -111,7 +119,11 @@ class ViewerApp:
         self._jobs: queue.Queue = queue.Queue()
         self._pending = 0
         self._idle = threading.Condition()
-        threading.Thread(target=self._job_loop, name="dsviewer-jobs", daemon=True).start()
+        self._job_thread = threading.Thread(target=self._job_loop, name="dsviewer-jobs", daemon=True)
+        self._job_thread.start()
+        # Let a running job finish before the interpreter tears torch down (a daemon thread
+        # inside torch at exit aborts the process). A weak reference keeps apps collectable.
+        atexit.register(_close_if_alive, weakref.ref(self))
         self._wire_callbacks()
         server.scene.on_click()(self._on_scene_click)
         server.on_client_connect(self._on_connect)
@@ -136,6 +148,7 @@ class ViewerApp:
     def show(self, loaded: LoadedScene) -> None:
         """Replace the displayed scene with ``loaded`` (drops every node of the previous one)."""
         with self._lock:
+            self._drop_queued_jobs()  # they belong to the scene being replaced
             self._clear()
             self._state = self._make_state(loaded)
             with self.server.atomic():
@@ -527,9 +540,34 @@ class ViewerApp:
             self._pending += 1
         self._jobs.put((name, job))
 
+    def _drop_queued_jobs(self) -> None:
+        """Forget jobs not yet started: each holds its scene's state alive until it runs."""
+        dropped = 0
+        while True:
+            try:
+                self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            dropped += 1
+        if dropped:
+            with self._idle:
+                self._pending -= dropped
+                self._idle.notify_all()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the background job thread after the job it is running (queued ones are dropped)."""
+        if not self._job_thread.is_alive():
+            return
+        self._drop_queued_jobs()
+        self._jobs.put(None)
+        self._job_thread.join(timeout)
+
     def _job_loop(self) -> None:
         while True:
-            name, job = self._jobs.get()
+            item = self._jobs.get()
+            if item is None:  # close()
+                return
+            name, job = item
             try:
                 job()
             except Exception:  # noqa: BLE001 -- a job must not kill the thread; show the cause

@@ -177,11 +177,12 @@ def start(options: ViewerOptions, console=None):
 
 def serve(options: ViewerOptions) -> int:
     """:func:`start`, then serve until Ctrl-C."""
-    server, _app = start(options)
+    server, app = start(options)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        app.close()
         server.stop()
     return 0
 

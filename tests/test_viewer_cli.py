@@ -66,6 +66,11 @@ def test_missing_scene_option_is_a_clear_error(tmp_path):
     assert_clean_error(run_cli("--ckpt", str(ckpt)), "--scene is required")
 
 
+def test_scene_without_checkpoint_is_not_taken_for_the_demo():
+    with pytest.raises(ValueError, match="--ckpt is required"):
+        cli.check_inputs(cli.parse(["--scene", "synthetic:0"]))
+
+
 def test_demo_without_assets_is_a_clear_error(monkeypatch, tmp_path):
     from viewer import assets
 
@@ -74,17 +79,18 @@ def test_demo_without_assets_is_a_clear_error(monkeypatch, tmp_path):
         cli.check_inputs(cli.parse(["--demo"]))
 
 
-def test_bare_dsviewer_resolves_to_the_demo(monkeypatch):
-    """No arguments at all: ``main`` serves ``--demo``, i.e. the bundled model on the first demo
-    scene, with the other demo scenes offered in the scene switcher."""
+@pytest.mark.parametrize("argv", [[], ["--port", "9123"]])
+def test_bare_dsviewer_resolves_to_the_demo(monkeypatch, argv):
+    """No model and no scene asked for: the bundled model on the first demo scene, with the
+    other demo scenes offered in the scene switcher."""
     from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
 
     served = []
     monkeypatch.setattr(cli, "serve", lambda options: served.append(options) or 0)
-    assert cli.main([]) == 0
+    assert cli.main(argv) == 0
     (options,) = served
-    assert options.demo is True
     options = cli.check_inputs(options)
+    assert options.demo is True
     keys = demo_scene_keys()
     assert len(keys) >= 2
     assert options.ckpt == demo_checkpoint() and options.ckpt.is_file()

@@ -95,6 +95,8 @@ def check_inputs(options: ViewerOptions) -> ViewerOptions:
     """Cheap checks before anything heavy is imported."""
     from viewer.pipeline import MissingOptionError, resolve_demo
 
+    if options.ckpt is None and not options.scene:  # nothing asked for: show the demo
+        options.demo = True
     if options.demo:
         options = resolve_demo(options)
     if options.ckpt is None:
@@ -196,8 +198,6 @@ def main(argv: list[str] | None = None) -> int:
         from viewer.export import main as export_main
 
         return int(export_main(argv[1:]) or 0)
-    if not argv:  # a bare `dsviewer` opens the bundled demo
-        argv = ["--demo"]
     options = parse(argv)
     try:
         return serve(options)

@@ -53,7 +53,7 @@ class ViewerOptions(SceneOptions):
     """Port to serve on; default 8080 or the next free one. A port given here must be free."""
 
     demo: bool = False
-    """Open the bundled demo model and scene (no other option needed)."""
+    """Open the bundled demo model and scenes (also what happens with neither --ckpt nor --scene)."""
 
     point_budget: int = 600_000
     """Points sent per layer at most (server-side subsampling keeps the browser fluid)."""

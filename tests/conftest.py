@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,20 @@ def reference() -> Path:
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def server():
+    """A real viser server on 127.0.0.1 and a free port, stopped after the test."""
+    import viser
+
+    srv = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
+    yield srv
+    srv.stop()

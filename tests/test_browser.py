@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -30,12 +30,6 @@ PANEL_LEFT = 930  # the GUI panel covers x >= this at 1280 px; the canvas is to 
 GUI_LABELS = ("Coarse MVS depth", "Final depth", "Mono residual", "Ground truth",
               "Gaussian splats", "Colour by", "Point size (px)", "Subsampling",
               "Min confidence (pct)", "Load scene", "Reset view")  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

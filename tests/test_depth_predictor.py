@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import GOLDEN_CASES as CASES
 
 from src.model.encoder.dinov2 import ViTConfig
 from src.model.encoder.unimatch.mv_unimatch import DepthPredictorInputError, MultiViewUniMatch
 from src.model.weight_recipe import load_manifest, recipe_state_dict
 from tests._intermediates import pick, record_intermediates
-from tests.conftest import GOLDEN_CASES as CASES
 
 GS_PREFIX = "encoder.depth_predictor."
 

@@ -12,11 +12,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import GOLDEN_CASES as CASES
 
 from src.model import load_model
 from src.model.encoder.common.gaussian_adapter import GaussianAdapter
 from src.model.weight_recipe import load_manifest, recipe_state_dict
-from tests.conftest import GOLDEN_CASES as CASES
 
 GAUSSIAN_KEYS = ("means", "covariances", "harmonics", "opacities", "scales", "rotations")
 

@@ -9,14 +9,12 @@ colormaps, and compared with what the app sent (handles and the server's message
 from __future__ import annotations
 
 import io
-import socket
 import types
 import zipfile
 
 import numpy as np
 import pytest
 import torch
-import viser
 from viewer_scenes import make_prediction, make_scene
 from viser import _messages
 
@@ -39,19 +37,6 @@ from viewer.pipeline import run_prediction
 V, H, W = 3, 24, 32
 PATCH = (0, slice(8, 14), slice(10, 18))  # view, rows, columns pushed away
 FLYING = (1, 5, 5)  # view, row, column of a pixel pulled halfway to the camera
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture()
-def server():
-    srv = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,11 @@ points were sent and in which dtype, and that visibility/colour changes send no 
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import numpy as np
 import pytest
-import viser
 from viewer_scenes import make_loaded
 from viser import _messages
 
@@ -20,19 +18,6 @@ from viewer import colormaps
 from viewer.app import ViewerApp
 
 V, H, W = 3, 24, 32
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture()
-def server():
-    srv = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 from src.dataset import load_scene
 from src.model import DepthSplat, load_config, load_model, predict
 from src.model.losses import abs_rel, valid_depth_mask
-from conftest import REPO_ROOT
 from viewer.assets import (
     demo_checkpoint,
     demo_data_root,

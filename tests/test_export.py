@@ -22,7 +22,8 @@ import torch
 from analysis_scenes import GT_HOLE, HEIGHT, WIDTH, build_case, depth_points, similarity
 from plyfile import PlyData
 
-from viewer.export import EXPORT_FILES, ExportExistsError, export_scene, main, scene_folder
+from viewer.export import EXPORT_FILES, ExportExistsError, export_scene
+from viewer.export_cli import main, scene_folder
 from viewer.layers import build_layers
 from viewer.panels import panel_figure_size
 

@@ -47,6 +47,21 @@ def test_help_lists_options_without_heavy_imports():
     assert out.stdout.strip() == "[]", out.stderr
 
 
+def test_export_help_lists_options_without_heavy_imports():
+    result = run_cli("export", "--help")
+    assert result.returncode == 0
+    for option in ("--ckpt", "--scene", "--out", "--overwrite", "--all-from-index"):
+        assert option in result.stdout, option
+    probe = (
+        "import sys; from viewer.export_cli import parse_args; "
+        "parse_args(['--ckpt', 'x', '--scene', 'y', '--out', 'z']); "
+        "print(sorted(m for m in ('torch', 'viser', 'open3d', 'src.model') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=60, check=False)  # fmt: skip
+    assert out.stdout.strip() == "[]", out.stderr
+
+
 def test_options_parse_repeatable_roots_and_views():
     options = cli.parse(["--ckpt", "m.pth", "--scene", "k", "--data-root", "a", "--data-root", "b",
                          "--context", "0", "5", "--target", "2", "3", "--device", "cpu"])  # fmt: skip
@@ -198,8 +213,8 @@ def test_export_subcommand_is_dispatched(monkeypatch):
     import types
 
     calls = []
-    fake = types.ModuleType("viewer.export")
+    fake = types.ModuleType("viewer.export_cli")
     fake.main = lambda argv: calls.append(list(argv)) or 0
-    monkeypatch.setitem(sys.modules, "viewer.export", fake)
+    monkeypatch.setitem(sys.modules, "viewer.export_cli", fake)
     assert cli.main(["export", "--ckpt", "m.pth", "--out", "d"]) == 0
     assert calls == [["--ckpt", "m.pth", "--out", "d"]]

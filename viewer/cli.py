@@ -195,7 +195,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, OSError)
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["export"]:
-        from viewer.export import main as export_main
+        from viewer.export_cli import main as export_main
 
         return int(export_main(argv[1:]) or 0)
     options = parse(argv)

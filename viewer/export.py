@@ -1,4 +1,4 @@
-"""``dsviewer export``: the files of one scene's layers, in the user's units, written atomically.
+"""The export files of one scene's layers, in the user's units, written atomically.
 
 Files (fixed names, in one output folder):
 
@@ -31,15 +31,13 @@ import io
 import json
 import math
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import tyro
 from torch import Tensor
 
 from src.io.atomic import atomic_write
@@ -51,7 +49,6 @@ from viewer.analysis import (
     cost_volume_stats,
 )
 from viewer.layers import Layers
-from viewer.options import SceneOptions
 
 if TYPE_CHECKING:
     from src.dataset.types import SceneViews
@@ -412,7 +409,7 @@ class ExportResult:
     metrics: dict = field(default_factory=dict)
 
 
-def _existing_exports(out_dir: Path) -> list[str]:
+def existing_exports(out_dir: Path) -> list[str]:
     if not out_dir.exists():
         return []
     if not out_dir.is_dir():
@@ -453,7 +450,7 @@ def export_scene(
     )
 
     out_dir = Path(out_dir)
-    existing = _existing_exports(out_dir)
+    existing = existing_exports(out_dir)
     if existing and not overwrite:
         raise ExportExistsError(out_dir, existing)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -558,141 +555,3 @@ def _producing_camera_rotations(user: UserFrame) -> Tensor | None:
 def _write_bytes(path: Path, data: bytes) -> None:
     with atomic_write(path) as file:
         file.write(data)
-
-
-# --- command line ---------------------------------------------------------------------------
-
-
-@dataclass
-class ExportOptions(SceneOptions):
-    """Export PLY comparisons, an offline HTML scene, panels and metrics for one or more scenes."""
-
-    out: Path | None = None
-    """Output folder. With several scenes, each goes to a sub-folder named after its key."""
-
-    overwrite: bool = False
-    """Replace export files already in the output folder."""
-
-    scene: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
-    """Scene spec: a dataset key, a capture folder or synthetic:<seed>; repeat for several."""
-
-    all_from_index: bool = False
-    """Export every scene key of --index that has views there (null entries are skipped)."""
-
-    consistency_threshold: float = 0.05
-    """Relative depth error above which a pixel is multi-view inconsistent."""
-
-    consistency_occlusions: Literal["count", "skip"] = "count"
-    """skip: ignore projections behind another view's surface (possible occlusions)."""
-
-
-class ExportUsageError(ValueError):
-    """Bad ``dsviewer export`` arguments."""
-
-
-def scene_specs(options: ExportOptions) -> list[str]:
-    """The scene specs to export, in order, without duplicates."""
-    specs = list(options.scene)
-    if options.all_from_index:
-        if options.index is None:
-            raise ExportUsageError("--all-from-index needs --index FILE (an evaluation index).")
-        from src.dataset.views import read_evaluation_index
-
-        # Keys whose entry is null are skipped by the official evaluation too.
-        index = read_evaluation_index(Path(options.index))
-        specs += [key for key, selection in index.items() if selection is not None]
-    if not specs:
-        raise ExportUsageError(
-            "no scene given: pass --scene KEY (repeat the flag for more) or "
-            "--all-from-index with --index FILE."
-        )
-    return list(dict.fromkeys(specs))
-
-
-def scene_folder(out: Path, spec: str, many: bool) -> Path:
-    """``out`` for one scene; ``out/<spec made filename-safe>`` for several."""
-    if not many:
-        return out
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", spec).strip("._") or "scene"
-    return out / name
-
-
-def parse_args(argv: Sequence[str] | None) -> ExportOptions:
-    return tyro.cli(ExportOptions, args=list(argv) if argv is not None else None,
-                    prog="dsviewer export")  # fmt: skip
-
-
-def main(argv: Sequence[str] | ExportOptions | None = None) -> int:
-    """Run ``dsviewer export``; returns 0, or 1 when some scenes failed; exits 2 on bad input."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    options = argv if isinstance(argv, ExportOptions) else parse_args(argv)
-    console = Console(stderr=True)
-    try:
-        if options.out is None:
-            raise ExportUsageError("--out DIR is required: the folder to write the files into.")
-        if options.ckpt is None:
-            raise ExportUsageError("--ckpt FILE is required: the DepthSplat checkpoint to run.")
-        if not Path(options.ckpt).is_file():
-            raise ExportUsageError(f"--ckpt {options.ckpt} does not exist or is not a file.")
-        specs = scene_specs(options)
-        many = len(specs) > 1
-        if not options.overwrite:
-            for spec in specs:
-                folder = scene_folder(Path(options.out), spec, many)
-                existing = _existing_exports(folder)
-                if existing:
-                    raise ExportExistsError(folder, existing)
-    except (ValueError, FileNotFoundError) as error:
-        console.print(f"[bold red]dsviewer export:[/bold red] {error}")
-        raise SystemExit(2) from None
-
-    from viewer.pipeline import ModelSession
-
-    settings = ExportSettings(
-        analysis=AnalysisSettings(
-            consistency_threshold=options.consistency_threshold,
-            consistency_occlusions=options.consistency_occlusions,
-        )
-    )
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/"
-               "{task.total:.0f}"), TimeElapsedColumn())  # fmt: skip
-    failures: list[tuple[str, str]] = []
-    with Progress(*columns, console=console, transient=False) as bar:
-        overall = bar.add_task("Loading model", total=len(specs))
-        try:
-            session = ModelSession(options)
-        except (ValueError, FileNotFoundError) as error:
-            bar.stop()
-            console.print(f"[bold red]dsviewer export:[/bold red] {error}")
-            raise SystemExit(2) from None
-        for spec in specs:
-            folder = scene_folder(Path(options.out), spec, many)
-            stage = bar.add_task(f"  {spec}", total=1.0)
-
-            def progress(text: str, fraction: float, task=stage, spec=spec) -> None:
-                bar.update(task, description=f"  {spec}: {text}", completed=fraction)
-
-            bar.update(overall, description=f"Exporting {spec}")
-            try:
-                loaded = session.load(spec, progress=lambda t, f: progress(t, 0.3 * f))
-                export_scene(folder, loaded.scene, loaded.prediction, loaded.layers,
-                             overwrite=options.overwrite, settings=settings,
-                             progress=lambda t, f: progress(t, 0.3 + 0.7 * f))  # fmt: skip
-                bar.update(stage, description=f"  {spec}: written to {folder}", completed=1.0)
-            except (ValueError, FileNotFoundError) as error:
-                failures.append((spec, str(error)))
-                bar.update(stage, description=f"  {spec}: [red]failed[/red]")
-            bar.advance(overall)
-        bar.update(overall, description="Done")
-    for spec, message in failures:
-        console.print(f"[bold red]{spec}:[/bold red] {message}")
-    if failures:
-        console.print(f"{len(failures)} of {len(specs)} scenes failed.", style="red")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import io
-import math
 import queue
 import threading
 import traceback
@@ -117,12 +116,13 @@ class ViewerApp:
         self.last_camera_render: np.ndarray | None = None  # [H, W, 3] uint8
         self._splat_key: tuple | None = None
         self._jobs: queue.Queue = queue.Queue()
+        self._load_guard = threading.Lock()
         self._pending = 0
         self._idle = threading.Condition()
         self._job_thread = threading.Thread(target=self._job_loop, name="dsviewer-jobs", daemon=True)
         self._job_thread.start()
         # Let a running job finish before the interpreter tears torch down (a daemon thread
-        # inside torch at exit aborts the process). A weak reference keeps apps collectable.
+        # inside torch at exit aborts the process).
         atexit.register(_close_if_alive, weakref.ref(self))
         self._wire_callbacks()
         server.scene.on_click()(self._on_scene_click)
@@ -140,9 +140,16 @@ class ViewerApp:
         """Load ``spec`` in a worker thread (GUI stays live); returns the thread."""
         if self.loader is None:
             raise RuntimeError("this viewer was started without a model; it cannot load scenes")
-        thread = threading.Thread(target=self._load, args=(spec,), name="dsviewer-load", daemon=True)
-        self._worker = thread
-        thread.start()
+        with self._load_guard:  # GUI callbacks run in a thread pool: one load at a time
+            if self._worker is not None and self._worker.is_alive():
+                self.controls.status.content = "**A scene is still loading; wait until it shows.**"
+                return self._worker
+            self.controls.load.disabled = True
+            thread = threading.Thread(
+                target=self._load, args=(spec,), name="dsviewer-load", daemon=True
+            )
+            self._worker = thread
+            thread.start()
         return thread
 
     def show(self, loaded: LoadedScene) -> None:
@@ -237,6 +244,7 @@ class ViewerApp:
 
     def _clear(self) -> None:
         """Remove every node and GUI element of the current scene and drop its data."""
+        self.last_export = self.last_camera_render = None  # tens of MB for an export zip
         handles: list = [h for hs in self.point_handles.values() for h in hs]
         handles += [h for hs in self.frustums.values() for h in hs]
         handles += list(self.layer_frames.values()) + self.view_toggles + self._roots
@@ -570,10 +578,12 @@ class ViewerApp:
             name, job = item
             try:
                 job()
-            except Exception:  # noqa: BLE001 -- a job must not kill the thread; show the cause
-                self.controls.analysis_status.content = f"**{name} failed:**\n```\n" + (
-                    traceback.format_exc(limit=4)
-                ) + "\n```"
+            except Exception as error:  # noqa: BLE001 -- a job must not kill the thread
+                traceback.print_exc()  # the whole story on the console; one line in the GUI
+                c = self.controls
+                panel = {"Export": c.export_status, "Target views": c.targets_text,
+                         "Render": c.targets_text}.get(name, c.analysis_status)  # fmt: skip
+                panel.content = f"**{name} failed:** {type(error).__name__}: {error}"
             finally:
                 with self._idle:
                     self._pending -= 1
@@ -762,7 +772,7 @@ class ViewerApp:
         c = self.controls
         try:
             self.inspect(int(c.inspect_view.value), int(c.inspect_u.value), int(c.inspect_v.value))
-        except ValueError as error:
+        except (ValueError, RuntimeError) as error:  # bad pixel, or no scene shown yet
             c.inspector_text.content = f"**{error}**"
 
     def pick(self, ray_origin, ray_direction) -> tuple[int, int, int] | None:
@@ -846,15 +856,19 @@ class ViewerApp:
                 return
             c.targets_text.content = "*Rendering the target views (CPU: a few seconds)...*"
             renders = target_render.render_target_views(s.loaded.scene, s.loaded.prediction)
-            if renders is None or self._state is not s:
-                c.targets_text.content = "" if renders is not None else "No renderer available."
-                return
-            s.targets = renders
-            c.targets_text.content = targets_markdown(
-                [int(i) for i in np.asarray(renders.index)],
-                [float(p) for p in np.asarray(renders.psnr)], float(renders.mean_psnr),
-            )  # fmt: skip
-            c.targets_image.image = _decode_png(target_render.target_panels_png(renders))
+            panels = None if renders is None else _decode_png(target_render.target_panels_png(renders))
+            with self._lock:  # a scene switch during the render must not get this scene's panels
+                if self._state is not s:
+                    return
+                if renders is None:
+                    c.targets_text.content = "No renderer available."
+                    return
+                s.targets = renders
+                c.targets_text.content = targets_markdown(
+                    [int(i) for i in np.asarray(renders.index)],
+                    [float(p) for p in np.asarray(renders.psnr)], float(renders.mean_psnr),
+                )  # fmt: skip
+                c.targets_image.image = panels
 
         return job
 
@@ -880,22 +894,21 @@ class ViewerApp:
             finally:
                 c.render_camera.disabled = False
                 c.render_camera.label = "Render at my camera"
-            self.last_camera_render = image
-            c.camera_image.image = image
+            with self._lock:  # drop a render of a scene that was replaced meanwhile
+                if self._state is not s:
+                    return
+                self.last_camera_render = image
+                c.camera_image.image = image
 
         self._submit("Render", job)
 
     def _render_at(self, s: _SceneState, wxyz, position, fov, aspect, target_render) -> np.ndarray:
-        """Render the model-frame Gaussians from a viser (world-frame) camera."""
-        K, T_model_cam, shape = target_render.camera_from_viser(
-            wxyz, position, fov, aspect, RENDER_HEIGHT, s.loaded.scene.world_from_model
+        """Render the predicted Gaussians (on the model's device) from a viser camera."""
+        image = target_render.render_viewer_camera(
+            s.loaded.scene, s.loaded.prediction, wxyz, position, fov, aspect, RENDER_HEIGHT
         )
-        # The culling planes of the target renders: a fraction of the context near, no far.
-        near = target_render.OFFICIAL_NEAR_FACTOR * float(s.loaded.layers.near.min())
-        far = math.inf
-        return target_render.render_at_camera(
-            s.loaded.layers.gaussians, K, T_model_cam, shape, near, far
-        )
+        assert image is not None  # only called when the scene has Gaussians
+        return image
 
     def _status_text(self) -> str:
         s = self._state

@@ -49,7 +49,10 @@ class PortInUseError(OSError):
 
 def port_is_free(host: str, port: int) -> bool:
     """Whether a TCP server can bind ``host:port`` now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As viser's asyncio server does, so that a port in TIME_WAIT after quitting is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -103,6 +106,8 @@ def check_inputs(options: ViewerOptions) -> ViewerOptions:
         raise MissingOptionError("ckpt")
     if not options.scene:
         raise MissingOptionError("scene")
+    if options.point_budget < 1 or options.gaussian_budget < 1:
+        raise ValueError("--point-budget and --gaussian-budget must be at least 1.")
     if not Path(options.ckpt).is_file():
         raise CheckpointMissingError(Path(options.ckpt))
     for root in options.data_root:

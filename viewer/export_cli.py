@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | ExportOptions | None = None) -> int:
                 existing = existing_exports(folder)
                 if existing:
                     raise ExportExistsError(folder, existing)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # OSError: an --out that is a file or read-only
         console.print(f"[bold red]dsviewer export:[/bold red] {error}")
         raise SystemExit(2) from None
 
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | ExportOptions | None = None) -> int:
         overall = bar.add_task("Loading model", total=len(specs))
         try:
             session = ModelSession(options)
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, OSError) as error:
             bar.stop()
             console.print(f"[bold red]dsviewer export:[/bold red] {error}")
             raise SystemExit(2) from None
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | ExportOptions | None = None) -> int:
                              overwrite=options.overwrite, settings=settings,
                              progress=lambda t, f: progress(t, 0.3 + 0.7 * f))  # fmt: skip
                 bar.update(stage, description=f"  {spec}: written to {folder}", completed=1.0)
-            except (ValueError, FileNotFoundError) as error:
+            except (ValueError, OSError, RuntimeError) as error:  # one failed scene, not all
                 failures.append((spec, str(error)))
                 bar.update(stage, description=f"  {spec}: [red]failed[/red]")
             bar.advance(overall)

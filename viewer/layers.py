@@ -8,7 +8,7 @@ order as the pixel-aligned Gaussians.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +77,7 @@ def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
         gt_points = unproject_depth(gt_depth, K, T_world_cam)
 
     rgb = (context.image.float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
-    gaussians = prediction.gaussians
+    gaussians = None if prediction.gaussians is None else _on_cpu(prediction.gaussians)
     return Layers(
         rgb=rgb.contiguous(),
         coarse_depth=coarse_depth,
@@ -93,3 +93,13 @@ def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
         gt_points=gt_points,
         gaussians=gaussians,
     )
+
+
+def _on_cpu(gaussians: Gaussians) -> Gaussians:
+    """The Gaussians as float32 CPU tensors, like every other map here (the model may be on CUDA)."""
+    moved = {
+        f.name: getattr(gaussians, f.name).detach().float().cpu()
+        for f in fields(gaussians)
+        if getattr(gaussians, f.name) is not None
+    }
+    return replace(gaussians, **moved)

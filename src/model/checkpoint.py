@@ -102,8 +102,11 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
 
 
 def _torch_load(path: Path) -> object:
-    with open(path, "rb") as f:
-        head = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as error:  # unreadable: permissions, a device, ...
+        raise CheckpointError(f"{path} cannot be read ({error.strerror or error}).") from None
     is_zip = head.startswith(b"PK")
     is_pickle = head[:1] == b"\x80"
     if not (is_zip or is_pickle):

@@ -31,9 +31,9 @@ def inverse_depth_loss(inv_depth: Tensor, depth: Tensor, mask: Tensor) -> Tensor
         A scalar; 0 when nothing is valid.
     """
     gt_inv = 1.0 / depth.clamp_min(1e-6)
-    error = (inv_depth / gt_inv - 1.0).abs()
-    count = mask.sum()
-    return (error * mask).sum() / count.clamp_min(1)
+    # where(), not a product with the mask: masked-out inf / NaN GT would turn 0 * inf into NaN.
+    error = torch.where(mask, (inv_depth / gt_inv - 1.0).abs(), torch.zeros_like(inv_depth))
+    return error.sum() / mask.sum().clamp_min(1)
 
 
 def photometric_loss(rendered: Tensor, image: Tensor) -> Tensor:

@@ -107,11 +107,6 @@ def sh_to_rgb(harmonics: Tensor, directions: Tensor) -> Tensor:
     return (rgb + 0.5).clamp_min(0.0)
 
 
-def rgb_to_sh_dc(rgb: Tensor) -> Tensor:
-    """The degree-0 coefficient that renders as ``rgb`` (inverse of the DC term)."""
-    return (rgb - 0.5) / SH_C0
-
-
 def _fibonacci_directions(count: int) -> Tensor:
     """``[count, 3]`` unit vectors spread evenly over the sphere (float64)."""
     i = torch.arange(count, dtype=torch.float64) + 0.5

@@ -218,3 +218,11 @@ def test_export_subcommand_is_dispatched(monkeypatch):
     monkeypatch.setitem(sys.modules, "viewer.export_cli", fake)
     assert cli.main(["export", "--ckpt", "m.pth", "--out", "d"]) == 0
     assert calls == [["--ckpt", "m.pth", "--out", "d"]]
+
+
+def test_export_folders_of_specs_that_sanitize_alike_do_not_collide():
+    from viewer.export_cli import scene_folders
+
+    folders = scene_folders(Path("out"), ["a/b", "a_b", "c"])
+    assert folders == {"a/b": Path("out/a_b"), "a_b": Path("out/a_b_2"), "c": Path("out/c")}
+    assert scene_folders(Path("out"), ["one"]) == {"one": Path("out")}

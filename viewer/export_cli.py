@@ -73,6 +73,18 @@ def scene_folder(out: Path, spec: str, many: bool) -> Path:
     return out / name
 
 
+def scene_folders(out: Path, specs: Sequence[str]) -> dict[str, Path]:
+    """Each spec's output folder; specs that sanitize to the same name get ``_2``, ``_3``, ..."""
+    many = len(specs) > 1
+    folders: dict[str, Path] = {}
+    for spec in specs:
+        folder, n = scene_folder(out, spec, many), 2
+        while folder in folders.values():
+            folder, n = scene_folder(out, f"{spec}_{n}", many), n + 1
+        folders[spec] = folder
+    return folders
+
+
 def parse_args(argv: Sequence[str] | None) -> ExportOptions:
     return tyro.cli(ExportOptions, args=list(argv) if argv is not None else None,
                     prog="dsviewer export")  # fmt: skip
@@ -93,12 +105,10 @@ def main(argv: Sequence[str] | ExportOptions | None = None) -> int:
         if not Path(options.ckpt).is_file():
             raise ExportUsageError(f"--ckpt {options.ckpt} does not exist or is not a file.")
         specs = scene_specs(options)
-        many = len(specs) > 1
         if not options.overwrite:
             from viewer.export import ExportExistsError, existing_exports
 
-            for spec in specs:
-                folder = scene_folder(Path(options.out), spec, many)
+            for folder in scene_folders(Path(options.out), specs).values():
                 existing = existing_exports(folder)
                 if existing:
                     raise ExportExistsError(folder, existing)
@@ -127,8 +137,7 @@ def main(argv: Sequence[str] | ExportOptions | None = None) -> int:
             bar.stop()
             console.print(f"[bold red]dsviewer export:[/bold red] {error}")
             raise SystemExit(2) from None
-        for spec in specs:
-            folder = scene_folder(Path(options.out), spec, many)
+        for spec, folder in scene_folders(Path(options.out), specs).items():
             stage = bar.add_task(f"  {spec}", total=1.0)
 
             def progress(text: str, fraction: float, task=stage, spec=spec) -> None:

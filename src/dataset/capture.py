@@ -65,7 +65,7 @@ def read_capture_frames(folder: Path) -> list[CaptureFrame]:
     raise CaptureFormatError(folder, "neither transforms.json nor a COLMAP model was found")
 
 
-def model_from_world_similarity(centers: np.ndarray, options: CaptureOptions,
+def world_from_model_similarity(centers: np.ndarray, options: CaptureOptions,
                                 folder: Path) -> np.ndarray:
     """``world_from_model`` [4, 4] (scale s, translation c) for context centres ``[V, 3]``."""
     world_from_model = np.eye(4)
@@ -152,7 +152,7 @@ def load_capture(
                      dtype=torch.float32)
 
     num_context = len(selection.context)
-    world_from_model = model_from_world_similarity(poses[:num_context, :3, 3], options, folder)
+    world_from_model = world_from_model_similarity(poses[:num_context, :3, 3], options, folder)
     T_model_cam = torch.from_numpy(to_model_frame(poses, world_from_model)).to(torch.float32)
     index = torch.tensor(chosen, dtype=torch.int64)
 

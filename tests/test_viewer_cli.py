@@ -32,30 +32,28 @@ def assert_clean_error(result: subprocess.CompletedProcess, *phrases: str) -> No
         assert phrase in message, result.stderr
 
 
-def test_help_lists_options_without_heavy_imports():
-    result = run_cli("--help")
-    assert result.returncode == 0
-    for option in ("--ckpt", "--scene", "--data-root", "--index", "--context", "--target",
-                   "--device", "--host", "--port", "--config", "--demo", "dsviewer export"):  # fmt: skip
-        assert option in result.stdout, option
-    probe = (
-        "import sys; from viewer.cli import parse; parse(['--ckpt', 'x', '--scene', 'y']); "
-        "print(sorted(m for m in ('torch', 'viser', 'open3d', 'src.model') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=60, check=False)  # fmt: skip
-    assert out.stdout.strip() == "[]", out.stderr
+HEAVY_MODULES = "('torch', 'viser', 'open3d', 'src.model')"
 
 
-def test_export_help_lists_options_without_heavy_imports():
-    result = run_cli("export", "--help")
+@pytest.mark.parametrize(
+    "command, options, parse_call",
+    [
+        ([], ("--ckpt", "--scene", "--data-root", "--index", "--context", "--target", "--device",
+              "--host", "--port", "--config", "--demo", "dsviewer export"),
+         "from viewer.cli import parse; parse(['--ckpt', 'x', '--scene', 'y'])"),
+        (["export"], ("--ckpt", "--scene", "--out", "--overwrite", "--all-from-index"),
+         ("from viewer.export_cli import parse_args; "
+          "parse_args(['--ckpt', 'x', '--scene', 'y', '--out', 'z'])")),
+    ],
+)  # fmt: skip
+def test_help_lists_options_without_heavy_imports(command, options, parse_call):
+    result = run_cli(*command, "--help")
     assert result.returncode == 0
-    for option in ("--ckpt", "--scene", "--out", "--overwrite", "--all-from-index"):
+    for option in options:
         assert option in result.stdout, option
     probe = (
-        "import sys; from viewer.export_cli import parse_args; "
-        "parse_args(['--ckpt', 'x', '--scene', 'y', '--out', 'z']); "
-        "print(sorted(m for m in ('torch', 'viser', 'open3d', 'src.model') if m in sys.modules))"
+        f"import sys; {parse_call}; "
+        f"print(sorted(m for m in {HEAVY_MODULES} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True,
                          text=True, timeout=60, check=False)  # fmt: skip

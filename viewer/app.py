@@ -209,16 +209,15 @@ class ViewerApp:
     # --- scene state --------------------------------------------------------------------------
 
     def _make_state(self, loaded: LoadedScene) -> _SceneState:
-        from src.geometry.transforms import matrix_to_quaternion_wxyz
+        from src.geometry.transforms import decompose_similarity, matrix_to_quaternion_wxyz
 
         context = loaded.scene.context
         extrinsics = context.extrinsics.double().numpy()
         arrays = nodes.arrays_from_layers(loaded.layers, extrinsics)
         unit = residual_unit_key(self.controls.residual_unit.value)
         ranges = nodes.color_ranges(arrays, unit, self.controls.residual_percentile.value)
-        M = loaded.scene.world_from_model.double()
-        scale = float(np.cbrt(abs(np.linalg.det(M[:3, :3].numpy()))))
-        wxyz = matrix_to_quaternion_wxyz(M[:3, :3] / scale).numpy()
+        scale, R, t = decompose_similarity(loaded.scene.world_from_model)
+        wxyz = matrix_to_quaternion_wxyz(R).numpy()
         fy_px = context.intrinsics[:, 1, 1].double().numpy() * context.image_shape[0]
         depth = arrays.depth["final"][arrays.valid["final"]]
         return _SceneState(
@@ -226,7 +225,7 @@ class ViewerApp:
             arrays=arrays,
             ranges=ranges,
             root_wxyz=wxyz,
-            root_position=M[:3, 3].numpy(),
+            root_position=t.numpy(),
             root_scale=scale,
             focal_px=float(np.median(fy_px)),
             median_depth=float(np.median(depth)) if depth.size else 1.0,

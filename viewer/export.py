@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from src.geometry.transforms import decompose_similarity
 from src.io.atomic import atomic_write
 from viewer.analysis import (
     AnalysisSettings,
@@ -77,15 +78,6 @@ class ExportPathError(ValueError):
         super().__init__(f"--out {out_dir} exists and is not a folder; give a folder path.")
 
 
-class NotASimilarityError(ValueError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(
-            f"scene.world_from_model must be a similarity (uniform scale, rotation, translation) "
-            f"to export in the user's units, but {reason}. Fix the transform the scene loader "
-            "returns, or set it to the identity to export in the model frame."
-        )
-
-
 # --- units ----------------------------------------------------------------------------------
 
 
@@ -98,22 +90,6 @@ class UserFrame:
     scale: float  # lengths multiply by this
     rotation: Tensor  # [3, 3] float64
     translation: Tensor  # [3] float64
-
-
-def decompose_similarity(T: Tensor) -> tuple[float, Tensor, Tensor]:
-    """``(s, R [3, 3], t [3])`` with ``T = [[s R, t], [0, 1]]``; raises if ``T`` is not one."""
-    T = torch.as_tensor(T, dtype=torch.float64)
-    if T.shape != (4, 4) or not torch.isfinite(T).all():
-        raise NotASimilarityError(f"it has shape {tuple(T.shape)} or non-finite entries")
-    M = T[:3, :3]
-    det = float(torch.linalg.det(M))
-    if det <= 0:
-        raise NotASimilarityError(f"its 3x3 block has determinant {det:.3g} (must be > 0)")
-    scale = det ** (1.0 / 3.0)
-    R = M / scale
-    if not torch.allclose(R @ R.T, torch.eye(4 - 1, dtype=torch.float64), atol=1e-5):
-        raise NotASimilarityError("its 3x3 block is not a scaled rotation")
-    return scale, R, T[:3, 3].clone()
 
 
 def to_user_frame(layers: Layers, extrinsics: Tensor, world_from_model: Tensor) -> UserFrame:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from src.geometry.transforms import decompose_similarity
 from viewer.panels import (
     CELL_MARGIN_IN,
     DEFAULT_DPI,
@@ -163,12 +164,10 @@ def model_camera_from_world(T_world_cam: Tensor, world_from_model: Tensor | None
     T = torch.as_tensor(T_world_cam, dtype=torch.float64)
     if world_from_model is None:
         return T.clone()
-    M = torch.as_tensor(world_from_model, dtype=torch.float64)
-    scale = float(torch.linalg.det(M[:3, :3])) ** (1.0 / 3.0)
-    R = M[:3, :3] / scale
+    scale, R, t = decompose_similarity(world_from_model)
     T_model_cam = torch.eye(4, dtype=torch.float64)
     T_model_cam[:3, :3] = R.T @ T[:3, :3]
-    T_model_cam[:3, 3] = R.T @ (T[:3, 3] - M[:3, 3]) / scale
+    T_model_cam[:3, 3] = R.T @ (T[:3, 3] - t) / scale
     return T_model_cam
 
 

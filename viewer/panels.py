@@ -48,13 +48,60 @@ def _robust_range(*maps: np.ndarray) -> tuple[float, float]:
     return float(low), float(high) if high > low else float(low) + 1e-6
 
 
-def _symmetric_limit(values: np.ndarray, floor: float = 0.0) -> float:
+def symmetric_limit(values: np.ndarray, floor: float = 0.0) -> float:
     """The 98th percentile of ``|values|``, at least ``floor`` (so rounding noise stays white)."""
     finite = np.abs(values[np.isfinite(values)])
     if finite.size == 0:
         return max(floor, 1.0)
     limit = max(float(np.percentile(finite, 98.0)), floor)
     return limit if limit > 0 else float(finite.max()) or 1.0
+
+
+class PanelGrid:
+    """A bare matplotlib Figure of ``num_views`` rows x ``num_columns`` image panels.
+
+    Each panel is an image with a thin colorbar beside it, placed by hand (a fixed layout is
+    both fast and of a size known in advance, :func:`figure_inches`). No pyplot: no global
+    backend state; :meth:`png` renders with Agg.
+    """
+
+    def __init__(self, num_columns: int, num_views: int, height: int, width: int, dpi: int):
+        from matplotlib.figure import Figure
+
+        self.fig_w, self.fig_h = figure_inches(num_columns, num_views, height, width)
+        self.figure = Figure(figsize=(self.fig_w, self.fig_h), dpi=dpi)
+        self.dpi = dpi
+        self.image_w = IMAGE_WIDTH_FRACTION * PANEL_WIDTH_IN
+        self.image_h = self.image_w * height / width
+
+    def cell(self, row: int, column: int, title: str):
+        """``(image axes, colorbar axes)`` of one panel."""
+        fig_w, fig_h = self.fig_w, self.fig_h
+        bottom = fig_h - (row * (self.image_h + TITLE_HEIGHT_IN) + TITLE_TOP_IN) - self.image_h
+        left = column * PANEL_WIDTH_IN + CELL_MARGIN_IN
+        box = (left / fig_w, bottom / fig_h, self.image_w / fig_w, self.image_h / fig_h)
+        ax = self.figure.add_axes(box)
+        bar_left = left + self.image_w + CELL_MARGIN_IN
+        bar = self.figure.add_axes(
+            (bar_left / fig_w, bottom / fig_h, 0.1 / fig_w, self.image_h / fig_h)
+        )
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=8)
+        return ax, bar
+
+    def colorbar(self, image, bar) -> None:
+        from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+        self.figure.colorbar(image, cax=bar)
+        bar.yaxis.set_major_locator(MaxNLocator(5))
+        bar.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))  # short labels fit the cell
+        bar.tick_params(labelsize=7)
+
+    def png(self) -> bytes:
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=self.dpi)
+        return buffer.getvalue()
 
 
 def render_panels(
@@ -73,37 +120,17 @@ def render_panels(
         dpi: resolution; the size is :func:`panel_figure_size`.
         depth_unit: appended to the depth and residual titles, e.g. ``"m"``.
     """
-    # A bare Figure (no pyplot): no global backend state; savefig renders PNG with Agg.
     from matplotlib import colormaps
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
     num_views, height, width = layers.final_depth.shape
-    fig_w, fig_h = figure_inches(len(COLUMNS), num_views, height, width)
-    figure = Figure(figsize=(fig_w, fig_h), dpi=dpi)
+    grid = PanelGrid(len(COLUMNS), num_views, height, width, dpi)
     unit = f" [{depth_unit}]" if depth_unit else ""
 
     def cell(view: int, column: int):
-        """Image axes and colorbar axes of one panel, placed by hand (fixed, fast layout)."""
-        image_w = IMAGE_WIDTH_FRACTION * PANEL_WIDTH_IN
-        image_h = image_w * height / width
-        row_top = view * (image_h + TITLE_HEIGHT_IN) + TITLE_TOP_IN
-        left = column * PANEL_WIDTH_IN + CELL_MARGIN_IN
-        bottom = fig_h - row_top - image_h
-        ax = figure.add_axes((left / fig_w, bottom / fig_h, image_w / fig_w, image_h / fig_h))
-        bar_left = left + image_w + CELL_MARGIN_IN
-        bar = figure.add_axes((bar_left / fig_w, bottom / fig_h, 0.1 / fig_w, image_h / fig_h))
-        ax.set_xticks([])
-        ax.set_yticks([])
         title = COLUMNS[column] + (unit if column in (1, 2, 3) else "")
-        ax.set_title(f"view {view}: {title}", fontsize=8)
-        return ax, bar
+        return grid.cell(view, column, f"view {view}: {title}")
 
-    def colorbar(image, bar) -> None:
-        figure.colorbar(image, cax=bar)
-        bar.yaxis.set_major_locator(MaxNLocator(5))
-        bar.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))  # short labels fit the cell
-        bar.tick_params(labelsize=7)
+    colorbar = grid.colorbar
 
     for view in range(num_views):
         coarse = layers.coarse_depth[view].numpy()
@@ -117,19 +144,17 @@ def render_panels(
             ax, bar = cell(view, column)
             colorbar(ax.imshow(depth, cmap="viridis", vmin=low, vmax=high), bar)
         ax, bar = cell(view, 2)
-        limit = _symmetric_limit(residual)
+        limit = symmetric_limit(residual)
         image = ax.imshow(residual, cmap="RdBu_r", vmin=-limit, vmax=limit)
         colorbar(image, bar)
         ax, bar = cell(view, 4)
         if gt_error is not None:
             error = np.ma.masked_invalid(gt_error[view].numpy())
-            limit = _symmetric_limit(gt_error[view].numpy(), floor=GT_ERROR_FLOOR)
+            limit = symmetric_limit(gt_error[view].numpy(), floor=GT_ERROR_FLOOR)
             no_gt_grey = colormaps["RdBu_r"].with_extremes(bad="0.6")  # unknown GT: grey
             image = ax.imshow(error, cmap=no_gt_grey, vmin=-limit, vmax=limit)
             colorbar(image, bar)
         else:
             bar.set_visible(False)
             ax.text(0.5, 0.5, "no GT depth", ha="center", va="center", transform=ax.transAxes)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+    return grid.png()

@@ -17,7 +17,6 @@ Convention
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,16 +27,7 @@ import torch
 from torch import Tensor
 
 from src.geometry.transforms import decompose_similarity
-from viewer.panels import (
-    CELL_MARGIN_IN,
-    DEFAULT_DPI,
-    IMAGE_WIDTH_FRACTION,
-    PANEL_WIDTH_IN,
-    TITLE_HEIGHT_IN,
-    TITLE_TOP_IN,
-    _symmetric_limit,
-    figure_inches,
-)
+from viewer.panels import DEFAULT_DPI, PanelGrid, figure_inches, symmetric_limit
 
 if TYPE_CHECKING:
     from src.dataset.types import SceneViews
@@ -293,47 +283,22 @@ def target_panels_png(renders: TargetRenders, *, dpi: int = DEFAULT_DPI) -> byte
     difference over RGB) shares one colour range across rows, so rows compare; its size is
     :func:`target_figure_size`. Drawn on a bare matplotlib ``Figure`` (Agg), like ``panels.png``.
     """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
-
     num_views, _, height, width = renders.color.shape
-    fig_w, fig_h = figure_inches(len(TARGET_COLUMNS), num_views, height, width)
-    figure = Figure(figsize=(fig_w, fig_h), dpi=dpi)
-    image_w = IMAGE_WIDTH_FRACTION * PANEL_WIDTH_IN
-    image_h = image_w * height / width
-
-    def cell(row: int, column: int, title: str):
-        """Image axes and colorbar axes of one panel at a fixed place (same grid as panels.png)."""
-        bottom = fig_h - (row * (image_h + TITLE_HEIGHT_IN) + TITLE_TOP_IN) - image_h
-        left = column * PANEL_WIDTH_IN + CELL_MARGIN_IN
-        ax = figure.add_axes((left / fig_w, bottom / fig_h, image_w / fig_w, image_h / fig_h))
-        bar_left = left + image_w + CELL_MARGIN_IN
-        bar = figure.add_axes((bar_left / fig_w, bottom / fig_h, 0.1 / fig_w, image_h / fig_h))
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(title, fontsize=8)
-        return ax, bar
-
+    grid = PanelGrid(len(TARGET_COLUMNS), num_views, height, width, dpi)
     error = (renders.color - renders.gt).abs().mean(dim=1).numpy()  # [T, H, W]
-    limit = _symmetric_limit(error, floor=ERROR_FLOOR)
+    limit = symmetric_limit(error, floor=ERROR_FLOOR)
     for row in range(num_views):
         frame = int(renders.index[row])
         score = float(renders.psnr[row])
-        ax, bar = cell(row, 0, f"frame {frame}: rendered, PSNR {score:.2f} dB")
+        ax, bar = grid.cell(row, 0, f"frame {frame}: rendered, PSNR {score:.2f} dB")
         ax.imshow(renders.color[row].permute(1, 2, 0).numpy())
         bar.set_visible(False)
-        ax, bar = cell(row, 1, f"frame {frame}: {TARGET_COLUMNS[1]}")
+        ax, bar = grid.cell(row, 1, f"frame {frame}: {TARGET_COLUMNS[1]}")
         ax.imshow(renders.gt[row].clamp(0, 1).permute(1, 2, 0).numpy())
         bar.set_visible(False)
-        ax, bar = cell(row, 2, f"frame {frame}: {TARGET_COLUMNS[2]}")
-        image = ax.imshow(error[row], cmap="magma", vmin=0.0, vmax=limit)
-        figure.colorbar(image, cax=bar)
-        bar.yaxis.set_major_locator(MaxNLocator(5))
-        bar.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-        bar.tick_params(labelsize=7)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+        ax, bar = grid.cell(row, 2, f"frame {frame}: {TARGET_COLUMNS[2]}")
+        grid.colorbar(ax.imshow(error[row], cmap="magma", vmin=0.0, vmax=limit), bar)
+    return grid.png()
 
 
 def target_metrics(renders: TargetRenders) -> dict:

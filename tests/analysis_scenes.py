@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from src.dataset.types import SceneViews, ViewSet
+from src.geometry.similarity import Similarity
 from src.geometry.transforms import covariance_from_scale_rotation
 from src.model.types import Gaussians, Prediction
 
@@ -160,9 +161,9 @@ def build_case(
         index=torch.arange(num_views) * 5,
         depth=torch.from_numpy(gt_with_hole).float(),
     )
-    transform = torch.eye(4, dtype=torch.float64)
+    transform = Similarity.identity()
     if world_from_model is not None:
-        transform = torch.from_numpy(world_from_model)
+        transform = Similarity.from_matrix(world_from_model)
     target = ViewSet(image=image[:1], intrinsics=context.intrinsics[:1],
                      extrinsics=torch.from_numpy(cameras(4)[1][3:]).float(), near=near[:1],
                      far=far[:1], index=torch.tensor([2]))  # fmt: skip

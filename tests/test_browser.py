@@ -94,7 +94,7 @@ def look_from_above_right(app) -> None:
     the right of its view centre, so that the scene sits left of the GUI panel."""
     state = app.state
     T = state.loaded.scene.context.extrinsics[0].double().numpy()  # camera-to-world (model frame)
-    M = state.loaded.scene.world_from_model.double().numpy()
+    M = state.loaded.scene.world_from_model.matrix.numpy()
     centre, right, down, forward = T[:3, 3], T[:3, 0], T[:3, 1], T[:3, 2]
     depth = state.median_depth
     position = centre + depth * (-1.3 * forward + 1.0 * right - 0.7 * down)

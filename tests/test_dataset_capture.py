@@ -98,7 +98,7 @@ def test_colmap_poses_in_capture_units(tmp_path, scene, writer):
                           options=CaptureOptions(target_baseline=None))
     assert_poses(loaded.context, scene[1], [0, 3], scene[2])
     assert_poses(loaded.target, scene[1], [1], scene[2])
-    assert torch.equal(loaded.world_from_model, torch.eye(4, dtype=torch.float64))
+    assert loaded.world_from_model.is_identity
     assert loaded.context.depth is None and loaded.context.image.shape == (2, 3, H, W)
 
 
@@ -110,7 +110,7 @@ def test_colmap_rescaled_to_unit_baseline_maps_back(tmp_path, scene):
     assert loaded.context.index.tolist() == [0, 2, 3]  # round(linspace(0, 3, 3)) = 0, 2, 3
     centers = loaded.context.extrinsics[:, :3, 3].double()
     assert torch.cdist(centers, centers).max().item() == pytest.approx(2.0, rel=1e-5)
-    back = loaded.world_from_model @ loaded.context.extrinsics.double()
+    back = loaded.world_from_model.poses(loaded.context.extrinsics.double())
     torch.testing.assert_close(back[:, :3, 3], torch.from_numpy(scene[1][[0, 2, 3], :3, 3]),
                                atol=1e-5, rtol=0)
     torch.testing.assert_close(loaded.context.extrinsics[:, :3, :3].double(),

@@ -65,7 +65,7 @@ def test_checkpoint_loads_through_load_model_with_the_demo_config(demo_model: De
 
 
 def test_demo_settings_are_the_ones_the_viewer_derives_from_the_checkpoint(demo_model):
-    from viewer.pipeline import preprocess_settings
+    from src.backends.builtin import preprocess_settings
 
     assert demo_preprocess_settings() == preprocess_settings(demo_model.config)
     assert demo_info()["preprocess"]["image_shape"] == list(demo_model.config.image_shape)

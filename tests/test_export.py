@@ -146,8 +146,8 @@ def test_comparison_ply_has_coarse_and_final_in_two_colours(case, exported):
 
 
 def test_gaussians_ply_round_trips_in_user_frame(case, exported):
+    from src.geometry.spherical_harmonics import sh_basis, sh_degree_of
     from src.io.ply import read_gaussians_ply
-    from src.model.decoder.sh import sh_basis, sh_degree_of
 
     out, _ = exported
     model = case.prediction.gaussians

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from src.dataset import load_scene
+from src.geometry.similarity import Similarity
 from src.io.ply import read_gaussians_ply
 from src.model import load_model
 from src.model.decoder.render import render_gaussians
@@ -62,14 +63,14 @@ def test_exported_gaussians_render_like_the_in_memory_ones(tmp_path, scale):
     )
     prediction = predict(model, scene.context)
     assert prediction.gaussians is not None and scene.target is not None
-    scene.world_from_model = user_from_model(scale)
+    scene.world_from_model = Similarity.from_matrix(user_from_model(scale))
     export_scene(tmp_path, scene, prediction, build_layers(scene, prediction))
     exported = read_gaussians_ply(tmp_path / "gaussians.ply")
     assert exported.means.shape == prediction.gaussians.means.shape
 
     K = scene.target.intrinsics[:1]  # [1, 3, 3]
     T_model = scene.target.extrinsics[:1]  # [1, 4, 4]
-    T_user = camera_in_user_frame(T_model[0], scene.world_from_model)[None]
+    T_user = camera_in_user_frame(T_model[0], user_from_model(scale))[None]
     near, far = 0.2 * float(scene.context.near[0]), 1e4
     shape = scene.target.image_shape
     ours = render_gaussians(prediction.gaussians, K[None], T_model[None], shape, near, far)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from src.geometry.projection import project_points
+from src.geometry.spherical_harmonics import SH_C0, SH_C1, sh_basis, sh_to_rgb
 from src.model.decoder.rasterizer_torch import rasterize_torch
 from src.model.decoder.render import RenderInputError, psnr, render_gaussians
-from src.model.decoder.sh import SH_C0, SH_C1, sh_basis, sh_to_rgb
 from src.model.types import Gaussians
 
 SIZE = 33  # odd, so the principal point falls on the centre of pixel 16

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from src.dataset.types import SceneViews, ViewSet
+from src.geometry.similarity import Similarity
 from src.model.types import Gaussians, Prediction
 from viewer.target_render import (
     NO_FAR_PLANE,
@@ -126,9 +127,9 @@ def _build(targets: list[np.ndarray], world_from_model: np.ndarray | None = None
         far=far,
         gaussians=gaussians,
     )
-    transform = torch.eye(4, dtype=torch.float64)
+    transform = Similarity.identity()
     if world_from_model is not None:
-        transform = torch.from_numpy(world_from_model)
+        transform = Similarity.from_matrix(world_from_model)
     scene = SceneViews(key="plane/targets", source="test:targets", context=context,
                        target=target, world_from_model=transform)  # fmt: skip
     return scene, prediction, depth
@@ -241,7 +242,7 @@ def test_render_at_a_viser_camera_under_world_from_model_equals_the_target_rende
     wxyz = matrix_to_quaternion_wxyz(torch.from_numpy(R_user)).numpy()
     fov = 2.0 * math.atan(0.5 / FOCAL)
     K_v, T_model, shape = camera_from_viser(wxyz, position, fov, WIDTH / HEIGHT, HEIGHT,
-                                            world_from_model=torch.from_numpy(M))  # fmt: skip
+                                            world_from_model=Similarity.from_matrix(M))  # fmt: skip
     assert shape == (HEIGHT, WIDTH)
     np.testing.assert_allclose(T_model.numpy(), T0, atol=1e-9)
     np.testing.assert_allclose(K_v.numpy(), K, atol=1e-12)

@@ -14,6 +14,7 @@ import pytest
 from viewer_scenes import make_loaded
 from viser import _messages
 
+from src.geometry.similarity import Similarity
 from viewer import colormaps
 from viewer.app import ViewerApp
 
@@ -216,7 +217,7 @@ def test_frustum_click_moves_the_client_camera_in_world_units(server, loaded):
     M = torch.eye(4, dtype=torch.float64)
     M[:3, :3] *= 2.0
     M[:3, 3] = torch.tensor([1.0, -3.0, 0.5], dtype=torch.float64)
-    scene.world_from_model = M
+    scene.world_from_model = Similarity.from_matrix(M)
     shifted = copy.copy(loaded)
     shifted.scene = scene
     app = ViewerApp(server, scene_specs=["plane"])

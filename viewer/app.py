@@ -209,14 +209,15 @@ class ViewerApp:
     # --- scene state --------------------------------------------------------------------------
 
     def _make_state(self, loaded: LoadedScene) -> _SceneState:
-        from src.geometry.transforms import decompose_similarity, matrix_to_quaternion_wxyz
+        from src.geometry.transforms import matrix_to_quaternion_wxyz
 
         context = loaded.scene.context
         extrinsics = context.extrinsics.double().numpy()
         arrays = nodes.arrays_from_layers(loaded.layers, extrinsics)
         unit = residual_unit_key(self.controls.residual_unit.value)
         ranges = nodes.color_ranges(arrays, unit, self.controls.residual_percentile.value)
-        scale, R, t = decompose_similarity(loaded.scene.world_from_model)
+        sim = loaded.scene.world_from_model
+        scale, R, t = sim.scale, sim.rotation, sim.translation
         wxyz = matrix_to_quaternion_wxyz(R).numpy()
         fy_px = context.intrinsics[:, 1, 1].double().numpy() * context.image_shape[0]
         depth = arrays.depth["final"][arrays.valid["final"]]
@@ -238,7 +239,7 @@ class ViewerApp:
 
     def _world_rotation(self) -> np.ndarray:
         assert self._state is not None
-        M = self._state.loaded.scene.world_from_model.double().numpy()
+        M = self._state.loaded.scene.world_from_model.matrix.numpy()
         return M[:3, :3] / self._state.root_scale
 
     def _clear(self) -> None:

@@ -40,7 +40,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from src.geometry.transforms import decompose_similarity
 from src.io.atomic import atomic_write
 from viewer.analysis import (
     AnalysisSettings,
@@ -92,14 +91,14 @@ class UserFrame:
     translation: Tensor  # [3] float64
 
 
-def to_user_frame(layers: Layers, extrinsics: Tensor, world_from_model: Tensor) -> UserFrame:
+def to_user_frame(layers: Layers, extrinsics: Tensor, world_from_model) -> UserFrame:
     """Apply ``world_from_model`` to every geometric quantity of ``layers``.
 
     Args:
         layers: the model-frame layers. extrinsics: ``[V, 4, 4]`` model-frame ``T_world_cam``.
         world_from_model: ``[4, 4]`` similarity.
     """
-    scale, R, t = decompose_similarity(world_from_model)
+    scale, R, t = world_from_model.scale, world_from_model.rotation, world_from_model.translation
 
     def points(p: Tensor | None) -> Tensor | None:
         if p is None:
@@ -147,7 +146,7 @@ def gaussians_to_user(gaussians: Gaussians, scale: float, R: Tensor, t: Tensor) 
     export must keep what was shown.) Camera-frame ``scales`` grow by ``s``; camera-frame
     ``rotations_xyzw`` are unchanged.
     """
-    from src.model.decoder.sh import rotate_sh_3dgs
+    from src.geometry.spherical_harmonics import rotate_sh_3dgs
 
     dtype = gaussians.means.dtype
     Rf = R.to(dtype)

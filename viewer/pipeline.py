@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from viewer.options import SceneOptions
 
@@ -50,25 +50,6 @@ def resolve_demo(options: SceneOptions) -> SceneOptions:
     return options
 
 
-class DeviceUnavailableError(ValueError):
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"--device {name} was asked for, but this PyTorch build sees no CUDA device. Use "
-            "--device cpu (or auto), or install a CUDA build of PyTorch on a machine with a GPU."
-        )
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` must be available."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceUnavailableError(name)
-    return name
-
-
 @dataclass
 class LoadedScene:
     """One scene, the model's prediction on it and the derived per-pixel layers."""
@@ -84,36 +65,18 @@ def _report(progress: ProgressFn | None, stage: str, fraction: float) -> None:
         progress(stage, fraction)
 
 
-def preprocess_settings(model_config: Any):
-    """The dataset loader's preprocessing settings from a model preset (``DepthSplatConfig``)."""
-    from src.dataset.preprocess import PreprocessSettings
-
-    dataset = str(getattr(model_config, "dataset", "re10k"))
-    return PreprocessSettings(
-        image_shape=tuple(model_config.image_shape),
-        near=float(model_config.near),
-        far=float(model_config.far),
-        patch_multiple=int(getattr(model_config, "shim_patch", 16)),
-        num_context_views=int(model_config.num_context_views),
-        dataset="dl3dv" if dataset.startswith("dl3dv") else "re10k",
-        source_shape=getattr(model_config, "original_image_shape", None),
-    )
-
-
 class ModelSession:
     """A loaded model plus the scene options; turns scene specs into :class:`LoadedScene`."""
 
     def __init__(self, options: SceneOptions, progress: ProgressFn | None = None) -> None:
         if options.ckpt is None:
             raise MissingOptionError("ckpt")
-        from src.model import load_model
+        from src.backends import open_backend
 
         self.options = options
-        self.device = resolve_device(options.device)
         _report(progress, f"Loading model {Path(options.ckpt).name}", 0.0)
-        start = time.perf_counter()
-        self.model = load_model(options.ckpt, device=self.device, config=options.config)
-        self.load_seconds = time.perf_counter() - start
+        self.backend = open_backend(options.ckpt, device=options.device, config=options.config)
+        self.load_seconds = self.backend.load_seconds
         _report(progress, "Model loaded", 1.0)
 
     def views(self, spec: str | None = None) -> SceneViews:
@@ -129,7 +92,7 @@ class ModelSession:
             index_path=self.options.index,
             context=self.options.context,
             target=self.options.target,
-            settings=preprocess_settings(self.model.config),
+            settings=self.backend.preprocess,
         )
 
     def load(self, spec: str | None = None, progress: ProgressFn | None = None) -> LoadedScene:
@@ -141,12 +104,7 @@ class ModelSession:
         return run_prediction(scene, self.predict, progress, seconds)
 
     def predict(self, scene: SceneViews) -> Prediction:
-        import torch
-
-        from src.model.predict import predict
-
-        with torch.inference_mode():
-            return predict(self.model, scene.context)
+        return self.backend.predict(scene.context)
 
 
 def run_prediction(

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from src.geometry.transforms import decompose_similarity
 from viewer.panels import DEFAULT_DPI, PanelGrid, figure_inches, symmetric_limit
 
 if TYPE_CHECKING:
     from src.dataset.types import SceneViews
+    from src.geometry.similarity import Similarity
     from src.model.decoder.render import Backend
     from src.model.types import Gaussians, Prediction
 
@@ -144,7 +144,7 @@ def render_target_views(
 # --- any camera ---------------------------------------------------------------------------------
 
 
-def model_camera_from_world(T_world_cam: Tensor, world_from_model: Tensor | None) -> Tensor:
+def model_camera_from_world(T_world_cam: Tensor, world_from_model: Similarity | None) -> Tensor:
     """``T_model_cam`` ``[4, 4]`` float64 of a camera posed in the user's (viser) world.
 
     ``world_from_model`` ``[4, 4]`` is the similarity ``x -> s R x + t`` of
@@ -154,11 +154,7 @@ def model_camera_from_world(T_world_cam: Tensor, world_from_model: Tensor | None
     T = torch.as_tensor(T_world_cam, dtype=torch.float64)
     if world_from_model is None:
         return T.clone()
-    scale, R, t = decompose_similarity(world_from_model)
-    T_model_cam = torch.eye(4, dtype=torch.float64)
-    T_model_cam[:3, :3] = R.T @ T[:3, :3]
-    T_model_cam[:3, 3] = R.T @ (T[:3, 3] - t) / scale
-    return T_model_cam
+    return world_from_model.inverse().poses(T)
 
 
 def camera_from_viser(
@@ -167,7 +163,7 @@ def camera_from_viser(
     fov: float,
     aspect: float,
     height: int,
-    world_from_model: Tensor | None = None,
+    world_from_model: Similarity | None = None,
 ) -> tuple[Tensor, Tensor, tuple[int, int]]:
     """A viser client camera as ``(K [3, 3] normalized, T_world_cam [4, 4], (H, W))``, float64.
 

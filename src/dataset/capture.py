@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..geometry.similarity import Similarity
 from .capture_frame import CaptureFrame
 from .colmap import find_model, read_colmap
 from .errors import CaptureFormatError
@@ -66,11 +67,10 @@ def read_capture_frames(folder: Path) -> list[CaptureFrame]:
 
 
 def world_from_model_similarity(centers: np.ndarray, options: CaptureOptions,
-                                folder: Path) -> np.ndarray:
-    """``world_from_model`` [4, 4] (scale s, translation c) for context centres ``[V, 3]``."""
-    world_from_model = np.eye(4)
+                                folder: Path) -> Similarity:
+    """``world_from_model`` (scale s, translation c, no rotation) for context centres ``[V, 3]``."""
     if options.target_baseline is None:
-        return world_from_model
+        return Similarity.identity()
     baseline = np.linalg.norm(centers[:, None] - centers[None], axis=-1).max()
     if baseline < options.baseline_epsilon:
         raise CaptureFormatError(
@@ -78,18 +78,9 @@ def world_from_model_similarity(centers: np.ndarray, options: CaptureOptions,
             f"baseline_epsilon {options.baseline_epsilon}), so the scene scale is unknown; "
             "pick context views taken from different positions"
         )
-    scale = baseline / options.target_baseline
-    world_from_model[:3, :3] *= scale
-    world_from_model[:3, 3] = centers.mean(axis=0)
-    return world_from_model
-
-
-def to_model_frame(T_world_cam: np.ndarray, world_from_model: np.ndarray) -> np.ndarray:
-    """Camera poses ``[V, 4, 4]`` in the model frame (rotations kept orthonormal)."""
-    scale = world_from_model[0, 0]
-    T = T_world_cam.copy()
-    T[:, :3, 3] = (T[:, :3, 3] - world_from_model[:3, 3]) / scale
-    return T
+    scale = float(baseline / options.target_baseline)
+    return Similarity(scale, torch.eye(3, dtype=torch.float64),
+                      torch.from_numpy(centers.mean(axis=0).astype(np.float64)))
 
 
 def choose_views(frames: list[CaptureFrame], context: list[int] | None,
@@ -153,7 +144,7 @@ def load_capture(
 
     num_context = len(selection.context)
     world_from_model = world_from_model_similarity(poses[:num_context, :3, 3], options, folder)
-    T_model_cam = torch.from_numpy(to_model_frame(poses, world_from_model)).to(torch.float32)
+    T_model_cam = world_from_model.inverse().poses(torch.from_numpy(poses)).to(torch.float32)
     index = torch.tensor(chosen, dtype=torch.int64)
 
     def views(part: slice):
@@ -164,5 +155,5 @@ def load_capture(
         source=source,
         context=views(slice(0, num_context)),
         target=views(slice(num_context, None)) if selection.target else None,
-        world_from_model=torch.from_numpy(world_from_model),
+        world_from_model=world_from_model,
     )

@@ -7,6 +7,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..geometry.similarity import Similarity
+
+
+@dataclass(frozen=True)
+class SceneNote:
+    """Something about a scene the user should know; shown in the GUI, listed in metrics.json."""
+
+    code: str
+    """Stable identifier, e.g. ``context_equals_target`` or ``undistorted``."""
+    message: str
+    """One sentence for people; it may quote file names (escape before display)."""
+
 
 @dataclass
 class ViewSet:
@@ -23,6 +35,7 @@ class ViewSet:
     far: Tensor  # [V]
     index: Tensor  # [V] frame indices in the source scene
     depth: Tensor | None = None  # [V, H, W] metric GT z-depth, 0 where unknown
+    camera_models: tuple[str, ...] | None = None  # per view, the source's camera model name
 
     @property
     def num_views(self) -> int:
@@ -48,12 +61,13 @@ class ViewSet:
 class SceneViews:
     """Context and target views of one scene, ready for the model.
 
-    ``world_from_model`` is the 4x4 similarity that maps the (possibly rescaled and recentred)
-    model frame back to the user's own units; identity for datasets used as they are.
+    ``world_from_model`` maps the (possibly rescaled and recentred) model frame back to the
+    user's own units; identity for datasets used as they are.
     """
 
     key: str
     source: str  # where it came from: a chunk path, a capture folder or "synthetic:<seed>"
     context: ViewSet
     target: ViewSet | None = None
-    world_from_model: Tensor = field(default_factory=lambda: torch.eye(4, dtype=torch.float64))
+    world_from_model: Similarity = field(default_factory=Similarity.identity)
+    notes: list[SceneNote] = field(default_factory=list)

@@ -190,28 +190,3 @@ def rotate_sh(sh: Tensor, R: Tensor) -> Tensor:
         block = sh[..., degree * degree : (degree + 1) ** 2]
         bands.append((D @ block[..., None])[..., 0])
     return torch.cat(bands, dim=-1)
-
-
-class NotASimilarityError(ValueError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(
-            f"scene.world_from_model must be a similarity (uniform scale, rotation, translation) "
-            f"to map the scene back to the user's units, but {reason}. Fix the transform the "
-            "scene loader returns, or set it to the identity to stay in the model frame."
-        )
-
-
-def decompose_similarity(T: Tensor) -> tuple[float, Tensor, Tensor]:
-    """``(s, R [3, 3], t [3])`` with ``T = [[s R, t], [0, 1]]``; raises if ``T`` is not one."""
-    T = torch.as_tensor(T, dtype=torch.float64)
-    if T.shape != (4, 4) or not torch.isfinite(T).all():
-        raise NotASimilarityError(f"it has shape {tuple(T.shape)} or non-finite entries")
-    M = T[:3, :3]
-    det = float(torch.linalg.det(M))
-    if det <= 0:
-        raise NotASimilarityError(f"its 3x3 block has determinant {det:.3g} (must be > 0)")
-    scale = det ** (1.0 / 3.0)
-    R = M / scale
-    if not torch.allclose(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-5):
-        raise NotASimilarityError("its 3x3 block is not a scaled rotation")
-    return scale, R, T[:3, 3].clone()

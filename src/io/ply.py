@@ -9,7 +9,7 @@ with ``numpy.fromfile``; binary little/big endian and ASCII files from other too
 coefficients of red, then green, then blue), ``opacity`` (logit), ``scale_0..2`` (natural log of
 the linear scales), ``rot_0..3`` (unit quaternion ``w x y z``, world frame). Our ``harmonics
 [..., 3, d_sh]`` are already channel-major in the 3DGS basis order (see
-``src.model.decoder.sh``), so ``f_dc = harmonics[..., 0]`` and ``f_rest`` is
+``src.geometry.spherical_harmonics``), so ``f_dc = harmonics[..., 0]`` and ``f_rest`` is
 ``harmonics[..., 1:]`` flattened. (The official DepthSplat exporter writes only the DC band and
 rotates everything into the first context camera's frame; we keep the world frame and all bands.)
 """

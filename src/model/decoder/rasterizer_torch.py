@@ -36,8 +36,8 @@ import torch
 from torch import Tensor
 
 from src.geometry.projection import camera_centers, denormalize_intrinsics
+from src.geometry.spherical_harmonics import sh_to_rgb
 from src.geometry.transforms import T_cam_world_from_T_world_cam
-from src.model.decoder.sh import sh_to_rgb
 
 LOW_PASS_PX2 = 0.3  # added to the projected covariance's diagonal (pixels^2)
 ALPHA_MAX = 0.99

@@ -10,12 +10,9 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ....geometry.projection import camera_rays, pixel_centers
+from ....geometry.spherical_harmonics import SH_C0  # an RGB value c has DC (c - 0.5) / C0
 from ....geometry.transforms import covariance_from_scale_rotation, rotate_covariance, rotate_sh
 from ...types import Gaussians
-
-# DC basis constant of real SH (1 / (2 sqrt(pi))): an RGB value c has DC coefficient (c - 0.5) / C0
-# when the rendered colour is SH + 0.5, as in 3DGS.
-SH_C0 = 0.28209479177387814
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,64 @@
+"""Model backends: what turns a checkpoint into predictions on preprocessed views.
+
+The bridge between the model (``src/model``: architecture only) and the data
+(``src/dataset``: preprocessing only). Everything downstream (layers, analysis, exports, the
+viewer) talks to a :class:`ModelBackend` and never to a model class, so the built-in model and
+other implementations of the same contract are interchangeable, and their runs compare.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from src.dataset.preprocess import PreprocessSettings
+    from src.dataset.types import ViewSet
+    from src.model.types import Prediction
+
+
+class ModelBackend(Protocol):
+    """A loaded model that predicts depth (and Gaussians) for context views."""
+
+    name: str
+    """Short, file-name-safe run name (the checkpoint's stem)."""
+    checkpoint: Path
+    device: str
+    preprocess: PreprocessSettings
+    """What the model expects of its input views (image shape, near/far, view count)."""
+    load_seconds: float
+
+    def predict(self, context: ViewSet) -> Prediction:
+        """One forward pass on ``context`` (batch of one), under inference mode."""
+        ...
+
+
+class DeviceUnavailableError(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"--device {name} was asked for, but this PyTorch build sees no CUDA device. Use "
+            "--device cpu (or auto), or install a CUDA build of PyTorch on a machine with a GPU."
+        )
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` must be available."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceUnavailableError(name)
+    return name
+
+
+def open_backend(
+    checkpoint: str | Path,
+    *,
+    device: str = "auto",
+    config: str | Path | None = None,
+) -> ModelBackend:
+    """The built-in DepthSplat for ``checkpoint`` on ``device`` (``auto``, ``cpu``, ``cuda``)."""
+    from src.backends.builtin import BuiltinBackend
+
+    return BuiltinBackend(Path(checkpoint), device=resolve_device(device), config=config)

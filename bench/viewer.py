@@ -100,7 +100,7 @@ def run_case(name: str, views: int, height: int, width: int, use_model: bool) ->
     import viser
 
     from src.dataset import load_scene
-    from viewer.app import ViewerApp
+    from viewer.gui.app import ViewerApp
     from viewer.layers import build_layers
     from viewer.pipeline import run_prediction
 

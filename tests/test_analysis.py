@@ -24,19 +24,13 @@ from analysis_scenes import (
     depth_points,
 )
 
-from viewer.analysis import (
-    AnalysisSettings,
-    analyze,
-    clamp_masks,
-    depth_edges,
-    gaussian_colors,
-    gaussian_keep_mask,
-    gaussian_scalar,
-    gt_metrics,
-    histogram,
-    multiview_consistency,
-    residual_segments,
-)
+from viewer.analysis import AnalysisSettings, analyze
+from viewer.analysis.consistency import multiview_consistency
+from viewer.analysis.flags import clamp_masks, depth_edges
+from viewer.analysis.gaussians import gaussian_colors, gaussian_keep_mask, gaussian_scalar
+from viewer.analysis.metrics import gt_metrics, histogram
+from viewer.analysis.residual_vectors import residual_segments
+from viewer.color_modes import ColorContext, layer_values
 from viewer.inspector import PixelOutOfRangeError, inspect_pixel, probability_series
 from viewer.layers import build_layers
 
@@ -125,7 +119,7 @@ def test_consistency_grows_with_injected_depth_bias(biased):
 
 def test_clamp_masks_find_exactly_the_clamped_pixels(biased):
     _, layers = biased
-    at_near, at_far = clamp_masks(layers.final_depth, layers.near, layers.far, rtol=1e-5)
+    at_near, at_far = clamp_masks(layers.final_depth, layers.context.near, layers.context.far, rtol=1e-5)
     assert at_far.sum() == 1 and bool(at_far[CLAMP_FAR_PIXEL])
     assert at_near.sum() == 1 and bool(at_near[CLAMP_NEAR_PIXEL])
 
@@ -181,24 +175,30 @@ def test_gt_metrics_match_numpy(biased):
 
 
 def test_analyze_summary_and_color_modes(biased):
-    case, layers = biased
-    K, T = _cameras(case)
-    analysis = analyze(layers, K, T, AnalysisSettings(consistency_threshold=0.05))
+    _, layers = biased
+    analysis = analyze(layers, AnalysisSettings(consistency_threshold=0.05))
     summary = json.loads(json.dumps(analysis.summary()))  # JSON-ready
     assert summary["clamp"]["per_view_final_at_far_share"] == [0.0, 0.0, 1.0 / (HEIGHT * WIDTH)]
     assert summary["consistency"]["final"]["threshold"] == 0.05
     assert summary["gt"]["final"]["per_view"][1]["abs_rel"] == pytest.approx(0.1, rel=1e-5)
     residual = layers.residual_metric.double()
     assert summary["residual"]["metric"]["mean"] == pytest.approx(float(residual.mean()), rel=1e-9)
-    modes = analysis.color_modes()
-    for name in ("consistency_final", "consistency_coarse", "clamp_final", "flying_pixel",
-                 "gt_error_final", "gt_error_coarse"):  # fmt: skip
-        assert modes[name].shape == (3, HEIGHT, WIDTH)
-    assert modes["clamp_final"][CLAMP_FAR_PIXEL] == 1
-    assert modes["clamp_final"][CLAMP_NEAR_PIXEL] == -1
-    gt_error = modes["gt_error_final"]
-    assert torch.isnan(gt_error[GT_HOLE]).all()
-    np.testing.assert_allclose(gt_error[1].numpy(), 0.1, rtol=1e-4)
+    context = ColorContext(layers, analysis)
+    for mode in ("consistency", "inconsistent", "clamp", "flying_pixel", "gt_error", "view"):
+        for layer in ("coarse", "final", "residual"):
+            assert layer_values(context, mode, layer).shape == (3, HEIGHT, WIDTH)
+    clamp = layer_values(context, "clamp", "final")  # codes: 0 near, 1 none, 2 far
+    assert clamp[CLAMP_FAR_PIXEL] == 2 and clamp[CLAMP_NEAR_PIXEL] == 0
+    assert (clamp == 1).sum() == clamp.size - 2
+    assert layer_values(context, "clamp", "gt") is None  # GT is not analysed
+    gt_error = layer_values(context, "gt_error", "final")
+    assert np.isnan(gt_error[GT_HOLE]).all()
+    np.testing.assert_allclose(gt_error[1], 0.1, rtol=1e-4)
+    np.testing.assert_array_equal(gt_error, analysis.layers["final"].gt_error.numpy())
+    # Without the analysis, its modes have no values yet (drawn grey); the others do.
+    waiting = ColorContext(layers, None)
+    assert layer_values(waiting, "consistency", "final") is None
+    assert layer_values(waiting, "gt_error", "coarse") is not None
 
 
 def test_residual_segments_join_coarse_and_final_points(biased):
@@ -244,7 +244,7 @@ def test_inspector_reads_the_right_pixel(biased):
     case, layers = biased
     prediction = case.prediction
     view, u, v = 1, 13, 9
-    report = inspect_pixel(layers, prediction, view, u, v)
+    report = inspect_pixel(layers, view, u, v)
     fu, fv = u // FEATURE_DOWNSCALE, v // FEATURE_DOWNSCALE
     assert (report.feature_u, report.feature_v) == (fu, fv) == (3, 2)
     probs = prediction.match_probs[view, :, fv, fu].double().numpy()
@@ -257,31 +257,32 @@ def test_inspector_reads_the_right_pixel(biased):
     assert report.coarse_depth == pytest.approx(case.coarse_depth[view, v, u], rel=1e-6)
     assert report.residual_inv == float(prediction.mono_inv_residual[view, v, u])
     assert report.gt_depth == pytest.approx(case.gt[view, v, u], rel=1e-6)
-    assert report.gt_abs_rel_final == pytest.approx(0.1, rel=1e-4)
+    assert report.relative_error(report.final_depth) == pytest.approx(0.1, rel=1e-4)
     assert report.final_point == pytest.approx(tuple(layers.final_points[view, v, u].tolist()))
+    assert report.frame == int(case.scene.context.index[view])
     series = probability_series(report)
     assert np.all(np.diff(series.depth) > 0)
     assert series.probability.sum() == pytest.approx(1.0, abs=1e-6)
-    assert series.markers["gt"] == report.gt_depth
+    assert series.depth_range == (report.near, report.far)  # the plot spans near to far
     expected_inv = np.sum(report.probability * report.candidate_inv_depth)
-    assert series.markers["expected"] == pytest.approx(1.0 / expected_inv)
-    (x, y), labels = series.as_uplot()
-    assert len(x) == len(y) == prediction.match_probs.shape[1] and len(labels) == 2
+    assert report.expected_depth == pytest.approx(1.0 / expected_inv)
     # With the analysis: the pixel's multi-view error and flags.
-    analysis = analyze(layers, *_cameras(case))
-    report = inspect_pixel(layers, prediction, view, u, v, analysis=analysis)
-    expected_error = float(analysis.consistency_final.rel_error[view, v, u])
-    assert report.consistency_final == expected_error and expected_error > 0.05
-    assert report.flags == ["inconsistent"]
-    clamped = inspect_pixel(layers, prediction, *CLAMP_FAR_PIXEL[:1], 0, 0, analysis=analysis)
-    assert "final at far clamp" in clamped.flags and "depth edge" in clamped.flags
-    assert json.loads(json.dumps(clamped.as_dict()))["flags"] == clamped.flags
+    analysis = analyze(layers)
+    report = inspect_pixel(layers, view, u, v, analysis=analysis)
+    expected_error = float(analysis.layers["final"].consistency.rel_error[view, v, u])
+    assert report.mode_values["consistency"] == expected_error and expected_error > 0.05
+    assert report.mode_values["gt_error"] == pytest.approx(0.1, rel=1e-4)
+    # The coarse depth of the biased view inherits the bias: both layers are flagged.
+    assert bool(analysis.layers["coarse"].consistency.inconsistent[view, v, u])
+    assert report.flags == ["coarse inconsistent", "final inconsistent"]
+    clamped = inspect_pixel(layers, *CLAMP_FAR_PIXEL[:1], 0, 0, analysis=analysis)
+    assert "final at far clamp" in clamped.flags and "final on a depth edge" in clamped.flags
     # The GT hole and out-of-range pixels.
-    assert inspect_pixel(layers, prediction, 0, 12, 5).gt_depth is None
+    assert inspect_pixel(layers, 0, 12, 5).gt_depth is None
     with pytest.raises(PixelOutOfRangeError, match="outside the context views"):
-        inspect_pixel(layers, prediction, 0, WIDTH, 0)
+        inspect_pixel(layers, 0, WIDTH, 0)
     with pytest.raises(PixelOutOfRangeError):
-        inspect_pixel(layers, prediction, 3, 0, 0)
+        inspect_pixel(layers, 3, 0, 0)
 
 
 def test_consistency_on_rendered_synthetic_scene_with_occluders():

@@ -26,10 +26,10 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 VIEWPORT = {"width": 1280, "height": 800}
-PANEL_LEFT = 930  # the GUI panel covers x >= this at 1280 px; the canvas is to its left
-GUI_LABELS = ("Coarse MVS depth", "Final depth", "Mono residual", "Ground truth",
-              "Gaussian splats", "Colour by", "Point size (px)", "Subsampling",
-              "Min confidence (pct)", "Load scene", "Reset view")  # fmt: skip
+GUI_LABELS = ("Coarse MVS depth", "Final depth", "Mono residual", "Ground truth", "Colour by",
+              "Consistency threshold", "Load scene", "Reset view", "View through camera",
+              "Points", "Inspector", "Export")  # fmt: skip
+PAYLOAD = '<img src=x onerror="window.__pwned=1">'  # a scene key or spec that tries to run script
 
 
 @pytest.fixture(scope="module")
@@ -44,28 +44,41 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="module")
-def viewer():
-    """``dsviewer --demo`` through the CLI's own code path: the bundled model and scenes."""
+def start_viewer(args: list[str]):
+    """A viewer through the CLI's own code path; returns ``(server, app, url, log)``."""
     from rich.console import Console
 
     from viewer import cli
 
     port = free_port()
     log = io.StringIO()
-    options = cli.parse(["--demo", "--port", str(port), "--device", "cpu"])
+    options = cli.parse([*args, "--port", str(port), "--device", "cpu"])
     server, app = cli.start(options, console=Console(file=log, width=200))
     assert "Scene ready" in log.getvalue() and f"http://127.0.0.1:{port}" in log.getvalue()
-    yield app, f"http://127.0.0.1:{port}"
+    return server, app, f"http://127.0.0.1:{port}", log.getvalue()
+
+
+@pytest.fixture(scope="module")
+def viewer():
+    """``dsviewer --demo`` through the CLI's own code path: the bundled model and scenes."""
+    server, app, url, _ = start_viewer(["--demo"])
+    yield app, url
+    app.close()
     server.stop()
 
 
-def canvas_stats(png: bytes) -> tuple[float, float]:
+def canvas_box(page) -> dict:
+    return page.locator("canvas").first.bounding_box()
+
+
+def canvas_stats(page, png: bytes) -> tuple[float, float]:
     """(share of canvas pixels that differ from the background, their std) of a screenshot."""
     from PIL import Image
 
+    box = canvas_box(page)
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
-    canvas = pixels[150:, :PANEL_LEFT]  # below the notification toast, left of the panel
+    x0, y0 = int(box["x"]), int(box["y"]) + 60  # below the notification toast
+    canvas = pixels[y0 : int(box["y"] + box["height"]), x0 : int(box["x"] + box["width"])]
     background = np.median(canvas.reshape(-1, 3), axis=0)
     differs = np.abs(canvas - background).sum(axis=-1) > 30
     return float(differs.mean()), float(canvas.std())
@@ -73,6 +86,9 @@ def canvas_stats(png: bytes) -> tuple[float, float]:
 
 def open_page(browser, url: str):
     page = browser.new_page(viewport=VIEWPORT)
+    page.errors = []  # console errors and page exceptions, for the tests to read
+    page.on("console", lambda m: page.errors.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
     page.goto(url)
     page.get_by_label("Final depth", exact=True).wait_for(timeout=60_000)
     return page
@@ -83,25 +99,10 @@ def rendered_screenshot(page, timeout: float = 40.0) -> bytes:
     deadline = time.monotonic() + timeout
     while True:
         png = page.screenshot()
-        share, spread = canvas_stats(png)
+        share, spread = canvas_stats(page, png)
         if (share > 0.03 and spread > 10) or time.monotonic() > deadline:
             return png
         time.sleep(1.0)
-
-
-def look_from_above_right(app) -> None:
-    """Put each page's camera above, right of and behind context camera 0, looking a little to
-    the right of its view centre, so that the scene sits left of the GUI panel."""
-    state = app.state
-    T = state.loaded.scene.context.extrinsics[0].double().numpy()  # camera-to-world (model frame)
-    M = state.loaded.scene.world_from_model.matrix.numpy()
-    centre, right, down, forward = T[:3, 3], T[:3, 0], T[:3, 1], T[:3, 2]
-    depth = state.median_depth
-    position = centre + depth * (-1.3 * forward + 1.0 * right - 0.7 * down)
-    look_at = centre + depth * (forward + 0.5 * right)
-    for client in app.server.get_clients().values():
-        client.camera.position = M[:3, :3] @ position + M[:3, 3]
-        client.camera.look_at = M[:3, :3] @ look_at + M[:3, 3]
 
 
 def wait_until(condition, timeout: float = 20.0) -> bool:
@@ -113,31 +114,31 @@ def wait_until(condition, timeout: float = 20.0) -> bool:
     return False
 
 
-def test_page_shows_scene_and_controls_and_toggles_a_layer(browser, viewer):
+def test_first_open_frames_the_scene_beside_the_panel_and_toggles_a_layer(browser, viewer):
     app, url = viewer
     page = open_page(browser, url)
     for label in GUI_LABELS:  # each control is on the page (raises on a 15 s timeout)
         page.get_by_text(label, exact=True).first.wait_for(timeout=15_000)
+    page.get_by_text("the bundled demo", exact=False).first.wait_for(timeout=15_000)
     png = rendered_screenshot(page)
-    share, spread = canvas_stats(png)
-    assert share > 0.03 and spread > 10, (share, spread)  # points and frustums, not a blank canvas
-
-    # Toggle the residual layer in the page: the server-side layer node becomes visible and its
-    # points are sent (first show).
-    assert app.layer_frames["residual"].visible is False
+    share, spread = canvas_stats(page, png)
+    assert share > 0.03 and spread > 10, (share, spread)  # points and frustums, not blank
+    # The panel is docked beside the canvas: nothing the start camera frames is under it.
+    panel = page.get_by_text("Colour by", exact=True).first.bounding_box()
+    box = canvas_box(page)
+    assert panel["x"] >= box["x"] + box["width"] - 1
+    # Toggle the residual layer in the page: its points are sent on first show.
+    assert app.points.frames["residual"].visible is False
     page.get_by_label("Mono residual", exact=True).click()
-    assert wait_until(lambda: app.layer_frames["residual"].visible is True)
-    assert wait_until(lambda: len(app.point_handles.get("residual", [])) == 2)
+    assert wait_until(lambda: app.points.frames["residual"].visible is True)
+    assert wait_until(lambda: ("residual", 1) in app.points.shown)
     page.get_by_label("Final depth", exact=True).click()
-    assert wait_until(lambda: app.layer_frames["final"].visible is False)
-    # The README shot: the residual alone, from above and beside the context cameras, without
-    # the target frustums and the "software WebGL" toast.
-    assert app.frustums["target"] and app.frustums["target"][0].visible
+    assert wait_until(lambda: app.points.frames["final"].visible is False)
+    # The README shot: the residual alone, without target frustums and the WebGL toast.
     page.get_by_label("Target cameras", exact=True).click()
-    assert wait_until(lambda: not any(f.visible for f in app.frustums["target"]))
+    assert wait_until(lambda: not any(f.visible for f in app.cameras.frustums["target"]))
     page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
-    look_from_above_right(app)
-    time.sleep(2)  # let the residual colours and the camera arrive and render
+    time.sleep(2)  # let the residual colours arrive and render
     residual_png = rendered_screenshot(page)
     target = os.environ.get("DSVIEWER_SCREENSHOT")
     if target:
@@ -145,26 +146,28 @@ def test_page_shows_scene_and_controls_and_toggles_a_layer(browser, viewer):
         tmp = Path(target).with_suffix(".tmp.png")
         tmp.write_bytes(residual_png)
         shutil.move(tmp, target)
-    share, spread = canvas_stats(residual_png)
+    share, spread = canvas_stats(page, residual_png)
     assert share > 0.03 and spread > 10, (share, spread)
+    nan_bounds = [e for e in page.errors if "NaN" in e]
+    assert not nan_bounds, nan_bounds  # e.g. computeBoundingSphere(): Computed radius is NaN
+    page.close()
 
-    # Switch to the next demo scene from the page: the model runs in the worker thread, nothing
-    # restarts.
+
+def test_switching_scenes_from_the_page(browser, viewer):
     from viewer.assets import demo_scene_keys
 
+    app, url = viewer
+    page = open_page(browser, url)
     first, second = demo_scene_keys()[:2]
     shown = app.scenes_shown
-    assert app.state.loaded.scene.key == first
-    first_frames = app.state.loaded.scene.context.index.tolist()
+    assert app.loaded.scene.key == first
     # With several specs the scene box is a dropdown (a Mantine Select): open it, pick one.
     page.locator(f"input[value='{first}']").first.click()
     page.get_by_role("option", name=second, exact=True).click()
-    assert wait_until(lambda: app.controls.scene_spec.value == second)
+    assert wait_until(lambda: app.scene_panel.spec.value == second)
     page.get_by_role("button", name="Load scene").click()
     assert wait_until(lambda: app.scenes_shown > shown, timeout=90)
-    assert app.state.loaded.scene.key == second
-    assert app.layer_frames["residual"].visible is True  # the layer choice survives the switch
-    assert len(app.view_toggles) == len(first_frames)
+    assert app.loaded.scene.key == second
     page.get_by_text(second, exact=False).first.wait_for(timeout=20_000)
     page.close()
 
@@ -175,16 +178,15 @@ def test_server_keeps_serving_when_a_client_leaves_mid_upload(browser, viewer):
     app, url = viewer
     app.show(make_loaded(2, 192, 192))  # 74k points per layer, three layers: MBs to send
     for layer in ("coarse", "residual", "final"):
-        app.controls.layer_toggles[layer].value = True
-        app._on_layer_toggle(layer)
+        app.layers_panel.toggles[layer].value = True
     page = browser.new_page(viewport=VIEWPORT)
     page.goto(url, wait_until="commit")
     time.sleep(0.3)
     page.close()  # the websocket drops while the scene streams
     page = open_page(browser, url)
-    share, spread = canvas_stats(rendered_screenshot(page))
+    share, spread = canvas_stats(page, rendered_screenshot(page))
     assert share > 0.03 and spread > 10, (share, spread)
-    assert app.state is not None and app.state.arrays.image_shape == (192, 192)
+    assert app.loaded.layers.image_shape == (192, 192)
     page.close()
 
 
@@ -196,32 +198,93 @@ def test_clicking_a_point_fills_the_inspector_and_renders_at_the_camera(browser,
 
     app, url = viewer
     app.show(make_loaded(2, 48, 64))  # small: its analysis and CPU render take little time
-    app.controls.layer_toggles["final"].value = True
+    app.layers_panel.toggles["final"].value = True
     page = open_page(browser, url)
     rendered_screenshot(page)
     assert app.wait_idle(60)  # the analysis of the shown scene is done
-    app.inspected = None
-    for x, y in ((465, 450), (350, 400), (600, 350), (465, 250), (250, 550)):  # canvas spots
+    app.inspector.report = None
+    box = canvas_box(page)
+    spots = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+             for fx, fy in ((0.5, 0.5), (0.4, 0.55), (0.6, 0.45), (0.5, 0.35), (0.3, 0.6))]  # fmt: skip
+    for x, y in spots:
         page.mouse.click(x, y)
-        if wait_until(lambda: app.inspected is not None, timeout=5):
+        if wait_until(lambda: app.inspector.report is not None, timeout=5):
             break
-    report = app.inspected
+    report = app.inspector.report
     assert report is not None, "no click on the canvas reached a point"
-    assert 0 <= report.view < len(app.view_toggles)
     page.get_by_text("Inspector", exact=True).first.click()  # the folder starts collapsed
-    pixel = f"{report.view}, ({report.u}, {report.v})"
-    page.get_by_text(pixel, exact=True).first.wait_for(timeout=15_000)
-    depth = f"{report.final_depth * app.state.root_scale:.4g}"
-    page.get_by_text(depth, exact=True).first.wait_for(timeout=15_000)
+    page.get_by_text(f"{report.view}, ({report.u}, {report.v})", exact=True).first.wait_for(
+        timeout=15_000)
+    page.get_by_text(f"{report.final_depth:.4g}", exact=True).first.wait_for(timeout=15_000)
     target = os.environ.get("DSVIEWER_INSPECTOR_SCREENSHOT")
     if target:
         page.screenshot(path=target)
+    app.targets.last_camera_render = None
+    page.get_by_text("Target views", exact=True).first.click()
+    page.get_by_role("button", name="Render at my camera").click()
+    assert wait_until(lambda: app.targets.last_camera_render is not None, timeout=60)
+    image = app.targets.last_camera_render
+    assert image.shape[0] == 256 and image.shape[2] == 3
+    page.close()
 
-    if app.state.loaded.layers.gaussians is not None:
-        app.last_camera_render = None
-        page.get_by_text("Target views", exact=True).first.click()
-        page.get_by_role("button", name="Render at my camera").click()
-        assert wait_until(lambda: app.last_camera_render is not None, timeout=60)
-        image = app.last_camera_render
-        assert image.shape[0] == 256 and image.shape[2] == 3
+
+def test_script_in_a_scene_key_or_a_typed_spec_does_not_run(browser, tmp_path):
+    """A chunk whose key is an HTML payload, and the same payload typed into the scene field:
+    both show as text in every page; no script runs."""
+    from src.dataset.chunks import write_chunk, write_index
+    from src.dataset.synthetic import render_example
+    from viewer.assets import demo_checkpoint
+
+    example = render_example(7, 0, 8, 128, 128, key=PAYLOAD)
+    write_chunk(tmp_path / "000000.torch", [example])
+    write_index(tmp_path, {PAYLOAD: "000000.torch"})
+    server, app, url, _ = start_viewer(["--ckpt", str(demo_checkpoint()), "--scene", PAYLOAD,
+                                          "--data-root", str(tmp_path)])  # fmt: skip
+    try:
+        watcher = open_page(browser, url)  # a second client sees the shared status panel
+        page = open_page(browser, url)
+        page.get_by_text(PAYLOAD, exact=False).first.wait_for(timeout=20_000)  # shown as text
+        field = page.locator("input.mantine-TextInput-input:visible").first  # the Scene spec field
+        field.fill(PAYLOAD + "typed")
+        field.press("Enter")
+        page.get_by_role("button", name="Load scene").click()
+        assert wait_until(lambda: "Could not load" in app.scene_panel.status.content, timeout=60)
+        page.get_by_text("Could not load", exact=False).first.wait_for(timeout=20_000)
+        time.sleep(1)
+        for client in (page, watcher):
+            assert client.evaluate("window.__pwned === undefined")
+            assert client.locator("img[src='x']").count() == 0
+        page.close()
+        watcher.close()
+    finally:
+        app.close()
+        server.stop()
+
+
+def test_exported_scene_html_opens_offline_with_legend_and_layer_toggles(browser, viewer, tmp_path):
+    import zipfile
+
+    app, _ = viewer
+    from viewer.assets import demo_data_root, demo_scene_keys
+
+    key = demo_scene_keys()[0]
+    if app.loaded.scene.key != key:
+        app.show(app.loader(key, lambda *_: None))
+    app.export_panel.request_export()
+    assert app.wait_idle(120)
+    _, data = app.export_panel.last_export
+    folder = tmp_path / "export"
+    zipfile.ZipFile(io.BytesIO(data)).extractall(folder)
+    html = next(folder.glob("*/scene.html"))
+    page = browser.new_page(viewport=VIEWPORT)
+    requests = []
+    page.route("**/*", lambda route: (requests.append(route.request.url), route.continue_()
+                                      if route.request.url.startswith(("file:", "data:", "blob:"))
+                                      else route.abort()))  # fmt: skip
+    page.goto(html.as_uri())
+    page.locator("#dsviewer-legend").wait_for(timeout=30_000)
+    for label in ("Final depth", "Coarse MVS depth", "Mono residual", "Context cameras"):
+        page.get_by_text(label, exact=False).first.wait_for(timeout=30_000)
+    assert not [r for r in requests if not r.startswith(("file:", "data:", "blob:"))]
+    assert str(demo_data_root()) not in html.read_text()  # no local paths travel in the file
     page.close()

@@ -22,10 +22,10 @@ import torch
 from analysis_scenes import GT_HOLE, HEIGHT, WIDTH, build_case, depth_points, similarity
 from plyfile import PlyData
 
-from viewer.export import EXPORT_FILES, ExportExistsError, export_scene
+from viewer.export import EXPORT_FILE_NAMES, ExportExistsError, ExportSettings, export_scene
 from viewer.export_cli import main, scene_folder
-from viewer.layers import build_layers
 from viewer.panels import panel_figure_size
+from viewer.pipeline import run_prediction
 
 SCALE = 2.0
 VIEWS = 3
@@ -36,11 +36,14 @@ def case():
     return build_case((1.0, 1.1, 1.0), clamp_pixels=True, world_from_model=similarity(SCALE))
 
 
+def loaded_case(case):
+    return run_prediction(case.scene, lambda _scene: case.prediction)
+
+
 @pytest.fixture(scope="module")
 def exported(case, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "plane"
-    layers = build_layers(case.scene, case.prediction)
-    result = export_scene(out, case.scene, case.prediction, layers)
+    result = export_scene(out, loaded_case(case))
     return out, result
 
 
@@ -107,14 +110,13 @@ def test_point_plys_read_back_identically_with_three_readers(case, exported):
     all_pixels = np.ones((VIEWS, HEIGHT, WIDTH), dtype=bool)
     has_gt = expected["gt"] > 0
     assert has_gt[GT_HOLE].sum() == 0 and has_gt.sum() == all_pixels.sum() - 20
+    residual = {"scalar_residual": "residual", "scalar_residual_inv": "residual_inv",
+                "scalar_confidence": "confidence"}  # fmt: skip
     layouts = {
-        "coarse.ply": ("coarse_points", all_pixels, {"depth": "coarse",
-                                                     "confidence": "confidence"}),
-        "final.ply": ("final_points", all_pixels, {"depth": "final", "confidence": "confidence"}),
-        "gt.ply": ("gt_points", has_gt, {"depth": "gt"}),
-        "residual.ply": ("final_points", all_pixels, {
-            "residual": "residual", "residual_inv": "residual_inv", "confidence": "confidence",
-            "coarse_depth": "coarse", "final_depth": "final"}),
+        "coarse.ply": ("coarse_points", all_pixels, {"scalar_depth": "coarse", **residual}),
+        "final.ply": ("final_points", all_pixels, {"scalar_depth": "final", **residual}),
+        "gt.ply": ("gt_points", has_gt, {"scalar_depth": "gt", **residual}),
+        "residual.ply": ("final_points", all_pixels, {"scalar_depth": "final", **residual}),
     }  # fmt: skip
     for name, (points_key, mask, scalars) in layouts.items():
         data = _read_all(out / name)
@@ -125,8 +127,13 @@ def test_point_plys_read_back_identically_with_three_readers(case, exported):
         assert rgb.dtype == np.uint8
         np.testing.assert_array_equal(rgb, expected["rgb"][mask])
         for key in ("view", "u", "v"):
-            assert data[key].dtype == np.int32
-            np.testing.assert_array_equal(data[key], expected[key][mask])
+            assert data[f"scalar_{key}"].dtype == np.int32
+            np.testing.assert_array_equal(data[f"scalar_{key}"], expected[key][mask])
+        # Every scalar colour mode of the viewer travels as a scalar_ property (GT is not
+        # analysed, so it has no consistency or clamp values).
+        modes = {"scalar_gt_error"} | ({"scalar_consistency", "scalar_clamp"} if name != "gt.ply"
+                                       else set())  # fmt: skip
+        assert modes <= set(data), name
         for prop, key in scalars.items():
             assert data[prop].dtype == np.float32, (name, prop)
             np.testing.assert_allclose(data[prop], expected[key][mask], rtol=2e-5, atol=1e-6)
@@ -137,9 +144,12 @@ def test_comparison_ply_has_coarse_and_final_in_two_colours(case, exported):
     expected = _expected(case)
     data = _read_all(out / "comparison.ply")
     n = VIEWS * HEIGHT * WIDTH
-    np.testing.assert_array_equal(data["layer"], np.repeat([0, 1], n))
+    from viewer.point_layers import POINT_LAYERS
+
+    np.testing.assert_array_equal(data["scalar_layer"], np.repeat([0, 1], n))  # registry order
     rgb = np.stack([data[c] for c in ("red", "green", "blue")], axis=-1)
-    assert (rgb[:n] == (33, 102, 172)).all() and (rgb[n:] == (230, 120, 20)).all()
+    assert (rgb[:n] == POINT_LAYERS["coarse"].color).all()
+    assert (rgb[n:] == POINT_LAYERS["final"].color).all()
     xyz = np.stack([data[a] for a in "xyz"], axis=-1)
     np.testing.assert_allclose(xyz[:n], expected["coarse_points"].reshape(-1, 3), atol=2e-4)
     np.testing.assert_allclose(xyz[n:], expected["final_points"].reshape(-1, 3), atol=2e-4)
@@ -214,8 +224,8 @@ def test_metrics_json_matches_recomputed_values(case, exported):
     n = VIEWS * HEIGHT * WIDTH
     assert metrics["point_counts"] == {"coarse.ply": n, "final.ply": n, "residual.ply": n,
                                        "comparison.ply": 2 * n, "gt.ply": n - 20,
-                                       "gaussians.ply": n}  # fmt: skip
-    assert sorted(metrics["files"]) == sorted(EXPORT_FILES)
+                                       "centers.ply": n, "gaussians.ply": n}  # fmt: skip
+    assert sorted(metrics["files"]) == sorted(EXPORT_FILE_NAMES)
     # Cost-volume peakedness: max probability and entropy / log(D), recomputed in numpy.
     probs = case.prediction.match_probs.double().numpy()  # [V, D, h, w]
     entropy = -(probs * np.log(probs)).sum(axis=1) / np.log(probs.shape[1])
@@ -247,21 +257,21 @@ def test_panels_png_and_scene_html(exported):
 
 
 def test_existing_export_is_not_overwritten_without_flag(case, tmp_path):
-    layers = build_layers(case.scene, case.prediction)
+    loaded = loaded_case(case)
     out = tmp_path / "scene"
-    export_scene(out, case.scene, case.prediction, layers)
+    export_scene(out, loaded)
     before = (out / "metrics.json").read_bytes()
     with pytest.raises(ExportExistsError, match="--overwrite"):
-        export_scene(out, case.scene, case.prediction, layers)
+        export_scene(out, loaded)
     assert (out / "metrics.json").read_bytes() == before
-    # With overwrite, a scene without GT replaces everything and leaves no stale gt.ply.
+    # With overwrite, a scene without GT replaces the folder as a whole: no stale gt.ply.
     no_gt = build_case((1.0, 1.0, 1.0))
     no_gt.scene.context.depth = None
-    layers_no_gt = build_layers(no_gt.scene, no_gt.prediction)
-    result = export_scene(out, no_gt.scene, no_gt.prediction, layers_no_gt, overwrite=True)
+    result = export_scene(out, loaded_case(no_gt), ExportSettings(), overwrite=True)
     assert not (out / "gt.ply").exists() and "gt" not in result.metrics
-    assert sorted(p.name for p in out.iterdir()) == sorted(set(EXPORT_FILES) - {"gt.ply"})
+    assert sorted(p.name for p in out.iterdir()) == sorted(set(EXPORT_FILE_NAMES) - {"gt.ply"})
     assert (out / "metrics.json").read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"]  # no working folders left
 
 
 @dataclass
@@ -321,16 +331,16 @@ def _check_demo_export(folder: Path, key: str, context: list[int], target: list[
     from src.dataset import load_scene
     from viewer.assets import demo_data_root, demo_preprocess_settings
 
-    assert sorted(p.name for p in folder.iterdir()) == sorted(EXPORT_FILES)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(EXPORT_FILE_NAMES)
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["scene"]["key"] == key and metrics["scene"]["context_frames"] == context
     assert metrics["targets"]["index"] == target
     scene = load_scene(key, settings=demo_preprocess_settings(), data_roots=[demo_data_root()],
                        context=context, target=target)  # fmt: skip
     gt = scene.context.depth.double().numpy()  # [V, H, W]
-    vertex = PlyData.read(str(folder / "residual.ply"))["vertex"].data
+    vertex = PlyData.read(str(folder / "final.ply"))["vertex"].data
     final = np.zeros_like(gt)
-    final[vertex["view"], vertex["v"], vertex["u"]] = vertex["final_depth"]
+    final[vertex["scalar_view"], vertex["scalar_v"], vertex["scalar_u"]] = vertex["scalar_depth"]
     assert len(vertex) == gt.size and (final > 0).all()  # one point per pixel
     has_gt = gt > 0
     assert has_gt.mean() > 0.5  # the demo scenes have GT almost everywhere
@@ -342,8 +352,8 @@ def _check_demo_export(folder: Path, key: str, context: list[int], target: list[
     # gt.ply holds the same GT depth at the same pixels (a no-similarity scene: scale 1).
     assert metrics["units"]["scale_from_model"] == 1.0
     gt_vertex = PlyData.read(str(folder / "gt.ply"))["vertex"].data
-    at_pixels = gt[gt_vertex["view"], gt_vertex["v"], gt_vertex["u"]]
-    np.testing.assert_allclose(gt_vertex["depth"], at_pixels, rtol=1e-6)
+    at_pixels = gt[gt_vertex["scalar_view"], gt_vertex["scalar_v"], gt_vertex["scalar_u"]]
+    np.testing.assert_allclose(gt_vertex["scalar_depth"], at_pixels, rtol=1e-6)
 
 
 def test_main_exports_several_scenes_with_one_model(demo_run, capsys):
@@ -358,10 +368,8 @@ def test_main_exports_several_scenes_with_one_model(demo_run, capsys):
     for key, (context, target) in demo_run.views.items():
         _check_demo_export(demo_run.out / key, key, context=context, target=target)
     # Re-running into the same folder is refused before any work, with exit status 2.
-    with pytest.raises(SystemExit) as exit_info:
-        main(demo_run.args)
-    assert exit_info.value.code == 2
-    assert "already holds export files" in one_line(capsys.readouterr().err)
+    assert main(demo_run.args) == 2
+    assert "already holds files" in one_line(capsys.readouterr().err)
     assert len(demo_run.load_model_calls) == 1
     out = demo_run.out
     assert scene_folder(out, "a/b", many=False) == out  # one scene goes straight into --out
@@ -387,10 +395,9 @@ def test_main_rejects_bad_input_clearly(tmp_path, capsys, args, message):
     ckpt = tmp_path / "model.pth"
     ckpt.write_bytes(b"x")
     args = [str(ckpt) if a == "CKPT" else str(tmp_path / a) if a == "X" else a for a in args]
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    assert exit_info.value.code == 2
-    assert message in one_line(capsys.readouterr().err)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in one_line(err) and "Traceback" not in err
 
 
 def test_all_from_index_exports_the_evaluated_keys(demo_run):
@@ -410,11 +417,10 @@ def test_export_archive_zips_the_same_files(case, exported):
     from viewer.export import export_archive
 
     out, result = exported
-    layers = build_layers(case.scene, case.prediction)
-    name, data = export_archive(case.scene, case.prediction, layers)
+    name, data = export_archive(loaded_case(case))
     assert name == "plane_test_export.zip"
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = sorted(archive.namelist())
-        assert names == sorted(f"plane_test/{f}" for f in EXPORT_FILES)
+        assert names == sorted(f"plane_test/{f}" for f in EXPORT_FILE_NAMES)
         assert archive.read("plane_test/final.ply") == (out / "final.ply").read_bytes()
         assert json.loads(archive.read("plane_test/metrics.json")) == result.metrics

@@ -26,7 +26,7 @@ from viewer.assets import (
     demo_scene_keys,
 )
 from viewer.export import export_scene
-from viewer.layers import build_layers
+from viewer.pipeline import run_prediction
 
 
 def user_from_model(scale: float) -> torch.Tensor:
@@ -64,8 +64,8 @@ def test_exported_gaussians_render_like_the_in_memory_ones(tmp_path, scale):
     prediction = predict(model, scene.context)
     assert prediction.gaussians is not None and scene.target is not None
     scene.world_from_model = Similarity.from_matrix(user_from_model(scale))
-    export_scene(tmp_path, scene, prediction, build_layers(scene, prediction))
-    exported = read_gaussians_ply(tmp_path / "gaussians.ply")
+    export_scene(tmp_path / "out", run_prediction(scene, lambda _scene: prediction))
+    exported = read_gaussians_ply(tmp_path / "out" / "gaussians.ply")
     assert exported.means.shape == prediction.gaussians.means.shape
 
     K = scene.target.intrinsics[:1]  # [1, 3, 3]

@@ -142,10 +142,16 @@ def _similarity(scale: float = 2.5) -> np.ndarray:
     return T
 
 
+def _layers(scene, prediction):
+    from viewer.layers import build_layers
+
+    return build_layers(scene, prediction)
+
+
 @pytest.fixture(scope="module")
 def plane():
     scene, prediction, depth = _build([CONTEXT_POSES[0], AWAY_POSE])
-    renders = render_target_views(scene, prediction, backend="torch")
+    renders = render_target_views(_layers(scene, prediction), backend="torch")
     return scene, prediction, depth, renders
 
 
@@ -186,13 +192,14 @@ def test_target_looking_away_renders_black_with_low_psnr(plane):
 
 
 def test_no_renders_without_targets_or_gaussians():
-    scene, prediction, _ = _build([])
-    assert render_target_views(scene, prediction) is None
-    assert "no target views" in target_render_unavailable(scene, prediction)
+    layers = _layers(*_build([])[:2])
+    assert render_target_views(layers) is None
+    assert "no target views" in target_render_unavailable(layers)
     scene, prediction, _ = _build([CONTEXT_POSES[0]])
     prediction.gaussians = None
-    assert render_target_views(scene, prediction) is None
-    assert "depth only" in target_render_unavailable(scene, prediction)
+    layers = _layers(scene, prediction)
+    assert render_target_views(layers) is None
+    assert "depth only" in target_render_unavailable(layers)
 
 
 def test_select_views_spreads_evenly():
@@ -231,9 +238,11 @@ def test_camera_from_viser_matches_viser_look_at_orientation():
 
 
 def test_render_at_a_viser_camera_under_world_from_model_equals_the_target_render(plane):
+    """The viewer shows the user's frame: a viser camera where the user sees context camera 0
+    renders what the target render at camera 0 gives (Gaussians and cameras move together)."""
     from src.geometry.transforms import matrix_to_quaternion_wxyz
 
-    _, prediction, _, renders = plane
+    _, _, _, renders = plane
     M = _similarity()
     scale = np.cbrt(np.linalg.det(M[:3, :3]))
     T0 = CONTEXT_POSES[0]
@@ -241,34 +250,34 @@ def test_render_at_a_viser_camera_under_world_from_model_equals_the_target_rende
     position = M[:3, :3] @ T0[:3, 3] + M[:3, 3]
     wxyz = matrix_to_quaternion_wxyz(torch.from_numpy(R_user)).numpy()
     fov = 2.0 * math.atan(0.5 / FOCAL)
-    K_v, T_model, shape = camera_from_viser(wxyz, position, fov, WIDTH / HEIGHT, HEIGHT,
-                                            world_from_model=Similarity.from_matrix(M))  # fmt: skip
+    K_v, T_user, shape = camera_from_viser(wxyz, position, fov, WIDTH / HEIGHT, HEIGHT)
     assert shape == (HEIGHT, WIDTH)
-    np.testing.assert_allclose(T_model.numpy(), T0, atol=1e-9)
+    np.testing.assert_allclose(T_user[:3, :3].numpy(), R_user, atol=1e-9)
     np.testing.assert_allclose(K_v.numpy(), K, atol=1e-12)
-    image = render_at_camera(prediction.gaussians, K_v, T_model, shape, OFFICIAL_NEAR_FACTOR * NEAR,
-                             NO_FAR_PLANE, backend="torch")  # fmt: skip
+    layers = _layers(*_build([CONTEXT_POSES[0]], world_from_model=M)[:2])
+    image = render_at_camera(layers.gaussians, K_v, T_user, shape,
+                             OFFICIAL_NEAR_FACTOR * NEAR * scale, NO_FAR_PLANE, backend="torch")
     assert image.dtype == np.uint8 and image.shape == (HEIGHT, WIDTH, 3)
     expected = to_uint8(renders.color[0])
     assert np.abs(image.astype(int) - expected.astype(int)).max() <= 1
-    # The GUI's one call does the same from the scene (its world_from_model and near plane).
-    scene_m, prediction_m, _ = _build([CONTEXT_POSES[0]], world_from_model=M)
-    via_scene = render_viewer_camera(scene_m, prediction_m, wxyz, position, fov, WIDTH / HEIGHT,
-                                     HEIGHT, backend="torch")  # fmt: skip
-    np.testing.assert_array_equal(via_scene, image)
+    # The GUI's one call does the same from the layers (their near plane).
+    via_layers = render_viewer_camera(layers, wxyz, position, fov, WIDTH / HEIGHT, HEIGHT,
+                                      backend="torch")  # fmt: skip
+    np.testing.assert_array_equal(via_layers, image)
 
 
 def test_export_writes_targets_png_and_psnr(plane, tmp_path):
     from PIL import Image
 
     from viewer.export import export_scene
-    from viewer.layers import build_layers
+    from viewer.pipeline import run_prediction
 
     _, _, _, renders = plane
-    # A non-trivial world_from_model: the target renders happen in the model frame regardless.
+    # A non-trivial world_from_model: the images and PSNR do not depend on it.
     scene, prediction, _ = _build([CONTEXT_POSES[0], AWAY_POSE], world_from_model=_similarity())
-    result = export_scene(tmp_path / "out", scene, prediction, build_layers(scene, prediction))
-    with Image.open(result.files["targets.png"]) as image:
+    result = export_scene(tmp_path / "out", run_prediction(scene, lambda _s: prediction))
+    assert "targets.png" in result.files
+    with Image.open(tmp_path / "out" / "targets.png") as image:
         assert image.size == target_figure_size(2, HEIGHT, WIDTH)
         assert np.asarray(image.convert("RGB")).std() > 20  # not a blank canvas
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -276,10 +285,9 @@ def test_export_writes_targets_png_and_psnr(plane, tmp_path):
     np.testing.assert_allclose(metrics["targets"]["psnr"], renders.psnr.numpy(), atol=1e-4)
     assert metrics["targets"]["mean_psnr"] == pytest.approx(renders.mean_psnr, abs=1e-4)
     assert "targets.png" in metrics["files"]
-    # Without target views an overwrite removes the stale targets.png and says why.
+    # Without target views an overwrite leaves no stale targets.png and says why.
     scene, prediction, _ = _build([])
-    result = export_scene(tmp_path / "out", scene, prediction, build_layers(scene, prediction),
+    result = export_scene(tmp_path / "out", run_prediction(scene, lambda _s: prediction),
                           overwrite=True)  # fmt: skip
     assert not (tmp_path / "out" / "targets.png").exists()
-    assert "targets" not in result.metrics
-    assert "no target views" in result.metrics["targets_skipped"]
+    assert "no target views" in result.metrics["targets"]["skipped"]

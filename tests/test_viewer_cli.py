@@ -169,13 +169,15 @@ def test_explicit_port_in_use_is_a_clear_error(tmp_path):
 
 
 def test_default_port_moves_to_the_next_free_one(monkeypatch):
+    from viewer import network
+
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        monkeypatch.setattr(cli, "DEFAULT_PORT", port)
-        chosen = cli.choose_port("127.0.0.1", None)
-    assert chosen > port and chosen - port < cli.PORT_SEARCH
+        monkeypatch.setattr(network, "DEFAULT_PORT", port)
+        chosen = network.choose_port("127.0.0.1", None)
+    assert chosen > port and chosen - port < network.PORT_SEARCH
 
 
 def test_remote_hint_mentions_an_ssh_tunnel(monkeypatch):

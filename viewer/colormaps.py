@@ -1,9 +1,11 @@
-"""Small colormaps in plain numpy, and a colorbar legend rendered to an image.
+"""Colormaps in plain numpy, the one robust-range helper, and legend images.
 
-Each map is a 256-entry ``uint8`` lookup table interpolated from a few anchor colours, so colouring
+Each continuous map is a 256-entry ``uint8`` table interpolated from a few anchors, so colouring
 millions of points is one ``take``. ``sequential`` is a perceptually ordered dark-blue to yellow
 ramp (anchors sampled from viridis); ``diverging`` runs blue -> near-white -> red with the
-saturation growing monotonically away from the centre, for signed quantities centred at zero.
+saturation growing away from the centre, for signed quantities centred at zero. The viewer draws
+on a dark background, where the near-white centre (zero) stays visible. ``CATEGORY_COLORS`` is a
+qualitative palette (Okabe-Ito) for categorical modes: views, layers, flags.
 """
 
 from __future__ import annotations
@@ -23,12 +25,19 @@ _ANCHORS: dict[str, list[tuple[int, int, int]]] = {
 }  # fmt: skip
 
 CENTER_COLOR = (247, 247, 247)  # what zero maps to in the diverging map
-COLORMAP_NAMES = tuple(_ANCHORS)
+NO_DATA_COLOR = (128, 128, 128)  # undefined values (no GT, not analysed, unchecked)
+CATEGORY_COLORS = (
+    (230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66),
+    (0, 114, 178), (213, 94, 0), (204, 121, 167), (255, 255, 255),
+)  # fmt: skip
+LEGEND_BACKGROUND = (37, 38, 43)  # the viser panel in dark mode
+LEGEND_TEXT = (230, 230, 230)
+SAMPLE_LIMIT = 1_000_000  # robust ranges read at most this many values (a fixed stride)
 
 
 @cache
 def lut(name: str) -> np.ndarray:
-    """``[256, 3]`` uint8 table of colormap ``name``."""
+    """``[256, 3]`` uint8 table of colormap ``name`` (``sequential`` or ``diverging``)."""
     if name not in _ANCHORS:
         raise ValueError(f"unknown colormap {name!r}; choose one of {', '.join(_ANCHORS)}")
     anchors = np.asarray(_ANCHORS[name], dtype=np.float64)  # [A, 3]
@@ -36,15 +45,17 @@ def lut(name: str) -> np.ndarray:
     x = np.linspace(0.0, 1.0, 256)
     table = np.stack([np.interp(x, stops, anchors[:, c]) for c in range(3)], axis=-1)
     table = np.round(table).astype(np.uint8)
+    if name == "diverging":  # entries 127 and 128 both hold the exact centre: +r, -r mirror
+        table[127] = table[128] = CENTER_COLOR
     table.flags.writeable = False
     return table
 
 
-def apply_sequential(values: np.ndarray, low: float, high: float, name: str = "sequential"):
+def apply_sequential(values: np.ndarray, low: float, high: float) -> np.ndarray:
     """Colours ``[..., 3]`` uint8 for ``values`` ``[...]`` mapped linearly from [low, high]."""
     span = max(float(high) - float(low), 1e-12)
     t = np.clip((np.asarray(values, dtype=np.float32) - low) / span, 0.0, 1.0)
-    return lut(name)[np.rint(t * 255.0).astype(np.intp)]
+    return lut("sequential")[np.rint(t * 255.0).astype(np.intp)]
 
 
 def diverging_index(values: np.ndarray, limit: float) -> np.ndarray:
@@ -59,70 +70,53 @@ def diverging_index(values: np.ndarray, limit: float) -> np.ndarray:
     return np.where(t > 0, 128 + k, 127 - k)
 
 
-def apply_diverging(values: np.ndarray, limit: float, name: str = "diverging") -> np.ndarray:
-    """Colours ``[..., 3]`` uint8 for signed ``values`` on the symmetric range [-limit, limit].
+def apply_diverging(values: np.ndarray, limit: float) -> np.ndarray:
+    """Colours ``[..., 3]`` uint8 for signed ``values`` on [-limit, limit]; zero is the centre."""
+    return lut("diverging")[diverging_index(values, limit)]
 
-    Zero maps to :data:`CENTER_COLOR`; the sign picks the side, ``|value|`` the saturation.
+
+def apply_categories(codes: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """Colours ``[..., 3]`` uint8 of integer category ``codes`` (float, NaN: no data)."""
+    codes = np.asarray(codes, dtype=np.float32)
+    defined = np.isfinite(codes)
+    index = np.where(defined, codes, 0).astype(np.intp)
+    out = np.asarray(colors, dtype=np.uint8)[np.clip(index, 0, len(colors) - 1)]
+    out[~defined] = NO_DATA_COLOR
+    return out
+
+
+def _finite_sample(values: np.ndarray) -> np.ndarray:
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    if flat.size > SAMPLE_LIMIT:
+        flat = flat[:: int(np.ceil(flat.size / SAMPLE_LIMIT))]
+    return flat[np.isfinite(flat)]
+
+
+def robust_range(values: np.ndarray, low: float = 2.0, high: float = 98.0) -> tuple[float, float]:
+    """The ``low``-th to ``high``-th percentile of the finite ``values`` (a strided sample).
+
+    Never empty: ``(0, 1)`` without finite values, and ``high > low`` always.
     """
-    return _centered(name)[diverging_index(values, limit)]
-
-
-@cache
-def _centered(name: str) -> np.ndarray:
-    """The map with entries 127 and 128 both set to the exact centre colour."""
-    table = lut(name).copy()
-    mid = np.asarray(_ANCHORS[name][len(_ANCHORS[name]) // 2], dtype=np.uint8)
-    table[127] = mid
-    table[128] = mid
-    table.flags.writeable = False
-    return table
-
-
-def robust_limit(values: np.ndarray, percentile: float = 98.0, max_samples: int = 1_000_000):
-    """Symmetric range for signed data: the ``percentile`` of ``|values|`` (finite entries).
-
-    At most ``max_samples`` values (a fixed strided subset) are used, so this stays cheap for
-    millions of points.
-    """
-    flat = np.abs(np.asarray(values, dtype=np.float32).reshape(-1))
-    flat = flat[np.isfinite(flat)]
+    flat = _finite_sample(values)
     if flat.size == 0:
-        return 1.0
-    if flat.size > max_samples:
-        flat = flat[:: int(np.ceil(flat.size / max_samples))]
-    limit = float(np.percentile(flat, percentile))
+        return 0.0, 1.0
+    lo, hi = (float(x) for x in np.percentile(flat, [low, high]))
+    return lo, hi if hi > lo else lo + max(abs(lo) * 1e-6, 1e-6)
+
+
+def robust_limit(values: np.ndarray, percentile: float = 98.0, floor: float = 0.0) -> float:
+    """Symmetric range for signed data: the ``percentile`` of ``|values|``, at least ``floor``."""
+    flat = np.abs(_finite_sample(values))
+    if flat.size == 0:
+        return max(floor, 1.0)
+    limit = max(float(np.percentile(flat, percentile)), floor)
     return limit if limit > 0 else float(flat.max()) or 1.0
 
 
-def colorbar_image(
-    name: str,
-    low: float,
-    high: float,
-    label: str,
-    width: int = 320,
-    height: int = 64,
-) -> np.ndarray:
-    """A legend ``[height, width, 3]`` uint8: the colour ramp with its end and middle values."""
-    from PIL import Image, ImageDraw  # lazy: only the GUI needs it
-
-    table = _centered(name) if name == "diverging" else lut(name)
-    margin = 10
-    bar_height = height // 3
-    ramp = table[np.linspace(0, 255, width - 2 * margin).round().astype(np.intp)]
-    image = Image.new("RGB", (width, height), (255, 255, 255))
-    image.paste(
-        Image.fromarray(np.repeat(ramp[None], bar_height, axis=0)), (margin, margin // 2)
-    )
-    draw = ImageDraw.Draw(image)
-    text_y = margin // 2 + bar_height + 4
-    ticks = [(low, margin, "la"), ((low + high) / 2, width // 2, "ma"), (high, width - margin, "ra")]
-    for value, x, anchor in ticks:
-        draw.text((x, text_y), _format_number(value), fill=(20, 20, 20), anchor=anchor)
-    draw.text((width // 2, height - 2), label, fill=(20, 20, 20), anchor="md")
-    return np.asarray(image)
+# --- legends ------------------------------------------------------------------------------------
 
 
-def _format_number(value: float) -> str:
+def format_number(value: float) -> str:
     if value == 0:
         return "0"
     magnitude = abs(value)
@@ -131,20 +125,48 @@ def _format_number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def two_color_legend(
-    colors: tuple[tuple[int, int, int], tuple[int, int, int]],
-    labels: tuple[str, str],
-    width: int = 320,
-    height: int = 64,
-) -> np.ndarray:
-    """A legend ``[height, width, 3]`` uint8 of a two-colour flag map: two labelled swatches."""
-    from PIL import Image, ImageDraw
+def _canvas(width: int, height: int):
+    from PIL import Image, ImageDraw  # lazy: only the GUI and panels draw legends
 
-    image = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
+    image = Image.new("RGB", (width, height), LEGEND_BACKGROUND)
+    return image, ImageDraw.Draw(image)
+
+
+def colorbar_image(
+    name: str, low: float, high: float, label: str, width: int = 320, height: int = 64
+) -> np.ndarray:
+    """A legend ``[height, width, 3]`` uint8: the ramp with its end and middle values."""
+    from PIL import Image
+
+    margin = 10
+    bar_height = height // 3
+    ramp = lut(name)[np.linspace(0, 255, width - 2 * margin).round().astype(np.intp)]
+    image, draw = _canvas(width, height)
+    image.paste(Image.fromarray(np.repeat(ramp[None], bar_height, axis=0)), (margin, margin // 2))
+    text_y = margin // 2 + bar_height + 4
+    ticks = [(low, margin, "la"), ((low + high) / 2, width // 2, "ma"), (high, width - margin, "ra")]
+    for value, x, anchor in ticks:
+        draw.text((x, text_y), format_number(value), fill=LEGEND_TEXT, anchor=anchor)
+    draw.text((width // 2, height - 2), label, fill=LEGEND_TEXT, anchor="md")
+    return np.asarray(image)
+
+
+def categories_image(
+    entries: list[tuple[str, tuple[int, int, int]]], width: int = 320, row_height: int = 18
+) -> np.ndarray:
+    """A legend of labelled swatches, two per row: ``[rows * row_height + 8, width, 3]`` uint8."""
+    rows = max(1, (len(entries) + 1) // 2)
+    image, draw = _canvas(width, rows * row_height + 8)
     half = width // 2
-    for i, (color, label) in enumerate(zip(colors, labels, strict=True)):
-        left = i * half + 10
-        draw.rectangle((left, 12, left + 28, 40), fill=tuple(color), outline=(60, 60, 60))
-        draw.text((left + 36, 26), label, fill=(20, 20, 20), anchor="lm")
+    for i, (label, color) in enumerate(entries):
+        left, top = (i % 2) * half + 8, (i // 2) * row_height + 4
+        draw.rectangle((left, top + 2, left + 14, top + 14), fill=tuple(color), outline=(90, 90, 90))
+        draw.text((left + 20, top + 8), label[:26], fill=LEGEND_TEXT, anchor="lm")
+    return np.asarray(image)
+
+
+def text_image(text: str, width: int = 320, height: int = 28) -> np.ndarray:
+    """A one-line legend without a colour scale (e.g. "image colours")."""
+    image, draw = _canvas(width, height)
+    draw.text((width // 2, height // 2), text, fill=LEGEND_TEXT, anchor="mm")
     return np.asarray(image)

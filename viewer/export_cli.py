@@ -2,7 +2,9 @@
 
 Only the standard library, tyro and the option dataclasses are imported at module level, so
 ``dsviewer export --help`` answers at once; the exporter (torch, open3d) loads after parsing.
-The files themselves are described in :mod:`viewer.export`.
+Every output folder is checked (writable, not holding files unless ``--overwrite``) before any
+model work, and each scene's folder is written as one transaction. The files themselves are
+described in :mod:`viewer.export`.
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ class ExportOptions(SceneOptions):
     """Output folder. With several scenes, each goes to a sub-folder named after its key."""
 
     overwrite: bool = False
-    """Replace export files already in the output folder."""
+    """Replace an existing export folder as a whole (never mixed with the new files)."""
 
     scene: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
     """Scene spec: a dataset key, a capture folder or synthetic:<seed>; repeat for several."""
 
     all_from_index: bool = False
     """Export every scene key of --index that has views there (null entries are skipped)."""
+
+    demo: bool = False
+    """Export the bundled demo scenes with the bundled demo model (or the --scene keys given)."""
 
     consistency_threshold: float = 0.05
     """Relative depth error above which a pixel is multi-view inconsistent."""
@@ -90,77 +95,81 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
                     prog="dsviewer export")  # fmt: skip
 
 
-def main(argv: Sequence[str] | ExportOptions | None = None) -> int:
-    """Run ``dsviewer export``; returns 0, or 1 when some scenes failed; exits 2 on bad input."""
+def check_options(options: ExportOptions) -> dict[str, Path]:
+    """Every check that needs no model: returns each spec's output folder."""
+    from viewer.export import refuse_existing
+    from viewer.export.transaction import check_writable, recover
+    from viewer.pipeline import resolve_demo
+
+    if options.demo:
+        resolve_demo(options)
+    if options.out is None:
+        raise ExportUsageError("--out DIR is required: the folder to write the files into.")
+    if options.ckpt is None:
+        raise ExportUsageError("--ckpt FILE is required: the DepthSplat checkpoint to run (or "
+                               "--demo for the bundled model and scenes).")  # fmt: skip
+    if not Path(options.ckpt).is_file():
+        raise ExportUsageError(f"--ckpt {options.ckpt} does not exist or is not a file.")
+    folders = scene_folders(Path(options.out), scene_specs(options))
+    for folder in folders.values():
+        recover(folder)  # finish what a killed run left behind
+        check_writable(folder)
+        refuse_existing(folder, options.overwrite)
+    return folders
+
+
+def run(options: ExportOptions) -> int:
+    """Export every scene; 0, or 1 when some scenes failed (each failure is reported)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    options = argv if isinstance(argv, ExportOptions) else parse_args(argv)
-    console = Console(stderr=True)
-    try:
-        if options.out is None:
-            raise ExportUsageError("--out DIR is required: the folder to write the files into.")
-        if options.ckpt is None:
-            raise ExportUsageError("--ckpt FILE is required: the DepthSplat checkpoint to run.")
-        if not Path(options.ckpt).is_file():
-            raise ExportUsageError(f"--ckpt {options.ckpt} does not exist or is not a file.")
-        specs = scene_specs(options)
-        if not options.overwrite:
-            from viewer.export import ExportExistsError, existing_exports
+    from viewer.escape import escape_rich
 
-            for folder in scene_folders(Path(options.out), specs).values():
-                existing = existing_exports(folder)
-                if existing:
-                    raise ExportExistsError(folder, existing)
-    except (ValueError, OSError) as error:  # OSError: an --out that is a file or read-only
-        console.print(f"[bold red]dsviewer export:[/bold red] {error}")
-        raise SystemExit(2) from None
+    folders = check_options(options)
+    console = Console(stderr=True)
 
     from viewer.analysis import AnalysisSettings
     from viewer.export import ExportSettings, export_scene
     from viewer.pipeline import ModelSession
 
-    settings = ExportSettings(
-        analysis=AnalysisSettings(
-            consistency_threshold=options.consistency_threshold,
-            consistency_occlusions=options.consistency_occlusions,
-        )
-    )
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/"
-               "{task.total:.0f}"), TimeElapsedColumn())  # fmt: skip
+    settings = ExportSettings(analysis=AnalysisSettings(
+        consistency_threshold=options.consistency_threshold,
+        consistency_occlusions=options.consistency_occlusions,
+    ))  # fmt: skip
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.completed:.1f}/{task.total:.0f} scenes"), TimeElapsedColumn())
     failures: list[tuple[str, str]] = []
     with Progress(*columns, console=console, transient=False) as bar:
-        overall = bar.add_task("Loading model", total=len(specs))
-        try:
-            session = ModelSession(options)
-        except (ValueError, OSError) as error:
-            bar.stop()
-            console.print(f"[bold red]dsviewer export:[/bold red] {error}")
-            raise SystemExit(2) from None
-        for spec, folder in scene_folders(Path(options.out), specs).items():
-            stage = bar.add_task(f"  {spec}", total=1.0)
+        task = bar.add_task("Loading the model", total=len(folders))
+        session = ModelSession(options)
+        for number, (spec, folder) in enumerate(folders.items()):
+            def progress(text: str, fraction: float, spec=spec, number=number) -> None:
+                bar.update(task, description=escape_rich(f"{spec}: {text}"),
+                           completed=number + fraction)  # fmt: skip
 
-            def progress(text: str, fraction: float, task=stage, spec=spec) -> None:
-                bar.update(task, description=f"  {spec}: {text}", completed=fraction)
-
-            bar.update(overall, description=f"Exporting {spec}")
             try:
                 loaded = session.load(spec, progress=lambda t, f: progress(t, 0.3 * f))
-                export_scene(folder, loaded.scene, loaded.prediction, loaded.layers,
-                             overwrite=options.overwrite, settings=settings,
+                export_scene(folder, loaded, settings, overwrite=options.overwrite,
                              progress=lambda t, f: progress(t, 0.3 + 0.7 * f))  # fmt: skip
-                bar.update(stage, description=f"  {spec}: written to {folder}", completed=1.0)
-            except (ValueError, OSError, RuntimeError) as error:  # one failed scene, not all
+            except (ValueError, OSError) as error:  # one failed scene, not all
                 failures.append((spec, str(error)))
-                bar.update(stage, description=f"  {spec}: [red]failed[/red]")
-            bar.advance(overall)
-        bar.update(overall, description="Done")
+            bar.update(task, completed=number + 1)
+        bar.update(task, description="Done")
     for spec, message in failures:
-        console.print(f"[bold red]{spec}:[/bold red] {message}")
+        console.print(f"[bold red]{escape_rich(spec)}:[/bold red] {escape_rich(message)}")
     if failures:
-        console.print(f"{len(failures)} of {len(specs)} scenes failed.", style="red")
+        console.print(f"{len(failures)} of {len(folders)} scenes failed.", style="red")
         return 1
+    console.print(f"Exported {len(folders)} scenes to {escape_rich(options.out)}.")
     return 0
+
+
+def main(argv: Sequence[str] | ExportOptions | None = None) -> int:
+    """Run ``dsviewer export``; 0, 1 when some scenes failed, 2 on bad input, 130 interrupted."""
+    from viewer.errors import run_entry_point
+
+    options = argv if isinstance(argv, ExportOptions) else parse_args(argv)
+    return run_entry_point("dsviewer export", lambda: run(options))
 
 
 if __name__ == "__main__":

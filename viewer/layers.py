@@ -1,9 +1,14 @@
-"""Per-pixel geometry derived from one prediction: the data every view layer and export reads.
+"""Per-pixel geometry of one prediction in the USER's frame: what every consumer reads.
 
-Everything here is derived from ``(SceneViews, Prediction)`` by :func:`build_layers`; nothing is
-recomputed by the consumers. All maps are dense ``[V, H, W, ...]`` over the context views so that
-per-view toggles and filters are plain indexing; flattening follows ``(v, h, w)`` order, the same
-order as the pixel-aligned Gaussians.
+:func:`build_layers` is the only place where the model frame meets the user's frame: it applies
+``scene.world_from_model`` (a :class:`~src.geometry.similarity.Similarity`) once, to every
+point, depth, inverse depth, camera and Gaussian. Showing, picking, inspecting, rendering and
+exporting all read the resulting :class:`Layers`, so none of them converts units again and no
+field can be forgotten in model units.
+
+All per-pixel maps are dense ``[V, H, W, ...]`` over the context views (flattening follows
+``(v, h, w)``, the order of the pixel-aligned Gaussians), torch CPU tensors; consumers that want
+numpy take ``.numpy()`` views (no copies).
 """
 
 from __future__ import annotations
@@ -14,26 +19,63 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from src.dataset.types import SceneViews
+from src.dataset.types import SceneViews, ViewSet
 from src.geometry.projection import unproject_depth
+from src.geometry.similarity import Similarity
 from src.model.types import Gaussians, Prediction
 
 
 @dataclass
+class Cameras:
+    """A set of views in the user's frame."""
+
+    intrinsics: Tensor  # [V, 3, 3] normalized (unit-free, unchanged by the similarity)
+    T_world_cam: Tensor  # [V, 4, 4] float64 camera-to-world, user frame, OpenCV axes
+    images: Tensor  # [V, 3, H, W] float in [0, 1]
+    frames: Tensor  # [V] int64 frame indices in the source scene
+    near: Tensor  # [V] user units
+    far: Tensor  # [V] user units
+    camera_models: tuple[str, ...] | None = None
+
+    @property
+    def num_views(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return int(self.images.shape[-2]), int(self.images.shape[-1])
+
+    @property
+    def centers(self) -> Tensor:
+        """``[V, 3]`` float64 camera centres."""
+        return self.T_world_cam[:, :3, 3]
+
+
+@dataclass
+class CostVolume:
+    """The last-scale matching distribution, at feature resolution ``h x w``."""
+
+    probabilities: Tensor  # [V, D, h, w] softmax over the depth candidates
+    candidate_inv_depth: Tensor  # [V, D, h, w] inverse depth of each candidate, 1 / user units
+
+
+@dataclass
 class Layers:
+    context: Cameras
+    target: Cameras | None
     rgb: Tensor  # [V, H, W, 3] uint8, the context images
-    coarse_depth: Tensor  # [V, H, W] metric, 1 / clamp(coarse_inv_depth, 1/far, 1/near)
-    final_depth: Tensor  # [V, H, W] metric, the model's output
+    coarse_depth: Tensor  # [V, H, W] 1 / clamp(coarse_inv_depth, 1/far, 1/near)
+    final_depth: Tensor  # [V, H, W] the model's output depth
     residual_inv: Tensor  # [V, H, W] mono residual in inverse depth, as the model adds it
     residual_metric: Tensor  # [V, H, W] final_depth - coarse_depth
     confidence: Tensor  # [V, H, W] last-scale max match probability, nearest-upsampled
-    coarse_points: Tensor  # [V, H, W, 3] world points of the coarse depth
-    final_points: Tensor  # [V, H, W, 3] world points of the final depth
-    near: Tensor  # [V]
-    far: Tensor  # [V]
-    gt_depth: Tensor | None = None  # [V, H, W] metric, 0 where unknown
+    coarse_points: Tensor  # [V, H, W, 3]
+    final_points: Tensor  # [V, H, W, 3]
+    cost_volume: CostVolume
+    world_from_model: Similarity  # what was applied (metrics.json states its scale)
+    gt_depth: Tensor | None = None  # [V, H, W], 0 where unknown
     gt_points: Tensor | None = None  # [V, H, W, 3]
-    gaussians: Gaussians | None = None  # B = 1, N = V * H * W in (v, h, w) order
+    gaussians: Gaussians | None = None  # B = 1, N = V * H * W in (v, h, w) order when aligned
 
     @property
     def num_views(self) -> int:
@@ -44,51 +86,86 @@ class Layers:
         return int(self.final_depth.shape[1]), int(self.final_depth.shape[2])
 
     @property
-    def gt_valid(self) -> Tensor | None:
-        """``[V, H, W]`` bool: pixels with a known GT depth."""
-        return None if self.gt_depth is None else self.gt_depth > 0
+    def gaussians_pixel_aligned(self) -> bool:
+        return self.gaussians is not None and self.gaussians.means.shape[1] == self.final_depth.numel()
 
     def pixel_grid(self) -> tuple[Tensor, Tensor, Tensor]:
-        """``(view, v, u)`` index maps, each ``[V, H, W]`` int64."""
+        """``(view, row, column)`` index maps, each ``[V, H, W]`` int64."""
         V, H, W = self.final_depth.shape
         return torch.meshgrid(torch.arange(V), torch.arange(H), torch.arange(W), indexing="ij")
 
 
-def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
-    """Unproject the coarse, final and GT depths of every context view into world points."""
-    context = scene.context
-    K, T_world_cam = context.intrinsics.float(), context.extrinsics.float()
-    near = prediction.near.float().cpu()
-    far = prediction.far.float().cpu()
-    inv_low = (1.0 / far)[:, None, None]
-    inv_high = (1.0 / near)[:, None, None]
+def valid_depth(depth: Tensor) -> Tensor:
+    """``[...]`` bool: finite and positive depth (the one validity rule of every layer)."""
+    return torch.isfinite(depth) & (depth > 0)
 
+
+def camera_depth(points: Tensor, T_world_cam: Tensor) -> Tensor:
+    """z-depth ``[V, H, W]`` of world points ``[V, H, W, 3]`` in their own view's camera."""
+    axis = T_world_cam[:, :3, 2].to(points.dtype)  # [V, 3] optical axes
+    center = T_world_cam[:, :3, 3].to(points.dtype)  # [V, 3]
+    return torch.einsum("vhwc,vc->vhw", points - center[:, None, None], axis)
+
+
+def cameras_in_user_frame(views: ViewSet, to_user: Similarity) -> Cameras:
+    return Cameras(
+        intrinsics=views.intrinsics.float().cpu(),
+        T_world_cam=to_user.poses(views.extrinsics.double().cpu()),
+        images=views.image.float().cpu(),
+        frames=views.index.cpu(),
+        near=to_user.lengths(views.near.float().cpu()),
+        far=to_user.lengths(views.far.float().cpu()),
+        camera_models=views.camera_models,
+    )
+
+
+def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
+    """Every layer of one prediction, moved once to the user's frame.
+
+    Depths are clamped and inverted in the model frame (where near/far apply), then scaled;
+    unprojecting the scaled depth with the moved cameras equals moving the model-frame points
+    (a similarity commutes with the pinhole unprojection).
+    """
+    to_user = scene.world_from_model
+    context = cameras_in_user_frame(scene.context, to_user)
+    target = None if scene.target is None else cameras_in_user_frame(scene.target, to_user)
+    near = prediction.near.float().cpu()[:, None, None]
+    far = prediction.far.float().cpu()[:, None, None]
     coarse_inv = prediction.coarse_inv_depth.float().cpu()
-    coarse_depth = 1.0 / coarse_inv.clamp(min=inv_low, max=inv_high)
-    final_depth = prediction.final_depth.float().cpu()
+    coarse_depth = to_user.lengths(1.0 / coarse_inv.clamp(min=1.0 / far, max=1.0 / near))
+    final_depth = to_user.lengths(prediction.final_depth.float().cpu())
     H, W = final_depth.shape[-2:]
     # Nearest upsampling, as the official encoder does before the Gaussian head.
-    confidence = F.interpolate(prediction.match_prob.float().cpu()[:, None], size=(H, W), mode="nearest")[:, 0]
+    match_prob = prediction.match_prob.float().cpu()[:, None]
+    confidence = F.interpolate(match_prob, size=(H, W), mode="nearest")[:, 0]
+    K = context.intrinsics
+    T = context.T_world_cam.float()
 
-    gt_points = None
-    gt_depth = context.depth
-    if gt_depth is not None:
-        gt_depth = gt_depth.float()
-        gt_points = unproject_depth(gt_depth, K, T_world_cam)
+    gt_depth = gt_points = None
+    if scene.context.depth is not None:
+        gt_depth = to_user.lengths(scene.context.depth.float().cpu())
+        gt_points = unproject_depth(gt_depth, K, T)
 
-    rgb = (context.image.float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
-    gaussians = None if prediction.gaussians is None else _on_cpu(prediction.gaussians)
+    rgb = (context.images.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
+    gaussians = None
+    if prediction.gaussians is not None:
+        gaussians = to_user.gaussians(_on_cpu(prediction.gaussians))
     return Layers(
+        context=context,
+        target=target,
         rgb=rgb.contiguous(),
         coarse_depth=coarse_depth,
         final_depth=final_depth,
-        residual_inv=prediction.mono_inv_residual.float().cpu(),
+        residual_inv=to_user.inverse_lengths(prediction.mono_inv_residual.float().cpu()),
         residual_metric=final_depth - coarse_depth,
         confidence=confidence,
-        coarse_points=unproject_depth(coarse_depth, K, T_world_cam),
-        final_points=unproject_depth(final_depth, K, T_world_cam),
-        near=near,
-        far=far,
+        coarse_points=unproject_depth(coarse_depth, K, T),
+        final_points=unproject_depth(final_depth, K, T),
+        cost_volume=CostVolume(
+            probabilities=prediction.match_probs.float().cpu(),
+            candidate_inv_depth=to_user.inverse_lengths(prediction.depth_candidates.float().cpu()),
+        ),
+        world_from_model=to_user,
         gt_depth=gt_depth,
         gt_points=gt_points,
         gaussians=gaussians,

@@ -11,6 +11,8 @@ import io
 import numpy as np
 import torch
 
+from viewer.color_modes import GT_ERROR_FLOOR
+from viewer.colormaps import robust_limit, robust_range
 from viewer.layers import Layers
 
 COLUMNS = ("image", "coarse depth", "residual (final - coarse)", "final depth",
@@ -21,7 +23,6 @@ TITLE_TOP_IN = 0.3  # space above each image for its title
 IMAGE_WIDTH_FRACTION = 0.76  # of a column; the rest holds the colorbar and its tick labels
 CELL_MARGIN_IN = 0.05
 DEFAULT_DPI = 100
-GT_ERROR_FLOOR = 1e-3  # smallest GT-error colour range: float noise on exact depth stays white
 
 
 def panel_figure_size(
@@ -38,23 +39,6 @@ def figure_inches(
     """Size in inches of a grid of ``num_views`` rows by ``num_columns`` panels of ``H x W``."""
     image_height_in = IMAGE_WIDTH_FRACTION * PANEL_WIDTH_IN * height / width
     return num_columns * PANEL_WIDTH_IN, num_views * (image_height_in + TITLE_HEIGHT_IN)
-
-
-def _robust_range(*maps: np.ndarray) -> tuple[float, float]:
-    values = np.concatenate([m[np.isfinite(m)].ravel() for m in maps])
-    if values.size == 0:
-        return 0.0, 1.0
-    low, high = np.percentile(values, [2.0, 98.0])
-    return float(low), float(high) if high > low else float(low) + 1e-6
-
-
-def symmetric_limit(values: np.ndarray, floor: float = 0.0) -> float:
-    """The 98th percentile of ``|values|``, at least ``floor`` (so rounding noise stays white)."""
-    finite = np.abs(values[np.isfinite(values)])
-    if finite.size == 0:
-        return max(floor, 1.0)
-    limit = max(float(np.percentile(finite, 98.0)), floor)
-    return limit if limit > 0 else float(finite.max()) or 1.0
 
 
 class PanelGrid:
@@ -139,18 +123,18 @@ def render_panels(
         ax, bar = cell(view, 0)
         ax.imshow(layers.rgb[view].numpy())
         bar.set_visible(False)
-        low, high = _robust_range(coarse, final)  # one range so the two depths compare
+        low, high = robust_range(np.concatenate((coarse.ravel(), final.ravel())))  # one range: they compare
         for column, depth in ((1, coarse), (3, final)):
             ax, bar = cell(view, column)
             colorbar(ax.imshow(depth, cmap="viridis", vmin=low, vmax=high), bar)
         ax, bar = cell(view, 2)
-        limit = symmetric_limit(residual)
+        limit = robust_limit(residual)
         image = ax.imshow(residual, cmap="RdBu_r", vmin=-limit, vmax=limit)
         colorbar(image, bar)
         ax, bar = cell(view, 4)
         if gt_error is not None:
             error = np.ma.masked_invalid(gt_error[view].numpy())
-            limit = symmetric_limit(gt_error[view].numpy(), floor=GT_ERROR_FLOOR)
+            limit = robust_limit(gt_error[view].numpy(), floor=GT_ERROR_FLOOR)
             no_gt_grey = colormaps["RdBu_r"].with_extremes(bad="0.6")  # unknown GT: grey
             image = ax.imshow(error, cmap=no_gt_grey, vmin=-limit, vmax=limit)
             colorbar(image, bar)

@@ -1,27 +1,37 @@
-"""SceneViews -> Prediction -> Layers, in stages that report progress.
+"""SceneViews -> Prediction -> Layers, and everything derived from them, computed once.
 
-Shared by the live viewer (which runs it in a worker thread) and the exporter. The model is
-loaded once per session and reused when the user switches scenes. Heavy modules (torch, the
-model, the dataset loaders) are imported inside the functions that need them.
+A :class:`LoadedScene` is one model run on one scene: the preprocessed views, the prediction,
+the layers in the user's frame, and caches of what is derived from them for given settings (the
+analysis, the target renders, the view parameters). The live viewer, the export button,
+``dsviewer export`` and ``scene.html`` all read the same object, so what the GUI shows and
+what the files hold cannot disagree. Heavy modules load inside the functions that need them.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from viewer.options import SceneOptions
 
 if TYPE_CHECKING:
-    from src.dataset.types import SceneViews
+    from src.backends import ModelBackend
+    from src.dataset.types import SceneNote, SceneViews
     from src.model.types import Prediction
+    from viewer.analysis import AnalysisSettings, SceneAnalysis
     from viewer.layers import Layers
+    from viewer.point_layers import FlatLayer
+    from viewer.target_render import TargetRenders
+    from viewer.view_params import ViewParameters
 
 ProgressFn = Callable[[str, float], None]
 """``progress(stage_description, fraction_done_in_[0, 1])``."""
+
 
 class MissingOptionError(ValueError):
     def __init__(self, name: str) -> None:
@@ -31,42 +41,128 @@ class MissingOptionError(ValueError):
         )
 
 
-def resolve_demo(options: SceneOptions) -> SceneOptions:
-    """Fill the model and scene options from the bundled demo (``viewer/assets``).
-
-    The first demo scene is opened; with :class:`ViewerOptions` the others are offered in the
-    GUI's scene switcher. Raises the assets' ``DemoAssetsMissingError`` (a FileNotFoundError)
-    with instructions when the files are not installed.
-    """
-    from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
-    from viewer.options import ViewerOptions
-
-    options.ckpt = demo_checkpoint()
-    options.data_root = [demo_data_root(), *options.data_root]
-    keys = demo_scene_keys()
-    options.scene = options.scene or keys[0]
-    if isinstance(options, ViewerOptions):
-        options.scenes = [*options.scenes, *[k for k in keys if k != options.scene]]
-    return options
-
-
-@dataclass
-class LoadedScene:
-    """One scene, the model's prediction on it and the derived per-pixel layers."""
-
-    scene: SceneViews
-    prediction: Prediction
-    layers: Layers
-    seconds: dict[str, float] = field(default_factory=dict)  # per stage
-
-
 def _report(progress: ProgressFn | None, stage: str, fraction: float) -> None:
     if progress is not None:
         progress(stage, fraction)
 
 
+@dataclass
+class LoadedScene:
+    """One model run on one scene and everything derived from it (cached, thread-safe)."""
+
+    scene: SceneViews
+    prediction: Prediction
+    layers: Layers
+    run_name: str = "run"
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    notes: list[SceneNote] = field(default_factory=list)
+    checks: dict[str, int] = field(default_factory=dict)  # non-finite counts of the prediction
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _analyses: dict = field(default_factory=dict, repr=False)
+    _flat: dict = field(default_factory=dict, repr=False)
+
+    def analysis(self, settings: AnalysisSettings) -> SceneAnalysis:
+        """The analysis for ``settings``, computed on first use."""
+        from viewer.analysis import analyze
+
+        with self._lock:
+            if settings not in self._analyses:
+                self._analyses = {settings: analyze(self.layers, settings)}  # keep the latest
+            return self._analyses[settings]
+
+    def cached_analysis(self, settings: AnalysisSettings) -> SceneAnalysis | None:
+        with self._lock:
+            return self._analyses.get(settings)
+
+    @cached_property
+    def targets(self) -> TargetRenders | None:
+        """Every target view rendered with its PSNR (None without targets or Gaussians)."""
+        from viewer.target_render import render_target_views
+
+        with self._lock:
+            return render_target_views(self.layers)
+
+    @cached_property
+    def view(self) -> ViewParameters:
+        from viewer.view_params import view_parameters
+
+        return view_parameters(self.layers)
+
+    def flat(self, layer: str) -> FlatLayer | None:
+        """A point layer as flat numpy views (cached)."""
+        from viewer.point_layers import flat_layer
+
+        with self._lock:
+            if layer not in self._flat:
+                self._flat[layer] = flat_layer(self.layers, layer)
+            return self._flat[layer]
+
+
+def prediction_checks(prediction: Prediction) -> dict[str, int]:
+    """How many pixels / Gaussians of a prediction hold NaN or inf (all zero when healthy)."""
+    import torch
+
+    def bad_pixels(t) -> int:
+        return int((~torch.isfinite(t)).sum())
+
+    checks = {
+        "nonfinite_coarse_depth_pixels": bad_pixels(prediction.coarse_inv_depth),
+        "nonfinite_mono_residual_pixels": bad_pixels(prediction.mono_inv_residual),
+        "nonfinite_final_depth_pixels": bad_pixels(prediction.final_depth),
+    }
+    g = prediction.gaussians
+    if g is not None:
+        bad = ~torch.isfinite(g.means).all(-1) | ~torch.isfinite(g.opacities)
+        bad |= ~torch.isfinite(g.covariances).flatten(-2).all(-1)
+        bad |= ~torch.isfinite(g.harmonics).flatten(-2).all(-1)
+        checks["nonfinite_gaussians"] = int(bad.sum())
+    return checks
+
+
+def check_notes(checks: dict[str, int]) -> list[SceneNote]:
+    from src.dataset.types import SceneNote
+
+    notes = []
+    for name, count in checks.items():
+        if count:
+            what = name.removeprefix("nonfinite_").replace("_", " ")
+            notes.append(SceneNote("nonfinite_prediction", f"The model produced {count:,} {what} "
+                                   "that are NaN or infinite; they are not shown. Check the "
+                                   "checkpoint's weights and the input cameras."))  # fmt: skip
+    return notes
+
+
+def run_prediction(
+    scene: SceneViews,
+    predict_fn: Callable[[SceneViews], Prediction],
+    progress: ProgressFn | None = None,
+    seconds: dict[str, float] | None = None,
+    run_name: str = "run",
+    extra_notes: list[SceneNote] | None = None,
+) -> LoadedScene:
+    """Run ``predict_fn`` on ``scene``, check the prediction and build its layers."""
+    from viewer.layers import build_layers
+
+    seconds = dict(seconds or {})
+    views = scene.context.num_views
+    height, width = scene.context.image_shape
+    _report(progress, f"Running the model on {views} views at {width} x {height}", 0.33)
+    start = time.perf_counter()
+    prediction = predict_fn(scene)
+    seconds["predict"] = time.perf_counter() - start
+    _report(progress, "Unprojecting depth maps", 0.66)
+    start = time.perf_counter()
+    layers = build_layers(scene, prediction)
+    seconds["unproject"] = time.perf_counter() - start
+    checks = prediction_checks(prediction)
+    notes = [*scene.notes, *(extra_notes or []), *check_notes(checks)]
+    _report(progress, "Scene ready", 1.0)
+    return LoadedScene(scene=scene, prediction=prediction, layers=layers, run_name=run_name,
+                       seconds=seconds, notes=notes, checks=checks)  # fmt: skip
+
+
 class ModelSession:
-    """A loaded model plus the scene options; turns scene specs into :class:`LoadedScene`."""
+    """A loaded model backend plus the scene options; turns scene specs into LoadedScenes."""
 
     def __init__(self, options: SceneOptions, progress: ProgressFn | None = None) -> None:
         if options.ckpt is None:
@@ -75,9 +171,19 @@ class ModelSession:
 
         self.options = options
         _report(progress, f"Loading model {Path(options.ckpt).name}", 0.0)
-        self.backend = open_backend(options.ckpt, device=options.device, config=options.config)
-        self.load_seconds = self.backend.load_seconds
+        self.backend: ModelBackend = open_backend(
+            options.ckpt, device=options.device, config=options.config
+        )
         _report(progress, "Model loaded", 1.0)
+
+    @property
+    def load_seconds(self) -> float:
+        return self.backend.load_seconds
+
+    def backend_notes(self) -> list[SceneNote]:
+        from src.dataset.types import SceneNote
+
+        return [SceneNote("model_warning", text) for text in getattr(self.backend, "warnings", [])]
 
     def views(self, spec: str | None = None) -> SceneViews:
         """Load and preprocess ``spec`` (default: ``options.scene``) for this model."""
@@ -95,37 +201,39 @@ class ModelSession:
             settings=self.backend.preprocess,
         )
 
-    def load(self, spec: str | None = None, progress: ProgressFn | None = None) -> LoadedScene:
-        """Load ``spec``, run the model, unproject (the viewer's scene loader)."""
-        _report(progress, f"Loading scene {spec or self.options.scene}", 0.0)
-        start = time.perf_counter()
-        scene = self.views(spec)
-        seconds = {"load_scene": time.perf_counter() - start}
-        return run_prediction(scene, self.predict, progress, seconds)
-
     def predict(self, scene: SceneViews) -> Prediction:
         return self.backend.predict(scene.context)
 
+    def run(self, scene: SceneViews, progress: ProgressFn | None = None,
+            seconds: dict[str, float] | None = None) -> LoadedScene:  # fmt: skip
+        return run_prediction(scene, self.predict, progress, seconds, self.backend.name,
+                              self.backend_notes())  # fmt: skip
 
-def run_prediction(
-    scene: SceneViews,
-    predict_fn: Callable[[SceneViews], Prediction],
-    progress: ProgressFn | None = None,
-    seconds: dict[str, float] | None = None,
-) -> LoadedScene:
-    """Run ``predict_fn`` on ``scene`` and derive the layers, timing each stage."""
-    from viewer.layers import build_layers
+    def load(self, spec: str | None = None, progress: ProgressFn | None = None) -> LoadedScene:
+        """Load ``spec``, run the model, build the layers (the viewer's scene loader)."""
+        _report(progress, f"Loading scene {spec or self.options.scene}", 0.0)
+        start = time.perf_counter()
+        scene = self.views(spec)
+        return self.run(scene, progress, {"load_scene": time.perf_counter() - start})
 
-    seconds = dict(seconds or {})
-    views = scene.context.num_views
-    height, width = scene.context.image_shape
-    _report(progress, f"Running the model on {views} views at {height}x{width}", 0.33)
-    start = time.perf_counter()
-    prediction = predict_fn(scene)
-    seconds["predict"] = time.perf_counter() - start
-    _report(progress, "Unprojecting depth maps", 0.66)
-    start = time.perf_counter()
-    layers = build_layers(scene, prediction)
-    seconds["unproject"] = time.perf_counter() - start
-    _report(progress, "Scene ready", 1.0)
-    return LoadedScene(scene=scene, prediction=prediction, layers=layers, seconds=seconds)
+
+def resolve_demo(options: SceneOptions) -> SceneOptions:
+    """Fill the model and scene options from the bundled demo (``viewer/assets``).
+
+    The first demo scene is opened; with :class:`ViewerOptions` the others are offered in the
+    GUI's scene switcher. Raises the assets' ``DemoAssetsMissingError`` (a FileNotFoundError)
+    with instructions when the files are not installed.
+    """
+    from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
+
+    options.ckpt = demo_checkpoint()
+    options.data_root = [demo_data_root(), *options.data_root]
+    keys = demo_scene_keys()
+    scenes = getattr(options, "scene", None)
+    if isinstance(scenes, list):  # dsviewer export: every demo scene unless some are named
+        options.scene = scenes or keys
+    else:
+        options.scene = scenes or keys[0]
+    if hasattr(options, "scenes"):
+        options.scenes = [*options.scenes, *[k for k in keys if k != options.scene]]
+    return options

@@ -2,6 +2,8 @@
 
 Convention
 ----------
+* Everything is rendered in the user's frame from :class:`~viewer.layers.Layers` (Gaussians and
+  cameras moved by the same similarity; the images and PSNR do not depend on it).
 * Rendering follows the official DepthSplat decoder: black background, and Gaussians culled only
   when their camera z is at most ``0.2 * near`` (3DGS's fixed 0.2 after the decoder rescales the
   scene by ``1 / near``); nothing is culled far away. ``near`` is the context views' near plane.
@@ -9,10 +11,9 @@ Convention
   :func:`src.model.decoder.render.psnr` of the clamped images, per view, and ``mean_psnr`` is
   the plain mean over the rendered views, as the official evaluation averages them.
 * Viewer cameras (:func:`camera_from_viser`) use viser's convention, which is OpenCV like ours:
-  ``client.camera.wxyz`` is the rotation ``R_world_camera`` (columns = camera +X right, +Y down,
-  +Z forward in the world), ``position`` the camera centre, ``fov`` the *vertical* field of view
-  in radians, ``aspect`` width / height. The viser world is the user's frame when the scene root
-  carries ``world_from_model`` (as ``viewer/app.py`` does); pass it to get model-frame cameras.
+  ``client.camera.wxyz`` is the rotation ``R_world_camera``, ``position`` the camera centre,
+  ``fov`` the *vertical* field of view in radians, ``aspect`` width / height. The viser world is
+  the user's frame.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from viewer.panels import DEFAULT_DPI, PanelGrid, figure_inches, symmetric_limit
+from viewer.colormaps import robust_limit
+from viewer.panels import DEFAULT_DPI, PanelGrid, figure_inches
 
 if TYPE_CHECKING:
-    from src.dataset.types import SceneViews
-    from src.geometry.similarity import Similarity
     from src.model.decoder.render import Backend
-    from src.model.types import Gaussians, Prediction
+    from src.model.types import Gaussians
+    from viewer.layers import Layers
 
 OFFICIAL_NEAR_FACTOR = 0.2  # the official decoder culls camera z <= 0.2 * near
 NO_FAR_PLANE = 1e10  # "never cull far": gsplat's own default far plane, finite for its kernels
@@ -46,12 +47,12 @@ class CameraInputError(ValueError):
 
 @dataclass
 class TargetRenders:
-    """The Gaussians rendered at (a selection of) the scene's target views, model frame."""
+    """The Gaussians rendered at (a selection of) the scene's target views."""
 
     index: Tensor  # [T] frame indices in the source scene
     color: Tensor  # [T, 3, H, W] float in [0, 1], black background
     gt: Tensor  # [T, 3, H, W] float in [0, 1], the target images
-    depth: Tensor  # [T, H, W] expected z-depth of what is seen (model units), 0 where nothing
+    depth: Tensor  # [T, H, W] expected z-depth of what is seen (user units), 0 where nothing
     alpha: Tensor  # [T, H, W] accumulated opacity
     psnr: Tensor  # [T] dB
     mean_psnr: float
@@ -61,11 +62,11 @@ class TargetRenders:
         return int(self.color.shape[0])
 
 
-def target_render_unavailable(scene: SceneViews, prediction: Prediction) -> str | None:
+def target_render_unavailable(layers: Layers) -> str | None:
     """Why target views cannot be rendered (a sentence for the user), or None if they can."""
-    if prediction.gaussians is None:
+    if layers.gaussians is None:
         return "the model predicts depth only (no Gaussians), so there is nothing to render"
-    if scene.target is None or scene.target.num_views == 0:
+    if layers.target is None or layers.target.num_views == 0:
         return "the scene has no target views (only context views were selected)"
     return None
 
@@ -83,55 +84,45 @@ def select_views(num_views: int, max_views: int | None) -> list[int]:
 
 
 def render_target_views(
-    scene: SceneViews,
-    prediction: Prediction,
-    *,
-    backend: Backend = "auto",
-    max_views: int | None = None,
+    layers: Layers, *, backend: Backend = "auto", max_views: int | None = None
 ) -> TargetRenders | None:
-    """Render ``prediction.gaussians`` at the target views and score them against the GT images.
+    """Render the layers' Gaussians at the target views and score them against the GT images.
 
     Args:
-        scene: the scene whose ``target`` views (images, normalized intrinsics, ``T_world_cam``
-            in the model frame) are rendered, at the target image size.
-        prediction: the model's prediction; its Gaussians (B = 1) are rendered.
+        layers: the scene's layers; their ``target`` cameras are rendered at the target size.
         backend: ``"auto"`` (gsplat on CUDA when installed, else the PyTorch rasterizer),
             ``"torch"`` or ``"gsplat"``.
         max_views: render at most this many target views, evenly spread (None: all). CPU
             rendering costs about a second per 256x256 view.
 
     Returns:
-        :class:`TargetRenders`, or None when :func:`target_render_unavailable` gives a reason
-        (depth-only model, or no target views).
+        :class:`TargetRenders`, or None when :func:`target_render_unavailable` gives a reason.
     """
     from src.model.decoder.render import psnr, render_gaussians
 
-    if target_render_unavailable(scene, prediction) is not None:
+    if target_render_unavailable(layers) is not None:
         return None
-    gaussians = prediction.gaussians
-    target = scene.target
-    assert gaussians is not None and target is not None
+    gaussians, target = layers.gaussians, layers.target
     chosen = select_views(target.num_views, max_views)
     if not chosen:
         return None
     picked = torch.tensor(chosen, dtype=torch.long)
-    device, dtype = gaussians.means.device, gaussians.means.dtype
-    near = OFFICIAL_NEAR_FACTOR * float(scene.context.near.min())
+    dtype = gaussians.means.dtype
     output = render_gaussians(
         gaussians,
-        target.intrinsics[picked][None].to(device=device, dtype=dtype),  # [1, T, 3, 3]
-        target.extrinsics[picked][None].to(device=device, dtype=dtype),  # [1, T, 4, 4]
+        target.intrinsics[picked][None].to(dtype),  # [1, T, 3, 3]
+        target.T_world_cam[picked][None].to(dtype),  # [1, T, 4, 4]
         target.image_shape,
-        near=near,
+        near=culling_near(layers),
         far=NO_FAR_PLANE,
         background=torch.zeros(3),
         backend=backend,
     )
     color = output.color[0].detach().float().cpu().clamp(0.0, 1.0)  # [T, 3, H, W]
-    gt = target.image[picked].float().cpu()  # [T, 3, H, W]
+    gt = target.images[picked]  # [T, 3, H, W]
     scores = psnr(color, gt)  # [T]
     return TargetRenders(
-        index=target.index[picked].cpu(),
+        index=target.frames[picked],
         color=color,
         gt=gt,
         depth=output.depth[0].detach().float().cpu(),
@@ -141,20 +132,12 @@ def render_target_views(
     )
 
 
+def culling_near(layers: Layers) -> float:
+    """The official decoder's near culling plane for these layers (user units)."""
+    return OFFICIAL_NEAR_FACTOR * float(layers.context.near.min())
+
+
 # --- any camera ---------------------------------------------------------------------------------
-
-
-def model_camera_from_world(T_world_cam: Tensor, world_from_model: Similarity | None) -> Tensor:
-    """``T_model_cam`` ``[4, 4]`` float64 of a camera posed in the user's (viser) world.
-
-    ``world_from_model`` ``[4, 4]`` is the similarity ``x -> s R x + t`` of
-    ``SceneViews.world_from_model``; the camera's axes turn back by ``R^T`` and its centre maps
-    through the inverse similarity, so the result stays a rigid camera-to-world matrix.
-    """
-    T = torch.as_tensor(T_world_cam, dtype=torch.float64)
-    if world_from_model is None:
-        return T.clone()
-    return world_from_model.inverse().poses(T)
 
 
 def camera_from_viser(
@@ -163,7 +146,6 @@ def camera_from_viser(
     fov: float,
     aspect: float,
     height: int,
-    world_from_model: Similarity | None = None,
 ) -> tuple[Tensor, Tensor, tuple[int, int]]:
     """A viser client camera as ``(K [3, 3] normalized, T_world_cam [4, 4], (H, W))``, float64.
 
@@ -173,8 +155,6 @@ def camera_from_viser(
         fov: ``client.camera.fov``, the vertical field of view in radians.
         aspect: ``client.camera.aspect`` (width / height).
         height: rows of the image to render; the width is ``round(height * aspect)``.
-        world_from_model: the scene root's similarity, if the viewer applies one; the returned
-            ``T_world_cam`` is then in the model frame (the Gaussians' frame).
 
     Square pixels, principal point at the image centre.
     """
@@ -195,7 +175,7 @@ def camera_from_viser(
     # eps=0: viewer poses are unit quaternions; the default eps would bend them by ~1e-8.
     T[:3, :3] = quaternion_xyzw_to_matrix(wxyz_to_xyzw(q / q.norm()), eps=0.0)
     T[:3, 3] = torch.as_tensor(np.asarray(position, dtype=np.float64))
-    return K, model_camera_from_world(T, world_from_model), (height, width)
+    return K, T, (height, width)
 
 
 def render_at_camera(
@@ -229,8 +209,7 @@ def render_at_camera(
 
 
 def render_viewer_camera(
-    scene: SceneViews,
-    prediction: Prediction,
+    layers: Layers,
     wxyz: Sequence[float] | np.ndarray,
     position: Sequence[float] | np.ndarray,
     fov: float,
@@ -241,17 +220,14 @@ def render_viewer_camera(
 ) -> np.ndarray | None:
     """The Gaussians seen from a viser client camera, ``[H, W, 3]`` uint8, or None without them.
 
-    The one call the GUI needs: the viser pose (user frame, ``scene.world_from_model`` applied
-    by the scene root) goes back to the model frame, and culling follows the target renders
-    (``0.2 * context near``, no far plane). ``height`` sets the cost: CPU rendering takes about
-    a second per 256 x 256 image, so render small and off the GUI thread.
+    Culling follows the target renders (``0.2 * context near``, no far plane). ``height`` sets
+    the cost: CPU rendering takes about a second per 256 x 256 image, so render small and off
+    the GUI thread.
     """
-    if prediction.gaussians is None:
+    if layers.gaussians is None:
         return None
-    K, T_model_cam, shape = camera_from_viser(wxyz, position, fov, aspect, height,
-                                              world_from_model=scene.world_from_model)  # fmt: skip
-    near = OFFICIAL_NEAR_FACTOR * float(scene.context.near.min())
-    return render_at_camera(prediction.gaussians, K, T_model_cam, shape, near, NO_FAR_PLANE,
+    K, T, shape = camera_from_viser(wxyz, position, fov, aspect, height)
+    return render_at_camera(layers.gaussians, K, T, shape, culling_near(layers), NO_FAR_PLANE,
                             backend=backend)  # fmt: skip
 
 
@@ -282,7 +258,7 @@ def target_panels_png(renders: TargetRenders, *, dpi: int = DEFAULT_DPI) -> byte
     num_views, _, height, width = renders.color.shape
     grid = PanelGrid(len(TARGET_COLUMNS), num_views, height, width, dpi)
     error = (renders.color - renders.gt).abs().mean(dim=1).numpy()  # [T, H, W]
-    limit = symmetric_limit(error, floor=ERROR_FLOOR)
+    limit = robust_limit(error, floor=ERROR_FLOOR)
     for row in range(num_views):
         frame = int(renders.index[row])
         score = float(renders.psnr[row])

@@ -56,6 +56,25 @@ def demo_scene_keys() -> list[str]:
     return sorted(index)
 
 
+def is_demo_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is the bundled demo model."""
+    try:
+        return Path(path).resolve() == (DEMO_DIR / CHECKPOINT_NAME).resolve()
+    except OSError:
+        return False
+
+
+def demo_description() -> str:
+    """Markdown for the viewer: what the demo model is (a toy, not a released checkpoint)."""
+    info = demo_info()
+    millions = info["parameters"] / 1e6
+    return (
+        f"**Model: the bundled demo.** A toy DepthSplat ({millions:.1f} M parameters, the "
+        "released architecture at small widths) trained on this project's synthetic rooms. It is "
+        "not a released checkpoint: expect blurred depth edges. Pass `--ckpt` for a real model."
+    )
+
+
 @cache
 def demo_info() -> dict[str, Any]:
     """``demo.json``: provenance (data, training), held-out metrics and preprocessing."""
@@ -81,7 +100,9 @@ __all__ = [
     "DemoAssetsMissingError",
     "demo_checkpoint",
     "demo_data_root",
+    "demo_description",
     "demo_info",
     "demo_preprocess_settings",
     "demo_scene_keys",
+    "is_demo_checkpoint",
 ]

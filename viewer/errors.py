@@ -1,0 +1,96 @@
+"""One error boundary for every entry point (``dsviewer``, ``export``, ``eval``, the GUI).
+
+A *user error* -- bad input, a missing or unreadable file, a full disk -- is one paragraph that
+says what was wrong and how to fix it, and exit status 2; never a traceback. Anything else is a
+bug: one line that names the log file where the whole traceback went, and exit status 1. Ctrl-C
+and SIGTERM give one line and exit status 130.
+
+User errors are the exceptions our own code raises for bad input (subclasses of ValueError,
+LookupError or OSError defined in ``src`` or ``viewer``) and every OSError (the file system's
+own answers: permission denied, no space left, not found).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM (treated like Ctrl-C)."""
+
+
+def is_user_error(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return True
+    ours = type(error).__module__.split(".")[0] in ("src", "viewer")
+    return ours and isinstance(error, (ValueError, LookupError))
+
+
+def log_folder() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    folder = Path(base) / "dsviewer" / "logs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    except OSError:
+        return Path(tempfile.gettempdir())
+
+
+def write_log(error: BaseException) -> Path:
+    """Write ``error``'s traceback to a new log file; returns its path."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = log_folder() / f"dsviewer-{stamp}-{os.getpid()}.log"
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(f"dsviewer {' '.join(sys.argv[1:])}\n{text}\n")
+    return path
+
+
+def describe_error(error: BaseException) -> str:
+    """Markdown for the GUI: the user error's paragraph, or one line that points to the log."""
+    from viewer.escape import escape_markdown
+
+    if is_user_error(error):
+        return escape_markdown(str(error))
+    path = write_log(error)
+    return escape_markdown(f"internal error ({type(error).__name__}); the traceback is in {path}")
+
+
+def run_entry_point(program: str, main: Callable[[], int]) -> int:
+    """Run ``main`` behind the boundary; returns the exit status."""
+
+    def terminate(signum, frame) -> None:
+        raise Terminated()
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
+    try:
+        return int(main() or 0)
+    except (KeyboardInterrupt, Terminated):
+        print(f"{program}: interrupted; nothing half-written was left behind.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit:
+        raise
+    except BaseException as error:  # noqa: BLE001 -- the boundary: nothing escapes as a traceback
+        if is_user_error(error):
+            print(f"{program}: error: {error}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        path = write_log(error)
+        print(f"{program}: internal error ({type(error).__name__}: {error}). The full traceback "
+              f"is in {path}; please include it in a bug report.", file=sys.stderr)  # fmt: skip
+        return EXIT_BUG
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)

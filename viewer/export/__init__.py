@@ -1,0 +1,219 @@
+"""The export files of one loaded scene, in the user's units, written as one transaction.
+
+:data:`EXPORT_FILES` is the registry: each file is declared once (name, what it holds, how it is
+written, when it exists). ``dsviewer export``, the GUI's export button (a zip) and the tests
+iterate it. Every file reads the same :class:`~viewer.pipeline.LoadedScene` -- its layers (user
+frame), its cached analysis for the export's settings and its cached target renders -- so the
+files hold exactly what the viewer shows for those settings. ``metrics.json`` is written last.
+A set of files is one transaction (:mod:`viewer.export.transaction`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from src.io.atomic import atomic_write
+from viewer.analysis import AnalysisSettings, SceneAnalysis
+from viewer.color_modes import ColorContext, ColorSettings
+from viewer.export import point_files
+from viewer.export.metrics import export_metrics
+from viewer.export.transaction import export_transaction
+from viewer.pipeline import LoadedScene, ProgressFn
+from viewer.point_layers import POINT_LAYERS
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    color: ColorSettings = field(default_factory=ColorSettings)
+    html_point_budget: int = 200_000
+    """Points per layer in scene.html at most (a fixed stride keeps the file small)."""
+    panel_dpi: int = 100
+
+
+@dataclass
+class ExportInputs:
+    loaded: LoadedScene
+    settings: ExportSettings
+    analysis: SceneAnalysis
+    context: ColorContext
+    point_counts: dict[str, int] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    name: str
+    description: str
+    write: Callable[[ExportInputs, Path], None]
+    available: Callable[[ExportInputs], bool] = lambda inputs: True
+
+
+class ExportExistsError(ValueError):
+    def __init__(self, out_dir: Path) -> None:
+        super().__init__(
+            f"{out_dir} already holds files. Choose another --out folder, or pass --overwrite "
+            "to replace the whole folder with the new export."
+        )
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with atomic_write(path) as file:
+        file.write(data)
+
+
+def _point_layer_file(key: str) -> ExportFile:
+    def write(inputs: ExportInputs, path: Path) -> None:
+        table = point_files.layer_table(inputs.loaded, inputs.context, key)
+        inputs.point_counts[path.name] = point_files.write_table(path, table)
+
+    layer = POINT_LAYERS[key]
+    return ExportFile(f"{key}.ply", f"{layer.label}: points with rgb, scalar_* values, view, u, v",
+                      write, lambda inputs: inputs.loaded.flat(key) is not None)  # fmt: skip
+
+
+def _comparison(inputs: ExportInputs, path: Path) -> None:
+    table = point_files.comparison_table(inputs.loaded)
+    inputs.point_counts[path.name] = point_files.write_table(path, table)
+
+
+def _gaussians(inputs: ExportInputs, path: Path) -> None:
+    from src.io.ply import write_gaussians_ply
+
+    layers = inputs.loaded.layers
+    rotations = None
+    if layers.gaussians_pixel_aligned and layers.gaussians.scales is not None:
+        # The producing view's camera rotation per Gaussian: the writer then uses the model's
+        # own scale/rotation factors (exact even for flat Gaussians).
+        H, W = layers.image_shape
+        rotations = layers.context.T_world_cam[:, :3, :3].repeat_interleave(H * W, dim=0)
+    write_gaussians_ply(path, layers.gaussians, camera_rotations=rotations)
+    inputs.point_counts[path.name] = int(layers.gaussians.means.shape[1])
+
+
+def _cameras(inputs: ExportInputs, path: Path) -> None:
+    from viewer.export.metrics import cameras_json
+
+    _write_bytes(path, json.dumps(cameras_json(inputs.loaded.layers), indent=2).encode())
+
+
+def _scene_html(inputs: ExportInputs, path: Path) -> None:
+    from viewer.export.scene_html import scene_html
+
+    html = scene_html(inputs.loaded, inputs.context, inputs.settings.html_point_budget)
+    _write_bytes(path, html.encode("utf-8"))
+
+
+def _panels(inputs: ExportInputs, path: Path) -> None:
+    from viewer.panels import render_panels
+
+    gt_error = inputs.analysis.layers["final"].gt_error
+    _write_bytes(path, render_panels(inputs.loaded.layers, gt_error, dpi=inputs.settings.panel_dpi))
+
+
+def _targets(inputs: ExportInputs, path: Path) -> None:
+    from viewer.target_render import target_panels_png
+
+    _write_bytes(path, target_panels_png(inputs.loaded.targets, dpi=inputs.settings.panel_dpi))
+
+
+def _metrics(inputs: ExportInputs, path: Path) -> None:
+    metrics = export_metrics(inputs.loaded, inputs.analysis, inputs.point_counts)
+    metrics["files"] = sorted([*inputs.written, path.name])
+    _write_bytes(path, json.dumps(metrics, indent=2).encode("utf-8"))
+
+
+EXPORT_FILES: tuple[ExportFile, ...] = (
+    *[_point_layer_file(key) for key in POINT_LAYERS],
+    ExportFile("comparison.ply", "coarse and final points in their layer colours, scalar_layer",
+               _comparison),
+    ExportFile("gaussians.ply", "the predicted Gaussians in the standard 3DGS layout", _gaussians,
+               lambda inputs: inputs.loaded.layers.gaussians is not None),
+    ExportFile("cameras.json", "every context and target camera: frame, image size, intrinsics, "
+               "camera-to-world, source camera model", _cameras),
+    ExportFile("scene.html", "a self-contained offline viewer of the scene", _scene_html),
+    ExportFile("panels.png", "per view: image, coarse depth, residual, final depth, GT error",
+               _panels),
+    ExportFile("targets.png", "per target view: rendered, GT, error, PSNR", _targets,
+               lambda inputs: inputs.loaded.targets is not None),
+    ExportFile("metrics.json", "every statistic, the settings, notes and checks", _metrics),
+)  # fmt: skip
+EXPORT_FILE_NAMES = tuple(f.name for f in EXPORT_FILES)
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    files: list[str]  # names written
+    metrics: dict
+
+
+def export_inputs(loaded: LoadedScene, settings: ExportSettings) -> ExportInputs:
+    analysis = loaded.analysis(settings.analysis)
+    return ExportInputs(loaded, settings, analysis, ColorContext(loaded.layers, analysis, settings.color))
+
+
+def refuse_existing(out_dir: Path, overwrite: bool) -> None:
+    """Raise :class:`ExportExistsError` when ``out_dir`` holds files and ``overwrite`` is off."""
+    out_dir = Path(out_dir)
+    if not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise ExportExistsError(out_dir)
+
+
+def export_scene(
+    out_dir: str | Path,
+    loaded: LoadedScene,
+    settings: ExportSettings = ExportSettings(),
+    *,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+) -> ExportResult:
+    """Write every export file of ``loaded`` into ``out_dir``, all of them or none.
+
+    The folder is replaced as a whole (``overwrite``), never mixed with an earlier export.
+    """
+    out_dir = Path(out_dir)
+    refuse_existing(out_dir, overwrite)
+    inputs = export_inputs(loaded, settings)
+    files = [f for f in EXPORT_FILES if f.available(inputs)]
+    with export_transaction(out_dir) as working:
+        for number, file in enumerate(files):
+            if progress is not None:
+                progress(f"Writing {file.name}", number / len(files))
+            try:
+                file.write(inputs, working / file.name)
+            except OSError as error:  # a full disk: name the file, keep the old export
+                raise OSError(error.errno, f"{error.strerror or error} while writing "
+                              f"{file.name} (the previous export in {out_dir} is kept)") from None
+            inputs.written.append(file.name)
+        metrics = json.loads((working / "metrics.json").read_text())
+    if progress is not None:
+        progress("Done", 1.0)
+    return ExportResult(out_dir=out_dir, files=inputs.written, metrics=metrics)
+
+
+def archive_stem(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._") or "scene"
+
+
+def export_archive(
+    loaded: LoadedScene, settings: ExportSettings = ExportSettings(),
+    progress: ProgressFn | None = None,
+) -> tuple[str, bytes]:  # fmt: skip
+    """``(file name, zip bytes)`` of every export file, for a browser download."""
+    import tempfile
+    import zipfile
+
+    stem = archive_stem(loaded.scene.key)
+    with tempfile.TemporaryDirectory(prefix="dsviewer-export-") as folder:
+        result = export_scene(Path(folder) / stem, loaded, settings, progress=progress)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name in sorted(result.files):
+                archive.write(result.out_dir / name, arcname=f"{stem}/{name}")
+    return f"{stem}_export.zip", buffer.getvalue()

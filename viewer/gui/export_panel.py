@@ -1,0 +1,67 @@
+"""The Export folder: every export file of the shown scene, for the GUI's current settings, zipped.
+
+The zip is made by the same :func:`viewer.export.export_archive` as ``dsviewer export``, from
+the loaded scene's cached analysis for the settings on screen (consistency threshold,
+occlusions, residual unit and range), so its metrics.json holds the numbers the GUI shows.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from viewer.escape import escape_markdown
+
+if TYPE_CHECKING:
+    from viewer.export import ExportSettings
+    from viewer.gui.app import ViewerApp
+
+
+class ExportPanel:
+    def __init__(self, app: ViewerApp) -> None:
+        self.app = app
+        self.last_export: tuple[str, bytes] | None = None
+        gui = app.server.gui
+        with gui.add_folder("Export", expand_by_default=False):
+            self.button = gui.add_button(
+                "Export zip", hint="PLYs, 3DGS PLY, cameras, an offline scene.html, panels and "
+                "metrics for the settings on screen, in one zip."
+            )  # fmt: skip
+            self.status = gui.add_markdown("PLYs, panels, metrics and an offline scene, zipped.")
+
+        @self.button.on_click
+        def _(event) -> None:
+            self.request_export(event.client)
+
+    def settings(self) -> ExportSettings:
+        from viewer.export import ExportSettings
+
+        return ExportSettings(analysis=self.app.analysis_panel.settings(),
+                              color=self.app.colours.settings())  # fmt: skip
+
+    def show(self) -> None:
+        self.last_export = None  # tens of MB of the previous scene
+
+    def request_export(self, client=None) -> None:
+        """Queue an export zip of the shown scene; sent to ``client`` (kept in last_export)."""
+        loaded = self.app.loaded
+        if loaded is None:
+            return
+        settings = self.settings()
+
+        def job() -> None:
+            from viewer.export import export_archive
+
+            def progress(stage: str, fraction: float) -> None:
+                self.status.content = f"*{escape_markdown(stage)}...* ({100 * fraction:.0f}%)"
+
+            self.button.disabled = True
+            try:
+                name, data = export_archive(loaded, settings, progress=progress)
+            finally:
+                self.button.disabled = False
+            self.last_export = (name, data)
+            self.status.content = f"{escape_markdown(name)}: {len(data) / 1e6:.1f} MB"
+            if client is not None:
+                client.send_file_download(name, data, save_immediately=True)
+
+        self.app.jobs.submit("Export", job)

@@ -1,0 +1,60 @@
+"""The Scene folder: which model, which scene, loading progress, and what the user should know.
+
+Every string that comes from a file or a client (scene keys, specs, notes, error messages) goes
+through :func:`viewer.escape.escape_markdown` before it reaches the markdown, which viser renders
+as HTML for every connected client.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from viewer.escape import escape_markdown
+
+if TYPE_CHECKING:
+    from viewer.gui.app import ViewerApp
+
+
+class ScenePanel:
+    def __init__(self, app: ViewerApp, scene_specs: list[str], model_info: str) -> None:
+        self.app = app
+        gui = app.server.gui
+        with gui.add_folder("Scene"):
+            self.model = gui.add_markdown(model_info)
+            hint = ("A dataset key (looked up in the data roots), a capture folder or "
+                    "synthetic:<seed>.")  # fmt: skip
+            if len(scene_specs) > 1:
+                self.spec = gui.add_dropdown("Scene spec", options=scene_specs, hint=hint)
+            else:
+                first = scene_specs[0] if scene_specs else ""
+                self.spec = gui.add_text("Scene spec", initial_value=first, hint=hint)
+            self.load = gui.add_button("Load scene", hint="Run the model on this scene; the GUI "
+                                       "stays live while it runs.", disabled=app.loader is None)
+            self.status = gui.add_markdown("Starting...")
+            self.progress = gui.add_progress_bar(0.0, animated=True, visible=False)
+            self.notes = gui.add_markdown("")
+
+        @self.load.on_click
+        def _(_event) -> None:
+            app.load_async(str(self.spec.value))
+
+    def report_progress(self, stage: str, fraction: float) -> None:
+        self.status.content = f"**{escape_markdown(stage)}...**"
+        self.progress.visible = fraction < 1.0
+        self.progress.value = 100.0 * fraction
+
+    def say(self, text: str) -> None:
+        """Show a message our own code wrote (untrusted parts must be escaped by the caller)."""
+        self.status.content = text
+
+    def show(self) -> None:
+        loaded = self.app.loaded
+        layers = loaded.layers
+        height, width = layers.image_shape
+        times = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in loaded.seconds.items())
+        self.status.content = (
+            f"**{escape_markdown(loaded.scene.key)}**: {layers.num_views} context views at "
+            f"{width} x {height}; {self.app.points.points_sent():,} points sent. {times}"
+        )
+        lines = [f"- {escape_markdown(note.message)}" for note in loaded.notes]
+        self.notes.content = ("**Notes**\n\n" + "\n".join(lines)) if lines else ""

@@ -1,0 +1,113 @@
+"""The Target views folder: the Gaussians rendered at the held-out views, and at your camera.
+
+Both renders run as jobs (CPU rendering takes about a second per 256 x 256 image). The target
+renders are cached on the loaded scene, where the export writes targets.png from the same
+images and PSNR.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from viewer.gui.app import ViewerApp
+    from viewer.pipeline import LoadedScene
+
+RENDER_HEIGHT = 256  # rows of a "render at my camera" image
+BLANK = np.full((8, 8, 3), 40, np.uint8)
+
+
+def targets_markdown(index: list[int], psnr: list[float], mean_psnr: float) -> str:
+    lines = ["| target frame | PSNR (dB) |", "|---|---|"]
+    lines += [f"| {i} | {p:.2f} |" for i, p in zip(index, psnr, strict=True)]
+    lines.append(f"| **mean** | **{mean_psnr:.2f}** |")
+    return "\n".join(lines)
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+class TargetsPanel:
+    def __init__(self, app: ViewerApp) -> None:
+        self.app = app
+        self.last_camera_render: np.ndarray | None = None
+        gui = app.server.gui
+        with gui.add_folder("Target views", expand_by_default=False):
+            self.text = gui.add_markdown("")
+            self.image = gui.add_image(BLANK, label="rendered | GT | error")
+            self.render_camera = gui.add_button(
+                "Render at my camera", hint="Render the predicted Gaussians from your current "
+                "viewpoint (CPU: a few seconds)."
+            )  # fmt: skip
+            self.camera_image = gui.add_image(BLANK, label="At my camera")
+
+        @self.render_camera.on_click
+        def _(event) -> None:
+            if event.client is not None:
+                self.request_camera_render(event.client)
+
+    def show(self) -> None:
+        self.text.content = ""
+        self.image.image = self.camera_image.image = BLANK
+        self.last_camera_render = None
+        self.render_camera.disabled = self.app.loaded.layers.gaussians is None
+
+    def request_targets(self) -> None:
+        loaded = self.app.loaded
+
+        def job() -> None:
+            from viewer.target_render import target_panels_png, target_render_unavailable
+
+            if self.app.loaded is not loaded:
+                return
+            reason = target_render_unavailable(loaded.layers)
+            if reason is not None:
+                self.text.content = f"No target renders: {reason}."
+                return
+            self.text.content = "*Rendering the target views (CPU: a few seconds)...*"
+            renders = loaded.targets
+            panels = _decode_png(target_panels_png(renders))
+            with self.app.lock:  # a scene switch during the render must not get this scene's panels
+                if self.app.loaded is not loaded:
+                    return
+                self.text.content = targets_markdown(
+                    renders.index.tolist(), renders.psnr.tolist(), renders.mean_psnr
+                )
+                self.image.image = panels
+
+        self.app.jobs.submit("Target views", job)
+
+    def request_camera_render(self, client) -> None:
+        """Queue a render of the Gaussians at ``client``'s current camera into the GUI."""
+        loaded: LoadedScene | None = self.app.loaded
+        if loaded is None or loaded.layers.gaussians is None:
+            return
+        camera = client.camera
+        pose = (np.asarray(camera.wxyz, np.float64), np.asarray(camera.position, np.float64),
+                float(camera.fov), float(camera.aspect))  # fmt: skip
+
+        def job() -> None:
+            from viewer.target_render import render_viewer_camera
+
+            if self.app.loaded is not loaded:
+                return
+            self.render_camera.disabled = True
+            self.render_camera.label = "Rendering..."
+            try:
+                image = render_viewer_camera(loaded.layers, *pose, RENDER_HEIGHT)
+            finally:
+                self.render_camera.disabled = False
+                self.render_camera.label = "Render at my camera"
+            with self.app.lock:  # drop a render of a scene that was replaced meanwhile
+                if self.app.loaded is not loaded:
+                    return
+                self.last_camera_render = image
+                self.camera_image.image = image
+
+        self.app.jobs.submit("Render", job)

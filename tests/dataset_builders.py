@@ -87,7 +87,8 @@ def write_colmap_text(folder: Path, cameras: dict[int, tuple[str, int, int, list
     (sparse / "images.txt").write_text("\n".join(lines) + "\n")
     if points is not None:
         (sparse / "points3D.txt").write_text("".join(
-            f"{pid} {x!r} {y!r} {z!r} 128 128 128 0.5\n" for pid, (x, y, z) in points.items()))
+            f"{pid} {float(x)!r} {float(y)!r} {float(z)!r} 128 128 128 0.5\n"
+            for pid, (x, y, z) in points.items()))
     return sparse
 
 

@@ -24,6 +24,7 @@ from .errors import frames_text, size_text
 from .images import MAX_DECODE_PIXELS, DecodedImage
 from .types import SceneNote, ViewSet
 
+SIZES_SHOWN = 4  # image sizes quoted in the mixed_image_sizes note
 MIN_NEAR_DISPARITY_PX = 2.0
 """Below this many pixels of shift for a point at the near plane, the context has no parallax."""
 
@@ -88,7 +89,8 @@ def decode_notes(decoded: Mapping[str, DecodedImage]) -> list[SceneNote]:
         sizes.setdefault(d.size, []).append(name)
     if len(sizes) > 1:
         parts = "; ".join(f"{size_text(*size)}: {len(names)} (e.g. {names[0]})"
-                          for size, names in sizes.items())
+                          for size, names in list(sizes.items())[:SIZES_SHOWN])
+        parts += f"; {len(sizes) - SIZES_SHOWN} more sizes" if len(sizes) > SIZES_SHOWN else ""
         notes.append(SceneNote(
             "mixed_image_sizes",
             f"The views have different sizes ({parts}); each was rescaled and centre-cropped "

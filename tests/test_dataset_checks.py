@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -160,3 +161,15 @@ def test_colmap_quaternion_of_zero_length_is_refused(tmp_path):
         load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1])
     assert np.isfinite(load_scene(str(tmp_path), settings=SETTINGS, context=[1], target=[])
                        .context.extrinsics.numpy()).all()
+
+
+def test_points3d_track_length_is_checked(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(png_bytes(noise_image(0)))
+    sparse = write_colmap_binary(tmp_path, (1, W, 32, [40.0, 40.0, 24.0, 16.0]),
+                                 [("a.png", pose(), 0)])
+    point = struct.pack("<QQ3d3Bd", 1, 7, 0.0, 0.0, 1.0, 1, 2, 3, 0.5)
+    (sparse / "points3D.bin").write_bytes(point + struct.pack("<Q", 2**60))
+    with pytest.raises(CaptureFormatError, match="points3D.bin declares 1152921504606846976 "
+                       "track elements of point 7"):
+        load_scene(str(tmp_path), settings=SETTINGS)

@@ -189,3 +189,17 @@ def test_exif_orientation(tmp_path):
     with pytest.raises(CaptureFormatError, match=r"a.jpg is 32x48 \(WxH\) but its camera is "
                        r"48x32 .*turned by 90 degrees and carries EXIF orientation 6"):
         load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1], target=[])
+
+
+def test_context_without_baseline_is_scaled_by_the_camera_spacing(tmp_path):
+    for i in range(4):
+        (tmp_path / f"{i}.png").write_bytes(png_bytes(noise_image(i)))
+    poses = [pose(), pose(yaw_degrees=10.0), pose(x=2.0), pose(x=4.0)]  # 0 and 1: same centre
+    write_transforms(tmp_path, [(f"{i}.png", T) for i, T in enumerate(poses)], fl_x=40.0, w=W,
+                     h=H)
+    scene = load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1], target=[2])
+    notes = {n.code: n.message for n in scene.notes}
+    # Nearest camera at another position: 2 for every camera, so the spacing is 2.
+    assert "scaled by its median camera spacing (2) instead" in notes["baseline_fallback"]
+    assert scene.world_from_model.scale == pytest.approx(2.0)
+    assert "at most 0 model units apart" in notes["small_baseline"]

@@ -12,7 +12,8 @@ two sides of a building), so the choice uses geometry:
 * **Context, without points** (``transforms.json``) or when no two frames share a point: the
   anchor (the middle frame unless given) and the frames of lowest *camera cost*:
   ``distance / spacing + angle / ANGLE_PER_BASELINE``, where ``spacing`` is the median distance
-  of a camera to its nearest neighbour and ``angle`` the angle between viewing directions.
+  of a camera to its nearest camera elsewhere and ``angle`` the angle between viewing
+  directions.
 * **Targets:** the frames of lowest cost to their nearest context camera, ``distance /
   context_baseline + angle / ANGLE_PER_BASELINE``, at most ``max_targets``, in frame order.
 
@@ -86,12 +87,12 @@ def camera_costs(capture: Capture, frames: list[int], others: list[int], unit: f
 
 
 def camera_spacing(capture: Capture, frames: list[int]) -> float:
-    """Median distance from a camera to its nearest other camera (0 for one camera)."""
-    if len(frames) < 2:
-        return 0.0
+    """Median distance from a camera to its nearest camera at another position (0 when all
+    cameras share one position)."""
     distance, _ = pairwise_view_geometry(_poses(capture, frames), _poses(capture, frames))
-    distance.fill_diagonal_(float("inf"))
-    return float(distance.min(dim=1).values.median())
+    nearest = distance.masked_fill(distance <= 0, float("inf")).min(dim=1).values
+    nearest = nearest[torch.isfinite(nearest)]
+    return float(nearest.median()) if len(nearest) else 0.0
 
 
 def choose_context(capture: Capture, frames: list[int], num_context: int,

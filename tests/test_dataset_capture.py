@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import struct
 
 import numpy as np
@@ -115,14 +114,6 @@ def test_colmap_rescaled_to_unit_baseline_maps_back(tmp_path, scene):
                                atol=1e-5, rtol=0)
     torch.testing.assert_close(loaded.context.extrinsics[:, :3, :3].double(),
                                torch.from_numpy(scene[1][[0, 2, 3], :3, :3]), atol=1e-5, rtol=0)
-
-
-def test_colmap_distortion_is_ignored_with_a_warning(tmp_path, scene, caplog):
-    write_colmap_text(tmp_path, scene, model="OPENCV", extra=(0.1, -0.02, 0.0, 0.0))
-    with caplog.at_level(logging.WARNING):
-        loaded = load_capture(tmp_path, SETTINGS, context=[1, 2])
-    assert "distortion, which is ignored" in caplog.text and "OPENCV" in caplog.text
-    assert loaded.context.intrinsics[0, 0, 0].item() == pytest.approx(scene[2][0] / W)
 
 
 def test_nerfstudio_transforms_opengl_to_opencv(tmp_path, scene):

@@ -21,7 +21,6 @@ from src.dataset.errors import (
     CorruptImageError,
     FrameIndexError,
     MissingRootError,
-    MixedImageSizeError,
     NonFinitePoseError,
     SettingsError,
     SkippedSceneError,
@@ -99,12 +98,20 @@ def test_non_rotation_pose(tmp_path, example):
         load(tmp_path, context=[0, 1])
 
 
-def test_mixed_image_sizes(tmp_path, example):
+def test_mixed_image_sizes_are_preprocessed_per_view(tmp_path, example):
     images = list(example.images)
     images[3] = encode_jpeg(np.zeros((40, 48, 3), dtype=np.uint8))
-    write_scene(tmp_path, example, images=images)
-    with pytest.raises(MixedImageSizeError, match=r"32x48 \(1 frames.*40x48 \(1 frames"):
-        load(tmp_path, context=[0, 3], target=[])
+    write_scene(tmp_path, example, images=images, depths=None)
+    scene = load(tmp_path, context=[0, 3], target=[])
+    alone = load(tmp_path, context=[3, 0], target=[])  # frame 3 first: its own shim either way
+    assert scene.context.image.shape == (2, 3, *SETTINGS.model_shape)
+    torch.testing.assert_close(scene.context.intrinsics[1], alone.context.intrinsics[0])
+    # 48x40 -> scale max(32/40, 48/48) = 1 -> crop rows 4..36: fy grows by 40/32, fx kept.
+    K = example.cameras[3, :4]
+    assert scene.context.intrinsics[1, 1, 1].item() == pytest.approx(K[1].item() * 40 / 32)
+    assert scene.context.intrinsics[1, 0, 0].item() == pytest.approx(K[0].item())
+    note = next(n for n in scene.notes if n.code == "mixed_image_sizes")
+    assert "48x32 (WxH): 1" in note.message and "48x40 (WxH): 1" in note.message
 
 
 def test_evaluation_index_naming_a_missing_frame(tmp_path, example):
@@ -133,22 +140,24 @@ def test_not_a_chunk_and_depth_of_wrong_size(tmp_path, example):
     with pytest.raises(ChunkFormatError, match="torch.load failed"):
         load(tmp_path)
     write_scene(tmp_path, example, depths=[d[:-2] for d in example.depths])
-    with pytest.raises(ChunkFormatError, match=r"depths of size \(30, 48\)"):
+    with pytest.raises(ChunkFormatError, match=r"frame 0 has a depth map of size 48x30 \(WxH\)"):
         load(tmp_path)
 
 
 def test_capture_errors(tmp_path):
-    with pytest.raises(CaptureFormatError, match="neither transforms.json nor a COLMAP model"):
+    with pytest.raises(CaptureFormatError,
+                       match=r"neither transforms.json \(or transforms_train/val/test.json\)"):
         load_scene(str(tmp_path), settings=SETTINGS)
     sparse = tmp_path / "sparse" / "0"
     sparse.mkdir(parents=True)
     (sparse / "cameras.bin").write_bytes(b"\x01\x00\x00\x00\x00\x00\x00\x00\x01")
     (sparse / "images.bin").write_bytes(b"")
-    with pytest.raises(CaptureFormatError, match="cameras.bin ends early"):
+    with pytest.raises(CaptureFormatError, match="cameras.bin declares 1 cameras, which would "
+                       "need at least 24 bytes, but only 1 remain"):
         load_scene(str(tmp_path), settings=SETTINGS)
 
 
-def test_capture_mixed_sizes(tmp_path):
+def test_capture_image_of_another_aspect_ratio(tmp_path):
     (tmp_path / "a.png").write_bytes(_png(32, 48))
     (tmp_path / "b.png").write_bytes(_png(30, 48))
     moved = np.eye(4)
@@ -157,7 +166,8 @@ def test_capture_mixed_sizes(tmp_path):
               {"file_path": "b.png", "transform_matrix": moved.tolist()}]
     (tmp_path / "transforms.json").write_text(json.dumps(
         {"fl_x": 40, "fl_y": 40, "w": 48, "h": 32, "frames": frames}))
-    with pytest.raises(MixedImageSizeError, match="b.png"):
+    with pytest.raises(CaptureFormatError, match=r"b.png is 48x30 \(WxH\) but its camera is "
+                       r"48x32 \(WxH\) \(another aspect ratio\)"):
         load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1])
 
 

@@ -16,7 +16,7 @@ from .errors import SceneError
 from .preprocess import PreprocessSettings
 from .scene import scene_from_example
 from .settings import load_preprocess_settings
-from .types import SceneViews, ViewSet
+from .types import SceneNote, SceneViews, ViewSet
 
 SYNTHETIC_PREFIX = "synthetic:"
 SYNTHETIC_FRAMES = 24
@@ -25,6 +25,7 @@ __all__ = [
     "CaptureOptions",
     "PreprocessSettings",
     "SceneError",
+    "SceneNote",
     "SceneViews",
     "ViewSet",
     "list_scene_keys",
@@ -61,13 +62,22 @@ def load_scene(
 
     Args:
         spec: a dataset key (looked up in ``data_roots``), a capture folder (images plus
-            ``transforms.json`` or a COLMAP model) or ``synthetic:<seed>`` (rendered on the fly
-            at ``settings.image_shape`` with 24 frames and GT depth).
+            ``transforms.json``, NeRF-synthetic ``transforms_{train,val,test}.json`` or a COLMAP
+            model), one transforms JSON file (e.g. ``lego/transforms_test.json`` for one
+            split), or ``synthetic:<seed>`` (rendered on the fly at ``settings.image_shape``
+            with 24 frames and GT depth).
         settings: what the checkpoint expects (image shape, near/far, patch multiple, ...).
         data_roots: dataset roots holding chunks and ``index.json``, searched in order.
         index_path: the official evaluation index JSON choosing context/target per key.
-        context, target: explicit frame indices; they win over the index.
+        context, target: explicit frame indices; they win over the index and the defaults.
+            For captures they count every frame the camera file lists, in natural name
+            order, missing images included (see ``capture.py``).
         capture: view choice and rescaling for captures.
+
+    Returns:
+        The scene; ``notes`` lists what the user should know (codes in ``notes.py``,
+        ``capture.py``, ``view_choice.py``), ``ViewSet.camera_models`` the source camera model
+        of each view.
 
     Raises:
         SceneError (a ValueError) or FileNotFoundError subclasses with a readable message.
@@ -81,7 +91,7 @@ def load_scene(
         example = synthetic_example(seed, *settings.image_shape)
         return scene_from_example(example, spec, settings, context=context, target=target,
                                   official=False)
-    if Path(spec).is_dir():
+    if Path(spec).is_dir() or (Path(spec).is_file() and spec.lower().endswith(".json")):
         return load_capture(Path(spec), settings,
                             context=None if context is None else list(context),
                             target=None if target is None else list(target),

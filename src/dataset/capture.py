@@ -1,17 +1,27 @@
-"""A user's own capture (images + COLMAP or nerfstudio cameras) to :class:`SceneViews`.
+"""A user's own capture (images + COLMAP or transforms.json cameras) to :class:`SceneViews`.
+
+Frame numbers (``--context``/``--target``, ``ViewSet.index``, ``--anchor``) count every frame
+the camera file lists, in natural name order (``r_2`` before ``r_10``), **including frames
+whose image is missing** on disk: restoring a file never renumbers the others. Missing frames
+are skipped by the default view choice (note ``frames_missing``); asking for one explicitly is
+an error naming it.
+
+Each chosen image is decoded (``images.py``), its camera scaled to the decoded size (images
+resized after SfM, or reduced at decode), undistorted to COLMAP's pinhole when its model has
+distortion (``undistort.py``; note ``undistorted``), and rescaled and cropped to the model's
+shape on its own (views may differ in size).
 
 Captures come in arbitrary units, while a checkpoint's depth candidates span its fixed
-``near..far`` (0.5..100 for RE10K). Like the ``make_baseline_1`` option of DepthSplat's loaders
-(rescale translations so the context baseline is 1, refuse baselines below
-``baseline_epsilon``), we move the context cameras' centroid to the origin and scale so the
-widest context baseline becomes ``target_baseline``. ``SceneViews.world_from_model`` holds the
-inverse similarity, so predictions map back to the capture's own units:
-``x_world = world_from_model @ x_model`` (depths multiply by ``world_from_model[0, 0]``).
+``near..far`` (0.5..100 for RE10K). Like the ``make_baseline_1`` option of DepthSplat's loaders,
+we move the context cameras' centroid to the origin and scale so the widest context baseline
+becomes ``target_baseline``. When the context cameras barely move (baseline below
+``baseline_epsilon`` in capture units), the capture's median camera spacing is the unit instead
+(note ``baseline_fallback``). ``SceneViews.world_from_model`` holds the inverse similarity, so
+predictions map back to the capture's own units.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,140 +30,179 @@ import numpy as np
 import torch
 
 from ..geometry.similarity import Similarity
-from .capture_frame import CaptureFrame
+from .capture_frame import Capture
 from .colmap import find_model, read_colmap
-from .errors import CaptureFormatError
-from .nerfstudio import read_transforms
-from .preprocess import (
-    PreprocessSettings,
-    check_poses,
-    decode_image,
-    preprocess_views,
-    stack_same_size,
-)
-from .types import SceneViews
-from .views import ViewSelection, check_frames, evenly_spaced, frames_between, nearest_to
+from .errors import CaptureFormatError, MissingFramesError, frames_text
+from .images import read_image
+from .nerfstudio import read_transforms, transforms_files
+from .notes import decode_notes, selection_notes
+from .preprocess import PreprocessSettings, check_poses, preprocess_views
+from .types import SceneNote, SceneViews
+from .undistort import undistort_image
+from .view_choice import camera_spacing, choose_context, choose_targets
+from .views import ViewSelection, check_frames, evenly_spaced
 
-log = logging.getLogger(__name__)
+MISSING_SHOWN = 5  # names of missing frames quoted in the note
 
 
 @dataclass(frozen=True)
 class CaptureOptions:
     """How to pick views of a capture and bring it to the checkpoint's scale."""
 
-    context_mode: Literal["nearest", "evenly"] = "nearest"
-    """'nearest': the anchor frame and its nearest cameras; 'evenly': spread over the frames."""
+    context_mode: Literal["auto", "evenly"] = "auto"
+    """'auto': by COLMAP covisibility, else by camera distance and angle (view_choice.py);
+    'evenly': spread over the frames in name order."""
     anchor: int | None = None
-    """Frame (in name order) the 'nearest' mode starts from; the middle frame when unset."""
+    """Frame the 'auto' choice must include; the middle frame when there are no 3D points."""
     target_baseline: float | None = 1.0
     """Widest context-camera distance after rescaling; None keeps the capture's units."""
     baseline_epsilon: float = 1e-3
-    """Smaller context baselines (in capture units) cannot be rescaled and are refused."""
+    """Context baselines below this (capture units) give no scale; the camera spacing is used."""
     max_targets: int = 8
-    """At most this many target views between the context frames."""
+    """At most this many default target views."""
 
 
-def read_capture_frames(folder: Path) -> list[CaptureFrame]:
-    """Frames of a capture folder: ``transforms.json`` if present, else a COLMAP model."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"The capture folder {folder} does not exist. Pass a folder "
+def read_capture(path: Path) -> Capture:
+    """A capture folder (``transforms.json``, Blender split files or a COLMAP model), or one
+    transforms JSON file."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".json":
+        return read_transforms(path.parent, [path])
+    if not path.is_dir():
+        raise FileNotFoundError(f"The capture folder {path} does not exist. Pass a folder "
                                 "with images and a transforms.json or a COLMAP sparse model.")
-    if (folder / "transforms.json").is_file():
-        return read_transforms(folder)
-    if find_model(folder) is not None:
-        return read_colmap(folder)
-    raise CaptureFormatError(folder, "neither transforms.json nor a COLMAP model was found")
+    if transforms_files(path):
+        return read_transforms(path)
+    if find_model(path) is not None:
+        return read_colmap(path)
+    raise CaptureFormatError(path, "neither transforms.json (or transforms_train/val/test.json) "
+                             "nor a COLMAP model was found")
 
 
-def world_from_model_similarity(centers: np.ndarray, options: CaptureOptions,
-                                folder: Path) -> Similarity:
+def world_from_model_similarity(centers: np.ndarray, spacing: float, options: CaptureOptions
+                                ) -> tuple[Similarity, list[SceneNote]]:
     """``world_from_model`` (scale s, translation c, no rotation) for context centres ``[V, 3]``."""
     if options.target_baseline is None:
-        return Similarity.identity()
-    baseline = np.linalg.norm(centers[:, None] - centers[None], axis=-1).max()
+        return Similarity.identity(), []
+    baseline = float(np.linalg.norm(centers[:, None] - centers[None], axis=-1).max())
+    unit, notes = baseline, []
     if baseline < options.baseline_epsilon:
-        raise CaptureFormatError(
-            folder, f"the context cameras are only {baseline:.2e} apart (less than "
-            f"baseline_epsilon {options.baseline_epsilon}), so the scene scale is unknown; "
-            "pick context views taken from different positions"
-        )
-    scale = float(baseline / options.target_baseline)
+        unit = spacing if spacing >= options.baseline_epsilon else 1.0
+        notes.append(SceneNote(
+            "baseline_fallback",
+            f"The context cameras are only {baseline:.2e} apart (below baseline_epsilon "
+            f"{options.baseline_epsilon}), which gives no scale; the capture was scaled by "
+            + (f"its median camera spacing ({spacing:.3g}) instead." if unit == spacing
+               else "1 (its own units), as its cameras do not move either.")))
+    scale = unit / options.target_baseline
     return Similarity(scale, torch.eye(3, dtype=torch.float64),
-                      torch.from_numpy(centers.mean(axis=0).astype(np.float64)))
+                      torch.from_numpy(centers.mean(axis=0).astype(np.float64))), notes
 
 
-def choose_views(frames: list[CaptureFrame], context: list[int] | None,
+def choose_views(capture: Capture, usable: list[int], context: list[int] | None,
                  target: list[int] | None, settings: PreprocessSettings,
-                 options: CaptureOptions, source: str) -> ViewSelection:
-    n = len(frames)
-    if context is not None:
-        selection = ViewSelection(list(context), list(target) if target is not None
-                                  else frames_between(context, options.max_targets))
-    else:
+                 options: CaptureOptions) -> tuple[ViewSelection, list[SceneNote]]:
+    """Explicit frames win; else the defaults of view_choice.py among ``usable`` frames."""
+    source, n = str(capture.folder), len(capture.frames)
+    notes = []
+    if context is None:
+        if options.anchor is not None:
+            check_frames(ViewSelection([options.anchor], []), n, source, "--anchor")
+            _refuse_missing(capture, usable, [options.anchor], "--anchor")
+        if len(usable) < settings.num_context_views:
+            evenly_spaced(len(usable), settings.num_context_views)  # raises the explanation
         if options.context_mode == "evenly":
-            selection = evenly_spaced(n, settings.num_context_views, options.max_targets)
+            picks = evenly_spaced(len(usable), settings.num_context_views).context
+            context, how = [usable[k] for k in picks], "evenly spread in name order"
         else:
-            anchor = n // 2 if options.anchor is None else options.anchor
-            check_frames(ViewSelection([anchor], []), n, source, "--anchor")
-            centers = torch.from_numpy(np.stack([f.T_world_cam[:3, 3] for f in frames]))
-            selection = nearest_to(centers, anchor, settings.num_context_views,
-                                   options.max_targets)
-        if target is not None:
-            selection = ViewSelection(selection.context, list(target))
+            context, how = choose_context(capture, usable, settings.num_context_views,
+                                          options.anchor)
+        notes.append(SceneNote("default_views", f"Context frames {context} were chosen {how}."))
+    if target is None:
+        target = choose_targets(capture, usable, list(context), options.max_targets)
+    selection = ViewSelection(list(context), list(target))
     check_frames(selection, n, source, "The view selection")
-    return selection
+    _refuse_missing(capture, usable, selection.context + selection.target,
+                    "The view selection (--context/--target)")
+    return selection, notes
+
+
+def _refuse_missing(capture: Capture, usable: list[int], frames: list[int], what: str) -> None:
+    missing = [capture.frames[i].name for i in frames if i not in usable]
+    if missing:
+        raise MissingFramesError(str(capture.folder), missing, what)
 
 
 def load_capture(
-    folder: Path,
+    path: Path,
     settings: PreprocessSettings,
     *,
     context: list[int] | None = None,
     target: list[int] | None = None,
     options: CaptureOptions | None = None,
 ) -> SceneViews:
-    """Load, select, rescale and preprocess a capture. Frame indices refer to name order."""
-    folder = Path(folder)
+    """Load, select, undistort, rescale and preprocess a capture (folder or transforms file)."""
     options = options or CaptureOptions()
-    source = str(folder)
-    frames = read_capture_frames(folder)
-    selection = choose_views(frames, context, target, settings, options, source)
+    capture = read_capture(Path(path))
+    source = str(path)
+    frames = capture.frames
+    usable = [i for i in capture.available if frames[i].camera is not None]
+    notes = list(capture.notes)
+    missing = [f.name for f in frames if f.image_path is None]
+    if missing:
+        notes.append(SceneNote(
+            "frames_missing",
+            f"{capture.camera_file} lists {len(frames)} frames, {len(missing)} of which have no "
+            f"image on disk ({frames_text(missing, MISSING_SHOWN)}); they were skipped. Frame "
+            "numbers still count them."))
+    selection, choice_notes = choose_views(capture, usable, context, target, settings, options)
     chosen = selection.context + selection.target
     poses = np.stack([frames[i].T_world_cam for i in chosen])
-    check_poses(torch.from_numpy(poses), source, chosen)
+    check_poses(torch.from_numpy(poses), source, [frames[i].name for i in chosen])
 
-    distorted = sorted({frames[i].camera_model for i in chosen if frames[i].has_distortion})
-    if distorted:
-        log.warning("%s: camera model(s) %s have distortion, which is ignored (pinhole fx fy cx "
-                    "cy only); undistort the images for exact geometry.", source, distorted)
-
-    decoded = {}
+    decoded, pixels, K, undistorted = {}, {}, {}, {}
     for i in dict.fromkeys(chosen):
-        decoded[i] = decode_image(frames[i].image_path.read_bytes(), source, frames[i].name)
-    images = stack_same_size([decoded[i] for i in chosen], [frames[i].name for i in chosen],
-                             source)
-    height, width = images.shape[-2:]
-    for i in chosen:  # normalized intrinsics survive a uniform resize, not an aspect change
-        if abs(frames[i].width * height - frames[i].height * width) > max(width, height):
-            raise CaptureFormatError(folder, f"image {frames[i].name} is {width}x{height} but its "
-                                     f"camera is {frames[i].width}x{frames[i].height} (another "
-                                     "aspect ratio)")
-    K = torch.tensor(np.stack([frames[i].normalized_intrinsics() for i in chosen]),
-                     dtype=torch.float32)
+        frame = frames[i]
+        decoded[frame.name] = read_image(frame.image_path.read_bytes(), source, frame.name)
+        camera = frame.camera_for(decoded[frame.name], source)
+        image = decoded[frame.name].pixels.permute(1, 2, 0).numpy()
+        if camera.has_distortion:
+            image, pinhole = undistort_image(image, camera)
+            undistorted.setdefault(camera.model, []).append(i)
+            fx, fy, cx, cy, width, height = (pinhole.fx, pinhole.fy, pinhole.cx, pinhole.cy,
+                                             pinhole.width, pinhole.height)
+        else:
+            (fx, fy, cx, cy), (width, height) = camera.pinhole, (camera.width, camera.height)
+        pixels[i] = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+        K[i] = torch.tensor([[fx / width, 0, cx / width], [0, fy / height, cy / height],
+                             [0, 0, 1]], dtype=torch.float32)
+    for model, models_frames in undistorted.items():
+        notes.append(SceneNote(
+            "undistorted",
+            f"Frame(s) {frames_text(sorted(models_frames))} use the {model} camera model; they were "
+            "undistorted to pinhole cameras the way COLMAP's image_undistorter does (focal "
+            "lengths kept, no blank pixels)."))
 
     num_context = len(selection.context)
-    world_from_model = world_from_model_similarity(poses[:num_context, :3, 3], options, folder)
+    usable_spacing = camera_spacing(capture, usable)
+    world_from_model, scale_notes = world_from_model_similarity(
+        poses[:num_context, :3, 3], usable_spacing, options)
     T_model_cam = world_from_model.inverse().poses(torch.from_numpy(poses)).to(torch.float32)
     index = torch.tensor(chosen, dtype=torch.int64)
+    models = [frames[i].camera.model for i in chosen]
 
     def views(part: slice):
-        return preprocess_views(images[part], K[part], T_model_cam[part], index[part], settings)
+        return preprocess_views([pixels[i] for i in chosen[part]],
+                                torch.stack([K[i] for i in chosen[part]]), T_model_cam[part],
+                                index[part], settings, camera_models=models[part])
 
-    return SceneViews(
-        key=folder.name,
+    scene = SceneViews(
+        key=capture.folder.name,
         source=source,
         context=views(slice(0, num_context)),
         target=views(slice(num_context, None)) if selection.target else None,
         world_from_model=world_from_model,
     )
+    scene.notes = (notes + choice_notes + scale_notes + decode_notes(decoded)
+                   + selection_notes(scene.context, scene.target))
+    return scene

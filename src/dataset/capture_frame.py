@@ -1,4 +1,4 @@
-"""One posed image of a user's own capture, as COLMAP or nerfstudio describe it."""
+"""One posed image of a user's own capture, and a whole capture as its reader returns it."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .camera_models import Camera
+from .errors import CaptureFormatError, size_text
+from .images import DecodedImage
+
 
 @dataclass
 class CaptureFrame:
-    """A posed image; pixel intrinsics refer to a ``width x height`` image.
+    """A posed image; ``camera`` gives its model, size and parameters in pixels.
 
     ``T_world_cam`` is camera-to-world with OpenCV axes (float64 ``[4, 4]``). Principal points
     follow the COLMAP/OpenCV pixel convention (the centre of the top-left pixel is at
@@ -18,27 +22,49 @@ class CaptureFrame:
     """
 
     name: str
-    image_path: Path
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
+    image_path: Path | None  # None: the camera file lists it, but the image is not on disk
+    camera: Camera | None  # None only for a missing image whose size the file does not give
     T_world_cam: np.ndarray  # [4, 4] float64
-    camera_model: str = "PINHOLE"
-    distortion: tuple[float, ...] = field(default_factory=tuple)
+    point_ids: np.ndarray | None = None  # int64 [P]: COLMAP 3D points this image observes
 
-    def normalized_intrinsics(self) -> np.ndarray:
-        """``[3, 3]`` normalized K (row 0 / width, row 1 / height)."""
-        return np.array(
-            [
-                [self.fx / self.width, 0.0, self.cx / self.width],
-                [0.0, self.fy / self.height, self.cy / self.height],
-                [0.0, 0.0, 1.0],
-            ]
-        )
+    def camera_for(self, image: DecodedImage, source: str) -> Camera:
+        """The camera scaled to the decoded pixels, after checking that the stored image is
+        the camera's image (same size, or the same aspect ratio when resized after SfM)."""
+        assert self.camera is not None
+        cam_w, cam_h = self.camera.width, self.camera.height
+        width, height = image.stored_size
+        if abs(cam_w * height - cam_h * width) > max(width, height):
+            turned = abs(cam_w * width - cam_h * height) <= max(width, height)
+            hint = (" The image is the camera's turned by 90 degrees"
+                    + (f" and carries EXIF orientation {image.exif_orientation}" if
+                       image.exif_orientation else "")
+                    + ": it was probably rotated after the cameras were computed (COLMAP uses "
+                    "pixels as stored, ignoring EXIF orientation). Use the images the cameras "
+                    "were computed from." if turned else
+                    " Use the images the cameras were computed from.")
+            raise CaptureFormatError(self.image_path.parent if self.image_path else Path(source),
+                                     f"image {self.name} is {size_text(width, height)} but its "
+                                     f"camera is {size_text(cam_w, cam_h)} (another aspect "
+                                     f"ratio).{hint}")
+        return self.camera.scaled(*image.size)
+
+
+@dataclass
+class Capture:
+    """Every frame a camera file lists, in natural name order (``r_2`` before ``r_10``).
+
+    Frame numbers (``--context``/``--target``, ``ViewSet.index``) are positions in ``frames``,
+    missing images included, so they do not shift when a missing image is restored.
+    """
+
+    folder: Path
+    camera_file: str  # what the frames were read from, for messages
+    frames: list[CaptureFrame]
+    point_ids: np.ndarray | None = None  # int64 [P] COLMAP 3D point ids, when known
+    point_xyz: np.ndarray | None = None  # float64 [P, 3] their positions
+    notes: list = field(default_factory=list)  # SceneNotes of the reader
 
     @property
-    def has_distortion(self) -> bool:
-        return any(abs(k) > 0 for k in self.distortion) or "FISHEYE" in self.camera_model
+    def available(self) -> list[int]:
+        """Frame numbers whose images exist."""
+        return [i for i, f in enumerate(self.frames) if f.image_path is not None]

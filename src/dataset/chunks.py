@@ -34,6 +34,7 @@ from torch import Tensor
 from src.io.atomic import atomic_write
 
 from .errors import CameraFormatError, ChunkFormatError, MissingRootError, UnknownSceneKeyError
+from .paths import path_inside
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ def build_index(folder: Path) -> dict[str, str]:
     """Scan every chunk of a folder for its keys (slow: loads every chunk)."""
     index: dict[str, str] = {}
     for chunk_path in sorted(Path(folder).glob("*.torch")):
+        path_inside(folder, chunk_path.name, f"the chunk listing of {folder}")  # symlinks out
         for example in read_chunk(chunk_path):
             index[example.key] = chunk_path.name
     return index
@@ -188,8 +190,11 @@ def load_index(roots: Sequence[Path]) -> dict[str, Path]:
                 )
                 index = build_index(folder)
             for key, name in index.items():
-                # The first root wins on duplicate keys, as a search path does.
-                merged.setdefault(key, folder / name)
+                if not isinstance(name, str):
+                    raise ChunkFormatError(index_path, f"key {key!r} maps to {name!r}, not a "
+                                           "chunk file name")
+                if key not in merged:  # the first root wins on duplicate keys, as a search path
+                    merged[key] = path_inside(folder, name, str(index_path))
     return merged
 
 

@@ -1,9 +1,11 @@
-"""COLMAP sparse models (``cameras`` + ``images``, binary or text) to :class:`CaptureFrame`s.
+"""COLMAP sparse models (``cameras``, ``images``, ``points3D``; binary or text) to a Capture.
 
-COLMAP stores world-to-camera poses (quaternion ``qw qx qy qz`` + translation) with OpenCV axes.
-Only ``fx, fy, cx, cy`` of each camera model are used: distortion coefficients are ignored (the
-model is a pinhole camera), and the loader logs a warning when any are non-zero. Undistort the
-images first (``colmap image_undistorter``) for exact geometry.
+COLMAP stores world-to-camera poses (quaternion ``qw qx qy qz`` + translation) with OpenCV
+axes, and per image the 3D point id each 2D feature observes (-1 for none), which is what the
+view choice uses for covisibility. Binary counts are checked against the bytes left in the
+file before anything is allocated or looped over, so a corrupt count is an error, not a crash.
+Image names must stay inside the capture folder (see ``paths.py``); images missing on disk
+stay in the frame list with ``image_path=None``.
 """
 
 from __future__ import annotations
@@ -13,41 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .capture_frame import CaptureFrame
+from .camera_models import CAMERA_MODELS, Camera, make_camera
+from .capture_frame import Capture, CaptureFrame
 from .errors import CaptureFormatError
+from .paths import natural_key, path_inside
 
-# model id -> (name, number of parameters); the first ones are focal(s) and principal point.
-CAMERA_MODELS: dict[int, tuple[str, int]] = {
-    0: ("SIMPLE_PINHOLE", 3),
-    1: ("PINHOLE", 4),
-    2: ("SIMPLE_RADIAL", 4),
-    3: ("RADIAL", 5),
-    4: ("OPENCV", 8),
-    5: ("OPENCV_FISHEYE", 8),
-    6: ("FULL_OPENCV", 12),
-    7: ("FOV", 5),
-    8: ("SIMPLE_RADIAL_FISHEYE", 4),
-    9: ("RADIAL_FISHEYE", 5),
-    10: ("THIN_PRISM_FISHEYE", 12),
-}
-MODEL_IDS = {name: model_id for model_id, (name, _) in CAMERA_MODELS.items()}
-SINGLE_FOCAL = {"SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE",
-                "RADIAL_FISHEYE"}
 MODEL_FOLDERS = ("sparse/0", "sparse", "colmap/sparse/0", "distorted/sparse/0", ".")
-
-
-def pinhole_from_params(model: str, params: list[float]) -> tuple[tuple[float, ...], tuple]:
-    """``(fx, fy, cx, cy)`` and the remaining (ignored) parameters of a camera model."""
-    if model in SINGLE_FOCAL:
-        f, cx, cy = params[:3]
-        return (f, f, cx, cy), tuple(params[3:])
-    fx, fy, cx, cy = params[:4]
-    return (fx, fy, cx, cy), tuple(params[4:])
+IMAGE_FOLDERS = ("images", ".")
+POINT2D = np.dtype([("x", "<f8"), ("y", "<f8"), ("id", "<i8")])  # images.bin per feature
+CAMERA_RECORD = struct.calcsize("<iiQQ")
+IMAGE_RECORD = struct.calcsize("<i7di") + 1 + 8  # + empty name's NUL + num_points2D
+POINT_RECORD = struct.calcsize("<Q3d3Bd") + 8  # + track length
 
 
 def quaternion_to_rotation(qvec: np.ndarray) -> np.ndarray:
-    """Unit quaternion ``(w, x, y, z)`` to a 3x3 rotation matrix."""
-    w, x, y, z = qvec / np.linalg.norm(qvec)
+    """Unit quaternion ``(w, x, y, z)`` to a 3x3 rotation matrix (NaN for a zero quaternion,
+    which the pose check then reports)."""
+    norm = np.linalg.norm(qvec)
+    w, x, y, z = qvec / norm if norm > 0 else np.full(4, np.nan)
     return np.array(
         [
             [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
@@ -58,52 +43,80 @@ def quaternion_to_rotation(qvec: np.ndarray) -> np.ndarray:
 
 
 def _camera_to_world(qvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
-    T_cam_world = np.eye(4)
-    T_cam_world[:3, :3] = quaternion_to_rotation(qvec)
-    T_cam_world[:3, 3] = tvec
-    return np.linalg.inv(T_cam_world)
+    R = quaternion_to_rotation(qvec)
+    T = np.eye(4)
+    T[:3, :3] = R.T
+    T[:3, 3] = -R.T @ tvec
+    return T
 
 
 # ---------------------------------------------------------------- text
 
 
-def read_cameras_text(path: Path) -> dict[int, tuple[str, int, int, list[float]]]:
-    """camera id -> (model name, width, height, params)."""
+def _text_lines(path: Path) -> list[tuple[int, str]]:
+    return [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1)
+            if not line.startswith("#")]
+
+
+def _malformed(path: Path, number: int, line: str) -> CaptureFormatError:
+    return CaptureFormatError(path.parent, f"{path.name} line {number} is malformed: "
+                              f"{line[:200]!r}")
+
+
+def read_cameras_text(path: Path) -> dict[int, Camera]:
     cameras = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
+    for number, line in _text_lines(path):
+        if not line.strip():
             continue
         parts = line.split()
         try:
             camera_id, model, width, height = int(parts[0]), parts[1], int(parts[2]), int(parts[3])
             params = [float(p) for p in parts[4:]]
         except (IndexError, ValueError):
-            raise CaptureFormatError(path.parent, f"{path.name} line {number} is malformed: "
-                                     f"{line!r}") from None
-        if model not in MODEL_IDS:
-            raise CaptureFormatError(path.parent, f"unknown camera model {model!r} in {path}")
-        cameras[camera_id] = (model, width, height, params)
+            raise _malformed(path, number, line) from None
+        cameras[camera_id] = make_camera(model, width, height, params, str(path),
+                                         f"camera {camera_id}")
     return cameras
 
 
-def read_images_text(path: Path) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
-    """[(name, camera id, qvec, tvec)]; every image takes two lines (the second: its points)."""
-    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+def read_images_text(path: Path) -> list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """[(name, camera id, qvec, tvec, point3D ids)]; each image takes two lines, the second
+    ``x y point3D_id`` per feature."""
+    lines = _text_lines(path)
     images = []
-    for number in range(0, len(lines), 2):
-        line = lines[number]
+    for row in range(0, len(lines), 2):
+        number, line = lines[row]
         if not line.strip():
             continue
         parts = line.split()
+        points_line = lines[row + 1][1] if row + 1 < len(lines) else ""
         try:
             qvec = np.array([float(v) for v in parts[1:5]])
             tvec = np.array([float(v) for v in parts[5:8]])
             camera_id, name = int(parts[8]), " ".join(parts[9:])
+            values = points_line.split()
+            if len(values) % 3:
+                raise ValueError
+            ids = np.array([int(v) for v in values[2::3]], dtype=np.int64)
         except (IndexError, ValueError):
-            raise CaptureFormatError(path.parent, f"{path.name} has a malformed image line: "
-                                     f"{line!r}") from None
-        images.append((name, camera_id, qvec, tvec))
+            raise _malformed(path, number, line) from None
+        images.append((name, camera_id, qvec, tvec, ids[ids >= 0]))
     return images
+
+
+def read_points_text(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Point ids ``[P]`` and positions ``[P, 3]`` of ``points3D.txt``."""
+    ids, xyz = [], []
+    for number, line in _text_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            ids.append(int(parts[0]))
+            xyz.append([float(v) for v in parts[1:4]])
+        except (IndexError, ValueError):
+            raise _malformed(path, number, line) from None
+    return np.array(ids, dtype=np.int64), np.array(xyz, dtype=np.float64).reshape(-1, 3)
 
 
 # ---------------------------------------------------------------- binary
@@ -113,49 +126,85 @@ class _Reader:
     def __init__(self, path: Path) -> None:
         self.path, self.data, self.offset = path, path.read_bytes(), 0
 
+    @property
+    def left(self) -> int:
+        return len(self.data) - self.offset
+
+    def fail(self, detail: str) -> CaptureFormatError:
+        return CaptureFormatError(self.path.parent, f"{self.path.name} {detail} (the file is "
+                                  "truncated or corrupt; re-export the model from COLMAP)")
+
     def read(self, fmt: str) -> tuple:
         size = struct.calcsize("<" + fmt)
-        if self.offset + size > len(self.data):
-            raise CaptureFormatError(self.path.parent, f"{self.path.name} ends early (truncated)")
+        if size > self.left:
+            raise self.fail(f"ends early at byte {self.offset}")
         values = struct.unpack_from("<" + fmt, self.data, self.offset)
         self.offset += size
         return values
 
+    def count(self, what: str, record_size: int) -> int:
+        """A record count, checked against the bytes left (each record >= record_size)."""
+        (count,) = self.read("Q")
+        if count * record_size > self.left:
+            raise self.fail(f"declares {count} {what}, which would need at least "
+                            f"{count * record_size} bytes, but only {self.left} remain")
+        return count
+
+    def array(self, dtype: np.dtype, count: int) -> np.ndarray:
+        array = np.frombuffer(self.data, dtype=dtype, count=count, offset=self.offset)
+        self.offset += dtype.itemsize * count
+        return array
+
     def read_string(self) -> str:
         end = self.data.find(b"\0", self.offset)
         if end < 0:
-            raise CaptureFormatError(self.path.parent, f"{self.path.name} ends early (truncated)")
-        text = self.data[self.offset : end].decode("utf-8")
+            raise self.fail(f"ends early at byte {self.offset} (in an image name)")
+        text = self.data[self.offset : end].decode("utf-8", errors="replace")
         self.offset = end + 1
         return text
 
 
-def read_cameras_binary(path: Path) -> dict[int, tuple[str, int, int, list[float]]]:
+def read_cameras_binary(path: Path) -> dict[int, Camera]:
     reader = _Reader(path)
     cameras = {}
-    for _ in range(reader.read("Q")[0]):
+    for _ in range(reader.count("cameras", CAMERA_RECORD)):
         camera_id, model_id, width, height = reader.read("iiQQ")
         if model_id not in CAMERA_MODELS:
-            raise CaptureFormatError(path.parent, f"unknown camera model id {model_id} in {path}")
-        model, num_params = CAMERA_MODELS[model_id]
-        cameras[camera_id] = (model, width, height, list(reader.read(f"{num_params}d")))
+            raise reader.fail(f"has camera {camera_id} with unknown model id {model_id}")
+        model, names = CAMERA_MODELS[model_id]
+        params = list(reader.read(f"{len(names)}d"))
+        cameras[camera_id] = make_camera(model, width, height, params, str(path),
+                                         f"camera {camera_id}")
     return cameras
 
 
-def read_images_binary(path: Path) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+def read_images_binary(path: Path) -> list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]:
     reader = _Reader(path)
     images = []
-    for _ in range(reader.read("Q")[0]):
+    for _ in range(reader.count("images", IMAGE_RECORD)):
         values = reader.read("i7di")
         qvec, tvec, camera_id = np.array(values[1:5]), np.array(values[5:8]), values[8]
         name = reader.read_string()
-        num_points = reader.read("Q")[0]
-        reader.read(f"{num_points * 24}x")  # skip (x, y, point3D id) per 2-D point
-        images.append((name, camera_id, qvec, tvec))
+        points = reader.array(POINT2D, reader.count(f"2D points in image {name!r}",
+                                                     POINT2D.itemsize))
+        ids = points["id"].astype(np.int64)
+        images.append((name, camera_id, qvec, tvec, ids[ids >= 0]))
     return images
 
 
-# ---------------------------------------------------------------- model -> frames
+def read_points_binary(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    reader = _Reader(path)
+    count = reader.count("3D points", POINT_RECORD)
+    ids, xyz = np.empty(count, dtype=np.int64), np.empty((count, 3))
+    for i in range(count):
+        values = reader.read("Q3d3Bd")
+        ids[i], xyz[i] = values[0], values[1:4]
+        track = reader.count(f"track elements of point {values[0]}", 8)
+        reader.offset += 8 * track  # (image id, point2D index) pairs: images.bin has them too
+    return ids, xyz
+
+
+# ---------------------------------------------------------------- model -> capture
 
 
 def find_model(folder: Path) -> tuple[Path, str] | None:
@@ -168,40 +217,39 @@ def find_model(folder: Path) -> tuple[Path, str] | None:
     return None
 
 
-def find_image(folder: Path, name: str) -> Path:
-    for candidate in (folder / "images" / name, folder / name):
+def find_image(folder: Path, name: str, named_in: str) -> Path | None:
+    """The image file of a COLMAP image name (under ``images/`` or the folder), or None."""
+    for sub in IMAGE_FOLDERS:
+        candidate = path_inside(folder, str(Path(sub) / name), named_in)
         if candidate.is_file():
             return candidate
-    raise CaptureFormatError(folder, f"the COLMAP model names image {name!r}, but neither "
-                             f"images/{name} nor {name} exists")
+    return None
 
 
-def read_colmap(folder: Path) -> list[CaptureFrame]:
-    """All registered images of the COLMAP model in ``folder``, sorted by name."""
+def read_colmap(folder: Path) -> Capture:
+    """Every image of the COLMAP model in ``folder``, in natural name order."""
     found = find_model(folder)
     if found is None:
         raise CaptureFormatError(folder, "no COLMAP model found (looked in "
                                  + ", ".join(MODEL_FOLDERS) + ")")
     model, ext = found
-    if ext == ".bin":
-        cameras = read_cameras_binary(model / "cameras.bin")
-        images = read_images_binary(model / "images.bin")
-    else:
-        cameras = read_cameras_text(model / "cameras.txt")
-        images = read_images_text(model / "images.txt")
+    binary = ext == ".bin"
+    cameras = (read_cameras_binary if binary else read_cameras_text)(model / f"cameras{ext}")
+    images = (read_images_binary if binary else read_images_text)(model / f"images{ext}")
+    points_path = model / f"points3D{ext}"
+    point_ids = point_xyz = None
+    if points_path.is_file():
+        point_ids, point_xyz = (read_points_binary if binary else read_points_text)(points_path)
+    images_file = str(model / f"images{ext}")
     frames = []
-    for name, camera_id, qvec, tvec in sorted(images, key=lambda item: item[0]):
+    for name, camera_id, qvec, tvec, ids in sorted(images, key=lambda item: natural_key(item[0])):
         if camera_id not in cameras:
             raise CaptureFormatError(folder, f"image {name!r} uses camera {camera_id}, which "
                                      f"{model / ('cameras' + ext)} does not define")
-        camera_model, width, height, params = cameras[camera_id]
-        (fx, fy, cx, cy), rest = pinhole_from_params(camera_model, params)
-        frames.append(
-            CaptureFrame(name=name, image_path=find_image(folder, name), width=width,
-                         height=height, fx=fx, fy=fy, cx=cx, cy=cy,
-                         T_world_cam=_camera_to_world(qvec, tvec), camera_model=camera_model,
-                         distortion=rest)
-        )
+        frames.append(CaptureFrame(name=name, image_path=find_image(folder, name, images_file),
+                                   camera=cameras[camera_id],
+                                   T_world_cam=_camera_to_world(qvec, tvec), point_ids=ids))
     if not frames:
         raise CaptureFormatError(folder, f"the COLMAP model in {model} has no images")
-    return frames
+    return Capture(folder=folder, camera_file=images_file, frames=frames, point_ids=point_ids,
+                   point_xyz=point_xyz)

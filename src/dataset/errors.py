@@ -66,18 +66,6 @@ class NonFinitePoseError(SceneError):
         )
 
 
-class MixedImageSizeError(SceneError):
-    def __init__(self, source: str, sizes: dict[tuple[int, int], list[str]]) -> None:
-        parts = [
-            f"{h}x{w} ({len(names)} frames, e.g. {names[0]})" for (h, w), names in sizes.items()
-        ]
-        super().__init__(
-            f"The images of {source} have different sizes: {'; '.join(parts)}. All views of a "
-            "scene must share one size; resize them to a common size (and scale the "
-            "intrinsics) or select frames of one size."
-        )
-
-
 class FrameIndexError(SceneError):
     def __init__(self, source: str, frames: list[int], num_frames: int, what: str) -> None:
         super().__init__(
@@ -116,3 +104,80 @@ class ChunkFormatError(SceneError):
 class SettingsError(SceneError):
     def __init__(self, source: str, detail: str) -> None:
         super().__init__(f"Invalid dataset settings in {source}: {detail}.")
+
+
+def size_text(width: int, height: int) -> str:
+    """The one way messages write an image size: width x height in pixels."""
+    return f"{width}x{height} (WxH)"
+
+
+def frames_text(frames: Iterable[object], limit: int = 10) -> str:
+    """``a, b, c ...`` listing at most ``limit`` frames (names or numbers)."""
+    frames = [str(f) for f in frames]
+    return ", ".join(frames[:limit]) + (f" ... ({len(frames)} in all)" if len(frames) > limit
+                                        else "")
+
+
+class PathOutsideRootError(SceneError):
+    def __init__(self, name: str, named_in: str, root: Path) -> None:
+        super().__init__(
+            f"{named_in} names the file {name!r}, which lies outside {root} (after resolving "
+            "'..' and symbolic links). Files a dataset names must stay inside its folder: move "
+            "or copy the file into the folder and name it relative to it."
+        )
+
+
+class IntrinsicsError(SceneError):
+    def __init__(self, source: str, where: str, detail: str) -> None:
+        super().__init__(
+            f"The camera intrinsics of {where} in {source} are invalid ({detail}). Focal "
+            "lengths must be finite and positive and principal points finite; fix the "
+            "calibration, or pick other frames with --context/--target."
+        )
+
+
+class EvaluationIndexError(SceneError):
+    def __init__(self, path: Path, key: str, role: str, value: object, detail: str) -> None:
+        super().__init__(
+            f"Entry {key!r} of the evaluation index {path} has {role} {value!r}: {detail}. "
+            'Each entry is null or {"context": [i, j, ...], "target": [k, ...]} with integer '
+            "frame indices; fix the file or pass --context/--target explicitly."
+        )
+
+
+class DuplicateContextError(SceneError):
+    def __init__(self, source: str, context: list[int], what: str) -> None:
+        super().__init__(
+            f"{what} selects the context frames {context} of {source}, which repeat a frame. "
+            "Context views must be distinct frames (the cost volume matches each view against "
+            "the others); give distinct indices."
+        )
+
+
+class ImageTooLargeError(SceneError):
+    def __init__(self, source: str, frame: int | str, size: str, limit: int | None) -> None:
+        super().__init__(
+            f"Frame {frame} of {source} is too large to decode ({size}; PIL's "
+            f"decompression-bomb limit is {(limit or 0) / 1e6:.0f} MP, and this format cannot "
+            "be reduced while decoding). Downscale the image (e.g. to 8000 px on its longer "
+            "side; normalized intrinsics stay valid) or save it as JPEG, which is decoded at "
+            "reduced size."
+        )
+
+
+class MissingFramesError(SceneError):
+    def __init__(self, source: str, names: list[str], what: str) -> None:
+        super().__init__(
+            f"{what} asks for frame(s) whose images are missing on disk in {source}: "
+            f"{frames_text(names)}. Restore those files, or choose frames whose images exist "
+            "(frame numbers count every frame the camera file lists, missing ones included)."
+        )
+
+
+class UnsupportedCameraError(SceneError):
+    def __init__(self, source: str, model: str, detail: str) -> None:
+        super().__init__(
+            f"The camera model {model} in {source} cannot be used: {detail}. Undistort the "
+            "images to a pinhole camera first (e.g. `colmap image_undistorter`) and load the "
+            "undistorted folder."
+        )

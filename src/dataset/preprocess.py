@@ -2,7 +2,7 @@
 
 Order of operations (DepthSplat at test time):
 
-1. decode each JPEG with PIL to RGB;
+1. decode each JPEG with PIL to RGB (``images.py``);
 2. the dataset's crop shim: scale by ``s = max(h_out / h_in, w_out / w_in)`` to
    ``(round(h_in * s), round(w_in * s))`` with PIL's Lanczos filter on uint8 pixels, then
    centre-crop to ``image_shape`` starting at ``((h - h_out) // 2, (w - w_out) // 2)``.
@@ -12,6 +12,10 @@ Order of operations (DepthSplat at test time):
    DL3DV skips the shim when the image already has ``image_shape``;
 3. the model wrapper's patch shim: centre-crop to multiples of ``patch_multiple``
    (``shim_patch_size * downscale_factor``) with the same intrinsics rule.
+
+Both shims run **per view** with that view's own intrinsics, so views of different sizes (a
+COLMAP model with several cameras, photos in portrait and landscape) all end at
+``model_shape``; for views of one size this is exactly the official batch computation.
 
 Worked example (RE10K frame 360x640 -> 256x256 checkpoint, normalized
 ``fx=0.8, fy=1.4222, cx=cy=0.5``): ``s = max(256/360, 256/640) = 0.7111``, scaled size
@@ -24,7 +28,6 @@ edges are never blended.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from collections.abc import Sequence
@@ -39,17 +42,20 @@ from torch import Tensor
 
 from .errors import (
     CameraFormatError,
-    CorruptImageError,
-    MixedImageSizeError,
+    IntrinsicsError,
     NonFinitePoseError,
     SettingsError,
+    frames_text,
+    size_text,
 )
+from .images import decode_image  # noqa: F401  (re-exported: scripts import it from here)
 from .types import ViewSet
 
 log = logging.getLogger(__name__)
 
 DatasetKind = Literal["re10k", "dl3dv"]
 MAX_FOV_DEGREES = 100.0  # the official loaders skip scenes with a wider field of view
+ROTATION_TOLERANCE = 1e-3  # max |R R^T - I| and |det R - 1| of a pose's rotation block
 
 
 @dataclass(frozen=True)
@@ -98,18 +104,6 @@ class PreprocessSettings:
 # ---------------------------------------------------------------- decoding and cameras
 
 
-def decode_image(data: Tensor | bytes, source: str, frame: int | str) -> Tensor:
-    """Encoded image bytes to uint8 ``[3, H, W]`` RGB (fully decoded, so truncation is caught)."""
-    raw = data.numpy().tobytes() if isinstance(data, Tensor) else bytes(data)
-    try:
-        with Image.open(io.BytesIO(raw)) as image:
-            image.load()
-            rgb = image.convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise CorruptImageError(source, frame, f"{type(exc).__name__}: {exc}") from None
-    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
-
-
 def cameras_to_matrices(cameras: Tensor, source: str) -> tuple[Tensor, Tensor]:
     """Chunk camera rows ``[N, 18]`` to normalized ``K [N, 3, 3]`` and ``T_world_cam [N, 4, 4]``.
 
@@ -130,24 +124,51 @@ def cameras_to_matrices(cameras: Tensor, source: str) -> tuple[Tensor, Tensor]:
 
 
 def check_poses(T: Tensor, source: str, frames: Sequence[int] | None = None) -> None:
-    """Reject non-finite poses and rotation blocks that are not rotations.
+    """Reject poses that are not rigid transforms: non-finite values, a rotation block that
+    is not orthonormal (``R R^T = I``) with determinant +1 (so shears and reflections are
+    refused), or a last row other than ``0 0 0 1``.
 
     Args:
         T: ``[N, 4, 4]`` camera-to-world (or world-to-camera) matrices.
-        frames: the N frame numbers to name in the message.
+        frames: the N frame numbers (or names) to cite in the message.
     """
     frames = list(range(T.shape[0])) if frames is None else list(frames)
+    T = T.double()
     finite = torch.isfinite(T).flatten(1).all(dim=1)
     if not finite.all():
         raise NonFinitePoseError(source, [frames[i] for i in torch.nonzero(~finite)[:, 0]])
-    det = torch.linalg.det(T[:, :3, :3].double())
-    bad = (det - 1).abs() > 1e-3
+    R = T[:, :3, :3]
+    eye = torch.eye(3, dtype=T.dtype)
+    skew = (R @ R.transpose(1, 2) - eye).abs().flatten(1).amax(dim=1)  # [N]
+    det = torch.linalg.det(R)
+    last_row = (T[:, 3] - torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=T.dtype)).abs().amax(dim=1)
+    bad = (skew > ROTATION_TOLERANCE) | ((det - 1).abs() > ROTATION_TOLERANCE) | (
+        last_row > ROTATION_TOLERANCE)
     if bad.any():
+        i = int(torch.nonzero(bad)[0, 0])
         raise NonFinitePoseError(
             source,
-            [frames[i] for i in torch.nonzero(bad)[:, 0]],
-            f"rotation determinant {det[bad][0].item():.4f}, expected 1",
+            [frames[j] for j in torch.nonzero(bad)[:, 0]],
+            f"first bad pose: rotation determinant {det[i].item():.4f} (expected 1), "
+            f"max |R R^T - I| = {skew[i].item():.2e}, last row "
+            f"{[round(v, 4) for v in T[i, 3].tolist()]} (expected [0, 0, 0, 1]); "
+            f"tolerance {ROTATION_TOLERANCE}",
         )
+
+
+def check_intrinsics(K: Tensor, source: str, frames: Sequence[int | str]) -> None:
+    """Reject intrinsics ``[N, 3, 3]`` (normalized or pixels) with non-finite entries or focal
+    lengths that are not positive."""
+    K = K.double()
+    finite = torch.isfinite(K).flatten(1).all(dim=1)
+    positive = (K[:, 0, 0] > 0) & (K[:, 1, 1] > 0)
+    bad = torch.nonzero(~(finite & positive))[:, 0].tolist()
+    if bad:
+        i = bad[0]
+        values = ", ".join(f"{name}={K[i, r, c].item():.6g}" for name, r, c in
+                           (("fx", 0, 0), ("fy", 1, 1), ("cx", 0, 2), ("cy", 1, 2)))
+        raise IntrinsicsError(source, f"frame(s) {frames_text([frames[j] for j in bad])}",
+                              f"first bad one: {values}")
 
 
 def warn_unofficial(images_hw: tuple[int, int], K_all: Tensor, T_selected: Tensor,
@@ -160,8 +181,8 @@ def warn_unofficial(images_hw: tuple[int, int], K_all: Tensor, T_selected: Tenso
     """
     if settings.source_shape is not None and tuple(images_hw) != tuple(settings.source_shape):
         log.warning("%s: images are %s, the official %s loader expects %s and would skip this "
-                    "scene; processing it anyway.", source, images_hw, settings.dataset,
-                    settings.source_shape)
+                    "scene; processing it anyway.", source, size_text(*images_hw[::-1]),
+                    settings.dataset, size_text(*settings.source_shape[::-1]))
     fov = 2 * torch.atan(0.5 / torch.stack((K_all[:, 0, 0], K_all[:, 1, 1]), -1))
     if (fov * 180 / math.pi > MAX_FOV_DEGREES).any():
         log.warning("%s: a field of view exceeds %.0f degrees; the official loader skips such "
@@ -227,7 +248,7 @@ def crop_shim(
         return images.float() / 255, K, depth  # the DL3DV loader yields such images untouched
     if in_shape[0] < out_shape[0] or in_shape[1] < out_shape[1]:
         log.warning("Images of %s are upsampled to %s; the official loader only downsamples.",
-                    in_shape, out_shape)
+                    size_text(*in_shape[::-1]), size_text(*out_shape[::-1]))
     scaled = rescaled_shape(in_shape, out_shape)
     resized = torch.stack([resize_image_lanczos(image, scaled) for image in images])
     if depth is not None:
@@ -246,47 +267,48 @@ def patch_shim(
 # ---------------------------------------------------------------- the whole pipeline
 
 
-def stack_same_size(images: Sequence[Tensor], names: Sequence[str], source: str) -> Tensor:
-    """Stack decoded ``[3, H, W]`` images, or explain which sizes are mixed."""
-    sizes: dict[tuple[int, int], list[str]] = {}
-    for image, name in zip(images, names, strict=True):
-        sizes.setdefault((int(image.shape[1]), int(image.shape[2])), []).append(str(name))
-    if len(sizes) > 1:
-        raise MixedImageSizeError(source, sizes)
-    return torch.stack(list(images))
-
-
 def preprocess_views(
-    images: Tensor,
+    images: Sequence[Tensor],
     K: Tensor,
     T_world_cam: Tensor,
     index: Tensor,
     settings: PreprocessSettings,
-    depth: Tensor | None = None,
+    depth: Sequence[Tensor] | None = None,
+    camera_models: Sequence[str] | None = None,
 ) -> ViewSet:
-    """Decoded frames to a model-ready :class:`ViewSet`.
+    """Decoded frames to a model-ready :class:`ViewSet`, each view through the shims alone.
 
     Args:
-        images: uint8 ``[V, 3, H, W]``.
+        images: V uint8 ``[3, H_v, W_v]`` (sizes may differ), or one ``[V, 3, H, W]`` tensor.
         K: normalized intrinsics ``[V, 3, 3]`` of the full images.
         T_world_cam: camera-to-world ``[V, 4, 4]``.
         index: ``[V]`` frame indices in the source scene.
         settings: the checkpoint's expectations.
-        depth: optional metric z-depth ``[V, H, W]`` (0 = unknown), cropped with the images.
+        depth: optional V metric z-depths ``[H_v, W_v]`` (0 = unknown), cropped with the images.
+        camera_models: optional per-view source camera model names.
 
     Returns:
         A ViewSet with images ``[V, 3, h, w]`` at ``settings.model_shape``.
     """
-    assert images.dtype == torch.uint8 and images.ndim == 4, images.shape
-    image, K, depth = crop_shim(images, K.to(torch.float32), settings, depth)
-    image, K, depth = patch_shim(image, K, settings.patch_multiple, depth)
-    v = image.shape[0]
+    K = K.to(torch.float32)
+    out_images, out_K, out_depth = [], [], []
+    for v, image in enumerate(images):
+        assert image.dtype == torch.uint8 and image.ndim == 3, image.shape
+        view_depth = None if depth is None else depth[v][None].to(torch.float32)
+        view, view_K, view_depth = crop_shim(image[None], K[v : v + 1], settings, view_depth)
+        view, view_K, view_depth = patch_shim(view, view_K, settings.patch_multiple, view_depth)
+        out_images.append(view[0])
+        out_K.append(view_K[0])
+        if view_depth is not None:
+            out_depth.append(view_depth[0])
+    v = len(out_images)
     return ViewSet(
-        image=image.contiguous(),
-        intrinsics=K,
+        image=torch.stack(out_images).contiguous(),
+        intrinsics=torch.stack(out_K),
         extrinsics=T_world_cam.to(torch.float32),
         near=torch.full((v,), settings.near, dtype=torch.float32),
         far=torch.full((v,), settings.far, dtype=torch.float32),
         index=index.to(torch.int64),
-        depth=None if depth is None else depth.to(torch.float32).contiguous(),
+        depth=torch.stack(out_depth).contiguous() if depth is not None else None,
+        camera_models=None if camera_models is None else tuple(camera_models),
     )

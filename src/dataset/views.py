@@ -11,7 +11,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .errors import FrameIndexError, SceneError, SkippedSceneError
+from .errors import (
+    DuplicateContextError,
+    EvaluationIndexError,
+    FrameIndexError,
+    SceneError,
+    SkippedSceneError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +48,30 @@ def read_evaluation_index(path: Path) -> dict[str, ViewSelection | None]:
         if entry is None:
             index[key] = None
         elif isinstance(entry, dict) and "context" in entry and "target" in entry:
-            index[key] = ViewSelection([int(i) for i in entry["context"]],
-                                       [int(i) for i in entry["target"]])
+            index[key] = ViewSelection(_frame_list(path, key, "context", entry["context"]),
+                                       _frame_list(path, key, "target", entry["target"]))
         else:
             raise SceneError(
                 f"Entry {key!r} of the evaluation index {path} is neither null nor "
                 '{"context": [...], "target": [...]}.'
             )
     return index
+
+
+def _frame_list(path: Path, key: str, role: str, values: object) -> list[int]:
+    """A list of frame indices from the index file: integers only (not bools, floats or
+    strings, which ``int()`` would silently turn into other frames)."""
+    if not isinstance(values, list):
+        raise EvaluationIndexError(path, key, role, values, "expected a list of frame indices")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EvaluationIndexError(
+                path, key, f"{role} entry", value,
+                f"a frame index must be an integer, not a {type(value).__name__}")
+        if value < 0:
+            raise EvaluationIndexError(path, key, f"{role} entry", value,
+                                       "frame indices count from 0")
+    return list(values)
 
 
 def evenly_spaced(num_frames: int, num_context: int, max_targets: int | None = None
@@ -99,6 +121,8 @@ def check_frames(selection: ViewSelection, num_frames: int, source: str, what: s
             raise FrameIndexError(source, bad, num_frames, f"{what} ({role})")
     if not selection.context:
         raise SceneError(f"{what} selects no context view of {source}; give at least one.")
+    if len(set(selection.context)) != len(selection.context):
+        raise DuplicateContextError(source, list(selection.context), what)
 
 
 def select_views(

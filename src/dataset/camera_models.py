@@ -1,0 +1,110 @@
+"""COLMAP's camera models: names, parameter layouts, and checks on their values.
+
+A :class:`Camera` holds a model name and its parameters in COLMAP's order and pixel units
+(``fx fy cx cy`` or ``f cx cy``, then the distortion coefficients), for a ``width x height``
+image whose top-left pixel centre is at ``(0.5, 0.5)`` (COLMAP's convention, and ours after
+dividing by width and height).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import IntrinsicsError
+
+# COLMAP model id -> (name, parameter names), as in COLMAP's sensor/models.h.
+CAMERA_MODELS: dict[int, tuple[str, tuple[str, ...]]] = {
+    0: ("SIMPLE_PINHOLE", ("f", "cx", "cy")),
+    1: ("PINHOLE", ("fx", "fy", "cx", "cy")),
+    2: ("SIMPLE_RADIAL", ("f", "cx", "cy", "k")),
+    3: ("RADIAL", ("f", "cx", "cy", "k1", "k2")),
+    4: ("OPENCV", ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2")),
+    5: ("OPENCV_FISHEYE", ("fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4")),
+    6: ("FULL_OPENCV", ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6")),
+    7: ("FOV", ("fx", "fy", "cx", "cy", "omega")),
+    8: ("SIMPLE_RADIAL_FISHEYE", ("f", "cx", "cy", "k")),
+    9: ("RADIAL_FISHEYE", ("f", "cx", "cy", "k1", "k2")),
+    10: ("THIN_PRISM_FISHEYE",
+         ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3", "k4", "sx1", "sy1")),
+    11: ("RAD_TAN_THIN_PRISM_FISHEYE",
+         ("fx", "fy", "cx", "cy", "k0", "k1", "k2", "k3", "k4", "k5", "p0", "p1", "s0", "s1",
+          "s2", "s3")),
+    12: ("SIMPLE_DIVISION", ("f", "cx", "cy", "k")),
+    13: ("DIVISION", ("fx", "fy", "cx", "cy", "k")),
+    14: ("SIMPLE_FISHEYE", ("f", "cx", "cy")),
+    15: ("FISHEYE", ("fx", "fy", "cx", "cy")),
+    16: ("EUCM", ("fx", "fy", "cx", "cy", "alpha", "beta")),
+    17: ("EQUIRECTANGULAR", ("w", "h")),
+}
+PARAMETERS = {name: params for name, params in CAMERA_MODELS.values()}
+PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
+SPHERICAL_MODELS = ("EQUIRECTANGULAR",)
+FISHEYE_PROJECTION = ("OPENCV_FISHEYE", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE",
+                      "THIN_PRISM_FISHEYE", "RAD_TAN_THIN_PRISM_FISHEYE", "SIMPLE_FISHEYE",
+                      "FISHEYE")
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One camera of a capture: COLMAP model name, image size and parameters (pixels)."""
+
+    model: str
+    width: int
+    height: int
+    params: tuple[float, ...]
+
+    @property
+    def pinhole(self) -> tuple[float, float, float, float]:
+        """``(fx, fy, cx, cy)`` in pixels."""
+        if PARAMETERS[self.model][0] == "f":
+            f, cx, cy = self.params[:3]
+            return f, f, cx, cy
+        fx, fy, cx, cy = self.params[:4]
+        return fx, fy, cx, cy
+
+    @property
+    def distortion(self) -> tuple[float, ...]:
+        """The parameters after focal length(s) and principal point."""
+        return self.params[3:] if PARAMETERS[self.model][0] == "f" else self.params[4:]
+
+    @property
+    def has_distortion(self) -> bool:
+        """True unless the projection is a plain pinhole (fisheye models always distort)."""
+        return self.model in FISHEYE_PROJECTION or any(k != 0 for k in self.distortion)
+
+    def scaled(self, width: int, height: int) -> Camera:
+        """The same camera for the image resized to ``width x height`` (distortion, which acts
+        on normalized coordinates, is unchanged)."""
+        sx, sy = width / self.width, height / self.height
+        fx, fy, cx, cy = self.pinhole
+        if PARAMETERS[self.model][0] == "f":
+            head: tuple[float, ...] = (fx * sx, cx * sx, cy * sy)
+        else:
+            head = (fx * sx, fy * sy, cx * sx, cy * sy)
+        return Camera(self.model, width, height, head + self.distortion)
+
+
+def make_camera(model: str, width: int, height: int, params: list[float] | tuple[float, ...],
+                source: str, where: str) -> Camera:
+    """A checked :class:`Camera`: known model, right parameter count, positive image size,
+    finite parameters, positive focal lengths."""
+    if model not in PARAMETERS:
+        raise IntrinsicsError(source, where, f"unknown camera model {model!r}; known: "
+                              f"{', '.join(PARAMETERS)}")
+    names = PARAMETERS[model]
+    if len(params) != len(names):
+        raise IntrinsicsError(source, where, f"{model} takes {len(names)} parameters "
+                              f"({' '.join(names)}), got {len(params)}")
+    if width <= 0 or height <= 0:
+        raise IntrinsicsError(source, where, f"image size {width}x{height} (WxH) is not positive")
+    bad = [f"{n}={v}" for n, v in zip(names, params, strict=True) if not math.isfinite(v)]
+    if bad:
+        raise IntrinsicsError(source, where, f"non-finite {', '.join(bad)}")
+    camera = Camera(model, int(width), int(height), tuple(float(p) for p in params))
+    if model not in SPHERICAL_MODELS:
+        fx, fy, _, _ = camera.pinhole
+        if fx <= 0 or fy <= 0:
+            raise IntrinsicsError(source, where, f"focal length fx={fx:g}, fy={fy:g}; it must "
+                                  "be positive")
+    return camera

@@ -1,0 +1,137 @@
+"""Default context and target views of a capture, for ordered video frames and unordered photos.
+
+Neighbours in file-name order are a poor default for photo collections (two names apart can be
+two sides of a building), so the choice uses geometry:
+
+* **Context, with a COLMAP model:** covisibility. Every 3D point seen by two frames adds the
+  view-selection weight of MVSNet (Yao et al. 2018, used with COLMAP models): a Gaussian of the
+  triangulation angle at the point, peaking at 5 degrees (sigma 1 below, 10 above), so pairs
+  that see much of the same surface with useful parallax win (without point positions, each
+  shared point counts 1). The best pair starts (or ``anchor`` and its best partner); further
+  views add the highest summed score to those chosen.
+* **Context, without points** (``transforms.json``) or when no two frames share a point: the
+  anchor (the middle frame unless given) and the frames of lowest *camera cost*:
+  ``distance / spacing + angle / ANGLE_PER_BASELINE``, where ``spacing`` is the median distance
+  of a camera to its nearest camera elsewhere and ``angle`` the angle between viewing
+  directions.
+* **Targets:** the frames of lowest cost to their nearest context camera, ``distance /
+  context_baseline + angle / ANGLE_PER_BASELINE``, at most ``max_targets``, in frame order.
+
+Explicit ``--context`` / ``--target`` always win over these defaults.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..geometry.view_geometry import pairwise_view_geometry, ray_angles
+from .capture_frame import Capture
+
+ANGLE_PER_BASELINE = 15.0
+"""Degrees of viewing-direction change that cost as much as one baseline of distance."""
+PEAK_ANGLE, SIGMA_BELOW, SIGMA_ABOVE = 5.0, 1.0, 10.0  # MVSNet's view-selection weights
+MAX_PAIR_EVALUATIONS = 2_000_000  # points are thinned evenly beyond this many (point, pair)s
+
+
+def _poses(capture: Capture, frames: list[int]) -> torch.Tensor:
+    return torch.from_numpy(np.stack([capture.frames[i].T_world_cam for i in frames]))
+
+
+def covisibility(capture: Capture, frames: list[int]) -> np.ndarray | None:
+    """``[N, N]`` view-selection scores between ``frames`` (None without point ids)."""
+    seen = [capture.frames[i].point_ids for i in frames]
+    if any(ids is None for ids in seen):
+        return None
+    owner = np.concatenate([np.full(len(ids), k) for k, ids in enumerate(seen)]).astype(np.int64)
+    point = np.concatenate(seen).astype(np.int64)
+    order = np.argsort(point, kind="stable")
+    owner, point = owner[order], point[order]
+    unique, start, length = np.unique(point, return_index=True, return_counts=True)
+    shared = length >= 2
+    unique, start, length = unique[shared], start[shared], length[shared]
+    work = (length * (length - 1) // 2).sum()
+    if work > MAX_PAIR_EVALUATIONS:
+        keep = np.arange(0, len(unique), int(np.ceil(work / MAX_PAIR_EVALUATIONS)))
+        unique, start, length = unique[keep], start[keep], length[keep]
+    xyz = None
+    if capture.point_ids is not None and capture.point_xyz is not None:
+        sorter = np.argsort(capture.point_ids)
+        slot = np.clip(np.searchsorted(capture.point_ids, unique, sorter=sorter), 0,
+                       max(len(sorter) - 1, 0))
+        known = len(sorter) > 0 and np.array_equal(capture.point_ids[sorter[slot]], unique)
+        xyz = capture.point_xyz[sorter[slot]] if known else None
+    centers = _poses(capture, frames)[:, :3, 3]
+    scores = np.zeros((len(frames), len(frames)))
+    for size in np.unique(length):
+        group = np.nonzero(length == size)[0]
+        tracks = owner[start[group][:, None] + np.arange(size)]  # [M, size] frame positions
+        first, second = np.triu_indices(size, k=1)
+        a, b = tracks[:, first].ravel(), tracks[:, second].ravel()
+        if xyz is None:
+            weight = np.ones(len(a))
+        else:
+            points = torch.from_numpy(np.repeat(xyz[group], len(first), axis=0))
+            angle = ray_angles(points, centers[a], centers[b]).numpy()
+            sigma = np.where(angle <= PEAK_ANGLE, SIGMA_BELOW, SIGMA_ABOVE)
+            weight = np.exp(-((angle - PEAK_ANGLE) ** 2) / (2 * sigma**2))
+        np.add.at(scores, (a, b), weight)
+    return scores + scores.T
+
+
+def camera_costs(capture: Capture, frames: list[int], others: list[int], unit: float
+                 ) -> np.ndarray:
+    """``[len(frames), len(others)]`` of ``distance / unit + angle / ANGLE_PER_BASELINE``."""
+    distance, angle = pairwise_view_geometry(_poses(capture, frames), _poses(capture, others))
+    return (distance / max(unit, 1e-12) + angle / ANGLE_PER_BASELINE).numpy()
+
+
+def camera_spacing(capture: Capture, frames: list[int]) -> float:
+    """Median distance from a camera to its nearest camera at another position (0 when all
+    cameras share one position)."""
+    distance, _ = pairwise_view_geometry(_poses(capture, frames), _poses(capture, frames))
+    nearest = distance.masked_fill(distance <= 0, float("inf")).min(dim=1).values
+    nearest = nearest[torch.isfinite(nearest)]
+    return float(nearest.median()) if len(nearest) else 0.0
+
+
+def choose_context(capture: Capture, frames: list[int], num_context: int,
+                   anchor: int | None) -> tuple[list[int], str]:
+    """Default context frames among ``frames`` and one sentence on how they were chosen."""
+    scores = covisibility(capture, frames)
+    position = None if anchor is None else frames.index(anchor)
+    if scores is not None and scores.max() > 0 and num_context >= 2:
+        if position is None:
+            first, second = np.unravel_index(np.argmax(scores), scores.shape)
+            chosen = [int(first), int(second)]
+        else:
+            chosen = [position, int(np.argmax(np.where(np.arange(len(frames)) == position,
+                                                        -1.0, scores[position])))]
+        while len(chosen) < num_context:
+            total = scores[chosen].sum(axis=0)
+            total[chosen] = -1.0
+            chosen.append(int(np.argmax(total)))
+        pair = scores[chosen[0], chosen[1]]
+        how = (f"by COLMAP covisibility (the first two share 3D points worth {pair:.0f} of "
+               "MVSNet's view-selection score)")
+    else:
+        position = len(frames) // 2 if position is None else position
+        cost = camera_costs(capture, [frames[position]], frames, camera_spacing(capture, frames))
+        cost[0, position] = np.inf
+        chosen = [position, *np.argsort(cost[0], kind="stable")[: num_context - 1].tolist()]
+        how = ("as the anchor frame and its nearest cameras (distance and viewing angle; the "
+               "capture has no shared 3D points)")
+    return sorted(frames[k] for k in chosen), how
+
+
+def choose_targets(capture: Capture, frames: list[int], context: list[int],
+                   max_targets: int) -> list[int]:
+    """Default targets: the frames of ``frames`` nearest to the context (see module doc)."""
+    candidates = [i for i in frames if i not in context]
+    if not candidates or max_targets <= 0:
+        return []
+    baseline = camera_spacing(capture, context) if len(context) > 1 else 0.0
+    unit = baseline if baseline > 0 else camera_spacing(capture, frames)
+    cost = camera_costs(capture, candidates, context, unit).min(axis=1)
+    picked = np.argsort(cost, kind="stable")[:max_targets]
+    return sorted(candidates[k] for k in picked)

@@ -1,0 +1,175 @@
+"""Inputs are checked where they enter: each bad input is one clear error naming file and fix,
+and the allowed-but-doubtful ones (context = target, no baseline) become SceneNotes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from src.dataset import load_scene
+from src.dataset.errors import (
+    CaptureFormatError,
+    DuplicateContextError,
+    EvaluationIndexError,
+    IntrinsicsError,
+    NonFinitePoseError,
+    PathOutsideRootError,
+)
+from tests.dataset_builders import (
+    SETTINGS,
+    W,
+    noise_image,
+    png_bytes,
+    pose,
+    tiny_example,
+    write_colmap_binary,
+    write_colmap_text,
+    write_root,
+    write_transforms,
+)
+
+
+def load(root, key="tiny", **kwargs):
+    return load_scene(key, settings=SETTINGS, data_roots=[root], **kwargs)
+
+
+def test_index_json_cannot_leave_the_root(tmp_path):
+    root = write_root(tmp_path / "root", tiny_example())
+    (root / "index.json").write_text(json.dumps({"tiny": "../../../../etc/passwd"}))
+    with pytest.raises(PathOutsideRootError, match=r"names the file '../../../../etc/passwd', "
+                       r"which lies outside .*root"):
+        load(root)
+    outside = tmp_path / "elsewhere.torch"
+    outside.write_bytes((root / "000000.torch").read_bytes())
+    os.symlink(outside, root / "link.torch")
+    (root / "index.json").write_text(json.dumps({"tiny": "link.torch"}))
+    with pytest.raises(PathOutsideRootError, match="symbolic links"):
+        load(root)
+    (root / "index.json").write_text(json.dumps({"tiny": "000000.torch"}))
+    assert load(root, context=[0, 2]).context.num_views == 2
+
+
+def test_colmap_counts_are_checked_before_allocating(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(png_bytes(noise_image(0)))
+    write_colmap_binary(tmp_path, (1, W, 32, [40.0, 40.0, 24.0, 16.0]),
+                        [("a.png", pose(), 2**61)])
+    with pytest.raises(CaptureFormatError, match=r"images.bin declares 2305843009213693952 2D "
+                       r"points in image 'a.png', which would need at least "):
+        load_scene(str(tmp_path), settings=SETTINGS)
+
+
+@pytest.mark.parametrize(("value", "detail"), [
+    ("a", "must be an integer, not a str"),
+    (0.7, "must be an integer, not a float"),
+    (True, "must be an integer, not a bool"),
+    (-1, "count from 0"),
+])
+def test_evaluation_index_entries_are_integers(tmp_path, value, detail):
+    root = write_root(tmp_path, tiny_example())
+    index = tmp_path / "evaluation_index.json"
+    index.write_text(json.dumps({"tiny": {"context": [0, value], "target": [1]}}))
+    with pytest.raises(EvaluationIndexError, match=rf"Entry 'tiny' of the evaluation index "
+                       rf".*evaluation_index.json has context entry {value!r}: .*{detail}"):
+        load(root, index_path=index)
+
+
+@pytest.mark.parametrize("fx", [float("nan"), float("inf"), 0.0, -0.5])
+def test_chunk_intrinsics_must_be_finite_and_positive(tmp_path, fx):
+    example = tiny_example()
+    cameras = example.cameras.clone()
+    cameras[1, 0] = fx
+    root = write_root(tmp_path, dataclasses.replace(example, cameras=cameras))
+    with pytest.raises(IntrinsicsError, match=r"frame\(s\) 1 in scene 'tiny'.*fx="):
+        load(root, context=[0, 1])
+    assert load(root, context=[0, 2], target=[3]).context.num_views == 2  # frame 1 unused
+
+
+@pytest.mark.parametrize("fx", [float("nan"), 0.0])
+def test_capture_intrinsics_must_be_finite_and_positive(tmp_path, fx):
+    (tmp_path / "a.png").write_bytes(png_bytes(noise_image(0)))
+    write_colmap_text(tmp_path, {1: ("PINHOLE", W, 32, [fx, 40.0, 24.0, 16.0])},
+                      [("a.png", 1, pose(), [])])
+    with pytest.raises(IntrinsicsError, match=r"camera 1 in .*cameras.txt"):
+        load_scene(str(tmp_path), settings=SETTINGS)
+    (tmp_path / "sparse" / "0" / "cameras.txt").unlink()
+    write_transforms(tmp_path, [("a.png", pose())], fl_x=fx, w=W, h=32)
+    with pytest.raises(IntrinsicsError, match=r"frame 0 \(a.png\) in .*transforms.json"):
+        load_scene(str(tmp_path), settings=SETTINGS)
+
+
+def test_shear_with_determinant_one_is_not_a_rotation(tmp_path):
+    example = tiny_example()
+    cameras = example.cameras.clone()
+    cameras[2, 6:18] = torch.tensor([1.0, 0.5, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0])  # det 1, sheared
+    root = write_root(tmp_path, dataclasses.replace(example, cameras=cameras))
+    with pytest.raises(NonFinitePoseError, match=r"frame\(s\) 2 .*rotation determinant 1.0000 "
+                       r"\(expected 1\), max \|R R\^T - I\| = 5.\d+e-01"):
+        load(root, context=[0, 2])
+
+
+def test_context_views_must_be_distinct(tmp_path):
+    root = write_root(tmp_path, tiny_example())
+    with pytest.raises(DuplicateContextError, match=r"context frames \[2, 2\] .* repeat"):
+        load(root, context=[2, 2])
+    index = tmp_path / "evaluation_index.json"
+    index.write_text(json.dumps({"tiny": {"context": [1, 1], "target": [2]}}))
+    with pytest.raises(DuplicateContextError, match="evaluation index"):
+        load(root, index_path=index)
+
+
+def test_context_equal_to_target_and_tiny_baseline_are_noted(tmp_path):
+    root = write_root(tmp_path, tiny_example(spacing=1e-5))
+    scene = load(root, context=[0, 1], target=[1, 2])
+    codes = {note.code: note.message for note in scene.notes}
+    assert "Target frame(s) 1 are also context views" in codes["context_equals_target"]
+    # baseline 1e-5, fx = 0.8 * 48 px, near 0.5: 38.4 * 1e-5 / 0.5 = 0.00077 px of parallax.
+    assert "at most 1e-05 model units apart (frames 0 and 1)" in codes["small_baseline"]
+    assert "only 0.00 px" in codes["small_baseline"]
+    wide = load(write_root(tmp_path / "wide", tiny_example()), context=[0, 1], target=[2])
+    assert not wide.notes
+    assert scene.context.camera_models == ("PINHOLE", "PINHOLE")
+
+
+def test_transforms_image_paths_stay_inside(tmp_path):
+    (tmp_path / "secret.png").write_bytes(png_bytes(noise_image(0)))
+    capture = tmp_path / "capture"
+    capture.mkdir()
+    write_transforms(capture, [("../secret.png", pose())], fl_x=40.0, w=W, h=32)
+    with pytest.raises(PathOutsideRootError, match="transforms.json names the file "
+                       "'../secret.png'"):
+        load_scene(str(capture), settings=SETTINGS)
+
+
+def test_colmap_quaternion_of_zero_length_is_refused(tmp_path):
+    (tmp_path / "a.png").write_bytes(png_bytes(noise_image(0)))
+    (tmp_path / "b.png").write_bytes(png_bytes(noise_image(1)))
+    sparse = write_colmap_text(tmp_path, {1: ("PINHOLE", W, 32, [40.0, 40.0, 24.0, 16.0])},
+                               [("a.png", 1, pose(), []), ("b.png", 1, pose(x=1.0), [])])
+    lines = (sparse / "images.txt").read_text().splitlines()
+    parts = lines[1].split()
+    parts[1:5] = ["0", "0", "0", "0"]
+    lines[1] = " ".join(parts)
+    (sparse / "images.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(NonFinitePoseError, match=r"frame\(s\) a.png .*non-finite"):
+        load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1])
+    assert np.isfinite(load_scene(str(tmp_path), settings=SETTINGS, context=[1], target=[])
+                       .context.extrinsics.numpy()).all()
+
+
+def test_points3d_track_length_is_checked(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(png_bytes(noise_image(0)))
+    sparse = write_colmap_binary(tmp_path, (1, W, 32, [40.0, 40.0, 24.0, 16.0]),
+                                 [("a.png", pose(), 0)])
+    point = struct.pack("<QQ3d3Bd", 1, 7, 0.0, 0.0, 1.0, 1, 2, 3, 0.5)
+    (sparse / "points3D.bin").write_bytes(point + struct.pack("<Q", 2**60))
+    with pytest.raises(CaptureFormatError, match="points3D.bin declares 1152921504606846976 "
+                       "track elements of point 7"):
+        load_scene(str(tmp_path), settings=SETTINGS)

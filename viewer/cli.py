@@ -203,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         from viewer.export_cli import main as export_main
 
         return int(export_main(argv[1:]) or 0)
+    if argv[:1] == ["eval"]:
+        from viewer.eval_cli import main as eval_main
+
+        return eval_main(argv[1:])
     options = parse(argv)
     try:
         return serve(options)

@@ -48,7 +48,10 @@ class PlanError(ValueError):
     """Nothing to run, or a source that cannot be read."""
 
 
-def _is_dataset_key(spec: str) -> bool:
+def _is_dataset_key(spec: str, explicit: bool) -> bool:
+    """Keys from an index or a root are dataset keys even if a folder of that name exists."""
+    if not explicit:
+        return True
     return not spec.startswith(SYNTHETIC_PREFIX) and not Path(spec).is_dir()
 
 
@@ -91,7 +94,7 @@ def plan_scenes(
     scenes = []
     for position, spec in enumerate(dict.fromkeys(wanted)):
         chunk = chunks.get(spec)
-        missing = why_missing if chunk is None and _is_dataset_key(spec) else None
+        missing = why_missing if chunk is None and _is_dataset_key(spec, bool(specs)) else None
         selection = selections.get(spec)
         if spec in selections and selection is None:
             missing = "the evaluation index marks this key as skipped (null)"

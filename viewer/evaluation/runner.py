@@ -123,7 +123,7 @@ def run_shard(options: EvalOptions, placement, scenes: list[PlannedScene], sessi
             failed += record.status == STATUS_FAILED
             progress.done(failed=record.status == STATUS_FAILED)
     return {"rank": placement.rank, "device": placement.device, "threads": placement.threads,
-            "scenes": len(scenes), "failed": failed,
+            "cores": placement.cores, "scenes": len(scenes), "failed": failed,
             "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
 
 

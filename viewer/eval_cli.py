@@ -1,7 +1,7 @@
 """``dsviewer eval ...``: one model over every scene of a test set, ranked in an offline report.
 
-Only the standard library, tyro and the column table are imported at module level, so ``dsviewer eval --help``
-answers at once; torch and the model load after parsing. The work is
+Only the standard library, tyro and the column table are imported at module level, so
+``dsviewer eval --help`` answers at once; torch and the model load after parsing. The work is
 :func:`viewer.evaluation.runner.run_evaluation`.
 """
 

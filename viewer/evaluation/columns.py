@@ -29,11 +29,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("gt_abs_rel_final", "AbsRel of the final depth against GT, pooled likewise", "high"),
     Metric("gt_delta_final", "share of final-depth pixels with max(d/gt, gt/d) < 1.25", "low"),
     Metric("inconsistent_coarse", "share of checked coarse-depth pixels that disagree with the "
-           "other context views by more than the analysis threshold (multi-view consistency)", "high"),
+           "other context views by more than the analysis threshold (multi-view consistency)",
+           "high"),
     Metric("inconsistent_final", "the same for the final depth", "high"),
     Metric("clamp_final", "share of final-depth pixels at the near or far clamp", "high"),
     Metric("confidence_mean", "mean cost-volume confidence (maximum match probability)", "low"),
-    Metric("residual_abs_mean", "mean |final - coarse| depth, in the scene's units", "high"),
+    Metric("residual_abs_mean", "mean |final - coarse| depth, in the scene's own units", "high"),
     Metric("residual_rel_mean", "mean |final - coarse| / coarse depth (unit-free)", "high"),
     Metric("target_psnr", "PSNR (dB) of the Gaussians rendered at the target views, mean over "
            "the rendered views (empty without target views or Gaussians)", "low"),
@@ -46,6 +47,11 @@ ROW_FIELDS = ("key", "status", "reason", "views", "targets", "seconds")
 """The non-metric columns, first in ``scenes.csv``: ``views``/``targets`` count context and
 target views, ``seconds`` is the wall time of the scene on its rank (load to metrics)."""
 CSV_COLUMNS = ROW_FIELDS + METRIC_NAMES
+
+THUMBNAIL_NAMES = ("image", "coarse", "final", "residual")
+"""Per scene, of its first context view: the image, the coarse and the final depth (one shared
+range, the viewer's sequential map) and the metric residual final - coarse (the viewer's
+diverging map: red = the final surface is farther)."""
 
 DEFAULT_SORT_WITH_GT = "gt_abs_rel_final"
 DEFAULT_SORT_WITHOUT_GT = "inconsistent_final"

@@ -18,11 +18,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from viewer.evaluation.columns import METRIC_BY_NAME, METRICS, STATUS_OK
+from viewer.evaluation.columns import METRIC_BY_NAME, METRICS, STATUS_OK, THUMBNAIL_NAMES
 from viewer.evaluation.records import SceneRecord
 
 HISTOGRAM_BINS = 20
-THUMBNAILS = ("image", "coarse", "final", "residual")
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
        "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'")  # fmt: skip
 
@@ -143,7 +142,7 @@ def _row(position: int, record: SceneRecord, command: str, with_thumbnails: bool
         images = "".join(
             f'<img alt="{name}" title="{name}" src="data:image/png;base64,'
             f'{esc(record.thumbnails[name])}">'
-            for name in THUMBNAILS if name in record.thumbnails
+            for name in THUMBNAIL_NAMES if name in record.thumbnails
         )  # fmt: skip
     cells.append(f'<td class="thumbs">{images}</td>')
     cells += [numeric(record.views), numeric(record.seconds)]

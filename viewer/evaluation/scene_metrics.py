@@ -19,17 +19,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from viewer.evaluation.columns import METRIC_NAMES
+from viewer.evaluation.columns import METRIC_NAMES, THUMBNAIL_NAMES
 
 if TYPE_CHECKING:
     from src.dataset.preprocess import PreprocessSettings
     from src.dataset.types import SceneViews
     from viewer.pipeline import ModelSession
-
-THUMBNAIL_NAMES = ("image", "coarse", "final", "residual")
-"""Per scene, of its first context view: the image, coarse and final depth (one shared range,
-the viewer's sequential map) and the metric residual final - coarse (diverging, red = farther)."""
-
 
 @dataclass
 class SceneResult:
@@ -90,6 +85,7 @@ def evaluate_scene(
     consistency = summary["consistency"]
     clamp = summary["clamp"]
     gt = summary.get("gt")
+    scale = scene.world_from_model.scale  # model-frame lengths to the user's units (captures)
     coarse = layers.coarse_depth.double()
     relative = (layers.residual_metric.double().abs() / coarse)[torch.isfinite(coarse)]
     renders = render_target_views(scene, loaded.prediction, max_views=max_target_views)
@@ -101,7 +97,7 @@ def evaluate_scene(
         "inconsistent_final": consistency["final"]["overall"]["inconsistent_share"],
         "clamp_final": clamp["final_at_near_share"] + clamp["final_at_far_share"],
         "confidence_mean": summary["confidence"].get("mean"),
-        "residual_abs_mean": summary["residual"]["abs_metric_mean"],
+        "residual_abs_mean": summary["residual"]["abs_metric_mean"] * scale,
         "residual_rel_mean": float(relative.nanmean()) if relative.numel() else None,
         "target_psnr": None if renders is None else renders.mean_psnr,
     }
@@ -123,12 +119,10 @@ def _thumbnails(layers) -> dict[str, np.ndarray]:
     final = layers.final_depth[0].numpy()
     residual = layers.residual_metric[0].numpy()
     low, high = _robust_range(coarse, final)  # one range, so the two depths compare
-    return {
-        "image": layers.rgb[0].numpy(),
-        "coarse": apply_sequential(coarse, low, high),
-        "final": apply_sequential(final, low, high),
-        "residual": apply_diverging(residual, symmetric_limit(residual)),
-    }
+    maps = (layers.rgb[0].numpy(), apply_sequential(coarse, low, high),
+            apply_sequential(final, low, high),
+            apply_diverging(residual, symmetric_limit(residual)))  # fmt: skip
+    return dict(zip(THUMBNAIL_NAMES, maps, strict=True))
 
 
 def viewer_command(

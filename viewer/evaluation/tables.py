@@ -19,7 +19,7 @@ from viewer.evaluation.columns import (
     STATUS_MISSING,
     STATUS_OK,
 )
-from viewer.evaluation.records import SceneRecord, write_json
+from viewer.evaluation.records import SceneRecord
 
 AGGREGATION = (
     "Each metric is computed per scene first (GT errors and shares pool the pixels of the "
@@ -101,7 +101,3 @@ def summary(records: Sequence[SceneRecord], run: dict, timing: dict,
         "metrics": metric_aggregates(records),
         "timing": timing,
     }
-
-
-def write_summary(path: Path, content: dict) -> None:
-    write_json(path, content)

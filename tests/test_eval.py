@@ -158,6 +158,7 @@ def test_two_ranks_give_the_same_rows_as_one_process(one_process, two_ranks):
     ranks = summary["timing"]["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["threads"] == 1 for r in ranks)
     assert sum(r["scenes"] for r in ranks) == 5 and all(r["scenes"] >= 2 for r in ranks)
+    assert sum(r["failed"] for r in ranks) == 1  # the broken scene, counted on its rank's bar
     assert without_timing(read_csv(out / "scenes.csv")) == without_timing(one_process[3])
 
 
@@ -330,6 +331,21 @@ def test_shards_are_disjoint_contiguous_by_chunk_and_balanced():
     assert {len(part) for part in shards} <= {5, 6}
     chunks = [str(s.chunk) for part in shards for s in part]
     assert chunks == sorted(chunks)  # each chunk's scenes are neighbours, on as few ranks as can be
+
+
+def test_progress_counts_scenes_and_failures():
+    from rich.console import Console
+
+    from viewer.evaluation.progress import SceneProgress
+
+    log = io.StringIO()
+    with SceneProgress(3, "Exporting [x]", Console(file=log, width=200)) as progress:
+        for scene in progress.track(["a", "b", "c"]):
+            if scene == "b":
+                progress.failed()
+    assert (progress.completed, progress.failures) == (3, 1)
+    assert "3/3" in log.getvalue() and "1 failed" in log.getvalue()
+    assert "Exporting [x]" in log.getvalue()  # markup-like text shown as it is
 
 
 @pytest.mark.browser

@@ -6,11 +6,19 @@ One rich task for the whole run, advanced once per scene, so the cost per scene 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from types import TracebackType
+from typing import TypeVar
+
+Item = TypeVar("Item")
 
 
 class SceneProgress:
-    """``with SceneProgress(total, "Evaluating") as progress: ... progress.done(failed)``.
+    """One bar for ``total`` scenes::
+
+        with SceneProgress(len(scenes), "Exporting") as progress:
+            for scene in progress.track(scenes):
+                ...  # on failure: progress.failed()
 
     Args:
         total: scenes this process will run.
@@ -33,6 +41,7 @@ class SceneProgress:
 
         self.failures = 0
         self.completed = 0
+        self._current_failed = False
         self._progress = Progress(
             TextColumn(escape(description)),
             BarColumn(),
@@ -58,8 +67,15 @@ class SceneProgress:
     ) -> None:
         self._progress.stop()
 
-    def done(self, failed: bool = False) -> None:
-        """One more scene finished (``failed``: it ended as a failure row)."""
-        self.completed += 1
-        self.failures += int(failed)
-        self._progress.update(self._task, advance=1, failures=self.failures)
+    def track(self, scenes: Iterable[Item]) -> Iterator[Item]:
+        """Yield each scene; the bar advances when the loop body is done with it."""
+        for scene in scenes:
+            self._current_failed = False
+            yield scene
+            self.completed += 1
+            self.failures += int(self._current_failed)
+            self._progress.update(self._task, advance=1, failures=self.failures)
+
+    def failed(self) -> None:
+        """The scene of the current loop step ended as a failure (counted on the bar)."""
+        self._current_failed = True

@@ -114,16 +114,15 @@ def run_shard(options: EvalOptions, placement, scenes: list[PlannedScene], sessi
     if placement.distributed:
         label = f"Evaluating (rank 0's share; {placement.world_size} ranks)"
     start = time.perf_counter()
-    failed = 0
     with SceneProgress(len(scenes), label, console, enabled=placement.is_main) as progress:
         loader = SceneLoader(preprocess_settings(session)) if scenes else None
-        for planned in scenes:
+        for planned in progress.track(scenes):
             record = run_scene(session, loader, planned, options.max_target_views)
             write_record(Path(options.out), record)
-            failed += record.status == STATUS_FAILED
-            progress.done(failed=record.status == STATUS_FAILED)
+            if record.status == STATUS_FAILED:
+                progress.failed()
     return {"rank": placement.rank, "device": placement.device, "threads": placement.threads,
-            "cores": placement.cores, "scenes": len(scenes), "failed": failed,
+            "cores": placement.cores, "scenes": len(scenes), "failed": progress.failures,
             "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
 
 

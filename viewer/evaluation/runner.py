@@ -221,7 +221,8 @@ def run_evaluation(options: EvalOptions, console=None) -> int:
             try:
                 session = open_session(options.ckpt, placement.device, options.config)
             except (*USER_ERRORS, RuntimeError) as error:
-                load_error = f"rank {placement.rank} could not load the model: {error}"
+                where = f"rank {placement.rank} " if placement.distributed else ""
+                load_error = f"{where}could not load the model: {error}"
         load_errors = [e for e in distributed.all_gather(placement, load_error) if e]
         if load_errors:
             return fail(" ".join(dict.fromkeys(load_errors)))

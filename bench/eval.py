@@ -7,6 +7,8 @@ rounds it runs, as subprocesses, on CPU:
   one process:  ``python -m viewer.eval_cli --threads T ...``
   two ranks:    ``python -m torch.distributed.run --nproc_per_node 2 -m viewer.eval_cli
                 --threads T/2 ...`` (gloo; each rank pinned to its own cores)
+  reference:    one process with T/2 threads (what each rank has), so that the gain of the
+                ranks over one process splits into threading and parallelism
 
 and reports scenes per second two ways: end to end (the command's wall time: Python start,
 imports, model load, the scenes, the merge) and in the loop (scenes / the slowest rank's loop
@@ -114,6 +116,8 @@ def main() -> None:
             half = max(1, args.threads // 2)
             modes = {f"1 process x {args.threads} threads": (1, args.threads),
                      f"2 ranks x {half} thread(s)": (2, half)}  # fmt: skip
+            if half < args.threads:  # separates the threading from the ranks' parallelism
+                modes[f"1 process x {half} thread(s)"] = (1, half)
         print(f"{load_average()} before; {args.scenes} scenes, {args.rounds} rounds", flush=True)
         runs: dict[str, list[dict]] = {mode: [] for mode in modes}
         bounds: dict[str, list[float]] = {mode: [] for mode in modes}

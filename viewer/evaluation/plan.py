@@ -11,10 +11,10 @@ is quadratic over thousands of absent keys).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-SYNTHETIC_PREFIX = "synthetic:"
+from src.dataset import SYNTHETIC_PREFIX
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,6 @@ class PlannedScene:
 class ScenePlan:
     scenes: list[PlannedScene]
     skipped_by_index: int = 0  # keys whose evaluation-index entry is null
-    data_roots: list[Path] = field(default_factory=list)
 
     @property
     def available(self) -> list[PlannedScene]:
@@ -104,7 +103,7 @@ def plan_scenes(
             target=None if selection is None else tuple(selection.target),
             missing=missing,
         ))  # fmt: skip
-    return ScenePlan(scenes, skipped, roots)
+    return ScenePlan(scenes, skipped)
 
 
 def shard(scenes: Sequence[PlannedScene], rank: int, world_size: int) -> list[PlannedScene]:

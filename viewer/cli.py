@@ -25,7 +25,7 @@ residual, the final depth and the predicted Gaussians, unprojected into the cont
   dsviewer --demo
   dsviewer export --help      (PLY / 3DGS PLY / HTML / PNG / JSON exports of the same layers)
 """
-SUBCOMMANDS = {"export": "viewer.export_cli"}
+SUBCOMMANDS = {"export": "viewer.export_cli", "eval": "viewer.eval_cli"}
 
 
 class CheckpointMissingError(FileNotFoundError):

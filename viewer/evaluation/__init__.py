@@ -1,0 +1,18 @@
+"""``dsviewer eval``: every scene of a test set through one model, ranked.
+
+One job per module:
+
+=====================  =========================================================================
+``columns.py``         the per-scene metric columns: names, meaning, which direction is worse
+``plan.py``            which scenes to run: index / data-root key resolution, shards per rank
+``progress.py``        one progress bar (done / total, ETA, failures), shared with exports
+``scene_metrics.py``   the only bridge to the viewer pipeline: one scene -> metrics, thumbnails
+``records.py``         one atomically written record per evaluated scene; resume; run identity
+``distributed.py``     torchrun: process group, rank, device and thread pinning, collectives
+``runner.py``          the evaluation loop on one rank, and the merge on rank 0
+``tables.py``          ``scenes.csv`` and ``summary.json`` from the merged rows
+``report.py``          ``report.html``: offline, sortable, thumbnails, histograms, commands
+=====================  =========================================================================
+
+``viewer/eval_cli.py`` parses the command line; the loop is :func:`runner.run_evaluation`.
+"""

@@ -1,0 +1,57 @@
+"""Planned scenes to :class:`SceneViews`, one chunk read per run of scenes from that chunk.
+
+The plan already knows each key's chunk and its evaluation-index views, so nothing is looked
+up again per scene (reading a 7,194-key ``index.json`` and evaluation index costs about 70 ms,
+which per scene would outweigh a GPU forward). The last chunk read is kept: the shards are
+sorted by chunk, so consecutive scenes mostly share it. The preprocessing is the dataset
+loader's own (:func:`src.dataset.scene.scene_from_example`, as :func:`src.dataset.load_scene`
+uses it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from viewer.evaluation.plan import PlannedScene
+
+if TYPE_CHECKING:
+    from src.dataset.chunks import ChunkExample
+    from src.dataset.preprocess import PreprocessSettings
+    from src.dataset.types import SceneViews
+
+
+class SceneLoader:
+    """Loads planned scenes preprocessed for one model (its ``PreprocessSettings``)."""
+
+    def __init__(self, settings: PreprocessSettings) -> None:
+        self.settings = settings
+        self._chunk: Path | None = None
+        self._examples: dict[str, ChunkExample] = {}
+
+    def _example(self, key: str, chunk: Path) -> ChunkExample:
+        from src.dataset.chunks import read_chunk
+        from src.dataset.errors import ChunkFormatError
+
+        if chunk != self._chunk:
+            self._chunk, self._examples = None, {}  # no stale cache if the read fails
+            self._examples = {example.key: example for example in read_chunk(chunk)}
+            self._chunk = chunk
+        if key not in self._examples:
+            raise ChunkFormatError(
+                chunk, f"index.json says it holds {key!r} but it does not; rebuild the index"
+            )
+        return self._examples[key]
+
+    def load(self, planned: PlannedScene) -> SceneViews:
+        """The scene's views; raises the dataset loader's errors (readable messages)."""
+        from src.dataset import load_scene
+        from src.dataset.scene import scene_from_example
+
+        context = None if planned.context is None else list(planned.context)
+        target = None if planned.target is None else list(planned.target)
+        if planned.chunk is None:  # synthetic:<seed> or a capture folder
+            return load_scene(planned.key, settings=self.settings, context=context, target=target)
+        example = self._example(planned.key, planned.chunk)
+        return scene_from_example(example, str(planned.chunk), self.settings, context=context,
+                                  target=target)  # fmt: skip

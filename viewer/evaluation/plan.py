@@ -1,0 +1,120 @@
+"""Which scenes an evaluation (or a batch export) runs, resolved once, in time linear in the keys.
+
+The scene list is, in this order of precedence: the specs given explicitly; else every key of
+the evaluation index whose entry is not null (null entries are skipped by the official
+evaluation too); else every key the data roots' ``index.json`` files list. Keys are looked up
+in one merged key -> chunk table read once, so a key absent from the roots costs a dict lookup
+(the per-scene loader re-reads the index and ranks close matches for its error message, which
+is quadratic over thousands of absent keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from src.dataset import SYNTHETIC_PREFIX
+
+
+@dataclass(frozen=True)
+class PlannedScene:
+    """One row of the evaluation: a scene spec and where it lives, or why it cannot run."""
+
+    key: str  # the spec as given: a dataset key, a capture folder or synthetic:<seed>
+    position: int  # its place in the plan (the row order of scenes.csv)
+    chunk: Path | None = None  # the chunk holding a dataset key
+    context: tuple[int, ...] | None = None  # frames from the evaluation index, if it has the key
+    target: tuple[int, ...] | None = None
+    missing: str | None = None  # why the scene cannot be loaded at all (then it is not run)
+
+
+@dataclass
+class ScenePlan:
+    scenes: list[PlannedScene]
+    skipped_by_index: int = 0  # keys whose evaluation-index entry is null
+
+    @property
+    def available(self) -> list[PlannedScene]:
+        return [scene for scene in self.scenes if scene.missing is None]
+
+    @property
+    def missing(self) -> list[PlannedScene]:
+        return [scene for scene in self.scenes if scene.missing is not None]
+
+
+class PlanError(ValueError):
+    """Nothing to run, or a source that cannot be read."""
+
+
+def _is_dataset_key(spec: str, explicit: bool) -> bool:
+    """Keys from an index or a root are dataset keys even if a folder of that name exists."""
+    if not explicit:
+        return True
+    return not spec.startswith(SYNTHETIC_PREFIX) and not Path(spec).is_dir()
+
+
+def plan_scenes(
+    data_roots: Sequence[Path],
+    index: Path | None = None,
+    specs: Sequence[str] = (),
+) -> ScenePlan:
+    """Resolve the scenes to run; see the module docstring for where they come from.
+
+    Raises:
+        PlanError, or the dataset loader's errors (a missing root, an unreadable index.json
+        or evaluation index) with a message that says what to fix.
+    """
+    from src.dataset.chunks import load_index
+    from src.dataset.views import read_evaluation_index
+
+    roots = [Path(root) for root in data_roots]
+    chunks = load_index(roots) if roots else {}
+    selections = read_evaluation_index(Path(index)) if index is not None else {}
+    skipped = 0
+    if specs:
+        wanted = list(specs)
+    elif index is not None:
+        wanted = [key for key, selection in selections.items() if selection is not None]
+        skipped = len(selections) - len(wanted)
+    elif roots:
+        wanted = sorted(chunks)
+    else:
+        raise PlanError(
+            "No scenes to evaluate: pass --data-root (every key of its index.json is run), "
+            "--index (the keys of an evaluation index) or --scene."
+        )
+    if not wanted:
+        raise PlanError("The scene list is empty: the index names no key with views to run.")
+    if roots:
+        why_missing = "no data root lists this key in its index.json"
+    else:
+        why_missing = "no --data-root was given to look this key up in"
+    scenes = []
+    for position, spec in enumerate(dict.fromkeys(wanted)):
+        chunk = chunks.get(spec)
+        missing = why_missing if chunk is None and _is_dataset_key(spec, bool(specs)) else None
+        selection = selections.get(spec)
+        if spec in selections and selection is None:
+            missing = "the evaluation index marks this key as skipped (null)"
+        scenes.append(PlannedScene(
+            spec, position, chunk,
+            context=None if selection is None else tuple(selection.context),
+            target=None if selection is None else tuple(selection.target),
+            missing=missing,
+        ))  # fmt: skip
+    return ScenePlan(scenes, skipped)
+
+
+def shard(scenes: Sequence[PlannedScene], rank: int, world_size: int) -> list[PlannedScene]:
+    """Rank ``rank``'s disjoint share: a contiguous block of the scenes sorted by chunk.
+
+    Blocks differ in size by at most one scene. Sorting by chunk keeps each chunk file on as
+    few ranks as possible (a scene load reads its whole chunk; neighbours hit the page cache).
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside a world of {world_size} processes")
+    ordered = sorted(scenes, key=lambda scene: (str(scene.chunk or ""), scene.position))
+    start = len(ordered) * rank // world_size
+    stop = len(ordered) * (rank + 1) // world_size
+    return ordered[start:stop]

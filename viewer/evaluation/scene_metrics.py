@@ -1,0 +1,141 @@
+"""The evaluation's one bridge to the viewer pipeline: a scene in, its metrics and thumbnails out.
+
+Everything of ``viewer/`` that the evaluation uses is imported here and nowhere else in
+``viewer/evaluation``: the model session, prediction to layers, the analyses, the target
+renders, the colour maps and the viewer's command line. When the viewer's pipeline moves,
+only this file changes.
+
+Metrics (named in :mod:`viewer.evaluation.columns`) are read from the analysis summary that
+``metrics.json`` of an export holds, so an evaluation and an export of the same scene agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from viewer.evaluation.columns import METRIC_NAMES, THUMBNAIL_NAMES
+
+if TYPE_CHECKING:
+    from src.dataset.preprocess import PreprocessSettings
+    from src.dataset.types import SceneViews
+    from viewer.pipeline import ModelSession
+
+@dataclass
+class SceneResult:
+    views: int  # context views
+    targets: int  # target views in the scene (rendered: at most --max-target-views)
+    metrics: dict[str, float | None]  # every name of METRIC_NAMES; None where undefined
+    thumbnails: dict[str, np.ndarray]  # THUMBNAIL_NAMES -> [H, W, 3] uint8, full resolution
+
+
+def open_session(
+    ckpt: Path, device: str, config: Path | None = None
+) -> ModelSession:
+    """The model, loaded once per process (``device``: auto, cpu, cuda or cuda:N)."""
+    from viewer.options import SceneOptions
+    from viewer.pipeline import ModelSession
+
+    return ModelSession(SceneOptions(ckpt=ckpt, device=device, config=config))
+
+
+def preprocess_settings(session: ModelSession) -> PreprocessSettings:
+    """What the session's model expects of its input views."""
+    return session.backend.preprocess
+
+
+def encoder_seconds(session: ModelSession, scene: SceneViews) -> float:
+    """Wall time of the model's forward pass alone on ``scene`` (the throughput bound)."""
+    import time
+
+    import torch
+
+    start = time.perf_counter()
+    session.predict(scene)
+    if str(session.backend.device).startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def _finite(value: object) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def evaluate_scene(
+    session: ModelSession, scene: SceneViews, max_target_views: int | None = None
+) -> SceneResult:
+    """Predict, derive the layers, analyse, render the targets; see :data:`METRIC_NAMES`."""
+    import torch
+
+    from viewer.analysis import AnalysisSettings
+    from viewer.pipeline import run_prediction
+    from viewer.target_render import render_target_views
+
+    loaded = run_prediction(scene, session.predict)
+    layers = loaded.layers  # the user's frame and units, as the viewer shows them
+    summary = loaded.analysis(AnalysisSettings()).summary()
+    consistency = summary["consistency"]
+    clamp = summary["clamp"]
+    gt = summary.get("gt")
+    coarse = layers.coarse_depth.double()
+    relative = (layers.residual_metric.double().abs() / coarse)[torch.isfinite(coarse)]
+    renders = render_target_views(layers, max_views=max_target_views)
+    metrics = {
+        "gt_abs_rel_coarse": gt and gt["coarse"]["overall"]["abs_rel"],
+        "gt_abs_rel_final": gt and gt["final"]["overall"]["abs_rel"],
+        "gt_delta_final": gt and gt["final"]["overall"]["delta"],
+        "inconsistent_coarse": consistency["coarse"]["overall"]["inconsistent_share"],
+        "inconsistent_final": consistency["final"]["overall"]["inconsistent_share"],
+        "clamp_final": clamp["final_at_near_share"] + clamp["final_at_far_share"],
+        "confidence_mean": summary["confidence"].get("mean"),
+        "residual_abs_mean": summary["residual"]["abs_metric_mean"],
+        "residual_rel_mean": float(relative.nanmean()) if relative.numel() else None,
+        "target_psnr": None if renders is None else renders.mean_psnr,
+    }
+    assert tuple(metrics) == METRIC_NAMES, "columns.METRICS and this table must list the same"
+    return SceneResult(
+        views=scene.context.num_views,
+        targets=0 if scene.target is None else scene.target.num_views,
+        metrics={name: _finite(value) for name, value in metrics.items()},
+        thumbnails=_thumbnails(layers),
+    )
+
+
+def _thumbnails(layers) -> dict[str, np.ndarray]:
+    """The first context view's maps coloured as the viewer's panels colour them."""
+    from viewer.colormaps import apply_diverging, apply_sequential, robust_limit, robust_range
+
+    coarse = layers.coarse_depth[0].numpy()
+    final = layers.final_depth[0].numpy()
+    residual = layers.residual_metric[0].numpy()
+    low, high = robust_range(np.concatenate((coarse.ravel(), final.ravel())))  # one range: compare
+    maps = (layers.rgb[0].numpy(), apply_sequential(coarse, low, high),
+            apply_sequential(final, low, high),
+            apply_diverging(residual, robust_limit(residual)))  # fmt: skip
+    return dict(zip(THUMBNAIL_NAMES, maps, strict=True))
+
+
+def viewer_command(
+    ckpt: Path,
+    spec: str,
+    data_roots: Sequence[Path] = (),
+    index: Path | None = None,
+    config: Path | None = None,
+) -> list[str]:
+    """The ``dsviewer`` arguments that open ``spec`` as the evaluation ran it (absolute paths)."""
+    command = ["dsviewer", "--ckpt", str(Path(ckpt).resolve()), "--scene", spec]
+    for root in data_roots:
+        command += ["--data-root", str(Path(root).resolve())]
+    if index is not None:
+        command += ["--index", str(Path(index).resolve())]
+    if config is not None:
+        command += ["--config", str(Path(config).resolve())]
+    return command

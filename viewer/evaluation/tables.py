@@ -1,0 +1,103 @@
+"""``scenes.csv`` (one row per scene) and ``summary.json`` (the dataset's aggregates)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from src.io.atomic import atomic_write
+from viewer.evaluation.columns import (
+    CSV_COLUMNS,
+    METRICS,
+    STATUS_FAILED,
+    STATUS_MISSING,
+    STATUS_OK,
+)
+from viewer.evaluation.records import SceneRecord
+
+AGGREGATION = (
+    "Each metric is computed per scene first (GT errors and shares pool the pixels of the "
+    "scene's context views; target_psnr is the mean over its rendered target views). The "
+    "dataset figures are statistics over the scenes with status ok that define the metric, each "
+    "scene weighing one: mean (as the official evaluation averages PSNR over scenes), median, "
+    "10th and 90th percentile (linear interpolation), min and max; 'worst' names the scene at "
+    "the bad end (high or low as 'worse' says). Missing and failed scenes are counted, never "
+    "averaged."
+)
+
+
+def csv_row(record: SceneRecord) -> dict[str, object]:
+    """The CSV cells of one record: empty for None, floats in their shortest exact form."""
+    row: dict[str, object] = {
+        "key": record.key,
+        "status": record.status,
+        "reason": record.reason,
+        "views": record.views,
+        "targets": record.targets,
+        "seconds": None if record.seconds is None else round(record.seconds, 3),
+        **{metric.name: record.metrics.get(metric.name) for metric in METRICS},
+    }
+    return {name: "" if row[name] is None else row[name] for name in CSV_COLUMNS}
+
+
+def write_csv(path: Path, records: Sequence[SceneRecord]) -> None:
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow(csv_row(record))
+    with atomic_write(path) as handle:
+        handle.write(text.getvalue().encode("utf-8", "replace"))
+
+
+def metric_aggregates(records: Sequence[SceneRecord]) -> dict[str, dict]:
+    """Per metric: count, mean, median, p10, p90, min, max and the worst scene (see AGGREGATION)."""
+    ok = [record for record in records if record.status == STATUS_OK]
+    out: dict[str, dict] = {}
+    for metric in METRICS:
+        pairs = [(r.metrics.get(metric.name), r.key) for r in ok]
+        pairs = [(v, key) for v, key in pairs if v is not None and math.isfinite(v)]
+        if not pairs:
+            out[metric.name] = {"scenes": 0, "meaning": metric.meaning, "worse": metric.worse}
+            continue
+        values = np.array([v for v, _ in pairs], dtype=np.float64)
+        p10, median, p90 = np.percentile(values, [10.0, 50.0, 90.0])
+        worst = min(pairs, key=lambda pair: metric.worst_first_key(pair[0]))
+        out[metric.name] = {
+            "scenes": len(pairs),
+            "mean": float(values.mean()),
+            "median": float(median),
+            "p10": float(p10),
+            "p90": float(p90),
+            "min": float(values.min()),
+            "max": float(values.max()),
+            "worst": {"key": worst[1], "value": worst[0]},
+            "meaning": metric.meaning,
+            "worse": metric.worse,
+        }
+    return out
+
+
+def summary(records: Sequence[SceneRecord], run: dict, timing: dict,
+            skipped_by_index: int) -> dict:  # fmt: skip
+    """The content of ``summary.json``."""
+    counts = Counter(record.status for record in records)
+    return {
+        "run": run,
+        "scenes": {
+            "total": len(records),
+            STATUS_OK: counts[STATUS_OK],
+            STATUS_MISSING: counts[STATUS_MISSING],
+            STATUS_FAILED: counts[STATUS_FAILED],
+            "skipped_by_index": skipped_by_index,
+        },
+        "aggregation": AGGREGATION,
+        "metrics": metric_aggregates(records),
+        "timing": timing,
+    }

@@ -119,14 +119,27 @@ def check_options(options: ExportOptions) -> dict[str, Path]:
 
 
 def run(options: ExportOptions) -> int:
-    """Export every scene; 0, or 1 when some scenes failed (each failure is reported)."""
+    """Export every scene; 0, or 1 when some scenes failed (each failure is reported).
+
+    Scenes are resolved once (:func:`viewer.evaluation.plan.plan_scenes`, linear in the number
+    of keys) and shown on one progress bar, as ``dsviewer eval`` does.
+    """
+    from dataclasses import replace
+
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from viewer.escape import escape_rich
+    from viewer.evaluation.loading import SceneLoader
+    from viewer.evaluation.plan import plan_scenes
+    from viewer.evaluation.progress import SceneProgress
 
     folders = check_options(options)
     console = Console(stderr=True)
+    plan = plan_scenes(options.data_root, options.index, list(folders))
+    if options.context is not None:  # explicit views win over the evaluation index
+        plan.scenes = [replace(s, context=tuple(options.context)) for s in plan.scenes]
+    if options.target is not None:
+        plan.scenes = [replace(s, target=tuple(options.target)) for s in plan.scenes]
 
     from viewer.analysis import AnalysisSettings
     from viewer.export import ExportSettings, export_scene
@@ -136,25 +149,17 @@ def run(options: ExportOptions) -> int:
         consistency_threshold=options.consistency_threshold,
         consistency_occlusions=options.consistency_occlusions,
     ))  # fmt: skip
-    columns = (TextColumn("{task.description}"), BarColumn(),
-               TextColumn("{task.completed:.1f}/{task.total:.0f} scenes"), TimeElapsedColumn())
-    failures: list[tuple[str, str]] = []
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("Loading the model", total=len(folders))
-        session = ModelSession(options)
-        for number, (spec, folder) in enumerate(folders.items()):
-            def progress(text: str, fraction: float, spec=spec, number=number) -> None:
-                bar.update(task, description=escape_rich(f"{spec}: {text}"),
-                           completed=number + fraction)  # fmt: skip
-
+    failures = [(scene.key, scene.missing) for scene in plan.missing]
+    session = ModelSession(options)
+    loader = SceneLoader(session.backend.preprocess)
+    with SceneProgress(len(plan.available), "Exporting", console=console) as progress:
+        for planned in progress.track(plan.available):
             try:
-                loaded = session.load(spec, progress=lambda t, f: progress(t, 0.3 * f))
-                export_scene(folder, loaded, settings, overwrite=options.overwrite,
-                             progress=lambda t, f: progress(t, 0.3 + 0.7 * f))  # fmt: skip
+                loaded = session.run(loader.load(planned))
+                export_scene(folders[planned.key], loaded, settings, overwrite=options.overwrite)
             except (ValueError, OSError) as error:  # one failed scene, not all
-                failures.append((spec, str(error)))
-            bar.update(task, completed=number + 1)
-        bar.update(task, description="Done")
+                failures.append((planned.key, str(error)))
+                progress.failed()
     for spec, message in failures:
         console.print(f"[bold red]{escape_rich(spec)}:[/bold red] {escape_rich(message)}")
     if failures:

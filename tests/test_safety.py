@@ -1,0 +1,288 @@
+"""Safe to share and impossible to half-write (the viewer side of issue 10).
+
+Escaping of untrusted text, the error boundary of every entry point, network options, checks of
+the prediction, and exports as one transaction under Ctrl-C, SIGTERM, SIGKILL and a full disk
+(a real kernel file-size limit, RLIMIT_FSIZE, stands in for the full disk).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from viewer_scenes import make_loaded, make_prediction, make_scene
+
+from viewer.errors import run_entry_point
+from viewer.escape import escape_markdown, escape_rich
+from viewer.export import EXPORT_FILE_NAMES
+from viewer.export.transaction import MARKER, export_transaction, recover
+from viewer.pipeline import run_prediction
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", "viewer.cli", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False, **popen)
+
+
+# --- escaping -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ['<img src=x onerror="alert(1)">', "*bold* _it_ [l](http://x)",
+                                  "`code` | table | # heading", "a\n# new block", "&lt;"])
+def test_markdown_escaping_leaves_no_markup(text):
+    escaped = escape_markdown(text)
+    for character in '<>*_[]()`|#&"\n':
+        assert character not in escaped.replace("&#", "").replace(";", ""), (text, escaped)
+    # Every character survives as a numeric reference that markdown turns back into text.
+    import html
+
+    assert html.unescape(escaped) == " ".join(text.splitlines())
+
+
+def test_rich_markup_in_text_is_shown_not_applied():
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(f"[bold]spec:[/bold] {escape_rich('[/x] [red]not red[/red]')}")
+    assert "[/x] [red]not red[/red]" in console.export_text()
+
+
+# --- the error boundary ---------------------------------------------------------------------------
+
+
+def test_bug_is_one_line_and_a_log_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+
+    def broken() -> int:
+        return {}["no such key"]  # a bug, not a user error
+
+    assert run_entry_point("dsviewer", broken) == 1
+    err = capsys.readouterr().err
+    assert "internal error" in err and "Traceback" not in err and err.count("\n") == 1
+    (log,) = (tmp_path / "dsviewer" / "logs").iterdir()
+    assert "Traceback" in log.read_text() and "no such key" in log.read_text()
+    assert str(log) in err
+
+
+def test_user_error_is_one_paragraph_exit_2(capsys):
+    from src.dataset.errors import SceneError
+
+    def bad_input() -> int:
+        raise SceneError("No scene with key 'x'. Pass a key listed by index.json.")
+
+    assert run_entry_point("dsviewer", bad_input) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dsviewer: error: No scene with key") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["--port", "70000"], "--port 70000 is not a TCP port"),
+    (["--host", "no-such-host.invalid"], "cannot be resolved"),
+    (["--scene", "[/x] <b>"], "[/x] <b>"),  # rich markup in a spec is printed as it is
+])  # fmt: skip
+def test_bad_network_options_and_markup_in_specs(args, phrase):
+    from viewer.assets import demo_checkpoint
+
+    result = run_cli("--ckpt", str(demo_checkpoint()), "--scene", "synthetic:0", *args,
+                     "--device", "cpu", timeout=120)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and phrase in result.stderr
+
+
+def test_port_zero_prints_the_bound_port_and_shared_hosts_are_warned():
+    import re
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "viewer.cli", "--port", "0", "--host",
+                                "0.0.0.0", "--device", "cpu"], cwd=REPO_ROOT, env=env, text=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    output = ""
+    try:
+        deadline = time.monotonic() + 150
+        while "Scene ready" not in output and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            output += line
+        url = re.search(r"Open http://127\.0\.0\.1:(\d+) in a browser", output)
+        assert url is not None and url.group(1) != "0", output
+        assert "anyone who can reach port" in output and "no authentication" in output
+        with urllib.request.urlopen(f"http://127.0.0.1:{url.group(1)}", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+# --- the prediction is checked --------------------------------------------------------------------
+
+
+def test_non_finite_prediction_is_flagged_not_shown(server, tmp_path):
+    from viewer.export import export_scene
+    from viewer.gui.app import ViewerApp
+
+    scene = make_scene(2, 16, 24)
+    prediction = make_prediction(scene)
+    prediction.final_depth[0, :4] = float("nan")
+    prediction.gaussians.means[0, :10] = float("inf")
+    loaded = run_prediction(scene, lambda _scene: prediction)
+    assert loaded.checks["nonfinite_final_depth_pixels"] == 4 * 24
+    assert loaded.checks["nonfinite_gaussians"] == 10
+    assert [note.code for note in loaded.notes] == ["nonfinite_prediction"] * 2
+    app = ViewerApp(server, scene_specs=["plane"])
+    app.show(loaded)
+    assert "NaN or infinite" in app.scene_panel.notes.content
+    assert app.points.shown[("final", 0)].size == 16 * 24 - 4 * 24  # the NaN pixels are not drawn
+    metrics = export_scene(tmp_path / "out", loaded).metrics
+    assert metrics["checks"]["nonfinite_final_depth_pixels"] == 96
+    assert [n["code"] for n in metrics["notes"]] == ["nonfinite_prediction"] * 2
+    app.close()
+
+
+# --- exports as one transaction -------------------------------------------------------------------
+
+
+def generation(folder: Path) -> float:
+    """The consistency threshold an export was written with, after checking that its files form
+    one whole set: final.ply's flags agree with metrics.json's share."""
+    from plyfile import PlyData
+
+    assert sorted(p.name for p in folder.iterdir()) == sorted(EXPORT_FILE_NAMES)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    flags = PlyData.read(str(folder / "final.ply"))["vertex"]["scalar_inconsistent"]
+    checked = flags[np.isfinite(flags)]
+    share = metrics["consistency"]["final"]["overall"]["inconsistent_share"]
+    assert float(np.mean(checked)) == pytest.approx(share, abs=1e-6)
+    return metrics["settings"]["consistency_threshold"]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.parent.iterdir() if MARKER in p.name]
+
+
+def export_args(out: Path, threshold: float) -> list[str]:
+    return ["export", "--demo", "--scene", "synthetic_7_0001", "--device", "cpu", "--out",
+            str(out), "--overwrite", "--consistency-threshold", str(threshold)]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def first_generation(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("transaction") / "export"
+    result = run_cli(*export_args(out, 0.05))
+    assert result.returncode == 0, result.stderr
+    assert generation(out) == 0.05
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how, files_written", [
+    (signal.SIGINT, 2), (signal.SIGTERM, 6), (signal.SIGKILL, 1), (signal.SIGKILL, 7),
+])  # fmt: skip
+def test_interrupted_overwrite_keeps_one_whole_generation(first_generation, how, files_written):
+    """Stop ``dsviewer export --overwrite`` once its working folder holds ``files_written``
+    files: the export folder is still the whole first generation; Ctrl-C and SIGTERM say so in
+    one line (exit 130) and leave nothing behind; after SIGKILL the next run cleans up."""
+    out = first_generation
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "viewer.cli", *export_args(out, 0.2)],
+                               cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 200
+    stopped = False
+    while process.poll() is None and time.monotonic() < deadline:
+        working = [p for p in out.parent.iterdir() if MARKER in p.name and p.is_dir()]
+        if working and len(list(working[0].iterdir())) >= files_written:
+            process.send_signal(how)
+            stopped = True
+            break
+        time.sleep(0.01)
+    _, stderr = process.communicate(timeout=60)
+    assert stopped, f"the export ended before {files_written} files: {stderr}"
+    assert generation(out) == 0.05  # never a mix: the old set, whole
+    if how == signal.SIGKILL:
+        assert process.returncode == -signal.SIGKILL
+        assert leftovers(out)  # a killed process cannot clean up ...
+        recover(out)  # ... the next export beside it does
+    else:
+        assert process.returncode == 130
+        assert stderr.strip().splitlines()[-1].startswith("dsviewer export: interrupted")
+        assert "Traceback" not in stderr
+    assert not leftovers(out)
+
+
+def test_full_disk_keeps_the_old_export_and_names_the_file(first_generation, tmp_path):
+    """A file-size limit (RLIMIT_FSIZE, enforced by the kernel: writes fail with EFBIG as they
+    fail with ENOSPC on a full disk) stops the export at its first large file."""
+    import shutil
+
+    out = tmp_path / "export"
+    shutil.copytree(first_generation, out)
+    limit = 300_000  # bytes: the point clouds are larger, the first files written are not
+
+    def limit_file_size() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = run_cli(*export_args(out, 0.2), preexec_fn=limit_file_size)
+    assert result.returncode == 1, result.stderr  # the scene failed; the command did not crash
+    message = " ".join(result.stderr.split())
+    assert "while writing" in message and ".ply" in message and "previous export" in message
+    assert "Traceback" not in result.stderr
+    assert generation(out) == 0.05
+    assert not leftovers(out)
+
+
+def test_transaction_swaps_whole_folders(tmp_path):
+    out = tmp_path / "out"
+    with export_transaction(out) as working:
+        (working / "a.txt").write_text("old")
+    with pytest.raises(RuntimeError), export_transaction(out) as working:
+        (working / "a.txt").write_text("new")
+        (working / "b.txt").write_text("new")
+        raise RuntimeError("stop")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"] and (out / "a.txt").read_text() == "old"
+    with export_transaction(out) as working:
+        (working / "b.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # A two-rename swap cut between its renames (old set aside, new one not yet in) is undone.
+    aside = tmp_path / f".out{MARKER}999999999-dead.old"
+    out.rename(aside)
+    recover(out)
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"] and not aside.exists()
+
+
+def test_unwritable_out_fails_before_model_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    started = time.monotonic()
+    result = run_cli("export", "--demo", "--out", str(blocker / "sub"), "--device", "cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Cannot write an export" in result.stderr or "not a folder" in result.stderr
+    assert time.monotonic() - started < 60  # no model was run
+
+
+def test_scene_switch_notes_and_loaded_scene(server):
+    """Notes of a scene (from the loader) show in the Scene folder, escaped."""
+    from src.dataset.types import SceneNote
+    from viewer.gui.app import ViewerApp
+
+    loaded = make_loaded(2, 16, 16)
+    loaded.notes = [SceneNote("context_equals_target", "frame <b>3</b> is context and target")]
+    app = ViewerApp(server, scene_specs=["plane"])
+    app.show(loaded)
+    assert "<b>" not in app.scene_panel.notes.content and "&#60;b&#62;3" in app.scene_panel.notes.content
+    app.close()

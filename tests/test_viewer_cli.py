@@ -106,7 +106,7 @@ def test_bare_dsviewer_resolves_to_the_demo(monkeypatch, argv):
     assert options.demo is True
     keys = demo_scene_keys()
     assert len(keys) >= 2
-    assert options.ckpt == demo_checkpoint() and options.ckpt.is_file()
+    assert options.ckpt == [demo_checkpoint()] and options.ckpt[0].is_file()
     assert options.data_root == [demo_data_root()]
     assert options.scene == keys[0] and options.scenes == keys[1:]
 

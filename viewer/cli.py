@@ -48,11 +48,11 @@ def check_inputs(options: ViewerOptions) -> ViewerOptions:
     from viewer.network import check_port, resolve_host
     from viewer.pipeline import MissingOptionError, resolve_demo
 
-    if options.ckpt is None and not options.scene:  # nothing asked for: show the demo
+    if not options.ckpt and not options.scene:  # nothing asked for: show the demo
         options.demo = True
     if options.demo:
         options = resolve_demo(options)
-    if options.ckpt is None:
+    if not options.ckpt:
         raise MissingOptionError("ckpt")
     if not options.scene:
         raise MissingOptionError("scene")
@@ -60,8 +60,9 @@ def check_inputs(options: ViewerOptions) -> ViewerOptions:
         raise ValueError("--point-budget and --gaussian-budget must be at least 1.")
     check_port(options.port)
     resolve_host(options.host)
-    if not Path(options.ckpt).is_file():
-        raise CheckpointMissingError(Path(options.ckpt))
+    for checkpoint in options.ckpt:
+        if not Path(checkpoint).is_file():
+            raise CheckpointMissingError(Path(checkpoint))
     for root in options.data_root:
         if not Path(root).exists():
             raise FileNotFoundError(
@@ -76,9 +77,10 @@ def model_info(options: ViewerOptions) -> str:
     from viewer.assets import demo_description, is_demo_checkpoint
     from viewer.escape import escape_markdown
 
-    if is_demo_checkpoint(Path(options.ckpt)):
+    if len(options.ckpt) == 1 and is_demo_checkpoint(Path(options.ckpt[0])):
         return demo_description()
-    return f"**Model:** {escape_markdown(Path(options.ckpt).name)}"
+    names = ", ".join(escape_markdown(Path(c).name) for c in options.ckpt)
+    return f"**Model{'s' if len(options.ckpt) > 1 else ''}:** {names}"
 
 
 def start(options: ViewerOptions, console=None):

@@ -105,11 +105,12 @@ def check_options(options: ExportOptions) -> dict[str, Path]:
         resolve_demo(options)
     if options.out is None:
         raise ExportUsageError("--out DIR is required: the folder to write the files into.")
-    if options.ckpt is None:
+    if not options.ckpt:
         raise ExportUsageError("--ckpt FILE is required: the DepthSplat checkpoint to run (or "
                                "--demo for the bundled model and scenes).")  # fmt: skip
-    if not Path(options.ckpt).is_file():
-        raise ExportUsageError(f"--ckpt {options.ckpt} does not exist or is not a file.")
+    for checkpoint in options.ckpt:
+        if not Path(checkpoint).is_file():
+            raise ExportUsageError(f"--ckpt {checkpoint} does not exist or is not a file.")
     folders = scene_folders(Path(options.out), scene_specs(options))
     for folder in folders.values():
         recover(folder)  # finish what a killed run left behind

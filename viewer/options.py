@@ -17,8 +17,9 @@ import tyro  # light (~0.1 s); the field docstrings below are its --help text
 class SceneOptions:
     """Which model runs on which scene and views."""
 
-    ckpt: Path | None = None
-    """Checkpoint file (.pth / .safetensors) of a released DepthSplat model."""
+    ckpt: Annotated[list[Path], tyro.conf.UseAppendAction] = field(default_factory=list)
+    """Checkpoint file (.pth / .safetensors) of a released DepthSplat model; give the flag
+    again for more models: each becomes a run of the same scene, to compare."""
 
     scene: str | None = None
     """Dataset scene key (e.g. RealEstate10K), capture folder (COLMAP/transforms.json), synthetic:N."""

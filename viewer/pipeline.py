@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING
 from viewer.options import SceneOptions
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from src.backends import ModelBackend
+    from src.dataset.preprocess import PreprocessSettings
     from src.dataset.types import SceneNote, SceneViews
     from src.model.types import Prediction
     from viewer.analysis import AnalysisSettings, SceneAnalysis
@@ -162,17 +165,19 @@ def run_prediction(
 
 
 class ModelSession:
-    """A loaded model backend plus the scene options; turns scene specs into LoadedScenes."""
+    """One loaded model backend plus the scene options; turns scene specs into LoadedScenes."""
 
-    def __init__(self, options: SceneOptions, progress: ProgressFn | None = None) -> None:
-        if options.ckpt is None:
+    def __init__(self, options: SceneOptions, progress: ProgressFn | None = None,
+                 checkpoint: Path | None = None) -> None:  # fmt: skip
+        if checkpoint is None and not options.ckpt:
             raise MissingOptionError("ckpt")
         from src.backends import open_backend
 
         self.options = options
-        _report(progress, f"Loading model {Path(options.ckpt).name}", 0.0)
+        self.checkpoint = Path(checkpoint or options.ckpt[0])
+        _report(progress, f"Loading model {self.checkpoint.name}", 0.0)
         self.backend: ModelBackend = open_backend(
-            options.ckpt, device=options.device, config=options.config
+            self.checkpoint, device=options.device, config=options.config
         )
         _report(progress, "Model loaded", 1.0)
 
@@ -185,8 +190,13 @@ class ModelSession:
 
         return [SceneNote("model_warning", text) for text in getattr(self.backend, "warnings", [])]
 
-    def views(self, spec: str | None = None) -> SceneViews:
-        """Load and preprocess ``spec`` (default: ``options.scene``) for this model."""
+    def views(self, spec: str | None = None, *, context: Sequence[int] | None = None,
+              settings: PreprocessSettings | None = None) -> SceneViews:  # fmt: skip
+        """Load and preprocess ``spec`` (default: ``options.scene``) for this model.
+
+        ``context`` and ``settings`` replace the options' context frames and the model's own
+        preprocessing (a run with other views or another near/far).
+        """
         from src.dataset import load_scene
 
         spec = spec or self.options.scene
@@ -196,17 +206,17 @@ class ModelSession:
             spec,
             data_roots=list(self.options.data_root),
             index_path=self.options.index,
-            context=self.options.context,
+            context=self.options.context if context is None else list(context),
             target=self.options.target,
-            settings=self.backend.preprocess,
+            settings=settings or self.backend.preprocess,
         )
 
     def predict(self, scene: SceneViews) -> Prediction:
         return self.backend.predict(scene.context)
 
     def run(self, scene: SceneViews, progress: ProgressFn | None = None,
-            seconds: dict[str, float] | None = None) -> LoadedScene:  # fmt: skip
-        return run_prediction(scene, self.predict, progress, seconds, self.backend.name,
+            seconds: dict[str, float] | None = None, run_name: str | None = None) -> LoadedScene:  # fmt: skip
+        return run_prediction(scene, self.predict, progress, seconds, run_name or self.backend.name,
                               self.backend_notes())  # fmt: skip
 
     def load(self, spec: str | None = None, progress: ProgressFn | None = None) -> LoadedScene:
@@ -226,7 +236,7 @@ def resolve_demo(options: SceneOptions) -> SceneOptions:
     """
     from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
 
-    options.ckpt = demo_checkpoint()
+    options.ckpt = [demo_checkpoint()]
     options.data_root = [demo_data_root(), *options.data_root]
     keys = demo_scene_keys()
     scenes = getattr(options, "scene", None)

@@ -41,7 +41,7 @@ def open_session(
     from viewer.options import SceneOptions
     from viewer.pipeline import ModelSession
 
-    return ModelSession(SceneOptions(ckpt=ckpt, device=device, config=config))
+    return ModelSession(SceneOptions(ckpt=[Path(ckpt)], device=device, config=config))
 
 
 def preprocess_settings(session: ModelSession) -> PreprocessSettings:

@@ -128,12 +128,12 @@ def test_first_open_frames_the_scene_beside_the_panel_and_toggles_a_layer(browse
     box = canvas_box(page)
     assert panel["x"] >= box["x"] + box["width"] - 1
     # Toggle the residual layer in the page: its points are sent on first show.
-    assert app.points.frames["residual"].visible is False
+    assert app.points.slots[0].frames["residual"].visible is False
     page.get_by_label("Mono residual", exact=True).click()
-    assert wait_until(lambda: app.points.frames["residual"].visible is True)
-    assert wait_until(lambda: ("residual", 1) in app.points.shown)
+    assert wait_until(lambda: app.points.slots[0].frames["residual"].visible is True)
+    assert wait_until(lambda: ("residual", 1) in app.points.slots[0].shown)
     page.get_by_label("Final depth", exact=True).click()
-    assert wait_until(lambda: app.points.frames["final"].visible is False)
+    assert wait_until(lambda: app.points.slots[0].frames["final"].visible is False)
     # The README shot: the residual alone, without target frustums and the WebGL toast.
     page.get_by_label("Target cameras", exact=True).click()
     assert wait_until(lambda: not any(f.visible for f in app.cameras.frustums["target"]))
@@ -269,7 +269,7 @@ def test_exported_scene_html_opens_offline_with_legend_and_layer_toggles(browser
 
     key = demo_scene_keys()[0]
     if app.loaded.scene.key != key:
-        app.show(app.loader(key, lambda *_: None))
+        app.load_async(key).join(120)
     app.export_panel.request_export()
     assert app.wait_idle(120)
     _, data = app.export_panel.last_export

@@ -143,7 +143,7 @@ def test_non_finite_prediction_is_flagged_not_shown(server, tmp_path):
     app = ViewerApp(server, scene_specs=["plane"])
     app.show(loaded)
     assert "NaN or infinite" in app.scene_panel.notes.content
-    assert app.points.shown[("final", 0)].size == 16 * 24 - 4 * 24  # the NaN pixels are not drawn
+    assert app.points.slots[0].shown[("final", 0)].size == 16 * 24 - 4 * 24  # the NaN pixels are not drawn
     metrics = export_scene(tmp_path / "out", loaded).metrics
     assert metrics["checks"]["nonfinite_final_depth_pixels"] == 96
     assert [n["code"] for n in metrics["notes"]] == ["nonfinite_prediction"] * 2

@@ -64,7 +64,7 @@ def sent(server, kind) -> list:
 
 
 def final_colors(app, v: int) -> np.ndarray:
-    return app.server.scene._handle_from_node_name[f"/layers/final/view_{v}"].colors
+    return app.server.scene._handle_from_node_name[f"/runs/0/final/view_{v}"].colors
 
 
 def expected_colors(loaded, mode: str, v: int, pixels: np.ndarray, **settings) -> np.ndarray:
@@ -94,7 +94,7 @@ def test_analysis_colour_modes_and_recompute_on_settings(app, server, loaded, mo
     for mode in ("consistency", "clamp", "flying_pixel", "depth_edge"):
         app.colours.set_mode(mode)
         for v in range(V):
-            pixels = app.points.shown[("final", v)]
+            pixels = app.points.slots[0].shown[("final", v)]
             np.testing.assert_array_equal(final_colors(app, v),
                                           expected_colors(loaded, mode, v, pixels), err_msg=mode)
     assert len(sent(server, _messages.PointCloudMessage)) == geometry  # colours only
@@ -107,7 +107,7 @@ def test_analysis_colour_modes_and_recompute_on_settings(app, server, loaded, mo
     assert app.wait_idle(60) and len(runs) == 1
     app.request_analysis()
     assert app.wait_idle(60) and len(runs) == 1
-    pixels = app.points.shown[("final", 1)]
+    pixels = app.points.slots[0].shown[("final", 1)]
     np.testing.assert_array_equal(final_colors(app, 1), expected_colors(
         loaded, "consistency", 1, pixels, consistency_threshold=0.2))
     app.analysis_panel.occlusions.value = "skip"
@@ -122,14 +122,14 @@ def test_inconsistent_only_and_hide_flying_filters(app, loaded):
     app.points_panel.inconsistent_only.value = True
     for v in range(V):
         expected = np.flatnonzero(valid[v] & inconsistent[v])
-        np.testing.assert_array_equal(app.points.shown[("final", v)], expected)
-    assert app.points.shown[("final", 0)].size >= 40  # the pushed patch
+        np.testing.assert_array_equal(app.points.slots[0].shown[("final", v)], expected)
+    assert app.points.slots[0].shown[("final", 0)].size >= 40  # the pushed patch
     app.points_panel.inconsistent_only.value = False
     app.points_panel.hide_flying.value = True
     flying = final.flying.reshape(V, -1).numpy()
     assert flying[FLYING[0], FLYING[1] * W + FLYING[2]]
     for v in range(V):
-        np.testing.assert_array_equal(app.points.shown[("final", v)],
+        np.testing.assert_array_equal(app.points.slots[0].shown[("final", v)],
                                       np.flatnonzero(valid[v] & ~flying[v]))  # fmt: skip
 
 
@@ -185,7 +185,8 @@ def test_numeric_inspector_and_click_picking(app, loaded):
     T = loaded.layers.context.T_world_cam[2].numpy()
     ray_cam = np.array([((7 + 0.5) / W - K[0, 2]) / K[0, 0],
                         ((3 + 0.5) / H - K[1, 2]) / K[1, 1], 1.0])  # fmt: skip
-    assert app.points.pick(T[:3, 3], T[:3, :3] @ ray_cam) == ("final", 2, 7, 3)
+    run, *picked = app.points.pick(T[:3, 3], T[:3, :3] @ ray_cam)
+    assert run is app.runs[0] and picked == ["final", 2, 7, 3]
     assert app.points.pick(T[:3, 3], -T[:3, 2]) is None  # looking away from every point
     with pytest.raises(ValueError, match="outside the context views"):
         panel.inspect_pixel(0, W + 5, 0)

@@ -53,10 +53,10 @@ def test_scene_nodes_and_points_sent(server, loaded):
     names = node_names(server)
     assert {f"/cameras/context/view_{i}" for i in range(V)} <= names
     assert "/cameras/target/view_0" in names
-    assert {f"/layers/final/view_{i}" for i in range(V)} <= names
-    assert not any(n.startswith("/layers/coarse/view") for n in names)  # hidden: not sent yet
+    assert {f"/runs/0/final/view_{i}" for i in range(V)} <= names
+    assert not any(n.startswith("/runs/0/coarse/view") for n in names)  # hidden: not sent yet
     for v in range(V):
-        handle = cloud(server, f"/layers/final/view_{v}")
+        handle = cloud(server, f"/runs/0/final/view_{v}")
         assert handle.points.shape == (H * W, 3)
         assert handle.points.dtype == np.float32 and handle.precision == "float32"
         assert handle.colors.dtype == np.uint8 and handle.point_shading == "flat"
@@ -75,7 +75,7 @@ def test_budget_caps_points_per_view(server, loaded):
     app.show(loaded)
     assert app.points_panel.budget.value == 30 * V
     for v in range(V):
-        assert cloud(server, f"/layers/final/view_{v}").points.shape == (30, 3)
+        assert cloud(server, f"/runs/0/final/view_{v}").points.shape == (30, 3)
 
 
 def test_toggles_flip_visibility_without_resending(server, loaded):
@@ -83,24 +83,24 @@ def test_toggles_flip_visibility_without_resending(server, loaded):
     app.show(loaded)
     toggle = app.layers_panel.toggles["residual"]
     toggle.value = True  # first show: sent once
-    residual_colors = cloud(server, "/layers/residual/view_0").colors.copy()
+    residual_colors = cloud(server, "/runs/0/residual/view_0").colors.copy()
     points_sent = len(sent(server, _messages.PointCloudMessage))
     toggle.value = False
-    assert app.points.frames["residual"].visible is False
+    assert app.points.slots[0].frames["residual"].visible is False
     toggle.value = True
-    assert app.points.frames["residual"].visible is True
+    assert app.points.slots[0].frames["residual"].visible is True
     app.points_panel.size.value = 3.0
     app.colours.set_mode("depth")
     # Visibility, size and colour changes sent no new point geometry.
     assert len(sent(server, _messages.PointCloudMessage)) == points_sent
     depth = app.loaded.flat("final").depth[0]
     low, high = colormaps.robust_range(app.loaded.flat("final").depth[app.loaded.flat("final").valid])
-    np.testing.assert_array_equal(cloud(server, "/layers/final/view_0").colors,
+    np.testing.assert_array_equal(cloud(server, "/runs/0/final/view_0").colors,
                                   colormaps.apply_sequential(depth, low, high))  # fmt: skip
     # The residual layer keeps its residual colours in every colour mode.
-    np.testing.assert_array_equal(cloud(server, "/layers/residual/view_0").colors, residual_colors)
+    np.testing.assert_array_equal(cloud(server, "/runs/0/residual/view_0").colors, residual_colors)
     app.views.toggles[1].value = False  # only that view's clouds hide
-    assert [cloud(server, f"/layers/final/view_{v}").visible for v in range(V)] == [True, False, True]
+    assert [cloud(server, f"/runs/0/final/view_{v}").visible for v in range(V)] == [True, False, True]
 
 
 def test_filters_resend_only_visible_layers(server, loaded):
@@ -111,14 +111,14 @@ def test_filters_resend_only_visible_layers(server, loaded):
     threshold = np.percentile(confidence, 50.0)
     for v in range(V):
         kept = int((confidence[v] >= threshold).sum())
-        assert app.points.shown[("final", v)].size == kept
+        assert app.points.slots[0].shown[("final", v)].size == kept
         if kept:
-            assert cloud(server, f"/layers/final/view_{v}").points.shape == (kept, 3)
+            assert cloud(server, f"/runs/0/final/view_{v}").points.shape == (kept, 3)
         else:  # nothing left: hidden (an empty cloud would make three.js compute NaN bounds)
-            assert not cloud(server, f"/layers/final/view_{v}").visible
+            assert not cloud(server, f"/runs/0/final/view_{v}").visible
     assert 0 < app.points.points_sent() < V * H * W
-    assert "coarse" in app.points.stale
-    assert not any(n.startswith("/layers/coarse/v") for n in node_names(server))
+    assert "coarse" in app.points.slots[0].stale
+    assert not any(n.startswith("/runs/0/coarse/v") for n in node_names(server))
 
 
 def test_gaussian_splats(server, loaded):
@@ -153,7 +153,7 @@ def test_scene_switches_update_in_place_and_the_buffer_stays_flat(server, loaded
     assert len(buffered(server)) == size
     assert not sent(server, _messages.GuiRemoveMessage)  # GUI elements are reused, not replaced
     app.show(other)
-    assert not cloud(server, "/layers/final/view_2").visible  # a view the scene does not have
+    assert not cloud(server, "/runs/0/final/view_2").visible  # a view the scene does not have
     assert [t.visible for t in app.views.toggles] == [True, True, False]
     assert app.layers_panel.toggles["gt"].disabled is True  # no GT in this scene
 
@@ -238,6 +238,6 @@ def test_every_colour_mode_is_offered_and_drawn(server, loaded):
     assert list(app.colours.mode_dropdown.options) == [m.label for m in COLOR_MODES.values()]
     for key in COLOR_MODES:
         app.colours.set_mode(key)
-        colors = cloud(server, "/layers/final/view_0").colors
+        colors = cloud(server, "/runs/0/final/view_0").colors
         assert colors.shape == (H * W, 3) and colors.dtype == np.uint8
         assert app.colours.legend.image.shape[1] == 320

@@ -106,14 +106,9 @@ def start(options: ViewerOptions, console=None):
         def progress(stage: str, fraction: float) -> None:
             bar.update(task, description=escape_rich(stage), completed=100 * fraction)
 
-        from viewer.pipeline import ModelSession
+        from viewer.runs import RunLoader
 
-        session = ModelSession(options, progress)
-        progress(f"Reading scene {options.scene}", 0.0)
-        scene_start = time.perf_counter()
-        scene = session.views()
-        seconds = {"load_model": session.load_seconds,
-                   "load_scene": time.perf_counter() - scene_start}  # fmt: skip
+        run_loader = RunLoader(options, progress)
 
         import viser
 
@@ -124,7 +119,7 @@ def start(options: ViewerOptions, console=None):
         port = server.get_port()  # --port 0: the port the OS chose
         specs = [str(options.scene), *[s for s in options.scenes if s != options.scene]]
         app = ViewerApp(
-            server, loader=session.load, scene_specs=specs, point_budget=options.point_budget,
+            server, loader=run_loader, scene_specs=specs, point_budget=options.point_budget,
             gaussian_budget=options.gaussian_budget, model_info=model_info(options),
             spec_check=None if is_loopback(options.host) else shared_spec_check(specs, options.data_root),
         )  # fmt: skip
@@ -134,14 +129,17 @@ def start(options: ViewerOptions, console=None):
             progress(stage, fraction)
             app.scene_panel.report_progress(stage, fraction)
 
-        loaded = session.run(scene, both, seconds)
+        runs = run_loader.load_all(str(options.scene), run_loader.default_specs(), both)
         progress("Sending the scene to the browser", 0.95)
         upload_start = time.perf_counter()
-        app.show(loaded)
+        app.show_runs(runs)
+        loaded = runs[0].loaded
         loaded.seconds["upload"] = time.perf_counter() - upload_start
+        loaded.seconds = {"load_model": sum(s.load_seconds for s in run_loader.sessions.values()),
+                          **loaded.seconds}  # fmt: skip
         progress("Scene ready", 1.0)
         total = time.perf_counter() - start_time
-    for note in loaded.notes:
+    for note in dict.fromkeys(note for run in runs for note in run.loaded.notes):
         console.print(f"[yellow]Note:[/yellow] {escape_rich(note.message)}")
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in loaded.seconds.items())
     console.print(f"Scene ready in {total:.1f} s ({stages}). Ctrl-C quits.")

@@ -1,11 +1,12 @@
-"""The one object that wires the GUI folders to the shown scene.
+"""The one object that wires the GUI folders to the shown scene and its runs.
 
-It owns the shown :class:`~viewer.pipeline.LoadedScene`, one lock, the job queue and the folders
-(one module each). Folders call back into it when a setting changes; it decides what must be
-refreshed: visibility flips handles, a new selection re-sends points in place, new colours send
-colours only. Inference runs in a worker thread; analysis, target renders, exports and camera
-renders run as jobs on one background thread (:mod:`viewer.jobs`); every scene update holds the
-lock inside ``server.atomic()``.
+It owns the runs of the shown scene (:class:`~viewer.runs.Run`: one model with given views and
+near/far; run A is the one the folders describe, B the one it is compared with), one lock, the
+job queue and the folders (one module each). Folders call back into it when a setting changes;
+it decides what must be refreshed: visibility flips handles, a new selection re-sends points in
+place, new colours send colours only. Inference runs in a worker thread; analysis, target
+renders, exports, new runs and camera renders run as jobs on one background thread
+(:mod:`viewer.jobs`); every scene update holds the lock inside ``server.atomic()``.
 """
 
 from __future__ import annotations
@@ -14,21 +15,26 @@ import atexit
 import threading
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from viewer.color_modes import COLOR_MODES, ColorContext, color_mode
+import numpy as np
+
+from viewer.color_modes import ColorContext, color_mode
 from viewer.escape import escape_markdown
 from viewer.gui.analysis_panel import AnalysisPanel
 from viewer.gui.cameras_panel import CamerasPanel
 from viewer.gui.display_panels import ColoursPanel, LayersPanel, PointsPanel, ViewsPanel
 from viewer.gui.export_panel import ExportPanel
 from viewer.gui.inspector_panel import InspectorPanel
-from viewer.gui.points import PointClouds
+from viewer.gui.points import RunClouds
+from viewer.gui.runs_panel import GT_RUN, NO_B, RunsPanel
 from viewer.gui.scene_panel import ScenePanel
-from viewer.gui.splats import ResidualVectors, SplatNodes
+from viewer.gui.splats import ResidualVectors, SplatNodes, side_by_side_offset
 from viewer.gui.targets_panel import TargetsPanel
 from viewer.jobs import JobQueue
 from viewer.pipeline import LoadedScene, ProgressFn
+from viewer.runs import Run, RunLoader, RunSpec
 
 if TYPE_CHECKING:
     import viser
@@ -36,7 +42,7 @@ if TYPE_CHECKING:
     from viewer.analysis import SceneAnalysis
 
 SceneLoader = Callable[[str, ProgressFn], LoadedScene]
-"""``loader(spec, progress) -> LoadedScene``; a :class:`ModelSession`'s ``load``."""
+"""``loader(spec, progress) -> LoadedScene``: one run per scene (tests, simple scripts)."""
 SpecCheck = Callable[[str], str | None]
 """``check(spec) -> None`` when a client may open ``spec``, else the reason it may not."""
 
@@ -48,12 +54,12 @@ def _close_if_alive(app_ref: weakref.ref) -> None:
 
 
 class ViewerApp:
-    """The live viewer of one scene at a time on ``server``."""
+    """The live viewer of one scene at a time, with one or more runs, on ``server``."""
 
     def __init__(
         self,
         server: viser.ViserServer,
-        loader: SceneLoader | None = None,
+        loader: SceneLoader | RunLoader | None = None,
         scene_specs: list[str] | None = None,
         point_budget: int = 600_000,
         gaussian_budget: int = 300_000,
@@ -62,12 +68,16 @@ class ViewerApp:
         spec_check: SpecCheck | None = None,
     ) -> None:
         self.server = server
+        self.run_loader = loader if isinstance(loader, RunLoader) else None
         self.loader = loader
         self.spec_check = spec_check
         self.lock = threading.RLock()
-        self.loaded: LoadedScene | None = None
+        self.runs: list[Run] = []
+        self.primary = 0  # index of run A
+        self.partner: str = NO_B  # run B's name, GT_RUN, or NO_B
+        self.scene_spec = (scene_specs or [""])[0]
         self.scenes_shown = 0  # incremented when a scene is completely shown
-        self._color_context: ColorContext | None = None
+        self._contexts: dict[int, ColorContext] = {}
         self._worker: threading.Thread | None = None
         self._load_guard = threading.Lock()
         self.jobs = JobQueue(self._on_job_error)
@@ -78,6 +88,7 @@ class ViewerApp:
         server.gui.configure_theme(dark_mode=True, show_share_button=False, control_width="medium")
         server.gui.main_panel.dock_right()  # beside the canvas, never over the scene
         self.scene_panel = ScenePanel(self, list(scene_specs or []), model_info)
+        self.runs_panel = RunsPanel(self)
         self.layers_panel = LayersPanel(self)
         self.colours = ColoursPanel(self)
         self.cameras = CamerasPanel(self)
@@ -89,38 +100,108 @@ class ViewerApp:
         self.vectors = ResidualVectors(self)
         self.targets = TargetsPanel(self)
         self.export_panel = ExportPanel(self)
-        self.points = PointClouds(self)
+        self.points = RunClouds(self)
         server.on_client_connect(self._on_connect)
+
+    @property
+    def loaded(self) -> LoadedScene | None:
+        """Run A's scene: what the single-run folders (analysis, targets, cameras) describe."""
+        return self.runs[self.primary].loaded if self.runs else None
 
     # --- showing a scene ----------------------------------------------------------------------
 
     def show(self, loaded: LoadedScene) -> None:
-        """Replace the shown scene with ``loaded`` (GUI elements and nodes are updated in place)."""
+        """Show one run of a scene (the simple form of :meth:`show_runs`)."""
+        self.show_runs([Run(loaded.run_name, RunSpec(Path(loaded.run_name)), loaded)])
+
+    def show_runs(self, runs: list[Run]) -> None:
+        """Replace the shown scene with ``runs`` of it (GUI elements and nodes update in place)."""
         with self.lock:
             self.jobs.drop_pending()  # they belong to the scene being replaced
-            self.loaded = loaded
-            self._color_context = None
+            self.runs = list(runs)
+            self.primary = 0
+            self.partner = runs[1].name if len(runs) > 1 else NO_B
+            self._contexts = {}
             with self.server.atomic():
-                self.server.scene.set_up_direction(tuple(float(x) for x in loaded.view.up))
-                self.views.show()
-                self.layers_panel.show()
-                self.cameras.show()
-                self.points.show()
-                self.splats.show()
-                self.vectors.show()
-                self.inspector.reset()
-                self.targets.show()
-                self.export_panel.show()
+                self.server.scene.set_up_direction(tuple(float(x) for x in self.loaded.view.up))
+                self.runs_panel.show()
+                self._show_primary()
+                self.points.show(self.runs)
+                self.place_runs()
                 self.refresh_colors_and_tables()
                 self.scene_panel.show()
             self.scenes_shown += 1
             self.request_analysis()
-            self.targets.request_targets()
         for client in self.server.get_clients().values():
             self.cameras.reset_client(client)
 
+    def _show_primary(self) -> None:
+        """The folders that describe run A."""
+        self.views.show()
+        self.layers_panel.show()
+        self.cameras.show()
+        self.splats.show()
+        self.vectors.show()
+        self.inspector.reset()
+        self.targets.show()
+        self.export_panel.show()
+        self.targets.request_targets()
+
+    def add_run(self, run: Run) -> None:
+        """A new run of the shown scene (New run); it becomes B."""
+        with self.lock, self.server.atomic():
+            self.runs.append(run)
+            self.partner = run.name
+            self.runs_panel.enforce_budget()
+            self.runs_panel.show()
+            self.points.show(self.runs)
+            self.place_runs()
+            self._pair_changed()
+        self.request_analysis()
+
+    def remove_run(self, index: int) -> None:
+        name = self.runs[index].name
+        self.runs.pop(index)
+        self.primary = min(self.primary, len(self.runs) - 1)
+        if self.partner == name:
+            self.partner = NO_B
+        self._contexts = {}
+
+    def set_run_visible(self, index: int, visible: bool) -> None:
+        self.points.slots[index].set_run_visible(visible)
+        self.points_panel.refresh_readout()
+
+    def set_pair(self, a: str, b: str) -> None:
+        """A and B chosen in the Runs folder."""
+        names = [run.name for run in self.runs]
+        with self.lock:
+            if a not in names or (a == names[self.primary] and b == self.partner):
+                return
+            primary_changed = names.index(a) != self.primary
+            self.primary, self.partner = names.index(a), b
+            with self.server.atomic():
+                if primary_changed:
+                    self._show_primary()
+                self._pair_changed()
+        if primary_changed:
+            self.request_analysis()
+
+    def _pair_changed(self) -> None:
+        self._contexts = {}
+        self.points.refresh_colors()
+        self.refresh_colors_and_tables()
+
+    def place_runs(self) -> None:
+        """Overlaid, or each run shifted along the cameras' right axis past the previous one."""
+        step = np.zeros(3)
+        if self.runs_panel.placement.value == "side by side" and len(self.runs) > 1:
+            final = self.loaded.flat("final")
+            step = side_by_side_offset(final.points[final.valid],
+                                       self.loaded.layers.context.T_world_cam.numpy())  # fmt: skip
+        self.points.place([i * step for i in range(len(self.points.slots))])
+
     def load_async(self, spec: str) -> threading.Thread | None:
-        """Load ``spec`` in a worker thread (the GUI stays live); returns the thread."""
+        """Load ``spec`` (every run definition on it) in a worker thread; returns the thread."""
         if self.loader is None:
             raise RuntimeError("this viewer was started without a model; it cannot load scenes")
         refusal = None if self.spec_check is None else self.spec_check(spec)
@@ -142,7 +223,14 @@ class ViewerApp:
 
         panel = self.scene_panel
         try:
-            self.show(self.loader(spec, panel.report_progress))
+            if self.run_loader is not None:  # every run definition, on the new scene
+                specs = [run.spec for run in self.runs] or self.run_loader.default_specs()
+                runs = self.run_loader.load_all(spec, specs, panel.report_progress)
+            else:
+                loaded = self.loader(spec, panel.report_progress)
+                runs = [Run(loaded.run_name, RunSpec(Path(loaded.run_name)), loaded)]
+            self.scene_spec = spec
+            self.show_runs(runs)
         except Exception as error:  # noqa: BLE001 -- a worker must not die silently
             panel.say(f"**Could not load {escape_markdown(spec)}:** {describe_error(error)}")
         finally:
@@ -154,24 +242,25 @@ class ViewerApp:
     def guarded(self, update: Callable[[], None]) -> None:
         """Run a GUI callback's update under the lock, batched, when a scene is shown."""
         with self.lock:
-            if self.loaded is None:
+            if not self.runs:
                 return
             with self.server.atomic():
                 update()
 
-    def current_analysis(self) -> SceneAnalysis | None:
-        """The analysis for the settings on screen, if it has been computed."""
-        if self.loaded is None:
-            return None
-        return self.loaded.cached_analysis(self.analysis_panel.settings())
+    def current_analysis(self, loaded: LoadedScene | None = None) -> SceneAnalysis | None:
+        """The analysis of a run (default: A) for the settings on screen, if computed."""
+        loaded = loaded or self.loaded
+        return None if loaded is None else loaded.cached_analysis(self.analysis_panel.settings())
 
-    def color_context(self) -> ColorContext:
-        analysis = self.current_analysis()
+    def color_context(self, run: Run | None = None) -> ColorContext:
+        """The colour context of a run (default: A), rebuilt when its inputs change."""
+        run = run or self.runs[self.primary]
+        analysis = self.current_analysis(run.loaded)
         settings = self.colours.settings()
-        context = self._color_context
+        context = self._contexts.get(id(run))
         if context is None or context.analysis is not analysis or context.settings != settings:
-            context = ColorContext(self.loaded.layers, analysis, settings)
-            self._color_context = context
+            context = ColorContext(run.loaded.layers, analysis, settings)
+            self._contexts[id(run)] = context
         return context
 
     def residual_limit(self) -> float:
@@ -201,23 +290,21 @@ class ViewerApp:
     # --- analysis -----------------------------------------------------------------------------
 
     def request_analysis(self) -> None:
-        """Queue the analysis of the shown scene for the settings on screen (once per setting)."""
-        loaded = self.loaded
-        if loaded is None:
-            return
+        """Queue the analysis of every run for the settings on screen (once per setting)."""
         settings = self.analysis_panel.settings()
-        if loaded.cached_analysis(settings) is not None:
+        pending = [run for run in self.runs if run.loaded.cached_analysis(settings) is None]
+        if not pending:
             self.guarded(self._analysis_ready)
             return
         self.analysis_panel.computing()
+        for run in pending:
+            def job(run: Run = run) -> None:
+                if run not in self.runs or self.analysis_panel.settings() != settings:
+                    return  # superseded by a newer scene or setting
+                run.loaded.analysis(settings)
+                self.guarded(lambda: self._analysis_ready() if run in self.runs else None)
 
-        def job() -> None:
-            if self.loaded is not loaded or self.analysis_panel.settings() != settings:
-                return  # superseded by a newer scene or setting
-            loaded.analysis(settings)
-            self.guarded(lambda: self._analysis_ready() if self.loaded is loaded else None)
-
-        self.jobs.submit("Analysis", job)
+            self.jobs.submit("Analysis", job)
 
     def _analysis_ready(self) -> None:
         if self.points_panel.inconsistent_only.value or self.points_panel.hide_flying.value:
@@ -233,7 +320,8 @@ class ViewerApp:
         from viewer.errors import describe_error
 
         panel = {"Export": self.export_panel.status, "Target views": self.targets.text,
-                 "Render": self.targets.text}.get(name, self.analysis_panel.table)  # fmt: skip
+                 "Render": self.targets.text, "Run": self.runs_panel.status,
+                 "Frames": self.runs_panel.status}.get(name, self.analysis_panel.table)  # fmt: skip
         panel.content = f"**{name} failed:** {describe_error(error)}"
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
@@ -247,4 +335,4 @@ class ViewerApp:
         self.cameras.reset_client(client)
 
 
-__all__ = ["COLOR_MODES", "SceneLoader", "ViewerApp"]
+__all__ = ["GT_RUN", "SceneLoader", "ViewerApp"]

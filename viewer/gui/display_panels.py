@@ -186,8 +186,9 @@ class PointsPanel:
     def point_size(self) -> float:
         return self.app.loaded.view.point_size(float(self.size.value))
 
-    def point_filter(self) -> PointFilter:
-        loaded = self.app.loaded
+    def point_filter(self, loaded=None) -> PointFilter:
+        """The filter settings applied to a run (default: A): percentiles of its own data."""
+        loaded = loaded or self.app.loaded
         final = loaded.flat("final")
         depth = final.depth[final.valid]
         low_pct, high_pct = self.depth_range.value
@@ -203,12 +204,12 @@ class PointsPanel:
         return PointFilter(
             min_confidence=min_confidence, depth_low=low, depth_high=high,
             budget_per_view=int(self.budget.value) // max(1, loaded.layers.num_views),
-            subsample=self.subsample.value, pixel_mask=self._analysis_mask(),
+            subsample=self.subsample.value, pixel_mask=self._analysis_mask(loaded),
         )  # fmt: skip
 
-    def _analysis_mask(self) -> np.ndarray | None:
+    def _analysis_mask(self, loaded) -> np.ndarray | None:
         """``[V, P]`` bool of the analysis filters; None while off or not computed yet."""
-        analysis = self.app.current_analysis()
+        analysis = self.app.current_analysis(loaded)
         if analysis is None or not (self.inconsistent_only.value or self.hide_flying.value):
             return None
         final = analysis.layers["final"]

@@ -82,12 +82,12 @@ class InspectorPanel:
             with app.lock:
                 if app.loaded is None:
                     return
-                picked = app.points.pick(np.asarray(event.ray_origin), np.asarray(event.ray_direction))
+                picked = app.points.pick(event.ray_origin, event.ray_direction)
                 if picked is None:
                     return
-                _, view, u, v = picked
+                run, _, view, u, v = picked
                 with app.server.atomic():
-                    self._show(view, u, v)
+                    self._show(view, u, v, run.loaded)
 
     def reset(self) -> None:
         """A new scene: forget the last pixel and its curve."""
@@ -110,9 +110,10 @@ class InspectorPanel:
         if self.report is not None:
             self._show(self.report.view, self.report.u, self.report.v)
 
-    def _show(self, view: int, u: int, v: int) -> PixelReport:
+    def _show(self, view: int, u: int, v: int, loaded=None) -> PixelReport:
         app = self.app
-        report = inspect_pixel(app.loaded.layers, view, u, v, app.current_analysis())
+        loaded = loaded or app.loaded
+        report = inspect_pixel(loaded.layers, view, u, v, app.current_analysis(loaded))
         self.text.content = report_markdown(report)
         series = probability_series(report)
         self.plot.data = (series.depth.astype(np.float64), series.probability.astype(np.float64))
@@ -120,7 +121,7 @@ class InspectorPanel:
         self.view.value, self.u.value, self.v.value = view, u, v
         points = np.array([report.coarse_point, report.final_point], dtype=np.float32)
         colors = np.array([POINT_LAYERS["coarse"].color, POINT_LAYERS["final"].color], np.uint8)
-        size = MARKER_PIXELS * app.loaded.view.pixel_footprint
+        size = MARKER_PIXELS * loaded.view.pixel_footprint
         if self.marker is None:
             self.marker = add_point_cloud(app.server, "/inspected", points, colors, size)
         else:

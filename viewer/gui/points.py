@@ -1,7 +1,7 @@
 """The point clouds in the scene: which points are sent, their colours, picking.
 
-One viser point cloud per (layer, view) under a frame per layer (``/layers/<layer>``), so
-toggling a layer or a view only flips visibility. Changing the selection (filters, budget)
+One viser point cloud per (run, layer, view) under a frame per run and layer
+(``/runs/<slot>/<layer>/view_<v>``), so toggling a run, a layer or a view only flips visibility. Changing the selection (filters, budget)
 re-sends the points of visible layers in place (``handle.points``, ``handle.colors``); hidden
 layers are marked stale and sent when first shown. Changing colours sends only colours.
 Handles are kept across scenes (same node names), so scene switches never grow viser's buffer.
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import viser
 
     from viewer.gui.app import ViewerApp
+    from viewer.runs import Run
 
 Subsample = Literal["random", "stride"]
 PICK_MAX_ANGLE = 0.03  # radians: a click further than this from every point picks nothing
@@ -82,32 +83,42 @@ def nearest_to_ray(points: np.ndarray, origin: np.ndarray, direction: np.ndarray
 
 
 class PointClouds:
-    def __init__(self, app: ViewerApp) -> None:
+    """The point clouds of one run, under ``/runs/<slot>`` (its position: the run's placement)."""
+
+    def __init__(self, app: ViewerApp, slot: int) -> None:
         self.app = app
-        self.frames: dict[str, viser.FrameHandle] = {}
+        self.slot = slot
+        self.run: Run | None = None
+        self.root = app.server.scene.add_frame(f"/runs/{slot}", show_axes=False, visible=False)
+        self.frames: dict[str, viser.FrameHandle] = {
+            key: app.server.scene.add_frame(f"/runs/{slot}/{key}", show_axes=False, visible=False)
+            for key in POINT_LAYERS
+        }
         self.handles: dict[tuple[str, int], viser.PointCloudHandle] = {}
         self.shown: dict[tuple[str, int], np.ndarray] = {}  # pixel indices sent, per cloud
         self.stale: set[str] = set(POINT_LAYERS)
         self.rank = np.zeros(0, np.int32)
-        for key in POINT_LAYERS:
-            self.frames[key] = app.server.scene.add_frame(f"/layers/{key}", show_axes=False,
-                                                          visible=False)  # fmt: skip
 
-    # --- scene ------------------------------------------------------------------------------
+    @property
+    def loaded(self):
+        return self.run.loaded
 
-    def show(self) -> None:
-        """A new scene: every layer is stale; visible ones are sent now."""
-        loaded = self.app.loaded
-        P = loaded.layers.image_shape[0] * loaded.layers.image_shape[1]
-        self.rank = np.random.default_rng(0).permutation(P).astype(np.int32)
+    def show(self, run: Run | None) -> None:
+        """A new run in this slot (None: the slot is unused and hidden)."""
+        self.run = run
+        self.root.visible = run is not None and run.visible
+        if run is None:
+            return
+        layers = run.loaded.layers
+        self.rank = np.random.default_rng(0).permutation(layers.final_depth[0].numel()).astype(np.int32)
         for (layer, view), handle in self.handles.items():
-            if view >= loaded.layers.num_views:  # a view the new scene does not have
+            if view >= layers.num_views:  # a view this run does not have
                 handle.visible = False
                 self.shown[(layer, view)] = np.zeros(0, np.int64)
         self.refresh_selection()
 
     def wanted(self, layer: str) -> bool:
-        return self.app.layers_panel.wanted(layer) and self.app.loaded.flat(layer) is not None
+        return self.app.layers_panel.wanted(layer) and self.loaded.flat(layer) is not None
 
     def refresh_selection(self) -> None:
         """Filters changed: re-send visible layers, mark the hidden ones stale."""
@@ -117,15 +128,21 @@ class PointClouds:
 
     def set_layer_visible(self, layer: str) -> None:
         wanted = self.wanted(layer)
-        if wanted and layer in self.stale:
+        if wanted and layer in self.stale and self.run.visible:
             self._upload(layer)
         self.frames[layer].visible = wanted
 
+    def set_run_visible(self, visible: bool) -> None:
+        self.run.visible = visible
+        self.root.visible = visible
+        if visible:
+            for layer in POINT_LAYERS:
+                self.set_layer_visible(layer)
+
     def _upload(self, layer: str) -> None:
-        app = self.app
-        loaded = app.loaded
+        app, loaded = self.app, self.loaded
         flat = loaded.flat(layer)
-        filt = app.points_panel.point_filter()
+        filt = app.points_panel.point_filter(loaded)
         confidence = loaded.layers.confidence.reshape(flat.num_views, -1).numpy()
         size = app.points_panel.point_size()
         for v in range(flat.num_views):
@@ -137,7 +154,8 @@ class PointClouds:
             key = (layer, v)
             handle = self.handles.get(key)
             if handle is None:
-                handle = add_point_cloud(app.server, f"/layers/{layer}/view_{v}", points, colors, size)
+                handle = add_point_cloud(app.server, f"/runs/{self.slot}/{layer}/view_{v}",
+                                         points, colors, size)  # fmt: skip
                 self.handles[key] = handle
             else:
                 handle.points, handle.colors, handle.point_size = points, colors, size
@@ -147,16 +165,14 @@ class PointClouds:
 
     def _colors(self, layer: str, view: int, indices: np.ndarray) -> np.ndarray:
         mode = mode_of_layer(layer, self.app.colours.mode())
-        return point_colors(self.app.color_context(), mode, layer, view, indices)
+        return point_colors(self.app.color_context(self.run), mode, layer, view, indices)
 
-    def refresh_colors(self, layers: tuple[str, ...] | None = None) -> None:
+    def refresh_colors(self) -> None:
         """Colours changed: send new colours of visible, fresh layers only."""
         for (layer, view), indices in self.shown.items():
-            if layers is not None and layer not in layers:
-                continue
-            if layer in self.stale or indices.size == 0 or view >= self.app.loaded.layers.num_views:
-                continue
-            self.handles[(layer, view)].colors = self._colors(layer, view, indices)
+            fresh = layer not in self.stale and view < self.loaded.layers.num_views
+            if fresh and indices.size:
+                self.handles[(layer, view)].colors = self._colors(layer, view, indices)
 
     def refresh_view_visibility(self) -> None:
         for (layer, view), handle in self.handles.items():
@@ -170,12 +186,11 @@ class PointClouds:
     def points_sent(self) -> int:
         return sum(int(i.size) for i in self.shown.values())
 
-    # --- picking ----------------------------------------------------------------------------
-
-    def pick(self, origin, direction) -> tuple[str, int, int, int] | None:
-        """``(layer, view, u, v)`` of the shown point nearest to a world ray, or None."""
-        loaded = self.app.loaded
-        best: tuple[float, str, int, int] | None = None
+    def pick(self, origin: np.ndarray, direction: np.ndarray):
+        """``(angle, layer, view, pixel)`` of this run's shown point nearest to a world ray."""
+        loaded = self.loaded
+        origin = origin - np.asarray(self.root.position)  # the run's placement offset
+        best = None
         for layer, spec in POINT_LAYERS.items():
             if not spec.pickable or not self.wanted(layer) or layer in self.stale:
                 continue
@@ -187,8 +202,65 @@ class PointClouds:
                 i, angle = nearest_to_ray(flat.points[view, indices], origin, direction)
                 if i >= 0 and (best is None or angle < best[0]):
                     best = (angle, layer, view, int(indices[i]))
-        if best is None or best[0] > PICK_MAX_ANGLE:
+        return best
+
+
+class RunClouds:
+    """The point clouds of every run of the scene; slots are reused across scenes."""
+
+    def __init__(self, app: ViewerApp) -> None:
+        self.app = app
+        self.slots: list[PointClouds] = []
+
+    def _active(self) -> list[PointClouds]:
+        return [clouds for clouds in self.slots if clouds.run is not None and clouds.run.visible]
+
+    def show(self, runs: list[Run]) -> None:
+        while len(self.slots) < len(runs):
+            self.slots.append(PointClouds(self.app, len(self.slots)))
+        for index, clouds in enumerate(self.slots):
+            clouds.show(runs[index] if index < len(runs) else None)
+
+    def slot_of(self, run: Run) -> PointClouds:
+        return next(clouds for clouds in self.slots if clouds.run is run)
+
+    def refresh_selection(self) -> None:
+        for clouds in self._active():
+            clouds.refresh_selection()
+
+    def set_layer_visible(self, layer: str) -> None:
+        for clouds in self._active():
+            clouds.set_layer_visible(layer)
+
+    def refresh_colors(self) -> None:
+        for clouds in self._active():
+            clouds.refresh_colors()
+
+    def refresh_view_visibility(self) -> None:
+        for clouds in self._active():
+            clouds.refresh_view_visibility()
+
+    def set_point_size(self, size: float) -> None:
+        for clouds in self.slots:
+            clouds.set_point_size(size)
+
+    def place(self, offsets: list[np.ndarray]) -> None:
+        """Move each run's clouds (overlaid: zeros; side by side: one step per run)."""
+        for clouds, offset in zip(self.slots, offsets, strict=False):
+            clouds.root.position = tuple(float(x) for x in offset)
+
+    def points_sent(self) -> int:
+        return sum(clouds.points_sent() for clouds in self._active())
+
+    def pick(self, origin, direction) -> tuple[Run, str, int, int, int] | None:
+        """``(run, layer, view, u, v)`` of the shown point nearest to a world ray, or None."""
+        origin, direction = np.asarray(origin, np.float64), np.asarray(direction, np.float64)
+        candidates = [(clouds.pick(origin, direction), clouds) for clouds in self._active()]
+        candidates = [(hit, clouds) for hit, clouds in candidates if hit is not None]
+        if not candidates:
             return None
-        width = loaded.layers.image_shape[1]
-        _, layer, view, pixel = best
-        return layer, view, pixel % width, pixel // width
+        (angle, layer, view, pixel), clouds = min(candidates, key=lambda item: item[0][0])
+        if angle > PICK_MAX_ANGLE:
+            return None
+        width = clouds.loaded.layers.image_shape[1]
+        return clouds.run, layer, view, pixel % width, pixel // width

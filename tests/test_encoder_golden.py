@@ -1,7 +1,7 @@
 """Our encoder against the official one on the five golden cases (recipe weights, seed 0).
 
 Each case writes the recipe weights in the official file layout, loads them with
-``load_model`` (named after the released checkpoint, so its preset config is used) and compares
+``load_checkpoint`` (named after the released checkpoint, so its preset is used) and compares
 every output with ``_expected.npz`` at the case's tolerances. About 40-60 s on 2 cores.
 """
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import GOLDEN_CASES as CASES
 
-from src.model import load_model
+from src.backends.presets import load_checkpoint, load_preset
 from src.model.encoder.common.gaussian_adapter import GaussianAdapter
 from src.model.weight_recipe import load_manifest, recipe_state_dict
 
@@ -23,11 +23,9 @@ GAUSSIAN_KEYS = ("means", "covariances", "harmonics", "opacities", "scales", "ro
 
 def checkpoint_name(reference, meta: dict, manifest: dict) -> str:
     """A released checkpoint of the case's architecture whose preset has the case's scale max."""
-    from src.model.config import load_config
-
     scale_max = meta["encoder_config"]["gaussian_adapter"]["gaussian_scale_max"]
     for name in manifest["checkpoints"]:
-        if load_config(name).gaussian_scale_max == scale_max:
+        if load_preset(name).architecture.gaussian_scale_max == scale_max:
             return name
     raise AssertionError(f"no preset of {manifest['checkpoints']} has scale max {scale_max}")
 
@@ -49,7 +47,7 @@ def golden(reference, tmp_path_factory):
         else:
             torch.save({"model": state}, path)  # depth: unprefixed depth_predictor keys
         del state
-        model = load_model(path)
+        model = load_checkpoint(path).model
         path.unlink()
 
         inputs = np.load(reference / f"case_{case}_inputs.npz")

@@ -116,3 +116,4 @@ class ChunkFormatError(SceneError):
 class SettingsError(SceneError):
     def __init__(self, source: str, detail: str) -> None:
         super().__init__(f"Invalid dataset settings in {source}: {detail}.")
+        self.detail = detail

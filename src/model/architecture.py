@@ -180,7 +180,7 @@ def expected_shapes(config: DepthSplatConfig) -> dict[str, tuple[int, ...]]:
         with torch.device("meta"), skipped_weight_init():  # init on meta still costs seconds
             model = DepthSplat(config)
     except (ValueError, RuntimeError, AssertionError) as error:
-        raise ConfigError(f"these widths cannot be built ({error})") from None
+        raise ConfigError(f"its layers cannot be built with these widths ({error})") from None
     return shapes_of(model.state_dict())
 
 

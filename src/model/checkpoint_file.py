@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +124,13 @@ def _torch_load(path: Path) -> object:
             "checkpoint rather than another file."
         )
     try:
-        # mmap: tensors are paged in while copied into the model, not read up front.
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+        # Damaged files make the unpickler warn (e.g. about an unknown protocol) before it
+        # fails; the failure is reported below, so the warnings would only add noise.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # No mmap: mapped storages are not checked against their zip records, so a
+            # shortened record silently yields its neighbours' bytes as weights.
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path} contains Python objects other than tensors and plain containers, or is not "

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import GOLDEN_CASES as CASES
+from conftest import available
 
 from src.backends.presets import load_checkpoint, load_preset
 from src.model.encoder.common.gaussian_adapter import GaussianAdapter
@@ -127,7 +128,7 @@ def test_final_depth_is_clamped_inverse_of_coarse_plus_mono(golden, case):
     torch.testing.assert_close(torch.from_numpy(ours["final_depth"]), 1.0 / inv, rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("case", ["b_base_3v_64x112", "d_depthbase_4v_64x96"])
+@pytest.mark.parametrize("case", available("b_base_3v_64x112", "d_depthbase_4v_64x96"))
 def test_dump_shapes(golden, case):
     meta, _, _, _, inputs, dump = golden(case)
     b, v, _, h, w = inputs["image"].shape
@@ -146,7 +147,7 @@ def test_dump_shapes(golden, case):
         assert tuple(dump[key].shape) == (b, v, h, w)
 
 
-@pytest.mark.parametrize("case", ["case_a_small_2v_64x64", "case_b_base_3v_64x112"])
+@pytest.mark.parametrize("case", available("case_a_small_2v_64x64", "case_b_base_3v_64x112"))
 def test_adapter_on_official_head_output(reference, case):
     """The adapter alone, fed the official raw head output and final depth, matches the dump.
 

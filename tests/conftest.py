@@ -90,6 +90,28 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.golden)
 
 
+def micro_config():
+    """A DepthSplat config at about the smallest widths its layers take (0.2 M parameters):
+    quick to build, save and load in tests about files and settings."""
+    from src.model import DepthSplatConfig
+
+    return DepthSplatConfig(
+        vit_embed_dim=32, vit_depth=2, vit_num_heads=2, vit_tapped_layers=(0, 0, 1, 1),
+        feature_channels=32, num_transformer_layers=1, cnn_stage_channels=(16, 24, 32),
+        unet_channels=32, dpt_features=16, dpt_out_channels=(16, 16, 16, 16),
+        feature_upsampler_channels=16, gaussian_regressor_channels=16, sh_degree=1,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def micro_model():
+    """The :func:`micro_config` model, seeded, in eval mode (shared: do not modify it)."""
+    from src.model import DepthSplat
+
+    torch.manual_seed(0)
+    return DepthSplat(micro_config()).eval()
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     torch.manual_seed(0)

@@ -20,21 +20,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, micro_config
 from safetensors.torch import save as safetensors_bytes
 
 from src.backends.presets import checkpoint_settings, load_checkpoint
 from src.dataset import PreprocessSettings
 from src.dataset.settings import settings_to_dict
-from src.model import CheckpointError, DepthSplat, DepthSplatConfig, load_model, save_checkpoint
+from src.model import CheckpointError, DepthSplat, load_model, save_checkpoint
 from src.model.checkpoint_file import CONFIG_ENTRY
 
-TINY = DepthSplatConfig(
-    vit_embed_dim=32, vit_depth=2, vit_num_heads=2, vit_tapped_layers=(0, 0, 1, 1),
-    feature_channels=32, num_transformer_layers=1, cnn_stage_channels=(16, 24, 32),
-    unet_channels=32, dpt_features=16, dpt_out_channels=(16, 16, 16, 16),
-    feature_upsampler_channels=16, gaussian_regressor_channels=16, sh_degree=1,
-)  # fmt: skip
+TINY = micro_config()
 PREPROCESS = settings_to_dict(PreprocessSettings(image_shape=(64, 64), near=1.0, far=10.0))
 BUILDERS = (load_model, load_checkpoint)
 LOADERS = (*BUILDERS, checkpoint_settings)  # the last reads the settings, builds nothing
@@ -42,15 +37,9 @@ MAX_RSS_GROWTH_MB = 150
 
 
 @pytest.fixture(scope="module")
-def tiny_model() -> DepthSplat:
-    torch.manual_seed(0)
-    return DepthSplat(TINY).eval()
-
-
-@pytest.fixture(scope="module")
-def tiny_file(tiny_model, tmp_path_factory) -> Path:
+def tiny_file(micro_model, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
-    return save_checkpoint(tiny_model, path, preprocess=PREPROCESS)
+    return save_checkpoint(micro_model, path, preprocess=PREPROCESS)
 
 
 def refused(path: Path) -> list[str]:
@@ -138,7 +127,7 @@ def test_absurd_sizes_are_refused_without_allocating(tmp_path):
         ({"depth_only": True}, "depth_only=true but the file has a Gaussian head"),
     ],
 )
-def test_config_within_bounds_but_contradicted_by_shapes(tiny_model, tmp_path, monkeypatch,
+def test_config_within_bounds_but_contradicted_by_shapes(micro_model, tmp_path, monkeypatch,
                                                           change, expected):
     """Checked from the shapes alone: neither a meta-device nor a real model is built."""
     from src.model import checkpoint
@@ -150,17 +139,17 @@ def test_config_within_bounds_but_contradicted_by_shapes(tiny_model, tmp_path, m
     monkeypatch.setattr(checkpoint, "DepthSplat", must_not_build)
     path = tmp_path / "lying.pth"
     sections = {"architecture": {**TINY.to_dict(), **change}, "preprocess": PREPROCESS}
-    torch.save({"state_dict": tiny_model.state_dict(), CONFIG_ENTRY: sections}, path)
+    torch.save({"state_dict": micro_model.state_dict(), CONFIG_ENTRY: sections}, path)
     for loader in (load_model, load_checkpoint):
         with pytest.raises(CheckpointError) as info:
             loader(path)
         assert expected in str(info.value) and "Nothing was built" in str(info.value)
 
 
-def test_widths_the_layers_cannot_take(tiny_model, tmp_path):
+def test_widths_the_layers_cannot_take(micro_model, tmp_path):
     path = tmp_path / "odd.pth"
     odd = TINY.replace(unet_channels=30)  # GroupNorm needs a multiple of 4
-    state = {k: v for k, v in tiny_model.state_dict().items() if "regressor" not in k}
+    state = {k: v for k, v in micro_model.state_dict().items() if "regressor" not in k}
     torch.save({"state_dict": state, CONFIG_ENTRY: {"architecture": odd.to_dict()}}, path)
     for message in refused(path):
         assert "cannot be built with these widths" in message and "divisible" in message
@@ -169,10 +158,10 @@ def test_widths_the_layers_cannot_take(tiny_model, tmp_path):
 # --- damaged and foreign files ------------------------------------------------------------------
 
 
-def test_truncated_copies_of_a_real_checkpoint(tiny_model, tiny_file, tmp_path):
+def test_truncated_copies_of_a_real_checkpoint(micro_model, tiny_file, tmp_path):
     rng = random.Random(0)
     torch_bytes = tiny_file.read_bytes()
-    st_bytes = safetensors_bytes({k: v.contiguous() for k, v in tiny_model.state_dict().items()},
+    st_bytes = safetensors_bytes({k: v.contiguous() for k, v in micro_model.state_dict().items()},
                                  metadata={CONFIG_ENTRY: json.dumps({"architecture": {}})})
     for data, name in ((torch_bytes, "cut.pth"), (st_bytes, "cut.safetensors")):
         cuts = {0, 1, 2, 4, 8, 9, 64, len(data) // 2, len(data) - 1}
@@ -268,9 +257,9 @@ def test_pickles_of_strange_objects(tmp_path, zip_format):
         ({"image_shape": [64, 64], "near": "x", "far": 10.0}, "'near' must be a number"),
     ],
 )
-def test_bad_embedded_preprocess_is_a_checkpoint_error(tiny_model, tmp_path, preprocess,
+def test_bad_embedded_preprocess_is_a_checkpoint_error(micro_model, tmp_path, preprocess,
                                                        expected):
-    path = save_checkpoint(tiny_model, tmp_path / "bad.pth", preprocess=preprocess)
+    path = save_checkpoint(micro_model, tmp_path / "bad.pth", preprocess=preprocess)
     assert load_model(path).config == TINY  # the architecture alone is fine
     for loader in (load_checkpoint, checkpoint_settings):
         with pytest.raises(CheckpointError) as info:
@@ -278,8 +267,8 @@ def test_bad_embedded_preprocess_is_a_checkpoint_error(tiny_model, tmp_path, pre
         assert expected in str(info.value) and "--config" in str(info.value)
 
 
-def test_bad_safetensors_metadata(tiny_model, tmp_path):
-    tensors = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+def test_bad_safetensors_metadata(micro_model, tmp_path):
+    tensors = {k: v.contiguous() for k, v in micro_model.state_dict().items()}
     path = tmp_path / "meta.safetensors"
     for metadata, expected in [
         ("not json", "is not JSON"),
@@ -296,10 +285,10 @@ def test_bad_safetensors_metadata(tiny_model, tmp_path):
 # --- non-finite weights -------------------------------------------------------------------------
 
 
-def test_nonfinite_weights_load_with_a_warning(tiny_model, tmp_path, caplog):
+def test_nonfinite_weights_load_with_a_warning(micro_model, tmp_path, caplog):
     from src.backends import open_backend
 
-    state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    state = {k: v.clone() for k, v in micro_model.state_dict().items()}
     nan_key = "encoder.depth_predictor.backbone.conv1.weight"
     inf_key = "encoder.gaussian_head.2.bias"
     state[nan_key][0, 0, :2, :3] = float("nan")  # 6 values
@@ -321,10 +310,10 @@ def test_nonfinite_weights_load_with_a_warning(tiny_model, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="src.model.checkpoint"):
         load_model(path)
     assert warning in caplog.text
-    clean = save_checkpoint(tiny_model, tmp_path / "clean.pth", preprocess=PREPROCESS)
+    clean = save_checkpoint(micro_model, tmp_path / "clean.pth", preprocess=PREPROCESS)
     assert load_checkpoint(clean).warnings == []
     # Finite values whose sum overflows are not reported.
-    state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    state = {k: v.clone() for k, v in micro_model.state_dict().items()}
     state[nan_key].fill_(3e38)
     model.load_state_dict(state)
     huge = save_checkpoint(model, tmp_path / "huge.pth", preprocess=PREPROCESS)

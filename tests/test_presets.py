@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import micro_config
 
 from src.backends.presets import (
     CheckpointSettings,
@@ -27,12 +28,7 @@ from src.model import CheckpointError, DepthSplat, DepthSplatConfig, save_checkp
 from src.model.checkpoint_file import CONFIG_ENTRY
 
 DATASETS = Path(__file__).resolve().parents[1] / "configs" / "datasets"
-TINY = DepthSplatConfig(
-    vit_embed_dim=32, vit_depth=2, vit_num_heads=2, vit_tapped_layers=(0, 0, 1, 1),
-    feature_channels=32, num_transformer_layers=1, cnn_stage_channels=(16, 24, 32),
-    unet_channels=32, dpt_features=16, dpt_out_channels=(16, 16, 16, 16),
-    feature_upsampler_channels=16, gaussian_regressor_channels=16, sh_degree=1,
-)  # fmt: skip
+TINY = micro_config()
 PREPROCESS = PreprocessSettings(image_shape=(96, 128), near=0.8, far=40.0, patch_multiple=32,
                                 num_context_views=3, dataset="dl3dv", source_shape=(192, 256))
 HUGE_VIT = ("upsample_factor: 2\n  vit_embed_dim: 2000000\n  vit_depth: 4\n  vit_num_heads: 2\n"
@@ -49,12 +45,6 @@ preprocess:
   image_shape: [128, 224]
   near: 1.0
 """
-
-
-@pytest.fixture(scope="module")
-def tiny_model() -> DepthSplat:
-    torch.manual_seed(0)
-    return DepthSplat(TINY).eval()
 
 
 def one_paragraph(error: BaseException) -> str:
@@ -177,17 +167,17 @@ def save_flat(model: DepthSplat, path: Path, run: dict) -> Path:
     return path
 
 
-def test_old_flat_embedded_config_still_loads(tiny_model, tmp_path):
+def test_old_flat_embedded_config_still_loads(micro_model, tmp_path):
     run = {"checkpoint": "mine.pth", "dataset": "dl3dv_960p", "image_shape": [96, 128],
            "original_image_shape": [192, 256], "near": 0.8, "far": 40.0,
            "num_context_views": 3, "shim_patch": 32}
-    loaded = load_checkpoint(save_flat(tiny_model, tmp_path / "old.pth", run))
+    loaded = load_checkpoint(save_flat(micro_model, tmp_path / "old.pth", run))
     assert loaded.settings == CheckpointSettings(TINY, PREPROCESS, "settings embedded in the file",
                                                  "mine.pth")
     assert loaded.warnings == []
-    torch.testing.assert_close(loaded.model.state_dict(), tiny_model.state_dict(), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.model.state_dict(), micro_model.state_dict(), rtol=0, atol=0)
     # Keys the old config left out take its defaults (RE10K, 256x256, near 0.5, far 100).
-    sparse = checkpoint_settings(save_flat(tiny_model, tmp_path / "sparse.pth", {"far": 60.0}))
+    sparse = checkpoint_settings(save_flat(micro_model, tmp_path / "sparse.pth", {"far": 60.0}))
     assert sparse.preprocess == PreprocessSettings(image_shape=(256, 256), near=0.5, far=60.0)
 
 
@@ -201,8 +191,8 @@ def test_old_flat_embedded_config_still_loads(tiny_model, tmp_path):
         ({"nearr": 1.0}, ["unknown setting", "nearr"]),
     ],
 )
-def test_old_flat_config_errors_are_checkpoint_errors(tiny_model, tmp_path, run, names):
-    path = save_flat(tiny_model, tmp_path / "old.pth", run)
+def test_old_flat_config_errors_are_checkpoint_errors(micro_model, tmp_path, run, names):
+    path = save_flat(micro_model, tmp_path / "old.pth", run)
     with pytest.raises(CheckpointError) as info:
         checkpoint_settings(path)
     message = one_paragraph(info.value)
@@ -210,21 +200,21 @@ def test_old_flat_config_errors_are_checkpoint_errors(tiny_model, tmp_path, run,
         assert name in message, (name, message)
 
 
-def test_where_settings_come_from(tiny_model, tmp_path):
+def test_where_settings_come_from(micro_model, tmp_path):
     """Explicit preset > embedded > preset named after the file > shapes + default, warned."""
-    bare = save_checkpoint(tiny_model, tmp_path / "bare.pth")  # no preprocess section
+    bare = save_checkpoint(micro_model, tmp_path / "bare.pth")  # no preprocess section
     loaded = load_checkpoint(bare)
     assert loaded.settings.architecture == TINY
     assert loaded.settings.preprocess == load_preprocess_settings(DATASETS / "re10k.yaml")
     assert len(loaded.warnings) == 1 and "carries no preprocessing" in loaded.warnings[0]
 
     named = tmp_path / "depthsplat-gs-small-re10kdl3dv-448x768-randview4-10-c08188db.pth"
-    save_checkpoint(tiny_model, named)
+    save_checkpoint(micro_model, named)
     settings = checkpoint_settings(named)
     assert settings.architecture == TINY  # embedded architecture wins over the preset's
     assert settings.preprocess == load_preset(named.name).preprocess
 
-    full = save_checkpoint(tiny_model, named, preprocess=settings_to_dict(PREPROCESS))
+    full = save_checkpoint(micro_model, named, preprocess=settings_to_dict(PREPROCESS))
     assert checkpoint_settings(full).preprocess == PREPROCESS
 
     preset = tmp_path / "given.yaml"
@@ -235,10 +225,10 @@ def test_where_settings_come_from(tiny_model, tmp_path):
     assert given.settings.source == f"preset {preset}"
 
 
-def test_builtin_backend_exposes_settings_and_warnings(tiny_model, tmp_path):
+def test_builtin_backend_exposes_settings_and_warnings(micro_model, tmp_path):
     from src.backends import open_backend
 
-    path = save_checkpoint(tiny_model, tmp_path / "tiny.safetensors",
+    path = save_checkpoint(micro_model, tmp_path / "tiny.safetensors",
                            preprocess=settings_to_dict(PREPROCESS))
     backend = open_backend(path, device="cpu")
     assert backend.preprocess == PREPROCESS and backend.warnings == []

@@ -17,6 +17,7 @@ Gaussians rendered into a few target views (PyTorch rasterizer) for both models.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -78,17 +79,16 @@ def evaluate(args: EvalArgs) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from src.backends.builtin import preprocess_settings
+    from src.backends.presets import load_checkpoint
     from src.dataset import load_scene
-    from src.model import load_model, predict
+    from src.model import predict
     from src.model.checkpoint import DepthSplat
 
     torch.set_num_threads(args.threads)
-    model = load_model(args.ckpt)
-    config = model.config
+    loaded = load_checkpoint(args.ckpt)
+    model, settings = loaded.model, loaded.settings.preprocess
     if args.image_shape is not None:
-        config = config.replace(image_shape=tuple(args.image_shape))
-    settings = preprocess_settings(config)
+        settings = dataclasses.replace(settings, image_shape=tuple(args.image_shape))
     torch.manual_seed(args.untrained_seed)
     untrained = DepthSplat(model.config).eval()
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from src.backends.presets import load_checkpoint, load_preset
 from src.dataset.chunks import load_index, read_chunk
 from src.dataset.preprocess import (
     PreprocessSettings,
@@ -38,8 +39,8 @@ from src.dataset.preprocess import (
     decode_image,
     preprocess_views,
 )
+from src.dataset.settings import settings_to_dict
 from src.model.checkpoint import DepthSplat, save_checkpoint
-from src.model.config import DepthSplatConfig, load_config
 from src.model.losses import inverse_depth_loss, photometric_loss, valid_depth_mask
 from src.model.types import Gaussians
 
@@ -182,7 +183,7 @@ def depth_losses(model: DepthSplat, batch: Batch) -> tuple[dict[str, Tensor], ob
     return losses, output
 
 
-def render_loss(gaussians: Gaussians, batch: Batch, config: DepthSplatConfig) -> Tensor:
+def render_loss(gaussians: Gaussians, batch: Batch, near: float) -> Tensor:
     """Photometric loss of batch element 0's Gaussians rendered into its target view."""
     from src.model.decoder.render import render_gaussians
 
@@ -198,7 +199,7 @@ def render_loss(gaussians: Gaussians, batch: Batch, config: DepthSplatConfig) ->
         batch.target_intrinsics[:1],
         batch.target_extrinsics[:1],
         (height, width),
-        near=0.2 * config.near,  # the official decoder's culling: only just in front
+        near=0.2 * near,  # the official decoder's culling: only just in front
         far=1e4,
         backend="torch",
     )
@@ -241,22 +242,23 @@ def train(args: TrainArgs) -> Path:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    config = load_config(args.config)
+    preset = load_preset(args.config)
+    config, preprocess = preset.architecture, preset.preprocess
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "args.json").write_text(json.dumps(_jsonable(vars(args)), indent=2) + "\n")
 
     def settings(shape: tuple[int, int]) -> PreprocessSettings:
-        return PreprocessSettings(image_shape=shape, near=config.near, far=config.far,
-                                  patch_multiple=config.shim_patch)
+        return PreprocessSettings(image_shape=shape, near=preprocess.near, far=preprocess.far,
+                                  patch_multiple=preprocess.patch_multiple)
 
     start = time.perf_counter()
     low = load_scenes(args.data, settings(args.low_res_shape)) if args.steps else []
-    high = load_scenes(args.data, settings(config.image_shape)) if args.finetune_steps else []
+    high = load_scenes(args.data, settings(preprocess.image_shape)) if args.finetune_steps else []
     val_batch = None
     if args.val_data is not None:
         val_scenes = load_scenes(args.val_data, settings(args.low_res_shape))
-        val_batch = make_batch(val_scenes, 8, np.random.default_rng(12345), config.near,
-                               config.far)
+        val_batch = make_batch(val_scenes, 8, np.random.default_rng(12345), preprocess.near,
+                               preprocess.far)
     print(f"loaded {max(len(low), len(high))} training scenes in {time.perf_counter() - start:.1f} s")
 
     model = DepthSplat(config)
@@ -281,7 +283,7 @@ def train(args: TrainArgs) -> Path:
             finetune = step >= args.steps
             scenes = high if finetune else low
             size = args.finetune_batch_size if finetune else args.batch_size
-            batch = make_batch(scenes, size, rng, config.near, config.far)
+            batch = make_batch(scenes, size, rng, preprocess.near, preprocess.far)
             lr = learning_rate(step, total, args)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -289,7 +291,7 @@ def train(args: TrainArgs) -> Path:
             losses, output = depth_losses(model, batch)
             loss = losses["final"] + args.coarse_weight * losses["coarse"]
             if args.render_weight > 0 and step % args.render_every == 0:
-                losses["render"] = render_loss(output.gaussians, batch, config)
+                losses["render"] = render_loss(output.gaussians, batch, preprocess.near)
                 loss = loss + args.render_weight * losses["render"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -315,7 +317,8 @@ def train(args: TrainArgs) -> Path:
                            f"coarse {record['val_abs_rel_coarse']:.3f}")
             progress.update(task, advance=1, status=status)
             if step % args.val_every == 0 or last or out_of_time:
-                save_checkpoint(model, args.out / "last.pth")
+                save_checkpoint(model, args.out / "last.pth",
+                                preprocess=settings_to_dict(preprocess))
             if out_of_time:
                 print(f"stopping at step {step}: past {args.max_minutes} minutes")
                 break
@@ -403,24 +406,22 @@ def training_stages(run: Path) -> list[dict]:
 
 
 def ship(args: ShipArgs) -> None:
-    from src.model import load_model
     from viewer.assets import CHECKPOINT_NAME, INFO_NAME, SCENES_DIR_NAME
 
     torch.manual_seed(0)
-    model = load_model(args.run / "last.pth")
-    config = model.config
-    checkpoint = save_checkpoint(model.half(), args.assets / CHECKPOINT_NAME)
-    shape = args.scene_shape or config.image_shape
+    loaded = load_checkpoint(args.run / "last.pth")
+    model = loaded.model
+    config, preprocess = loaded.settings.architecture, loaded.settings.preprocess
+    checkpoint = save_checkpoint(model.half(), args.assets / CHECKPOINT_NAME,
+                                 preprocess=settings_to_dict(preprocess))
+    shape = args.scene_shape or preprocess.image_shape
     keys = write_demo_scenes(args.assets / SCENES_DIR_NAME, args.scene_seed, args.num_scenes,
-                             args.scene_frames, shape, config.near, config.far)
+                             args.scene_frames, shape, preprocess.near, preprocess.far)
     info = {
         "checkpoint": CHECKPOINT_NAME,
         "architecture": config.architecture,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "config": config.to_dict(),
-        "preprocess": {"image_shape": list(config.image_shape), "near": config.near,
-                       "far": config.far, "patch_multiple": config.shim_patch,
-                       "num_context_views": config.num_context_views},
+        "config": {"architecture": config.to_dict(), "preprocess": settings_to_dict(preprocess)},
         "scenes": {"keys": keys, "seed": args.scene_seed, "frames": args.scene_frames,
                    "image_shape": list(shape),
                    "made_with": "src.dataset.synthetic.render_example(seed, scene, frames, H, W)"},

@@ -1,4 +1,4 @@
-"""Checkpoint reading, architecture recognition, presets and the errors users see.
+"""Checkpoint reading, architecture recognition and the errors users see.
 
 About 40 s on 2 cores (most of it the recipe weights of six manifests and the ViT-L build).
 """
@@ -6,24 +6,23 @@ About 40 s on 2 cores (most of it the recipe weights of six manifests and the Vi
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from src.backends.presets import load_checkpoint, load_preset
+from src.dataset import PreprocessSettings
+from src.dataset.settings import settings_to_dict
 from src.model import (
     CheckpointError,
     CheckpointNotFoundError,
-    ConfigError,
     DepthSplatConfig,
-    load_config,
     load_model,
     save_checkpoint,
 )
 from src.model.checkpoint import DepthSplat
-from src.model.config import available_presets
 from src.model.weight_recipe import load_manifest, recipe_state_dict
 
 SMALLER_ARCHITECTURES = [
@@ -49,9 +48,8 @@ TINY = DepthSplatConfig(
     dpt_out_channels=(16, 32, 48, 64),
     feature_upsampler_channels=32,
     gaussian_scale_max=0.5,
-    near=1.0,
-    far=50.0,
 )
+TINY_PREPROCESS = PreprocessSettings(image_shape=(64, 96), near=1.0, far=50.0)
 
 
 def write_official_layout(state: dict[str, torch.Tensor], manifest: dict, path: Path) -> Path:
@@ -118,18 +116,25 @@ def test_vitl_manifest_loads_from_lightning_wrapper(reference, tmp_path):
     torch.testing.assert_close(loaded[last], state[last], rtol=0, atol=0)
 
 
-def test_preset_named_after_file_is_used(small_recipe, tmp_path):
-    manifest, state = small_recipe
-    name = "depthsplat-gs-small-re10k-256x256-view2-cfeab6b1.pth"
-    model = load_model(write_official_layout(state, manifest, tmp_path / name))
-    assert model.config == load_config(name)
-    assert model.config.checkpoint == name
+def test_preset_named_after_file_is_used(reference, tmp_path):
+    """The preset named after a released file gives what its shapes cannot: the scale max."""
+    manifest = load_manifest(reference / "manifest_gs_small_u8l8.json")
+    state = {e["key"]: torch.zeros(e["shape"]) for e in manifest["keys"]}
+    name = "depthsplat-gs-small-re10kdl3dv-448x768-randview4-10-c08188db.pth"
+    path = write_official_layout(state, manifest, tmp_path / name)
+    loaded = load_checkpoint(path)
+    assert loaded.settings == load_preset(name) and loaded.warnings == []
+    assert loaded.settings.checkpoint == name
+    assert loaded.model.config.gaussian_scale_max == 0.1
+    assert loaded.settings.preprocess.image_shape == (512, 960)
+    # The model loader alone reads the released architecture off the shapes: scale max 3.
+    assert load_model(path).config == loaded.model.config.replace(gaussian_scale_max=3.0)
 
 
 def test_explicit_config_wins_and_mismatch_is_explained(small_recipe, tmp_path):
     manifest, state = small_recipe
     path = write_official_layout(state, manifest, tmp_path / "weights.pth")
-    given = load_config("depthsplat-gs-small-re10kdl3dv-448x768-randview4-10-c08188db")
+    given = load_preset("depthsplat-gs-small-re10kdl3dv-448x768-randview4-10-c08188db").architecture
     with pytest.raises(CheckpointError) as info:
         load_model(path, config=given)  # u8l8 config, u4l4 file
     message = one_paragraph(info.value)
@@ -141,13 +146,18 @@ def test_explicit_config_wins_and_mismatch_is_explained(small_recipe, tmp_path):
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_save_and_load_round_trip_with_embedded_config(tiny_model, tmp_path, suffix):
-    path = save_checkpoint(tiny_model, tmp_path / f"tiny{suffix}")
+    path = save_checkpoint(tiny_model, tmp_path / f"tiny{suffix}",
+                           preprocess=settings_to_dict(TINY_PREPROCESS))
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
     loaded = load_model(path)
     assert loaded.config == TINY
     assert loaded.config.architecture == "gs_custom_u4l4"
     for key, value in tiny_model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
+    through_bridge = load_checkpoint(path)
+    assert through_bridge.settings.architecture == TINY
+    assert through_bridge.settings.preprocess == TINY_PREPROCESS
+    assert through_bridge.warnings == []
 
 
 def test_missing_file_and_directory(tmp_path):
@@ -224,37 +234,6 @@ def test_shape_mismatch_is_listed(small_recipe, tmp_path):
         load_model(path)
     message = one_paragraph(info.value)
     assert "backbone.conv1.weight: file (64, 3, 5, 5) vs model (64, 3, 7, 7)" in message
-
-
-def test_presets_match_the_released_checkpoints(reference):
-    released = json.loads((reference / "checkpoints.json").read_text())["checkpoints"]
-    assert len(available_presets()) == len(released) == 9
-    for entry in released:
-        config = load_config(entry["file"])
-        settings = {k: v["value"] for k, v in entry["settings"].items()}
-        assert config.checkpoint == entry["file"]
-        assert config.architecture == entry["architecture"]
-        assert config.gaussian_scale_max == settings["gaussian_scale_max"]
-        assert (config.near, config.far) == (settings["near"], settings["far"])
-        assert list(config.image_shape) == settings["image_shape"]
-        assert config.shim_patch == settings["shim_patch"]
-
-
-def test_config_loading_is_strict(tmp_path):
-    path = tmp_path / "bad.yaml"
-    path.write_text("vit_type: vits\nnum_scale: 2\n")
-    with pytest.raises(ConfigError, match="num_scale"):
-        load_config(path)
-    path.write_text("vit_type: vitx\n")
-    with pytest.raises(ConfigError, match="vit_type"):
-        load_config(path)
-    path.write_text("near: fast\n")
-    with pytest.raises(ConfigError, match="near"):
-        load_config(path)
-    with pytest.raises(ConfigError, match="Available presets"):
-        load_config("depthsplat-gs-huge")
-    round_trip = DepthSplatConfig.from_dict(TINY.to_dict())
-    assert round_trip == TINY
 
 
 def test_tiny_model_forward_shapes(tiny_model):

@@ -9,8 +9,10 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
+from src.backends.presets import checkpoint_settings, load_preset
 from src.dataset import load_scene
-from src.model import DepthSplat, load_config, load_model, predict
+from src.dataset.settings import settings_to_dict
+from src.model import DepthSplat, load_model, predict
 from src.model.losses import abs_rel, valid_depth_mask
 from viewer.assets import (
     demo_checkpoint,
@@ -56,7 +58,7 @@ def demo_results(demo_model: DepthSplat) -> list[dict[str, float]]:
 
 
 def test_checkpoint_loads_through_load_model_with_the_demo_config(demo_model: DepthSplat):
-    assert demo_model.config == load_config(DEMO_CONFIG)
+    assert demo_model.config == load_preset(DEMO_CONFIG).architecture
     assert demo_model.config.architecture == "gs_custom_u4l4"
     assert not demo_model.training
     # Shipped in fp16, run in fp32.
@@ -64,11 +66,19 @@ def test_checkpoint_loads_through_load_model_with_the_demo_config(demo_model: De
     assert demo_checkpoint().stat().st_size < 8e6
 
 
-def test_demo_settings_are_the_ones_the_viewer_derives_from_the_checkpoint(demo_model):
-    from src.backends.builtin import preprocess_settings
-
-    assert demo_preprocess_settings() == preprocess_settings(demo_model.config)
-    assert demo_info()["preprocess"]["image_shape"] == list(demo_model.config.image_shape)
+def test_demo_settings_are_the_ones_the_checkpoint_embeds():
+    """One source: the checkpoint. The preset and demo.json's description must agree with it."""
+    embedded = checkpoint_settings(demo_checkpoint())
+    assert embedded.source == "settings embedded in the file"
+    assert demo_preprocess_settings() == embedded.preprocess
+    preset = load_preset(DEMO_CONFIG)
+    assert (embedded.architecture, embedded.preprocess) == (preset.architecture, preset.preprocess)
+    assert embedded.preprocess.image_shape == (128, 128)
+    assert (embedded.preprocess.near, embedded.preprocess.far) == (1.0, 25.0)
+    info = demo_info()
+    assert info["config"] == {"architecture": embedded.architecture.to_dict(),
+                              "preprocess": settings_to_dict(embedded.preprocess)}
+    assert "preprocess" not in info  # a second copy would be a second source
 
 
 def test_demo_scenes_have_gt_depth_inside_the_model_range(demo_results):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ALL_GOLDEN_CASES, available
 from conftest import GOLDEN_CASES as CASES
 
 from src.model.encoder.dinov2 import ViTConfig
@@ -155,7 +156,7 @@ INTERMEDIATE_KEYS = [
 ]
 
 
-@pytest.mark.parametrize("name", CASES[:2])
+@pytest.mark.parametrize("name", available(*ALL_GOLDEN_CASES[:2]))
 def test_intermediates_module_by_module(runs, reference: Path, name: str) -> None:
     run = runs(name)
     z = np.load(reference / f"case_{name}_intermediates.npz")

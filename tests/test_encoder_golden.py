@@ -1,7 +1,7 @@
 """Our encoder against the official one on the five golden cases (recipe weights, seed 0).
 
 Each case writes the recipe weights in the official file layout, loads them with
-``load_model`` (named after the released checkpoint, so its preset config is used) and compares
+``load_checkpoint`` (named after the released checkpoint, so its preset is used) and compares
 every output with ``_expected.npz`` at the case's tolerances. About 40-60 s on 2 cores.
 """
 
@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import GOLDEN_CASES as CASES
+from conftest import available
 
-from src.model import load_model
+from src.backends.presets import load_checkpoint, load_preset
 from src.model.encoder.common.gaussian_adapter import GaussianAdapter
 from src.model.weight_recipe import load_manifest, recipe_state_dict
 
@@ -23,11 +24,9 @@ GAUSSIAN_KEYS = ("means", "covariances", "harmonics", "opacities", "scales", "ro
 
 def checkpoint_name(reference, meta: dict, manifest: dict) -> str:
     """A released checkpoint of the case's architecture whose preset has the case's scale max."""
-    from src.model.config import load_config
-
     scale_max = meta["encoder_config"]["gaussian_adapter"]["gaussian_scale_max"]
     for name in manifest["checkpoints"]:
-        if load_config(name).gaussian_scale_max == scale_max:
+        if load_preset(name).architecture.gaussian_scale_max == scale_max:
             return name
     raise AssertionError(f"no preset of {manifest['checkpoints']} has scale max {scale_max}")
 
@@ -49,7 +48,7 @@ def golden(reference, tmp_path_factory):
         else:
             torch.save({"model": state}, path)  # depth: unprefixed depth_predictor keys
         del state
-        model = load_model(path)
+        model = load_checkpoint(path).model
         path.unlink()
 
         inputs = np.load(reference / f"case_{case}_inputs.npz")
@@ -129,7 +128,7 @@ def test_final_depth_is_clamped_inverse_of_coarse_plus_mono(golden, case):
     torch.testing.assert_close(torch.from_numpy(ours["final_depth"]), 1.0 / inv, rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("case", ["b_base_3v_64x112", "d_depthbase_4v_64x96"])
+@pytest.mark.parametrize("case", available("b_base_3v_64x112", "d_depthbase_4v_64x96"))
 def test_dump_shapes(golden, case):
     meta, _, _, _, inputs, dump = golden(case)
     b, v, _, h, w = inputs["image"].shape
@@ -148,7 +147,7 @@ def test_dump_shapes(golden, case):
         assert tuple(dump[key].shape) == (b, v, h, w)
 
 
-@pytest.mark.parametrize("case", ["case_a_small_2v_64x64", "case_b_base_3v_64x112"])
+@pytest.mark.parametrize("case", available("case_a_small_2v_64x64", "case_b_base_3v_64x112"))
 def test_adapter_on_official_head_output(reference, case):
     """The adapter alone, fed the official raw head output and final depth, matches the dump.
 

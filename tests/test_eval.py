@@ -165,8 +165,8 @@ def test_two_ranks_give_the_same_rows_as_one_process(one_process, two_ranks):
 def test_metrics_match_an_independent_computation(one_process, dataset):
     """gt_abs_rel_final, residual_rel_mean and confidence_mean recomputed from the model's raw
     prediction with plain torch."""
+    from src.backends.presets import load_checkpoint
     from src.dataset import load_scene
-    from src.model import load_model
     from src.model.predict import predict
 
     root, index, good = dataset
@@ -174,12 +174,10 @@ def test_metrics_match_an_independent_computation(one_process, dataset):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the evaluation ran: float32 sums depend on the thread count
     try:
-        model = load_model(DEMO_CKPT, device="cpu")
-        from src.backends.builtin import preprocess_settings
-
-        scene = load_scene(good[2], settings=preprocess_settings(model.config),
+        loaded = load_checkpoint(DEMO_CKPT, device="cpu")
+        scene = load_scene(good[2], settings=loaded.settings.preprocess,
                            data_roots=[root], index_path=index)  # fmt: skip
-        prediction = predict(model, scene.context)
+        prediction = predict(loaded.model, scene.context)
     finally:
         torch.set_num_threads(threads)
     final = prediction.final_depth.double()

@@ -282,7 +282,7 @@ class DemoRun:
     out: Path
     status: int
     stderr: str
-    load_model_calls: list[Path]  # checkpoints passed to the real src.model.load_model
+    load_model_calls: list[Path]  # checkpoints passed to the real load_checkpoint
     views: dict[str, tuple[list[int], list[int]]]  # key -> (context, target) of the index
     skipped: str  # the key whose index entry is null
 
@@ -291,10 +291,10 @@ class DemoRun:
 def demo_run(tmp_path_factory) -> DemoRun:
     """``--scene missing`` plus ``--all-from-index`` over two demo keys and a null one.
 
-    The real model and loaders run; ``src.model.load_model`` is wrapped to count its calls
-    (it still loads). Shared by two tests: two real exports take ~10 s each on 2 cores.
+    The real model and loaders run; ``src.backends.presets.load_checkpoint`` is wrapped to
+    count its calls (it still loads). Shared by two tests: two real exports take ~10 s each on 2 cores.
     """
-    import src.model
+    import src.backends.presets
     from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
 
     first, second, third = demo_scene_keys()[:3]
@@ -311,7 +311,7 @@ def demo_run(tmp_path_factory) -> DemoRun:
     args = ["--ckpt", str(demo_checkpoint()), "--data-root", str(demo_data_root()),
             "--device", "cpu", "--scene", "missing", "--index", str(index), "--all-from-index",
             "--out", str(out)]  # fmt: skip
-    original = src.model.load_model
+    original = src.backends.presets.load_checkpoint
     calls: list[Path] = []
 
     def counting_load_model(path, *rest, **options):
@@ -320,7 +320,7 @@ def demo_run(tmp_path_factory) -> DemoRun:
 
     capture = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, redirect_stderr(capture):  # rich writes there
-        patch.setattr(src.model, "load_model", counting_load_model)
+        patch.setattr(src.backends.presets, "load_checkpoint", counting_load_model)
         status = main(args)
     return DemoRun(args, out, status, capture.getvalue(), calls, views, third)
 

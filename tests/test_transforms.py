@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import available
 
 from src.geometry.transforms import (
     T_cam_world_from_T_world_cam,
@@ -23,7 +24,7 @@ from src.geometry.transforms import (
     xyzw_to_wxyz,
 )
 
-INTERMEDIATE_CASES = ["case_a_small_2v_64x64", "case_b_base_3v_64x112"]
+INTERMEDIATE_CASES = available("case_a_small_2v_64x64", "case_b_base_3v_64x112")
 
 
 def random_rotations(n: int, seed: int = 0) -> torch.Tensor:

@@ -161,20 +161,24 @@ def tiny_checkpoint() -> Path:
     Built with the project's own ``save_checkpoint`` so that ``dsviewer --ckpt`` loads it the
     way it loads a released file. The cache lives in the temp dir.
     """
+    from src.dataset import PreprocessSettings
+    from src.dataset.settings import settings_to_dict
     from src.model import DepthSplat, DepthSplatConfig, save_checkpoint
 
     config = DepthSplatConfig(
         vit_embed_dim=32, vit_depth=4, vit_num_heads=2, vit_tapped_layers=(0, 1, 2, 3),
         feature_channels=32, num_transformer_layers=1, cnn_stage_channels=(16, 24, 32),
         unet_channels=32, dpt_features=16, dpt_out_channels=(16, 16, 16, 16),
-        feature_upsampler_channels=16, image_shape=(64, 64), near=0.5, far=100.0,
+        feature_upsampler_channels=16,
     )  # fmt: skip
+    preprocess = settings_to_dict(PreprocessSettings(image_shape=(64, 64), near=0.5, far=100.0))
     torch.manual_seed(0)
     model = DepthSplat(config)
-    # Keyed by the config and the state-dict layout, so a changed model never loads a stale file.
+    # Keyed by the settings and the state-dict layout, so a changed model never loads a stale
+    # file.
     layout = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-    digest = hashlib.sha1(repr((config, layout)).encode()).hexdigest()[:12]
+    digest = hashlib.sha1(repr((config, preprocess, layout)).encode()).hexdigest()[:12]
     path = Path(tempfile.gettempdir()) / "dsviewer-tests" / f"tiny-{digest}.safetensors"
     if not path.is_file():
-        save_checkpoint(model, path)  # atomic: concurrent runs are safe
+        save_checkpoint(model, path, preprocess=preprocess)  # atomic: concurrent runs are safe
     return path

@@ -27,6 +27,9 @@ class ModelBackend(Protocol):
     preprocess: PreprocessSettings
     """What the model expects of its input views (image shape, near/far, view count)."""
     load_seconds: float
+    warnings: list[str]
+    """One sentence each: what the user should know about the loaded model though it runs
+    (weights holding NaN or inf, settings guessed for want of a preset). Empty when all is well."""
 
     def predict(self, context: ViewSet) -> Prediction:
         """One forward pass on ``context`` (batch of one), under inference mode."""
@@ -58,7 +61,14 @@ def open_backend(
     device: str = "auto",
     config: str | Path | None = None,
 ) -> ModelBackend:
-    """The built-in DepthSplat for ``checkpoint`` on ``device`` (``auto``, ``cpu``, ``cuda``)."""
+    """The built-in DepthSplat for ``checkpoint`` on ``device`` (``auto``, ``cpu``, ``cuda``).
+
+    ``config``: a preset name or YAML file (``configs/checkpoints/*.yaml``); by default the
+    settings embedded in the file, else the preset named after it.
+
+    Raises:
+        src.model.CheckpointError, src.backends.presets.PresetError (both ``ValueError``).
+    """
     from src.backends.builtin import BuiltinBackend
 
     return BuiltinBackend(Path(checkpoint), device=resolve_device(device), config=config)

@@ -104,6 +104,7 @@ class ChunkFormatError(SceneError):
 class SettingsError(SceneError):
     def __init__(self, source: str, detail: str) -> None:
         super().__init__(f"Invalid dataset settings in {source}: {detail}.")
+        self.detail = detail
 
 
 def size_text(width: int, height: int) -> str:

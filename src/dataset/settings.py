@@ -1,45 +1,104 @@
-"""Strict YAML presets (``configs/datasets/*.yaml``) for :class:`PreprocessSettings`."""
+"""Strict mappings and YAML presets (``configs/datasets/*.yaml``) for :class:`PreprocessSettings`.
+
+Every key must be a field of :class:`PreprocessSettings` with a value of the right type; the
+errors name the file (or section) and the key.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from .errors import SettingsError
 from .preprocess import PreprocessSettings
 
-TUPLE_FIELDS = ("image_shape", "source_shape")
+FIELDS = tuple(f.name for f in dataclasses.fields(PreprocessSettings))
+REQUIRED = tuple(f.name for f in dataclasses.fields(PreprocessSettings)
+                 if f.default is dataclasses.MISSING)  # fmt: skip
+SHAPE_FIELDS = ("image_shape", "source_shape")
+OPTIONAL_FIELDS = ("source_shape",)
 
 
-def settings_from_dict(values: dict, source: str = "settings") -> PreprocessSettings:
-    """Build settings from a flat mapping; unknown or missing keys are errors."""
-    names = {f.name for f in dataclasses.fields(PreprocessSettings)}
-    unknown = sorted(set(values) - names)
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    def bad(expected: str) -> SettingsError:
+        return SettingsError(source, f"{name!r} must be {expected}, got {value!r}")
+
+    if value is None:
+        if name in OPTIONAL_FIELDS:
+            return None
+        raise bad("set (not null)")
+    if name in SHAPE_FIELDS:
+        if not (isinstance(value, (list, tuple)) and len(value) == 2
+                and all(_is_int(v) and v > 0 for v in value)):  # fmt: skip
+            raise bad("[height, width] (two positive integers)")
+        return (int(value[0]), int(value[1]))
+    if name in ("near", "far"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        return float(value)
+    if name in ("patch_multiple", "num_context_views"):
+        if not _is_int(value) or value < 1:
+            raise bad("a positive integer")
+        return value
+    if not isinstance(value, str):  # dataset
+        raise bad("a string")
+    return value
+
+
+def settings_from_dict(values: Any, source: str = "settings") -> PreprocessSettings:
+    """Build settings from a flat mapping; unknown, missing or wrongly typed keys are errors."""
+    if not isinstance(values, dict):
+        raise SettingsError(source, f"expected a mapping of settings, got {type(values).__name__}")
+    unknown = sorted(str(k) for k in set(values) - set(FIELDS))
     if unknown:
-        raise SettingsError(source, f"unknown key(s) {unknown}; known: {sorted(names)}")
-    values = dict(values)
-    for name in TUPLE_FIELDS:
-        if values.get(name) is not None:
-            shape = values[name]
-            if not (isinstance(shape, list | tuple) and len(shape) == 2):
-                raise SettingsError(source, f"{name} must be [height, width], got {shape!r}")
-            values[name] = (int(shape[0]), int(shape[1]))
+        raise SettingsError(source, f"unknown key(s) {unknown}; known: {sorted(FIELDS)}")
+    missing = [name for name in REQUIRED if name not in values]
+    if missing:
+        raise SettingsError(source, f"missing key(s) {missing}")
+    kwargs = {name: _coerce(name, value, source) for name, value in values.items()}
     try:
-        return PreprocessSettings(**values)
-    except TypeError as exc:
-        raise SettingsError(source, str(exc)) from None
+        return PreprocessSettings(**kwargs)
+    except SettingsError as error:
+        raise SettingsError(source, error.detail) from None
+
+
+def settings_to_dict(settings: PreprocessSettings) -> dict[str, Any]:
+    """The YAML/JSON-friendly inverse of :func:`settings_from_dict` (tuples become lists)."""
+    out = dataclasses.asdict(settings)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML parse error on one line: what and where (PyYAML's own text spans several)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(error, 'problem', None) or type(error).__name__}{where}"
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """The mapping in a YAML preset file, unvalidated (for merging with overrides)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"The dataset preset {path} does not exist; see "
+                                "configs/datasets/ for re10k.yaml and dl3dv.yaml.")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise SettingsError(str(path), f"not valid YAML ({yaml_problem(error)})") from None
+    if not isinstance(values, dict):
+        raise SettingsError(str(path), "expected a mapping of settings")
+    return values
 
 
 def load_preprocess_settings(path: Path, overrides: dict | None = None) -> PreprocessSettings:
     """Settings from a preset file; ``overrides`` (e.g. a checkpoint's image_shape) win and
     are checked like the file's keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"The dataset preset {path} does not exist; see "
-                                "configs/datasets/ for re10k.yaml and dl3dv.yaml.")
-    values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise SettingsError(str(path), "expected a mapping of settings")
+    values = read_settings_file(path)
     return settings_from_dict({**values, **(overrides or {})}, str(path))

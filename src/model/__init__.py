@@ -1,7 +1,8 @@
 """DepthSplat model: build from a checkpoint, run on a view set.
 
 ``load_model(path)`` returns a :class:`DepthSplat` (``.encoder``, ``.config``) in eval mode;
-``predict(model, views)`` returns a :class:`Prediction`.
+``predict(model, views)`` returns a :class:`Prediction`. Architecture only: what a checkpoint
+expects of its input views comes from ``src.backends.presets``.
 """
 
 from .checkpoint import (
@@ -11,7 +12,7 @@ from .checkpoint import (
     load_model,
     save_checkpoint,
 )
-from .config import ConfigError, DepthSplatConfig, load_config
+from .config import ConfigError, DepthSplatConfig
 from .predict import predict
 
 __all__ = [
@@ -20,7 +21,6 @@ __all__ = [
     "ConfigError",
     "DepthSplat",
     "DepthSplatConfig",
-    "load_config",
     "load_model",
     "predict",
     "save_checkpoint",

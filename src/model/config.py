@@ -1,21 +1,36 @@
-"""The one configuration of a DepthSplat model: architecture plus the preprocessing it expects.
+"""The architecture of a DepthSplat model (plus one inference knob), and nothing else.
 
-Presets live in ``configs/checkpoints/<checkpoint stem>.yaml`` as flat YAML that maps one-to-one
-to :class:`DepthSplatConfig`; unknown keys are an error.
+What a checkpoint expects of its input views (image shape, near/far, view count) is
+preprocessing: :class:`src.dataset.PreprocessSettings`. The presets that pair the two for each
+released checkpoint (``configs/checkpoints/*.yaml``) are read by ``src/backends/presets.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "checkpoints"
-
 VIT_SIZES = {"vits": "small", "vitb": "base", "vitl": "large"}
+
+# The largest value any released DepthSplat uses (ViT-L and its heads; 6 Transformer layers,
+# 128-wide CNN, cost-volume UNet and features). A custom model may be at most twice as wide or
+# deep: a file cannot ask for an absurd allocation before its tensors are even looked at.
+RELEASED_MAXIMUM = {
+    "vit_embed_dim": 1024,
+    "vit_depth": 24,
+    "vit_num_heads": 16,
+    "feature_channels": 128,
+    "num_transformer_layers": 6,
+    "cnn_stage_channels": 128,
+    "unet_channels": 128,
+    "dpt_features": 64,
+    "dpt_out_channels": 1024,
+    "feature_upsampler_channels": 128,
+    "gaussian_regressor_channels": 64,
+}
+CUSTOM_SIZE_FACTOR = 2
 
 
 class ConfigError(ValueError):
@@ -24,9 +39,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DepthSplatConfig:
-    """Everything that changes the model's tensors, plus the evaluation preprocessing."""
+    """Everything that changes the model's tensors, plus how views are matched."""
 
-    # --- architecture (changes the state dict) ---
     vit_type: str = "vits"
     """DINOv2 size of the monocular branch: ``vits``, ``vitb`` or ``vitl``."""
     num_scales: int = 1
@@ -64,21 +78,12 @@ class DepthSplatConfig:
     local_mv_match: int = 2
     """With more than 3 views, each view is matched against its this-many nearest cameras."""
 
-    # --- preprocessing the checkpoint was evaluated with ---
-    checkpoint: str | None = None
-    """The released checkpoint file this preset describes."""
-    dataset: str = "re10k"
-    image_shape: tuple[int, int] = (256, 256)
-    """(H, W) the model sees."""
-    original_image_shape: tuple[int, int] | None = None
-    """(H, W) images are first resized to, before the centre crop; None = rescale directly."""
-    near: float = 0.5
-    far: float = 100.0
-    num_context_views: int = 2
-    shim_patch: int = 16
-    """Images are centre-cropped to multiples of this before the encoder."""
-
     def __post_init__(self) -> None:
+        problems = self._structure_problems() + self._size_problems()
+        if problems:
+            raise ConfigError("Invalid DepthSplat configuration: " + "; ".join(problems) + ".")
+
+    def _structure_problems(self) -> list[str]:
         problems = []
         if self.vit_type not in VIT_SIZES:
             problems.append(f"vit_type must be one of {sorted(VIT_SIZES)}, got {self.vit_type!r}")
@@ -95,22 +100,53 @@ class DepthSplatConfig:
             )
         if not 0 <= self.sh_degree <= 2:
             problems.append(f"sh_degree must be 0, 1 or 2, got {self.sh_degree}")
-        if not 0 < self.near < self.far:
-            problems.append(f"need 0 < near < far, got near={self.near}, far={self.far}")
-        vit_fields = (self.vit_embed_dim, self.vit_depth, self.vit_num_heads, self.vit_tapped_layers)
-        if any(f is not None for f in vit_fields) and any(f is None for f in vit_fields):
+        if not (math.isfinite(self.gaussian_scale_max) and
+                0 < self.gaussian_scale_min < self.gaussian_scale_max):  # fmt: skip
+            problems.append(
+                "need 0 < gaussian_scale_min < gaussian_scale_max (finite), got "
+                f"{self.gaussian_scale_min}, {self.gaussian_scale_max}"
+            )
+        if self.local_mv_match < 1:
+            problems.append(f"local_mv_match must be at least 1, got {self.local_mv_match}")
+        vit = (self.vit_embed_dim, self.vit_depth, self.vit_num_heads, self.vit_tapped_layers)
+        if any(f is not None for f in vit) and any(f is None for f in vit):
             problems.append(
                 "vit_embed_dim, vit_depth, vit_num_heads and vit_tapped_layers go together: set "
                 "all four or none"
             )
-        if self.vit_tapped_layers is not None and len(self.vit_tapped_layers) != 4:
-            problems.append(f"vit_tapped_layers needs 4 block indices, got {self.vit_tapped_layers}")
+        if self.vit_tapped_layers is not None:
+            if len(self.vit_tapped_layers) != 4:
+                problems.append(f"vit_tapped_layers needs 4 block indices, got "
+                                f"{self.vit_tapped_layers}")
+            elif self.vit_depth is not None and max(self.vit_tapped_layers) >= self.vit_depth:
+                problems.append(f"vit_tapped_layers {self.vit_tapped_layers} must all be below "
+                                f"vit_depth {self.vit_depth}")
+        if (self.vit_embed_dim and self.vit_num_heads
+                and self.vit_embed_dim % self.vit_num_heads):  # fmt: skip
+            problems.append(f"vit_embed_dim {self.vit_embed_dim} must be a multiple of "
+                            f"vit_num_heads {self.vit_num_heads}")
         if self.dpt_out_channels is not None and len(self.dpt_out_channels) != 4:
             problems.append(f"dpt_out_channels needs 4 widths, got {self.dpt_out_channels}")
         if len(self.cnn_stage_channels) != 3:
             problems.append(f"cnn_stage_channels needs 3 widths, got {self.cnn_stage_channels}")
-        if problems:
-            raise ConfigError("Invalid DepthSplat configuration: " + "; ".join(problems) + ".")
+        return problems
+
+    def _size_problems(self) -> list[str]:
+        """Widths and counts outside [1, CUSTOM_SIZE_FACTOR x the released maximum]."""
+        problems = []
+        for name, released in RELEASED_MAXIMUM.items():
+            value = getattr(self, name)
+            values = value if isinstance(value, tuple) else (value,)
+            bound = CUSTOM_SIZE_FACTOR * released
+            for v in values:
+                if v is not None and not 1 <= v <= bound:
+                    problems.append(
+                        f"{name}={v} is outside [1, {bound}] (the largest released DepthSplat "
+                        f"uses {released}; custom models may be at most {CUSTOM_SIZE_FACTOR}x "
+                        "that)"
+                    )
+                    break
+        return problems
 
     @property
     def architecture(self) -> str:
@@ -151,30 +187,49 @@ class DepthSplatConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> DepthSplatConfig:
-        """Strict construction: unknown keys and wrongly typed values raise :class:`ConfigError`."""
+    def from_dict(cls, data: Any, source: str = "config") -> DepthSplatConfig:
+        """Strict construction: unknown keys and wrongly typed values raise :class:`ConfigError`.
+
+        ``source`` names the file (and section) in messages.
+        """
         if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}.")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
+            raise ConfigError(f"{source}: expected a mapping of architecture settings, got "
+                              f"{type(data).__name__}.")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(str(k) for k in set(data) - set(fields))
         if unknown:
             raise ConfigError(
-                f"{source}: unknown setting(s) {unknown}. Valid settings are: "
+                f"{source}: unknown architecture setting(s) {unknown}. Valid settings are: "
                 f"{', '.join(fields)}. Check the spelling or remove them."
             )
         kwargs = {name: _coerce(name, value, source) for name, value in data.items()}
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
 
 
-_PAIR_FIELDS = {"image_shape", "original_image_shape"}
+ARCHITECTURE_FIELDS = frozenset(f.name for f in dataclasses.fields(DepthSplatConfig))
 _INT_TUPLE_FIELDS = {"vit_tapped_layers", "cnn_stage_channels", "dpt_out_channels"}
 _OPTIONAL_FIELDS = {
-    "original_image_shape", "checkpoint", "vit_embed_dim", "vit_depth", "vit_num_heads",
-    "vit_tapped_layers", "dpt_features", "dpt_out_channels", "feature_upsampler_channels",
-}
-_FLOAT_FIELDS = {"gaussian_scale_min", "gaussian_scale_max", "near", "far"}
+    "vit_embed_dim", "vit_depth", "vit_num_heads", "vit_tapped_layers", "dpt_features",
+    "dpt_out_channels", "feature_upsampler_channels",
+}  # fmt: skip
+_FLOAT_FIELDS = {"gaussian_scale_min", "gaussian_scale_max"}
 _BOOL_FIELDS = {"depth_only"}
-_STR_FIELDS = {"vit_type", "dataset", "checkpoint"}
+_STR_FIELDS = {"vit_type"}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -185,19 +240,13 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if name in _OPTIONAL_FIELDS:
             return None
         raise bad("set (not null)")
-    if name in _PAIR_FIELDS:
-        if not (isinstance(value, (list, tuple)) and len(value) == 2):
-            raise bad("a pair [H, W]")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-            raise bad("a pair of positive integers [H, W]")
-        return (int(value[0]), int(value[1]))
     if name in _INT_TUPLE_FIELDS:
-        if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
-        ):
+        if not isinstance(value, (list, tuple)) or not all(_is_int(v) and v >= 0 for v in value):
             raise bad("a list of non-negative integers")
         return tuple(int(v) for v in value)
     if name in _FLOAT_FIELDS:
+        if isinstance(value, str) and _is_number_text(value):
+            raise bad("a number (YAML reads 1e-10 as text: write 1.0e-10)")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
         return float(value)
@@ -209,36 +258,6 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if not isinstance(value, str):
             raise bad("a string")
         return value
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not _is_int(value):
         raise bad("an integer")
     return value
-
-
-def config_path(name: str) -> Path:
-    """``configs/checkpoints/<name>.yaml`` for a preset name or checkpoint file name."""
-    stem = Path(name).name
-    for suffix in (".yaml", ".pth", ".ckpt", ".safetensors"):
-        stem = stem.removesuffix(suffix)
-    return CONFIG_DIR / f"{stem}.yaml"
-
-
-def available_presets() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-
-
-def load_config(name_or_path: str | Path) -> DepthSplatConfig:
-    """A preset by name (``depthsplat-gs-base-re10k-256x256-view2-ca7b6795``, with or without
-    the checkpoint suffix) or a path to a YAML file."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = config_path(str(name_or_path))
-    if not path.is_file():
-        raise ConfigError(
-            f"No configuration {str(name_or_path)!r}: it is neither a YAML file nor a preset in "
-            f"{CONFIG_DIR}. Available presets: {', '.join(available_presets()) or 'none'}."
-        )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error}).") from error
-    return DepthSplatConfig.from_dict(data or {}, source=str(path))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .checkpoint import DepthSplat
+from .depthsplat import DepthSplat
 from .types import Gaussians, Prediction
 
 if TYPE_CHECKING:  # the model only reads the ViewSet's tensors; no dataset code is imported

@@ -2,8 +2,9 @@
 
 ``demo/`` holds a small DepthSplat (the released architecture at toy widths, trained by
 ``scripts/train_demo.py`` on ray-cast synthetic scenes), three synthetic scenes with exact GT
-depth as a chunk plus ``index.json``, and ``demo.json`` (how they were made, held-out metrics,
-the preprocessing the model expects). Everything here works offline on a fresh install.
+depth as a chunk plus ``index.json``, and ``demo.json`` (how they were made, held-out metrics).
+The preprocessing the model expects is embedded in the checkpoint. Everything here works
+offline on a fresh install.
 """
 
 from __future__ import annotations
@@ -77,22 +78,16 @@ def demo_description() -> str:
 
 @cache
 def demo_info() -> dict[str, Any]:
-    """``demo.json``: provenance (data, training), held-out metrics and preprocessing."""
+    """``demo.json``: provenance (data, training) and held-out metrics."""
     return json.loads(_existing(DEMO_DIR / INFO_NAME).read_text())
 
 
+@cache
 def demo_preprocess_settings() -> PreprocessSettings:
-    """What the demo model expects of its input views (the values of its embedded config)."""
-    from src.dataset.preprocess import PreprocessSettings
+    """What the demo model expects of its input views: the settings its checkpoint embeds."""
+    from src.backends.presets import checkpoint_settings
 
-    values = demo_info()["preprocess"]
-    return PreprocessSettings(
-        image_shape=(int(values["image_shape"][0]), int(values["image_shape"][1])),
-        near=float(values["near"]),
-        far=float(values["far"]),
-        patch_multiple=int(values["patch_multiple"]),
-        num_context_views=int(values["num_context_views"]),
-    )
+    return checkpoint_settings(demo_checkpoint()).preprocess
 
 
 __all__ = [

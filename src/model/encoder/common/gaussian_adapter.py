@@ -51,11 +51,12 @@ class GaussianAdapter(nn.Module):
         self.gaussian_scale_min = gaussian_scale_min
         self.gaussian_scale_max = gaussian_scale_max
         self.layout = HeadLayout(sh_degree)
-        band_of_coefficient = torch.cat(
-            [torch.full((2 * band + 1,), band) for band in range(sh_degree + 1)]
-        )
-        sh_mask = torch.where(band_of_coefficient == 0, 1.0, 0.1 * 0.25**band_of_coefficient)
-        self.register_buffer("sh_mask", sh_mask.to(torch.float32), persistent=False)  # [d_sh]
+        # Built from Python numbers: tensor ops here would pull in torch._dynamo (2.6 s) when
+        # the model is built on the meta device to check a checkpoint's shapes.
+        band_of_coefficient = [band for band in range(sh_degree + 1) for _ in range(2 * band + 1)]
+        sh_mask = [1.0 if band == 0 else 0.1 * 0.25**band for band in band_of_coefficient]
+        self.register_buffer("sh_mask", torch.tensor(sh_mask, dtype=torch.float32),
+                             persistent=False)  # [d_sh]
 
     @property
     def d_sh(self) -> int:

@@ -9,7 +9,7 @@ with_tests=0
 [[ "${1:-}" == "--test" ]] && with_tests=1
 
 apt_packages=(libgl1 libegl1 libusb-1.0-0)
-(( with_tests )) && apt_packages+=(chromium)
+(( with_tests )) && apt_packages+=(chromium cloudcompare xvfb xauth)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

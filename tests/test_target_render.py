@@ -172,6 +172,11 @@ def test_target_at_a_context_camera_reproduces_its_image_and_plane_depth(plane):
     assert psnr > MIN_PSNR_DB
     assert float(renders.psnr[0]) == pytest.approx(psnr, abs=1e-3)
     assert renders.alpha[0].min() > 0.99  # opaque everywhere: the plane fills the view
+    # Both targets sit at context camera 0: distance 0; the second looks the other way.
+    np.testing.assert_allclose(renders.distance.numpy(), [0.0, 0.0], atol=1e-6)
+    assert float(renders.angle[0]) == pytest.approx(0.0, abs=1e-3)
+    opposite = np.degrees(np.arccos(np.clip(AWAY_POSE[:3, 2] @ CONTEXT_POSES[:, :3, 2].T, -1, 1)))
+    assert float(renders.angle[1]) == pytest.approx(opposite.min(), abs=1e-6)
     # Each pixel blends Gaussians within ~2 px on the plane, so its depth lies within two pixel
     # steps of the plane depth there (measured: 0.57 steps, 0.45 % of the depth); nearer ones
     # composite first, so the blend leans towards the camera, never away from it.
@@ -284,6 +289,10 @@ def test_export_writes_targets_png_and_psnr(plane, tmp_path):
     assert metrics["targets"]["index"] == [3, 4]
     np.testing.assert_allclose(metrics["targets"]["psnr"], renders.psnr.numpy(), atol=1e-4)
     assert metrics["targets"]["mean_psnr"] == pytest.approx(renders.mean_psnr, abs=1e-4)
+    scale = np.cbrt(np.linalg.det(_similarity()[:3, :3]))  # distances in the user's units
+    np.testing.assert_allclose(metrics["targets"]["distance_to_context"], 0.0, atol=1e-5)
+    baseline = np.linalg.norm(CONTEXT_POSES[0][:3, 3] - CONTEXT_POSES[1][:3, 3])
+    assert metrics["targets"]["context_baseline"] == pytest.approx(scale * baseline, rel=1e-6)
     assert "targets.png" in metrics["files"]
     # Without target views an overwrite leaves no stale targets.png and says why.
     scene, prediction, _ = _build([])

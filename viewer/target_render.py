@@ -56,6 +56,8 @@ class TargetRenders:
     alpha: Tensor  # [T, H, W] accumulated opacity
     psnr: Tensor  # [T] dB
     mean_psnr: float
+    distance: Tensor  # [T] to the nearest context camera centre, user units
+    angle: Tensor  # [T] degrees to the nearest context viewing direction
 
     @property
     def num_views(self) -> int:
@@ -98,6 +100,7 @@ def render_target_views(
     Returns:
         :class:`TargetRenders`, or None when :func:`target_render_unavailable` gives a reason.
     """
+    from src.geometry.view_geometry import pairwise_view_geometry
     from src.model.decoder.render import psnr, render_gaussians
 
     if target_render_unavailable(layers) is not None:
@@ -121,6 +124,7 @@ def render_target_views(
     color = output.color[0].detach().float().cpu().clamp(0.0, 1.0)  # [T, 3, H, W]
     gt = target.images[picked]  # [T, 3, H, W]
     scores = psnr(color, gt)  # [T]
+    distance, angle = pairwise_view_geometry(target.T_world_cam[picked], layers.context.T_world_cam)
     return TargetRenders(
         index=target.frames[picked],
         color=color,
@@ -129,6 +133,8 @@ def render_target_views(
         alpha=output.alpha[0].detach().float().cpu(),
         psnr=scores,
         mean_psnr=float(scores.mean()),
+        distance=distance.min(dim=1).values,
+        angle=angle.min(dim=1).values,
     )
 
 

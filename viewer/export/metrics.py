@@ -52,6 +52,14 @@ def chamfer_table(loaded: LoadedScene) -> dict:
             for a, b in pairs if a in clouds and b in clouds}  # fmt: skip
 
 
+def context_baseline(layers: Layers) -> float:
+    """The widest distance between two context camera centres (user units)."""
+    import torch
+
+    centers = layers.context.centers
+    return float(torch.cdist(centers, centers).max())
+
+
 def target_metrics(loaded: LoadedScene) -> dict:
     from viewer.target_render import target_render_unavailable
 
@@ -64,6 +72,12 @@ def target_metrics(loaded: LoadedScene) -> dict:
         "mean_psnr": renders.mean_psnr,
         "psnr_definition": "-10 log10(MSE) of the clamped [0, 1] images over all pixels and RGB; "
         "black background; mean_psnr is the mean over the rendered views",
+        "distance_to_context": renders.distance.tolist(),
+        "angle_to_context_degrees": renders.angle.tolist(),
+        "context_baseline": context_baseline(loaded.layers),
+        "geometry_definition": "per target: distance to the nearest context camera centre (user "
+        "units) and angle to the nearest context viewing direction; far or off-axis targets see "
+        "what the context did not, so their PSNR says little about the geometry",
     }
 
 

@@ -15,15 +15,21 @@ import numpy as np
 if TYPE_CHECKING:
     from viewer.gui.app import ViewerApp
     from viewer.pipeline import LoadedScene
+    from viewer.target_render import TargetRenders
 
 RENDER_HEIGHT = 256  # rows of a "render at my camera" image
 BLANK = np.full((8, 8, 3), 40, np.uint8)
 
 
-def targets_markdown(index: list[int], psnr: list[float], mean_psnr: float) -> str:
-    lines = ["| target frame | PSNR (dB) |", "|---|---|"]
-    lines += [f"| {i} | {p:.2f} |" for i, p in zip(index, psnr, strict=True)]
-    lines.append(f"| **mean** | **{mean_psnr:.2f}** |")
+def targets_markdown(renders: TargetRenders, baseline: float) -> str:
+    """PSNR per target with its distance and angle to the context cameras (the PSNR of a far or
+    off-axis target says little about the geometry)."""
+    lines = [f"Context baseline {baseline:.3g}.", "",
+             "| frame | PSNR (dB) | distance | angle |", "|---|---|---|---|"]  # fmt: skip
+    for i, p, d, a in zip(renders.index.tolist(), renders.psnr.tolist(), renders.distance.tolist(),
+                          renders.angle.tolist(), strict=True):  # fmt: skip
+        lines.append(f"| {i} | {p:.2f} | {d:.3g} | {a:.0f}° |")
+    lines.append(f"| **mean** | **{renders.mean_psnr:.2f}** | | |")
     return "\n".join(lines)
 
 
@@ -62,6 +68,7 @@ class TargetsPanel:
         loaded = self.app.loaded
 
         def job() -> None:
+            from viewer.export.metrics import context_baseline
             from viewer.target_render import target_panels_png, target_render_unavailable
 
             if self.app.loaded is not loaded:
@@ -76,9 +83,7 @@ class TargetsPanel:
             with self.app.lock:  # a scene switch during the render must not get this scene's panels
                 if self.app.loaded is not loaded:
                     return
-                self.text.content = targets_markdown(
-                    renders.index.tolist(), renders.psnr.tolist(), renders.mean_psnr
-                )
+                self.text.content = targets_markdown(renders, context_baseline(loaded.layers))
                 self.image.image = panels
 
         self.app.jobs.submit("Target views", job)

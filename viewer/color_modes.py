@@ -23,7 +23,7 @@ import numpy as np
 from viewer import colormaps
 from viewer.analysis import SceneAnalysis
 from viewer.layers import Layers
-from viewer.point_layers import POINT_LAYERS, point_layer
+from viewer.point_layers import POINT_LAYERS, point_layer, registry_entry
 
 LegendKind = Literal["image", "diverging", "sequential", "categorical"]
 ResidualUnit = Literal["inverse", "metric"]
@@ -244,10 +244,7 @@ COLOR_MODES: dict[str, ColorMode] = {mode.key: mode for mode in _MODES}
 
 
 def color_mode(key: str) -> ColorMode:
-    try:
-        return COLOR_MODES[key]
-    except KeyError:
-        raise ValueError(f"unknown colour mode {key!r}; modes: {', '.join(COLOR_MODES)}") from None
+    return registry_entry(COLOR_MODES, key, "colour mode")
 
 
 def mode_of_layer(layer: str, chosen: str) -> str:

@@ -98,11 +98,16 @@ _LAYERS = (
 POINT_LAYERS: dict[str, PointLayer] = {layer.key: layer for layer in _LAYERS}
 
 
-def point_layer(key: str) -> PointLayer:
+def registry_entry(registry: dict, key: str, what: str):
+    """``registry[key]``, or a ValueError that lists the keys there are."""
     try:
-        return POINT_LAYERS[key]
+        return registry[key]
     except KeyError:
-        raise ValueError(f"unknown layer {key!r}; layers: {', '.join(POINT_LAYERS)}") from None
+        raise ValueError(f"unknown {what} {key!r}; known: {', '.join(registry)}") from None
+
+
+def point_layer(key: str) -> PointLayer:
+    return registry_entry(POINT_LAYERS, key, "layer")
 
 
 def available_layers(layers: Layers) -> list[str]:

@@ -277,14 +277,3 @@ def target_panels_png(renders: TargetRenders, *, dpi: int = DEFAULT_DPI) -> byte
         ax, bar = grid.cell(row, 2, f"frame {frame}: {TARGET_COLUMNS[2]}")
         grid.colorbar(ax.imshow(error[row], cmap="magma", vmin=0.0, vmax=limit), bar)
     return grid.png()
-
-
-def target_metrics(renders: TargetRenders) -> dict:
-    """The ``targets`` entry of ``metrics.json``: frame indices, per-view and mean PSNR."""
-    return {
-        "index": [int(i) for i in renders.index.tolist()],
-        "psnr": [float(p) for p in renders.psnr.tolist()],
-        "mean_psnr": renders.mean_psnr,
-        "psnr_definition": "-10 log10(MSE) of the clamped [0, 1] images over all pixels and RGB; "
-        "black background; mean_psnr is the mean over the rendered views",
-    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,3 +242,31 @@ def test_every_colour_mode_is_offered_and_drawn(server, loaded):
         colors = cloud(server, "/runs/0/final/view_0").colors
         assert colors.shape == (H * W, 3) and colors.dtype == np.uint8
         assert app.colours.legend.image.shape[1] == 320
+
+
+def test_two_runs_are_drawn_and_inspected_together(server, loaded):
+    """Two runs of one scene at different resolutions: clouds per run, placement side by side,
+    and the inspector reports the same ray's pixel in both."""
+    from viewer.runs import Run, RunSpec
+
+    half = make_loaded(V, H // 2, W // 2)
+    runs = [Run("full", RunSpec(Path("full.pth")), loaded), Run("half", RunSpec(Path("half.pth")), half)]
+    app = ViewerApp(server, scene_specs=["plane"])
+    app.show_runs(runs)
+    assert app.runs_panel.a.value == "full" and app.runs_panel.b.value == "half"
+    assert cloud(server, "/runs/1/final/view_0").points.shape == ((H // 2) * (W // 2), 3)
+    app.runs_panel.placement.value = "side by side"
+    offset = np.asarray(app.points.slots[1].root.position)
+    assert np.linalg.norm(offset) > 0 and np.allclose(app.points.slots[0].root.position, 0)
+    report = app.inspector.inspect_pixel(1, 9, 5)
+    (_, a), (name, b) = app.inspector.reports
+    assert a is report and name == "half"
+    assert (b.view, b.u, b.v) == (1, 9 // 2, 5 // 2)  # the same ray at half the resolution
+    assert b.final_depth == pytest.approx(a.final_depth, rel=0.02)
+    assert "| | full | half |" in app.inspector.text.content
+    assert len(app.inspector.plot.data) == 3  # depth + one curve per run
+    app.runs_panel.toggles[1].value = False  # hide run B
+    assert app.points.slots[1].root.visible is False
+    app.runs_panel.a.value = "half"  # the folders now describe run B
+    assert app.loaded is half
+    app.close()

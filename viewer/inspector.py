@@ -13,7 +13,7 @@ import numpy as np
 
 from viewer.analysis import SceneAnalysis
 from viewer.color_modes import COLOR_MODES, ColorContext, layer_values
-from viewer.layers import Layers
+from viewer.layers import Cameras, Layers
 
 
 class PixelOutOfRangeError(ValueError):
@@ -59,6 +59,35 @@ class PixelReport:
 
     def relative_error(self, depth: float) -> float | None:
         return None if self.gt_depth is None else abs(depth - self.gt_depth) / self.gt_depth
+
+
+def corresponding_pixel(a: Cameras, view: int, u: int, v: int, b: Cameras) -> tuple[int, int, int] | None:
+    """``(view, u, v)`` of ``b`` whose pixel the ray of ``a``'s pixel ``(u, v)`` passes through.
+
+    ``b``'s view of the same source frame is used (runs of one scene may crop and scale a frame
+    differently); None when ``b`` has no such view or the ray leaves its image.
+    """
+    import torch
+
+    from src.geometry.projection import camera_rays, project_points
+
+    matches = torch.nonzero(b.frames == a.frames[view])[:, 0]
+    if matches.numel() == 0:
+        return None
+    target = int(matches[0])
+    height, width = a.image_shape
+    centre = torch.tensor([(u + 0.5) / width, (v + 0.5) / height], dtype=torch.float64)
+    ray = camera_rays(centre, a.intrinsics[view].double())  # [3], camera frame, z = 1
+    T = a.T_world_cam[view]
+    point = T[:3, :3] @ ray + T[:3, 3]  # one unit along the ray, in the world
+    coords, depth = project_points(point[None], b.intrinsics[target].double(), b.T_world_cam[target])
+    if float(depth[0]) <= 0:
+        return None
+    height_b, width_b = b.image_shape
+    u_b, v_b = int(np.floor(float(coords[0, 0]) * width_b)), int(np.floor(float(coords[0, 1]) * height_b))
+    if not (0 <= u_b < width_b and 0 <= v_b < height_b):
+        return None
+    return target, u_b, v_b
 
 
 def feature_pixel(u: int, v: int, image_shape: tuple[int, int], feature_shape: tuple[int, int]):

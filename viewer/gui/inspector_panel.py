@@ -1,9 +1,10 @@
 """The Inspector folder: click a point (or type a pixel) to see everything about its pixel.
 
-A click in the scene is a ray in the user's frame; :meth:`PointClouds.pick` finds the shown point
+A click in the scene is a ray in the user's frame; :meth:`RunClouds.pick` finds the shown point
 nearest to it. The report (:mod:`viewer.inspector`) lists the depths, the residual, the
 confidence, GT, every scalar colour mode's value and the flags, and plots the cost volume's
-probability over the depth candidates between the view's near and far planes.
+probability over the depth candidates between the view's near and far planes. With several runs
+the same ray's pixel is reported in each (one column per run, the curves overlaid).
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from viewer.color_modes import COLOR_MODES
-from viewer.inspector import PixelOutOfRangeError, PixelReport, inspect_pixel, probability_series
+from viewer.colormaps import CATEGORY_COLORS
+from viewer.escape import escape_markdown
+from viewer.inspector import (
+    PixelOutOfRangeError,
+    PixelReport,
+    corresponding_pixel,
+    inspect_pixel,
+    probability_series,
+)
 from viewer.point_layers import POINT_LAYERS
 from viewer.scene_nodes import add_point_cloud
 
@@ -21,6 +30,7 @@ if TYPE_CHECKING:
     import viser
 
     from viewer.gui.app import ViewerApp
+    from viewer.runs import Run
 
 PROMPT = "Click a point in the scene, or enter a pixel."
 MARKER_PIXELS = 6.0  # the picked point's marker, in context pixels
@@ -30,7 +40,7 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{value:.4g}"
 
 
-def report_markdown(report: PixelReport) -> str:
+def _rows(report: PixelReport) -> list[tuple[str, str]]:
     rows = [
         ("view, pixel (u, v)", f"{report.view}, ({report.u}, {report.v})"),
         ("frame", str(report.frame)),
@@ -47,13 +57,44 @@ def report_markdown(report: PixelReport) -> str:
     rows += [(COLOR_MODES[k].label.lower() + " (final)", _fmt(v)) for k, v in report.mode_values.items()
              if k not in ("residual", "confidence", "depth")]  # fmt: skip
     rows.append(("flags", ", ".join(report.flags) or "none"))
-    return "\n".join(["| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows]])
+    return rows
+
+
+def report_markdown(reports: list[tuple[str, PixelReport | None]]) -> str:
+    """One column per run (``(run name, report)``; None: the run has no such pixel)."""
+    names = [escape_markdown(name) for name, _ in reports]
+    columns = [dict(_rows(report)) if report is not None else {} for _, report in reports]
+    labels = [label for label, _ in _rows(next(r for _, r in reports if r is not None))]
+    header = "| | " + " | ".join(names) + " |" if len(reports) > 1 else "| | |"
+    lines = [header, "|---|" + "---|" * len(reports)]
+    lines += [f"| {label} | " + " | ".join(c.get(label, "-") for c in columns) + " |" for label in labels]
+    return "\n".join(lines)
+
+
+def probability_plot(reports: list[tuple[str, PixelReport]]) -> tuple[tuple, tuple, list]:
+    """``(data, series, x range)`` for uPlot: each run's curve on the union of the candidates
+    (NaN where a run has no candidate; the gaps are spanned)."""
+    curves = [(name, probability_series(report)) for name, report in reports]
+    x = np.unique(np.concatenate([c.depth for _, c in curves]))
+    data = [x]
+    series = [{"label": "depth"}]
+    for index, (name, curve) in enumerate(curves):
+        y = np.full(x.shape, np.nan)
+        y[np.searchsorted(x, curve.depth)] = curve.probability
+        data.append(y)
+        color = CATEGORY_COLORS[index % len(CATEGORY_COLORS)]
+        series.append({"label": name, "stroke": "#{:02x}{:02x}{:02x}".format(*color), "width": 2,
+                       "spanGaps": True})  # fmt: skip
+    low = min(c.depth_range[0] for _, c in curves)
+    high = max(c.depth_range[1] for _, c in curves)
+    return tuple(d.astype(np.float64) for d in data), tuple(series), [low, high]
 
 
 class InspectorPanel:
     def __init__(self, app: ViewerApp) -> None:
         self.app = app
-        self.report: PixelReport | None = None
+        self.report: PixelReport | None = None  # the clicked pixel's run
+        self.reports: list[tuple[str, PixelReport | None]] = []  # every run's, by name
         self.marker: viser.PointCloudHandle | None = None
         gui = app.server.gui
         with gui.add_folder("Inspector", expand_by_default=False):
@@ -87,7 +128,7 @@ class InspectorPanel:
                     return
                 run, _, view, u, v = picked
                 with app.server.atomic():
-                    self._show(view, u, v, run.loaded)
+                    self._show(view, u, v, run)
 
     def reset(self) -> None:
         """A new scene: forget the last pixel and its curve."""
@@ -110,14 +151,23 @@ class InspectorPanel:
         if self.report is not None:
             self._show(self.report.view, self.report.u, self.report.v)
 
-    def _show(self, view: int, u: int, v: int, loaded=None) -> PixelReport:
+    def _show(self, view: int, u: int, v: int, run: Run | None = None) -> PixelReport:
+        """The pixel of ``run`` (default: A), and the same ray's pixel in every other run."""
         app = self.app
-        loaded = loaded or app.loaded
+        run = run or app.runs[app.primary]
+        loaded = run.loaded
         report = inspect_pixel(loaded.layers, view, u, v, app.current_analysis(loaded))
-        self.text.content = report_markdown(report)
-        series = probability_series(report)
-        self.plot.data = (series.depth.astype(np.float64), series.probability.astype(np.float64))
-        self.plot.scales = {"x": {"time": False, "distr": 3, "range": list(series.depth_range)}}
+        reports: list[tuple[str, PixelReport | None]] = [(run.name, report)]
+        for other in app.runs:
+            if other is run or not other.visible:
+                continue
+            pixel = corresponding_pixel(loaded.layers.context, view, u, v, other.loaded.layers.context)
+            reports.append((other.name, None if pixel is None else inspect_pixel(
+                other.loaded.layers, *pixel, app.current_analysis(other.loaded))))  # fmt: skip
+        self.text.content = report_markdown(reports)
+        data, series, x_range = probability_plot([(n, r) for n, r in reports if r is not None])
+        self.plot.series, self.plot.data = series, data
+        self.plot.scales = {"x": {"time": False, "distr": 3, "range": x_range}}
         self.view.value, self.u.value, self.v.value = view, u, v
         points = np.array([report.coarse_point, report.final_point], dtype=np.float32)
         colors = np.array([POINT_LAYERS["coarse"].color, POINT_LAYERS["final"].color], np.uint8)
@@ -127,5 +177,5 @@ class InspectorPanel:
         else:
             self.marker.points, self.marker.colors, self.marker.point_size = points, colors, size
             self.marker.visible = True
-        self.report = report
+        self.report, self.reports = report, reports
         return report

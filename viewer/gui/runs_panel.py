@@ -87,13 +87,17 @@ class RunsPanel:
                                              hint="Run this model on the shown scene as a new run.")
             self.status = gui.add_markdown("")
 
+        self._showing = False  # show() sets the dropdowns itself: not a user's choice
+
         @self.a.on_update
         def _(_event) -> None:
-            app.set_pair(self.a.value, self.b.value)
+            if not self._showing:
+                app.set_pair(self.a.value, self.b.value)
 
         @self.b.on_update
         def _(_event) -> None:
-            app.set_pair(self.a.value, self.b.value)
+            if not self._showing:
+                app.set_pair(self.a.value, self.b.value)
 
         @self.placement.on_update
         def _(_event) -> None:
@@ -119,11 +123,15 @@ class RunsPanel:
             if index < len(app.runs):
                 toggle.label = app.runs[index].label
                 toggle.value = app.runs[index].visible
-        self.a.options = names
-        self.a.value = names[app.primary]
         has_gt = any(run.loaded.layers.gt_depth is not None for run in app.runs)
-        self.b.options = [NO_B, *names, *([GT_RUN] if has_gt else [])]
-        self.b.value = app.partner if app.partner in self.b.options else NO_B
+        self._showing = True
+        try:
+            self.a.options = names
+            self.a.value = names[app.primary]
+            self.b.options = [NO_B, *names, *([GT_RUN] if has_gt else [])]
+            self.b.value = app.partner if app.partner in self.b.options else NO_B
+        finally:
+            self._showing = False
         self.placement.disabled = len(app.runs) < 2
         if app.run_loader is not None:
             app.jobs.submit("Frames", self._frames_job(app.loaded))

@@ -146,10 +146,12 @@ def test_scene_switches_update_in_place_and_the_buffer_stays_flat(server, loaded
     app.show(loaded)
     app.show(other)
     app.show(loaded)
+    assert app.wait_idle(60)  # the jobs of the last scene have sent what they send
     names, size = node_names(server), len(buffered(server))
     for _ in range(4):
         app.show(other)
         app.show(loaded)
+    assert app.wait_idle(60)
     assert node_names(server) == names
     assert len(buffered(server)) == size
     assert not sent(server, _messages.GuiRemoveMessage)  # GUI elements are reused, not replaced

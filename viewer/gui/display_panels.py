@@ -135,7 +135,9 @@ class ColoursPanel:
         parts = []
         for key in self.modes_in_use():
             parts += [colormaps.text_image(COLOR_MODES[key].label, height=20), legend_image(context, key)]
-        self.legend.image = np.concatenate(parts, axis=0)
+        image = np.concatenate(parts, axis=0)
+        if not np.array_equal(image, self.legend.image):  # an unchanged legend is not re-sent
+            self.legend.image = image
 
 
 class PointsPanel:

@@ -136,9 +136,10 @@ def test_non_finite_prediction_is_flagged_not_shown(server, tmp_path):
     prediction = make_prediction(scene)
     prediction.final_depth[0, :4] = float("nan")
     prediction.gaussians.means[0, :10] = float("inf")
+    prediction.gaussians.covariances[0, 10:15] = float("nan")  # eigh would fail on these
     loaded = run_prediction(scene, lambda _scene: prediction)
     assert loaded.checks["nonfinite_final_depth_pixels"] == 4 * 24
-    assert loaded.checks["nonfinite_gaussians"] == 10
+    assert loaded.checks["nonfinite_gaussians"] == 15
     assert [note.code for note in loaded.notes] == ["nonfinite_prediction"] * 2
     app = ViewerApp(server, scene_specs=["plane"])
     app.show(loaded)
@@ -146,6 +147,7 @@ def test_non_finite_prediction_is_flagged_not_shown(server, tmp_path):
     assert app.points.slots[0].shown[("final", 0)].size == 16 * 24 - 4 * 24  # the NaN pixels are not drawn
     metrics = export_scene(tmp_path / "out", loaded).metrics
     assert metrics["checks"]["nonfinite_final_depth_pixels"] == 96
+    assert metrics["point_counts"]["gaussians.ply"] == 2 * 16 * 24 - 15  # only finite ones
     assert [n["code"] for n in metrics["notes"]] == ["nonfinite_prediction"] * 2
     app.close()
 

@@ -113,12 +113,8 @@ def prediction_checks(prediction: Prediction) -> dict[str, int]:
         "nonfinite_mono_residual_pixels": bad_pixels(prediction.mono_inv_residual),
         "nonfinite_final_depth_pixels": bad_pixels(prediction.final_depth),
     }
-    g = prediction.gaussians
-    if g is not None:
-        bad = ~torch.isfinite(g.means).all(-1) | ~torch.isfinite(g.opacities)
-        bad |= ~torch.isfinite(g.covariances).flatten(-2).all(-1)
-        bad |= ~torch.isfinite(g.harmonics).flatten(-2).all(-1)
-        checks["nonfinite_gaussians"] = int(bad.sum())
+    if prediction.gaussians is not None:
+        checks["nonfinite_gaussians"] = int((~prediction.gaussians.finite()).sum())
     return checks
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 
@@ -26,6 +27,21 @@ class Gaussians:
     @property
     def sh_degree(self) -> int:
         return round(self.harmonics.shape[-1] ** 0.5) - 1
+
+    def finite(self) -> Tensor:
+        """``[B, N]`` bool: Gaussians whose mean, covariance, opacity and harmonics are finite."""
+        ok = torch.isfinite(self.means).all(-1) & torch.isfinite(self.opacities)
+        ok &= torch.isfinite(self.covariances).flatten(-2).all(-1)
+        return ok & torch.isfinite(self.harmonics).flatten(-2).all(-1)
+
+    def select(self, keep: Tensor, batch_index: int = 0) -> Gaussians:
+        """Batch element ``batch_index`` restricted to the Gaussians ``keep`` ``[N]`` (B = 1)."""
+
+        def pick(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[batch_index][keep][None]
+
+        return Gaussians(pick(self.means), pick(self.covariances), pick(self.harmonics),
+                         pick(self.opacities), pick(self.scales), pick(self.rotations_xyzw))
 
 
 @dataclass

@@ -21,8 +21,11 @@ def gaussian_scalar(gaussians: Gaussians, mode: Literal["opacity", "scale"]) -> 
     if mode == "opacity":
         return gaussians.opacities[0].float()
     if mode == "scale":
-        eigenvalues = torch.linalg.eigvalsh(gaussians.covariances[0].double())  # [N, 3]
-        return eigenvalues[:, -1].clamp_min(0).sqrt().float()
+        covariances = gaussians.covariances[0].double()
+        finite = torch.isfinite(covariances).flatten(-2).all(-1)
+        largest = torch.full(finite.shape, float("nan"), dtype=torch.float64)
+        largest[finite] = torch.linalg.eigvalsh(covariances[finite])[:, -1]  # [N] where finite
+        return largest.clamp_min(0).sqrt().float()
     raise ValueError(f"unknown Gaussian colour mode {mode!r}; use 'opacity' or 'scale'")
 
 

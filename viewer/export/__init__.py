@@ -86,14 +86,15 @@ def _gaussians(inputs: ExportInputs, path: Path) -> None:
     from src.io.ply import write_gaussians_ply
 
     layers = inputs.loaded.layers
+    keep = layers.gaussians.finite()[0]  # NaN / inf ones are counted in metrics.json's checks
     rotations = None
     if layers.gaussians_pixel_aligned and layers.gaussians.scales is not None:
         # The producing view's camera rotation per Gaussian: the writer then uses the model's
         # own scale/rotation factors (exact even for flat Gaussians).
         H, W = layers.image_shape
-        rotations = layers.context.T_world_cam[:, :3, :3].repeat_interleave(H * W, dim=0)
-    write_gaussians_ply(path, layers.gaussians, camera_rotations=rotations)
-    inputs.point_counts[path.name] = int(layers.gaussians.means.shape[1])
+        rotations = layers.context.T_world_cam[:, :3, :3].repeat_interleave(H * W, dim=0)[keep]
+    write_gaussians_ply(path, layers.gaussians.select(keep), camera_rotations=rotations)
+    inputs.point_counts[path.name] = int(keep.sum())
 
 
 def _cameras(inputs: ExportInputs, path: Path) -> None:

@@ -95,8 +95,8 @@ class SplatNodes:
         key = (SPLAT_COLORS[self.color.value], float(self.min_opacity.value))
         if self.sent_key != key:
             mode, min_opacity = key
-            opacities = gaussians.opacities[0].numpy()
-            indices = select_gaussians(opacities, self.budget, min_opacity)
+            opacities = np.where(gaussians.finite()[0].numpy(), gaussians.opacities[0].numpy(), np.nan)
+            indices = select_gaussians(opacities, self.budget, min_opacity)  # NaN ones never
             if mode == "sh":
                 rgbs = gaussian_dc_rgb(gaussians.harmonics[0, indices, :, 0]).numpy()
             else:

@@ -226,7 +226,7 @@ def test_a_source_compared_with_itself_gives_exactly_zero():
 
 
 def test_unique_names_keep_order_and_avoid_gt():
-    assert unique_names(["m", "m", "gt", "m_2", "n"]) == ["m", "m_2", "gt_2", "m_2_2", "n"]
+    assert unique_names(["m", "m", "gt", "m-2", "n"]) == ["m", "m-2", "gt-2", "m-2-2", "n"]
 
 
 def test_compare_archive_holds_every_run_and_the_comparison():
@@ -283,7 +283,7 @@ def exported(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch, redirect_stderr(io.StringIO()):
         patch.setattr(src.model, "load_model", counting_load_model)
         status = main(args)
-    names = [demo_checkpoint().stem, tiny.stem, f"{tiny.stem}_2"]
+    names = [demo_checkpoint().stem, tiny.stem, f"{tiny.stem}-2"]
     return {"status": status, "out": out, "keys": keys, "loads": loads, "names": names,
             "checkpoints": [demo_checkpoint(), tiny]}  # fmt: skip
 

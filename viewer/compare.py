@@ -71,13 +71,13 @@ def gt_source(loaded: LoadedScene) -> DepthSource | None:
 
 
 def unique_names(names: Sequence[str], reserved: Sequence[str] = (GT_NAME,)) -> list[str]:
-    """``names`` made unique in order (``x``, ``x_2``, ...), never one of ``reserved``."""
+    """``names`` made unique in order (``m``, ``m-2``, ``m-3``, ...), never one of ``reserved``."""
     taken = set(reserved)
     unique = []
     for name in names:
         candidate, n = name, 2
         while candidate in taken:
-            candidate, n = f"{name}_{n}", n + 1
+            candidate, n = f"{name}-{n}", n + 1
         taken.add(candidate)
         unique.append(candidate)
     return unique

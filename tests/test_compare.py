@@ -264,7 +264,7 @@ def test_compare_archive_holds_every_run_and_the_comparison():
 def exported(tmp_path_factory):
     """``--ckpt demo --ckpt tiny --ckpt tiny`` on two demo scenes: runs at 128 x 128, 64 x 64
     and 64 x 64 (the same file twice: one load, two runs)."""
-    import src.model
+    import src.backends
     from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
     from viewer.export_cli import main
 
@@ -274,14 +274,14 @@ def exported(tmp_path_factory):
     args = ["--ckpt", str(demo_checkpoint()), "--ckpt", str(tiny), "--ckpt", str(tiny),
             "--data-root", str(demo_data_root()), "--scene", keys[0], "--scene", keys[1],
             "--target", "3", "--device", "cpu", "--out", str(out)]  # fmt: skip
-    original, loads = src.model.load_model, []
+    original, loads = src.backends.open_backend, []
 
-    def counting_load_model(path, *rest, **options):
+    def counting_open_backend(path, *rest, **options):  # each call loads one model
         loads.append(Path(path))
         return original(path, *rest, **options)
 
     with pytest.MonkeyPatch.context() as patch, redirect_stderr(io.StringIO()):
-        patch.setattr(src.model, "load_model", counting_load_model)
+        patch.setattr(src.backends, "open_backend", counting_open_backend)
         status = main(args)
     names = [demo_checkpoint().stem, tiny.stem, f"{tiny.stem}-2"]
     return {"status": status, "out": out, "keys": keys, "loads": loads, "names": names,

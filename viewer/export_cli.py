@@ -4,7 +4,8 @@ Only the standard library, tyro and the option dataclasses are imported at modul
 ``dsviewer export --help`` answers at once; the exporter (torch, open3d) loads after parsing.
 Every output folder is checked (writable, not holding files unless ``--overwrite``) before any
 model work, and each scene's folder is written as one transaction. The files themselves are
-described in :mod:`viewer.export`.
+described in :mod:`viewer.export`; with several ``--ckpt`` each model is loaded once, runs on
+every scene, and a scene's folder is the comparison of :mod:`viewer.export.compare_files`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ class ExportOptions(SceneOptions):
     """Export PLY comparisons, an offline HTML scene, panels and metrics for one or more scenes."""
 
     out: Path | None = None
-    """Output folder. With several scenes, each goes to a sub-folder named after its key."""
+    """Output folder. With several scenes, each goes to a sub-folder named after its key. With
+    several --ckpt, a scene's folder holds runs/<checkpoint stem>/ (each run's files),
+    compare.json and compare.ply."""
 
     overwrite: bool = False
     """Replace an existing export folder as a whole (never mixed with the new files)."""
@@ -90,6 +93,15 @@ def scene_folders(out: Path, specs: Sequence[str]) -> dict[str, Path]:
     return folders
 
 
+def model_runs(checkpoints: Sequence[Path]) -> dict[str, Path]:
+    """Run name -> checkpoint: the file stems made unique, in the order given. A file given
+    twice is two runs of one loaded model."""
+    from viewer.compare import unique_names
+
+    paths = [Path(checkpoint).resolve() for checkpoint in checkpoints]
+    return dict(zip(unique_names([Path(c).stem for c in checkpoints]), paths))
+
+
 def parse_args(argv: Sequence[str] | None) -> ExportOptions:
     return tyro.cli(ExportOptions, args=list(argv) if argv is not None else None,
                     prog="dsviewer export")  # fmt: skip
@@ -144,6 +156,7 @@ def run(options: ExportOptions) -> int:
 
     from viewer.analysis import AnalysisSettings
     from viewer.export import ExportSettings, export_scene
+    from viewer.export.compare_files import export_comparison
     from viewer.pipeline import ModelSession
 
     settings = ExportSettings(analysis=AnalysisSettings(
@@ -151,13 +164,25 @@ def run(options: ExportOptions) -> int:
         consistency_occlusions=options.consistency_occlusions,
     ))  # fmt: skip
     failures = [(scene.key, scene.missing) for scene in plan.missing]
-    session = ModelSession(options)
-    loader = SceneLoader(session.backend.preprocess)
+    runs = model_runs(options.ckpt)
+    # One model load per checkpoint file, every model kept for all scenes.
+    checkpoints = dict.fromkeys(runs.values())  # distinct, in order
+    sessions = {path: ModelSession(options, checkpoint=path) for path in checkpoints}
+    loader = SceneLoader(next(iter(sessions.values())).backend.preprocess)
     with SceneProgress(len(plan.available), "Exporting", console=console) as progress:
         for planned in progress.track(plan.available):
             try:
-                loaded = session.run(loader.load(planned))
-                export_scene(folders[planned.key], loaded, settings, overwrite=options.overwrite)
+                loaded = []
+                for name, path in runs.items():
+                    session = sessions[path]
+                    views = loader.load(planned, session.backend.preprocess)
+                    loaded.append(session.run(views, run_name=name if len(runs) > 1 else None))
+                if len(loaded) == 1:
+                    export_scene(folders[planned.key], loaded[0], settings,
+                                 overwrite=options.overwrite)  # fmt: skip
+                else:
+                    export_comparison(folders[planned.key], loaded, settings,
+                                      overwrite=options.overwrite)  # fmt: skip
             except (ValueError, OSError) as error:  # one failed scene, not all
                 failures.append((planned.key, str(error)))
                 progress.failed()

@@ -43,15 +43,17 @@ class SceneLoader:
             )
         return self._examples[key]
 
-    def load(self, planned: PlannedScene) -> SceneViews:
-        """The scene's views; raises the dataset loader's errors (readable messages)."""
+    def load(self, planned: PlannedScene, settings: PreprocessSettings | None = None) -> SceneViews:
+        """The scene's views, preprocessed with ``settings`` (default: the loader's; another
+        model's settings reuse the chunk already read). Raises the dataset loader's errors."""
         from src.dataset import load_scene
         from src.dataset.scene import scene_from_example
 
+        settings = settings or self.settings
         context = None if planned.context is None else list(planned.context)
         target = None if planned.target is None else list(planned.target)
         if planned.chunk is None:  # synthetic:<seed> or a capture folder
-            return load_scene(planned.key, settings=self.settings, context=context, target=target)
+            return load_scene(planned.key, settings=settings, context=context, target=target)
         example = self._example(planned.key, planned.chunk)
-        return scene_from_example(example, str(planned.chunk), self.settings, context=context,
+        return scene_from_example(example, str(planned.chunk), settings, context=context,
                                   target=target)  # fmt: skip

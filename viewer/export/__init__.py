@@ -208,13 +208,19 @@ def export_archive(
 ) -> tuple[str, bytes]:  # fmt: skip
     """``(file name, zip bytes)`` of every export file, for a browser download."""
     import tempfile
-    import zipfile
 
     stem = archive_stem(loaded.scene.key)
     with tempfile.TemporaryDirectory(prefix="dsviewer-export-") as folder:
         result = export_scene(Path(folder) / stem, loaded, settings, progress=progress)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for name in sorted(result.files):
-                archive.write(result.out_dir / name, arcname=f"{stem}/{name}")
-    return f"{stem}_export.zip", buffer.getvalue()
+        return f"{stem}_export.zip", zip_folder(result.out_dir, stem)
+
+
+def zip_folder(folder: Path, root: str) -> bytes:
+    """Every file under ``folder`` (sub-folders included) zipped under ``root/``, sorted."""
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            archive.write(path, arcname=f"{root}/{path.relative_to(folder).as_posix()}")
+    return buffer.getvalue()

@@ -45,7 +45,8 @@ def _scalar_columns(context: ColorContext, layer: str, keep: np.ndarray) -> dict
     return columns
 
 
-def _pixel_columns(loaded: LoadedScene, keep: np.ndarray) -> dict[str, np.ndarray]:
+def pixel_columns(loaded: LoadedScene, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """``scalar_view``, ``scalar_u``, ``scalar_v`` (int32) of the kept pixels (flat, v-h-w)."""
     view, row, col = (index.reshape(-1).numpy()[keep] for index in loaded.layers.pixel_grid())
     return {"scalar_view": view.astype(np.int32), "scalar_u": col.astype(np.int32),
             "scalar_v": row.astype(np.int32)}  # fmt: skip
@@ -59,7 +60,7 @@ def layer_table(loaded: LoadedScene, context: ColorContext, key: str) -> dict:
     return {
         "points": flat.points.reshape(-1, 3)[keep],
         "colors": colors,
-        "properties": {**_scalar_columns(context, key, keep), **_pixel_columns(loaded, keep)},
+        "properties": {**_scalar_columns(context, key, keep), **pixel_columns(loaded, keep)},
     }
 
 
@@ -71,7 +72,7 @@ def comparison_table(loaded: LoadedScene) -> dict:
         points.append(flat.points.reshape(-1, 3)[keep])
         colors.append(np.tile(np.uint8(POINT_LAYERS[key].color), (int(keep.sum()), 1)))
         layer_index.append(np.full(int(keep.sum()), list(POINT_LAYERS).index(key), np.int32))
-        pixels.append(_pixel_columns(loaded, keep))
+        pixels.append(pixel_columns(loaded, keep))
     properties = {"scalar_layer": np.concatenate(layer_index)}
     for name in pixels[0]:
         properties[name] = np.concatenate([p[name] for p in pixels])

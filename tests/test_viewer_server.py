@@ -272,3 +272,41 @@ def test_two_runs_are_drawn_and_inspected_together(server, loaded):
     app.runs_panel.a.value = "half"  # the folders now describe run B
     assert app.loaded is half
     app.close()
+
+
+def test_b_minus_a_colours_each_run_by_the_other_runs_depth(server, loaded):
+    """Run B's final depth is run A's times 1.1 (same cameras): on A's pixels B - A = 0.1 d_A,
+    on B's pixels d_B - d_B / 1.1; one colour range (from A's pixels) for both."""
+    from viewer_scenes import make_prediction, make_scene
+
+    from viewer.pipeline import run_prediction
+    from viewer.runs import Run, RunSpec
+
+    scene = make_scene(V, H, W)
+    farther = make_prediction(scene)
+    farther.final_depth *= 1.1
+    b = run_prediction(scene, lambda _scene: farther)
+    app = ViewerApp(server, scene_specs=["plane"], point_budget=10**6)
+    app.show_runs([Run("a", RunSpec(Path("a.pth")), loaded), Run("b", RunSpec(Path("b.pth")), b)])
+    assert app.wait_idle(60)
+    app.colours.set_mode("difference")
+    app.colours.residual_unit.value = "metric (final - coarse)"
+    d_a = loaded.layers.final_depth.numpy().reshape(V, -1)
+    expected_a = 0.1 * d_a
+    limit = colormaps.robust_limit(expected_a, 98.0)
+    for slot, expected in ((0, expected_a), (1, 1.1 * d_a - d_a)):
+        pixels = app.points.slots[slot].shown[("final", 0)]
+        colors = cloud(server, f"/runs/{slot}/final/view_0").colors
+        seen = colors.astype(int).sum(-1) != 3 * 128  # the outer half-pixel ring is unseen
+        assert seen.mean() > 0.8
+        np.testing.assert_array_equal(
+            colors[seen], colormaps.apply_diverging(expected[0][pixels][seen], limit))
+    assert app.runs_panel.b.options[-1] == "gt"  # GT compares like a run
+    app.runs_panel.b.value = "gt"
+    assert app.wait_idle(60)
+    gt = loaded.layers.gt_depth.numpy().reshape(V, -1)
+    colors = cloud(server, "/runs/0/final/view_1").colors
+    np.testing.assert_array_equal(colors, colormaps.apply_diverging(
+        (gt - d_a)[1][app.points.slots[0].shown[("final", 1)]],
+        colormaps.robust_limit(gt - d_a, 98.0)))  # exact final depth: all white
+    app.close()

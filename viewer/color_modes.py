@@ -38,13 +38,24 @@ class ColorSettings:
     """Robust range of signed maps: this percentile of |value|."""
 
 
+@dataclass(frozen=True)
+class DepthDifference:
+    """Run B's depth minus run A's, on the pixels of the run being coloured, and the colour range
+    both runs share (so their colours compare)."""
+
+    maps: dict  # "metric" / "inverse" -> [V, H, W] float32, NaN where the other run has no depth
+    limits: dict  # the same keys -> symmetric colour range
+
+
 @dataclass
 class ColorContext:
-    """What colours depend on: the layers, their analysis (None while it runs), the settings."""
+    """What colours depend on: the layers, their analysis (None while it runs), the settings,
+    and for a compared run the depth difference B - A on its pixels."""
 
     layers: Layers
     analysis: SceneAnalysis | None
     settings: ColorSettings = field(default_factory=ColorSettings)
+    difference: DepthDifference | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def cached(self, key: tuple, compute: Callable[[], object]):
@@ -97,6 +108,24 @@ def _residual(context: ColorContext, layer: str) -> np.ndarray:
     layers = context.layers
     inverse = context.settings.residual_unit == "inverse"
     return (layers.residual_inv if inverse else layers.residual_metric).numpy()
+
+
+def _difference(context: ColorContext, layer: str) -> np.ndarray | None:
+    difference = context.difference  # of the final depths, so drawn on the final layer
+    if difference is None or layer != "final":
+        return None
+    return difference.maps[context.settings.residual_unit]
+
+
+def _difference_range(context: ColorContext) -> tuple[float, float]:
+    limit = 1.0 if context.difference is None else context.difference.limits[context.settings.residual_unit]
+    return -limit, limit
+
+
+def _difference_label(context: ColorContext) -> str:
+    if context.settings.residual_unit == "inverse":
+        return "1/depth B - 1/depth A (+ red: B nearer)"
+    return "depth B - depth A (+ red: B farther)"
 
 
 def _confidence(context: ColorContext, layer: str) -> np.ndarray:
@@ -211,6 +240,10 @@ _MODES = (
               "categorical", _layer, categories=_layer_categories),
     ColorMode("residual", "Residual", "What the monocular DPT branch added to the cost volume's depth "
               "(unit under Residual unit).", "diverging", _residual, _residual_range, _residual_label),
+    ColorMode("difference", "B - A", "Run B's final depth minus run A's along each pixel's own ray "
+              "(choose A and B in the Runs folder; unit under Residual unit).", "diverging",
+              _difference, _difference_range, _difference_label,
+              no_data_label="not compared / unseen by the other run"),
     ColorMode("confidence", "Confidence", "The cost volume's maximum match probability per pixel.",
               "sequential", _confidence, lambda context: (0.0, 1.0),
               lambda context: "match probability"),

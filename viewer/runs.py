@@ -38,16 +38,6 @@ class RunSpec:
         return f"{name}: frames {frames}; near {near:.3g}, far {far:.3g}"
 
 
-def unique_names(stems: list[str]) -> list[str]:
-    """``stems`` made unique in order: ``model``, ``model-2``, ``model-3``, ..."""
-    seen: dict[str, int] = {}
-    names = []
-    for stem in stems:
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
-    return names
-
-
 @dataclass
 class Run:
     """A run of the shown scene: its name, its definition and its result."""
@@ -82,6 +72,8 @@ class RunLoader:
         return [RunSpec(checkpoint) for checkpoint in self.sessions]
 
     def names(self, specs: list[RunSpec]) -> list[str]:
+        from viewer.compare import unique_names
+
         return unique_names([spec.checkpoint.stem for spec in specs])
 
     def load(self, scene_spec: str, run: RunSpec, name: str,

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from viewer.color_modes import ColorContext, color_mode
+from viewer.color_modes import ColorContext, DepthDifference, color_mode
+from viewer.colormaps import robust_limit
 from viewer.escape import escape_markdown
 from viewer.gui.analysis_panel import AnalysisPanel
 from viewer.gui.cameras_panel import CamerasPanel
@@ -28,7 +29,7 @@ from viewer.gui.display_panels import ColoursPanel, LayersPanel, PointsPanel, Vi
 from viewer.gui.export_panel import ExportPanel
 from viewer.gui.inspector_panel import InspectorPanel
 from viewer.gui.points import RunClouds
-from viewer.gui.runs_panel import GT_RUN, NO_B, RunsPanel
+from viewer.gui.runs_panel import NO_B, RunsPanel
 from viewer.gui.scene_panel import ScenePanel
 from viewer.gui.splats import ResidualVectors, SplatNodes, side_by_side_offset
 from viewer.gui.targets_panel import TargetsPanel
@@ -74,10 +75,11 @@ class ViewerApp:
         self.lock = threading.RLock()
         self.runs: list[Run] = []
         self.primary = 0  # index of run A
-        self.partner: str = NO_B  # run B's name, GT_RUN, or NO_B
+        self.partner: str = NO_B  # run B's name, "gt" (the scene's GT depth), or NO_B
         self.scene_spec = (scene_specs or [""])[0]
         self.scenes_shown = 0  # incremented when a scene is completely shown
         self._contexts: dict[int, ColorContext] = {}
+        self._differences: dict[int, dict] = {}  # run id -> B - A maps on that run's pixels
         self._worker: threading.Thread | None = None
         self._load_guard = threading.Lock()
         self.jobs = JobQueue(self._on_job_error)
@@ -128,7 +130,7 @@ class ViewerApp:
                 self._show_primary()
                 self.points.show(self.runs)
                 self.place_runs()
-                self.refresh_colors_and_tables()
+                self._pair_changed()
                 self.scene_panel.show()
             self.scenes_shown += 1
             self.request_analysis()
@@ -187,9 +189,31 @@ class ViewerApp:
             self.request_analysis()
 
     def _pair_changed(self) -> None:
-        self._contexts = {}
+        self._contexts, self._differences = {}, {}
         self.points.refresh_colors()
         self.refresh_colors_and_tables()
+        if self.partner != NO_B:
+            self.jobs.submit("Compare", self._difference_job(self.runs[self.primary], self.partner))
+
+    def _difference_job(self, a: Run, partner: str) -> Callable[[], None]:
+        """Compute B - A on A's pixels and on B's (the depth of one along the other's rays)."""
+
+        def job() -> None:
+            from viewer.compare import GT_NAME, difference_maps, gt_source, run_source
+
+            b = next((run for run in self.runs if run.name == partner), None)
+            source_a = run_source(a.loaded)
+            source_b = gt_source(a.loaded) if partner == GT_NAME else run_source(b.loaded)
+            maps = {id(a): {k: v.numpy() for k, v in difference_maps(source_a, source_b).items()}}
+            if b is not None:  # on B's pixels: -(A - B) = B - A
+                maps[id(b)] = {k: -v.numpy() for k, v in difference_maps(source_b, source_a).items()}
+            with self.lock:
+                if a is not self.runs[self.primary] or partner != self.partner:
+                    return  # the pair changed meanwhile
+                self._differences, self._contexts = maps, {}
+                self.guarded(self.on_colors_changed)
+
+        return job
 
     def place_runs(self) -> None:
         """Overlaid, or each run shifted along the cameras' right axis past the previous one."""
@@ -259,9 +283,18 @@ class ViewerApp:
         settings = self.colours.settings()
         context = self._contexts.get(id(run))
         if context is None or context.analysis is not analysis or context.settings != settings:
-            context = ColorContext(run.loaded.layers, analysis, settings)
+            context = ColorContext(run.loaded.layers, analysis, settings, self._difference(run, settings))
             self._contexts[id(run)] = context
         return context
+
+    def _difference(self, run: Run, settings) -> DepthDifference | None:
+        """B - A on ``run``'s pixels, with the colour range of run A's (shared by both)."""
+        maps = self._differences.get(id(run))
+        if maps is None:
+            return None
+        reference = self._differences[id(self.runs[self.primary])]
+        limits = {unit: robust_limit(values, settings.percentile) for unit, values in reference.items()}
+        return DepthDifference(maps, limits)
 
     def residual_limit(self) -> float:
         return color_mode("residual").value_range(self.color_context())[1]
@@ -321,6 +354,7 @@ class ViewerApp:
 
         panel = {"Export": self.export_panel.status, "Target views": self.targets.text,
                  "Render": self.targets.text, "Run": self.runs_panel.status,
+                 "Compare": self.runs_panel.status,
                  "Frames": self.runs_panel.status}.get(name, self.analysis_panel.table)  # fmt: skip
         panel.content = f"**{name} failed:** {describe_error(error)}"
 
@@ -335,4 +369,4 @@ class ViewerApp:
         self.cameras.reset_client(client)
 
 
-__all__ = ["GT_RUN", "SceneLoader", "ViewerApp"]
+__all__ = ["SceneLoader", "ViewerApp"]

@@ -42,21 +42,32 @@ class ExportPanel:
         self.last_export = None  # tens of MB of the previous scene
 
     def request_export(self, client=None) -> None:
-        """Queue an export zip of the shown scene; sent to ``client`` (kept in last_export)."""
-        loaded = self.app.loaded
-        if loaded is None:
+        """Queue an export zip of the shown scene; sent to ``client`` (kept in last_export).
+
+        With several runs the zip holds each run's files under ``runs/`` plus compare.json and
+        compare.ply of A and B (or A and the next run)."""
+        app = self.app
+        if app.loaded is None:
             return
         settings = self.settings()
+        runs = [run.loaded for run in app.runs]
+        names = [run.name for run in app.runs]
+        a = app.primary
+        b = names.index(app.partner) if app.partner in names else (a + 1) % len(runs)
 
         def job() -> None:
             from viewer.export import export_archive
+            from viewer.export.compare_files import compare_archive
 
             def progress(stage: str, fraction: float) -> None:
                 self.status.content = f"*{escape_markdown(stage)}...* ({100 * fraction:.0f}%)"
 
             self.button.disabled = True
             try:
-                name, data = export_archive(loaded, settings, progress=progress)
+                if len(runs) > 1:
+                    name, data = compare_archive(runs, a, b, settings, progress=progress)
+                else:
+                    name, data = export_archive(runs[0], settings, progress=progress)
             finally:
                 self.button.disabled = False
             self.last_export = (name, data)

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from viewer.compare import GT_NAME, unique_names
 from viewer.escape import escape_markdown
-from viewer.runs import Run, RunSpec, estimated_bytes, unique_names
+from viewer.runs import Run, RunSpec, estimated_bytes
 
 if TYPE_CHECKING:
     import viser
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from viewer.gui.app import ViewerApp
 
 NO_B = "(none)"
-GT_RUN = "gt"  # the scene's GT depth, compared like a run
 RUN_MEMORY_BUDGET = 4 << 30  # bytes of predictions and layers kept; older runs are dropped
 STRIP_COLUMNS = 8
 
@@ -128,7 +128,7 @@ class RunsPanel:
         try:
             self.a.options = names
             self.a.value = names[app.primary]
-            self.b.options = [NO_B, *names, *([GT_RUN] if has_gt else [])]
+            self.b.options = [NO_B, *names, *([GT_NAME] if has_gt else [])]
             self.b.value = app.partner if app.partner in self.b.options else NO_B
         finally:
             self._showing = False

@@ -105,6 +105,12 @@ def rendered_screenshot(page, timeout: float = 40.0) -> bytes:
         time.sleep(1.0)
 
 
+def control(page, label: str):
+    """The input beside a GUI label (viser's labels are not tied to their inputs by id)."""
+    return page.locator(f"xpath=//label[text()='{label}']/ancestor::div"
+                        "[contains(@class, 'mantine-Flex-root')][1]//input").first
+
+
 def wait_until(condition, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -244,7 +250,7 @@ def test_script_in_a_scene_key_or_a_typed_spec_does_not_run(browser, tmp_path):
         watcher = open_page(browser, url)  # a second client sees the shared status panel
         page = open_page(browser, url)
         page.get_by_text(PAYLOAD, exact=False).first.wait_for(timeout=20_000)  # shown as text
-        field = page.locator("input.mantine-TextInput-input:visible").first  # the Scene spec field
+        field = control(page, "Scene spec")
         field.fill(PAYLOAD + "typed")
         field.press("Enter")
         page.get_by_role("button", name="Load scene").click()
@@ -287,4 +293,40 @@ def test_exported_scene_html_opens_offline_with_legend_and_layer_toggles(browser
         page.get_by_text(label, exact=False).first.wait_for(timeout=30_000)
     assert not [r for r in requests if not r.startswith(("file:", "data:", "blob:"))]
     assert str(demo_data_root()) not in html.read_text()  # no local paths travel in the file
+    page.close()
+
+
+def test_new_run_and_b_minus_a_from_the_page(browser, viewer):
+    """The New-run flow in the page: a third context frame for the same model becomes run B;
+    the colour mode "B - A" colours run A's final points by B's depth along their rays (on
+    the frames both runs have)."""
+    from viewer.assets import demo_scene_keys
+
+    app, url = viewer
+    key = demo_scene_keys()[0]
+    if app.loaded.scene.key != key or len(app.runs) != 1:
+        app.load_async(key).join(120)
+    page = open_page(browser, url)
+    page.get_by_text("New run", exact=True).first.click()  # the folder starts collapsed
+    field = control(page, "Context frames")
+    assert wait_until(lambda: field.input_value() != "", timeout=30)  # the strip job filled it
+    field.fill("0 3 7")
+    field.press("Enter")
+    page.get_by_role("button", name="Run", exact=True).click()
+    assert wait_until(lambda: len(app.runs) == 2, timeout=120)
+    assert [int(f) for f in app.runs[1].loaded.layers.context.frames] == [0, 3, 7]
+    assert app.runs_panel.b.value == app.runs[1].name  # the new run is B
+    page.locator("input[value='Image']").first.click()  # the Colour-by dropdown
+    page.get_by_role("option", name="B - A", exact=True).click()
+    assert wait_until(lambda: app.colours.mode() == "difference")
+    assert app.wait_idle(120)
+    colors = app.server.scene._handle_from_node_name["/runs/0/final/view_0"].colors
+    grey = (colors == 128).all(-1).mean()
+    assert grey < 0.5, grey  # most points of A are seen by B's views and coloured by B - A
+    page.locator("input[value='B - A']").first.wait_for(timeout=15_000)  # the dropdown shows it
+    page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
+    time.sleep(2)
+    target = os.environ.get("DSVIEWER_COMPARE_SCREENSHOT")
+    if target:
+        Path(target).write_bytes(rendered_screenshot(page))
     page.close()

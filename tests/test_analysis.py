@@ -119,7 +119,9 @@ def test_consistency_grows_with_injected_depth_bias(biased):
 
 def test_clamp_masks_find_exactly_the_clamped_pixels(biased):
     _, layers = biased
-    at_near, at_far = clamp_masks(layers.final_depth, layers.context.near, layers.context.far, rtol=1e-5)
+    at_near, at_far = clamp_masks(
+        layers.final_depth, layers.context.near, layers.context.far, rtol=1e-5
+    )
     assert at_far.sum() == 1 and bool(at_far[CLAMP_FAR_PIXEL])
     assert at_near.sum() == 1 and bool(at_near[CLAMP_NEAR_PIXEL])
 

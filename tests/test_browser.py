@@ -87,7 +87,9 @@ def canvas_stats(page, png: bytes) -> tuple[float, float]:
 def open_page(browser, url: str):
     page = browser.new_page(viewport=VIEWPORT)
     page.errors = []  # console errors and page exceptions, for the tests to read
-    page.on("console", lambda m: page.errors.append(m.text) if m.type in ("error", "warning") else None)
+    page.on(
+        "console", lambda m: page.errors.append(m.text) if m.type in ("error", "warning") else None
+    )
     page.on("pageerror", lambda e: page.errors.append(str(e)))
     page.goto(url)
     page.get_by_label("Final depth", exact=True).wait_for(timeout=60_000)
@@ -107,8 +109,10 @@ def rendered_screenshot(page, timeout: float = 40.0) -> bytes:
 
 def control(page, label: str):
     """The input beside a GUI label (viser's labels are not tied to their inputs by id)."""
-    return page.locator(f"xpath=//label[text()='{label}']/ancestor::div"
-                        "[contains(@class, 'mantine-Flex-root')][1]//input").first
+    return page.locator(
+        f"xpath=//label[text()='{label}']/ancestor::div"
+        "[contains(@class, 'mantine-Flex-root')][1]//input"
+    ).first
 
 
 def wait_until(condition, timeout: float = 20.0) -> bool:
@@ -211,7 +215,8 @@ def test_clicking_a_point_fills_the_inspector_and_renders_at_the_camera(browser,
     app.inspector.report = None
     box = canvas_box(page)
     spots = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
-             for fx, fy in ((0.5, 0.5), (0.4, 0.55), (0.6, 0.45), (0.5, 0.35), (0.3, 0.6))]  # fmt: skip
+             for fx, fy in ((0.5, 0.5), (0.4, 0.55), (0.6, 0.45), (0.5, 0.35),
+                            (0.3, 0.6))]  # fmt: skip
     for x, y in spots:
         page.mouse.click(x, y)
         if wait_until(lambda: app.inspector.report is not None, timeout=5):
@@ -220,7 +225,8 @@ def test_clicking_a_point_fills_the_inspector_and_renders_at_the_camera(browser,
     assert report is not None, "no click on the canvas reached a point"
     page.get_by_text("Inspector", exact=True).first.click()  # the folder starts collapsed
     page.get_by_text(f"{report.view}, ({report.u}, {report.v})", exact=True).first.wait_for(
-        timeout=15_000)
+        timeout=15_000
+    )
     page.get_by_text(f"{report.final_depth:.4g}", exact=True).first.wait_for(timeout=15_000)
     target = os.environ.get("DSVIEWER_INSPECTOR_SCREENSHOT")
     if target:

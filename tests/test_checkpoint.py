@@ -269,7 +269,7 @@ def test_predict_removes_batch_dim_and_names_inverse_depth(tiny_model):
     extrinsics[1, 0, 3], extrinsics[2, 0, 3] = 0.15, 0.35
     views = ViewSet(
         image=torch.rand(3, 3, 32, 32, generator=g),
-        intrinsics=torch.tensor([[0.9, 0.0, 0.5], [0.0, 0.9, 0.5], [0.0, 0.0, 1.0]]).repeat(3, 1, 1),
+        intrinsics=torch.tensor([[0.9, 0, 0.5], [0, 0.9, 0.5], [0, 0, 1.0]]).repeat(3, 1, 1),
         extrinsics=extrinsics,
         near=torch.full((3,), 1.0),
         far=torch.full((3,), 50.0),

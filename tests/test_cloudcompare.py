@@ -44,7 +44,9 @@ def cloudcompare_ascii(ply: Path, folder: Path) -> tuple[list[str], np.ndarray]:
     return names, np.array([[float(x) for x in line.split()] for line in lines[1:]])
 
 
-@pytest.mark.parametrize("name", ["residual.ply", "final.ply", "coarse.ply", "gt.ply", "comparison.ply"])
+@pytest.mark.parametrize(
+    "name", ["residual.ply", "final.ply", "coarse.ply", "gt.ply", "comparison.ply"]
+)
 def test_every_scalar_property_is_a_cloudcompare_scalar_field(exported, tmp_path, name):
     vertex = PlyData.read(str(exported / name))["vertex"].data
     scalars = [p for p in vertex.dtype.names if p.startswith("scalar_")]
@@ -54,5 +56,11 @@ def test_every_scalar_property_is_a_cloudcompare_scalar_field(exported, tmp_path
     assert sorted(names[6:]) == sorted(p.removeprefix("scalar_") for p in scalars)
     assert len(values) == len(vertex)
     for column, field in enumerate(names[6:], start=6):
-        np.testing.assert_allclose(values[:, column], vertex[f"scalar_{field}"].astype(np.float64),
-                                   rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=field)
+        np.testing.assert_allclose(
+            values[:, column],
+            vertex[f"scalar_{field}"].astype(np.float64),
+            rtol=1e-6,
+            atol=1e-9,
+            equal_nan=True,
+            err_msg=field,
+        )

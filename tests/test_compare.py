@@ -115,7 +115,8 @@ def source(name: str, Ks, Ts, frames, depth: np.ndarray) -> DepthSource:
     points = torch.einsum("vhwc,vdc->vhwd", rays * depth_t.double()[..., None], T[:, :3, :3])
     points = (points + T[:, None, None, :3, 3]).float()
     cameras = Cameras(intrinsics=K, T_world_cam=T, images=torch.zeros(V, 3, H, W),
-                      frames=torch.tensor(frames), near=torch.ones(V), far=torch.ones(V))  # fmt: skip
+                      frames=torch.tensor(frames), near=torch.ones(V),
+                      far=torch.ones(V))  # fmt: skip
     return DepthSource(name, cameras, depth_t, points)
 
 

@@ -292,7 +292,8 @@ def demo_run(tmp_path_factory) -> DemoRun:
     """``--scene missing`` plus ``--all-from-index`` over two demo keys and a null one.
 
     The real model and loaders run; ``src.backends.presets.load_checkpoint`` is wrapped to
-    count its calls (it still loads). Shared by two tests: two real exports take ~10 s each on 2 cores.
+    count its calls (it still loads). Shared by two tests: two real exports take ~10 s each on
+    2 cores.
     """
     import src.backends.presets
     from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys

@@ -344,7 +344,7 @@ def test_gsplat_and_torch_backends_agree():
 
 
 def test_projection_and_sh_match_gsplat_torch_reference():
-    """gsplat's own CPU reference (``gsplat/cuda/_torch_impl.py``), run where gsplat is installed."""
+    """gsplat's own CPU reference (``gsplat/cuda/_torch_impl.py``), where gsplat is installed."""
     reference = pytest.importorskip("gsplat.cuda._torch_impl")
     from src.geometry.projection import denormalize_intrinsics
     from src.geometry.transforms import invert_rigid

@@ -30,15 +30,31 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(*args: str, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "viewer.cli", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False, **popen)
+    return subprocess.run(
+        [sys.executable, "-m", "viewer.cli", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **popen,
+    )
 
 
 # --- escaping -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ['<img src=x onerror="alert(1)">', "*bold* _it_ [l](http://x)",
-                                  "`code` | table | # heading", "a\n# new block", "&lt;"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<img src=x onerror="alert(1)">',
+        "*bold* _it_ [l](http://x)",
+        "`code` | table | # heading",
+        "a\n# new block",
+        "&lt;",
+    ],
+)
 def test_markdown_escaping_leaves_no_markup(text):
     escaped = escape_markdown(text)
     for character in '<>*_[]()`|#&"\n':
@@ -144,7 +160,9 @@ def test_non_finite_prediction_is_flagged_not_shown(server, tmp_path):
     app = ViewerApp(server, scene_specs=["plane"])
     app.show(loaded)
     assert "NaN or infinite" in app.scene_panel.notes.content
-    assert app.points.slots[0].shown[("final", 0)].size == 16 * 24 - 4 * 24  # the NaN pixels are not drawn
+    assert (
+        app.points.slots[0].shown[("final", 0)].size == 16 * 24 - 4 * 24
+    )  # the NaN pixels are not drawn
     metrics = export_scene(tmp_path / "out", loaded).metrics
     assert metrics["checks"]["nonfinite_final_depth_pixels"] == 96
     assert metrics["point_counts"]["gaussians.ply"] == 2 * 16 * 24 - 15  # only finite ones
@@ -255,7 +273,9 @@ def test_transaction_swaps_whole_folders(tmp_path):
         (working / "a.txt").write_text("new")
         (working / "b.txt").write_text("new")
         raise RuntimeError("stop")
-    assert sorted(p.name for p in out.iterdir()) == ["a.txt"] and (out / "a.txt").read_text() == "old"
+    assert (
+        sorted(p.name for p in out.iterdir()) == ["a.txt"] and (out / "a.txt").read_text() == "old"
+    )
     with export_transaction(out) as working:
         (working / "b.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
@@ -286,5 +306,8 @@ def test_scene_switch_notes_and_loaded_scene(server):
     loaded.notes = [SceneNote("context_equals_target", "frame <b>3</b> is context and target")]
     app = ViewerApp(server, scene_specs=["plane"])
     app.show(loaded)
-    assert "<b>" not in app.scene_panel.notes.content and "&#60;b&#62;3" in app.scene_panel.notes.content
+    assert (
+        "<b>" not in app.scene_panel.notes.content
+        and "&#60;b&#62;3" in app.scene_panel.notes.content
+    )
     app.close()

@@ -95,8 +95,9 @@ def test_analysis_colour_modes_and_recompute_on_settings(app, server, loaded, mo
         app.colours.set_mode(mode)
         for v in range(V):
             pixels = app.points.slots[0].shown[("final", v)]
-            np.testing.assert_array_equal(final_colors(app, v),
-                                          expected_colors(loaded, mode, v, pixels), err_msg=mode)
+            np.testing.assert_array_equal(
+                final_colors(app, v), expected_colors(loaded, mode, v, pixels), err_msg=mode
+            )
     assert len(sent(server, _messages.PointCloudMessage)) == geometry  # colours only
     # A new threshold recomputes once; the same settings again do not.
     runs = []
@@ -108,8 +109,10 @@ def test_analysis_colour_modes_and_recompute_on_settings(app, server, loaded, mo
     app.request_analysis()
     assert app.wait_idle(60) and len(runs) == 1
     pixels = app.points.slots[0].shown[("final", 1)]
-    np.testing.assert_array_equal(final_colors(app, 1), expected_colors(
-        loaded, "consistency", 1, pixels, consistency_threshold=0.2))
+    np.testing.assert_array_equal(
+        final_colors(app, 1),
+        expected_colors(loaded, "consistency", 1, pixels, consistency_threshold=0.2),
+    )
     app.analysis_panel.occlusions.value = "skip"
     assert app.wait_idle(60) and len(runs) == 2
     assert app.current_analysis().settings.consistency_occlusions == "skip"
@@ -194,7 +197,10 @@ def test_numeric_inspector_and_click_picking(app, loaded):
 
 def test_residual_histograms_follow_the_unit(app, loaded):
     valid = app.loaded.flat("final").valid & app.loaded.flat("coarse").valid
-    for label, field in (("inverse depth", "residual_inv"), ("metric (final - coarse)", "residual_metric")):
+    for label, field in (
+        ("inverse depth", "residual_inv"),
+        ("metric (final - coarse)", "residual_metric"),
+    ):
         app.colours.residual_unit.value = label
         limit = app.residual_limit()
         residual = getattr(loaded.layers, field).reshape(V, -1).numpy()
@@ -263,7 +269,9 @@ def test_export_button_metrics_equal_what_the_gui_shows(app, loaded):
     np.testing.assert_allclose(camera["SetCameraLookAtMessage"]["look_at"], view.start.look_at)
     assert camera["SetCameraFovMessage"]["fov"] == pytest.approx(view.start.fov)
     clouds = [m for m in messages if m["type"] == "PointCloudMessage"]
-    assert clouds and all(m["props"]["point_size"] == pytest.approx(view.point_size()) for m in clouds)
+    assert clouds and all(
+        m["props"]["point_size"] == pytest.approx(view.point_size()) for m in clouds
+    )
     frustums = [m for m in messages if m["type"] == "CameraFrustumMessage"]
     assert all(m["props"]["scale"] == pytest.approx(view.frustum_scale) for m in frustums)
     assert len(frustums) == V + 1  # context and target cameras

@@ -52,8 +52,7 @@ def test_help_lists_options_without_heavy_imports(command, options, parse_call):
     for option in options:
         assert option in result.stdout, option
     probe = (
-        f"import sys; {parse_call}; "
-        f"print(sorted(m for m in {HEAVY_MODULES} if m in sys.modules))"
+        f"import sys; {parse_call}; print(sorted(m for m in {HEAVY_MODULES} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True,
                          text=True, timeout=60, check=False)  # fmt: skip
@@ -62,7 +61,8 @@ def test_help_lists_options_without_heavy_imports(command, options, parse_call):
 
 def test_options_parse_repeatable_roots_and_views():
     options = cli.parse(["--ckpt", "m.pth", "--scene", "k", "--data-root", "a", "--data-root", "b",
-                         "--context", "0", "5", "--target", "2", "3", "--device", "cpu"])  # fmt: skip
+                         "--context", "0", "5", "--target", "2", "3",
+                         "--device", "cpu"])  # fmt: skip
     assert options.data_root == [Path("a"), Path("b")]
     assert options.context == [0, 5] and options.target == [2, 3]
     assert options.host == "127.0.0.1" and options.port is None

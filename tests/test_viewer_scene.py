@@ -66,8 +66,8 @@ def test_layers_move_every_quantity_to_the_user_frame():
     prediction = make_prediction(scene)
     model = build_layers(scene, prediction)
     angle = 0.6
-    R = torch.tensor([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]],
-                     dtype=torch.float64)  # fmt: skip
+    c, s = np.cos(angle), np.sin(angle)
+    R = torch.tensor([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=torch.float64)
     sim = Similarity(2.5, R, torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64))
     user = build_layers(dataclasses.replace(scene, world_from_model=sim), prediction)
 
@@ -89,8 +89,9 @@ def test_layers_move_every_quantity_to_the_user_frame():
                                rtol=0)  # fmt: skip
     torch.testing.assert_close(user.gaussians.means, moved(model.gaussians.means[0])[None],
                                atol=2e-5, rtol=1e-5)  # fmt: skip
-    torch.testing.assert_close(user.gaussians.covariances,
-                               6.25 * (R.float() @ model.gaussians.covariances @ R.float().T))
+    torch.testing.assert_close(
+        user.gaussians.covariances, 6.25 * (R.float() @ model.gaussians.covariances @ R.float().T)
+    )
     # Relative quantities do not change.
     torch.testing.assert_close(user.confidence, model.confidence)
 
@@ -130,7 +131,9 @@ def test_residual_colours_follow_sign_and_size(loaded):
     assert tuple(colors[3]) == tuple(colormaps.lut("diverging")[-1])
     assert tuple(colors[4]) == tuple(colormaps.lut("diverging")[0])
     x = np.linspace(0, 1, 101)[1:]  # +x and -x land on mirror entries
-    np.testing.assert_array_equal(colormaps.diverging_index(x, 1.0) + colormaps.diverging_index(-x, 1.0), 255)
+    np.testing.assert_array_equal(
+        colormaps.diverging_index(x, 1.0) + colormaps.diverging_index(-x, 1.0), 255
+    )
 
 
 def test_sequential_map_is_monotonic_in_lightness():
@@ -170,7 +173,9 @@ def test_gt_error_is_relative_and_per_layer(loaded):
     gt = loaded.layers.gt_depth.numpy()
     np.testing.assert_allclose(layer_values(context, "gt_error", "final"), 0.0, atol=1e-6)
     coarse = loaded.layers.coarse_depth.numpy()
-    np.testing.assert_allclose(layer_values(context, "gt_error", "coarse"), (coarse - gt) / gt, rtol=1e-5)
+    np.testing.assert_allclose(
+        layer_values(context, "gt_error", "coarse"), (coarse - gt) / gt, rtol=1e-5
+    )
     colors = point_colors(context, "gt_error", "final", 0, np.arange(H * W))
     assert (colors == np.array(colormaps.CENTER_COLOR, np.uint8)).all()  # exact depth: centre
 
@@ -199,11 +204,14 @@ def test_point_selection_filters_and_budget(loaded):
     random_pick = select_points(flat, confidence, rank, 0, PointFilter(budget_per_view=budget))
     assert len(random_pick) == budget
     np.testing.assert_array_equal(random_pick, np.sort(np.argsort(rank)[:budget]))
-    stride = select_points(flat, confidence, rank, 0, PointFilter(budget_per_view=budget,
-                                                                   subsample="stride"))
+    stride = select_points(
+        flat, confidence, rank, 0, PointFilter(budget_per_view=budget, subsample="stride")
+    )
     np.testing.assert_array_equal(stride, np.arange(0, H * W, int(np.ceil(H * W / budget))))
     threshold = float(np.percentile(confidence, 50.0))
-    filt = PointFilter(min_confidence=threshold, depth_low=3.9, depth_high=4.1, budget_per_view=10**9)
+    filt = PointFilter(
+        min_confidence=threshold, depth_low=3.9, depth_high=4.1, budget_per_view=10**9
+    )
     kept = select_points(flat, confidence, rank, 2, filt)
     d, c = flat.depth[2], confidence[2]
     np.testing.assert_array_equal(kept, np.flatnonzero((c >= threshold) & (d >= 3.9) & (d <= 4.1)))

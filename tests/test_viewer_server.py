@@ -68,7 +68,9 @@ def test_scene_nodes_and_points_sent(server, loaded):
     assert frustum.fov == pytest.approx(2 * np.arctan(0.5 / float(K[1, 1])), rel=1e-6)
     assert frustum.aspect == pytest.approx(float(K[1, 1] / K[0, 0]))
     T = loaded.scene.context.extrinsics[1].double().numpy()
-    np.testing.assert_allclose(cloud(server, "/cameras/context/view_1").position, T[:3, 3], atol=1e-6)
+    np.testing.assert_allclose(
+        cloud(server, "/cameras/context/view_1").position, T[:3, 3], atol=1e-6
+    )
 
 
 def test_budget_caps_points_per_view(server, loaded):
@@ -95,13 +97,19 @@ def test_toggles_flip_visibility_without_resending(server, loaded):
     # Visibility, size and colour changes sent no new point geometry.
     assert len(sent(server, _messages.PointCloudMessage)) == points_sent
     depth = app.loaded.flat("final").depth[0]
-    low, high = colormaps.robust_range(app.loaded.flat("final").depth[app.loaded.flat("final").valid])
+    low, high = colormaps.robust_range(
+        app.loaded.flat("final").depth[app.loaded.flat("final").valid]
+    )
     np.testing.assert_array_equal(cloud(server, "/runs/0/final/view_0").colors,
                                   colormaps.apply_sequential(depth, low, high))  # fmt: skip
     # The residual layer keeps its residual colours in every colour mode.
     np.testing.assert_array_equal(cloud(server, "/runs/0/residual/view_0").colors, residual_colors)
     app.views.toggles[1].value = False  # only that view's clouds hide
-    assert [cloud(server, f"/runs/0/final/view_{v}").visible for v in range(V)] == [True, False, True]
+    assert [cloud(server, f"/runs/0/final/view_{v}").visible for v in range(V)] == [
+        True,
+        False,
+        True,
+    ]
 
 
 def test_filters_resend_only_visible_layers(server, loaded):
@@ -252,7 +260,10 @@ def test_two_runs_are_drawn_and_inspected_together(server, loaded):
     from viewer.runs import Run, RunSpec
 
     half = make_loaded(V, H // 2, W // 2)
-    runs = [Run("full", RunSpec(Path("full.pth")), loaded), Run("half", RunSpec(Path("half.pth")), half)]
+    runs = [
+        Run("full", RunSpec(Path("full.pth")), loaded),
+        Run("half", RunSpec(Path("half.pth")), half),
+    ]
     app = ViewerApp(server, scene_specs=["plane"])
     app.show_runs(runs)
     assert app.runs_panel.a.value == "full" and app.runs_panel.b.value == "half"
@@ -300,13 +311,18 @@ def test_b_minus_a_colours_each_run_by_the_other_runs_depth(server, loaded):
         seen = colors.astype(int).sum(-1) != 3 * 128  # the outer half-pixel ring is unseen
         assert seen.mean() > 0.8
         np.testing.assert_array_equal(
-            colors[seen], colormaps.apply_diverging(expected[0][pixels][seen], limit))
+            colors[seen], colormaps.apply_diverging(expected[0][pixels][seen], limit)
+        )
     assert app.runs_panel.b.options[-1] == "gt"  # GT compares like a run
     app.runs_panel.b.value = "gt"
     assert app.wait_idle(60)
     gt = loaded.layers.gt_depth.numpy().reshape(V, -1)
     colors = cloud(server, "/runs/0/final/view_1").colors
-    np.testing.assert_array_equal(colors, colormaps.apply_diverging(
-        (gt - d_a)[1][app.points.slots[0].shown[("final", 1)]],
-        colormaps.robust_limit(gt - d_a, 98.0)))  # exact final depth: all white
+    np.testing.assert_array_equal(
+        colors,
+        colormaps.apply_diverging(
+            (gt - d_a)[1][app.points.slots[0].shown[("final", 1)]],
+            colormaps.robust_limit(gt - d_a, 98.0),
+        ),
+    )  # exact final depth: all white
     app.close()

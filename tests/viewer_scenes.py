@@ -66,12 +66,16 @@ def residual_pattern(num_views: int, height: int, width: int) -> torch.Tensor:
 
 def make_views(poses: list[torch.Tensor], height: int, width: int, with_depth: bool) -> ViewSet:
     V = len(poses)
-    K = torch.tensor([[1.1, 0, 0.5], [0, 1.1 * width / height, 0.5], [0, 0, 1]], dtype=torch.float64)
+    K = torch.tensor(
+        [[1.1, 0, 0.5], [0, 1.1 * width / height, 0.5], [0, 0, 1]], dtype=torch.float64
+    )
     intrinsics = K.expand(V, 3, 3).clone()
     extrinsics = torch.stack(poses)
     depth = torch.stack([plane_depth(K, T, height, width) for T in poses])  # [V, H, W]
     # An image with structure: a colour gradient, so RGB mode is recognisable.
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij"
+    )
     image = torch.stack((xx, yy, 0.5 * (1 - xx)), dim=0).expand(V, 3, height, width).clone()
     return ViewSet(
         image=image.float(),
@@ -99,7 +103,10 @@ def make_prediction(scene: SceneViews, feature_downscale: int = 4) -> Prediction
     V = ctx.num_views
     H, W = ctx.image_shape
     true_depth = torch.stack(
-        [plane_depth(ctx.intrinsics[i].double(), ctx.extrinsics[i].double(), H, W) for i in range(V)]
+        [
+            plane_depth(ctx.intrinsics[i].double(), ctx.extrinsics[i].double(), H, W)
+            for i in range(V)
+        ]
     )
     residual = residual_pattern(V, H, W)
     coarse_inv = 1.0 / true_depth - residual

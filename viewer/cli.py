@@ -121,7 +121,9 @@ def start(options: ViewerOptions, console=None):
         app = ViewerApp(
             server, loader=run_loader, scene_specs=specs, point_budget=options.point_budget,
             gaussian_budget=options.gaussian_budget, model_info=model_info(options),
-            spec_check=None if is_loopback(options.host) else shared_spec_check(specs, options.data_root),
+            spec_check=None
+            if is_loopback(options.host)
+            else shared_spec_check(specs, options.data_root),
         )  # fmt: skip
         console.print(escape_rich(access_hint(options.host, port)))
 

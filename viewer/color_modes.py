@@ -118,7 +118,11 @@ def _difference(context: ColorContext, layer: str) -> np.ndarray | None:
 
 
 def _difference_range(context: ColorContext) -> tuple[float, float]:
-    limit = 1.0 if context.difference is None else context.difference.limits[context.settings.residual_unit]
+    limit = (
+        1.0
+        if context.difference is None
+        else context.difference.limits[context.settings.residual_unit]
+    )
     return -limit, limit
 
 
@@ -200,7 +204,9 @@ def _gt_error_range(context: ColorContext) -> tuple[float, float]:
 
 
 def _consistency_range(context: ColorContext) -> tuple[float, float]:
-    threshold = 0.05 if context.analysis is None else context.analysis.settings.consistency_threshold
+    threshold = (
+        0.05 if context.analysis is None else context.analysis.settings.consistency_threshold
+    )
     return 0.0, CONSISTENCY_RANGE * threshold
 
 
@@ -214,7 +220,9 @@ def _residual_label(context: ColorContext) -> str:
 def _view_categories(context: ColorContext) -> list[Category]:
     frames = context.layers.context.frames.tolist()
     palette = colormaps.CATEGORY_COLORS
-    return [Category(f"view {v} (frame {f})", palette[v % len(palette)]) for v, f in enumerate(frames)]
+    return [
+        Category(f"view {v} (frame {f})", palette[v % len(palette)]) for v, f in enumerate(frames)
+    ]
 
 
 def _layer_categories(context: ColorContext) -> list[Category]:
@@ -227,50 +235,81 @@ def _flags(*labels: str) -> Callable[[ColorContext], list[Category]]:
     return lambda context: categories
 
 
-_CLAMP_CATEGORIES = [Category("at near clamp", (33, 102, 172)), Category("not clamped", (205, 205, 205)),
-                     Category("at far clamp", (178, 24, 43))]  # fmt: skip
+_CLAMP_CATEGORIES = [
+    Category("at near clamp", (33, 102, 172)),
+    Category("not clamped", (205, 205, 205)),
+    Category("at far clamp", (178, 24, 43)),
+]
 
 
 _MODES = (
-    ColorMode("rgb", "Image", "Each point in its pixel's colour (Gaussian centres: their DC colour).",
-              "image", _image),
-    ColorMode("view", "View", "A colour per context view: which camera each point comes from.",
-              "categorical", _view, categories=_view_categories),
-    ColorMode("layer", "Layer", "A colour per layer: tells overlaid coarse, final and GT apart.",
-              "categorical", _layer, categories=_layer_categories),
-    ColorMode("residual", "Residual", "What the monocular DPT branch added to the cost volume's depth "
-              "(unit under Residual unit).", "diverging", _residual, _residual_range, _residual_label),
-    ColorMode("difference", "B - A", "Run B's final depth minus run A's along each pixel's own ray "
-              "(choose A and B in the Runs folder; unit under Residual unit).", "diverging",
-              _difference, _difference_range, _difference_label,
-              no_data_label="not compared / unseen by the other run"),
-    ColorMode("confidence", "Confidence", "The cost volume's maximum match probability per pixel.",
-              "sequential", _confidence, lambda context: (0.0, 1.0),
-              lambda context: "match probability"),
-    ColorMode("depth", "Depth", "z-depth in the view's own camera (one range for all layers).",
-              "sequential", _depth, _depth_range, lambda context: "depth"),
-    ColorMode("gt_error", "GT error", "(depth - GT) / GT of the layer's own depth; grey: no GT.",
-              "diverging", _gt_error, _gt_error_range, lambda context: "(depth - GT) / GT",
-              no_data_label="no GT"),
-    ColorMode("consistency", "Multi-view error", "Mean relative depth disagreement with the other "
-              "views that see the pixel.", "sequential",
-              _from_analysis(lambda checks: checks.consistency.rel_error), _consistency_range,
-              lambda context: "multi-view |rel. error|", no_data_label="unchecked",
-              needs_analysis=True),
-    ColorMode("inconsistent", "Inconsistent", "Pixels whose multi-view error exceeds the threshold.",
-              "categorical", _from_analysis(_inconsistent_codes),
-              categories=_flags("consistent", "inconsistent"), no_data_label="unchecked",
-              needs_analysis=True),
-    ColorMode("clamp", "Near / far clamp", "Depths the model clamped at its near or far plane.",
-              "categorical", _from_analysis(_clamp_codes), categories=lambda context: _CLAMP_CATEGORIES,
-              needs_analysis=True),
-    ColorMode("depth_edge", "Depth edges", "Pixels next to a depth jump (> 10 %) between neighbours.",
-              "categorical", _from_analysis(lambda checks: checks.edge),
-              categories=_flags("smooth", "depth edge"), needs_analysis=True),
-    ColorMode("flying_pixel", "Flying pixels", "Pixels that jump away from both neighbours along a "
-              "row or a column: on neither surface.", "categorical",
-              _from_analysis(lambda checks: checks.flying),
-              categories=_flags("on a surface", "flying pixel"), needs_analysis=True),
+    ColorMode(
+        "rgb", "Image", "Each point in its pixel's colour (Gaussian centres: their DC colour).",
+        "image", _image,
+    ),
+    ColorMode(
+        "view", "View", "A colour per context view: which camera each point comes from.",
+        "categorical", _view, categories=_view_categories,
+    ),
+    ColorMode(
+        "layer", "Layer", "A colour per layer: tells overlaid coarse, final and GT apart.",
+        "categorical", _layer, categories=_layer_categories,
+    ),
+    ColorMode(
+        "residual", "Residual",
+        "What the monocular DPT branch added to the cost volume's depth (unit: Residual unit).",
+        "diverging", _residual, _residual_range, _residual_label,
+    ),
+    ColorMode(
+        "difference", "B - A",
+        "Run B's final depth minus run A's along each pixel's own ray (choose A and B in the Runs "
+        "folder; unit: Residual unit).",
+        "diverging", _difference, _difference_range, _difference_label,
+        no_data_label="not compared / unseen by the other run",
+    ),
+    ColorMode(
+        "confidence", "Confidence", "The cost volume's maximum match probability per pixel.",
+        "sequential", _confidence, lambda context: (0.0, 1.0),
+        lambda context: "match probability",
+    ),
+    ColorMode(
+        "depth", "Depth", "z-depth in the view's own camera (one range for all layers).",
+        "sequential", _depth, _depth_range, lambda context: "depth",
+    ),
+    ColorMode(
+        "gt_error", "GT error", "(depth - GT) / GT of the layer's own depth; grey: no GT.",
+        "diverging", _gt_error, _gt_error_range, lambda context: "(depth - GT) / GT",
+        no_data_label="no GT",
+    ),
+    ColorMode(
+        "consistency", "Multi-view error",
+        "Mean relative depth disagreement with the other views that see the pixel.",
+        "sequential", _from_analysis(lambda checks: checks.consistency.rel_error),
+        _consistency_range, lambda context: "multi-view |rel. error|",
+        no_data_label="unchecked", needs_analysis=True,
+    ),
+    ColorMode(
+        "inconsistent", "Inconsistent", "Pixels whose multi-view error exceeds the threshold.",
+        "categorical", _from_analysis(_inconsistent_codes),
+        categories=_flags("consistent", "inconsistent"), no_data_label="unchecked",
+        needs_analysis=True,
+    ),
+    ColorMode(
+        "clamp", "Near / far clamp", "Depths the model clamped at its near or far plane.",
+        "categorical", _from_analysis(_clamp_codes),
+        categories=lambda context: _CLAMP_CATEGORIES, needs_analysis=True,
+    ),
+    ColorMode(
+        "depth_edge", "Depth edges", "Pixels next to a depth jump (> 10 %) between neighbours.",
+        "categorical", _from_analysis(lambda checks: checks.edge),
+        categories=_flags("smooth", "depth edge"), needs_analysis=True,
+    ),
+    ColorMode(
+        "flying_pixel", "Flying pixels",
+        "Pixels that jump away from both neighbours along a row or a column: on neither surface.",
+        "categorical", _from_analysis(lambda checks: checks.flying),
+        categories=_flags("on a surface", "flying pixel"), needs_analysis=True,
+    ),
 )  # fmt: skip
 
 COLOR_MODES: dict[str, ColorMode] = {mode.key: mode for mode in _MODES}
@@ -288,7 +327,9 @@ def mode_of_layer(layer: str, chosen: str) -> str:
 def layer_values(context: ColorContext, mode_key: str, layer: str) -> np.ndarray | None:
     """``mode``'s values on ``layer`` (cached per context)."""
     mode = color_mode(mode_key)
-    return context.cached(("values", mode_key, layer, context.settings), lambda: mode.values(context, layer))
+    return context.cached(
+        ("values", mode_key, layer, context.settings), lambda: mode.values(context, layer)
+    )
 
 
 def colorize(mode: ColorMode, context: ColorContext, values: np.ndarray | None) -> np.ndarray:
@@ -336,5 +377,7 @@ def legend_image(context: ColorContext, mode_key: str) -> np.ndarray:
             entries.append((mode.no_data_label, colormaps.NO_DATA_COLOR))
         return colormaps.categories_image(entries)
     low, high = mode.value_range(context)
-    label = mode.legend_label(context) + (f" (grey: {mode.no_data_label})" if mode.no_data_label else "")
+    label = mode.legend_label(context) + (
+        f" (grey: {mode.no_data_label})" if mode.no_data_label else ""
+    )
     return colormaps.colorbar_image(mode.legend, low, high, label)

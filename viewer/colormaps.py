@@ -144,7 +144,11 @@ def colorbar_image(
     image, draw = _canvas(width, height)
     image.paste(Image.fromarray(np.repeat(ramp[None], bar_height, axis=0)), (margin, margin // 2))
     text_y = margin // 2 + bar_height + 4
-    ticks = [(low, margin, "la"), ((low + high) / 2, width // 2, "ma"), (high, width - margin, "ra")]
+    ticks = [
+        (low, margin, "la"),
+        ((low + high) / 2, width // 2, "ma"),
+        (high, width - margin, "ra"),
+    ]
     for value, x, anchor in ticks:
         draw.text((x, text_y), format_number(value), fill=LEGEND_TEXT, anchor=anchor)
     draw.text((width // 2, height - 2), label, fill=LEGEND_TEXT, anchor="md")
@@ -160,7 +164,9 @@ def categories_image(
     half = width // 2
     for i, (label, color) in enumerate(entries):
         left, top = (i % 2) * half + 8, (i // 2) * row_height + 4
-        draw.rectangle((left, top + 2, left + 14, top + 14), fill=tuple(color), outline=(90, 90, 90))
+        draw.rectangle(
+            (left, top + 2, left + 14, top + 14), fill=tuple(color), outline=(90, 90, 90)
+        )
         draw.text((left + 20, top + 8), label[:26], fill=LEGEND_TEXT, anchor="lm")
     return np.asarray(image)
 

@@ -61,7 +61,9 @@ class PixelReport:
         return None if self.gt_depth is None else abs(depth - self.gt_depth) / self.gt_depth
 
 
-def corresponding_pixel(a: Cameras, view: int, u: int, v: int, b: Cameras) -> tuple[int, int, int] | None:
+def corresponding_pixel(
+    a: Cameras, view: int, u: int, v: int, b: Cameras
+) -> tuple[int, int, int] | None:
     """``(view, u, v)`` of ``b`` whose pixel the ray of ``a``'s pixel ``(u, v)`` passes through.
 
     ``b``'s view of the same source frame is used (runs of one scene may crop and scale a frame
@@ -80,11 +82,16 @@ def corresponding_pixel(a: Cameras, view: int, u: int, v: int, b: Cameras) -> tu
     ray = camera_rays(centre, a.intrinsics[view].double())  # [3], camera frame, z = 1
     T = a.T_world_cam[view]
     point = T[:3, :3] @ ray + T[:3, 3]  # one unit along the ray, in the world
-    coords, depth = project_points(point[None], b.intrinsics[target].double(), b.T_world_cam[target])
+    coords, depth = project_points(
+        point[None], b.intrinsics[target].double(), b.T_world_cam[target]
+    )
     if float(depth[0]) <= 0:
         return None
     height_b, width_b = b.image_shape
-    u_b, v_b = int(np.floor(float(coords[0, 0]) * width_b)), int(np.floor(float(coords[0, 1]) * height_b))
+    u_b, v_b = (
+        int(np.floor(float(coords[0, 0]) * width_b)),
+        int(np.floor(float(coords[0, 1]) * height_b)),
+    )
     if not (0 <= u_b < width_b and 0 <= v_b < height_b):
         return None
     return target, u_b, v_b
@@ -143,7 +150,9 @@ def inspect_pixel(
         near=float(layers.context.near[view]), far=float(layers.context.far[view]),
         coarse_point=point(layers.coarse_points), final_point=point(layers.final_points),
         gt_depth=gt_depth,
-        candidate_inv_depth=layers.cost_volume.candidate_inv_depth[view, :, fv, fu].double().numpy(),
+        candidate_inv_depth=(
+            layers.cost_volume.candidate_inv_depth[view, :, fv, fu].double().numpy()
+        ),
         probability=probabilities[view, :, fv, fu].double().numpy(),
     )  # fmt: skip
     context = ColorContext(layers, analysis)
@@ -160,7 +169,10 @@ def inspect_pixel(
 
 @dataclass
 class ProbabilitySeries:
-    """The cost-volume probability over depth candidates, by increasing depth, within [near, far]."""
+    """The cost-volume probability over the depth candidates, by increasing depth.
+
+    ``depth_range`` is the plot's x range: the view's near and far planes.
+    """
 
     depth: np.ndarray  # [D]
     probability: np.ndarray  # [D]

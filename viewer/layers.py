@@ -87,7 +87,9 @@ class Layers:
 
     @property
     def gaussians_pixel_aligned(self) -> bool:
-        return self.gaussians is not None and self.gaussians.means.shape[1] == self.final_depth.numel()
+        return (
+            self.gaussians is not None and self.gaussians.means.shape[1] == self.final_depth.numel()
+        )
 
     def pixel_grid(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(view, row, column)`` index maps, each ``[V, H, W]`` int64."""
@@ -173,7 +175,8 @@ def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
 
 
 def _on_cpu(gaussians: Gaussians) -> Gaussians:
-    """The Gaussians as float32 CPU tensors, like every other map here (the model may be on CUDA)."""
+    """The Gaussians as float32 CPU tensors, like every other map here (the model may run on
+    CUDA)."""
     moved = {
         f.name: getattr(gaussians, f.name).detach().float().cpu()
         for f in fields(gaussians)

@@ -22,7 +22,8 @@ class SceneOptions:
     again for more models: each becomes a run of the same scene, to compare."""
 
     scene: str | None = None
-    """Dataset scene key (e.g. RealEstate10K), capture folder (COLMAP/transforms.json), synthetic:N."""
+    """Dataset scene key (e.g. RealEstate10K), capture folder (COLMAP/transforms.json) or
+    synthetic:N."""
 
     data_root: Annotated[list[Path], tyro.conf.UseAppendAction] = field(default_factory=list)
     """Dataset root holding chunks and index.json; give the flag once per root."""
@@ -54,7 +55,8 @@ class ViewerOptions(SceneOptions):
     """Port to serve on; default 8080 or the next free one. A port given here must be free."""
 
     demo: bool = False
-    """Open the bundled demo model and scenes (also what happens with neither --ckpt nor --scene)."""
+    """Open the bundled demo model and scenes (also what happens with neither --ckpt nor
+    --scene)."""
 
     point_budget: int = 600_000
     """Points sent per layer at most (server-side subsampling keeps the browser fluid)."""

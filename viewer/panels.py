@@ -33,9 +33,7 @@ def panel_figure_size(
     return round(fig_w * dpi), round(fig_h * dpi)
 
 
-def figure_inches(
-    num_columns: int, num_views: int, height: int, width: int
-) -> tuple[float, float]:
+def figure_inches(num_columns: int, num_views: int, height: int, width: int) -> tuple[float, float]:
     """Size in inches of a grid of ``num_views`` rows by ``num_columns`` panels of ``H x W``."""
     image_height_in = IMAGE_WIDTH_FRACTION * PANEL_WIDTH_IN * height / width
     return num_columns * PANEL_WIDTH_IN, num_views * (image_height_in + TITLE_HEIGHT_IN)
@@ -123,7 +121,9 @@ def render_panels(
         ax, bar = cell(view, 0)
         ax.imshow(layers.rgb[view].numpy())
         bar.set_visible(False)
-        low, high = robust_range(np.concatenate((coarse.ravel(), final.ravel())))  # one range: they compare
+        low, high = robust_range(
+            np.concatenate((coarse.ravel(), final.ravel()))
+        )  # one range: they compare
         for column, depth in ((1, coarse), (3, final)):
             ax, bar = cell(view, column)
             colorbar(ax.imshow(depth, cmap="viridis", vmin=low, vmax=high), bar)

@@ -211,7 +211,8 @@ class ModelSession:
         return self.backend.predict(scene.context)
 
     def run(self, scene: SceneViews, progress: ProgressFn | None = None,
-            seconds: dict[str, float] | None = None, run_name: str | None = None) -> LoadedScene:  # fmt: skip
+            seconds: dict[str, float] | None = None,
+            run_name: str | None = None) -> LoadedScene:  # fmt: skip
         return run_prediction(scene, self.predict, progress, seconds, run_name or self.backend.name,
                               self.backend_notes())  # fmt: skip
 

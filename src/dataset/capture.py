@@ -179,7 +179,8 @@ def load_capture(
     for model, models_frames in undistorted.items():
         notes.append(SceneNote(
             "undistorted",
-            f"Frame(s) {frames_text(sorted(models_frames))} use the {model} camera model; they were "
+            f"Frame(s) {frames_text(sorted(models_frames))} use the {model} camera model; "
+            "they were "
             "undistorted to pinhole cameras the way COLMAP's image_undistorter does (focal "
             "lengths kept, no blank pixels)."))
 

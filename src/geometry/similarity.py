@@ -111,7 +111,8 @@ class Similarity:
     def directions(self, directions: ArrayT) -> ArrayT:
         """``[..., 3]`` directions (turned, not scaled, not moved)."""
         if isinstance(directions, np.ndarray):
-            return (directions.astype(np.float64) @ self.rotation.numpy().T).astype(directions.dtype)
+            turned = directions.astype(np.float64) @ self.rotation.numpy().T
+            return turned.astype(directions.dtype)
         R_T = self.rotation.T.to(directions.device)
         return (directions.double() @ R_T).to(directions.dtype)
 

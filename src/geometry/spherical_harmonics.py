@@ -139,7 +139,8 @@ def sh_rotation_3dgs(rotation: Tensor, degree: int) -> Tensor:
     basis = sh_basis(directions, degree)  # [K, d_sh]
     rotated = sh_basis(directions @ rotation.double().transpose(-1, -2), degree)  # [..., K, d_sh]
     # Y(R d) = D Y(d) for every sample, band by band: D^T = pinv(Y) Y(R d).
-    matrix = torch.zeros((*rotation.shape[:-2], basis.shape[-1], basis.shape[-1]), dtype=torch.float64)
+    d_sh = basis.shape[-1]
+    matrix = torch.zeros((*rotation.shape[:-2], d_sh, d_sh), dtype=torch.float64)
     for band in range(degree + 1):
         block = slice(band * band, (band + 1) * (band + 1))
         solved = torch.linalg.pinv(basis[:, block]) @ rotated[..., :, block]

@@ -96,8 +96,10 @@ def matrix_to_quaternion_wxyz(R: Tensor) -> Tensor:
     )
     pivot = four_sq.argmax(dim=-1, keepdim=True)  # [..., 1]
     root = torch.sqrt(four_sq.clamp_min(1e-12))  # [..., 4] = 2 * |component|
-    d21, d02, d10 = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
-    s21, s02, s10 = m[..., 2, 1] + m[..., 1, 2], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1]
+    d21, d02 = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0]
+    d10 = m[..., 1, 0] - m[..., 0, 1]
+    s21, s02 = m[..., 2, 1] + m[..., 1, 2], m[..., 0, 2] + m[..., 2, 0]
+    s10 = m[..., 1, 0] + m[..., 0, 1]
     # Candidate quaternions (times 2 * pivot component), one per pivot choice.
     candidates = torch.stack(
         (

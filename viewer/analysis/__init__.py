@@ -84,7 +84,9 @@ class SceneAnalysis:
         final, coarse = self.layers["final"], self.layers["coarse"]
         out = {
             "settings": asdict(self.settings),
-            "consistency": {key: self.layers[key].consistency.summary() for key in ("final", "coarse")},
+            "consistency": {
+                key: self.layers[key].consistency.summary() for key in ("final", "coarse")
+            },
             "clamp": {
                 "final_at_near_share": share(final.at_near),
                 "final_at_far_share": share(final.at_far),

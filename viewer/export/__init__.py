@@ -156,7 +156,9 @@ class ExportResult:
 
 def export_inputs(loaded: LoadedScene, settings: ExportSettings) -> ExportInputs:
     analysis = loaded.analysis(settings.analysis)
-    return ExportInputs(loaded, settings, analysis, ColorContext(loaded.layers, analysis, settings.color))
+    return ExportInputs(
+        loaded, settings, analysis, ColorContext(loaded.layers, analysis, settings.color)
+    )
 
 
 def refuse_existing(out_dir: Path, overwrite: bool) -> None:
@@ -189,8 +191,11 @@ def export_scene(
             try:
                 file.write(inputs, working / file.name)
             except OSError as error:  # a full disk: name the file, keep the old export
-                raise OSError(error.errno, f"{error.strerror or error} while writing "
-                              f"{file.name} (the previous export in {out_dir} is kept)") from None
+                raise OSError(
+                    error.errno,
+                    f"{error.strerror or error} while writing "
+                    f"{file.name} (the previous export in {out_dir} is kept)",
+                ) from None
             inputs.written.append(file.name)
         metrics = json.loads((working / "metrics.json").read_text())
     if progress is not None:

@@ -81,7 +81,9 @@ def target_metrics(loaded: LoadedScene) -> dict:
     }
 
 
-def export_metrics(loaded: LoadedScene, analysis: SceneAnalysis, point_counts: dict[str, int]) -> dict:
+def export_metrics(
+    loaded: LoadedScene, analysis: SceneAnalysis, point_counts: dict[str, int]
+) -> dict:
     """Everything ``metrics.json`` holds."""
     layers, scene = loaded.layers, loaded.scene
     height, width = layers.image_shape

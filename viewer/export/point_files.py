@@ -33,7 +33,9 @@ COMPARED_LAYERS = ("coarse", "final")
 
 def _scalar_columns(context: ColorContext, layer: str, keep: np.ndarray) -> dict[str, np.ndarray]:
     metric = replace(context, settings=replace(context.settings, residual_unit="metric"), _cache={})
-    inverse = replace(context, settings=replace(context.settings, residual_unit="inverse"), _cache={})
+    inverse = replace(
+        context, settings=replace(context.settings, residual_unit="inverse"), _cache={}
+    )
     columns = {}
     for key in COLOR_MODES:
         if key in SKIPPED_MODES:

@@ -30,7 +30,8 @@ TARGET_GROUP = "Target cameras"
 _OPEN_TREE = """<script>
 (function open(tries) {
   var button = document.querySelector('[aria-label="Show scene tree"]');
-  if (button) { button.click(); } else if (tries > 0) { setTimeout(function () { open(tries - 1); }, 250); }
+  if (button) { button.click(); }
+  else if (tries > 0) { setTimeout(function () { open(tries - 1); }, 250); }
 })(40);
 </script>"""
 
@@ -48,8 +49,10 @@ def _overlay(loaded: LoadedScene, context: ColorContext, shown: list[str]) -> st
     for key in shown:
         mode = POINT_LAYERS[key].fixed_color_mode
         if mode is not None:
-            legends.append(f"<div>{escape_html(POINT_LAYERS[key].label)}</div>"
-                           f'<img alt="legend" src="{_png_data_url(legend_image(context, mode))}">')
+            legends.append(
+                f"<div>{escape_html(POINT_LAYERS[key].label)}</div>"
+                f'<img alt="legend" src="{_png_data_url(legend_image(context, mode))}">'
+            )
     title = f"{loaded.scene.key} ({loaded.run_name})"
     return (
         '<div id="dsviewer-legend" style="position:fixed;left:12px;bottom:12px;z-index:10;'
@@ -88,7 +91,9 @@ def scene_html(loaded: LoadedScene, context: ColorContext, point_budget: int) ->
             mode = layer.fixed_color_mode or "rgb"
             for v in range(flat.num_views):
                 pixels = np.flatnonzero(flat.valid[v])
-                pixels = pixels[:: max(1, math.ceil(len(pixels) / max(1, point_budget // flat.num_views)))]
+                pixels = pixels[
+                    :: max(1, math.ceil(len(pixels) / max(1, point_budget // flat.num_views)))
+                ]
                 colors = point_colors(context, mode, key, v, pixels)
                 frame = int(layers.context.frames[v])
                 add_point_cloud(server, f"/{layer.label}/view {v} (frame {frame})",

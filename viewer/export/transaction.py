@@ -125,7 +125,9 @@ def export_transaction(destination: Path) -> Iterator[Path]:
     destination = Path(destination)
     recover(destination)
     check_writable(destination)
-    working = destination.parent / f".{destination.name}{MARKER}{os.getpid()}-{secrets.token_hex(4)}"
+    working = (
+        destination.parent / f".{destination.name}{MARKER}{os.getpid()}-{secrets.token_hex(4)}"
+    )
     working.mkdir()
     try:
         yield working

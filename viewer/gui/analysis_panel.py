@@ -44,8 +44,12 @@ def summary_markdown(summary: dict) -> str:
     ]  # fmt: skip
     if "gt" in summary:
         gt = summary["gt"]
-        rows.append(("AbsRel to GT", *(_num(gt[k]["overall"]["abs_rel"]) for k in ("final", "coarse"))))
-        rows.append(("delta < 1.25", *(_pct(gt[k]["overall"]["delta"]) for k in ("final", "coarse"))))
+        rows.append(
+            ("AbsRel to GT", *(_num(gt[k]["overall"]["abs_rel"]) for k in ("final", "coarse")))
+        )
+        rows.append(
+            ("delta < 1.25", *(_pct(gt[k]["overall"]["delta"]) for k in ("final", "coarse")))
+        )
     lines = ["| check | final | coarse |", "|---|---|---|"]
     lines += [f"| {name} | {final} | {coarse} |" for name, final, coarse in rows]
     return "\n".join(lines)
@@ -54,7 +58,12 @@ def summary_markdown(summary: dict) -> str:
 def statistics_markdown(analysis: SceneAnalysis, residual: np.ndarray, valid: np.ndarray,
                         unit: str) -> str:  # fmt: skip
     """Per view: the residual (``[V, P]`` in the chosen unit) and the depth errors to GT."""
-    lines = [f"**Residual r** ({unit})", "", "| view | mean | median | r > 0 |", "|---|---|---|---|"]
+    lines = [
+        f"**Residual r** ({unit})",
+        "",
+        "| view | mean | median | r > 0 |",
+        "|---|---|---|---|",
+    ]
     for v in range(residual.shape[0]):
         r = residual[v][valid[v]].astype(np.float64)
         if r.size == 0:
@@ -130,10 +139,11 @@ class AnalysisPanel:
                 handle.data, handle.title, handle.visible = data, title, True
                 continue
             with self.histograms_folder:
+                series = ({"label": "residual"}, {"label": "pixels", "stroke": "#d6604d",
+                                                  "fill": "rgba(214, 96, 77, 0.25)", "width": 1.5})
                 self.histograms.append(gui.add_uplot(
-                    data, ({"label": "residual"}, {"label": "pixels", "stroke": "#d6604d",
-                                                   "fill": "rgba(214, 96, 77, 0.25)", "width": 1.5}),
-                    title=title, aspect=2.0, scales={"x": {"time": False}}, axes=({}, {"label": "pixels"}),
+                    data, series, title=title, aspect=2.0, scales={"x": {"time": False}},
+                    axes=({}, {"label": "pixels"}),
                 ))  # fmt: skip
-        for handle in self.histograms[residual.shape[0]:]:
+        for handle in self.histograms[residual.shape[0] :]:
             handle.visible = False

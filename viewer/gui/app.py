@@ -206,7 +206,9 @@ class ViewerApp:
             source_b = gt_source(a.loaded) if partner == GT_NAME else run_source(b.loaded)
             maps = {id(a): {k: v.numpy() for k, v in difference_maps(source_a, source_b).items()}}
             if b is not None:  # on B's pixels: -(A - B) = B - A
-                maps[id(b)] = {k: -v.numpy() for k, v in difference_maps(source_b, source_a).items()}
+                maps[id(b)] = {
+                    k: -v.numpy() for k, v in difference_maps(source_b, source_a).items()
+                }
             with self.lock:
                 if a is not self.runs[self.primary] or partner != self.partner:
                     return  # the pair changed meanwhile
@@ -283,7 +285,9 @@ class ViewerApp:
         settings = self.colours.settings()
         context = self._contexts.get(id(run))
         if context is None or context.analysis is not analysis or context.settings != settings:
-            context = ColorContext(run.loaded.layers, analysis, settings, self._difference(run, settings))
+            context = ColorContext(
+                run.loaded.layers, analysis, settings, self._difference(run, settings)
+            )
             self._contexts[id(run)] = context
         return context
 
@@ -293,7 +297,9 @@ class ViewerApp:
         if maps is None:
             return None
         reference = self._differences[id(self.runs[self.primary])]
-        limits = {unit: robust_limit(values, settings.percentile) for unit, values in reference.items()}
+        limits = {
+            unit: robust_limit(values, settings.percentile) for unit, values in reference.items()
+        }
         return DepthDifference(maps, limits)
 
     def residual_limit(self) -> float:
@@ -331,6 +337,7 @@ class ViewerApp:
             return
         self.analysis_panel.computing()
         for run in pending:
+
             def job(run: Run = run) -> None:
                 if run not in self.runs or self.analysis_panel.settings() != settings:
                     return  # superseded by a newer scene or setting

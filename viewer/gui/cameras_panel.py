@@ -57,7 +57,9 @@ class CamerasPanel:
                 self.reset_client(event.client)
 
     def _names(self, kind: str) -> list[str]:
-        cameras = self.app.loaded.layers.context if kind == "context" else self.app.loaded.layers.target
+        cameras = (
+            self.app.loaded.layers.context if kind == "context" else self.app.loaded.layers.target
+        )
         if cameras is None:
             return []
         return [f"{kind} {i}: frame {int(f)}" for i, f in enumerate(cameras.frames)]
@@ -73,7 +75,9 @@ class CamerasPanel:
                 new = add_frustums(self.app.server, f"/cameras/{kind}", cameras,
                                    loaded.view.frustum_scale, kind, by_frame=False)  # fmt: skip
                 for index, handle in enumerate(new):
-                    handle.on_click(lambda _event, kind=kind, index=index: self._select(kind, index))
+                    handle.on_click(
+                        lambda _event, kind=kind, index=index: self._select(kind, index)
+                    )
                 self.frustums[kind] = new + old[count:]
         self.target_toggle.disabled = loaded.layers.target is None
         names = self._names("context") + self._names("target")

@@ -35,7 +35,9 @@ class LayersPanel:
             for key, layer in POINT_LAYERS.items():
                 toggle = gui.add_checkbox(layer.label, initial_value=layer.shown_at_start,
                                           hint=layer.hint)  # fmt: skip
-                toggle.on_update(lambda _event, key=key: app.guarded(lambda: app.on_layer_toggled(key)))
+                toggle.on_update(
+                    lambda _event, key=key: app.guarded(lambda: app.on_layer_toggled(key))
+                )
                 self.toggles[key] = toggle
 
     def wanted(self, layer: str) -> bool:
@@ -134,7 +136,10 @@ class ColoursPanel:
         context = self.app.color_context()
         parts = []
         for key in self.modes_in_use():
-            parts += [colormaps.text_image(COLOR_MODES[key].label, height=20), legend_image(context, key)]
+            parts += [
+                colormaps.text_image(COLOR_MODES[key].label, height=20),
+                legend_image(context, key),
+            ]
         image = np.concatenate(parts, axis=0)
         if not np.array_equal(image, self.legend.image):  # an unchanged legend is not re-sent
             self.legend.image = image
@@ -153,11 +158,13 @@ class PointsPanel:
             self.budget = gui.add_slider(
                 "Points per layer", min=low, max=max(3_000_000, point_budget),
                 step=10_000 if low == 10_000 else 1, initial_value=point_budget,
-                hint="Points sent per layer at most, split over the views (keeps the browser fluid).",
+                hint="Points sent per layer at most, split over the views (keeps the browser "
+                "fluid).",
             )  # fmt: skip
             self.subsample = gui.add_dropdown(
                 "Subsampling", options=("random", "stride"),
-                hint="random: a fixed random subset (stable under filters); stride: every k-th pixel.",
+                hint="random: a fixed random subset (stable under filters); stride: every "
+                "k-th pixel.",
             )  # fmt: skip
             self.min_confidence = gui.add_slider(
                 "Min confidence (pct)", min=0.0, max=99.0, step=1.0, initial_value=0.0,

@@ -52,9 +52,11 @@ def _rows(report: PixelReport) -> list[tuple[str, str]]:
         ("GT depth", _fmt(report.gt_depth)),
         ("rel. error coarse / final", (f"{_fmt(report.relative_error(report.coarse_depth))} / "
                                       f"{_fmt(report.relative_error(report.final_depth))}")),
-        ("cost volume argmax / mean", f"{_fmt(report.argmax_depth)} / {_fmt(report.expected_depth)}"),
+        ("cost volume argmax / mean",
+         f"{_fmt(report.argmax_depth)} / {_fmt(report.expected_depth)}"),
     ]  # fmt: skip
-    rows += [(COLOR_MODES[k].label.lower() + " (final)", _fmt(v)) for k, v in report.mode_values.items()
+    rows += [(COLOR_MODES[k].label.lower() + " (final)", _fmt(v))
+             for k, v in report.mode_values.items()
              if k not in ("residual", "confidence", "depth")]  # fmt: skip
     rows.append(("flags", ", ".join(report.flags) or "none"))
     return rows
@@ -67,7 +69,9 @@ def report_markdown(reports: list[tuple[str, PixelReport | None]]) -> str:
     labels = [label for label, _ in _rows(next(r for _, r in reports if r is not None))]
     header = "| | " + " | ".join(names) + " |" if len(reports) > 1 else "| | |"
     lines = [header, "|---|" + "---|" * len(reports)]
-    lines += [f"| {label} | " + " | ".join(c.get(label, "-") for c in columns) + " |" for label in labels]
+    lines += [
+        f"| {label} | " + " | ".join(c.get(label, "-") for c in columns) + " |" for label in labels
+    ]
     return "\n".join(lines)
 
 
@@ -102,7 +106,9 @@ class InspectorPanel:
             self.view = gui.add_number("View", initial_value=0, min=0, step=1)
             self.u = gui.add_number("u (column)", initial_value=0, min=0, step=1)
             self.v = gui.add_number("v (row)", initial_value=0, min=0, step=1)
-            self.inspect = gui.add_button("Inspect", hint="Inspect this pixel of this context view.")
+            self.inspect = gui.add_button(
+                "Inspect", hint="Inspect this pixel of this context view."
+            )
             self.plot = gui.add_uplot(
                 (np.array([1.0, 2.0]), np.zeros(2)),
                 ({"label": "depth"}, {"label": "probability", "stroke": "#4393c3", "width": 2}),
@@ -161,7 +167,9 @@ class InspectorPanel:
         for other in app.runs:
             if other is run or not other.visible:
                 continue
-            pixel = corresponding_pixel(loaded.layers.context, view, u, v, other.loaded.layers.context)
+            pixel = corresponding_pixel(
+                loaded.layers.context, view, u, v, other.loaded.layers.context
+            )
             reports.append((other.name, None if pixel is None else inspect_pixel(
                 other.loaded.layers, *pixel, app.current_analysis(other.loaded))))  # fmt: skip
         self.text.content = report_markdown(reports)

@@ -1,7 +1,8 @@
 """The point clouds in the scene: which points are sent, their colours, picking.
 
 One viser point cloud per (run, layer, view) under a frame per run and layer
-(``/runs/<slot>/<layer>/view_<v>``), so toggling a run, a layer or a view only flips visibility. Changing the selection (filters, budget)
+(``/runs/<slot>/<layer>/view_<v>``), so toggling a run, a layer or a view only flips
+visibility. Changing the selection (filters, budget)
 re-sends the points of visible layers in place (``handle.points``, ``handle.colors``); hidden
 layers are marked stale and sent when first shown. Changing colours sends only colours.
 Handles are kept across scenes (same node names), so scene switches never grow viser's buffer.
@@ -110,7 +111,9 @@ class PointClouds:
         if run is None:
             return
         layers = run.loaded.layers
-        self.rank = np.random.default_rng(0).permutation(layers.final_depth[0].numel()).astype(np.int32)
+        self.rank = (
+            np.random.default_rng(0).permutation(layers.final_depth[0].numel()).astype(np.int32)
+        )
         for (layer, view), handle in self.handles.items():
             if view >= layers.num_views:  # a view this run does not have
                 handle.visible = False

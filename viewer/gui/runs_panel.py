@@ -27,7 +27,10 @@ STRIP_COLUMNS = 8
 
 
 def frames_strip(frames: list[tuple[int, np.ndarray]], side: int = 64) -> np.ndarray:
-    """The thumbnails in a grid, each with its frame number: ``[rows * (side + 14), 8 * side, 3]``."""
+    """The thumbnails in a grid, each with its frame number below it.
+
+    Returns ``[rows * (side + 14), 8 * side, 3]`` uint8.
+    """
     from PIL import Image, ImageDraw
 
     rows = max(1, -(-len(frames) // STRIP_COLUMNS))
@@ -49,7 +52,9 @@ def parse_frames(text: str) -> tuple[int, ...] | None:
     try:
         frames = tuple(int(p) for p in parts)
     except ValueError:
-        raise ValueError(f"context frames must be integers separated by spaces, got {text!r}") from None
+        raise ValueError(
+            f"context frames must be integers separated by spaces, got {text!r}"
+        ) from None
     if len(set(frames)) != len(frames) or min(frames) < 0:
         raise ValueError(f"context frames must be distinct and non-negative, got {text!r}")
     return frames
@@ -61,10 +66,16 @@ class RunsPanel:
         gui = app.server.gui
         self.toggles: list[viser.GuiCheckboxHandle] = []
         with gui.add_folder("Runs"):
-            self.a = gui.add_dropdown("A", options=["(none)"], hint="The run the folders below "
-                                      "describe, and the reference of B - A.")
-            self.b = gui.add_dropdown("B", options=[NO_B], hint="The run compared with A (colour "
-                                      "mode 'B - A'); gt: the scene's ground truth.")
+            self.a = gui.add_dropdown(
+                "A",
+                options=["(none)"],
+                hint="The run the folders below describe, and the reference of B - A.",
+            )
+            self.b = gui.add_dropdown(
+                "B",
+                options=[NO_B],
+                hint="The run compared with A (colour mode 'B - A'); gt: the scene's ground truth.",
+            )
             self.placement = gui.add_dropdown(
                 "Runs placement", options=("overlaid", "side by side"),
                 hint="side by side: each run shifted beside the previous one.",
@@ -73,18 +84,26 @@ class RunsPanel:
             self.list_folder = gui.add_folder("Shown runs")
         with gui.add_folder("New run", expand_by_default=False):
             names = [p.name for p in app.run_loader.checkpoints] if app.run_loader else ["(none)"]
-            self.checkpoint = gui.add_dropdown("Checkpoint", options=names,
-                                               hint="A model loaded at start (--ckpt).")
+            self.checkpoint = gui.add_dropdown(
+                "Checkpoint", options=names, hint="A model loaded at start (--ckpt)."
+            )
             self.strip = gui.add_image(np.zeros((14, 64, 3), np.uint8), label="Frames")
-            self.context = gui.add_text("Context frames", initial_value="",
-                                        hint="Frame numbers (see the strip), e.g. '0 5'; empty: "
-                                        "the scene's default views.")
-            self.near = gui.add_number("Near", initial_value=0.0, min=0.0,
-                                       hint="0: the model's own near plane.")
-            self.far = gui.add_number("Far", initial_value=0.0, min=0.0,
-                                      hint="0: the model's own far plane.")
-            self.run_button = gui.add_button("Run", disabled=app.run_loader is None,
-                                             hint="Run this model on the shown scene as a new run.")
+            self.context = gui.add_text(
+                "Context frames",
+                initial_value="",
+                hint="Frame numbers (see the strip), e.g. '0 5'; empty: the scene's default views.",
+            )
+            self.near = gui.add_number(
+                "Near", initial_value=0.0, min=0.0, hint="0: the model's own near plane."
+            )
+            self.far = gui.add_number(
+                "Far", initial_value=0.0, min=0.0, hint="0: the model's own far plane."
+            )
+            self.run_button = gui.add_button(
+                "Run",
+                disabled=app.run_loader is None,
+                hint="Run this model on the shown scene as a new run.",
+            )
             self.status = gui.add_markdown("")
 
         self._showing = False  # show() sets the dropdowns itself: not a user's choice
@@ -115,8 +134,11 @@ class RunsPanel:
             while len(self.toggles) < len(app.runs):
                 toggle = app.server.gui.add_checkbox(f"run {len(self.toggles)}", initial_value=True)
                 index = len(self.toggles)
-                toggle.on_update(lambda _event, index=index: app.guarded(
-                    lambda: app.set_run_visible(index, bool(self.toggles[index].value))))
+                toggle.on_update(
+                    lambda _event, index=index: app.guarded(
+                        lambda: app.set_run_visible(index, bool(self.toggles[index].value))
+                    )
+                )
                 self.toggles.append(toggle)
         for index, toggle in enumerate(self.toggles):
             toggle.visible = index < len(app.runs)
@@ -140,8 +162,11 @@ class RunsPanel:
         def job() -> None:
             from src.dataset.frames import scene_frames
 
-            frames = scene_frames(self.app.scene_spec, image_shape=loaded.layers.image_shape,
-                                  data_roots=self.app.run_loader.options.data_root)
+            frames = scene_frames(
+                self.app.scene_spec,
+                image_shape=loaded.layers.image_shape,
+                data_roots=self.app.run_loader.options.data_root,
+            )
             if self.app.loaded is loaded:
                 self.strip.image = frames_strip(frames)
                 self.context.value = " ".join(str(int(f)) for f in loaded.layers.context.frames)
@@ -158,7 +183,9 @@ class RunsPanel:
             return
         checkpoint = app.run_loader.checkpoints[[p.name for p in app.run_loader.checkpoints]
                                                 .index(self.checkpoint.value)]  # fmt: skip
-        spec = RunSpec(checkpoint, context, float(self.near.value) or None, float(self.far.value) or None)
+        spec = RunSpec(
+            checkpoint, context, float(self.near.value) or None, float(self.far.value) or None
+        )
         scene_spec = app.scene_spec
         self.status.content = "*Running the model...*"
 
@@ -190,5 +217,8 @@ class RunsPanel:
                 break
             dropped.append(app.runs[candidates[0]].name)
             app.remove_run(candidates[0])
-        self.note.content = ("Dropped to stay within memory: " + ", ".join(
-            escape_markdown(n) for n in dropped)) if dropped else ""
+        self.note.content = (
+            ("Dropped to stay within memory: " + ", ".join(escape_markdown(n) for n in dropped))
+            if dropped
+            else ""
+        )

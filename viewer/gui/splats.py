@@ -27,7 +27,10 @@ SIDE_GAP = 1.15  # side-by-side shift: this many times the points' extent along 
 
 
 def select_gaussians(opacities: np.ndarray, budget: int, min_opacity: float = 0.0) -> np.ndarray:
-    """Indices of at most ``budget`` Gaussians at least ``min_opacity`` opaque (most opaque kept)."""
+    """Indices of at most ``budget`` Gaussians at least ``min_opacity`` opaque (the most opaque).
+
+    NaN opacities (non-finite Gaussians) are never selected.
+    """
     indices = np.flatnonzero((opacities >= min_opacity) & np.isfinite(opacities))
     if indices.size > budget:
         chosen = np.argpartition(-opacities[indices], budget - 1)[:budget]
@@ -54,16 +57,28 @@ class SplatNodes:
         self.sent_key: tuple | None = None
         gui = app.server.gui
         with gui.add_folder("Gaussians", expand_by_default=False):
-            self.toggle = gui.add_checkbox("Gaussian splats", initial_value=False,
-                                           hint="The predicted 3D Gaussians as splats (DC colour).")
+            self.toggle = gui.add_checkbox(
+                "Gaussian splats",
+                initial_value=False,
+                hint="The predicted 3D Gaussians as splats (DC colour).",
+            )
             self.placement = gui.add_dropdown(
                 "Splats placement", options=("overlaid", "side by side"),
                 hint="side by side: beside the point layers, so both can be seen at once.",
             )  # fmt: skip
-            self.color = gui.add_dropdown("Splat colour", options=list(SPLAT_COLORS),
-                                          hint="SH colour, or a map of opacity or largest scale.")
-            self.min_opacity = gui.add_slider("Min splat opacity", min=0.0, max=1.0, step=0.01,
-                                              initial_value=0.0, hint="Hide fainter Gaussians.")
+            self.color = gui.add_dropdown(
+                "Splat colour",
+                options=list(SPLAT_COLORS),
+                hint="SH colour, or a map of opacity or largest scale.",
+            )
+            self.min_opacity = gui.add_slider(
+                "Min splat opacity",
+                min=0.0,
+                max=1.0,
+                step=0.01,
+                initial_value=0.0,
+                hint="Hide fainter Gaussians.",
+            )
         for control in (self.toggle, self.color, self.min_opacity):
             control.on_update(lambda _event: app.guarded(self.refresh))
 
@@ -84,7 +99,9 @@ class SplatNodes:
             return np.zeros(3)
         loaded = self.app.loaded
         final = loaded.flat("final")
-        return side_by_side_offset(final.points[final.valid], loaded.layers.context.T_world_cam.numpy())
+        return side_by_side_offset(
+            final.points[final.valid], loaded.layers.context.T_world_cam.numpy()
+        )
 
     def refresh(self) -> None:
         gaussians = self.app.loaded.layers.gaussians
@@ -95,7 +112,9 @@ class SplatNodes:
         key = (SPLAT_COLORS[self.color.value], float(self.min_opacity.value))
         if self.sent_key != key:
             mode, min_opacity = key
-            opacities = np.where(gaussians.finite()[0].numpy(), gaussians.opacities[0].numpy(), np.nan)
+            opacities = np.where(
+                gaussians.finite()[0].numpy(), gaussians.opacities[0].numpy(), np.nan
+            )
             indices = select_gaussians(opacities, self.budget, min_opacity)  # NaN ones never
             if mode == "sh":
                 rgbs = gaussian_dc_rgb(gaussians.harmonics[0, indices, :, 0]).numpy()
@@ -136,8 +155,14 @@ class ResidualVectors:
                 hint="Segments from each coarse point to its final point: what the monocular "
                 "branch moved (blue: toward the camera, red: away).",
             )  # fmt: skip
-            self.stride = gui.add_slider("Vector stride (px)", min=1, max=32, step=1, initial_value=8,
-                                         hint="One segment every this many pixels.")
+            self.stride = gui.add_slider(
+                "Vector stride (px)",
+                min=1,
+                max=32,
+                step=1,
+                initial_value=8,
+                hint="One segment every this many pixels.",
+            )
 
         @self.toggle.on_update
         def _(_event) -> None:

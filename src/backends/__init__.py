@@ -57,8 +57,17 @@ def open_backend(
     *,
     device: str = "auto",
     config: str | Path | None = None,
+    depthsplat_repo: Path | None = None,
 ) -> ModelBackend:
-    """The built-in DepthSplat for ``checkpoint`` on ``device`` (``auto``, ``cpu``, ``cuda``)."""
+    """The model for ``checkpoint`` on ``device`` (``auto``, ``cpu``, ``cuda``): the built-in
+    DepthSplat, or with ``depthsplat_repo`` that checkout's own code (see ``extension.py``)."""
+    if depthsplat_repo is not None:
+        from src.backends.extension import ExtensionBackend
+
+        return ExtensionBackend(
+            Path(checkpoint), repo=Path(depthsplat_repo), device=resolve_device(device),
+            config=config,
+        )  # fmt: skip
     from src.backends.builtin import BuiltinBackend
 
     return BuiltinBackend(Path(checkpoint), device=resolve_device(device), config=config)

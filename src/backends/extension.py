@@ -196,6 +196,7 @@ class ExtensionBackend:
             "device": device,
             "experiment": experiment,
             "overrides": encoder_overrides(model_config),
+            "threads": torch.get_num_threads(),  # the worker computes as this process would
         })  # fmt: skip
         if not answer["ok"]:
             error = self._explain(answer)

@@ -220,6 +220,7 @@ class Session:
 
     def load(self, request: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
+        torch.set_num_threads(int(request["threads"]))
         try:
             from src.model.encoder.encoder_depthsplat import (  # the checkout's own code
                 EncoderDepthSplat,

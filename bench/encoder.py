@@ -93,8 +93,10 @@ def random_views(views: int, height: int, width: int, near: float, far: float) -
 class Row:
     architecture: str
     shape: tuple[int, int, int, int]
-    ours: list[float] = field(default_factory=list)
+    ours: list[float] = field(default_factory=list)  # wall seconds per round
     official: list[float] = field(default_factory=list)
+    ours_cpu: list[float] = field(default_factory=list)  # process CPU seconds per round
+    official_cpu: list[float] = field(default_factory=list)
     load_ours: float = 0.0
     load_official: float | None = None
 
@@ -102,16 +104,21 @@ class Row:
     def ratios(self) -> list[float]:
         return [a / b for a, b in zip(self.ours, self.official)]
 
+    @property
+    def cpu_ratios(self) -> list[float]:
+        return [a / b for a, b in zip(self.ours_cpu, self.official_cpu)]
 
-def time_ours(backend: BuiltinBackend, views: ViewSet) -> float:
-    start = time.perf_counter()
+
+def time_ours(backend: BuiltinBackend, views: ViewSet) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads of this process) of one prediction."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     backend.predict(views)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
-def time_official(backend, views: ViewSet) -> float:
+def time_official(backend, views: ViewSet) -> tuple[float, float]:
     backend.predict(views)
-    return backend.forward_seconds  # measured in the worker around the encoder call
+    return backend.forward_seconds, backend.forward_cpu_seconds  # measured in the worker
 
 
 def bench(architecture: str, args: argparse.Namespace, folder: Path) -> Row:
@@ -137,12 +144,19 @@ def bench(architecture: str, args: argparse.Namespace, folder: Path) -> Row:
             order = ["ours", "official"] if round_index % 2 == 0 else ["official", "ours"]
             for who in order:
                 if who == "ours":
-                    row.ours.append(time_ours(ours, views))
+                    wall, cpu = time_ours(ours, views)
+                    row.ours.append(wall)
+                    row.ours_cpu.append(cpu)
                 elif official is not None:
-                    row.official.append(time_official(official, views))
+                    wall, cpu = time_official(official, views)
+                    row.official.append(wall)
+                    row.official_cpu.append(cpu)
             line = f"{architecture} round {round_index + 1}: ours {row.ours[-1]:.2f} s"
             if official is not None:
-                line += f", official {row.official[-1]:.2f} s, ratio {row.ratios[-1]:.2f}"
+                line += (
+                    f", official {row.official[-1]:.2f} s, ratio {row.ratios[-1]:.2f} "
+                    f"(CPU seconds {row.ours_cpu[-1]:.2f} / {row.official_cpu[-1]:.2f})"
+                )
             print(line, flush=True)
     finally:
         if official is not None:
@@ -157,8 +171,11 @@ def table(rows: list[Row], threads: int, loads: tuple[float, float]) -> str:
     head = "| architecture | B x V x H x W | ours, median s |"
     rule = "|---|---|---|"
     if with_official:
-        head += " official, median s | ours / official per round | median | min | load ours / official s |"
-        rule += "---|---|---|---|---|"
+        head += (
+            " official, median s | ours / official per round | median | min |"
+            " CPU-s ratio, median | load ours / official s |"
+        )
+        rule += "---|---|---|---|---|---|"
     else:
         head += " load s |"
         rule += "---|"
@@ -171,6 +188,7 @@ def table(rows: list[Row], threads: int, loads: tuple[float, float]) -> str:
             line += (
                 f" {statistics.median(r.official):.2f} | {ratios} | "
                 f"**{statistics.median(r.ratios):.2f}x** | {min(r.ratios):.2f}x | "
+                f"{statistics.median(r.cpu_ratios):.2f}x | "
                 f"{r.load_ours:.1f} / {r.load_official:.1f} |"
             )
         else:
@@ -181,8 +199,9 @@ def table(rows: list[Row], threads: int, loads: tuple[float, float]) -> str:
         f"CPU fp32, {threads} threads for each encoder, torch {torch.__version__}, "
         f"{os.cpu_count()} cores, 1-min load average {loads[0]:.1f} before / {loads[1]:.1f} "
         "after. Same weights (recipe, seed 0) and inputs; rounds alternate the order; "
-        "ratio below 1 = ours faster. Load = checkpoint to ready model (the official one "
-        "includes its worker start and imports)."
+        "ratio below 1 = ours faster; the CPU-seconds ratio (process CPU time of each "
+        "forward) is steadier on a busy machine. Load = checkpoint to ready model (the "
+        "official one includes its worker start and imports)."
     )
     return "\n".join(lines)
 

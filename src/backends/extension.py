@@ -212,7 +212,9 @@ class ExtensionBackend:
         answer = self._worker.call({"op": "predict", "context": context.as_batch("cpu")})
         if not answer["ok"]:
             raise self._explain(answer)
+        # Wall and CPU seconds of the encoder call alone, as measured in the worker.
         self.forward_seconds = float(answer["seconds"])
+        self.forward_cpu_seconds = float(answer["cpu_seconds"])
         dump = self._complete_dump(answer["dump"], answer["returned_match_probs"], context)
         gaussians = None
         if answer["gaussians"] is not None:

@@ -265,7 +265,7 @@ class Session:
                 returned["match_probs"] = output["match_probs"][-1]  # [BV, D, h, w]
 
         hook = self.encoder.depth_predictor.register_forward_hook(keep_match_probs)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         try:
             with torch.inference_mode():
                 output = self.encoder(context, global_step=0, visualization_dump=dump)
@@ -273,7 +273,7 @@ class Session:
                 torch.cuda.synchronize()
         finally:
             hook.remove()
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
         gaussians = output.get("gaussians") if isinstance(output, dict) else output
         depth = output.get("depths") if isinstance(output, dict) else None
         if depth is None and "depth" in dump:
@@ -283,6 +283,7 @@ class Session:
         answer: dict[str, Any] = {
             "ok": True,
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "depth": depth.float().cpu(),
             "dump": {k: dump[k].float().cpu() for k in CONTRACT_KEYS if k in dump},
             "returned_match_probs": (

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..common.cpu_kernels import PointwiseConv2d, nhwc
+
 # Names of the tensors concatenated at levels 1/2, 1/4, 1/8 ("vit" is the projected ViT map):
 #   cnn0/cnn1/cnn2 = CNN layer1, layer2, lowest output; mv = multi-view features at the
 #   lowest CNN resolution; mv_fine = the x2 pyramid level of them (2-scale models only);
@@ -61,7 +63,7 @@ class FeatureFusionBlock(nn.Module):
 
     def __init__(self, channels: int, with_skip: bool = True) -> None:
         super().__init__()
-        self.out_conv = nn.Conv2d(channels, channels, 1)
+        self.out_conv = PointwiseConv2d(channels, channels)
         if with_skip:
             self.resConfUnit1 = ResidualConvUnit(channels)
         self.resConfUnit2 = ResidualConvUnit(channels)
@@ -117,10 +119,10 @@ class DPTHead(nn.Module):
             "depth": 1,
         }
         self.concat_projects = nn.ModuleList(
-            nn.Conv2d(sum(widths.get(name, out_channels[i]) for name in names), out_channels[i], 1)
+            PointwiseConv2d(sum(widths.get(name, out_channels[i]) for name in names), out_channels[i])
             for i, names in enumerate(self.layout)
         )
-        self.projects = nn.ModuleList(nn.Conv2d(in_channels, c, 1) for c in out_channels)
+        self.projects = nn.ModuleList(PointwiseConv2d(in_channels, c) for c in out_channels)
         self.resize_layers = nn.ModuleList(
             [
                 nn.ConvTranspose2d(out_channels[0], out_channels[0], kernel_size=4, stride=4),
@@ -142,7 +144,7 @@ class DPTHead(nn.Module):
                 nn.GELU(),
                 nn.Conv2d(features // 2, 16, 3, padding=1, padding_mode="replicate"),
                 nn.GELU(),
-                nn.Conv2d(16, 1, 1),
+                PointwiseConv2d(16, 1),
             )
             nn.init.zeros_(self.scratch.output_conv[4].weight)
             nn.init.zeros_(self.scratch.output_conv[4].bias)
@@ -165,12 +167,13 @@ class DPTHead(nn.Module):
             depth: [N, 1, h', w'] coarse inverse depth at the last scale; required unless
                 ``return_feature``.
         Returns:
-            [N, 1, H, W] inverse-depth residual, or [N, features, H, W] with ``return_feature``.
+            [N, 1, H, W] inverse-depth residual, or [N, features, H, W] with ``return_feature``,
+            stored channels-last (see :mod:`..common.cpu_kernels`).
         """
         if not self.return_feature and depth is None:
             raise ValueError("DPTHead without return_feature needs the coarse `depth`.")
         levels = [
-            resize(project(x))
+            resize(project(nhwc(x)))
             for x, project, resize in zip(out_features, self.projects, self.resize_layers)
         ]
         if isinstance(mv_features, Tensor):
@@ -185,10 +188,8 @@ class DPTHead(nn.Module):
             **mv,
         }
         for i, names in enumerate(self.layout):
-            parts = [levels[i] if name == "vit" else named[name] for name in names]
-            levels[i] = self.concat_projects[i](
-                torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-            )
+            parts = [levels[i] if name == "vit" else nhwc(named[name]) for name in names]
+            levels[i] = self.concat_projects[i](nhwc(torch.cat(parts, dim=1)))
         s = self.scratch
         rn = [
             s.layer1_rn(levels[0]),

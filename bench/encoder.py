@@ -105,6 +105,13 @@ class Row:
         return [a / b for a, b in zip(self.ours, self.official)]
 
     @property
+    def first_result_ratio(self) -> float:
+        """(load + median forward) of ours over the official's: the wait for a first result."""
+        assert self.load_official is not None
+        ours = self.load_ours + statistics.median(self.ours)
+        return ours / (self.load_official + statistics.median(self.official))
+
+    @property
     def cpu_ratios(self) -> list[float]:
         return [a / b for a, b in zip(self.ours_cpu, self.official_cpu)]
 
@@ -173,9 +180,9 @@ def table(rows: list[Row], threads: int, loads: tuple[float, float]) -> str:
     if with_official:
         head += (
             " official, median s | ours / official per round | median | min |"
-            " CPU-s ratio, median | load ours / official s |"
+            " CPU-s ratio, median | load ours / official s | load + forward, ratio |"
         )
-        rule += "---|---|---|---|---|---|"
+        rule += "---|---|---|---|---|---|---|"
     else:
         head += " load s |"
         rule += "---|"
@@ -189,7 +196,7 @@ def table(rows: list[Row], threads: int, loads: tuple[float, float]) -> str:
                 f" {statistics.median(r.official):.2f} | {ratios} | "
                 f"**{statistics.median(r.ratios):.2f}x** | {min(r.ratios):.2f}x | "
                 f"{statistics.median(r.cpu_ratios):.2f}x | "
-                f"{r.load_ours:.1f} / {r.load_official:.1f} |"
+                f"{r.load_ours:.1f} / {r.load_official:.1f} | {r.first_result_ratio:.2f}x |"
             )
         else:
             line += f" {r.load_ours:.1f} |"

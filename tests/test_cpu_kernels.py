@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.model.encoder.common import cpu_kernels
-from src.model.encoder.common.cpu_kernels import Linear, PointwiseConv2d, nhwc
+from src.model.encoder.common.cpu_kernels import Linear, PointwiseConv2d, cat_nhwc, nhwc
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -24,11 +24,12 @@ def test_linear_matches_the_default(bias, shape):
     assert set(layer.state_dict()) == set(nn.Linear(5, 11, bias=bias).state_dict())
 
 
-def test_pointwise_conv_matches_conv2d():
-    layer = PointwiseConv2d(6, 4)
-    reference = nn.Conv2d(6, 4, 1)
+@pytest.mark.parametrize("in_channels", [6, cpu_kernels.ONEDNN_MIN_CHANNELS])
+def test_pointwise_conv_matches_conv2d(in_channels):
+    layer = PointwiseConv2d(in_channels, 4)
+    reference = nn.Conv2d(in_channels, 4, 1)
     reference.load_state_dict(layer.state_dict())
-    x = torch.randn(2, 6, 5, 7)
+    x = torch.randn(2, in_channels, 5, 7)
     with torch.inference_mode():
         for inputs in (x, nhwc(x)):
             out = layer(inputs)
@@ -36,8 +37,12 @@ def test_pointwise_conv_matches_conv2d():
             assert out.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_nhwc_keeps_values_and_shape():
+def test_nhwc_and_cat_nhwc_keep_values_and_shape():
     x = torch.randn(2, 3, 4, 5)
     y = nhwc(x)
     assert y.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(y, x)
+    one_channel = torch.randn(2, 1, 4, 5)
+    joined = cat_nhwc((y, one_channel, x))
+    assert joined.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(joined, torch.cat((x, one_channel, x), dim=1))

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..common.cpu_kernels import PointwiseConv2d, nhwc
+from ..common.cpu_kernels import PointwiseConv2d, cat_nhwc, nhwc
 
 # Names of the tensors concatenated at levels 1/2, 1/4, 1/8 ("vit" is the projected ViT map):
 #   cnn0/cnn1/cnn2 = CNN layer1, layer2, lowest output; mv = multi-view features at the
@@ -188,8 +187,8 @@ class DPTHead(nn.Module):
             **mv,
         }
         for i, names in enumerate(self.layout):
-            parts = [levels[i] if name == "vit" else nhwc(named[name]) for name in names]
-            levels[i] = self.concat_projects[i](nhwc(torch.cat(parts, dim=1)))
+            parts = [levels[i] if name == "vit" else named[name] for name in names]
+            levels[i] = self.concat_projects[i](cat_nhwc(parts))
         s = self.scratch
         rn = [
             s.layer1_rn(levels[0]),

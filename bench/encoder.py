@@ -17,6 +17,8 @@ and median, model load times, threads and the load average, as a markdown table.
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import os
 import statistics
 import sys
@@ -55,22 +57,36 @@ def manifest_path(architecture: str, reference: Path | None) -> Path:
         candidates.append(Path(os.environ["DSVIEWER_REFERENCE"]))
     candidates.append(REPO.parent / "shared" / "reference")
     for folder in candidates:
-        path = folder / f"manifest_{architecture}.json"
-        if path.is_file():
-            return path
+        for name in (f"manifest_{architecture}.json", f"manifest_{architecture}.json.gz"):
+            if (folder / name).is_file():
+                return folder / name
     raise SystemExit(
-        f"No manifest_{architecture}.json in {', '.join(str(c) for c in candidates)}. Run from a "
-        "clone that ships tests/reference, or pass --reference FOLDER."
+        f"No manifest_{architecture}.json(.gz) in {', '.join(str(c) for c in candidates)}. Run "
+        "from a clone that ships tests/reference, or pass --reference FOLDER."
     )
 
 
 def write_checkpoint(architecture: str, reference: Path | None, folder: Path) -> Path:
     """Recipe weights (seed 0) saved as the released file of ``architecture``."""
-    manifest = load_manifest(manifest_path(architecture, reference))
+    path = manifest_path(architecture, reference)
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            manifest = json.load(f)
+    else:
+        manifest = load_manifest(path)
     state = recipe_state_dict(manifest, seed=0)
     path = folder / f"{PRESET_OF[architecture]}.pth"
     torch.save(state if manifest["key_prefix"] == "encoder." else {"model": state}, path)
     return path
+
+
+def preset_input(architecture: str) -> tuple[int, int, float, float]:
+    """(H, W, near, far) of the released checkpoint's preset: its image shape cropped to the
+    model's patch multiple."""
+    config = load_config(PRESET_OF[architecture])
+    multiple = max(config.shim_patch, config.min_image_multiple)
+    height, width = (s - s % multiple for s in config.image_shape)
+    return height, width, config.near, config.far
 
 
 def random_views(views: int, height: int, width: int, near: float, far: float) -> ViewSet:
@@ -129,10 +145,8 @@ def time_official(backend, views: ViewSet) -> tuple[float, float]:
 
 
 def bench(architecture: str, args: argparse.Namespace, folder: Path) -> Row:
-    config = load_config(PRESET_OF[architecture])
-    multiple = max(config.shim_patch, config.min_image_multiple)
-    height, width = (s - s % multiple for s in config.image_shape)
-    views = random_views(args.views, height, width, config.near, config.far)
+    height, width, near, far = preset_input(architecture)
+    views = random_views(args.views, height, width, near, far)
     checkpoint = write_checkpoint(architecture, args.reference, folder)
     row = Row(architecture, (1, args.views, height, width))
     ours = BuiltinBackend(checkpoint, device="cpu")

@@ -46,6 +46,7 @@ from src.backends.depthsplat_patch import (
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from src.dataset.preprocess import PreprocessSettings
     from src.dataset.types import ViewSet
     from src.model.config import DepthSplatConfig
     from src.model.types import Prediction
@@ -90,6 +91,19 @@ def check_checkout(repo: Path) -> None:
         )
     if not exposes_maps(repo):
         raise DepthSplatRepoError(exposure_instructions(repo))
+
+
+def checkpoint_settings(
+    checkpoint: Path, config: str | Path | None
+) -> tuple[DepthSplatConfig, PreprocessSettings, list[str]]:
+    """Architecture, preprocessing and warnings of a checkpoint, chosen as for the built-in
+    model (``config``, the file's embedded settings, the preset named after it, the shapes).
+    The checkpoint's tensors are memory-mapped, not read."""
+    from src.backends.builtin import preprocess_settings
+    from src.model.checkpoint import read_checkpoint, resolve_config
+
+    architecture = resolve_config(read_checkpoint(checkpoint), checkpoint, config)
+    return architecture, preprocess_settings(architecture), []
 
 
 def _run_name(checkpoint: Path, repo: Path) -> str:
@@ -168,28 +182,23 @@ class ExtensionBackend:
         config: str | Path | None = None,
         python: str = sys.executable,
     ):
-        from src.backends.builtin import preprocess_settings
-        from src.model.checkpoint import CheckpointError, read_checkpoint, resolve_config
+        from src.model.checkpoint import CheckpointError
 
         start = time.perf_counter()
         self.checkpoint = Path(checkpoint)
         self.repo = Path(repo).resolve()
         self.device = device
         self.name = _run_name(self.checkpoint, self.repo)
-        self.warnings: list[str] = []
         check_checkout(self.repo)
-        raw = read_checkpoint(self.checkpoint)  # tensors are memory-mapped, not read
-        model_config = resolve_config(raw, self.checkpoint, config)
-        del raw
+        model_config, self.preprocess, self.warnings = checkpoint_settings(self.checkpoint, config)
         if not model_config.is_released_width:
             raise CheckpointError(
                 f"{self.checkpoint} has reduced widths ({model_config.architecture}); only the "
                 "released widths exist in DepthSplat's code. Open it without --depthsplat-repo."
             )
         self.config = model_config
-        self.preprocess = preprocess_settings(model_config)
         self._worker = _Worker(self.repo, python)
-        experiment = "dl3dv" if str(model_config.dataset).startswith("dl3dv") else "re10k"
+        experiment = "dl3dv" if self.preprocess.dataset == "dl3dv" else "re10k"
         answer = self._worker.call({
             "op": "load",
             "checkpoint": str(self.checkpoint.resolve()),

@@ -86,19 +86,20 @@ def correlate_warped(
     Args:
         reference, source: [N, C, h, w].
         grid: [N, D*h, w, 2] from :func:`sampling_grid`.
-        max_chunk_bytes: bound on the correlation-matrix block (reference pixels in chunks).
+        max_chunk_bytes: bound on the per-block buffers (reference pixels in blocks).
     Returns:
         [N, D, h, w], not yet divided by sqrt(C).
     """
     n, c, h, w = reference.shape
     p = h * w
     d = grid.shape[1] // h
+    grid = grid.view(n, d, p, 2)
 
-    def pixel_axis(axis: int, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Per (reference pixel, candidate) [N, P, D]: both neighbour indices along one image
-        axis (clamped into the image) and their weights (zero outside the image)."""
-        # The coordinate exactly as grid_sample's CPU kernel unnormalizes it.
-        coord = ((grid[..., axis].reshape(n, d, p) + 1) * ((size - 1) / 2)).transpose(1, 2)
+    def neighbours(coord: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Both neighbour indices along one image axis (clamped into the image) and their
+        weights (zero outside the image), from grid coordinates [N, D, rows]."""
+        # The pixel coordinate exactly as grid_sample's CPU kernel unnormalizes it.
+        coord = ((coord + 1) * ((size - 1) / 2)).transpose(1, 2)  # [N, rows, D]
         low = coord.floor()
         frac = coord - low
         low_weight = torch.where((low >= 0) & (low <= size - 1), 1 - frac, 0)
@@ -107,19 +108,19 @@ def correlate_warped(
         high_index = (low + 1).clamp(0, size - 1).long()
         return low_index, high_index, low_weight, high_weight
 
-    x0, x1, wx0, wx1 = pixel_axis(0, w)
-    y0, y1, wy0, wy1 = pixel_axis(1, h)
-    y0, y1 = y0 * w, y1 * w
-    index = torch.stack((y0 + x0, y0 + x1, y1 + x0, y1 + x1), dim=2).view(n, p, 4 * d)
-    weight = torch.stack((wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1), dim=2).view(n, p, 4 * d)
     ref_rows = reference.reshape(n, c, p).transpose(1, 2)  # [N, P, C]
     src_cols = source.reshape(n, c, p)
     out = reference.new_empty(n, p, d)
-    rows = max(1, min(p, max_chunk_bytes // (4 * n * p)))
+    rows = max(1, min(p, max_chunk_bytes // (4 * n * max(p, 4 * d))))
     for start in range(0, p, rows):
         block = slice(start, start + rows)
+        x0, x1, wx0, wx1 = neighbours(grid[:, :, block, 0], w)
+        y0, y1, wy0, wy1 = neighbours(grid[:, :, block, 1], h)
+        y0, y1 = y0 * w, y1 * w
+        index = torch.stack((y0 + x0, y0 + x1, y1 + x0, y1 + x1), dim=2).flatten(2)  # [N, r, 4D]
+        weight = torch.stack((wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1), dim=2).flatten(2)
         correlation = torch.bmm(ref_rows[:, block], src_cols)  # [N, rows, P]
-        values = torch.gather(correlation, 2, index[:, block]) * weight[:, block]
+        values = torch.gather(correlation, 2, index) * weight
         out[:, block] = values.view(n, -1, 4, d).sum(2)
     return out.transpose(1, 2).reshape(n, d, h, w)
 

@@ -283,3 +283,22 @@ def test_patch_cli_help_is_instant():
     )  # fmt: skip
     assert result.returncode == 0 and "patch-depthsplat" in result.stdout
     assert " torch" not in result.stderr  # nothing heavy is imported for --help
+
+
+def test_unreachable_hub_is_one_paragraph(tmp_path):
+    """The official encoder builds DINOv2 through torch.hub; a hub it cannot reach (here a
+    local hub folder that does not exist, as offline without a cache) is explained."""
+    repo = checkout_copy(tmp_path)
+    encoder = repo / "src/model/encoder/encoder_depthsplat.py"
+    missing_hub = tmp_path / "facebookresearch_dinov2_main"
+    encoder.write_text(encoder.read_text().replace(
+        "        self.cfg = cfg\n",
+        f"        self.cfg = cfg\n        torch.hub.load({str(missing_hub)!r}, 'dinov2_vits14', "
+        "source='local')\n",
+    ))  # fmt: skip
+    standin_weights(tmp_path / "w.pth")
+    with pytest.raises(DepthSplatRepoError) as caught:
+        ExtensionBackend(tmp_path / "w.pth", repo=repo, device="cpu", config=PRESET)
+    message = str(caught.value)
+    assert "builds DINOv2 through torch.hub" in message and "pretrained=False" in message
+    assert "Traceback" not in message

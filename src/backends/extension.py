@@ -182,7 +182,7 @@ class ExtensionBackend:
         config: str | Path | None = None,
         python: str = sys.executable,
     ):
-        from src.model.checkpoint import CheckpointError
+        from src.model import CheckpointError
 
         start = time.perf_counter()
         self.checkpoint = Path(checkpoint)

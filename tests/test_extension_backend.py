@@ -101,6 +101,15 @@ def expected_outputs(state: dict[str, torch.Tensor], views: ViewSet) -> dict[str
     }
 
 
+def load_error(repo: Path, tmp_path: Path) -> str:
+    """The message with which loading stand-in weights from ``repo`` fails."""
+    standin_weights(tmp_path / "w.pth")
+    with pytest.raises(DepthSplatRepoError) as caught:
+        ExtensionBackend(tmp_path / "w.pth", repo=repo, device="cpu", config=PRESET)
+    assert "Traceback" not in str(caught.value)  # one paragraph, not a stack
+    return str(caught.value)
+
+
 @pytest.fixture(scope="module")
 def patched_run(tmp_path_factory):
     """One patched stand-in, one worker (with dsviewer's root on PYTHONPATH), one prediction."""
@@ -201,12 +210,8 @@ def test_missing_module_is_one_paragraph(tmp_path):
     repo = checkout_copy(tmp_path)
     module = repo / "src/model/encoder/unimatch/mv_unimatch.py"
     module.write_text("import a_module_nobody_has  # noqa\n" + module.read_text())
-    standin_weights(tmp_path / "w.pth")
-    with pytest.raises(DepthSplatRepoError) as caught:
-        ExtensionBackend(tmp_path / "w.pth", repo=repo, device="cpu", config=PRESET)
-    message = str(caught.value)
+    message = load_error(repo, tmp_path)
     assert "'a_module_nobody_has'" in message and "pip install -r" in message
-    assert "Traceback" not in message
 
 
 def test_checkpoint_that_does_not_fit(tmp_path):
@@ -296,9 +301,5 @@ def test_unreachable_hub_is_one_paragraph(tmp_path):
         f"        self.cfg = cfg\n        torch.hub.load({str(missing_hub)!r}, 'dinov2_vits14', "
         "source='local')\n",
     ))  # fmt: skip
-    standin_weights(tmp_path / "w.pth")
-    with pytest.raises(DepthSplatRepoError) as caught:
-        ExtensionBackend(tmp_path / "w.pth", repo=repo, device="cpu", config=PRESET)
-    message = str(caught.value)
+    message = load_error(repo, tmp_path)
     assert "builds DINOv2 through torch.hub" in message and "pretrained=False" in message
-    assert "Traceback" not in message

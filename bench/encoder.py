@@ -1,21 +1,30 @@
-"""Time our DepthSplat encoder per architecture at checkpoint resolution.
+"""Time our DepthSplat encoder, and with ``--official PATH`` the official one, in the same run.
 
-Weights follow the reference's deterministic recipe (seed 0), inputs are a random two-view
-scene. Each timing is 1 warm-up call then ``--runs`` timed calls, ``torch.inference_mode``,
-float32 on the CPU with ``--threads`` threads (2, as the official anchor). Printed next to the
-official CPU medians from ``shared/reference/README.md`` where those exist, with the ratio.
+Weights follow the reference's deterministic recipe (seed 0) from the manifests shipped in
+``tests/reference`` (else ``$DSVIEWER_REFERENCE`` or ``../shared/reference``), written once as a
+checkpoint named like the released file, so both backends load the same file with the same
+preset. Inputs are one random scene at the preset's resolution. With ``--official``, the official
+encoder runs through the extension backend (``src/backends/extension.py``; the checkout needs
+the exposure, see ``dsviewer patch-depthsplat``) and the two alternate: each round times both
+on the same inputs, in swapped order every other round, so load on a shared machine hits both
+alike. Printed: per-round times and ratios (ours / official; below 1 = ours faster), their min
+and median, model load times, threads and the load average, as a markdown table.
 
-    python bench/encoder.py                       # the two architectures with an official anchor
-    python bench/encoder.py --arch gs_base_u2l4 depth_base_u4l8 --device cpu cuda
+    python bench/encoder.py --official ~/depthsplat            # the two reference sizes
+    python bench/encoder.py --arch gs_base_u2l4 --rounds 3     # ours only
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import os
 import statistics
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,14 +32,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from src.model import DepthSplat, load_config
+from src.backends.builtin import BuiltinBackend
+from src.dataset.types import ViewSet
+from src.backends.presets import load_preset
 from src.model.weight_recipe import load_manifest, recipe_state_dict
 
-# Official encoder, CPU, 2 threads, median of 3 after a warm-up (reference README).
-OFFICIAL_CPU_SECONDS = {
-    ("gs_small_u4l4", (1, 2, 256, 256)): 6.11,
-    ("gs_base_u4l8", (1, 2, 256, 448)): 8.30,
-}
 # One released checkpoint per architecture: its preset gives the resolution.
 PRESET_OF = {
     "gs_small_u4l4": "depthsplat-gs-small-re10k-256x256-view2-cfeab6b1",
@@ -43,110 +49,205 @@ PRESET_OF = {
 }
 
 
-def default_reference() -> Path:
-    return REPO.parent / "shared" / "reference"
+def manifest_path(architecture: str, reference: Path | None) -> Path:
+    """The manifest shipped in the repository, else the one in the reference folder."""
+    candidates = [reference] if reference else []
+    candidates += [REPO / "tests" / "reference"]
+    if os.environ.get("DSVIEWER_REFERENCE"):
+        candidates.append(Path(os.environ["DSVIEWER_REFERENCE"]))
+    candidates.append(REPO.parent / "shared" / "reference")
+    for folder in candidates:
+        for name in (f"manifest_{architecture}.json", f"manifest_{architecture}.json.gz"):
+            if (folder / name).is_file():
+                return folder / name
+    raise SystemExit(
+        f"No manifest_{architecture}.json(.gz) in {', '.join(str(c) for c in candidates)}. Run "
+        "from a clone that ships tests/reference, or pass --reference FOLDER."
+    )
 
 
-def build_model(architecture: str, reference: Path) -> DepthSplat:
-    config = load_config(PRESET_OF[architecture])
-    manifest = load_manifest(reference / f"manifest_{architecture}.json")
-    state = recipe_state_dict(manifest, seed=0)
-    model = DepthSplat(config)
-    if manifest["key_prefix"] == "encoder.":
-        model.load_state_dict(state, strict=True)
+def write_checkpoint(architecture: str, reference: Path | None, folder: Path) -> Path:
+    """Recipe weights (seed 0) saved as the released file of ``architecture``."""
+    path = manifest_path(architecture, reference)
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            manifest = json.load(f)
     else:
-        model.encoder.depth_predictor.load_state_dict(state, strict=True)
-    return model.eval()
+        manifest = load_manifest(path)
+    state = recipe_state_dict(manifest, seed=0)
+    path = folder / f"{PRESET_OF[architecture]}.pth"
+    torch.save(state if manifest["key_prefix"] == "encoder." else {"model": state}, path)
+    return path
 
 
-def make_context(shape: tuple[int, int, int, int], near: float, far: float) -> dict:
-    """A random scene: B x V views on a horizontal line, all looking down +z."""
-    b, v, h, w = shape
+def preset_input(architecture: str) -> tuple[int, int, float, float]:
+    """(H, W, near, far) of the released checkpoint's preset: its image shape cropped to the
+    model's patch multiple."""
+    preset = load_preset(PRESET_OF[architecture])
+    preprocess = preset.preprocess
+    multiple = max(preprocess.patch_multiple, preset.architecture.min_image_multiple)
+    height, width = (s - s % multiple for s in preprocess.image_shape)
+    return height, width, preprocess.near, preprocess.far
+
+
+def random_views(views: int, height: int, width: int, near: float, far: float) -> ViewSet:
+    """Views on a horizontal line, all looking down +z, random images (seeded)."""
     g = torch.Generator().manual_seed(0)
-    K = torch.tensor([[0.9, 0.0, 0.5], [0.0, 0.9 * w / h, 0.5], [0.0, 0.0, 1.0]])
-    extrinsics = torch.eye(4).repeat(b, v, 1, 1)
-    extrinsics[:, :, 0, 3] = 0.1 * torch.arange(v) + 0.01 * torch.arange(v) ** 2
-    return {
-        "image": torch.rand(b, v, 3, h, w, generator=g),
-        "intrinsics": K.expand(b, v, 3, 3).clone(),
-        "extrinsics": extrinsics,
-        "near": torch.full((b, v), near),
-        "far": torch.full((b, v), far),
-    }
+    K = torch.tensor([[0.9, 0.0, 0.5], [0.0, 0.9 * width / height, 0.5], [0.0, 0.0, 1.0]])
+    extrinsics = torch.eye(4).repeat(views, 1, 1)
+    extrinsics[:, 0, 3] = 0.1 * torch.arange(views) + 0.01 * torch.arange(views) ** 2
+    return ViewSet(
+        image=torch.rand(views, 3, height, width, generator=g),
+        intrinsics=K.expand(views, 3, 3).clone(),
+        extrinsics=extrinsics,
+        near=torch.full((views,), near),
+        far=torch.full((views,), far),
+        index=torch.arange(views),
+    )
 
 
-def time_forward(
-    model: DepthSplat, context: dict, runs: int, device: str
-) -> tuple[list[float], list[float]]:
-    """Wall-clock seconds per call, and process CPU seconds per call (all threads).
+@dataclass
+class Row:
+    architecture: str
+    shape: tuple[int, int, int, int]
+    ours: list[float] = field(default_factory=list)  # wall seconds per round
+    official: list[float] = field(default_factory=list)
+    ours_cpu: list[float] = field(default_factory=list)  # process CPU seconds per round
+    official_cpu: list[float] = field(default_factory=list)
+    load_ours: float = 0.0
+    load_official: float | None = None
 
-    CPU seconds barely change when other jobs share the cores, so on a busy machine they are
-    the better hint: an idle 2-thread run takes at least CPU seconds / 2 of wall time.
-    """
-    context = {k: t.to(device) for k, t in context.items()}
+    @property
+    def ratios(self) -> list[float]:
+        return [a / b for a, b in zip(self.ours, self.official)]
 
-    def once() -> tuple[float, float]:
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start, start_cpu = time.perf_counter(), time.process_time()
-        with torch.inference_mode():
-            model.encoder(context, global_step=0, visualization_dump={})
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start, time.process_time() - start_cpu
+    @property
+    def first_result_ratio(self) -> float:
+        """(load + median forward) of ours over the official's: the wait for a first result."""
+        assert self.load_official is not None
+        ours = self.load_ours + statistics.median(self.ours)
+        return ours / (self.load_official + statistics.median(self.official))
 
-    once()  # warm-up
-    wall, cpu = zip(*(once() for _ in range(runs)))
-    return list(wall), list(cpu)
+    @property
+    def cpu_ratios(self) -> list[float]:
+        return [a / b for a, b in zip(self.ours_cpu, self.official_cpu)]
+
+
+def time_ours(backend: BuiltinBackend, views: ViewSet) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads of this process) of one prediction."""
+    start, start_cpu = time.perf_counter(), time.process_time()
+    backend.predict(views)
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+def time_official(backend, views: ViewSet) -> tuple[float, float]:
+    backend.predict(views)
+    return backend.forward_seconds, backend.forward_cpu_seconds  # measured in the worker
+
+
+def bench(architecture: str, args: argparse.Namespace, folder: Path) -> Row:
+    height, width, near, far = preset_input(architecture)
+    views = random_views(args.views, height, width, near, far)
+    checkpoint = write_checkpoint(architecture, args.reference, folder)
+    row = Row(architecture, (1, args.views, height, width))
+    ours = BuiltinBackend(checkpoint, device="cpu")
+    row.load_ours = ours.load_seconds
+    official = None
+    if args.official is not None:
+        from src.backends.extension import ExtensionBackend
+
+        official = ExtensionBackend(checkpoint, repo=args.official, device="cpu")
+        row.load_official = official.load_seconds
+    try:
+        time_ours(ours, views)  # warm-up
+        if official is not None:
+            time_official(official, views)
+        for round_index in range(args.rounds):
+            order = ["ours", "official"] if round_index % 2 == 0 else ["official", "ours"]
+            for who in order:
+                if who == "ours":
+                    wall, cpu = time_ours(ours, views)
+                    row.ours.append(wall)
+                    row.ours_cpu.append(cpu)
+                elif official is not None:
+                    wall, cpu = time_official(official, views)
+                    row.official.append(wall)
+                    row.official_cpu.append(cpu)
+            line = f"{architecture} round {round_index + 1}: ours {row.ours[-1]:.2f} s"
+            if official is not None:
+                line += (
+                    f", official {row.official[-1]:.2f} s, ratio {row.ratios[-1]:.2f} "
+                    f"(CPU seconds {row.ours_cpu[-1]:.2f} / {row.official_cpu[-1]:.2f})"
+                )
+            print(line, flush=True)
+    finally:
+        if official is not None:
+            official.close()
+    checkpoint.unlink()
+    return row
+
+
+def table(rows: list[Row], threads: int, loads: tuple[float, float]) -> str:
+    """The markdown table and its footnote."""
+    with_official = any(r.official for r in rows)
+    head = "| architecture | B x V x H x W | ours, median s |"
+    rule = "|---|---|---|"
+    if with_official:
+        head += (
+            " official, median s | ours / official per round | median | min |"
+            " CPU-s ratio, median | load ours / official s | load + forward, ratio |"
+        )
+        rule += "---|---|---|---|---|---|---|"
+    else:
+        head += " load s |"
+        rule += "---|"
+    lines = [head, rule]
+    for r in rows:
+        shape = " x ".join(map(str, r.shape))
+        line = f"| {r.architecture} | {shape} | {statistics.median(r.ours):.2f} |"
+        if r.official:
+            ratios = ", ".join(f"{x:.2f}" for x in r.ratios)
+            line += (
+                f" {statistics.median(r.official):.2f} | {ratios} | "
+                f"**{statistics.median(r.ratios):.2f}x** | {min(r.ratios):.2f}x | "
+                f"{statistics.median(r.cpu_ratios):.2f}x | "
+                f"{r.load_ours:.1f} / {r.load_official:.1f} | {r.first_result_ratio:.2f}x |"
+            )
+        else:
+            line += f" {r.load_ours:.1f} |"
+        lines.append(line)
+    lines.append("")
+    lines.append(
+        f"CPU fp32, {threads} threads for each encoder, torch {torch.__version__}, "
+        f"{os.cpu_count()} cores, 1-min load average {loads[0]:.1f} before / {loads[1]:.1f} "
+        "after. Same weights (recipe, seed 0) and inputs; rounds alternate the order; "
+        "ratio below 1 = ours faster; the CPU-seconds ratio (process CPU time of each "
+        "forward) is steadier on a busy machine. Load = checkpoint to ready model (the "
+        "official one includes its worker start and imports)."
+    )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", nargs="+", default=["gs_small_u4l4", "gs_base_u4l8"],
                         choices=sorted(PRESET_OF), help="architectures to time")  # fmt: skip
-    parser.add_argument("--device", nargs="+", default=["cpu", "cuda"], choices=["cpu", "cuda"],
-                        help="devices (cuda is skipped when unavailable)")  # fmt: skip
+    parser.add_argument("--official", type=Path, default=None,
+                        help="a DepthSplat checkout with the exposure, timed in the same run")  # fmt: skip
     parser.add_argument("--views", type=int, default=2, help="context views")
-    parser.add_argument("--runs", type=int, default=3, help="timed calls after one warm-up")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads")
-    parser.add_argument("--reference", type=Path, default=default_reference(),
-                        help="folder with the manifests (shared/reference)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds after a warm-up")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (each encoder)")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="folder with manifest_<arch>.json (default: tests/reference)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-
+    load_before = os.getloadavg()[0]
     rows = []
-    for architecture in args.arch:
-        config = load_config(PRESET_OF[architecture])
-        multiple = max(config.shim_patch, config.min_image_multiple)
-        h, w = (s - s % multiple for s in config.image_shape)
-        shape = (1, args.views, h, w)
-        model = build_model(architecture, args.reference)
-        context = make_context(shape, config.near, config.far)
-        for device in args.device:
-            if device == "cuda" and not torch.cuda.is_available():
-                continue
-            times, cpu_times = time_forward(model.to(device), context, args.runs, device)
-            median = statistics.median(times)
-            cpu_median = statistics.median(cpu_times)
-            official = OFFICIAL_CPU_SECONDS.get((architecture, shape)) if device == "cpu" else None
-            rows.append((architecture, device, shape, times, median, cpu_median, official))
-            print(f"{architecture} {device} {'x'.join(map(str, shape))}: "
-                  + ", ".join(f"{t:.2f}" for t in times), flush=True)  # fmt: skip
-        model.to("cpu")
-
+    with tempfile.TemporaryDirectory(prefix="dsviewer-bench-") as folder:
+        for architecture in args.arch:
+            rows.append(bench(architecture, args, Path(folder)))
     print()
-    header = f"{'architecture':<18}{'device':<7}{'B x V x H x W':<18}{'runs (s)':<24}"
-    print(header + f"{'median':>8}{'cpu-s':>8}{'official':>10}{'ours/off.':>11}")
-    for architecture, device, shape, times, median, cpu_median, official in rows:
-        runs = ", ".join(f"{t:.2f}" for t in times)
-        official_text = f"{official:.2f}" if official else "-"
-        ratio = f"{median / official:.2f}" if official else "-"
-        print(f"{architecture:<18}{device:<7}{' x '.join(map(str, shape)):<18}{runs:<24}"
-              f"{median:>8.2f}{cpu_median:>8.2f}{official_text:>10}{ratio:>11}")  # fmt: skip
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nCPU threads: {args.threads}; torch {torch.__version__}; 1-min load average {load:.1f} "
-          f"on {os.cpu_count()} cores. Official medians: idle 2-core machine (reference README); "
-          "ratios are only meaningful when this machine was idle too.")  # fmt: skip
+    print(table(rows, args.threads, (load_before, os.getloadavg()[0])))
 
 
 if __name__ == "__main__":

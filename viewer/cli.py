@@ -24,8 +24,14 @@ residual, the final depth and the predicted Gaussians, unprojected into the cont
   dsviewer --ckpt model.pth --scene synthetic:0
   dsviewer --demo
   dsviewer export --help      (PLY / 3DGS PLY / HTML / PNG / JSON exports of the same layers)
+  dsviewer eval --help        (a whole test set: scenes.csv, summary.json, report.html)
+  dsviewer patch-depthsplat PATH   (let your DepthSplat checkout run here: --depthsplat-repo)
 """
-SUBCOMMANDS = {"export": "viewer.export_cli", "eval": "viewer.eval_cli"}
+SUBCOMMANDS = {
+    "export": "viewer.export_cli",
+    "eval": "viewer.eval_cli",
+    "patch-depthsplat": "viewer.patch_cli",
+}
 
 
 class CheckpointMissingError(FileNotFoundError):

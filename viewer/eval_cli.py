@@ -72,6 +72,9 @@ class EvalOptions:
     config: Path | None = None
     """Model preset YAML; default: recognised from the checkpoint."""
 
+    depthsplat_repo: Path | None = None
+    """Run your own DepthSplat checkout's code instead of the built-in model (docs/backends.md)."""
+
 
 def parse_args(argv: Sequence[str] | None) -> EvalOptions:
     return tyro.cli(EvalOptions, args=list(argv) if argv is not None else None,

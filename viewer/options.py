@@ -40,6 +40,10 @@ class SceneOptions:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the model runs; auto picks CUDA when available."""
 
+    depthsplat_repo: Path | None = None
+    """Run your own DepthSplat checkout's code (a fork, say) instead of the built-in model; see
+    docs/backends.md (``dsviewer patch-depthsplat PATH`` adds what it must expose)."""
+
     config: Path | None = None
     """Model preset YAML (configs/checkpoints/*.yaml); default: recognised from the checkpoint."""
 

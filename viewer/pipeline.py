@@ -173,8 +173,9 @@ class ModelSession:
         self.checkpoint = Path(checkpoint or options.ckpt[0])
         _report(progress, f"Loading model {self.checkpoint.name}", 0.0)
         self.backend: ModelBackend = open_backend(
-            self.checkpoint, device=options.device, config=options.config
-        )
+            self.checkpoint, device=options.device, config=options.config,
+            depthsplat_repo=options.depthsplat_repo,
+        )  # fmt: skip
         _report(progress, "Model loaded", 1.0)
 
     @property

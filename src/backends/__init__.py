@@ -60,8 +60,10 @@ def open_backend(
     *,
     device: str = "auto",
     config: str | Path | None = None,
+    depthsplat_repo: Path | None = None,
 ) -> ModelBackend:
-    """The built-in DepthSplat for ``checkpoint`` on ``device`` (``auto``, ``cpu``, ``cuda``).
+    """The model for ``checkpoint`` on ``device`` (``auto``, ``cpu``, ``cuda``): the built-in
+    DepthSplat, or with ``depthsplat_repo`` that checkout's own code (see ``extension.py``).
 
     ``config``: a preset name or YAML file (``configs/checkpoints/*.yaml``); by default the
     settings embedded in the file, else the preset named after it.
@@ -69,6 +71,13 @@ def open_backend(
     Raises:
         src.model.CheckpointError, src.backends.presets.PresetError (both ``ValueError``).
     """
+    if depthsplat_repo is not None:
+        from src.backends.extension import ExtensionBackend
+
+        return ExtensionBackend(
+            Path(checkpoint), repo=Path(depthsplat_repo), device=resolve_device(device),
+            config=config,
+        )  # fmt: skip
     from src.backends.builtin import BuiltinBackend
 
     return BuiltinBackend(Path(checkpoint), device=resolve_device(device), config=config)

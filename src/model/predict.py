@@ -52,12 +52,34 @@ def predict(
     with torch.inference_mode(), autocast:
         output = model.encoder(context.as_batch(device), global_step=0, visualization_dump=dump)
 
+    return prediction_from_outputs(
+        output.depth, dump, output.gaussians, context.near.to(device), context.far.to(device)
+    )
+
+
+def prediction_from_outputs(
+    final_depth: torch.Tensor,
+    dump: dict[str, torch.Tensor],
+    gaussians: Gaussians | None,
+    near: torch.Tensor,
+    far: torch.Tensor,
+) -> Prediction:
+    """Batch element 0 of an encoder's outputs as a :class:`Prediction` (float32).
+
+    Args:
+        final_depth: ``[B, V, H, W]`` metric depth.
+        dump: the ``visualization_dump`` contract: ``coarse_mv_depth``, ``mono_depth``
+            ``[B, V, H, W]`` (inverse depths), ``match_prob`` ``[B, V, h, w]``, ``match_probs``,
+            ``depth_candidates`` ``[B, V, D, h, w]``.
+        gaussians: ``B = 1`` Gaussians, or None for depth-only models.
+        near, far: ``[V]``.
+    """
+
     def first(x: torch.Tensor) -> torch.Tensor:
         return x[0].float()
 
-    gaussians = None
-    if output.gaussians is not None:
-        g = output.gaussians
+    if gaussians is not None:
+        g = gaussians
         gaussians = Gaussians(
             means=g.means.float(),
             covariances=g.covariances.float(),
@@ -69,11 +91,11 @@ def predict(
     return Prediction(
         coarse_inv_depth=first(dump["coarse_mv_depth"]),
         mono_inv_residual=first(dump["mono_depth"]),
-        final_depth=first(output.depth),
+        final_depth=first(final_depth),
         match_prob=first(dump["match_prob"]),
         match_probs=first(dump["match_probs"]),
         depth_candidates=first(dump["depth_candidates"]),
-        near=context.near.to(device).float(),
-        far=context.far.to(device).float(),
+        near=near.float(),
+        far=far.float(),
         gaussians=gaussians,
     )

@@ -219,7 +219,8 @@ def run_evaluation(options: EvalOptions, console=None) -> int:
             from viewer.evaluation.scene_metrics import open_session
 
             try:
-                session = open_session(options.ckpt, placement.device, options.config)
+                session = open_session(options.ckpt, placement.device, options.config,
+                                       options.depthsplat_repo)  # fmt: skip
             except (*USER_ERRORS, RuntimeError) as error:
                 where = f"rank {placement.rank} " if placement.distributed else ""
                 load_error = f"{where}could not load the model: {error}"

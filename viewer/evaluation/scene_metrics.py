@@ -35,13 +35,15 @@ class SceneResult:
 
 
 def open_session(
-    ckpt: Path, device: str, config: Path | None = None
+    ckpt: Path, device: str, config: Path | None = None, depthsplat_repo: Path | None = None
 ) -> ModelSession:
     """The model, loaded once per process (``device``: auto, cpu, cuda or cuda:N)."""
     from viewer.options import SceneOptions
     from viewer.pipeline import ModelSession
 
-    return ModelSession(SceneOptions(ckpt=[Path(ckpt)], device=device, config=config))
+    options = SceneOptions(ckpt=[Path(ckpt)], device=device, config=config,
+                           depthsplat_repo=depthsplat_repo)  # fmt: skip
+    return ModelSession(options)
 
 
 def preprocess_settings(session: ModelSession) -> PreprocessSettings:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..config import DepthSplatConfig
 from ..types import Gaussians
+from .common.cpu_kernels import cat_nhwc
 from .common.gaussian_adapter import GaussianAdapter
 from .dinov2 import VIT_PRESETS, ViTConfig
 from .unimatch.dpt_head import DPTHead
@@ -185,10 +186,10 @@ class EncoderDepthSplat(nn.Module):
         image_bv = rearrange(image, "b v c h w -> (b v) c h w")
         depth_bv = rearrange(depth, "b v h w -> (b v) () h w")
 
-        regressed = self.gaussian_regressor(
-            torch.cat((image_bv, depth_bv, match_prob_full, features), dim=1)
-        )
-        raw = self.gaussian_head(torch.cat((regressed, image_bv, features, match_prob_full), dim=1))
+        # Channels-last all through the two conv stacks (see cpu_kernels); the adapter reads
+        # the head output channel-last anyway.
+        regressed = self.gaussian_regressor(cat_nhwc((image_bv, depth_bv, match_prob_full, features)))
+        raw = self.gaussian_head(cat_nhwc((regressed, image_bv, features, match_prob_full)))
         gaussians = self.gaussian_adapter(
             rearrange(raw, "(b v) c h w -> b v c h w", b=b),
             depth,

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..common.cpu_kernels import PointwiseConv2d, cat_nhwc, nhwc
 
 # Names of the tensors concatenated at levels 1/2, 1/4, 1/8 ("vit" is the projected ViT map):
 #   cnn0/cnn1/cnn2 = CNN layer1, layer2, lowest output; mv = multi-view features at the
@@ -61,7 +62,7 @@ class FeatureFusionBlock(nn.Module):
 
     def __init__(self, channels: int, with_skip: bool = True) -> None:
         super().__init__()
-        self.out_conv = nn.Conv2d(channels, channels, 1)
+        self.out_conv = PointwiseConv2d(channels, channels)
         if with_skip:
             self.resConfUnit1 = ResidualConvUnit(channels)
         self.resConfUnit2 = ResidualConvUnit(channels)
@@ -117,10 +118,10 @@ class DPTHead(nn.Module):
             "depth": 1,
         }
         self.concat_projects = nn.ModuleList(
-            nn.Conv2d(sum(widths.get(name, out_channels[i]) for name in names), out_channels[i], 1)
+            PointwiseConv2d(sum(widths.get(name, out_channels[i]) for name in names), out_channels[i])
             for i, names in enumerate(self.layout)
         )
-        self.projects = nn.ModuleList(nn.Conv2d(in_channels, c, 1) for c in out_channels)
+        self.projects = nn.ModuleList(PointwiseConv2d(in_channels, c) for c in out_channels)
         self.resize_layers = nn.ModuleList(
             [
                 nn.ConvTranspose2d(out_channels[0], out_channels[0], kernel_size=4, stride=4),
@@ -142,7 +143,7 @@ class DPTHead(nn.Module):
                 nn.GELU(),
                 nn.Conv2d(features // 2, 16, 3, padding=1, padding_mode="replicate"),
                 nn.GELU(),
-                nn.Conv2d(16, 1, 1),
+                PointwiseConv2d(16, 1),
             )
             nn.init.zeros_(self.scratch.output_conv[4].weight)
             nn.init.zeros_(self.scratch.output_conv[4].bias)
@@ -165,12 +166,13 @@ class DPTHead(nn.Module):
             depth: [N, 1, h', w'] coarse inverse depth at the last scale; required unless
                 ``return_feature``.
         Returns:
-            [N, 1, H, W] inverse-depth residual, or [N, features, H, W] with ``return_feature``.
+            [N, 1, H, W] inverse-depth residual, or [N, features, H, W] with ``return_feature``,
+            stored channels-last (see :mod:`..common.cpu_kernels`).
         """
         if not self.return_feature and depth is None:
             raise ValueError("DPTHead without return_feature needs the coarse `depth`.")
         levels = [
-            resize(project(x))
+            resize(project(nhwc(x)))
             for x, project, resize in zip(out_features, self.projects, self.resize_layers)
         ]
         if isinstance(mv_features, Tensor):
@@ -186,9 +188,7 @@ class DPTHead(nn.Module):
         }
         for i, names in enumerate(self.layout):
             parts = [levels[i] if name == "vit" else named[name] for name in names]
-            levels[i] = self.concat_projects[i](
-                torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-            )
+            levels[i] = self.concat_projects[i](cat_nhwc(parts))
         s = self.scratch
         rn = [
             s.layer1_rn(levels[0]),

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..common.cpu_kernels import Linear
+
 
 def source_view_indices(
     batch: int, num_views: int, nn_matrix: Tensor | None, device: torch.device
@@ -128,18 +130,18 @@ class TransformerLayer(nn.Module):
     def __init__(self, d_model: int, num_heads: int, with_ffn: bool, ffn_expansion: int) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.q_proj = nn.Linear(d_model, d_model, bias=False)
-        self.k_proj = nn.Linear(d_model, d_model, bias=False)
-        self.v_proj = nn.Linear(d_model, d_model, bias=False)
-        self.merge = nn.Linear(d_model, d_model, bias=False)
+        self.q_proj = Linear(d_model, d_model, bias=False)
+        self.k_proj = Linear(d_model, d_model, bias=False)
+        self.v_proj = Linear(d_model, d_model, bias=False)
+        self.merge = Linear(d_model, d_model, bias=False)
         self.norm1 = nn.LayerNorm(d_model)
         self.mlp: nn.Sequential | None = None
         if with_ffn:
             hidden = 2 * d_model * ffn_expansion
             self.mlp = nn.Sequential(
-                nn.Linear(2 * d_model, hidden, bias=False),
+                Linear(2 * d_model, hidden, bias=False),
                 nn.GELU(),
-                nn.Linear(hidden, d_model, bias=False),
+                Linear(hidden, d_model, bias=False),
             )
             self.norm2 = nn.LayerNorm(d_model)
 

@@ -1,0 +1,3 @@
+"""A module that only the stand-in checkout has."""
+
+STANDIN = True

@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from src.backends.builtin import BuiltinBackend
-from src.dataset.types import ViewSet
 from src.backends.presets import load_preset
+from src.dataset.types import ViewSet
 from src.model.weight_recipe import load_manifest, recipe_state_dict
 
 # One released checkpoint per architecture: its preset gives the resolution.
@@ -233,12 +233,14 @@ def main() -> None:
     parser.add_argument("--arch", nargs="+", default=["gs_small_u4l4", "gs_base_u4l8"],
                         choices=sorted(PRESET_OF), help="architectures to time")  # fmt: skip
     parser.add_argument("--official", type=Path, default=None,
-                        help="a DepthSplat checkout with the exposure, timed in the same run")  # fmt: skip
+                        help="a DepthSplat checkout with the exposure, timed in the same "
+                        "run")  # fmt: skip
     parser.add_argument("--views", type=int, default=2, help="context views")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds after a warm-up")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (each encoder)")
     parser.add_argument("--reference", type=Path, default=None,
-                        help="folder with manifest_<arch>.json (default: tests/reference)")  # fmt: skip
+                        help="folder with manifest_<arch>.json (default: "
+                        "tests/reference)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]

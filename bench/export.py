@@ -182,7 +182,8 @@ def main(config: BenchConfig) -> None:
         torch.set_num_threads(threads)
         rows += [
             ("plyfile, DepthSplat-style rows", "write",
-             best_of(config.repeats, lambda: depthsplat_style_export(gaussians, folder / "ds.ply"))),
+             best_of(config.repeats,
+                     lambda: depthsplat_style_export(gaussians, folder / "ds.ply"))),
         ]  # fmt: skip
         import plyfile
 

@@ -32,7 +32,9 @@ def scene(views: int, sources: int, channels: int, height: int, width: int, cand
     "views, sources, channels, height, width, candidates",
     [(2, 1, 16, 8, 12, 64), (3, 2, 8, 6, 10, 32), (5, 2, 4, 4, 8, 16)],
 )
-def test_gather_path_matches_warping(monkeypatch, views, sources, channels, height, width, candidates):
+def test_gather_path_matches_warping(
+    monkeypatch, views, sources, channels, height, width, candidates
+):
     inputs = scene(views, sources, channels, height, width, candidates)
     monkeypatch.setattr(matching, "GATHER_RATIO", 0)  # always warp the features
     warped = cost_volume(*inputs)

@@ -56,7 +56,8 @@ def standin_weights(path: Path, depth_only: bool = False) -> dict[str, torch.Ten
         "encoder.depth_predictor.upsampler.bias": torch.zeros(1),
     }
     if depth_only:
-        torch.save({"model": {k.removeprefix("encoder.depth_predictor."): v for k, v in state.items()}}, path)
+        depth = {k.removeprefix("encoder.depth_predictor."): v for k, v in state.items()}
+        torch.save({"model": depth}, path)
     else:
         state["encoder.opacity.weight"] = torch.randn(1, 3, 1, 1, generator=g)
         state["encoder.opacity.bias"] = torch.randn(1, generator=g)
@@ -91,7 +92,8 @@ def expected_outputs(state: dict[str, torch.Tensor], views: ViewSet) -> dict[str
     coarse_low = (probs * candidates).sum(dim=1, keepdim=True)
     coarse = F.interpolate(coarse_low, scale_factor=4, mode="bilinear", align_corners=True)[:, 0]
     mono = RESIDUAL_SCALE * F.conv2d(image, w["upsampler.weight"], w["upsampler.bias"])[:, 0]
-    clamped = torch.maximum(torch.minimum(coarse + mono, inv_near[:, None, None]), inv_far[:, None, None])
+    clamped = torch.minimum(coarse + mono, inv_near[:, None, None])
+    clamped = torch.maximum(clamped, inv_far[:, None, None])
     return {
         "match_probs": probs,
         "depth_candidates": candidates,
@@ -179,7 +181,8 @@ def test_missing_optional_keys_degrade_with_warnings(tmp_path, patched_run):
     kept = '("coarse_mv_depth", "mono_depth")'
     text = text.replace('("coarse_mv_depth", "mono_depth", "depth_candidates")', kept)
     text = text.replace('            visualization_dump["match_probs"] = match_probs\n', "")
-    text = text.replace('            visualization_dump["match_prob"] = match_probs.max(dim=2).values\n', "")
+    line = '            visualization_dump["match_prob"] = match_probs.max(dim=2).values\n'
+    text = text.replace(line, "")
     encoder.write_text(text)
     checkpoint = tmp_path / "standin.pth"
     torch.save(state, checkpoint)

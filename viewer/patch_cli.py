@@ -42,7 +42,8 @@ def main(argv: list[str]) -> int:
 
     repo: Path = args.repo
     if not repo.is_dir():
-        print(f"{repo} is not a folder. Pass the root of your DepthSplat checkout.", file=sys.stderr)
+        message = f"{repo} is not a folder. Pass the root of your DepthSplat checkout."
+        print(message, file=sys.stderr)
         return EXIT_REFUSED
     try:
         patches = plan_patch(repo)
@@ -59,7 +60,8 @@ def main(argv: list[str]) -> int:
         print(f"\n--dry-run: nothing written ({len(changed)} file(s) would change).")
         return EXIT_OK
     written = apply_patch(repo, patches)
-    print(f"\nPatched {len(written)} file(s) in {repo}: {', '.join(p.as_posix() for p in written)}.")
+    names = ", ".join(p.as_posix() for p in written)
+    print(f"\nPatched {len(written)} file(s) in {repo}: {names}.")
     return EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""The exposure a DepthSplat checkout needs for dsviewer, stated once: check it, explain it, apply it.
+"""The exposure a DepthSplat checkout needs for dsviewer, stated once: check, explain, apply it.
 
 dsviewer reads two inverse-depth maps out of ``visualization_dump`` (the contract of
 :mod:`src.backends.extension`): ``coarse_mv_depth``, the cost volume's soft-argmax bilinearly
@@ -150,7 +150,8 @@ def plan_patch(repo: str | Path) -> list[FilePatch]:
         if done:
             patches.append(FilePatch(insertion.path, text, text))
             continue
-        problems = [f"the line {line!r} is missing" for line in insertion.requires if line not in text]
+        problems = [f"the line {line!r} is missing"
+                    for line in insertion.requires if line not in text]
         count = text.count(insertion.anchor)
         if count != 1:
             problems.append(

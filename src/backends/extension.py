@@ -1,18 +1,18 @@
-"""A user's own DepthSplat checkout as a :class:`~src.backends.ModelBackend` (``--depthsplat-repo``).
+"""A user's own DepthSplat checkout (``--depthsplat-repo``) as a ``ModelBackend``.
 
 The checkout's encoder code runs on its checkpoint in a worker process
 (:mod:`src.backends.extension_worker`), because its package is also called ``src``. What comes
 back is read through the ``visualization_dump`` contract:
 
-=====================  =================  ============================================================
-key                    shape              meaning
-=====================  =================  ============================================================
-``coarse_mv_depth``    [B, V, H, W]       required. INVERSE depth: cost-volume soft-argmax, upsampled
-``mono_depth``         [B, V, H, W]       required. INVERSE-depth residual of the DPT upsampler
-``match_probs``        [B, V, D, h, w]    optional. last-scale softmax over the depth candidates
-``match_prob``         [B, V, h, w]       optional. its maximum over D
-``depth_candidates``   [B, V, D, h, w]    optional. last-scale inverse-depth candidates
-=====================  =================  ============================================================
+====================  ===============  ========================================================
+key                   shape            meaning
+====================  ===============  ========================================================
+``coarse_mv_depth``   [B, V, H, W]     required. INVERSE depth: cost-volume soft-argmax, upsampled
+``mono_depth``        [B, V, H, W]     required. INVERSE-depth residual of the DPT upsampler
+``match_probs``       [B, V, D, h, w]  optional. last-scale softmax over the depth candidates
+``match_prob``        [B, V, h, w]     optional. its maximum over D
+``depth_candidates``  [B, V, D, h, w]  optional. last-scale inverse-depth candidates
+====================  ===============  ========================================================
 
 The official code writes none of them (only ``depth``, ``scales`` and ``rotations``);
 ``dsviewer patch-depthsplat`` adds them (see :mod:`src.backends.depthsplat_patch`). Without the
@@ -82,12 +82,14 @@ def encoder_overrides(config: DepthSplatConfig) -> dict[str, Any]:
 
 def check_checkout(repo: Path) -> None:
     """Raise :class:`DepthSplatRepoError` unless ``repo`` is a checkout with the exposure."""
-    missing = [p.as_posix() for p in (ENCODER_FILE, MATCHER_FILE, CONFIG_FILE) if not (repo / p).is_file()]
+    needed = (ENCODER_FILE, MATCHER_FILE, CONFIG_FILE)
+    missing = [p.as_posix() for p in needed if not (repo / p).is_file()]
     if missing:
         raise DepthSplatRepoError(
             f"--depthsplat-repo {repo} is not a DepthSplat checkout: {', '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} missing. Pass the root folder of your clone "
-            "of github.com/cvg/depthsplat (or of your fork), the folder that holds src/ and config/."
+            "of github.com/cvg/depthsplat (or of your fork), the folder that holds src/ and "
+            "config/."
         )
     if not exposes_maps(repo):
         raise DepthSplatRepoError(exposure_instructions(repo))
@@ -265,7 +267,8 @@ class ExtensionBackend:
         if "depth_candidates" not in dump:
             dump["depth_candidates"] = torch.full_like(dump["match_probs"], float("nan"))
             self._warn("no depth_candidates in visualization_dump: the pixel inspector shows "
-                       "probabilities without their depths (run dsviewer patch-depthsplat)")  # fmt: skip
+                       "probabilities without their depths (run dsviewer "
+                       "patch-depthsplat)")  # fmt: skip
         return dump
 
     def _warn(self, message: str) -> None:

@@ -185,7 +185,8 @@ def _code_only_hub(original):
         try:
             return original(repo_or_dir, model, *args, **kwargs)
         except Exception as error:  # offline, no cache, rate limits: all end the same way
-            raise WorkerError("hub", f"torch.hub.load({repo_or_dir!r}, {model!r}): {error}") from error
+            message = f"torch.hub.load({repo_or_dir!r}, {model!r}): {error}"
+            raise WorkerError("hub", message) from error
 
     return load
 

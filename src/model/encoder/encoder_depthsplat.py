@@ -188,7 +188,8 @@ class EncoderDepthSplat(nn.Module):
 
         # Channels-last all through the two conv stacks (see cpu_kernels); the adapter reads
         # the head output channel-last anyway.
-        regressed = self.gaussian_regressor(cat_nhwc((image_bv, depth_bv, match_prob_full, features)))
+        stacked = cat_nhwc((image_bv, depth_bv, match_prob_full, features))
+        regressed = self.gaussian_regressor(stacked)
         raw = self.gaussian_head(cat_nhwc((regressed, image_bv, features, match_prob_full)))
         gaussians = self.gaussian_adapter(
             rearrange(raw, "(b v) c h w -> b v c h w", b=b),

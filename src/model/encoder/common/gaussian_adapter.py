@@ -72,7 +72,8 @@ class GaussianAdapter(nn.Module):
     ) -> Gaussians:
         """Gaussians with ``N = V * H * W`` ordered ``(v, h, w)``, batch dim kept."""
         c, h, w = raw.shape[-3:]
-        assert c == self.layout.num_channels, f"expected {self.layout.num_channels} channels, got {c}"
+        expected = self.layout.num_channels
+        assert c == expected, f"expected {expected} channels, got {c}"
         raw = rearrange(raw, "b v c h w -> b v (h w) c")
         opacity_logit, offset, raw_scales, raw_rotations, raw_sh = raw.split(
             self.layout.split_sizes, dim=-1
@@ -88,7 +89,8 @@ class GaussianAdapter(nn.Module):
         rays_world = (R_world_cam @ rays_cam[..., None])[..., 0]
         means = origins + rays_world * rearrange(depth, "b v h w -> b v (h w) ()")
 
-        scales = F.softplus(raw_scales - 4.0).clamp(self.gaussian_scale_min, self.gaussian_scale_max)
+        scales = F.softplus(raw_scales - 4.0)
+        scales = scales.clamp(self.gaussian_scale_min, self.gaussian_scale_max)
         rotations_xyzw = raw_rotations / (raw_rotations.norm(dim=-1, keepdim=True) + 1e-8)
         cov_cam = covariance_from_scale_rotation(scales, rotations_xyzw)  # [B, V, HW, 3, 3]
         covariances = rotate_covariance(cov_cam, R_world_cam)

@@ -118,7 +118,9 @@ class DPTHead(nn.Module):
             "depth": 1,
         }
         self.concat_projects = nn.ModuleList(
-            PointwiseConv2d(sum(widths.get(name, out_channels[i]) for name in names), out_channels[i])
+            PointwiseConv2d(
+                sum(widths.get(name, out_channels[i]) for name in names), out_channels[i]
+            )
             for i, names in enumerate(self.layout)
         )
         self.projects = nn.ModuleList(PointwiseConv2d(in_channels, c) for c in out_channels)

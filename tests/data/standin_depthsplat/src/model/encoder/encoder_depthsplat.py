@@ -74,7 +74,8 @@ class EncoderDepthSplat(nn.Module):
         pixels = torch.stack((xs, ys, torch.ones_like(xs)), dim=-1)  # [H, W, 3]
         rays = torch.einsum("bvij,hwj->bvhwi", context["intrinsics"].inverse(), pixels)
         points = rays * depth[..., None]  # [B, V, H, W, 3], camera frame
-        rotation, translation = context["extrinsics"][..., :3, :3], context["extrinsics"][..., :3, 3]
+        extrinsics = context["extrinsics"]
+        rotation, translation = extrinsics[..., :3, :3], extrinsics[..., :3, 3]
         means = torch.einsum("bvij,bvhwj->bvhwi", rotation, points) + translation[:, :, None, None]
         n = v * h * w
         d_sh = (self.cfg.gaussian_adapter.sh_degree + 1) ** 2

@@ -84,6 +84,7 @@ class CamerasPanel:
         self.choice.options = names or ["(none)"]
         self.choice.value = self.choice.options[0]
         self.refresh_visibility()
+        self.set_initial_camera()
 
     def refresh_visibility(self) -> None:
         layers = self.app.loaded.layers
@@ -115,6 +116,15 @@ class CamerasPanel:
             client.camera.look_at = T[:3, 3] + depth * T[:3, 2]
             client.camera.up_direction = -T[:3, 1]
             client.camera.fov = fov
+
+    def set_initial_camera(self) -> None:
+        """The start camera of the shown scene for pages that connect from now on."""
+        start, up = self.app.loaded.view.start, self.app.loaded.view.up
+        initial = self.app.server.initial_camera
+        initial.up = tuple(float(x) for x in up)
+        initial.position = tuple(float(x) for x in start.position)
+        initial.look_at = tuple(float(x) for x in start.look_at)
+        initial.fov = float(start.fov)
 
     def reset_client(self, client) -> None:
         with self.app.lock:

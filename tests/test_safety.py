@@ -313,3 +313,12 @@ def test_scene_switch_notes_and_loaded_scene(server):
         and "&#60;b&#62;3" in app.scene_panel.notes.content
     )
     app.close()
+
+
+def test_an_export_whose_every_scene_is_bad_input_exits_2():
+    result = run_cli("export", "--demo", "--scene", "synthetic_7_0000", "--context", "2", "2",
+                     "--out", "/tmp/dsviewer-never-written", "--device", "cpu")  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = " ".join(result.stderr.split())
+    assert "repeat a frame" in message and "1 of 1 scenes failed" in message
+    assert not Path("/tmp/dsviewer-never-written").exists()

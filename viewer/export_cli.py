@@ -50,6 +50,9 @@ class ExportOptions(SceneOptions):
     """skip: ignore projections behind another view's surface (possible occlusions)."""
 
 
+EXIT_SOME_FAILED = 1  # the others were written; each failure is reported
+
+
 class ExportUsageError(ValueError):
     """Bad ``dsviewer export`` arguments."""
 
@@ -141,6 +144,7 @@ def run(options: ExportOptions) -> int:
 
     from rich.console import Console
 
+    from viewer.errors import EXIT_USER_ERROR
     from viewer.escape import escape_rich
     from viewer.evaluation.loading import SceneLoader
     from viewer.evaluation.plan import plan_scenes
@@ -190,13 +194,14 @@ def run(options: ExportOptions) -> int:
         console.print(f"[bold red]{escape_rich(spec)}:[/bold red] {escape_rich(message)}")
     if failures:
         console.print(f"{len(failures)} of {len(folders)} scenes failed.", style="red")
-        return 1
+        return EXIT_USER_ERROR if len(failures) == len(folders) else EXIT_SOME_FAILED
     console.print(f"Exported {len(folders)} scenes to {escape_rich(options.out)}.")
     return 0
 
 
 def main(argv: Sequence[str] | ExportOptions | None = None) -> int:
-    """Run ``dsviewer export``; 0, 1 when some scenes failed, 2 on bad input, 130 interrupted."""
+    """Run ``dsviewer export``: 0; 1 when some scenes failed; 2 on bad input (or when every scene
+    failed); 130 when interrupted."""
     from viewer.errors import run_entry_point
 
     options = argv if isinstance(argv, ExportOptions) else parse_args(argv)

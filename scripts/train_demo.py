@@ -77,6 +77,8 @@ class TrainArgs:
     """Weight of the coarse (cost-volume) depth term; the final depth term has weight 1."""
     loss_space: Literal["inverse", "depth", "both"] = "inverse"
     """Where the relative depth error is taken (see ``relative_error``)."""
+    matching_weight: float = 0.0
+    """Weight of the cost volume's cross-entropy against the GT (``matching_loss``; 0 = off)."""
     render_weight: float = 0.0
     """Weight of the photometric target-view loss (0 = off)."""
     render_every: int = 2
@@ -255,9 +257,39 @@ def relative_error(inv_depth: Tensor, depth: Tensor, mask: Tensor, space: str) -
     return 0.5 * (inverse_depth_loss(inv_depth, depth, mask) + absolute)
 
 
-def depth_losses(model: DepthSplat, batch: Batch,
-                 space: str = "inverse") -> tuple[dict[str, Tensor], object]:
-    """Forward pass; the final and coarse relative depth errors and the encoder output."""
+def matching_loss(probs: Tensor, candidates: Tensor, depth: Tensor, mask: Tensor) -> Tensor:
+    """Cross-entropy of the cost volume's softmax against the GT inverse depth.
+
+    The target puts the GT on the two candidates around it, weighted by distance (candidates
+    are evenly spaced per pixel). This rewards the matching distribution itself, not only its
+    expectation (the coarse depth), so the features learn to match sooner.
+
+    Args:
+        probs, candidates: ``[B, V, D, h, w]`` softmax and INVERSE-depth candidates.
+        depth: ``[B, V, H, W]`` GT metric depth; mask: ``[B, V, H, W]`` bool, usable pixels.
+    """
+    b, v, d, h, w = probs.shape
+    factor = depth.shape[-1] // w
+    inv = torch.where(mask, 1.0 / depth.clamp_min(1e-6), torch.zeros_like(depth))
+    pooled = torch.nn.functional.avg_pool2d(inv.flatten(0, 1)[:, None], factor)  # [BV, 1, h, w]
+    usable = -torch.nn.functional.max_pool2d(-mask.flatten(0, 1)[:, None].float(), factor)
+    inv_gt = pooled.view(b, v, 1, h, w)
+    usable = usable.view(b, v, h, w) > 0.5  # every pixel under the cell usable
+    position = (inv_gt - candidates[:, :, :1]) / (candidates[:, :, 1:2] - candidates[:, :, :1])
+    position = position.clamp(0, d - 1 - 1e-4)  # [B, V, 1, h, w] in candidate units
+    low = position.floor()
+    upper_share = position - low
+    log_probs = probs.clamp_min(1e-6).log()
+    low_index = low.long()
+    cross_entropy = -((1 - upper_share) * log_probs.gather(2, low_index)
+                      + upper_share * log_probs.gather(2, low_index + 1))[:, :, 0]  # [B, V, h, w]
+    return cross_entropy[usable].sum() / usable.sum().clamp_min(1)
+
+
+def depth_losses(model: DepthSplat, batch: Batch, space: str = "inverse",
+                 matching: bool = False) -> tuple[dict[str, Tensor], object]:
+    """Forward pass; the final and coarse relative depth errors (and, with ``matching``, the
+    cost volume's cross-entropy) and the encoder output."""
     dump: dict[str, Tensor] = {}
     output = model.encoder(batch.context, visualization_dump=dump)
     mask = valid_depth_mask(batch.depth, batch.context["near"], batch.context["far"])
@@ -265,6 +297,9 @@ def depth_losses(model: DepthSplat, batch: Batch,
         "final": relative_error(1.0 / output.depth, batch.depth, mask, space),
         "coarse": relative_error(dump["coarse_mv_depth"], batch.depth, mask, space),
     }
+    if matching:
+        losses["matching"] = matching_loss(dump["match_probs"], dump["depth_candidates"],
+                                           batch.depth, mask)
     return losses, output
 
 
@@ -382,8 +417,11 @@ def train(args: TrainArgs) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-            losses, output = depth_losses(model, batch, args.loss_space)
+            losses, output = depth_losses(model, batch, args.loss_space,
+                                          matching=args.matching_weight > 0)
             loss = losses["final"] + args.coarse_weight * losses["coarse"]
+            if "matching" in losses:
+                loss = loss + args.matching_weight * losses["matching"]
             if args.render_weight > 0 and step % args.render_every == 0:
                 losses["render"] = render_loss(output.gaussians, batch, config)
                 loss = loss + args.render_weight * losses["render"]

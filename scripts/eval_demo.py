@@ -78,10 +78,10 @@ def evaluate(args: EvalArgs) -> dict:
     from rich.console import Console
     from rich.table import Table
 
+    from src.backends.builtin import preprocess_settings
     from src.dataset import load_scene
     from src.model import load_model, predict
     from src.model.checkpoint import DepthSplat
-    from viewer.pipeline import preprocess_settings
 
     torch.set_num_threads(args.threads)
     model = load_model(args.ckpt)

@@ -1,22 +1,28 @@
 """Train the bundled demo model: DepthSplat at toy widths, on synthetic scenes with exact depth.
 
 The model is the project's own ``DepthSplat`` built from ``configs/demo/depthsplat-demo-tiny.yaml``
-(so the result loads through ``src.model.load_model``). Each step samples 2 context frames and a
-target frame between them per scene, preprocessed by the viewer's own code
-(``src.dataset.preprocess.preprocess_views``), and minimises
+(so the result loads through ``src.model.load_model``). Each step samples 2 context frames
+(``min_gap_share`` of the scene's span apart or more) and a target frame between them per
+scene, preprocessed by the viewer's own code (``src.dataset.preprocess.preprocess_views``) and
+optionally mirrored left-right, and minimises
 
-* the relative inverse-depth error of the final depth and of the coarse cost-volume depth
-  against the ray-cast GT (pixels outside ``[near, far]`` ignored), and optionally
-* a photometric loss of the predicted Gaussians rendered into the target view with the
-  project's PyTorch rasterizer (trains opacity, scale and colour of the Gaussian head).
+* the relative error of the final and of the coarse cost-volume depth against the ray-cast GT
+  (pixels outside ``[near, far]`` ignored), in inverse depth or, with ``--loss-space depth``,
+  as AbsRel itself (see ``relative_error`` for why that matters);
+* optionally the cross-entropy of the cost volume's softmax against the GT (``matching_loss``),
+  which teaches the features to match instead of leaving the coarse depth to a monocular guess;
+* optionally a photometric loss of the predicted Gaussians rendered into the target view with
+  the project's PyTorch rasterizer (trains opacity, scale and colour of the Gaussian head).
 
-Most steps run at a low resolution; the last ``finetune_steps`` at the config's image shape
-(the resolution the viewer uses for the demo scenes).
+The first ``steps`` run at ``low_res_shape``, the last ``finetune_steps`` at the config's image
+shape (the resolution the viewer uses for the demo scenes). With ``--anneal-by-time`` the
+schedule follows the wall-clock budget ``max_minutes`` instead when the machine is slower.
+``viewer/assets/demo/README.md`` has the commands that built the shipped model.
 
-    python -m src.dataset.synthetic --out /work/scratch/demo_train/train --scenes 480 \\
-        --frames 12 --height 128 --width 128 --seed 101
-    python scripts/train_demo.py train --data /work/scratch/demo_train/train \\
-        --out /work/scratch/demo_train/run
+    python -m src.dataset.synthetic --out /tmp/demo/train --scenes 952 --frames 8 \\
+        --height 128 --width 128 --seed 101
+    python scripts/train_demo.py train --data /tmp/demo/train --out /tmp/demo/run ...
+    python scripts/train_demo.py ship --run /tmp/demo/run --metrics eval.json
 """
 
 from __future__ import annotations
@@ -480,6 +486,9 @@ class ShipArgs:
     scene_frames: int = 8
     scene_shape: tuple[int, int] | None = None
     """(H, W) of the demo scenes; default: the checkpoint config's image shape."""
+    keep_scenes: bool = False
+    """Keep the demo scenes already in ``assets`` instead of rendering them again (another
+    machine's open3d/numpy can change a few JPEG bytes, which would show up as a new file)."""
 
 
 def write_demo_scenes(folder: Path, seed: int, count: int, frames: int,
@@ -516,11 +525,13 @@ def training_summary(run: Path) -> dict:
     curve = []
     for first in range(0, len(records), stretch):
         part = records[first : first + stretch]
-        curve.append({
-            "steps": [part[0]["step"], part[-1]["step"]],
-            "shape": part[-1]["shape"],
-            **{k: sum(r[k] for r in part) / len(part) for k in ("loss", "final", "coarse")},
-        })
+        means = {}
+        for key in ("loss", "final", "coarse", "matching", "render"):
+            values = [r[key] for r in part if key in r]  # render: only on its steps
+            if values:
+                means[key] = sum(values) / len(values)
+        curve.append({"steps": [part[0]["step"], part[-1]["step"]], "shape": part[-1]["shape"],
+                      **means})
     validation = [{k: r[k] for k in ("step", "val_abs_rel_final", "val_abs_rel_coarse")}
                   for r in records if "val_abs_rel_final" in r]
     args = json.loads((run / "args.json").read_text()) if (run / "args.json").is_file() else {}
@@ -565,8 +576,12 @@ def ship(args: ShipArgs) -> None:
     config = model.config
     checkpoint = save_checkpoint(model.half(), args.assets / CHECKPOINT_NAME)
     shape = args.scene_shape or config.image_shape
-    keys = write_demo_scenes(args.assets / SCENES_DIR_NAME, args.scene_seed, args.num_scenes,
-                             args.scene_frames, shape, config.near, config.far)
+    if args.keep_scenes:
+        keys = sorted(load_index([args.assets / SCENES_DIR_NAME]))
+    else:
+        keys = write_demo_scenes(args.assets / SCENES_DIR_NAME, args.scene_seed,
+                                 args.num_scenes, args.scene_frames, shape, config.near,
+                                 config.far)
     info = {
         "checkpoint": CHECKPOINT_NAME,
         "architecture": config.architecture,

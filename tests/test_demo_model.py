@@ -4,7 +4,9 @@ The trained model runs through the viewer's own pipeline (``ModelSession.load``:
 read by the backend, the scene preprocessed, the layers built) and is scored with
 ``viewer.analysis.gt_metrics``, exactly as ``dsviewer export`` writes ``metrics.json``.
 
-Budget: about 5-10 s on 2 cores (one load, 3 scenes x 2 forward passes at 128x128).
+Budget: one load, 3 scenes x 2 forward passes at 128x128 (trained and untrained), about
+1.5 s with one torch thread; with two threads on a 2-core machine busy with other work
+each pass can take seconds.
 """
 
 from __future__ import annotations

@@ -252,7 +252,7 @@ def relative_error(inv_depth: Tensor, depth: Tensor, mask: Tensor, space: str) -
     """Mean relative error of ``inv_depth`` against GT ``depth`` (``[B, V, H, W]``) over ``mask``.
 
     ``inverse``: ``|inv / inv_gt - 1|``, which under uncertainty favours predictions that are
-    too far (an over-estimate by a factor ``k`` costs ``1 - 1/k``, an under-estimate ``1 - k``);
+    too far (a depth ``k`` times too far costs ``1 - 1/k``, ``k`` times too near ``k - 1``);
     ``depth``: ``|d / gt - 1|``, AbsRel itself; ``both``: their mean.
     """
     if space == "inverse":

@@ -1,22 +1,28 @@
 """Train the bundled demo model: DepthSplat at toy widths, on synthetic scenes with exact depth.
 
 The model is the project's own ``DepthSplat`` built from ``configs/demo/depthsplat-demo-tiny.yaml``
-(so the result loads through ``src.model.load_model``). Each step samples 2 context frames and a
-target frame between them per scene, preprocessed by the viewer's own code
-(``src.dataset.preprocess.preprocess_views``), and minimises
+(so the result loads through ``src.model.load_model``). Each step samples 2 context frames
+(``min_gap_share`` of the scene's span apart or more) and a target frame between them per
+scene, preprocessed by the viewer's own code (``src.dataset.preprocess.preprocess_views``) and
+optionally mirrored left-right, and minimises
 
-* the relative inverse-depth error of the final depth and of the coarse cost-volume depth
-  against the ray-cast GT (pixels outside ``[near, far]`` ignored), and optionally
-* a photometric loss of the predicted Gaussians rendered into the target view with the
-  project's PyTorch rasterizer (trains opacity, scale and colour of the Gaussian head).
+* the relative error of the final and of the coarse cost-volume depth against the ray-cast GT
+  (pixels outside ``[near, far]`` ignored), in inverse depth or, with ``--loss-space depth``,
+  as AbsRel itself (see ``relative_error`` for why that matters);
+* optionally the cross-entropy of the cost volume's softmax against the GT (``matching_loss``),
+  which teaches the features to match instead of leaving the coarse depth to a monocular guess;
+* optionally a photometric loss of the predicted Gaussians rendered into the target view with
+  the project's PyTorch rasterizer (trains opacity, scale and colour of the Gaussian head).
 
-Most steps run at a low resolution; the last ``finetune_steps`` at the config's image shape
-(the resolution the viewer uses for the demo scenes).
+The first ``steps`` run at ``low_res_shape``, the last ``finetune_steps`` at the config's image
+shape (the resolution the viewer uses for the demo scenes). With ``--anneal-by-time`` the
+schedule follows the wall-clock budget ``max_minutes`` instead when the machine is slower.
+``viewer/assets/demo/README.md`` has the commands that built the shipped model.
 
-    python -m src.dataset.synthetic --out /work/scratch/demo_train/train --scenes 480 \\
-        --frames 12 --height 128 --width 128 --seed 101
-    python scripts/train_demo.py train --data /work/scratch/demo_train/train \\
-        --out /work/scratch/demo_train/run
+    python -m src.dataset.synthetic --out /tmp/demo/train --scenes 952 --frames 8 \\
+        --height 128 --width 128 --seed 101
+    python scripts/train_demo.py train --data /tmp/demo/train --out /tmp/demo/run ...
+    python scripts/train_demo.py ship --run /tmp/demo/run --metrics eval.json
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -41,7 +48,7 @@ from src.dataset.preprocess import (
 )
 from src.dataset.settings import settings_to_dict
 from src.model.checkpoint import DepthSplat, save_checkpoint
-from src.model.losses import inverse_depth_loss, photometric_loss, valid_depth_mask
+from src.model.losses import abs_rel, inverse_depth_loss, photometric_loss, valid_depth_mask
 from src.model.types import Gaussians
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,15 +82,28 @@ class TrainArgs:
     grad_clip: float = 1.0
     coarse_weight: float = 1.0
     """Weight of the coarse (cost-volume) depth term; the final depth term has weight 1."""
+    loss_space: Literal["inverse", "depth", "both"] = "inverse"
+    """Where the relative depth error is taken (see ``relative_error``)."""
+    matching_weight: float = 0.0
+    """Weight of the cost volume's cross-entropy against the GT (``matching_loss``; 0 = off)."""
     render_weight: float = 0.0
     """Weight of the photometric target-view loss (0 = off)."""
     render_every: int = 2
     """Render loss on every this-many steps, for the first batch element only (it is slow)."""
+    min_gap_share: float = 0.0
+    """Context frames at least this share of a scene's frame span apart (0: any gap from 3 on).
+    The demo and held-out pairs are a scene's first and last frame (share 1)."""
+    flip_prob: float = 0.0
+    """Chance of mirroring a sample left-right (images, GT, cameras: a mirrored scene)."""
     threads: int = 2
     seed: int = 0
     val_every: int = 100
     max_minutes: float = 55.0
     """Stop early (saving a checkpoint) past this wall-clock time."""
+    anneal_by_time: bool = False
+    """Run the schedule on the share of ``max_minutes`` spent wherever that is ahead of the share
+    of steps done: on a busy machine the switch to the full resolution comes on time and the
+    learning rate has decayed to its floor when the time is up."""
 
 
 @dataclass
@@ -124,9 +144,12 @@ def load_scenes(root: Path, settings: PreprocessSettings) -> list[TrainScene]:
     return scenes
 
 
-def sample_views(scene: TrainScene, rng: np.random.Generator) -> tuple[list[int], int]:
-    """Two context frames 3 or more apart (random order) and a target strictly between them."""
-    gap = int(rng.integers(3, scene.num_frames))
+def sample_views(scene: TrainScene, rng: np.random.Generator,
+                 min_gap_share: float = 0.0) -> tuple[list[int], int]:
+    """Two context frames apart by 3 or more frames and by ``min_gap_share`` of the frame span
+    (random order), and a target strictly between them."""
+    span = scene.num_frames - 1
+    gap = int(rng.integers(max(3, math.ceil(min_gap_share * span)), span + 1))
     first = int(rng.integers(0, scene.num_frames - gap))
     context = [first, first + gap]
     if rng.random() < 0.5:
@@ -144,42 +167,146 @@ class Batch:
     target_extrinsics: Tensor  # [B, 1, 4, 4]
 
 
+@dataclass
+class Sample:
+    """One training sample: 2 context frames and 1 target frame of a scene."""
+
+    images: Tensor  # [3, 3, H, W] context, context, target
+    intrinsics: Tensor  # [3, 3, 3] normalized
+    extrinsics: Tensor  # [3, 4, 4] T_world_cam
+    depth: Tensor  # [3, H, W]
+
+
+MIRROR_X = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+
+
+def mirror(sample: Sample) -> Sample:
+    """The sample as seen in the scene mirrored in its world x axis.
+
+    A camera coordinate ``x`` becomes ``-x``, so image columns reverse and the normalized
+    principal point moves to ``1 - cx``; ``T_world_cam`` becomes ``M T M`` with
+    ``M = diag(-1, 1, 1, 1)`` (a proper rotation again), and depth is unchanged per pixel.
+    """
+    intrinsics = sample.intrinsics.clone()
+    intrinsics[:, 0, 2] = 1.0 - intrinsics[:, 0, 2]
+    return Sample(
+        images=sample.images.flip(-1),
+        intrinsics=intrinsics,
+        extrinsics=MIRROR_X @ sample.extrinsics @ MIRROR_X,
+        depth=sample.depth.flip(-1),
+    )
+
+
+def scene_sample(scene: TrainScene, context: list[int], target: int) -> Sample:
+    frames = [*context, target]
+    return Sample(scene.images[frames].float(), scene.intrinsics[frames],
+                  scene.extrinsics[frames], scene.depth[frames])
+
+
+def batch_of(samples: list[Sample], near: float, far: float) -> Batch:
+    """Stack samples into the encoder's input dict (context) and the target tensors."""
+
+    def stack(name: str, frames: slice) -> Tensor:
+        return torch.stack([getattr(sample, name)[frames] for sample in samples])
+
+    context, target = slice(0, 2), slice(2, 3)
+    size = len(samples)
+    return Batch(
+        context={
+            "image": stack("images", context),
+            "intrinsics": stack("intrinsics", context),
+            "extrinsics": stack("extrinsics", context),
+            "near": torch.full((size, 2), near),
+            "far": torch.full((size, 2), far),
+        },
+        depth=stack("depth", context),
+        target_image=stack("images", target),
+        target_intrinsics=stack("intrinsics", target),
+        target_extrinsics=stack("extrinsics", target),
+    )
+
+
 def make_batch(scenes: list[TrainScene], size: int, rng: np.random.Generator,
-               near: float, far: float) -> Batch:
-    rows = []
-    while len(rows) < size:
+               near: float, far: float, min_gap_share: float = 0.0,
+               flip_prob: float = 0.0) -> Batch:
+    samples: list[Sample] = []
+    while len(samples) < size:
         scene = scenes[int(rng.integers(len(scenes)))]
-        context, target = sample_views(scene, rng)
+        context, target = sample_views(scene, rng, min_gap_share)
         depth = scene.depth[context]
         valid = valid_depth_mask(depth[None], torch.full((1, 2), near), torch.full((1, 2), far))
         if valid.float().mean() < MIN_VALID_SHARE:
             continue  # a camera inside or against an object: not a useful stereo pair
-        rows.append((scene, context, target))
-    images = torch.stack([s.images[c].float() for s, c, _ in rows])
-    return Batch(
-        context={
-            "image": images,
-            "intrinsics": torch.stack([s.intrinsics[c] for s, c, _ in rows]),
-            "extrinsics": torch.stack([s.extrinsics[c] for s, c, _ in rows]),
-            "near": torch.full((size, 2), near),
-            "far": torch.full((size, 2), far),
-        },
-        depth=torch.stack([s.depth[c] for s, c, _ in rows]),
-        target_image=torch.stack([s.images[[t]].float() for s, _, t in rows]),
-        target_intrinsics=torch.stack([s.intrinsics[[t]] for s, _, t in rows]),
-        target_extrinsics=torch.stack([s.extrinsics[[t]] for s, _, t in rows]),
-    )
+        sample = scene_sample(scene, context, target)
+        samples.append(mirror(sample) if rng.random() < flip_prob else sample)
+    return batch_of(samples, near, far)
 
 
-def depth_losses(model: DepthSplat, batch: Batch) -> tuple[dict[str, Tensor], object]:
-    """Forward pass; the final and coarse inverse-depth losses and the encoder output."""
+def widest_pairs(scenes: list[TrainScene], near: float, far: float) -> Batch:
+    """Every scene's first and last frame as context (the demo's and the held-out evaluation's
+    setting) and its middle frame as target."""
+    samples = [scene_sample(s, [0, s.num_frames - 1], s.num_frames // 2) for s in scenes]
+    return batch_of(samples, near, far)
+
+
+def relative_error(inv_depth: Tensor, depth: Tensor, mask: Tensor, space: str) -> Tensor:
+    """Mean relative error of ``inv_depth`` against GT ``depth`` (``[B, V, H, W]``) over ``mask``.
+
+    ``inverse``: ``|inv / inv_gt - 1|``, which under uncertainty favours predictions that are
+    too far (a depth ``k`` times too far costs ``1 - 1/k``, ``k`` times too near ``k - 1``);
+    ``depth``: ``|d / gt - 1|``, AbsRel itself; ``both``: their mean.
+    """
+    if space == "inverse":
+        return inverse_depth_loss(inv_depth, depth, mask)
+    absolute = abs_rel(1.0 / inv_depth, depth, mask)
+    if space == "depth":
+        return absolute
+    return 0.5 * (inverse_depth_loss(inv_depth, depth, mask) + absolute)
+
+
+def matching_loss(probs: Tensor, candidates: Tensor, depth: Tensor, mask: Tensor) -> Tensor:
+    """Cross-entropy of the cost volume's softmax against the GT inverse depth.
+
+    The target puts the GT on the two candidates around it, weighted by distance (candidates
+    are evenly spaced per pixel). This rewards the matching distribution itself, not only its
+    expectation (the coarse depth), so the features learn to match sooner.
+
+    Args:
+        probs, candidates: ``[B, V, D, h, w]`` softmax and INVERSE-depth candidates.
+        depth: ``[B, V, H, W]`` GT metric depth; mask: ``[B, V, H, W]`` bool, usable pixels.
+    """
+    b, v, d, h, w = probs.shape
+    factor = depth.shape[-1] // w
+    inv = torch.where(mask, 1.0 / depth.clamp_min(1e-6), torch.zeros_like(depth))
+    pooled = torch.nn.functional.avg_pool2d(inv.flatten(0, 1)[:, None], factor)  # [BV, 1, h, w]
+    usable = -torch.nn.functional.max_pool2d(-mask.flatten(0, 1)[:, None].float(), factor)
+    inv_gt = pooled.view(b, v, 1, h, w)
+    usable = usable.view(b, v, h, w) > 0.5  # every pixel under the cell usable
+    position = (inv_gt - candidates[:, :, :1]) / (candidates[:, :, 1:2] - candidates[:, :, :1])
+    position = position.clamp(0, d - 1 - 1e-4)  # [B, V, 1, h, w] in candidate units
+    low = position.floor()
+    upper_share = position - low
+    log_probs = probs.clamp_min(1e-6).log()
+    low_index = low.long()
+    cross_entropy = -((1 - upper_share) * log_probs.gather(2, low_index)
+                      + upper_share * log_probs.gather(2, low_index + 1))[:, :, 0]  # [B, V, h, w]
+    return cross_entropy[usable].sum() / usable.sum().clamp_min(1)
+
+
+def depth_losses(model: DepthSplat, batch: Batch, space: str = "inverse",
+                 matching: bool = False) -> tuple[dict[str, Tensor], object]:
+    """Forward pass; the final and coarse relative depth errors (and, with ``matching``, the
+    cost volume's cross-entropy) and the encoder output."""
     dump: dict[str, Tensor] = {}
     output = model.encoder(batch.context, visualization_dump=dump)
     mask = valid_depth_mask(batch.depth, batch.context["near"], batch.context["far"])
     losses = {
-        "final": inverse_depth_loss(1.0 / output.depth, batch.depth, mask),
-        "coarse": inverse_depth_loss(dump["coarse_mv_depth"], batch.depth, mask),
+        "final": relative_error(1.0 / output.depth, batch.depth, mask, space),
+        "coarse": relative_error(dump["coarse_mv_depth"], batch.depth, mask, space),
     }
+    if matching:
+        losses["matching"] = matching_loss(dump["match_probs"], dump["depth_candidates"],
+                                           batch.depth, mask)
     return losses, output
 
 
@@ -206,19 +333,28 @@ def render_loss(gaussians: Gaussians, batch: Batch, near: float) -> Tensor:
     return photometric_loss(rendered.color, batch.target_image[:1])
 
 
-def learning_rate(step: int, total: int, args: TrainArgs) -> float:
-    """Linear warm-up, then cosine decay to 2% of the peak."""
+def schedule_progress(step: int, total: int, seconds: float, args: TrainArgs) -> float:
+    """How far the run is, in [0, 1]: the share of steps done, or (``anneal_by_time``) the
+    share of ``max_minutes`` spent when that is larger."""
+    progress = step / total
+    if args.anneal_by_time:
+        progress = max(progress, seconds / (args.max_minutes * 60))
+    return min(progress, 1.0)
+
+
+def learning_rate(step: int, total: int, progress: float, args: TrainArgs) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to 2% of the peak at the end of
+    the run (``progress`` 1; with step-based progress the cosine starts after the warm-up)."""
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
-    progress = (step - args.warmup_steps) / max(total - args.warmup_steps, 1)
-    return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+    warmup = args.warmup_steps / total
+    decay = max(progress - warmup, 0.0) / max(1.0 - warmup, 1e-9)
+    return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(decay, 1.0))))
 
 
 @torch.no_grad()
 def validate(model: DepthSplat, batch: Batch) -> dict[str, float]:
     """AbsRel of the final and coarse depth on a fixed held-out batch."""
-    from src.model.losses import abs_rel
-
     model.eval()
     dump: dict[str, Tensor] = {}
     output = model.encoder(batch.context, visualization_dump=dump)
@@ -256,10 +392,10 @@ def train(args: TrainArgs) -> Path:
     high = load_scenes(args.data, settings(preprocess.image_shape)) if args.finetune_steps else []
     val_batch = None
     if args.val_data is not None:
-        val_scenes = load_scenes(args.val_data, settings(args.low_res_shape))
-        val_batch = make_batch(val_scenes, 8, np.random.default_rng(12345), preprocess.near,
-                               preprocess.far)
-    print(f"loaded {max(len(low), len(high))} training scenes in {time.perf_counter() - start:.1f} s")
+        val_scenes = load_scenes(args.val_data, settings(preprocess.image_shape))
+        val_batch = widest_pairs(val_scenes, preprocess.near, preprocess.far)
+    loaded_in = time.perf_counter() - start
+    print(f"loaded {max(len(low), len(high))} training scenes in {loaded_in:.1f} s")
 
     model = DepthSplat(config)
     if args.init is not None:
@@ -280,16 +416,21 @@ def train(args: TrainArgs) -> Path:
     with Progress(*columns) as progress:
         task = progress.add_task("training", total=total, status="")
         for step in range(total):
-            finetune = step >= args.steps
+            progress_share = schedule_progress(step, total, time.perf_counter() - start, args)
+            finetune = step >= args.steps or progress_share >= args.steps / total
             scenes = high if finetune else low
             size = args.finetune_batch_size if finetune else args.batch_size
-            batch = make_batch(scenes, size, rng, preprocess.near, preprocess.far)
-            lr = learning_rate(step, total, args)
+            batch = make_batch(scenes, size, rng, preprocess.near, preprocess.far,
+                               args.min_gap_share, args.flip_prob)
+            lr = learning_rate(step, total, progress_share, args)
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-            losses, output = depth_losses(model, batch)
+            losses, output = depth_losses(model, batch, args.loss_space,
+                                          matching=args.matching_weight > 0)
             loss = losses["final"] + args.coarse_weight * losses["coarse"]
+            if "matching" in losses:
+                loss = loss + args.matching_weight * losses["matching"]
             if args.render_weight > 0 and step % args.render_every == 0:
                 losses["render"] = render_loss(output.gaussians, batch, preprocess.near)
                 loss = loss + args.render_weight * losses["render"]
@@ -298,7 +439,8 @@ def train(args: TrainArgs) -> Path:
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             optimizer.step()
 
-            record = {"step": step, "lr": lr, "loss": float(loss.detach()), "grad_norm": float(grad_norm),
+            record = {"step": step, "lr": lr, "loss": float(loss.detach()),
+                      "grad_norm": float(grad_norm),
                       "seconds": time.perf_counter() - start,
                       "shape": list(batch.depth.shape[-2:])}
             record.update({k: float(v.detach()) for k, v in losses.items()})
@@ -349,6 +491,9 @@ class ShipArgs:
     scene_frames: int = 8
     scene_shape: tuple[int, int] | None = None
     """(H, W) of the demo scenes; default: the checkpoint config's image shape."""
+    keep_scenes: bool = False
+    """Keep the demo scenes already in ``assets`` instead of rendering them again (another
+    machine's open3d/numpy can change a few JPEG bytes, which would show up as a new file)."""
 
 
 def write_demo_scenes(folder: Path, seed: int, count: int, frames: int,
@@ -385,11 +530,13 @@ def training_summary(run: Path) -> dict:
     curve = []
     for first in range(0, len(records), stretch):
         part = records[first : first + stretch]
-        curve.append({
-            "steps": [part[0]["step"], part[-1]["step"]],
-            "shape": part[-1]["shape"],
-            **{k: sum(r[k] for r in part) / len(part) for k in ("loss", "final", "coarse")},
-        })
+        means = {}
+        for key in ("loss", "final", "coarse", "matching", "render"):
+            values = [r[key] for r in part if key in r]  # render: only on its steps
+            if values:
+                means[key] = sum(values) / len(values)
+        curve.append({"steps": [part[0]["step"], part[-1]["step"]], "shape": part[-1]["shape"],
+                      **means})
     validation = [{k: r[k] for k in ("step", "val_abs_rel_final", "val_abs_rel_coarse")}
                   for r in records if "val_abs_rel_final" in r]
     args = json.loads((run / "args.json").read_text()) if (run / "args.json").is_file() else {}
@@ -405,6 +552,26 @@ def training_stages(run: Path) -> list[dict]:
     return stages
 
 
+def demo_scene_metrics(assets: Path, keys: list[str]) -> dict[str, dict]:
+    """Per shipped demo scene: GT depth metrics of the coarse and the final depth, computed as
+    ``dsviewer export`` computes them (``metrics.json`` ``gt.coarse/final.overall``)."""
+    from viewer.analysis import gt_metrics
+    from viewer.assets import CHECKPOINT_NAME, SCENES_DIR_NAME
+    from viewer.options import SceneOptions
+    from viewer.pipeline import ModelSession
+
+    session = ModelSession(SceneOptions(ckpt=[assets / CHECKPOINT_NAME],
+                                        data_root=[assets / SCENES_DIR_NAME], device="cpu"))
+    metrics = {}
+    for key in keys:
+        layers = session.load(key).layers
+        assert layers.gt_depth is not None
+        metrics[key] = {part: gt_metrics(depth, layers.gt_depth)["overall"]
+                        for part, depth in (("coarse", layers.coarse_depth),
+                                            ("final", layers.final_depth))}
+    return metrics
+
+
 def ship(args: ShipArgs) -> None:
     from viewer.assets import CHECKPOINT_NAME, INFO_NAME, SCENES_DIR_NAME
 
@@ -415,8 +582,12 @@ def ship(args: ShipArgs) -> None:
     checkpoint = save_checkpoint(model.half(), args.assets / CHECKPOINT_NAME,
                                  preprocess=settings_to_dict(preprocess))
     shape = args.scene_shape or preprocess.image_shape
-    keys = write_demo_scenes(args.assets / SCENES_DIR_NAME, args.scene_seed, args.num_scenes,
-                             args.scene_frames, shape, preprocess.near, preprocess.far)
+    if args.keep_scenes:
+        keys = sorted(load_index([args.assets / SCENES_DIR_NAME]))
+    else:
+        keys = write_demo_scenes(args.assets / SCENES_DIR_NAME, args.scene_seed,
+                                 args.num_scenes, args.scene_frames, shape, preprocess.near,
+                                 preprocess.far)
     info = {
         "checkpoint": CHECKPOINT_NAME,
         "architecture": config.architecture,
@@ -426,6 +597,7 @@ def ship(args: ShipArgs) -> None:
                    "image_shape": list(shape),
                    "made_with": "src.dataset.synthetic.render_example(seed, scene, frames, H, W)"},
         "training_stages": training_stages(args.run),
+        "demo_scene_metrics": demo_scene_metrics(args.assets, keys),
     }
     if args.metrics is not None:
         info["held_out_metrics"] = json.loads(args.metrics.read_text())

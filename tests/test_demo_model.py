@@ -1,6 +1,12 @@
 """The bundled demo model and scenes (viewer/assets/demo): they load and the model has learned.
 
-Budget: about 5-10 s on 2 cores (one load, 3 scenes x 2 forward passes at 128x128).
+The trained model runs through the viewer's own pipeline (``ModelSession.load``: the checkpoint
+read by the backend, the scene preprocessed, the layers built) and is scored with
+``viewer.analysis.gt_metrics``, exactly as ``dsviewer export`` writes ``metrics.json``.
+
+Budget: one load, 3 scenes x 2 forward passes at 128x128 (trained and untrained), about
+1.5 s with one torch thread; with two threads on a 2-core machine busy with other work
+each pass can take seconds.
 """
 
 from __future__ import annotations
@@ -10,7 +16,6 @@ import torch
 from conftest import REPO_ROOT
 
 from src.backends.presets import checkpoint_settings, load_preset
-from src.dataset import load_scene
 from src.dataset.settings import settings_to_dict
 from src.model import DepthSplat, load_model, predict
 from src.model.losses import abs_rel, valid_depth_mask
@@ -23,10 +28,9 @@ from viewer.assets import (
 )
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo" / "depthsplat-demo-tiny.yaml"
-# Measured on the shipped checkpoint, per demo scene (synthetic_7_0000 / _0001 / _0003):
-# final AbsRel 0.186 / 0.082 / 0.154, coarse 0.180 / 0.164 / 0.162 (means 0.141 vs 0.169),
-# the same config untrained (seed 0) 0.552 / 0.698 / 0.601.
-FINAL_ABS_REL_BOUND = 0.3
+# The goal for the shipped model on every demo scene (issue 9): final AbsRel at most 0.10 and
+# below the coarse cost-volume AbsRel. Measured values are in demo.json ("demo_scene_metrics").
+FINAL_ABS_REL_BOUND = 0.10
 UNTRAINED_ABS_REL_FLOOR = 0.45
 
 
@@ -36,24 +40,29 @@ def demo_model() -> DepthSplat:
 
 
 @pytest.fixture(scope="session")
-def demo_results(demo_model: DepthSplat) -> list[dict[str, float]]:
-    """Per demo scene: AbsRel of the final and coarse depth, and of an untrained twin."""
+def demo_results(demo_model: DepthSplat) -> dict[str, dict[str, float]]:
+    """Per demo scene: GT AbsRel of the final and coarse depth as the exporter computes them,
+    the same for an untrained twin of the model, and the share of pixels inside near/far."""
+    from viewer.analysis import gt_metrics
+    from viewer.options import SceneOptions
+    from viewer.pipeline import ModelSession
+
+    session = ModelSession(SceneOptions(ckpt=[demo_checkpoint()], data_root=[demo_data_root()],
+                                        device="cpu"))
     torch.manual_seed(0)
     untrained = DepthSplat(demo_model.config).eval()
-    settings = demo_preprocess_settings()
-    results = []
+    results = {}
     for key in demo_scene_keys():
-        views = load_scene(key, settings=settings, data_roots=[demo_data_root()]).context
-        assert views.depth is not None
+        loaded = session.load(key)
+        layers, views = loaded.layers, loaded.scene.context
+        assert layers.gt_depth is not None and views.depth is not None
         mask = valid_depth_mask(views.depth, views.near, views.far)
-        trained = predict(demo_model, views)
-        baseline = predict(untrained, views)
-        results.append({
-            "final": float(abs_rel(trained.final_depth, views.depth, mask)),
-            "coarse": float(abs_rel(1.0 / trained.coarse_inv_depth, views.depth, mask)),
-            "untrained": float(abs_rel(baseline.final_depth, views.depth, mask)),
+        results[key] = {
+            "final": gt_metrics(layers.final_depth, layers.gt_depth)["overall"]["abs_rel"],
+            "coarse": gt_metrics(layers.coarse_depth, layers.gt_depth)["overall"]["abs_rel"],
+            "untrained": float(abs_rel(predict(untrained, views).final_depth, views.depth, mask)),
             "valid_share": float(mask.float().mean()),
-        })
+        }
     return results
 
 
@@ -83,17 +92,26 @@ def test_demo_settings_are_the_ones_the_checkpoint_embeds():
 
 def test_demo_scenes_have_gt_depth_inside_the_model_range(demo_results):
     assert len(demo_results) == 3
-    assert all(r["valid_share"] > 0.999 for r in demo_results)
+    assert all(r["valid_share"] > 0.999 for r in demo_results.values())
 
 
 def test_trained_depth_beats_the_untrained_model_on_every_demo_scene(demo_results):
-    for r in demo_results:
-        assert r["final"] < FINAL_ABS_REL_BOUND, r
+    for r in demo_results.values():
         assert r["untrained"] > UNTRAINED_ABS_REL_FLOOR, r
-        assert r["final"] < 0.5 * r["untrained"], r  # measured: at most 0.34 of it
+        assert r["final"] < 0.25 * r["untrained"], r
 
 
-def test_residual_improves_on_the_coarse_depth_on_average(demo_results):
-    mean_final = sum(r["final"] for r in demo_results) / len(demo_results)
-    mean_coarse = sum(r["coarse"] for r in demo_results) / len(demo_results)
-    assert mean_final < mean_coarse, (mean_final, mean_coarse)
+def test_final_depth_is_accurate_and_improves_on_the_coarse_depth_on_every_demo_scene(
+    demo_results,
+):
+    for key, r in demo_results.items():
+        assert r["final"] <= FINAL_ABS_REL_BOUND, (key, r)
+        assert r["final"] < r["coarse"], (key, r)
+
+
+def test_demo_json_records_the_per_scene_metrics_of_the_shipped_model(demo_results):
+    recorded = demo_info()["demo_scene_metrics"]
+    assert sorted(recorded) == sorted(demo_results)
+    for key, r in demo_results.items():
+        for part in ("final", "coarse"):
+            assert recorded[key][part]["abs_rel"] == pytest.approx(r[part], abs=1e-4), (key, part)

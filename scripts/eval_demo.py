@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from src.model.losses import abs_rel, delta_accuracy, valid_depth_mask
+from src.depth_metrics import abs_rel, delta_accuracy
+from src.model.losses import valid_depth_mask
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CKPT = REPO / "viewer" / "assets" / "demo" / "depthsplat-demo-tiny.pth"

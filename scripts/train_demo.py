@@ -47,8 +47,9 @@ from src.dataset.preprocess import (
     preprocess_views,
 )
 from src.dataset.settings import settings_to_dict
+from src.depth_metrics import abs_rel
 from src.model.checkpoint import DepthSplat, save_checkpoint
-from src.model.losses import abs_rel, inverse_depth_loss, photometric_loss, valid_depth_mask
+from src.model.losses import inverse_depth_loss, photometric_loss, valid_depth_mask
 from src.model.types import Gaussians
 
 REPO = Path(__file__).resolve().parents[1]

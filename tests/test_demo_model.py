@@ -17,8 +17,9 @@ from conftest import REPO_ROOT
 
 from src.backends.presets import checkpoint_settings, load_preset
 from src.dataset.settings import settings_to_dict
+from src.depth_metrics import abs_rel
 from src.model import DepthSplat, load_model, predict
-from src.model.losses import abs_rel, valid_depth_mask
+from src.model.losses import valid_depth_mask
 from viewer.assets import (
     demo_checkpoint,
     demo_data_root,

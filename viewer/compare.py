@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from src.depth_metrics import abs_rel
 from src.geometry.projection import camera_rays, pixel_centers
 from viewer.layers import Cameras, valid_depth
 
@@ -275,7 +276,7 @@ def _abs_rel(along: Tensor, own: Tensor) -> dict:
     """Mean ``|d_b - d_a| / d_a`` over a's valid pixels that have a sample of b."""
     compared = valid_depth(own) & torch.isfinite(along)
     count = int(compared.sum())
-    value = float(((along - own).abs() / own)[compared].mean()) if count else None
+    value = float(abs_rel(along, own, compared)) if count else None
     return {"depth_abs_rel_b_vs_a": value, "pixels": count,
             "a_pixels": int(valid_depth(own).sum())}  # fmt: skip
 

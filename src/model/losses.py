@@ -41,15 +41,3 @@ def photometric_loss(rendered: Tensor, image: Tensor) -> Tensor:
     """L1 + MSE between ``rendered`` and ``image`` (``[..., 3, H, W]`` in [0, 1])."""
     difference = rendered - image
     return difference.abs().mean() + (difference**2).mean()
-
-
-def abs_rel(depth: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
-    """AbsRel ``mean |d - gt| / gt`` over ``mask`` (any matching shapes)."""
-    return ((depth - gt).abs() / gt.clamp_min(1e-6))[mask].mean()
-
-
-def delta_accuracy(depth: Tensor, gt: Tensor, mask: Tensor, threshold: float = 1.25) -> Tensor:
-    """Share of masked pixels with ``max(d / gt, gt / d) < threshold``."""
-    d, g = depth[mask], gt[mask]
-    ratio = torch.maximum(d / g.clamp_min(1e-6), g / d.clamp_min(1e-6))
-    return (ratio < threshold).float().mean()

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from torch import Tensor
 
+from src.depth_metrics import DELTA_THRESHOLD
 from viewer.analysis.consistency import Consistency, Lookup, Occlusions, multiview_consistency
 from viewer.analysis.flags import clamp_masks, depth_edges
 from viewer.analysis.gaussians import gaussian_scalar
@@ -40,7 +41,7 @@ class AnalysisSettings:
     edge_threshold: float = 0.1
     """Relative depth jump between 4-neighbours that marks a depth edge."""
 
-    delta_threshold: float = 1.25
+    delta_threshold: float = DELTA_THRESHOLD
     """Ratio threshold of the delta accuracy metric."""
 
 

@@ -1,8 +1,8 @@
 """Numbers about one scene: depth metrics against GT, value statistics, histograms, Chamfer.
 
-GT metrics count the pixels with ``gt > 0`` and a finite positive prediction: AbsRel
-``mean(|d - gt| / gt)``, RMSE ``sqrt(mean((d - gt)^2))``, delta ``mean(max(d / gt, gt / d) <
-1.25)``. ``overall`` pools the pixels of all views (it is not the mean of the per-view values).
+GT metrics (defined in :mod:`src.depth_metrics`) count the pixels with ``gt > 0`` and a finite
+positive prediction. ``overall`` pools the pixels of all views (it is not the mean of the
+per-view values).
 """
 
 from __future__ import annotations
@@ -11,28 +11,27 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from src.depth_metrics import DELTA_THRESHOLD, abs_rel, delta_accuracy, rmse
 from viewer.colormaps import robust_range
 from viewer.layers import CostVolume
 
 
-def depth_metrics(depth: Tensor, gt: Tensor, delta_threshold: float = 1.25) -> dict:
+def depth_metrics(depth: Tensor, gt: Tensor, delta_threshold: float = DELTA_THRESHOLD) -> dict:
     """AbsRel, RMSE and delta accuracy over pixels with ``gt > 0`` (and finite ``depth > 0``)."""
     valid = (gt > 0) & torch.isfinite(depth) & (depth > 0)
-    d = depth[valid].double()
-    g = gt[valid].double()
-    count = int(d.numel())
+    count = int(valid.sum())
     if count == 0:
         return {"pixels": 0, "abs_rel": None, "rmse": None, "delta": None}
-    ratio = torch.maximum(d / g, g / d)
+    d, g = depth.double(), gt.double()
     return {
         "pixels": count,
-        "abs_rel": float(((d - g).abs() / g).mean()),
-        "rmse": float(((d - g) ** 2).mean().sqrt()),
-        "delta": float((ratio < delta_threshold).double().mean()),
+        "abs_rel": float(abs_rel(d, g, valid)),
+        "rmse": float(rmse(d, g, valid)),
+        "delta": float(delta_accuracy(d, g, valid, delta_threshold)),
     }
 
 
-def gt_metrics(depth: Tensor, gt: Tensor, delta_threshold: float = 1.25) -> dict:
+def gt_metrics(depth: Tensor, gt: Tensor, delta_threshold: float = DELTA_THRESHOLD) -> dict:
     """``{"overall": ..., "per_view": [...]}`` of :func:`depth_metrics` for ``[V, H, W]`` maps."""
     return {
         "overall": depth_metrics(depth, gt, delta_threshold),

@@ -1,0 +1,38 @@
+"""The depth metrics, defined once: AbsRel, RMSE and delta accuracy of a depth map against a
+reference depth, over the pixels a boolean mask selects.
+
+Training (``scripts/train_demo.py``), the held-out evaluation (``scripts/eval_demo.py``), the
+viewer's GT metrics (``viewer.analysis.metrics``) and run comparisons (``viewer.compare``) all
+call these, so a number means the same thing wherever it is printed. Inputs may have any
+matching shapes; the result keeps the inputs' dtype and stays differentiable (the demo model
+trains on :func:`abs_rel`). With an empty mask every metric is NaN: callers that report
+counts check them first.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+DELTA_THRESHOLD = 1.25
+"""The usual ``delta < 1.25`` accuracy threshold."""
+
+
+def abs_rel(depth: Tensor, reference: Tensor, mask: Tensor) -> Tensor:
+    """Mean ``|d - ref| / ref`` over ``mask``."""
+    d, ref = depth[mask], reference[mask]
+    return ((d - ref).abs() / ref.clamp_min(1e-12)).mean()
+
+
+def rmse(depth: Tensor, reference: Tensor, mask: Tensor) -> Tensor:
+    """``sqrt(mean((d - ref)^2))`` over ``mask``, in the depth's units."""
+    d, ref = depth[mask], reference[mask]
+    return ((d - ref) ** 2).mean().sqrt()
+
+
+def delta_accuracy(
+    depth: Tensor, reference: Tensor, mask: Tensor, threshold: float = DELTA_THRESHOLD
+) -> Tensor:
+    """Share of masked pixels with ``max(d / ref, ref / d) < threshold``."""
+    d, ref = depth[mask].clamp_min(1e-12), reference[mask].clamp_min(1e-12)
+    return (torch.maximum(d / ref, ref / d) < threshold).to(d.dtype).mean()

@@ -128,11 +128,31 @@ def build_scene(rng: np.random.Generator) -> SyntheticScene:
     return SyntheticScene(raycaster, [random_texture(rng) for _ in meshes])
 
 
+CAMERA_WALL_MARGIN = 0.5
+"""Closest a camera may come to a wall, floor or ceiling."""
+
+
+def _share_inside_room(start: np.ndarray, step: np.ndarray) -> float:
+    """Largest share of ``step`` (at most 1) that keeps ``start + share * step`` at least
+    :data:`CAMERA_WALL_MARGIN` inside the room. Shortening, not redrawing, leaves every
+    trajectory that already stays inside (every scene rendered before) unchanged."""
+    low, high = ROOM_MIN + CAMERA_WALL_MARGIN, ROOM_MAX - CAMERA_WALL_MARGIN
+    share = 1.0
+    for axis in range(3):
+        end = start[axis] + step[axis]
+        if end > high[axis]:
+            share = min(share, (high[axis] - start[axis]) / step[axis])
+        elif end < low[axis]:
+            share = min(share, (low[axis] - start[axis]) / step[axis])
+    return share
+
+
 def camera_trajectory(rng: np.random.Generator, num_frames: int) -> np.ndarray:
     """``[F, 4, 4]`` float64 camera-to-world poses: a slow slide of 1.2-2.5 units with a turn."""
     start = np.array([rng.uniform(-1, 1), rng.uniform(-0.6, 0.2), rng.uniform(-1.5, 0)])
     heading = rng.normal(size=3) * np.array([1.0, 0.15, 0.5])
     step = heading / np.linalg.norm(heading) * rng.uniform(1.2, 2.5)
+    step *= _share_inside_room(start, step)
     yaw0, yaw1 = rng.uniform(-0.25, 0.25, 2)
     pitch = rng.uniform(-0.12, 0.12)
     poses = np.tile(np.eye(4), (num_frames, 1, 1))

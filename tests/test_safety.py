@@ -259,7 +259,7 @@ def test_full_disk_keeps_the_old_export_and_names_the_file(first_generation, tmp
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     result = run_cli(*export_args(out, 0.2), preexec_fn=limit_file_size)
-    assert result.returncode == 1, result.stderr  # the scene failed; the command did not crash
+    assert result.returncode == 2, result.stderr  # every scene failed for a reason the user can fix
     message = " ".join(result.stderr.split())
     assert "while writing" in message and ".ply" in message and "previous export" in message
     assert "Traceback" not in result.stderr

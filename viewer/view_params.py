@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from viewer.colormaps import robust_range
 from viewer.layers import Layers
 
 START_FOV = math.radians(55.0)  # vertical field of view of the start camera
@@ -75,8 +76,7 @@ def framing_camera(points: np.ndarray, T_world_cam: np.ndarray, up: np.ndarray) 
     """A camera that frames ``points`` ``[n, 3]`` (their 2-98 % box) and the camera centres."""
     centers = T_world_cam[:, :3, 3]
     if len(points):
-        sample = points[:: max(1, len(points) // 200_000)].astype(np.float64)
-        low, high = np.percentile(sample, [2.0, 98.0], axis=0)
+        low, high = np.array([robust_range(points[:, axis]) for axis in range(3)]).T
     else:
         low = high = centers.mean(axis=0)
     center = 0.5 * (low + high)

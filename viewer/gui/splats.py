@@ -13,6 +13,7 @@ import numpy as np
 
 from viewer.analysis.gaussians import gaussian_colors
 from viewer.analysis.residual_vectors import residual_segments
+from viewer.colormaps import robust_range
 from viewer.point_layers import gaussian_dc_rgb
 from viewer.view_params import framing_camera
 
@@ -44,8 +45,7 @@ def side_by_side_offset(points: np.ndarray, T_world_cam: np.ndarray) -> np.ndarr
     right /= max(np.linalg.norm(right), 1e-9)
     if points.size == 0:
         return right
-    along = points[:: max(1, len(points) // 50_000)] @ right
-    low, high = np.percentile(along, [1.0, 99.0])
+    low, high = robust_range(points @ right, 1.0, 99.0)
     return right * float(SIDE_GAP * (high - low) + 1e-6)
 
 

@@ -285,6 +285,23 @@ def test_two_runs_are_drawn_and_inspected_together(server, loaded):
     app.close()
 
 
+def test_replaced_runs_are_told_apart_by_identity(server, loaded):
+    """A job of a run that a scene switch replaced asks ``run in app.runs``: that compares by
+    identity (value equality would compare the runs' tensors and raise), and no job fails."""
+    from viewer.runs import Run, RunSpec
+
+    old = Run("a", RunSpec(Path("a.pth")), loaded)
+    current = [Run("a", RunSpec(Path("a.pth")), loaded), Run("b", RunSpec(Path("b.pth")), loaded)]
+    assert old not in current and current[1] in current
+    app = ViewerApp(server, scene_specs=["plane"])
+    for _ in range(3):  # analysis jobs of the first pair still queued when the second is shown
+        app.show_runs([Run("a", RunSpec(Path("a.pth")), loaded),
+                       Run("b", RunSpec(Path("b.pth")), make_loaded(V, H // 2, W // 2))])
+    assert app.wait_idle(60)
+    assert "failed" not in app.analysis_panel.table.content
+    app.close()
+
+
 def test_b_minus_a_colours_each_run_by_the_other_runs_depth(server, loaded):
     """Run B's final depth is run A's times 1.1 (same cameras): on A's pixels B - A = 0.1 d_A,
     on B's pixels d_B - d_B / 1.1; one colour range (from A's pixels) for both."""

@@ -49,7 +49,7 @@ def _report(progress: ProgressFn | None, stage: str, fraction: float) -> None:
         progress(stage, fraction)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: it holds tensors and caches
 class LoadedScene:
     """One model run on one scene and everything derived from it (cached, thread-safe)."""
 

@@ -38,7 +38,7 @@ class RunSpec:
         return f"{name}: frames {frames}; near {near:.3g}, far {far:.3g}"
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a run holds tensors, and two loads of one spec are two runs
 class Run:
     """A run of the shown scene: its name, its definition and its result."""
 

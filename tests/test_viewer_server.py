@@ -197,6 +197,34 @@ def test_worker_thread_keeps_gui_live_and_reports_errors(server, loaded):
     assert app.scene_panel.load.disabled is False
 
 
+def test_showing_a_scene_never_waits_for_its_analysis(server, monkeypatch):
+    """The analysis runs on the job thread; the GUI thread draws the scene meanwhile with the
+    colours it can give without it (it used to wait on the scene's lock for the whole analysis)."""
+    import viewer.analysis
+
+    computing, release = threading.Event(), threading.Event()
+    analyze = viewer.analysis.analyze
+
+    def slow_analyze(*args, **kwargs):
+        computing.set()
+        release.wait(30)
+        return analyze(*args, **kwargs)
+
+    monkeypatch.setattr(viewer.analysis, "analyze", slow_analyze)
+    loaded = make_loaded(V, H, W)
+    app = ViewerApp(server, scene_specs=["plane"])
+    start = time.perf_counter()
+    app.show(loaded)
+    assert computing.wait(10)  # the job thread is inside the analysis ...
+    app.show(loaded)  # ... and the GUI thread shows the scene again without waiting for it
+    assert time.perf_counter() - start < 5
+    assert cloud(server, "/runs/0/final/view_0").points.shape == (H * W, 3)
+    release.set()
+    assert app.wait_idle(60)
+    assert loaded.cached_analysis(app.analysis_panel.settings()) is not None
+    app.close()
+
+
 def test_shared_viewer_opens_only_allowed_specs(server, loaded):
     calls = []
     app = ViewerApp(server, loader=lambda spec, progress: calls.append(spec) or loaded,

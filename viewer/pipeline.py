@@ -60,7 +60,11 @@ class LoadedScene:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
     notes: list[SceneNote] = field(default_factory=list)
     checks: dict[str, int] = field(default_factory=dict)  # non-finite counts of the prediction
-    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # One lock per cache: the GUI thread asks for flat layers and cached analyses while the job
+    # thread computes an analysis or renders the targets, and must not wait for either.
+    _analysis_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _targets_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _flat_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _analyses: dict = field(default_factory=dict, repr=False)
     _flat: dict = field(default_factory=dict, repr=False)
 
@@ -68,21 +72,22 @@ class LoadedScene:
         """The analysis for ``settings``, computed on first use."""
         from viewer.analysis import analyze
 
-        with self._lock:
+        with self._analysis_lock:
             if settings not in self._analyses:
+                # A new dict, assigned at once: cached_analysis reads it without the lock.
                 self._analyses = {settings: analyze(self.layers, settings)}  # keep the latest
             return self._analyses[settings]
 
     def cached_analysis(self, settings: AnalysisSettings) -> SceneAnalysis | None:
-        with self._lock:
-            return self._analyses.get(settings)
+        """The analysis for ``settings`` if it is ready, else None (never waits)."""
+        return self._analyses.get(settings)
 
     @cached_property
     def targets(self) -> TargetRenders | None:
         """Every target view rendered with its PSNR (None without targets or Gaussians)."""
         from viewer.target_render import render_target_views
 
-        with self._lock:
+        with self._targets_lock:
             return render_target_views(self.layers)
 
     @cached_property
@@ -95,7 +100,7 @@ class LoadedScene:
         """A point layer as flat numpy views (cached)."""
         from viewer.point_layers import flat_layer
 
-        with self._lock:
+        with self._flat_lock:
             if layer not in self._flat:
                 self._flat[layer] = flat_layer(self.layers, layer)
             return self._flat[layer]

@@ -71,6 +71,11 @@ def canvas_box(page) -> dict:
     return page.locator("canvas").first.bounding_box()
 
 
+def canvas_center(page) -> tuple[float, float]:
+    box = canvas_box(page)
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
 def canvas_stats(page, png: bytes) -> tuple[float, float]:
     """(share of canvas pixels that differ from the background, their std) of a screenshot."""
     from PIL import Image
@@ -124,6 +129,15 @@ def wait_until(condition, timeout: float = 20.0) -> bool:
     return False
 
 
+def show_demo_scene(app, key: str) -> None:
+    """The demo model's single run on ``key``, whatever earlier tests of the module showed (some
+    show hand-built scenes, whose runs have no checkpoint to run again on another scene)."""
+    loader = app.run_loader
+    app.show_runs(loader.load_all(key, loader.default_specs()), scene_spec=key)
+    assert app.wait_idle(120)
+    assert app.loaded.scene.key == key and [r.spec for r in app.runs] == loader.default_specs()
+
+
 def test_first_open_frames_the_scene_beside_the_panel_and_toggles_a_layer(browser, viewer):
     app, url = viewer
     page = open_page(browser, url)
@@ -146,6 +160,7 @@ def test_first_open_frames_the_scene_beside_the_panel_and_toggles_a_layer(browse
     assert wait_until(lambda: app.points.slots[0].frames["final"].visible is False)
     # The README shot: the residual alone, without target frustums and the WebGL toast.
     page.get_by_label("Target cameras", exact=True).click()
+    page.mouse.move(*canvas_center(page))  # no tooltip over the panel
     assert wait_until(lambda: not any(f.visible for f in app.cameras.frustums["target"]))
     page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
     time.sleep(2)  # let the residual colours arrive and render
@@ -280,8 +295,7 @@ def test_exported_scene_html_opens_offline_with_legend_and_layer_toggles(browser
     from viewer.assets import demo_data_root, demo_scene_keys
 
     key = demo_scene_keys()[0]
-    if app.loaded.scene.key != key:
-        app.load_async(key).join(120)
+    show_demo_scene(app, key)
     app.export_panel.request_export()
     assert app.wait_idle(120)
     _, data = app.export_panel.last_export
@@ -310,17 +324,21 @@ def test_new_run_and_b_minus_a_from_the_page(browser, viewer):
 
     app, url = viewer
     key = demo_scene_keys()[0]
-    if app.loaded.scene.key != key or len(app.runs) != 1:
-        app.load_async(key).join(120)
+    show_demo_scene(app, key)
     page = open_page(browser, url)
+    page.get_by_label("Final depth", exact=True).check()  # an earlier test may have hidden it
+    assert wait_until(lambda: app.points.slots[0].frames["final"].visible is True)
     page.get_by_text("New run", exact=True).first.click()  # the folder starts collapsed
     field = control(page, "Context frames")
     assert wait_until(lambda: field.input_value() != "", timeout=30)  # the strip job filled it
+    planes = (app.runs_panel.near.value, app.runs_panel.far.value)
+    assert planes == (1.0, 25.0)  # run A's, in the model's units
     field.fill("0 3 7")
     field.press("Enter")
     page.get_by_role("button", name="Run", exact=True).click()
     assert wait_until(lambda: len(app.runs) == 2, timeout=120)
     assert [int(f) for f in app.runs[1].loaded.layers.context.frames] == [0, 3, 7]
+    assert app.runs[1].loaded.scene.key == key  # on the shown scene, not the last one typed
     assert app.runs_panel.b.value == app.runs[1].name  # the new run is B
     page.locator("input[value='Image']").first.click()  # the Colour-by dropdown
     page.get_by_role("option", name="B - A", exact=True).click()
@@ -330,6 +348,9 @@ def test_new_run_and_b_minus_a_from_the_page(browser, viewer):
     grey = (colors == 128).all(-1).mean()
     assert grey < 0.5, grey  # most points of A are seen by B's views and coloured by B - A
     page.locator("input[value='B - A']").first.wait_for(timeout=15_000)  # the dropdown shows it
+    for label in ("Coarse MVS depth", "Mono residual"):  # the shot shows the final points only
+        page.get_by_label(label, exact=True).uncheck()
+    page.mouse.move(*canvas_center(page))  # no tooltip over the panel
     page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
     time.sleep(2)
     target = os.environ.get("DSVIEWER_COMPARE_SCREENSHOT")

@@ -250,6 +250,11 @@ def test_start_camera_frames_points_and_cameras(loaded):
 def test_colorbar_legend_shows_the_ramp():
     image = colormaps.colorbar_image("diverging", -0.5, 0.5, "residual")
     assert image.shape == (64, 320, 3) and image.dtype == np.uint8
+    caption = ("1/depth B - 1/depth A (+ red: B nearer) "
+               "(grey: not compared / unseen by the other run)")
+    wrapped = colormaps.colorbar_image("diverging", -0.5, 0.5, caption)
+    assert wrapped.shape == (64 + colormaps.LINE_HEIGHT, 320, 3)  # two caption lines, none cut
+    assert (wrapped[:, :3] == colormaps.LEGEND_BACKGROUND).all()  # nothing runs off the left
     row = image[15]  # inside the ramp
     assert row[12, 2] > row[12, 0] and row[-12, 0] > row[-12, 2]  # blue left, red right
     assert (image[40:] > 150).any()  # the tick labels are drawn (light text on dark)

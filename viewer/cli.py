@@ -140,7 +140,7 @@ def start(options: ViewerOptions, console=None):
         runs = run_loader.load_all(str(options.scene), run_loader.default_specs(), both)
         progress("Sending the scene to the browser", 0.95)
         upload_start = time.perf_counter()
-        app.show_runs(runs)
+        app.show_runs(runs, scene_spec=str(options.scene))
         loaded = runs[0].loaded
         loaded.seconds["upload"] = time.perf_counter() - upload_start
         loaded.seconds = {"load_model": sum(s.load_seconds for s in run_loader.sessions.values()),

@@ -141,6 +141,8 @@ def colorbar_image(
     margin = 10
     bar_height = height // 3
     ramp = lut(name)[np.linspace(0, 255, width - 2 * margin).round().astype(np.intp)]
+    lines = _wrap(label, width - 2 * margin)
+    height += LINE_HEIGHT * (len(lines) - 1)  # long captions wrap instead of running off
     image, draw = _canvas(width, height)
     image.paste(Image.fromarray(np.repeat(ramp[None], bar_height, axis=0)), (margin, margin // 2))
     text_y = margin // 2 + bar_height + 4
@@ -151,8 +153,26 @@ def colorbar_image(
     ]
     for value, x, anchor in ticks:
         draw.text((x, text_y), format_number(value), fill=LEGEND_TEXT, anchor=anchor)
-    draw.text((width // 2, height - 2), label, fill=LEGEND_TEXT, anchor="md")
+    for row, line in enumerate(lines):
+        bottom = height - 2 - LINE_HEIGHT * (len(lines) - 1 - row)
+        draw.text((width // 2, bottom), line, fill=LEGEND_TEXT, anchor="md")
     return np.asarray(image)
+
+
+LINE_HEIGHT = 13  # pixels per caption line in PIL's default font
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` split at spaces into lines no wider than ``width`` pixels (default font)."""
+    _, draw = _canvas(1, 1)
+    lines: list[str] = []
+    for word in text.split(" "):
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and draw.textlength(candidate) <= width:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def categories_image(

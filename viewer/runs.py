@@ -20,21 +20,28 @@ if TYPE_CHECKING:
     from viewer.pipeline import LoadedScene, ModelSession, ProgressFn
 
 
+def model_planes(loaded: LoadedScene) -> tuple[float, float]:
+    """The near and far plane a run's model used, in the model's units (RunSpec's units; the
+    layers hold them in the user's units, which differ for rescaled captures)."""
+    context = loaded.scene.context
+    return float(context.near[0]), float(context.far[0])
+
+
 @dataclass(frozen=True)
 class RunSpec:
     checkpoint: Path
     context: tuple[int, ...] | None = None  # None: the scene's default context views
-    near: float | None = None  # None: the model's own near/far
+    near: float | None = None  # in the model's units; None: the model's own near/far
     far: float | None = None
 
     def label(self, name: str, loaded: LoadedScene | None = None) -> str:
-        """``name: frames 0, 5; near 1, far 25`` (frames and planes as the run used them)."""
+        """``name: frames 0, 5; near 1, far 25`` (frames and planes as the run used them; the
+        planes in the model's units, as a RunSpec gives them)."""
         if loaded is None:
             frames = "default views" if self.context is None else f"frames {list(self.context)}"
             return f"{name}: {frames}"
-        context = loaded.layers.context
-        frames = ", ".join(str(int(f)) for f in context.frames)
-        near, far = float(context.near[0]), float(context.far[0])
+        frames = ", ".join(str(int(f)) for f in loaded.layers.context.frames)
+        near, far = model_planes(loaded)
         return f"{name}: frames {frames}; near {near:.3g}, far {far:.3g}"
 
 

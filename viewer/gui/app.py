@@ -116,10 +116,16 @@ class ViewerApp:
         """Show one run of a scene (the simple form of :meth:`show_runs`)."""
         self.show_runs([Run(loaded.run_name, RunSpec(Path(loaded.run_name)), loaded)])
 
-    def show_runs(self, runs: list[Run]) -> None:
-        """Replace the shown scene with ``runs`` of it (GUI elements and nodes update in place)."""
+    def show_runs(self, runs: list[Run], scene_spec: str | None = None) -> None:
+        """Replace the shown scene with ``runs`` of it (GUI elements and nodes update in place).
+
+        ``scene_spec``: what the runs were loaded from, where New run loads its runs (set here,
+        with the runs, so that the two cannot disagree); None keeps the current one.
+        """
         with self.lock:
             self.jobs.drop_pending()  # they belong to the scene being replaced
+            if scene_spec is not None:
+                self.scene_spec = scene_spec
             self.runs = list(runs)
             self.primary = 0
             self.partner = runs[1].name if len(runs) > 1 else NO_B
@@ -255,8 +261,7 @@ class ViewerApp:
             else:
                 loaded = self.loader(spec, panel.report_progress)
                 runs = [Run(loaded.run_name, RunSpec(Path(loaded.run_name)), loaded)]
-            self.scene_spec = spec
-            self.show_runs(runs)
+            self.show_runs(runs, scene_spec=spec)
         except Exception as error:  # noqa: BLE001 -- a worker must not die silently
             panel.say(f"**Could not load {escape_markdown(spec)}:** {describe_error(error)}")
         finally:

@@ -14,7 +14,7 @@ import numpy as np
 
 from viewer.compare import GT_NAME, unique_names
 from viewer.escape import escape_markdown
-from viewer.runs import Run, RunSpec, estimated_bytes
+from viewer.runs import Run, RunSpec, estimated_bytes, model_planes
 
 if TYPE_CHECKING:
     import viser
@@ -94,11 +94,15 @@ class RunsPanel:
                 hint="Frame numbers (see the strip), e.g. '0 5'; empty: the scene's default views.",
             )
             self.near = gui.add_number(
-                "Near", initial_value=0.0, min=0.0, hint="0: the model's own near plane."
-            )
+                "Near", initial_value=0.0, min=0.0,
+                hint="The new run's near plane, in the model's units; starts as the shown run's. "
+                "0: the model's own.",
+            )  # fmt: skip
             self.far = gui.add_number(
-                "Far", initial_value=0.0, min=0.0, hint="0: the model's own far plane."
-            )
+                "Far", initial_value=0.0, min=0.0,
+                hint="The new run's far plane, in the model's units; starts as the shown run's. "
+                "0: the model's own.",
+            )  # fmt: skip
             self.run_button = gui.add_button(
                 "Run",
                 disabled=app.run_loader is None,
@@ -168,8 +172,11 @@ class RunsPanel:
                 data_roots=self.app.run_loader.options.data_root,
             )
             if self.app.loaded is loaded:
+                context = loaded.layers.context
                 self.strip.image = frames_strip(frames)
-                self.context.value = " ".join(str(int(f)) for f in loaded.layers.context.frames)
+                self.context.value = " ".join(str(int(f)) for f in context.frames)
+                near, far = model_planes(loaded)
+                self.near.value, self.far.value = round(near, 6), round(far, 6)
 
         return job
 

@@ -217,9 +217,16 @@ def test_interrupted_overwrite_keeps_one_whole_generation(first_generation, how,
     one line (exit 130) and leave nothing behind; after SIGKILL the next run cleans up."""
     out = first_generation
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "viewer.cli", *export_args(out, 0.2)],
-                               cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # A shell's background job (``pytest &``) starts with SIGINT ignored, and an ignored signal
+    # stays ignored across exec: catch it here for the moment of the fork, so that the export
+    # starts with the default disposition, as a terminal's Ctrl-C finds it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "viewer.cli", *export_args(out, 0.2)],
+                                   cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 200
     stopped = False
     while process.poll() is None and time.monotonic() < deadline:

@@ -32,6 +32,7 @@ CATEGORY_COLORS = (
 )  # fmt: skip
 LEGEND_BACKGROUND = (37, 38, 43)  # the viser panel in dark mode
 LEGEND_TEXT = (230, 230, 230)
+LINE_HEIGHT = 13  # pixels per legend caption line in PIL's default font
 SAMPLE_LIMIT = 1_000_000  # robust ranges read at most this many values (a fixed stride)
 
 
@@ -157,9 +158,6 @@ def colorbar_image(
         bottom = height - 2 - LINE_HEIGHT * (len(lines) - 1 - row)
         draw.text((width // 2, bottom), line, fill=LEGEND_TEXT, anchor="md")
     return np.asarray(image)
-
-
-LINE_HEIGHT = 13  # pixels per caption line in PIL's default font
 
 
 def _wrap(text: str, width: int) -> list[str]:

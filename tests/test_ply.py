@@ -265,3 +265,13 @@ def test_reader_rejects_bad_files_with_clear_errors(tmp_path, cloud):
         read_gaussians_ply(tmp_path / "cloud.ply")
     with pytest.raises(ply.PlyInputError, match="shape"):
         write_point_cloud_ply(tmp_path / "x.ply", cloud["points"], properties={"a": np.ones(3)})
+
+
+@pytest.mark.parametrize("sh_degree", [0, 3])
+def test_an_empty_gaussian_set_writes_a_valid_ply(tmp_path, sh_degree):
+    # All-NaN predictions leave nothing finite to export; the file must still be a valid PLY.
+    write_gaussians_ply(tmp_path / "none.ply", _random_gaussians(0, (sh_degree + 1) ** 2))
+    vertex = plyfile.PlyData.read(str(tmp_path / "none.ply"))["vertex"]
+    assert vertex.count == 0
+    assert [p.name for p in vertex.properties] == gaussian_ply_property_names(sh_degree)
+    assert read_gaussians_ply(tmp_path / "none.ply").means.shape == (1, 0, 3)

@@ -170,6 +170,31 @@ def test_non_finite_prediction_is_flagged_not_shown(server, tmp_path):
     app.close()
 
 
+def test_an_all_nan_prediction_is_shown_empty_and_exports_every_file(server, tmp_path):
+    # A NaN in the first convolution's weights spreads to every output (the demo model does so).
+    from viewer.export import export_scene
+    from viewer.gui.app import ViewerApp
+
+    scene = make_scene(2, 16, 24)
+    prediction = make_prediction(scene)
+    gaussians = prediction.gaussians
+    for tensor in (prediction.coarse_inv_depth, prediction.mono_inv_residual,
+                   prediction.final_depth, gaussians.means, gaussians.covariances):  # fmt: skip
+        tensor.fill_(float("nan"))
+    loaded = run_prediction(scene, lambda _scene: prediction)
+    assert loaded.checks["nonfinite_gaussians"] == 2 * 16 * 24
+    app = ViewerApp(server, scene_specs=["plane"])
+    app.show(loaded)
+    assert "NaN or infinite" in app.scene_panel.notes.content
+    assert app.points.slots[0].shown[("final", 0)].size == 0
+    app.close()
+    metrics = export_scene(tmp_path / "out", loaded).metrics
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(EXPORT_FILE_NAMES)
+    assert metrics["point_counts"]["gaussians.ply"] == 0
+    assert metrics["point_counts"]["final.ply"] == 0
+    assert metrics["chamfer"]["coarse_vs_final"]["chamfer"] is None
+
+
 # --- exports as one transaction -------------------------------------------------------------------
 
 

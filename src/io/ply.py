@@ -342,7 +342,7 @@ def write_gaussians_ply(
             means.double(),
             torch.zeros(n, 3, dtype=torch.float64),
             harmonics[:, :, 0].double(),
-            harmonics[:, :, 1:].reshape(n, -1).double(),  # channel-major f_rest
+            harmonics[:, :, 1:].reshape(n, 3 * (d_sh - 1)).double(),  # channel-major f_rest
             logit[:, None],
             scales.detach().cpu().log(),
             rotations.detach().cpu(),

@@ -121,10 +121,10 @@ def chamfer_distances(points_a: np.ndarray, points_b: np.ndarray) -> dict:
         return pcd
 
     a, b = cloud(points_a), cloud(points_b)
+    if a.is_empty() or b.is_empty():  # checked first: open3d warns on an empty KD-tree
+        return {"a_to_b_mean": None, "b_to_a_mean": None, "chamfer": None}
     a_to_b = np.asarray(a.compute_point_cloud_distance(b))
     b_to_a = np.asarray(b.compute_point_cloud_distance(a))
-    if a_to_b.size == 0 or b_to_a.size == 0:
-        return {"a_to_b_mean": None, "b_to_a_mean": None, "chamfer": None}
     return {
         "a_to_b_mean": float(a_to_b.mean()),
         "a_to_b_median": float(np.median(a_to_b)),

@@ -332,7 +332,7 @@ def test_new_run_and_b_minus_a_from_the_page(browser, viewer):
     field = control(page, "Context frames")
     assert wait_until(lambda: field.input_value() != "", timeout=30)  # the strip job filled it
     planes = (app.runs_panel.near.value, app.runs_panel.far.value)
-    assert planes == (1.0, 25.0)  # run A's, in the model's units
+    assert planes == (1.0, 25.0)  # the chosen model's own, in its units
     field.fill("0 3 7")
     field.press("Enter")
     page.get_by_role("button", name="Run", exact=True).click()

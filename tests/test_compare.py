@@ -26,6 +26,7 @@ from viewer_scenes import make_prediction, make_scene, tiny_checkpoint
 from viewer.compare import (
     DepthSource,
     compare_pair,
+    comparison_problem,
     depth_along_rays,
     difference_maps,
     unique_names,
@@ -226,6 +227,18 @@ def test_a_source_compared_with_itself_gives_exactly_zero():
     assert (metric[np.isfinite(metric)] == 0).all() and np.isfinite(metric).sum() == valid
 
 
+def test_runs_without_a_shared_frame_are_named_not_compared():
+    K = intrinsics(0.8, 0.5, 0.5, 6, 8)
+    depth = np.full((1, 6, 8), 4.0, np.float32)
+    a = source("a", [K], [pose([0, 0, 0])], [0], depth)
+    b = source("b", [K], [pose([0.1, 0, 0])], [3], depth)
+    pair = compare_pair(a, b)
+    assert pair["shared_frames"] == [] and pair["pixels"] == 0
+    assert "share no context frame" in comparison_problem(a, b, "b")
+    assert comparison_problem(a, a, "a") is None
+    assert "no depth of gt" in comparison_problem(a, None, "gt")
+
+
 def test_unique_names_keep_order_and_avoid_gt():
     assert unique_names(["m", "m", "gt", "m-2", "n"]) == ["m", "m-2", "gt-2", "m-2-2", "n"]
 
@@ -349,6 +362,16 @@ def test_export_writes_every_run_and_loads_each_model_once(exported):
         shapes = {json.loads((scene / "runs" / n / "cameras.json").read_text())["context"][0]
                   ["image_size"][0] for n in names}  # fmt: skip
         assert shapes == {128, 64}
+        # What made each run: the file, the frames and the planes its metrics.json reports.
+        files = [exported["checkpoints"][0], *exported["checkpoints"][1:] * 2]
+        for name, checkpoint in zip(names, files, strict=True):
+            definition = compare["run_definitions"][name]
+            metrics = json.loads((scene / "runs" / name / "metrics.json").read_text())["scene"]
+            assert definition["checkpoint"] == metrics["checkpoint"] == str(checkpoint.resolve())
+            assert definition["context_frames"] == metrics["context_frames"]
+            assert [definition["near"], definition["far"]] == [metrics["near"][0],
+                                                               metrics["far"][0]]  # fmt: skip
+        assert compare["notes"] == [] and all(pair["shared_frames"] for pair in compare["pairs"])
 
 
 def test_compare_json_matches_an_independent_computation_at_two_resolutions(exported):
@@ -417,3 +440,49 @@ def test_compare_ply_holds_a_points_and_the_difference_per_point(exported):
     finite = np.isfinite(expected)
     np.testing.assert_allclose(vertex["scalar_depth_b_minus_a"][finite], expected[finite],
                                rtol=1e-6, atol=1e-6)  # fmt: skip
+
+
+def test_new_run_starts_from_the_chosen_models_own_planes_and_default_views(server, tmp_path):
+    """New run's fields: Near/Far follow the chosen checkpoint (demo 1..25, tiny 0.5..100);
+    left as shown they stay "the model's own" and "the default views" in the run definition
+    (which later scenes rerun); same-named files in two folders are told apart."""
+    import shutil
+
+    from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
+    from viewer.gui.app import ViewerApp
+    from viewer.options import ViewerOptions
+    from viewer.runs import RunLoader, RunSpec, model_path, run_planes
+
+    demo, tiny = demo_checkpoint(), tiny_checkpoint()
+    twin = tmp_path / "other" / demo.name
+    twin.parent.mkdir()
+    shutil.copy(demo, twin)
+    key = demo_scene_keys()[0]
+    options = ViewerOptions(ckpt=[demo, tiny, twin], scene=key, data_root=[demo_data_root()],
+                            device="cpu")  # fmt: skip
+    loader = RunLoader(options)
+    app = ViewerApp(server, loader=loader, scene_specs=[key])
+    panel = app.runs_panel
+    labels = list(panel.checkpoint.options)
+    assert labels[0] == f"demo/{demo.name}" and labels[2] == f"other/{demo.name}"
+    panel.checkpoint.value = labels[2]
+    assert panel.chosen_checkpoint() == model_path(twin)
+    panel.checkpoint.value = labels[1]
+    assert (panel.near.value, panel.far.value) == (0.5, 100.0)
+    panel.checkpoint.value = labels[0]
+    assert (panel.near.value, panel.far.value) == (1.0, 25.0)
+    app.show_runs(loader.load_all(key, loader.default_specs()[:1]), scene_spec=key)
+    assert app.wait_idle(120)
+    assert panel.context.value == "0 7"  # run A's default views, shown for editing
+    panel.checkpoint.value = labels[1]
+    panel.request_run()
+    assert app.wait_idle(120)
+    new = app.runs[-1]
+    assert new.spec == RunSpec(model_path(tiny))  # own planes, default views
+    assert run_planes(new.loaded) == (0.5, 100.0)
+    panel.far.value = 50.0
+    panel.context.value = "0 3"
+    panel.request_run()
+    assert app.wait_idle(120)
+    assert app.runs[-1].spec == RunSpec(model_path(tiny), (0, 3), None, 50.0)
+    app.close()

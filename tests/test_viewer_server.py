@@ -371,3 +371,63 @@ def test_b_minus_a_colours_each_run_by_the_other_runs_depth(server, loaded):
         ),
     )  # exact final depth: all white
     app.close()
+
+
+def test_dropping_runs_for_memory_keeps_the_chosen_a_and_b(server, loaded, monkeypatch):
+    """Runs r0..r2 with A = r1; New run r3 becomes B and the budget drops r0, which sits before
+    A in the list: A must still be r1 (not the run that took its index), and nothing fails."""
+    from viewer.gui import runs_panel
+    from viewer.runs import Run, RunSpec, estimated_bytes
+
+    app = ViewerApp(server, scene_specs=["plane"])
+    app.show_runs([Run(f"r{i}", RunSpec(Path(f"r{i}.pth")), loaded) for i in range(3)])
+    app.runs_panel.a.value = "r1"
+    app.runs_panel.b.value = "r0"  # B is dropped only when not compared: B moves to r3 below
+    assert app.wait_idle(60)  # the analysis is cached now: the size of a run stays
+    monkeypatch.setattr(runs_panel, "RUN_MEMORY_BUDGET", int(3.5 * estimated_bytes(loaded)))
+    app.add_run(Run("r3", RunSpec(Path("r3.pth")), loaded))
+    assert app.wait_idle(60)
+    assert [run.name for run in app.runs] == ["r1", "r2", "r3"]
+    assert app.runs[app.primary].name == "r1" == app.runs_panel.a.value
+    assert app.partner == "r3" == app.runs_panel.b.value
+    assert "r0" in app.runs_panel.note.content
+    assert "failed" not in app.runs_panel.status.content + app.analysis_panel.table.content
+    app.close()
+
+
+def test_the_inspector_stays_on_the_clicked_run(server, loaded):
+    """A click on run B's pixel, then an analysis refresh: the report stays on B's pixel (B is
+    larger than A here, so reading B's pixel in A would fail)."""
+    from viewer.runs import Run, RunSpec
+
+    half = make_loaded(V, H // 2, W // 2)
+    runs = [Run("half", RunSpec(Path("half.pth")), half), Run("full", RunSpec(Path("full.pth")),
+                                                               loaded)]  # fmt: skip
+    app = ViewerApp(server, scene_specs=["plane"])
+    app.show_runs(runs)
+    with app.lock:
+        app.inspector._show(1, W - 2, H - 3, runs[1])  # what a click on B's point does
+    app.inspector.refresh()
+    assert app.inspector.run is runs[1]
+    assert app.inspector.reports[0][0] == "full"
+    assert (app.inspector.report.u, app.inspector.report.v) == (W - 2, H - 3)
+    report = app.inspector.inspect_pixel(1, W - 2, H - 3)  # the fields' pixel is B's too
+    assert app.inspector.reports[0] == ("full", report)
+    app.close()
+
+
+def test_scene_switch_keeps_the_chosen_a_and_b(server, loaded):
+    from viewer.runs import Run, RunSpec
+
+    def runs():
+        return [Run(n, RunSpec(Path(f"{n}.pth")), loaded) for n in ("x", "y", "z")]
+
+    app = ViewerApp(server, scene_specs=["plane"])
+    app.show_runs(runs())
+    assert (app.runs_panel.a.value, app.runs_panel.b.value) == ("x", "y")
+    app.runs_panel.a.value = "z"
+    app.runs_panel.b.value = "gt"
+    app.show_runs(runs())  # the same definitions on the next scene
+    assert (app.runs_panel.a.value, app.runs_panel.b.value) == ("z", "gt")
+    assert app.wait_idle(60)
+    app.close()

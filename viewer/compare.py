@@ -39,6 +39,7 @@ from viewer.layers import Cameras, valid_depth
 
 if TYPE_CHECKING:
     from viewer.pipeline import LoadedScene
+    from viewer.runs import Run
 
 GT_NAME = "gt"
 SNAP_PIXELS = 1e-6  # sample positions this close to a pixel centre read that pixel alone
@@ -71,6 +72,11 @@ def gt_source(loaded: LoadedScene) -> DepthSource | None:
     return DepthSource(GT_NAME, layers.context, layers.gt_depth, layers.gt_points)
 
 
+def has_gt(runs: Sequence[Run]) -> bool:
+    """Whether any run's scene has GT depth to compare with (B = ``gt``)."""
+    return any(gt_source(run.loaded) is not None for run in runs)
+
+
 def unique_names(names: Sequence[str], reserved: Sequence[str] = (GT_NAME,)) -> list[str]:
     """``names`` made unique in order (``m``, ``m-2``, ``m-3``, ...), never one of ``reserved``."""
     taken = set(reserved)
@@ -88,6 +94,22 @@ def matching_views(a: Cameras, b: Cameras) -> list[int | None]:
     """For each view of ``a``, the index of b's view of the same frame (None if b has none)."""
     b_frames = [int(f) for f in b.frames]
     return [b_frames.index(int(f)) if int(f) in b_frames else None for f in a.frames]
+
+
+def shared_frames(a: Cameras, b: Cameras) -> list[int]:
+    """The context frames both runs predicted depth for (the only ones a comparison covers)."""
+    return [int(f) for f, view_b in zip(a.frames, matching_views(a, b)) if view_b is not None]
+
+
+def comparison_problem(a: DepthSource, b: DepthSource | None, b_name: str) -> str | None:
+    """Why ``b`` cannot be compared with ``a`` (a sentence), or None when it can."""
+    if b is None:
+        return f"There is no depth of {b_name} to compare with {a.name}."
+    if not shared_frames(a.cameras, b.cameras):
+        return (f"{a.name} (frames {a.cameras.frames.tolist()}) and {b.name} (frames "
+                f"{b.cameras.frames.tolist()}) share no context frame, and depth is compared "
+                "frame by frame: give the runs a common context frame.")  # fmt: skip
+    return None
 
 
 def _bilinear(depth: Tensor, u: Tensor, v: Tensor) -> Tensor:
@@ -132,8 +154,10 @@ def _ray_interval(rays: Tensor, origin: Tensor, K_b: Tensor, shape_b: tuple[int,
     that projects inside b's pixel centres with its b-depth in ``z_range``; empty: min > max."""
     height, width = shape_b
     fx, fy, cx, cy = K_b[0, 0], K_b[1, 1], K_b[0, 2], K_b[1, 2]
-    x_lo, x_hi = (0.5 / width - cx) / fx, (1 - 0.5 / width - cx) / fx  # centres, as X / Z
-    y_lo, y_hi = (0.5 / height - cy) / fy, (1 - 0.5 / height - cy) / fy
+    # The outer pixel centres as X / Z, widened by the snap distance that sampling accepts.
+    edge = 0.5 - SNAP_PIXELS
+    x_lo, x_hi = (edge / width - cx) / fx, (1 - edge / width - cx) / fx
+    y_lo, y_hi = (edge / height - cy) / fy, (1 - edge / height - cy) / fy
     X, Y, Z = origin
     rx, ry, rz = rays.unbind(-1)
     # Each bound is a + b t >= 0 (image bounds multiplied by Z > 0, which the depth bounds keep).
@@ -303,6 +327,7 @@ def compare_pair(a: DepthSource, b: DepthSource) -> dict:
     return {
         "a": a.name,
         "b": b.name,
+        "shared_frames": shared_frames(a.cameras, b.cameras),
         **_abs_rel(along, own),
         "per_view": per_view,
         "chamfer": chamfer_distances(cloud(a), cloud(b)),

@@ -33,18 +33,21 @@ class JobQueue:
             self._pending += 1
         self._queue.put((name, job))
 
-    def drop_pending(self) -> int:
-        """Forget every job not started yet; returns how many."""
-        dropped = 0
+    def drop_pending(self) -> list[str]:
+        """Forget every job not started yet; returns their names."""
+        dropped = []
         while True:
             try:
-                self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            dropped += 1
+            if item is None:  # close()'s stop marker stays
+                self._queue.put(None)
+                break
+            dropped.append(item[0])
         if dropped:
             with self._idle:
-                self._pending -= dropped
+                self._pending -= len(dropped)
                 self._idle.notify_all()
         return dropped
 

@@ -57,6 +57,7 @@ class LoadedScene:
     prediction: Prediction
     layers: Layers
     run_name: str = "run"
+    checkpoint: str | None = None  # the model file (None: a model given as a function)
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
     notes: list[SceneNote] = field(default_factory=list)
     checks: dict[str, int] = field(default_factory=dict)  # non-finite counts of the prediction
@@ -219,8 +220,12 @@ class ModelSession:
     def run(self, scene: SceneViews, progress: ProgressFn | None = None,
             seconds: dict[str, float] | None = None,
             run_name: str | None = None) -> LoadedScene:  # fmt: skip
-        return run_prediction(scene, self.predict, progress, seconds, run_name or self.backend.name,
-                              self.backend_notes())  # fmt: skip
+        loaded = run_prediction(scene, self.predict, progress, seconds,
+                                run_name or self.backend.name, self.backend_notes())  # fmt: skip
+        from viewer.runs import model_path
+
+        loaded.checkpoint = str(model_path(self.checkpoint))
+        return loaded
 
     def load(self, spec: str | None = None, progress: ProgressFn | None = None) -> LoadedScene:
         """Load ``spec``, run the model, build the layers (the viewer's scene loader)."""

@@ -7,11 +7,13 @@ or the new one, never a mix)::
     D/compare.json     runs, and per pair of runs the depth AbsRel along rays and Chamfer
     D/compare.ply      run a's final points with b's depth difference along a's rays
 
-``compare.json``: ``runs`` (run names, in order), ``folders`` (name -> folder under ``D``),
+``compare.json``: ``runs`` (run names, in order), ``run_definitions`` (name -> checkpoint,
+context frames, near/far in the model's units), ``folders`` (name -> folder under ``D``),
 ``pairs``: every pair of runs ``(a, b)`` with a before b in the run order, then, when the scene
 has GT depth, ``gt`` against each run (``a = "gt"``, so ``depth_abs_rel_b_vs_a`` is the run's
 usual AbsRel against GT, sampled along the GT pixels' rays). Each pair is
-:func:`viewer.compare.compare_pair`'s dict.
+:func:`viewer.compare.compare_pair`'s dict. ``notes``: pairs that could not be compared (no
+shared context frame), in words.
 
 ``compare.ply``: float32 ``x y z`` of run a's valid final points, uchar ``red green blue`` (a's
 image), float32 ``scalar_depth_b_minus_a`` (b's final depth along the point's pixel ray minus
@@ -34,6 +36,7 @@ from viewer.compare import (
     GT_NAME,
     DepthSource,
     compare_pair,
+    comparison_problem,
     difference_maps,
     gt_source,
     run_source,
@@ -43,6 +46,7 @@ from viewer.export.point_files import pixel_columns, write_table
 from viewer.export.transaction import export_transaction
 from viewer.pipeline import LoadedScene, ProgressFn
 from viewer.point_layers import POINT_LAYERS
+from viewer.runs import run_definition
 
 RUNS_FOLDER = "runs"
 COMPARE_JSON = "compare.json"
@@ -110,14 +114,18 @@ def compare_json(runs: Sequence[LoadedScene], ply_pair: tuple[int, int] = (0, 1)
     _check_pair(runs, ply_pair)
     first = runs[0].scene
     gt_run = next((run.run_name for run in runs if gt_source(run) is not None), None)
+    pairs = comparison_sources(runs)
+    problems = [comparison_problem(a, b, b.name) for a, b in pairs]
     return {
         "scene": {"key": first.key, "source": first.source},
         "runs": [run.run_name for run in runs],
+        "run_definitions": {run.run_name: run_definition(run) for run in runs},
         "folders": run_folders(runs),
         "gt_from_run": gt_run,
         "definition": DEFINITION,
         "compare_ply": {"a": runs[ply_pair[0]].run_name, "b": runs[ply_pair[1]].run_name},
-        "pairs": [compare_pair(a, b) for a, b in comparison_sources(runs)],
+        "pairs": [compare_pair(a, b) for a, b in pairs],
+        "notes": [problem for problem in problems if problem is not None],
     }
 
 

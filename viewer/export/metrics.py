@@ -92,6 +92,7 @@ def export_metrics(
             "key": scene.key,
             "source": scene.source,
             "run": loaded.run_name,
+            "checkpoint": loaded.checkpoint,
             "context_frames": layers.context.frames.tolist(),
             "image_shape": [height, width],
             "near": layers.context.near.tolist(),

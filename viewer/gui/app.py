@@ -22,6 +22,7 @@ import numpy as np
 
 from viewer.color_modes import ColorContext, DepthDifference, color_mode
 from viewer.colormaps import robust_limit
+from viewer.compare import GT_NAME, has_gt
 from viewer.escape import escape_markdown
 from viewer.gui.analysis_panel import AnalysisPanel
 from viewer.gui.cameras_panel import CamerasPanel
@@ -123,12 +124,19 @@ class ViewerApp:
         with the runs, so that the two cannot disagree); None keeps the current one.
         """
         with self.lock:
-            self.jobs.drop_pending()  # they belong to the scene being replaced
+            dropped = self.jobs.drop_pending()  # they belong to the scene being replaced
+            if "Run" in dropped:
+                self.runs_panel.status.content = "*New run cancelled: the scene changed.*"
             if scene_spec is not None:
                 self.scene_spec = scene_spec
+            names = [run.name for run in runs]
+            a = self.runs[self.primary].name if self.runs else None
             self.runs = list(runs)
-            self.primary = 0
-            self.partner = runs[1].name if len(runs) > 1 else NO_B
+            # A scene switch reruns the same definitions: keep the A and B the user chose.
+            self.primary = names.index(a) if a in names else 0
+            choices = [NO_B, *names, *([GT_NAME] if has_gt(runs) else [])]
+            if a is None or self.partner not in choices or self.partner == names[self.primary]:
+                self.partner = next((n for n in names if n != names[self.primary]), NO_B)
             self._contexts = {}
             with self.server.atomic():
                 self.server.scene.set_up_direction(tuple(float(x) for x in self.loaded.view.up))
@@ -168,12 +176,15 @@ class ViewerApp:
         self.request_analysis()
 
     def remove_run(self, index: int) -> None:
-        name = self.runs[index].name
-        self.runs.pop(index)
+        """Forget run ``index`` (never A: the caller keeps it); A keeps its run, not its index."""
+        removed = self.runs.pop(index)
+        if index < self.primary:
+            self.primary -= 1
         self.primary = min(self.primary, len(self.runs) - 1)
-        if self.partner == name:
+        if self.partner == removed.name:
             self.partner = NO_B
-        self._contexts = {}
+        self._contexts.pop(id(removed), None)
+        self._differences.pop(id(removed), None)
 
     def set_run_visible(self, index: int, visible: bool) -> None:
         self.points.slots[index].set_run_visible(visible)
@@ -205,11 +216,17 @@ class ViewerApp:
         """Compute B - A on A's pixels and on B's (the depth of one along the other's rays)."""
 
         def job() -> None:
-            from viewer.compare import GT_NAME, difference_maps, gt_source, run_source
+            from viewer.compare import comparison_problem, difference_maps, gt_source, run_source
 
-            b = next((run for run in self.runs if run.name == partner), None)
+            with self.lock:  # the GUI thread edits the run list
+                b = next((run for run in self.runs if run.name == partner), None)
             source_a = run_source(a.loaded)
-            source_b = gt_source(a.loaded) if partner == GT_NAME else run_source(b.loaded)
+            source_b = (gt_source(a.loaded) if partner == GT_NAME
+                        else None if b is None else run_source(b.loaded))  # fmt: skip
+            problem = comparison_problem(source_a, source_b, partner)
+            if problem is not None:
+                self.runs_panel.status.content = f"*{escape_markdown(problem)}*"
+                return
             maps = {id(a): {k: v.numpy() for k, v in difference_maps(source_a, source_b).items()}}
             if b is not None:  # on B's pixels: -(A - B) = B - A
                 maps[id(b)] = {
@@ -299,9 +316,9 @@ class ViewerApp:
     def _difference(self, run: Run, settings) -> DepthDifference | None:
         """B - A on ``run``'s pixels, with the colour range of run A's (shared by both)."""
         maps = self._differences.get(id(run))
-        if maps is None:
+        reference = self._differences.get(id(self.runs[self.primary]))
+        if maps is None or reference is None:
             return None
-        reference = self._differences[id(self.runs[self.primary])]
         limits = {
             unit: robust_limit(values, settings.percentile) for unit, values in reference.items()
         }

@@ -97,7 +97,8 @@ def probability_plot(reports: list[tuple[str, PixelReport]]) -> tuple[tuple, tup
 class InspectorPanel:
     def __init__(self, app: ViewerApp) -> None:
         self.app = app
-        self.report: PixelReport | None = None  # the clicked pixel's run
+        self.report: PixelReport | None = None  # the inspected pixel, in ``run``
+        self.run: Run | None = None  # the run of the clicked point (the fields' pixel is its)
         self.reports: list[tuple[str, PixelReport | None]] = []  # every run's, by name
         self.marker: viser.PointCloudHandle | None = None
         gui = app.server.gui
@@ -138,24 +139,30 @@ class InspectorPanel:
 
     def reset(self) -> None:
         """A new scene: forget the last pixel and its curve."""
-        self.report = None
+        self.report, self.run = None, None
         self.text.content = PROMPT
         self.plot.data = (np.array([1.0, 2.0]), np.zeros(2))
         if self.marker is not None:
             self.marker.visible = False
 
     def inspect_pixel(self, view: int, u: int, v: int) -> PixelReport:
-        """Fill the inspector with pixel ``(u, v)`` of context view ``view``; returns the report."""
+        """Fill the inspector with pixel ``(u, v)`` of context view ``view`` of the last
+        inspected run (else A); returns the report."""
         with self.app.lock:
             if self.app.loaded is None:
                 raise RuntimeError("no scene is shown yet")
+            run = self.run if self.run in self.app.runs else None
             with self.app.server.atomic():
-                return self._show(view, u, v)
+                return self._show(view, u, v, run)
 
     def refresh(self) -> None:
-        """The analysis changed: recompute the shown pixel's report."""
-        if self.report is not None:
-            self._show(self.report.view, self.report.u, self.report.v)
+        """The analysis changed: recompute the shown pixel's report (of the run it was in)."""
+        if self.report is None:
+            return
+        if self.run not in self.app.runs:  # dropped meanwhile
+            self.reset()
+            return
+        self._show(self.report.view, self.report.u, self.report.v, self.run)
 
     def _show(self, view: int, u: int, v: int, run: Run | None = None) -> PixelReport:
         """The pixel of ``run`` (default: A), and the same ray's pixel in every other run."""
@@ -185,5 +192,5 @@ class InspectorPanel:
         else:
             self.marker.points, self.marker.colors, self.marker.point_size = points, colors, size
             self.marker.visible = True
-        self.report, self.reports = report, reports
+        self.report, self.reports, self.run = report, reports, run
         return report

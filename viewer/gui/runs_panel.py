@@ -8,13 +8,14 @@ dropped, with a note). Scene switches keep the run definitions and run them on t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from viewer.compare import GT_NAME, unique_names
+from viewer.compare import GT_NAME, has_gt, unique_names
 from viewer.escape import escape_markdown
-from viewer.runs import Run, RunSpec, estimated_bytes, model_planes
+from viewer.runs import Run, RunSpec, estimated_bytes
 
 if TYPE_CHECKING:
     import viser
@@ -44,6 +45,17 @@ def frames_strip(frames: list[tuple[int, np.ndarray]], side: int = 64) -> np.nda
     return np.asarray(strip)
 
 
+def checkpoint_labels(paths: list[Path]) -> list[str]:
+    """A distinct label per checkpoint: its file name, with as many parent folders as it takes
+    (``exp1/last.pth``, ``exp2/last.pth``)."""
+    depth = 1
+    while True:
+        labels = ["/".join(path.parts[-depth:]) for path in paths]
+        if len(set(labels)) == len(labels) or depth >= max(len(p.parts) for p in paths):
+            return labels
+        depth += 1
+
+
 def parse_frames(text: str) -> tuple[int, ...] | None:
     """``"0 5"`` or ``"0, 5"`` -> ``(0, 5)``; empty -> None (the default views)."""
     parts = text.replace(",", " ").split()
@@ -68,7 +80,7 @@ class RunsPanel:
         with gui.add_folder("Runs"):
             self.a = gui.add_dropdown(
                 "A",
-                options=["(none)"],
+                options=[NO_B],
                 hint="The run the folders below describe, and the reference of B - A.",
             )
             self.b = gui.add_dropdown(
@@ -83,25 +95,28 @@ class RunsPanel:
             self.note = gui.add_markdown("")
             self.list_folder = gui.add_folder("Shown runs")
         with gui.add_folder("New run", expand_by_default=False):
-            names = [p.name for p in app.run_loader.checkpoints] if app.run_loader else ["(none)"]
+            self.checkpoint_options = (checkpoint_labels(app.run_loader.checkpoints)
+                                       if app.run_loader else [NO_B])  # fmt: skip
             self.checkpoint = gui.add_dropdown(
-                "Checkpoint", options=names, hint="A model loaded at start (--ckpt)."
-            )
+                "Checkpoint", options=self.checkpoint_options,
+                hint="A model loaded at start (--ckpt).",
+            )  # fmt: skip
             self.strip = gui.add_image(np.zeros((14, 64, 3), np.uint8), label="Frames")
             self.context = gui.add_text(
                 "Context frames",
                 initial_value="",
-                hint="Frame numbers (see the strip), e.g. '0 5'; empty: the scene's default views.",
-            )
+                hint="Frame numbers (see the strip), e.g. '0 5'; starts as run A's; empty or "
+                "unchanged from A's default views: the scene's default views (on every scene).",
+            )  # fmt: skip
             self.near = gui.add_number(
                 "Near", initial_value=0.0, min=0.0,
-                hint="The new run's near plane, in the model's units; starts as the shown run's. "
-                "0: the model's own.",
+                hint="The new run's near plane, in the model's units; starts as the chosen "
+                "checkpoint's own. 0: the model's own.",
             )  # fmt: skip
             self.far = gui.add_number(
                 "Far", initial_value=0.0, min=0.0,
-                hint="The new run's far plane, in the model's units; starts as the shown run's. "
-                "0: the model's own.",
+                hint="The new run's far plane, in the model's units; starts as the chosen "
+                "checkpoint's own. 0: the model's own.",
             )  # fmt: skip
             self.run_button = gui.add_button(
                 "Run",
@@ -111,6 +126,8 @@ class RunsPanel:
             self.status = gui.add_markdown("")
 
         self._showing = False  # show() sets the dropdowns itself: not a user's choice
+        self._default_context = ""  # the context field's text when it shows A's default views
+        self._fill_planes()
 
         @self.a.on_update
         def _(_event) -> None:
@@ -129,6 +146,21 @@ class RunsPanel:
         @self.run_button.on_click
         def _(_event) -> None:
             self.request_run()
+
+        @self.checkpoint.on_update
+        def _(_event) -> None:
+            self._fill_planes()
+
+    def chosen_checkpoint(self) -> Path:
+        return self.app.run_loader.checkpoints[
+            self.checkpoint_options.index(self.checkpoint.value)
+        ]
+
+    def _fill_planes(self) -> None:
+        """Near/Far start as the chosen model's own planes."""
+        if self.app.run_loader is not None:
+            near, far = self.app.run_loader.own_planes(self.chosen_checkpoint())
+            self.near.value, self.far.value = round(near, 6), round(far, 6)
 
     def show(self) -> None:
         """The run list of the shown scene (checkboxes reused), A/B choices, the frames strip."""
@@ -149,12 +181,11 @@ class RunsPanel:
             if index < len(app.runs):
                 toggle.label = app.runs[index].label
                 toggle.value = app.runs[index].visible
-        has_gt = any(run.loaded.layers.gt_depth is not None for run in app.runs)
         self._showing = True
         try:
             self.a.options = names
             self.a.value = names[app.primary]
-            self.b.options = [NO_B, *names, *([GT_NAME] if has_gt else [])]
+            self.b.options = [NO_B, *names, *([GT_NAME] if has_gt(app.runs) else [])]
             self.b.value = app.partner if app.partner in self.b.options else NO_B
         finally:
             self._showing = False
@@ -172,34 +203,38 @@ class RunsPanel:
                 data_roots=self.app.run_loader.options.data_root,
             )
             if self.app.loaded is loaded:
-                context = loaded.layers.context
                 self.strip.image = frames_strip(frames)
-                self.context.value = " ".join(str(int(f)) for f in context.frames)
-                near, far = model_planes(loaded)
-                self.near.value, self.far.value = round(near, 6), round(far, 6)
+                text = " ".join(str(int(f)) for f in loaded.layers.context.frames)
+                self.context.value = text
+                uses_default = self.app.runs[self.app.primary].spec.context is None
+                self._default_context = text if uses_default else ""
 
         return job
 
     def request_run(self) -> None:
         """Queue the run the New-run controls describe."""
         app = self.app
+        text = str(self.context.value)
         try:
-            context = parse_frames(str(self.context.value))
+            # A's default views, left as shown, stay "the default" (another scene has others).
+            context = None if text.split() == self._default_context.split() else parse_frames(text)
         except ValueError as error:
             self.status.content = f"**{escape_markdown(error)}**"
             return
-        checkpoint = app.run_loader.checkpoints[[p.name for p in app.run_loader.checkpoints]
-                                                .index(self.checkpoint.value)]  # fmt: skip
-        spec = RunSpec(
-            checkpoint, context, float(self.near.value) or None, float(self.far.value) or None
-        )
+        checkpoint = self.chosen_checkpoint()
+        own = app.run_loader.own_planes(checkpoint)
+        planes = [float(field.value) for field in (self.near, self.far)]
+        near, far = (None if value in (0.0, round(default, 6)) else value
+                     for value, default in zip(planes, own))  # fmt: skip
+        spec = RunSpec(checkpoint, context, near, far)
         scene_spec = app.scene_spec
         self.status.content = "*Running the model...*"
 
         def job() -> None:
             from viewer.errors import describe_error
 
-            name = unique_names([*[r.name for r in app.runs], spec.checkpoint.stem])[-1]
+            with app.lock:
+                name = unique_names([*[r.name for r in app.runs], spec.checkpoint.stem])[-1]
             try:
                 loaded = app.run_loader.load(scene_spec, spec, name)
             except Exception as error:  # noqa: BLE001 -- shown in the panel
@@ -207,7 +242,8 @@ class RunsPanel:
                 return
             with app.lock:
                 if app.scene_spec != scene_spec:
-                    return  # the scene changed meanwhile
+                    self.status.content = "*New run discarded: the scene changed while it ran.*"
+                    return
                 app.add_run(Run(name, spec, loaded))
             self.status.content = f"Added {escape_markdown(name)}."
 

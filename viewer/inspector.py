@@ -72,11 +72,11 @@ def corresponding_pixel(
     import torch
 
     from src.geometry.projection import camera_rays, project_points
+    from viewer.compare import matching_views
 
-    matches = torch.nonzero(b.frames == a.frames[view])[:, 0]
-    if matches.numel() == 0:
+    target = matching_views(a, b)[view]
+    if target is None:
         return None
-    target = int(matches[0])
     height, width = a.image_shape
     centre = torch.tensor([(u + 0.5) / width, (v + 0.5) / height], dtype=torch.float64)
     ray = camera_rays(centre, a.intrinsics[view].double())  # [3], camera frame, z = 1

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from viewer.gui.app import ViewerApp
 
-NO_B = NO_B
+NO_B = "(none)"
 RUN_MEMORY_BUDGET = 4 << 30  # bytes of predictions and layers kept; older runs are dropped
 STRIP_COLUMNS = 8
 

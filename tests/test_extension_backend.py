@@ -336,3 +336,23 @@ def test_patch_refusal_lists_the_lines_to_add(tmp_path, capsys):
     assert "docs/" not in error  # a pip-installed user has no docs folder
     for insertion in INSERTIONS:
         assert insertion.lines in error and insertion.anchor.strip() in error
+
+
+def test_worker_keeps_the_path_entry_that_holds_our_src(tmp_path, monkeypatch):
+    """After a regular `pip install .` dsviewer's `src` sits in site-packages beside the
+    checkout's dependencies (einops...). Here a folder holds a copy of the worker under
+    src/backends/ and a module the checkout imports: the worker must still import it."""
+    site = tmp_path / "site"
+    (site / "src" / "backends").mkdir(parents=True)
+    (site / "src" / "__init__.py").write_text("")
+    worker = site / "src" / "backends" / "extension_worker.py"
+    shutil.copy(REPO_ROOT / "src" / "backends" / "extension_worker.py", worker)
+    (site / "site_neighbour.py").write_text("VALUE = 1\n")
+    repo = checkout_copy(tmp_path)
+    encoder = repo / "src/model/encoder/encoder_depthsplat.py"
+    encoder.write_text("import site_neighbour  # noqa\n" + encoder.read_text())
+    standin_weights(tmp_path / "w.pth")
+    monkeypatch.setattr("src.backends.extension.WORKER_SCRIPT", worker)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    with ExtensionBackend(tmp_path / "w.pth", repo=repo, device="cpu", config=PRESET) as backend:
+        assert backend.encoder_file == encoder.resolve()  # the checkout's src, not site's

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from src.dataset import CaptureOptions, load_scene
-from src.dataset.errors import CaptureFormatError, MissingFramesError
+from src.dataset.errors import ImageCameraMismatchError, MissingFramesError
 from src.geometry.view_geometry import pairwise_view_geometry, ray_angles
 from tests.dataset_builders import (
     SETTINGS,
@@ -186,9 +186,12 @@ def test_exif_orientation(tmp_path):
     note = next(n.message for n in scene.notes if n.code == "exif_orientation")
     assert note.startswith("1 image(s) carry an EXIF orientation tag (e.g. a.jpg: 6)")
     (tmp_path / "a.jpg").write_bytes(exif_png(W, H, 6))  # pixels turned after the cameras
-    with pytest.raises(CaptureFormatError, match=r"a.jpg is 32x48 \(WxH\) but its camera is "
-                       r"48x32 .*turned by 90 degrees and carries EXIF orientation 6"):
+    with pytest.raises(ImageCameraMismatchError, match=r"a.jpg in .* is 32x48 \(WxH\) but its "
+                       r"camera is 48x32 .*turned by 90 degrees and carries EXIF orientation 6"
+                       ) as caught:
         load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1], target=[])
+    assert ".." not in str(caught.value)  # one sentence ending, then advice that fits
+    assert str(caught.value).endswith("compute the cameras again from these images.")
 
 
 def test_context_without_baseline_is_scaled_by_the_camera_spacing(tmp_path):

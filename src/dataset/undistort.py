@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .camera_models import PINHOLE_MODELS, SPHERICAL_MODELS, Camera
-from .errors import UnsupportedCameraError
+from .camera_models import PINHOLE_MODELS, Camera, check_perspective
+from .errors import UnsupportedCameraError, size_text
 
 MIN_SCALE, MAX_SCALE = 0.2, 2.0  # COLMAP's UndistortCameraOptions defaults
 OPENCV_STANDARD = ("SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV")
@@ -176,9 +176,7 @@ def lift_pixels(camera: Camera, points: np.ndarray) -> np.ndarray:
 
 def undistorted_pinhole(camera: Camera) -> Pinhole:
     """COLMAP's undistorted pinhole camera for ``camera`` (rule in the module docstring)."""
-    if camera.model in SPHERICAL_MODELS:
-        raise UnsupportedCameraError(f"a {camera.model} camera", camera.model,
-                                     "a spherical panorama has no pinhole image")
+    check_perspective(camera, f"a {size_text(camera.width, camera.height)} camera")
     fx, fy, cx, cy = camera.pinhole
     w, h = camera.width, camera.height
     if camera.model in PINHOLE_MODELS:

@@ -119,7 +119,8 @@ def test_colmap_capture_is_undistorted_and_noted(tmp_path):
     K = torch.tensor([[pinhole.fx / pinhole.width, 0, pinhole.cx / pinhole.width],
                       [0, pinhole.fy / pinhole.height, pinhole.cy / pinhole.height], [0, 0, 1]])
     expected = preprocess_views([torch.from_numpy(undistorted).permute(2, 0, 1)], K[None],
-                                torch.eye(4)[None], torch.tensor([0]), SETTINGS)
+                                torch.eye(4)[None], torch.tensor([0]), SETTINGS,
+                                exact_principal_point=True)
     torch.testing.assert_close(scene.context.image[0], expected.image[0])
     torch.testing.assert_close(scene.context.intrinsics[0], expected.intrinsics[0])
 

@@ -195,7 +195,8 @@ def load_capture(
     def views(part: slice):
         return preprocess_views([pixels[i] for i in chosen[part]],
                                 torch.stack([K[i] for i in chosen[part]]), T_model_cam[part],
-                                index[part], settings, camera_models=models[part])
+                                index[part], settings, camera_models=models[part],
+                                exact_principal_point=True)
 
     scene = SceneViews(
         key=capture.folder.name,

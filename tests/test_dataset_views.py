@@ -206,3 +206,17 @@ def test_context_without_baseline_is_scaled_by_the_camera_spacing(tmp_path):
     assert "scaled by its median camera spacing (2) instead" in notes["baseline_fallback"]
     assert scene.world_from_model.scale == pytest.approx(2.0)
     assert "at most 0 model units apart" in notes["small_baseline"]
+
+
+@pytest.mark.parametrize("unit", [1e-3, 1.0, 1e3])  # kilometres, metres, millimetres
+def test_small_units_are_not_mistaken_for_no_baseline(tmp_path, unit):
+    """baseline_epsilon is relative to the capture's camera spacing: the same capture in any
+    unit scales by its context baseline (0.2 m), with no fallback note."""
+    for i in range(4):
+        (tmp_path / f"{i}.png").write_bytes(png_bytes(noise_image(i)))
+    poses = [pose(x=unit * x) for x in (0.0, 0.2, 1.0, 2.0)]
+    write_transforms(tmp_path, [(f"{i}.png", T) for i, T in enumerate(poses)], fl_x=40.0, w=W,
+                     h=H)
+    scene = load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1], target=[2])
+    assert scene.world_from_model.scale == pytest.approx(0.2 * unit)
+    assert "baseline_fallback" not in {n.code for n in scene.notes}

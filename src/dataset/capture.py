@@ -15,8 +15,8 @@ Captures come in arbitrary units, while a checkpoint's depth candidates span its
 ``near..far`` (0.5..100 for RE10K). Like the ``make_baseline_1`` option of DepthSplat's loaders,
 we move the context cameras' centroid to the origin and scale so the widest context baseline
 becomes ``target_baseline``. When the context cameras barely move (baseline below
-``baseline_epsilon`` in capture units), the capture's median camera spacing is the unit instead
-(note ``baseline_fallback``). ``SceneViews.world_from_model`` holds the inverse similarity, so
+``baseline_epsilon`` times the capture's median camera spacing, so units do not matter), that
+spacing is the unit instead (note ``baseline_fallback``). ``SceneViews.world_from_model`` holds the inverse similarity, so
 predictions map back to the capture's own units.
 """
 
@@ -57,7 +57,8 @@ class CaptureOptions:
     target_baseline: float | None = 1.0
     """Widest context-camera distance after rescaling; None keeps the capture's units."""
     baseline_epsilon: float = 1e-3
-    """Context baselines below this (capture units) give no scale; the camera spacing is used."""
+    """Context baselines below this fraction of the median camera spacing give no scale; the
+    spacing is used instead."""
     max_targets: int = 8
     """At most this many default target views."""
 
@@ -86,13 +87,14 @@ def world_from_model_similarity(centers: np.ndarray, spacing: float, options: Ca
         return Similarity.identity(), []
     baseline = float(np.linalg.norm(centers[:, None] - centers[None], axis=-1).max())
     unit, notes = baseline, []
-    if baseline < options.baseline_epsilon:
-        unit = spacing if spacing >= options.baseline_epsilon else 1.0
+    if baseline <= options.baseline_epsilon * spacing:  # also when no camera moves (0 <= 0)
+        unit = spacing if spacing > 0 else 1.0
         notes.append(SceneNote(
             "baseline_fallback",
             f"The context cameras are only {baseline:.2e} apart (below baseline_epsilon "
-            f"{options.baseline_epsilon}), which gives no scale; the capture was scaled by "
-            + (f"its median camera spacing ({spacing:.3g}) instead." if unit == spacing
+            f"{options.baseline_epsilon} times the median camera spacing), which gives no "
+            "scale; the capture was scaled by "
+            + (f"its median camera spacing ({spacing:.3g}) instead." if spacing > 0
                else "1 (its own units), as its cameras do not move either.")))
     scale = unit / options.target_baseline
     return Similarity(scale, torch.eye(3, dtype=torch.float64),

@@ -173,3 +173,33 @@ def test_points3d_track_length_is_checked(tmp_path):
     with pytest.raises(CaptureFormatError, match="points3D.bin declares 1152921504606846976 "
                        "track elements of point 7"):
         load_scene(str(tmp_path), settings=SETTINGS)
+
+
+@pytest.mark.parametrize("kind", ["colmap", "transforms"])
+def test_capture_images_behind_a_symbolic_link_load_but_dotdot_is_refused(tmp_path, kind):
+    """A linked images/ folder (common for captures) loads; '..' out of the capture does not."""
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    for i in range(2):
+        (storage / f"{i}.png").write_bytes(png_bytes(noise_image(i)))
+    capture = tmp_path / "capture"
+    capture.mkdir()
+    os.symlink(storage, capture / "images")
+    names = ["0.png", "1.png"] if kind == "colmap" else ["images/0.png", "images/1.png"]
+
+    def write(names):
+        poses = [pose(), pose(x=1.0)]
+        if kind == "colmap":
+            write_colmap_text(capture, {1: ("PINHOLE", W, 32, [40.0, 40.0, 24.0, 16.0])},
+                              [(n, 1, T, []) for n, T in zip(names, poses)])
+        else:
+            write_transforms(capture, list(zip(names, poses)), fl_x=40.0, w=W, h=32)
+
+    write(names)
+    scene = load_scene(str(capture), settings=SETTINGS, context=[0, 1], target=[])
+    assert scene.context.num_views == 2
+    escaping = "../storage/0.png" if kind == "transforms" else "../../storage/0.png"
+    write([escaping, names[1]])
+    with pytest.raises(PathOutsideRootError, match=r"lies outside .*capture \(after resolving "
+                       r"'\.\.'\)"):
+        load_scene(str(capture), settings=SETTINGS, context=[0, 1], target=[])

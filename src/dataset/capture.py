@@ -16,8 +16,8 @@ Captures come in arbitrary units, while a checkpoint's depth candidates span its
 we move the context cameras' centroid to the origin and scale so the widest context baseline
 becomes ``target_baseline``. When the context cameras barely move (baseline below
 ``baseline_epsilon`` times the capture's median camera spacing, so units do not matter), that
-spacing is the unit instead (note ``baseline_fallback``). ``SceneViews.world_from_model`` holds the inverse similarity, so
-predictions map back to the capture's own units.
+spacing is the unit instead (note ``baseline_fallback``). ``SceneViews.world_from_model``
+holds the inverse similarity, so predictions map back to the capture's own units.
 """
 
 from __future__ import annotations

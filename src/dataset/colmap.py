@@ -220,7 +220,7 @@ def find_model(folder: Path) -> tuple[Path, str] | None:
 def find_image(folder: Path, name: str, named_in: str) -> Path | None:
     """The image file of a COLMAP image name (under ``images/`` or the folder), or None."""
     for sub in IMAGE_FOLDERS:
-        candidate = path_inside(folder, str(Path(sub) / name), named_in)
+        candidate = path_inside(folder, str(Path(sub) / name), named_in, follow_links=False)
         if candidate.is_file():
             return candidate
     return None

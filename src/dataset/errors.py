@@ -120,11 +120,12 @@ def frames_text(frames: Iterable[object], limit: int = 10) -> str:
 
 
 class PathOutsideRootError(SceneError):
-    def __init__(self, name: str, named_in: str, root: Path) -> None:
+    def __init__(self, name: str, named_in: str, root: Path, follow_links: bool = True) -> None:
+        resolved = "'..' and symbolic links" if follow_links else "'..'"
         super().__init__(
             f"{named_in} names the file {name!r}, which lies outside {root} (after resolving "
-            "'..' and symbolic links). Files a dataset names must stay inside its folder: move "
-            "or copy the file into the folder and name it relative to it."
+            f"{resolved}). Files a dataset names must stay inside its folder: move or copy the "
+            "file into the folder and name it relative to it."
         )
 
 

@@ -38,7 +38,7 @@ from .nerfstudio import read_transforms, transforms_files
 from .notes import decode_notes, selection_notes
 from .preprocess import PreprocessSettings, check_poses, preprocess_views
 from .types import SceneNote, SceneViews
-from .undistort import undistort_image
+from .undistort import radial_fold, undistort_image
 from .view_choice import camera_spacing, choose_context, choose_targets
 from .views import ViewSelection, check_frames, evenly_spaced
 
@@ -162,7 +162,7 @@ def load_capture(
     poses = np.stack([frames[i].T_world_cam for i in chosen])
     check_poses(torch.from_numpy(poses), source, [frames[i].name for i in chosen])
 
-    decoded, pixels, K, undistorted = {}, {}, {}, {}
+    decoded, pixels, K, undistorted, folds = {}, {}, {}, {}, {}
     for i in dict.fromkeys(chosen):
         frame = frames[i]
         decoded[frame.name] = read_image(frame.image_path.read_bytes(), source, frame.name)
@@ -170,7 +170,11 @@ def load_capture(
         image = decoded[frame.name].pixels.permute(1, 2, 0).numpy()
         if camera.has_distortion:
             image, pinhole = undistort_image(image, camera)
-            undistorted.setdefault(camera.model, []).append(i)
+            fold = radial_fold(camera)
+            if fold is not None:
+                folds[i] = fold.distorted_px
+            else:
+                undistorted.setdefault(camera.model, []).append(i)
             fx, fy, cx, cy, width, height = (pinhole.fx, pinhole.fy, pinhole.cx, pinhole.cy,
                                              pinhole.width, pinhole.height)
         else:
@@ -185,6 +189,14 @@ def load_capture(
             "they were "
             "undistorted to pinhole cameras the way COLMAP's image_undistorter does (focal "
             "lengths kept, no blank pixels)."))
+    if folds:
+        notes.append(SceneNote(
+            "distortion_folds",
+            f"In frame(s) {', '.join(f'{i} (r ≈ {r:.0f} px)' for i, r in sorted(folds.items()))} "
+            "the lens distortion folds back inside the image at that distance from the "
+            "principal point: pixels beyond it have no ray under the camera model and are "
+            "unreliable. These frames were undistorted from the rays inside the fold (black "
+            "beyond it), unlike COLMAP's image_undistorter, whose output there is arbitrary."))
 
     num_context = len(selection.context)
     usable_spacing = camera_spacing(capture, usable)

@@ -71,10 +71,11 @@ def colmap_quaternion(T_world_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def write_colmap_text(folder: Path, cameras: dict[int, tuple[str, int, int, list[float]]],
                       images: list[tuple[str, int, np.ndarray, list[int]]],
-                      points: dict[int, np.ndarray] | None = None) -> Path:
+                      points: dict[int, np.ndarray] | None = None, model: str = "sparse/0"
+                      ) -> Path:  # fmt: skip
     """``cameras``: id -> (model, width, height, params); ``images``: (name, camera id,
-    T_world_cam, observed point ids); ``points``: id -> xyz."""
-    sparse = folder / "sparse" / "0"
+    T_world_cam, observed point ids); ``points``: id -> xyz; written into ``folder/model``."""
+    sparse = folder / model
     sparse.mkdir(parents=True, exist_ok=True)
     (sparse / "cameras.txt").write_text("".join(
         f"{cid} {model} {w} {h} {' '.join(repr(float(p)) for p in params)}\n"

@@ -136,3 +136,27 @@ def test_nearest_context_views_around_the_anchor(tmp_path, scene):
     write_colmap_text(tmp_path, scene)
     loaded = load_capture(tmp_path, SETTINGS, options=CaptureOptions(anchor=3))
     assert loaded.context.index.tolist() == [2, 3]  # frame 2 is the camera nearest to frame 3
+
+
+def test_off_centre_principal_point_follows_the_crop(tmp_path):
+    """A 96x48 capture with its principal point far from the centre (cx = 0.2 W, cy = 0.7 H),
+    cropped to 48x32: a bright blob drawn where a ray meets the photo must appear where the
+    loaded intrinsics project that ray (the official keep-normalized-cx rule misses by ~5 px)."""
+    from tests.dataset_builders import png_bytes, pose, write_transforms
+
+    width, height, fx, cx, cy = 96, 48, 50.0, 0.2 * 96, 0.7 * 48
+    ray = np.array([(60.0 - cx) / fx, (18.0 - cy) / fx])  # hits pixel (60, 18) of the photo
+    ys, xs = np.mgrid[:height, :width] + 0.5
+    blob = np.exp(-((xs - 60.0) ** 2 + (ys - 18.0) ** 2) / (2 * 2.0 ** 2))
+    photo = np.repeat((255 * blob).round().astype(np.uint8)[..., None], 3, axis=-1)
+    for i in range(2):
+        (tmp_path / f"{i}.png").write_bytes(png_bytes(photo))
+    write_transforms(tmp_path, [("0.png", pose()), ("1.png", pose(x=1.0))],
+                     fl_x=fx, fl_y=fx, cx=cx, cy=cy, w=width, h=height)
+    view = load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1], target=[]).context
+    K = view.intrinsics[0].double()
+    expected = np.array([(K[0, 0] * ray[0] + K[0, 2]) * W, (K[1, 1] * ray[1] + K[1, 2]) * H])
+    weight = view.image[0, 0].double().numpy() ** 4  # [H, W]; the power sharpens the peak
+    yy, xx = np.mgrid[:H, :W] + 0.5
+    found = np.array([(weight * xx).sum(), (weight * yy).sum()]) / weight.sum()
+    np.testing.assert_allclose(found, expected, atol=0.3)

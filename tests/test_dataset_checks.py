@@ -173,3 +173,62 @@ def test_points3d_track_length_is_checked(tmp_path):
     with pytest.raises(CaptureFormatError, match="points3D.bin declares 1152921504606846976 "
                        "track elements of point 7"):
         load_scene(str(tmp_path), settings=SETTINGS)
+
+
+@pytest.mark.parametrize("kind", ["colmap", "transforms"])
+def test_capture_images_behind_a_symbolic_link_load_but_dotdot_is_refused(tmp_path, kind):
+    """A linked images/ folder (common for captures) loads; '..' out of the capture does not."""
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    for i in range(2):
+        (storage / f"{i}.png").write_bytes(png_bytes(noise_image(i)))
+    capture = tmp_path / "capture"
+    capture.mkdir()
+    os.symlink(storage, capture / "images")
+    names = ["0.png", "1.png"] if kind == "colmap" else ["images/0.png", "images/1.png"]
+
+    def write(names):
+        poses = [pose(), pose(x=1.0)]
+        if kind == "colmap":
+            write_colmap_text(capture, {1: ("PINHOLE", W, 32, [40.0, 40.0, 24.0, 16.0])},
+                              [(n, 1, T, []) for n, T in zip(names, poses)])
+        else:
+            write_transforms(capture, list(zip(names, poses)), fl_x=40.0, w=W, h=32)
+
+    write(names)
+    scene = load_scene(str(capture), settings=SETTINGS, context=[0, 1], target=[])
+    assert scene.context.num_views == 2
+    escaping = "../storage/0.png" if kind == "transforms" else "../../storage/0.png"
+    write([escaping, names[1]])
+    with pytest.raises(PathOutsideRootError, match=r"lies outside .*capture \(after resolving "
+                       r"'\.\.'\)"):
+        load_scene(str(capture), settings=SETTINGS, context=[0, 1], target=[])
+
+
+def test_several_colmap_models_the_largest_is_used_and_others_can_be_named(tmp_path):
+    """COLMAP's mapper writes sparse/0, sparse/1... when images do not register together, and
+    sparse/0 need not be the largest. Any model folder can be passed as the scene; its images
+    are still looked up in <capture>/images and must stay inside <capture>."""
+    (tmp_path / "images").mkdir()
+    for i in range(5):
+        (tmp_path / "images" / f"{i}.png").write_bytes(png_bytes(noise_image(i)))
+    camera = {1: ("PINHOLE", W, 32, [40.0, 40.0, 24.0, 16.0])}
+    write_colmap_text(tmp_path, camera, [(f"{i}.png", 1, pose(x=i), []) for i in (0, 1)])
+    write_colmap_text(tmp_path, camera, [(f"{i}.png", 1, pose(x=i), []) for i in (2, 3, 4)],
+                      model="sparse/1")
+    scene = load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1], target=[2])
+    note = next(n.message for n in scene.notes if n.code == "colmap_models")
+    assert "2 separate models: sparse/0 (2 images), sparse/1 (3 images)" in note
+    assert "sparse/1, which registers the most images, was used" in note
+    assert str(tmp_path / "sparse" / "0") in note  # how to choose the other
+    np.testing.assert_allclose(scene.world_from_model.poses(scene.context.extrinsics.double())
+                               [:, 0, 3].numpy(), [2.0, 3.0], atol=1e-5)
+    chosen = load_scene(str(tmp_path / "sparse" / "0"), settings=SETTINGS, context=[0, 1],
+                        target=[])
+    assert "colmap_models" not in {n.code for n in chosen.notes}
+    np.testing.assert_allclose(chosen.world_from_model.poses(chosen.context.extrinsics.double())
+                               [:, 0, 3].numpy(), [0.0, 1.0], atol=1e-5)
+    write_colmap_text(tmp_path, camera, [("../../x.png", 1, pose(), []), ("1.png", 1,
+                                         pose(x=1.0), [])])  # fmt: skip
+    with pytest.raises(PathOutsideRootError, match="'images/../../x.png'"):
+        load_scene(str(tmp_path / "sparse" / "0"), settings=SETTINGS, context=[0, 1])

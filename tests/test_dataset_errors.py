@@ -20,14 +20,17 @@ from src.dataset.errors import (
     ChunkFormatError,
     CorruptImageError,
     FrameIndexError,
+    ImageCameraMismatchError,
     MissingRootError,
     NonFinitePoseError,
     SettingsError,
     SkippedSceneError,
     UnknownSceneKeyError,
+    UnsupportedCameraError,
 )
 from src.dataset.settings import load_preprocess_settings
 from src.dataset.synthetic import encode_jpeg, render_example
+from tests.dataset_builders import pose, write_colmap_text
 
 H, W = 32, 48
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "datasets"
@@ -166,9 +169,28 @@ def test_capture_image_of_another_aspect_ratio(tmp_path):
               {"file_path": "b.png", "transform_matrix": moved.tolist()}]
     (tmp_path / "transforms.json").write_text(json.dumps(
         {"fl_x": 40, "fl_y": 40, "w": 48, "h": 32, "frames": frames}))
-    with pytest.raises(CaptureFormatError, match=r"b.png is 48x30 \(WxH\) but its camera is "
-                       r"48x32 \(WxH\) \(another aspect ratio\)"):
+    with pytest.raises(ImageCameraMismatchError, match=r"b.png in .* is 48x30 \(WxH\) but its "
+                       r"camera is 48x32 \(WxH\) \(another aspect ratio\)"):
         load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1])
+
+
+@pytest.mark.parametrize("model, params", [("EQUIRECTANGULAR", [48.0, 32.0]),
+                                           ("FOO", [40.0, 24.0, 16.0])])
+def test_camera_models_without_a_pinhole_image(tmp_path, model, params):
+    """A spherical or unknown model is refused in one paragraph naming the model, where it is
+    used and what to do, before any focal length is read."""
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(_png(32, 48))
+    write_colmap_text(tmp_path, {1: (model, 48, 32, params)},
+                      [("a.png", 1, pose(), []), ("b.png", 1, pose(x=1.0), [])])
+    with pytest.raises(UnsupportedCameraError) as caught:
+        load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1], target=[])
+    message = str(caught.value)
+    assert model in message and "--context" not in message and ".." not in message
+    if model == "FOO":
+        assert "camera 1 in" in message and "none of COLMAP's camera models" in message
+    else:
+        assert "frame a.png of" in message and "perspective (pinhole) views" in message
 
 
 def test_bad_settings_and_specs(tmp_path):

@@ -10,7 +10,7 @@ import torch
 from src.dataset import CaptureOptions, load_scene
 from src.dataset.camera_models import Camera
 from src.dataset.preprocess import preprocess_views
-from src.dataset.undistort import undistort_image, undistorted_pinhole
+from src.dataset.undistort import radial_fold, undistort_image, undistorted_pinhole
 from tests.dataset_builders import SETTINGS, png_bytes, pose, write_colmap_text, write_transforms
 
 OPENCV = Camera("OPENCV", 320, 240, (250.0, 255.0, 161.0, 119.0, -0.25, 0.07, 0.002, -0.001))
@@ -119,7 +119,8 @@ def test_colmap_capture_is_undistorted_and_noted(tmp_path):
     K = torch.tensor([[pinhole.fx / pinhole.width, 0, pinhole.cx / pinhole.width],
                       [0, pinhole.fy / pinhole.height, pinhole.cy / pinhole.height], [0, 0, 1]])
     expected = preprocess_views([torch.from_numpy(undistorted).permute(2, 0, 1)], K[None],
-                                torch.eye(4)[None], torch.tensor([0]), SETTINGS)
+                                torch.eye(4)[None], torch.tensor([0]), SETTINGS,
+                                exact_principal_point=True)
     torch.testing.assert_close(scene.context.image[0], expected.image[0])
     torch.testing.assert_close(scene.context.intrinsics[0], expected.intrinsics[0])
 
@@ -142,3 +143,38 @@ def test_transforms_fisheye_and_opencv_keys(tmp_path):
                      w=320, h=240, k1=k1, k2=k2, p1=p1, p2=p2)
     scene = load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1], target=[])
     assert scene.context.camera_models == ("OPENCV", "OPENCV")
+
+
+def test_a_fold_inside_the_image_is_found_masked_and_noted(tmp_path):
+    """RADIAL k2 = -1 on a 160x120 image (f = 100): r (1 + k2 r^4) peaks at r^4 = 1 / 5, i.e.
+    0.535 (53.5 px) from the principal point, inside the image; k2 = -0.05 peaks beyond the
+    corners (1.13 > 1.0) and is no fold."""
+    folded = Camera("RADIAL", 160, 120, (100.0, 80.0, 60.0, 0.0, -1.0))
+    fold = radial_fold(folded)
+    r = 0.2 ** 0.25
+    assert fold.radius == pytest.approx(r, abs=1e-3)
+    assert fold.distorted_px == pytest.approx(100 * r * (1 - r**4), abs=0.1)
+    assert radial_fold(Camera("RADIAL", 160, 120, (100.0, 80.0, 60.0, 0.0, -0.05))) is None
+    assert radial_fold(OPENCV) is None
+    image = np.full((120, 160, 3), 200, dtype=np.uint8)
+    out, pinhole = undistort_image(image, folded)  # sized to the rays inside the fold
+    assert np.hypot(pinhole.width, pinhole.height) / 2 <= 100 * fold.radius + 1
+    # k2 = -200 folds at 0.178 (17.8 px): COLMAP's smallest size (0.2: 32x24) reaches past it.
+    tight = Camera("RADIAL", 160, 120, (100.0, 80.0, 60.0, 0.0, -200.0))
+    out, pinhole = undistort_image(image, tight)
+    ys, xs = np.mgrid[: pinhole.height, : pinhole.width] + 0.5
+    radius = np.hypot((xs - pinhole.cx) / pinhole.fx, (ys - pinhole.cy) / pinhole.fy)
+    beyond = radius > radial_fold(tight).radius
+    assert beyond.any() and (out[beyond] == 0).all()
+    assert (out[radius < 0.9 * radial_fold(tight).radius] == 200).all()
+
+    (tmp_path / "images").mkdir()
+    for name in ("a.png", "b.png"):
+        (tmp_path / "images" / name).write_bytes(png_bytes(image))
+    write_colmap_text(tmp_path, {1: ("RADIAL", 160, 120, list(folded.params)),
+                                 2: ("RADIAL", 160, 120, [100.0, 80.0, 60.0, -0.1, 0.0])},
+                      [("a.png", 1, pose(), []), ("b.png", 2, pose(x=1.0), [])])
+    scene = load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1], target=[])
+    notes = {note.code: note.message for note in scene.notes}
+    assert notes["distortion_folds"].startswith("In frame(s) 0 (r ≈ 53 px) the lens distortion")
+    assert notes["undistorted"].startswith("Frame(s) 1 use the RADIAL camera model")

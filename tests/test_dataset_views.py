@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from src.dataset import CaptureOptions, load_scene
-from src.dataset.errors import CaptureFormatError, MissingFramesError
+from src.dataset.errors import ImageCameraMismatchError, MissingFramesError
 from src.geometry.view_geometry import pairwise_view_geometry, ray_angles
 from tests.dataset_builders import (
     SETTINGS,
@@ -186,9 +186,12 @@ def test_exif_orientation(tmp_path):
     note = next(n.message for n in scene.notes if n.code == "exif_orientation")
     assert note.startswith("1 image(s) carry an EXIF orientation tag (e.g. a.jpg: 6)")
     (tmp_path / "a.jpg").write_bytes(exif_png(W, H, 6))  # pixels turned after the cameras
-    with pytest.raises(CaptureFormatError, match=r"a.jpg is 32x48 \(WxH\) but its camera is "
-                       r"48x32 .*turned by 90 degrees and carries EXIF orientation 6"):
+    with pytest.raises(ImageCameraMismatchError, match=r"a.jpg in .* is 32x48 \(WxH\) but its "
+                       r"camera is 48x32 .*turned by 90 degrees and carries EXIF orientation 6"
+                       ) as caught:
         load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1], target=[])
+    assert ".." not in str(caught.value)  # one sentence ending, then advice that fits
+    assert str(caught.value).endswith("compute the cameras again from these images.")
 
 
 def test_context_without_baseline_is_scaled_by_the_camera_spacing(tmp_path):
@@ -203,3 +206,17 @@ def test_context_without_baseline_is_scaled_by_the_camera_spacing(tmp_path):
     assert "scaled by its median camera spacing (2) instead" in notes["baseline_fallback"]
     assert scene.world_from_model.scale == pytest.approx(2.0)
     assert "at most 0 model units apart" in notes["small_baseline"]
+
+
+@pytest.mark.parametrize("unit", [1e-3, 1.0, 1e3])  # kilometres, metres, millimetres
+def test_small_units_are_not_mistaken_for_no_baseline(tmp_path, unit):
+    """baseline_epsilon is relative to the capture's camera spacing: the same capture in any
+    unit scales by its context baseline (0.2 m), with no fallback note."""
+    for i in range(4):
+        (tmp_path / f"{i}.png").write_bytes(png_bytes(noise_image(i)))
+    poses = [pose(x=unit * x) for x in (0.0, 0.2, 1.0, 2.0)]
+    write_transforms(tmp_path, [(f"{i}.png", T) for i, T in enumerate(poses)], fl_x=40.0, w=W,
+                     h=H)
+    scene = load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1], target=[2])
+    assert scene.world_from_model.scale == pytest.approx(0.2 * unit)
+    assert "baseline_fallback" not in {n.code for n in scene.notes}

@@ -389,3 +389,27 @@ def test_report_renders_offline_in_chromium(one_process):
         assert page.locator(".hist svg").count() >= 9
         browser.close()
     assert requests == [] and dialogs == []
+
+
+def test_a_scene_failing_from_a_bug_logs_its_traceback(tmp_path, monkeypatch):
+    """Bad input fails a row with its message; any other error (a plain ValueError, as numpy
+    raises) is a bug: the row names the log file that holds the traceback."""
+    from types import SimpleNamespace
+
+    from src.dataset.errors import CorruptImageError
+    from viewer.evaluation.runner import run_scene
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+
+    def loader(error):
+        def load(_planned):
+            raise error
+        return SimpleNamespace(load=load)
+
+    planned = SimpleNamespace(key="scene")
+    user = run_scene(None, loader(CorruptImageError("x", 0, "truncated")), planned, None)
+    assert user.reason.startswith("CorruptImageError: Frame 0 of x") and "log" not in user.reason
+    bug = run_scene(None, loader(ValueError("operands could not be broadcast")), planned, None)
+    assert bug.reason.startswith("internal error (ValueError: operands could not be broadcast)")
+    (log,) = tmp_path.rglob("*.log")
+    assert str(log) in bug.reason and "Traceback" in log.read_text()

@@ -425,3 +425,40 @@ def test_export_archive_zips_the_same_files(case, exported):
         assert names == sorted(f"plane_test/{f}" for f in EXPORT_FILE_NAMES)
         assert archive.read("plane_test/final.ply") == (out / "final.ply").read_bytes()
         assert json.loads(archive.read("plane_test/metrics.json")) == result.metrics
+
+
+def test_main_prints_notes_and_leaves_bugs_to_the_boundary(tmp_path, monkeypatch, capsys):
+    """The demo model on a tiny capture (real load and forward; the file writing replaced):
+    each scene's notes reach the console, and an error that is not bad input (a plain
+    ValueError, as numpy raises) is a bug: one line naming the log, exit 1."""
+    import viewer.export
+    from tests.dataset_builders import noise_image, png_bytes, pose, write_transforms
+    from viewer.assets import demo_checkpoint
+
+    capture = tmp_path / "capture"
+    capture.mkdir()
+    for i in range(3):
+        (capture / f"{i}.png").write_bytes(png_bytes(noise_image(i, 64, 64)))
+    write_transforms(capture, [(f"{i}.png", pose(x=0.3 * i)) for i in range(3)],
+                     fl_x=60.0, w=64, h=64)
+    args = ["--ckpt", str(demo_checkpoint()), "--scene", str(capture), "--target", "2",
+            "--out", str(tmp_path / "out"), "--device", "cpu", "--overwrite"]
+    exported = []
+    monkeypatch.setattr(viewer.export, "export_scene", lambda *a, **k: exported.append(a))
+    assert main(args) == 0 and len(exported) == 1
+    err = one_line(capsys.readouterr().err)
+    notes = [n.message for n in exported[0][1].notes]
+    assert any("were chosen" in n for n in notes)
+    for note in notes:
+        assert f"Note: {one_line(note)}" in err
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(viewer.export, "export_scene", broken)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert main(args) == 1
+    err = one_line(capsys.readouterr().err)
+    assert "internal error (ValueError" in err and "Traceback" not in err
+    logs = list((tmp_path / "state").rglob("*.log"))
+    assert len(logs) == 1 and "broadcast" in logs[0].read_text()

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from conftest import REPO_ROOT
 
 from src.backends import open_backend
-from src.backends.depthsplat_patch import INSERTIONS, plan_patch
+from src.backends.depthsplat_patch import INSERTIONS, MATCHER_FILE, MATCHER_INSERTION, plan_patch
 from src.backends.extension import DepthSplatRepoError, ExtensionBackend
 from src.backends.extension_worker import read_message, write_message
 from src.dataset.types import ViewSet
@@ -306,3 +306,53 @@ def test_unreachable_hub_is_one_paragraph(tmp_path):
     ))  # fmt: skip
     message = load_error(repo, tmp_path)
     assert "builds DINOv2 through torch.hub" in message and "pretrained=False" in message
+
+
+def test_patch_keeps_a_crlf_files_line_endings(tmp_path):
+    """Upstream commits mv_unimatch.py with CRLF endings: the patch inserts CRLF lines and
+    leaves every existing byte as it was (a `git diff` shows the insertion only)."""
+    repo = checkout_copy(tmp_path, patched=False)
+    matcher = repo / MATCHER_FILE
+    original = matcher.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    matcher.write_bytes(original)
+    assert patch_cli.main([str(repo)]) == 0
+    patched = matcher.read_bytes()
+    old_lines, new_lines = original.split(b"\r\n"), patched.split(b"\r\n")
+    assert b"\n" not in b"".join(new_lines)  # every line ends in CRLF
+    inserted = MATCHER_INSERTION.lines.encode().splitlines()
+    assert len(new_lines) == len(old_lines) + len(inserted)
+    at = new_lines.index(inserted[0])
+    assert new_lines[at : at + len(inserted)] == inserted
+    assert new_lines[:at] + new_lines[at + len(inserted) :] == old_lines
+    assert not any(p.changed for p in plan_patch(repo))  # idempotent on CRLF too
+
+
+def test_patch_refusal_lists_the_lines_to_add(tmp_path, capsys):
+    repo = checkout_copy(tmp_path, patched=False)
+    matcher = repo / MATCHER_FILE
+    matcher.write_text(matcher.read_text().replace('({"match_probs": match_probs})', "(x)"))
+    assert patch_cli.main([str(repo)]) == patch_cli.EXIT_REFUSED
+    error = capsys.readouterr().err
+    assert "docs/" not in error  # a pip-installed user has no docs folder
+    for insertion in INSERTIONS:
+        assert insertion.lines in error and insertion.anchor.strip() in error
+
+
+def test_worker_keeps_the_path_entry_that_holds_our_src(tmp_path, monkeypatch):
+    """After a regular `pip install .` dsviewer's `src` sits in site-packages beside the
+    checkout's dependencies (einops...). Here a folder holds a copy of the worker under
+    src/backends/ and a module the checkout imports: the worker must still import it."""
+    site = tmp_path / "site"
+    (site / "src" / "backends").mkdir(parents=True)
+    (site / "src" / "__init__.py").write_text("")
+    worker = site / "src" / "backends" / "extension_worker.py"
+    shutil.copy(REPO_ROOT / "src" / "backends" / "extension_worker.py", worker)
+    (site / "site_neighbour.py").write_text("VALUE = 1\n")
+    repo = checkout_copy(tmp_path)
+    encoder = repo / "src/model/encoder/encoder_depthsplat.py"
+    encoder.write_text("import site_neighbour  # noqa\n" + encoder.read_text())
+    standin_weights(tmp_path / "w.pth")
+    monkeypatch.setattr("src.backends.extension.WORKER_SCRIPT", worker)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    with ExtensionBackend(tmp_path / "w.pth", repo=repo, device="cpu", config=PRESET) as backend:
+        assert backend.encoder_file == encoder.resolve()  # the checkout's src, not site's

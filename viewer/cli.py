@@ -112,6 +112,7 @@ def start(options: ViewerOptions, console=None):
         def progress(stage: str, fraction: float) -> None:
             bar.update(task, description=escape_rich(stage), completed=100 * fraction)
 
+        from viewer.pipeline import print_notes
         from viewer.runs import RunLoader
 
         run_loader = RunLoader(options, progress)
@@ -147,8 +148,7 @@ def start(options: ViewerOptions, console=None):
                           **loaded.seconds}  # fmt: skip
         progress("Scene ready", 1.0)
         total = time.perf_counter() - start_time
-    for note in dict.fromkeys(note for run in runs for note in run.loaded.notes):
-        console.print(f"[yellow]Note:[/yellow] {escape_rich(note.message)}")
+    print_notes(console, [note for run in runs for note in run.loaded.notes])
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in loaded.seconds.items())
     console.print(f"Scene ready in {total:.1f} s ({stages}). Ctrl-C quits.")
     return server, app

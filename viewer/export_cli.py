@@ -144,7 +144,7 @@ def run(options: ExportOptions) -> int:
 
     from rich.console import Console
 
-    from viewer.errors import EXIT_USER_ERROR
+    from viewer.errors import EXIT_USER_ERROR, is_user_error
     from viewer.escape import escape_rich
     from viewer.evaluation.loading import SceneLoader
     from viewer.evaluation.plan import plan_scenes
@@ -161,7 +161,7 @@ def run(options: ExportOptions) -> int:
     from viewer.analysis import AnalysisSettings
     from viewer.export import ExportSettings, export_scene
     from viewer.export.compare_files import export_comparison
-    from viewer.pipeline import ModelSession
+    from viewer.pipeline import ModelSession, print_notes
 
     settings = ExportSettings(analysis=AnalysisSettings(
         consistency_threshold=options.consistency_threshold,
@@ -187,9 +187,14 @@ def run(options: ExportOptions) -> int:
                 else:
                     export_comparison(folders[planned.key], loaded, settings,
                                       overwrite=options.overwrite)  # fmt: skip
-            except (ValueError, OSError) as error:  # one failed scene, not all
-                failures.append((planned.key, str(error)))
+            except Exception as error:
+                if not is_user_error(error):
+                    raise  # a bug: the boundary logs its traceback (exit 1)
+                failures.append((planned.key, str(error)))  # bad input fails this scene alone
                 progress.failed()
+                continue
+            print_notes(console, [note for run in loaded for note in run.notes],
+                        planned.key if len(folders) > 1 else None)
     for spec, message in failures:
         console.print(f"[bold red]{escape_rich(spec)}:[/bold red] {escape_rich(message)}")
     if failures:

@@ -137,6 +137,15 @@ def check_notes(checks: dict[str, int]) -> list[SceneNote]:
     return notes
 
 
+def print_notes(console, notes: Sequence[SceneNote], scene: str | None = None) -> None:
+    """Each distinct note as one console line (``scene`` names it when several are exported)."""
+    from viewer.escape import escape_rich
+
+    where = f" ({escape_rich(scene)})" if scene else ""
+    for note in dict.fromkeys(notes):
+        console.print(f"[yellow]Note{where}:[/yellow] {escape_rich(note.message)}")
+
+
 def run_prediction(
     scene: SceneViews,
     predict_fn: Callable[[SceneViews], Prediction],

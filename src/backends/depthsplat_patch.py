@@ -125,7 +125,17 @@ def _read(repo: Path, path: Path) -> str:
             "missing. Pass the root folder of a clone of github.com/cvg/depthsplat (or of your "
             "fork), the folder that holds src/ and config/."
         )
-    return file.read_text()
+    return file.read_bytes().decode()  # keeps CRLF (upstream mv_unimatch.py has CRLF lines)
+
+
+def line_ending(text: str) -> str:
+    """The file's own line ending: CRLF where its first line ends so, else LF."""
+    first = text.find("\n")
+    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+
+
+def _in_ending(lines: str, ending: str) -> str:
+    return lines.replace("\n", ending)
 
 
 def plan_patch(repo: str | Path) -> list[FilePatch]:
@@ -136,7 +146,8 @@ def plan_patch(repo: str | Path) -> list[FilePatch]:
     """
     repo = Path(repo)
     texts = {insertion.path: _read(repo, insertion.path) for insertion in INSERTIONS}
-    applied = [insertion.lines in texts[insertion.path] for insertion in INSERTIONS]
+    applied = [_in_ending(insertion.lines, line_ending(texts[insertion.path])) in
+               texts[insertion.path] for insertion in INSERTIONS]
     if all(applied):
         return [FilePatch(path, text, text) for path, text in texts.items()]
     if not any(applied) and exposes_maps(repo):
@@ -147,12 +158,13 @@ def plan_patch(repo: str | Path) -> list[FilePatch]:
     patches = []
     for insertion, done in zip(INSERTIONS, applied):
         text = texts[insertion.path]
+        anchor = _in_ending(insertion.anchor, line_ending(text))
         if done:
             patches.append(FilePatch(insertion.path, text, text))
             continue
         problems = [f"the line {line!r} is missing"
                     for line in insertion.requires if line not in text]
-        count = text.count(insertion.anchor)
+        count = text.count(anchor)
         if count != 1:
             problems.append(
                 f"the anchor line {insertion.anchor.strip()!r} occurs {count} times (needs once)"
@@ -161,10 +173,11 @@ def plan_patch(repo: str | Path) -> list[FilePatch]:
             raise UnrecognizedCheckoutError(
                 f"{repo / insertion.path} does not look like DepthSplat's file: "
                 + "; ".join(problems)
-                + ". dsviewer changed nothing. Add the exposure by hand (see "
-                "docs/backends.md) or update the checkout to cvg/depthsplat's layout."
+                + ". dsviewer changed nothing. Update the checkout to cvg/depthsplat's "
+                "layout, or add the exposure by hand where your code computes these maps.\n\n"
+                + exposure_instructions(repo, by_hand=True)
             )
-        new = text.replace(insertion.anchor, insertion.anchor + insertion.lines)
+        new = text.replace(anchor, anchor + _in_ending(insertion.lines, line_ending(text)))
         patches.append(FilePatch(insertion.path, text, new))
     return patches
 
@@ -182,9 +195,10 @@ def apply_patch(repo: str | Path, patches: list[FilePatch]) -> list[Path]:
     return written
 
 
-def exposure_instructions(repo: str | Path) -> str:
-    """What to add to a checkout that does not expose the maps, in a few sentences and code."""
-    parts = [
+def exposure_instructions(repo: str | Path, by_hand: bool = False) -> str:
+    """What to add to a checkout that does not expose the maps, in a few sentences and code
+    (``by_hand``: only the lines, for when the patch itself cannot place them)."""
+    parts = ["The lines to add:"] if by_hand else [
         (
             f"The DepthSplat checkout {repo} does not put coarse_mv_depth and mono_depth (the "
             "cost volume's inverse depth and the monocular residual) into visualization_dump, "

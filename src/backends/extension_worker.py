@@ -69,10 +69,10 @@ def bind_checkout_package(repo: Path) -> None:
 
     The official ``src`` has no ``__init__.py`` (a namespace package), and a regular package of
     the same name anywhere on ``sys.path`` (such as dsviewer's own) would win over it, so the
-    package is registered by hand with ``repo/src`` as its only search location.
+    package is registered by hand with ``repo/src`` as its only search location. ``sys.path``
+    keeps every other entry: after ``pip install .`` the folder holding dsviewer's ``src`` is
+    site-packages itself, where the checkout finds einops, jaxtyping and the rest.
     """
-    this_project = Path(__file__).resolve().parents[2]
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != this_project]
     sys.path[0] = str(repo)  # instead of this script's folder
     standard = (importlib.machinery.PathFinder, importlib.machinery.BuiltinImporter,
                 importlib.machinery.FrozenImporter)  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import IntrinsicsError
+from .errors import PANORAMA_ADVICE, IntrinsicsError, UnsupportedCameraError
 
 # COLMAP model id -> (name, parameter names), as in COLMAP's sensor/models.h.
 CAMERA_MODELS: dict[int, tuple[str, tuple[str, ...]]] = {
@@ -90,8 +90,11 @@ def make_camera(model: str, width: int, height: int, params: list[float] | tuple
     """A checked :class:`Camera`: known model, right parameter count, positive image size,
     finite parameters, positive focal lengths."""
     if model not in PARAMETERS:
-        raise IntrinsicsError(source, where, f"unknown camera model {model!r}; known: "
-                              f"{', '.join(PARAMETERS)}")
+        raise UnsupportedCameraError(
+            f"{where} in {source}", repr(model), "it is none of COLMAP's camera models ("
+            f"{', '.join(PARAMETERS)})", "Write one of those names (as COLMAP spells it) in the "
+            "camera file, or undistort the images to PINHOLE cameras (e.g. `colmap "
+            "image_undistorter`) and load that folder")
     names = PARAMETERS[model]
     if len(params) != len(names):
         raise IntrinsicsError(source, where, f"{model} takes {len(names)} parameters "
@@ -108,3 +111,11 @@ def make_camera(model: str, width: int, height: int, params: list[float] | tuple
             raise IntrinsicsError(source, where, f"focal length fx={fx:g}, fy={fy:g}; it must "
                                   "be positive")
     return camera
+
+
+def check_perspective(camera: Camera, where: str) -> None:
+    """Refuse cameras with no pinhole image (spherical panoramas), before anything reads their
+    focal length: ``where`` names the frame or camera for the message."""
+    if camera.model in SPHERICAL_MODELS:
+        raise UnsupportedCameraError(where, camera.model, "it is a spherical panorama, which "
+                                     "no pinhole camera can show", PANORAMA_ADVICE)

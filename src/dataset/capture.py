@@ -15,9 +15,9 @@ Captures come in arbitrary units, while a checkpoint's depth candidates span its
 ``near..far`` (0.5..100 for RE10K). Like the ``make_baseline_1`` option of DepthSplat's loaders,
 we move the context cameras' centroid to the origin and scale so the widest context baseline
 becomes ``target_baseline``. When the context cameras barely move (baseline below
-``baseline_epsilon`` in capture units), the capture's median camera spacing is the unit instead
-(note ``baseline_fallback``). ``SceneViews.world_from_model`` holds the inverse similarity, so
-predictions map back to the capture's own units.
+``baseline_epsilon`` times the capture's median camera spacing, so units do not matter), that
+spacing is the unit instead (note ``baseline_fallback``). ``SceneViews.world_from_model``
+holds the inverse similarity, so predictions map back to the capture's own units.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from .nerfstudio import read_transforms, transforms_files
 from .notes import decode_notes, selection_notes
 from .preprocess import PreprocessSettings, check_poses, preprocess_views
 from .types import SceneNote, SceneViews
-from .undistort import undistort_image
+from .undistort import radial_fold, undistort_image
 from .view_choice import camera_spacing, choose_context, choose_targets
 from .views import ViewSelection, check_frames, evenly_spaced
 
@@ -57,7 +57,8 @@ class CaptureOptions:
     target_baseline: float | None = 1.0
     """Widest context-camera distance after rescaling; None keeps the capture's units."""
     baseline_epsilon: float = 1e-3
-    """Context baselines below this (capture units) give no scale; the camera spacing is used."""
+    """Context baselines below this fraction of the median camera spacing give no scale; the
+    spacing is used instead."""
     max_targets: int = 8
     """At most this many default target views."""
 
@@ -86,13 +87,14 @@ def world_from_model_similarity(centers: np.ndarray, spacing: float, options: Ca
         return Similarity.identity(), []
     baseline = float(np.linalg.norm(centers[:, None] - centers[None], axis=-1).max())
     unit, notes = baseline, []
-    if baseline < options.baseline_epsilon:
-        unit = spacing if spacing >= options.baseline_epsilon else 1.0
+    if baseline <= options.baseline_epsilon * spacing:  # also when no camera moves (0 <= 0)
+        unit = spacing if spacing > 0 else 1.0
         notes.append(SceneNote(
             "baseline_fallback",
             f"The context cameras are only {baseline:.2e} apart (below baseline_epsilon "
-            f"{options.baseline_epsilon}), which gives no scale; the capture was scaled by "
-            + (f"its median camera spacing ({spacing:.3g}) instead." if unit == spacing
+            f"{options.baseline_epsilon} times the median camera spacing), which gives no "
+            "scale; the capture was scaled by "
+            + (f"its median camera spacing ({spacing:.3g}) instead." if spacing > 0
                else "1 (its own units), as its cameras do not move either.")))
     scale = unit / options.target_baseline
     return Similarity(scale, torch.eye(3, dtype=torch.float64),
@@ -160,7 +162,7 @@ def load_capture(
     poses = np.stack([frames[i].T_world_cam for i in chosen])
     check_poses(torch.from_numpy(poses), source, [frames[i].name for i in chosen])
 
-    decoded, pixels, K, undistorted = {}, {}, {}, {}
+    decoded, pixels, K, undistorted, folds = {}, {}, {}, {}, {}
     for i in dict.fromkeys(chosen):
         frame = frames[i]
         decoded[frame.name] = read_image(frame.image_path.read_bytes(), source, frame.name)
@@ -168,7 +170,11 @@ def load_capture(
         image = decoded[frame.name].pixels.permute(1, 2, 0).numpy()
         if camera.has_distortion:
             image, pinhole = undistort_image(image, camera)
-            undistorted.setdefault(camera.model, []).append(i)
+            fold = radial_fold(camera)
+            if fold is not None:
+                folds[i] = fold.distorted_px
+            else:
+                undistorted.setdefault(camera.model, []).append(i)
             fx, fy, cx, cy, width, height = (pinhole.fx, pinhole.fy, pinhole.cx, pinhole.cy,
                                              pinhole.width, pinhole.height)
         else:
@@ -183,6 +189,14 @@ def load_capture(
             "they were "
             "undistorted to pinhole cameras the way COLMAP's image_undistorter does (focal "
             "lengths kept, no blank pixels)."))
+    if folds:
+        notes.append(SceneNote(
+            "distortion_folds",
+            f"In frame(s) {', '.join(f'{i} (r ≈ {r:.0f} px)' for i, r in sorted(folds.items()))} "
+            "the lens distortion folds back inside the image at that distance from the "
+            "principal point: pixels beyond it have no ray under the camera model and are "
+            "unreliable. These frames were undistorted from the rays inside the fold (black "
+            "beyond it), unlike COLMAP's image_undistorter, whose output there is arbitrary."))
 
     num_context = len(selection.context)
     usable_spacing = camera_spacing(capture, usable)
@@ -195,7 +209,8 @@ def load_capture(
     def views(part: slice):
         return preprocess_views([pixels[i] for i in chosen[part]],
                                 torch.stack([K[i] for i in chosen[part]]), T_model_cam[part],
-                                index[part], settings, camera_models=models[part])
+                                index[part], settings, camera_models=models[part],
+                                exact_principal_point=True)
 
     scene = SceneViews(
         key=capture.folder.name,

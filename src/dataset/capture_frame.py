@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .camera_models import Camera
-from .errors import CaptureFormatError, size_text
+from .camera_models import Camera, check_perspective
+from .errors import ImageCameraMismatchError, size_text
 from .images import DecodedImage
 
 
@@ -31,21 +31,16 @@ class CaptureFrame:
         """The camera scaled to the decoded pixels, after checking that the stored image is
         the camera's image (same size, or the same aspect ratio when resized after SfM)."""
         assert self.camera is not None
+        check_perspective(self.camera, f"frame {self.name} of {source}")
         cam_w, cam_h = self.camera.width, self.camera.height
         width, height = image.stored_size
         if abs(cam_w * height - cam_h * width) > max(width, height):
             turned = abs(cam_w * width - cam_h * height) <= max(width, height)
-            hint = (" The image is the camera's turned by 90 degrees"
-                    + (f" and carries EXIF orientation {image.exif_orientation}" if
-                       image.exif_orientation else "")
-                    + ": it was probably rotated after the cameras were computed (COLMAP uses "
-                    "pixels as stored, ignoring EXIF orientation). Use the images the cameras "
-                    "were computed from." if turned else
-                    " Use the images the cameras were computed from.")
-            raise CaptureFormatError(self.image_path.parent if self.image_path else Path(source),
-                                     f"image {self.name} is {size_text(width, height)} but its "
-                                     f"camera is {size_text(cam_w, cam_h)} (another aspect "
-                                     f"ratio).{hint}")
+            exif = (f" and carries EXIF orientation {image.exif_orientation}"
+                    if image.exif_orientation else "")
+            raise ImageCameraMismatchError(
+                self.image_path.parent if self.image_path else Path(source), self.name,
+                size_text(width, height), size_text(cam_w, cam_h), exif if turned else None)
         return self.camera.scaled(*image.size)
 
 

@@ -11,6 +11,7 @@ stay in the frame list with ``image_path=None``.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,9 @@ from .camera_models import CAMERA_MODELS, Camera, make_camera
 from .capture_frame import Capture, CaptureFrame
 from .errors import CaptureFormatError
 from .paths import natural_key, path_inside
+from .types import SceneNote
 
-MODEL_FOLDERS = ("sparse/0", "sparse", "colmap/sparse/0", "distorted/sparse/0", ".")
+MODEL_PARENTS = ("sparse", "colmap/sparse", "distorted/sparse", ".")  # hold sparse/<n> models
 IMAGE_FOLDERS = ("images", ".")
 POINT2D = np.dtype([("x", "<f8"), ("y", "<f8"), ("id", "<i8")])  # images.bin per feature
 CAMERA_RECORD = struct.calcsize("<iiQQ")
@@ -207,32 +209,94 @@ def read_points_binary(path: Path) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------- model -> capture
 
 
-def find_model(folder: Path) -> tuple[Path, str] | None:
-    """The folder holding ``cameras``/``images`` and their extension (``.bin`` or ``.txt``)."""
-    for sub in MODEL_FOLDERS:
-        model = folder / sub
-        for ext in (".bin", ".txt"):
-            if (model / f"cameras{ext}").is_file() and (model / f"images{ext}").is_file():
-                return model, ext
+@dataclass(frozen=True)
+class ModelChoice:
+    """The COLMAP model to read and where its images are looked up."""
+
+    model: Path  # the folder holding cameras/images
+    ext: str  # ".bin" or ".txt"
+    root: Path  # the capture folder: image names are relative to it and must stay inside it
+    note: SceneNote | None = None  # set when other models were passed over
+
+
+def _model_files(folder: Path) -> str | None:
+    for ext in (".bin", ".txt"):
+        if (folder / f"cameras{ext}").is_file() and (folder / f"images{ext}").is_file():
+            return ext
     return None
+
+
+def registered_images(model: Path, ext: str) -> int:
+    """How many images the model registers, from the file's count (binary) or its lines."""
+    if ext == ".bin":
+        with open(model / "images.bin", "rb") as file:
+            head = file.read(8)
+        return struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+    return (len(_text_lines(model / "images.txt")) + 1) // 2  # two lines per image
+
+
+def capture_root(folder: Path) -> Path:
+    """The capture a named folder belongs to: the folder itself, or for a model folder
+    ``<capture>/sparse`` or ``<capture>/sparse/<n>`` without its own images/, ``<capture>``."""
+    if (folder / "images").is_dir():
+        return folder
+    if folder.name.isdigit() and folder.parent.name == "sparse":
+        return folder.parent.parent
+    return folder.parent if folder.name == "sparse" else folder
+
+
+def find_model(folder: Path) -> ModelChoice | None:
+    """The model of a capture folder: of several numbered ones (``sparse/0``, ``sparse/1``...,
+    as COLMAP's mapper writes when not every image registers together) the one with the most
+    images, with a note naming the others; or ``sparse``, or the folder itself."""
+    root = capture_root(folder)
+    for parent in MODEL_PARENTS:
+        where = folder / parent
+        numbered = sorted((p for p in where.iterdir() if p.name.isdigit()),
+                          key=lambda p: int(p.name)) if where.is_dir() else []
+        models = [(p, ext) for p in numbered if (ext := _model_files(p))]
+        if models:
+            counts = [registered_images(p, ext) for p, ext in models]
+            best = max(range(len(models)), key=lambda i: counts[i])  # the first of equals
+            model, ext = models[best]
+            return ModelChoice(model, ext, root, _models_note(folder, models, counts, best))
+    for sub in ("sparse", "."):
+        if ext := _model_files(folder / sub):
+            return ModelChoice(folder / sub, ext, root)
+    return None
+
+
+def _models_note(folder: Path, models: list[tuple[Path, str]], counts: list[int], best: int
+                 ) -> SceneNote | None:  # fmt: skip
+    if len(models) < 2:
+        return None
+    names = [p.relative_to(folder).as_posix() for p, _ in models]
+    listed = ", ".join(f"{name} ({count} images)" for name, count in zip(names, counts))
+    other = next(p for i, (p, _) in enumerate(models) if i != best)
+    return SceneNote(
+        "colmap_models",
+        f"The COLMAP folder holds {len(models)} separate models: {listed}. {names[best]}, which "
+        f"registers the most images, was used; to use another, pass its folder as the scene "
+        f"(e.g. {other}).")
 
 
 def find_image(folder: Path, name: str, named_in: str) -> Path | None:
     """The image file of a COLMAP image name (under ``images/`` or the folder), or None."""
     for sub in IMAGE_FOLDERS:
-        candidate = path_inside(folder, str(Path(sub) / name), named_in)
+        candidate = path_inside(folder, str(Path(sub) / name), named_in, follow_links=False)
         if candidate.is_file():
             return candidate
     return None
 
 
 def read_colmap(folder: Path) -> Capture:
-    """Every image of the COLMAP model in ``folder``, in natural name order."""
+    """Every image of the COLMAP model in ``folder`` (see :func:`find_model`), in natural
+    name order."""
     found = find_model(folder)
     if found is None:
-        raise CaptureFormatError(folder, "no COLMAP model found (looked in "
-                                 + ", ".join(MODEL_FOLDERS) + ")")
-    model, ext = found
+        raise CaptureFormatError(folder, "no COLMAP model found (looked in sparse/<n>, sparse, "
+                                 "colmap/sparse/<n>, distorted/sparse/<n> and the folder)")
+    model, ext, root = found.model, found.ext, found.root
     binary = ext == ".bin"
     cameras = (read_cameras_binary if binary else read_cameras_text)(model / f"cameras{ext}")
     images = (read_images_binary if binary else read_images_text)(model / f"images{ext}")
@@ -246,10 +310,10 @@ def read_colmap(folder: Path) -> Capture:
         if camera_id not in cameras:
             raise CaptureFormatError(folder, f"image {name!r} uses camera {camera_id}, which "
                                      f"{model / ('cameras' + ext)} does not define")
-        frames.append(CaptureFrame(name=name, image_path=find_image(folder, name, images_file),
+        frames.append(CaptureFrame(name=name, image_path=find_image(root, name, images_file),
                                    camera=cameras[camera_id],
                                    T_world_cam=_camera_to_world(qvec, tvec), point_ids=ids))
     if not frames:
         raise CaptureFormatError(folder, f"the COLMAP model in {model} has no images")
-    return Capture(folder=folder, camera_file=images_file, frames=frames, point_ids=point_ids,
-                   point_xyz=point_xyz)
+    return Capture(folder=root, camera_file=images_file, frames=frames, point_ids=point_ids,
+                   point_xyz=point_xyz, notes=[found.note] if found.note else [])

@@ -120,11 +120,12 @@ def frames_text(frames: Iterable[object], limit: int = 10) -> str:
 
 
 class PathOutsideRootError(SceneError):
-    def __init__(self, name: str, named_in: str, root: Path) -> None:
+    def __init__(self, name: str, named_in: str, root: Path, follow_links: bool = True) -> None:
+        resolved = "'..' and symbolic links" if follow_links else "'..'"
         super().__init__(
             f"{named_in} names the file {name!r}, which lies outside {root} (after resolving "
-            "'..' and symbolic links). Files a dataset names must stay inside its folder: move "
-            "or copy the file into the folder and name it relative to it."
+            f"{resolved}). Files a dataset names must stay inside its folder: move or copy the "
+            "file into the folder and name it relative to it."
         )
 
 
@@ -175,10 +176,30 @@ class MissingFramesError(SceneError):
         )
 
 
+UNDISTORT_ADVICE = ("Undistort the images to a pinhole camera first (e.g. `colmap "
+                    "image_undistorter`) and load the undistorted folder")
+PANORAMA_ADVICE = ("Cut perspective (pinhole) views out of the panoramas with an "
+                   "equirectangular-to-perspective tool, compute their cameras (e.g. with "
+                   "COLMAP) and load those")
+
+
 class UnsupportedCameraError(SceneError):
-    def __init__(self, source: str, model: str, detail: str) -> None:
+    def __init__(self, source: str, model: str, detail: str,
+                 advice: str = UNDISTORT_ADVICE) -> None:
+        super().__init__(f"The camera model {model} of {source} cannot be used: {detail}. "
+                         f"{advice}.")
+
+
+class ImageCameraMismatchError(SceneError):
+    def __init__(self, folder: Path, name: str, image_size: str, camera_size: str,
+                 turned_by: str | None) -> None:
+        turned = ("" if turned_by is None else
+                  f" It is the camera's image turned by 90 degrees{turned_by}: it was probably "
+                  "rotated after the cameras were computed (COLMAP uses pixels as stored, "
+                  "ignoring EXIF orientation).")
         super().__init__(
-            f"The camera model {model} in {source} cannot be used: {detail}. Undistort the "
-            "images to a pinhole camera first (e.g. `colmap image_undistorter`) and load the "
-            "undistorted folder."
+            f"Image {name} in {folder} is {image_size} but its camera is {camera_size} (another "
+            f"aspect ratio), so the camera does not describe these pixels.{turned} Use the "
+            "images the cameras were computed from, or compute the cameras again from these "
+            "images."
         )

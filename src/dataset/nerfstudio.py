@@ -51,11 +51,11 @@ def transforms_files(folder: Path) -> list[Path]:
 
 
 def _resolve_image(folder: Path, file_path: str, named_in: str) -> Path | None:
-    path = path_inside(folder, file_path, named_in)
+    path = path_inside(folder, file_path, named_in, follow_links=False)
     if path.is_file():
         return path
     for suffix in IMAGE_SUFFIXES:
-        candidate = path_inside(folder, file_path + suffix, named_in)
+        candidate = path_inside(folder, file_path + suffix, named_in, follow_links=False)
         if candidate.is_file():
             return candidate
     return None

@@ -10,7 +10,8 @@ Codes (stable; the viewer lists them in metrics.json):
 * ``mixed_image_sizes``: views of different sizes were each rescaled and cropped on their own.
 
 Loaders add their own: ``undistorted`` (undistort.py), ``frames_missing`` (capture.py),
-``default_views`` (view_choice.py), ``baseline_fallback`` (capture.py).
+``default_views`` (view_choice.py), ``baseline_fallback`` (capture.py), ``colmap_models``
+(colmap.py).
 """
 
 from __future__ import annotations

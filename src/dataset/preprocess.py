@@ -220,11 +220,14 @@ def resize_depth_nearest(depth: Tensor, shape: tuple[int, int]) -> Tensor:
 
 
 def center_crop(
-    images: Tensor, K: Tensor, shape: tuple[int, int], depth: Tensor | None
+    images: Tensor, K: Tensor, shape: tuple[int, int], depth: Tensor | None,
+    exact_principal_point: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Centre-crop ``images [V, C, H, W]`` (and ``depth [V, H, W]``) to ``shape``; update ``K``.
 
-    Normalized ``fx, fy`` grow by ``W / w_out``, ``H / h_out``; ``cx, cy`` are kept.
+    Normalized ``fx, fy`` grow by ``W / w_out``, ``H / h_out``. The official shim keeps the
+    normalized ``cx, cy``, which is exact only for a centred principal point (and even margins);
+    ``exact_principal_point`` moves it with the crop: ``cx' = (cx W - col0) / w_out``.
     """
     h_in, w_in = images.shape[-2:]
     h_out, w_out = shape
@@ -235,11 +238,15 @@ def center_crop(
     K = K.clone()
     K[:, 0, 0] *= w_in / w_out
     K[:, 1, 1] *= h_in / h_out
+    if exact_principal_point:
+        K[:, 0, 2] = (K[:, 0, 2] * w_in - col) / w_out
+        K[:, 1, 2] = (K[:, 1, 2] * h_in - row) / h_out
     return images, K, depth
 
 
 def crop_shim(
-    images: Tensor, K: Tensor, settings: PreprocessSettings, depth: Tensor | None
+    images: Tensor, K: Tensor, settings: PreprocessSettings, depth: Tensor | None,
+    exact_principal_point: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """The dataset crop shim on uint8 ``images [V, 3, H, W]``: float32 ``[V, 3, h, w]`` out."""
     in_shape = tuple(images.shape[-2:])
@@ -253,15 +260,17 @@ def crop_shim(
     resized = torch.stack([resize_image_lanczos(image, scaled) for image in images])
     if depth is not None:
         depth = resize_depth_nearest(depth, scaled)
-    return center_crop(resized, K, out_shape, depth)
+    return center_crop(resized, K, out_shape, depth, exact_principal_point)
 
 
 def patch_shim(
-    images: Tensor, K: Tensor, multiple: int, depth: Tensor | None
+    images: Tensor, K: Tensor, multiple: int, depth: Tensor | None,
+    exact_principal_point: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """The model wrapper's shim: centre-crop ``[V, 3, H, W]`` to multiples of ``multiple``."""
     h, w = images.shape[-2:]
-    return center_crop(images, K, ((h // multiple) * multiple, (w // multiple) * multiple), depth)
+    shape = ((h // multiple) * multiple, (w // multiple) * multiple)
+    return center_crop(images, K, shape, depth, exact_principal_point)
 
 
 # ---------------------------------------------------------------- the whole pipeline
@@ -275,6 +284,7 @@ def preprocess_views(
     settings: PreprocessSettings,
     depth: Sequence[Tensor] | None = None,
     camera_models: Sequence[str] | None = None,
+    exact_principal_point: bool = False,
 ) -> ViewSet:
     """Decoded frames to a model-ready :class:`ViewSet`, each view through the shims alone.
 
@@ -286,6 +296,8 @@ def preprocess_views(
         settings: the checkpoint's expectations.
         depth: optional V metric z-depths ``[H_v, W_v]`` (0 = unknown), cropped with the images.
         camera_models: optional per-view source camera model names.
+        exact_principal_point: move ``cx, cy`` with the crops (captures, whose principal
+            points can be anywhere); False keeps the official shims' rule (chunk datasets).
 
     Returns:
         A ViewSet with images ``[V, 3, h, w]`` at ``settings.model_shape``.
@@ -295,8 +307,10 @@ def preprocess_views(
     for v, image in enumerate(images):
         assert image.dtype == torch.uint8 and image.ndim == 3, image.shape
         view_depth = None if depth is None else depth[v][None].to(torch.float32)
-        view, view_K, view_depth = crop_shim(image[None], K[v : v + 1], settings, view_depth)
-        view, view_K, view_depth = patch_shim(view, view_K, settings.patch_multiple, view_depth)
+        view, view_K, view_depth = crop_shim(image[None], K[v : v + 1], settings, view_depth,
+                                             exact_principal_point)
+        view, view_K, view_depth = patch_shim(view, view_K, settings.patch_multiple, view_depth,
+                                              exact_principal_point)
         out_images.append(view[0])
         out_K.append(view_K[0])
         if view_depth is not None:

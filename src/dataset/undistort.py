@@ -19,6 +19,12 @@ pinhole image and is refused.
 
 OpenCV puts the centre of the top-left pixel at ``(0, 0)``, COLMAP at ``(0.5, 0.5)``: principal
 points move by 0.5 at that boundary.
+
+Strong radial terms can fold the lens map back inside the image (``r (1 + k1 r^2 + k2 r^4)``
+stops growing, e.g. SfM of internet photos with ``k2 = -387``): pixels beyond the fold radius
+have no ray at all under the model, and both COLMAP's and OpenCV's iterative inverses return
+arbitrary rays there. For such cameras (:func:`radial_fold`) the pinhole is sized from the rays
+inside the fold only and pixels beyond it stay black; COLMAP's output differs there.
 """
 
 from __future__ import annotations
@@ -28,14 +34,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .camera_models import PINHOLE_MODELS, SPHERICAL_MODELS, Camera
-from .errors import UnsupportedCameraError
+from .camera_models import PINHOLE_MODELS, Camera, check_perspective
+from .errors import UnsupportedCameraError, size_text
 
 MIN_SCALE, MAX_SCALE = 0.2, 2.0  # COLMAP's UndistortCameraOptions defaults
 OPENCV_STANDARD = ("SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV")
 OPENCV_FISHEYE = ("OPENCV_FISHEYE", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE", "SIMPLE_FISHEYE",
                   "FISHEYE")
 POINT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
+FOLD_SEARCH_RADIUS = 50.0  # normalized pinhole radius searched for a fold (88.9 degrees off-axis)
+FOLD_SEARCH_STEPS = 200_000
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,50 @@ def _lift_newton(camera: Camera, px: np.ndarray, py: np.ndarray
     return np.where(bad, np.nan, u), np.where(bad, np.nan, v)
 
 
+# ---------------------------------------------------------------- folds
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Where a camera's radial distortion stops increasing, inside its image."""
+
+    radius: float  # normalized pinhole radius r of the fold
+    distorted_px: float  # its radius in the distorted image, pixels from the principal point
+
+
+def radial_fold(camera: Camera) -> Fold | None:
+    """The fold of OpenCV's standard radial map ``r -> r (1 + k1 r^2 + k2 r^4 + k3 r^6) /
+    (1 + k4 r^2 + k5 r^4 + k6 r^6)`` when it lies inside the image, else None (tangential
+    terms left out; other models are not checked)."""
+    if camera.model not in OPENCV_STANDARD:
+        return None
+    k = np.zeros(8)
+    coefficients = _opencv_coefficients(camera)
+    k[: len(coefficients)] = coefficients
+    r = np.linspace(0.0, FOLD_SEARCH_RADIUS, FOLD_SEARCH_STEPS + 1)
+    r2 = r * r
+    distorted = r * ((1 + r2 * (k[0] + r2 * (k[1] + r2 * k[4])))
+                     / (1 + r2 * (k[5] + r2 * (k[6] + r2 * k[7]))))
+    falling = np.flatnonzero(~(np.diff(distorted) > 0))  # NaN (a zero denominator) counts
+    if len(falling) == 0:
+        return None
+    fx, fy, cx, cy = camera.pinhole
+    corners_x, corners_y = np.array([0.0, camera.width]), np.array([0.0, camera.height])
+    reach = np.hypot(*np.meshgrid((corners_x - cx) / fx, (corners_y - cy) / fy)).max()
+    top = falling[0]
+    if not distorted[top] < reach:
+        return None
+    return Fold(float(r[top]), float(distorted[top] * (fx + fy) / 2))
+
+
+def _inside_fold(normal: np.ndarray, fold: Fold | None) -> np.ndarray:
+    """Normalized points ``[N, 2]`` pulled in to the fold radius (direction kept)."""
+    if fold is None:
+        return normal
+    radius = np.linalg.norm(normal, axis=1, keepdims=True)
+    return normal * np.minimum(1.0, fold.radius / np.maximum(radius, 1e-300))
+
+
 # ---------------------------------------------------------------- the undistorter
 
 
@@ -176,9 +228,7 @@ def lift_pixels(camera: Camera, points: np.ndarray) -> np.ndarray:
 
 def undistorted_pinhole(camera: Camera) -> Pinhole:
     """COLMAP's undistorted pinhole camera for ``camera`` (rule in the module docstring)."""
-    if camera.model in SPHERICAL_MODELS:
-        raise UnsupportedCameraError(f"a {camera.model} camera", camera.model,
-                                     "a spherical panorama has no pinhole image")
+    check_perspective(camera, f"a {size_text(camera.width, camera.height)} camera")
     fx, fy, cx, cy = camera.pinhole
     w, h = camera.width, camera.height
     if camera.model in PINHOLE_MODELS:
@@ -190,9 +240,9 @@ def undistorted_pinhole(camera: Camera) -> Pinhole:
         "top": np.stack([xs, np.full(w, 0.5)], -1),
         "bottom": np.stack([xs, np.full(w, h - 0.5)], -1),
     }
-    lifted = {}
+    lifted, fold = {}, radial_fold(camera)
     for side, points in borders.items():
-        normal = lift_pixels(camera, points)
+        normal = _inside_fold(lift_pixels(camera, points), fold)
         normal = normal[np.isfinite(normal).all(axis=1)]
         if len(normal) == 0:
             raise UnsupportedCameraError(f"a {camera.model} camera", camera.model,
@@ -245,4 +295,9 @@ def undistort_image(image: np.ndarray, camera: Camera) -> tuple[np.ndarray, Pinh
     map_x, map_y = undistortion_maps(camera, pinhole)
     out = cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    fold = radial_fold(camera)
+    if fold is not None:  # rays beyond the fold would show the image folded back
+        xs = (np.arange(pinhole.width) + 0.5 - pinhole.cx) / pinhole.fx
+        ys = (np.arange(pinhole.height) + 0.5 - pinhole.cy) / pinhole.fy
+        out[np.hypot(*np.meshgrid(xs, ys)) > fold.radius] = 0
     return out, pinhole

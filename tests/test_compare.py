@@ -363,11 +363,13 @@ def test_export_writes_every_run_and_loads_each_model_once(exported):
                   ["image_size"][0] for n in names}  # fmt: skip
         assert shapes == {128, 64}
         # What made each run: the file, the frames and the planes its metrics.json reports.
+        from viewer.runs import model_path
+
         files = [exported["checkpoints"][0], *exported["checkpoints"][1:] * 2]
         for name, checkpoint in zip(names, files, strict=True):
             definition = compare["run_definitions"][name]
             metrics = json.loads((scene / "runs" / name / "metrics.json").read_text())["scene"]
-            assert definition["checkpoint"] == metrics["checkpoint"] == str(checkpoint.resolve())
+            assert definition["checkpoint"] == metrics["checkpoint"] == str(model_path(checkpoint))
             assert definition["context_frames"] == metrics["context_frames"]
             assert [definition["near"], definition["far"]] == [metrics["near"][0],
                                                                metrics["far"][0]]  # fmt: skip

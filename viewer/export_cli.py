@@ -100,8 +100,9 @@ def model_runs(checkpoints: Sequence[Path]) -> dict[str, Path]:
     """Run name -> checkpoint: the file stems made unique, in the order given. A file given
     twice is two runs of one loaded model."""
     from viewer.compare import unique_names
+    from viewer.runs import model_path
 
-    paths = [Path(checkpoint).resolve() for checkpoint in checkpoints]
+    paths = [model_path(checkpoint) for checkpoint in checkpoints]
     return dict(zip(unique_names([Path(c).stem for c in checkpoints]), paths))
 
 

@@ -5,6 +5,7 @@ null index entry; resume, --force, the report in Chromium, and thousands of abse
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
 import json
@@ -214,6 +215,20 @@ def test_summary_aggregates_the_ok_rows(one_process):
     assert "each scene weighing one" in summary["aggregation"]
 
 
+def test_summary_names_the_run(one_process, dataset):
+    from viewer.evaluation.records import run_hash
+
+    root, index, _ = dataset
+    out = one_process[0]
+    run = json.loads((out / "summary.json").read_text())["run"]
+    identity = json.loads((out / "run.json").read_text())
+    assert run == {**identity, "run": run_hash(identity), "data_roots": [str(root.resolve())],
+                   "device": "cpu", "dsviewer_version": run["dsviewer_version"],
+                   "dsviewer_commit": run["dsviewer_commit"]}  # fmt: skip
+    assert identity["index_sha256"] == hashlib.sha256(index.read_bytes()).hexdigest()
+    assert run["dsviewer_version"]  # the package is installed (editable) in the test setup
+
+
 class TableReader(HTMLParser):
     """The text of each cell of the report's table, per row."""
 
@@ -401,6 +416,29 @@ def test_report_renders_offline_in_chromium(one_process):
                                          "r.cells[column].dataset.v)", column)  # fmt: skip
         values = [float(v) for v in psnr if v is not None]
         assert len(values) == 4 and values == sorted(values)  # worst (lowest) PSNR first
+
+        def column(name: str) -> list[str]:
+            return page.evaluate("""(name) => { const t = document.getElementById('scenes');
+              const i = Array.from(t.tHead.rows[0].cells).findIndex(c => c.dataset.col === name);
+              return Array.from(t.tBodies[0].rows).map(r => r.cells[i].dataset.v); }""", name)
+
+        def menu() -> list[str]:  # the value and the text the menu shows
+            return page.eval_on_selector("#sort", "m => [m.value, m.selectedIndex < 0 ? '' : "
+                                         "m.options[m.selectedIndex].text]")  # fmt: skip
+
+        keys = sorted(r["key"] for r in rows)
+        page.click("th[data-col=key]")
+        assert column("key") == keys and menu() == ["key", "key (A to Z)"]
+        page.click("th[data-col=key]")  # a second click reverses
+        assert column("key") == keys[::-1] and menu()[0] == "key"
+        page.click("th[data-col=seconds]")
+        seconds = [float(v) for v in column("seconds") if v is not None]
+        assert seconds == sorted(seconds, reverse=True) and menu()[0] == "seconds"
+        page.select_option("#sort", "status")
+        statuses = column("status")
+        assert statuses == sorted(statuses) and menu() == ["status", "status (A to Z)"]
+        page.select_option("#sort", "views")
+        assert menu() == ["views", "views (most first)"]
         assert page.locator(".hist svg").count() >= 9
         browser.close()
     assert requests == [] and dialogs == []

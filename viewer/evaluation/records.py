@@ -182,7 +182,7 @@ def run_hash(identity: dict) -> str:
 
 def has_records(out: Path) -> bool:
     folder = Path(out) / RECORDS_DIR
-    return folder.is_dir() and any(folder.glob("*.json"))
+    return folder.is_dir() and any(path.is_file() for path in folder.glob("*.json"))
 
 
 def set_aside_previous_run(out: Path) -> Path:

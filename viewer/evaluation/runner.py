@@ -4,8 +4,7 @@ Rank 0 resolves the scenes (:mod:`viewer.evaluation.plan`), checks the output fo
 scenes that already have a result of this run (resume), then broadcasts the list to every rank.
 Each rank loads the model once, runs its contiguous block of the list and writes one record per
 scene; rank 0's bar counts every rank's scenes (:class:`distributed.RunCounter`). After the
-last rank is done, rank 0 merges the records in plan order into ``scenes.csv``,
-``summary.json`` and ``report.html``: the rows do not depend on how many ranks ran them.
+last rank is done, rank 0 merges the records (:mod:`viewer.evaluation.merge`).
 
 An error on one rank (the model does not load, the disk is full, a bug) never leaves the others
 waiting: the rank notes it, tells the others to stop before their next scene, and still joins
@@ -15,7 +14,6 @@ the final exchange, where rank 0 reports every rank's error in one paragraph.
 from __future__ import annotations
 
 import errno
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +22,6 @@ from typing import TYPE_CHECKING
 from viewer.errors import EXIT_BUG, EXIT_USER_ERROR, is_user_error, write_log
 from viewer.evaluation import distributed
 from viewer.evaluation.columns import (
-    DEFAULT_SORT_WITH_GT,
-    DEFAULT_SORT_WITHOUT_GT,
     STATUS_FAILED,
     STATUS_MISSING,
     STATUS_OK,
@@ -38,18 +34,15 @@ from viewer.evaluation.records import (
     frames_of,
     is_done,
     png_base64,
-    read_run_records,
+    record_path,
     run_hash,
     run_identity,
-    write_json,
     write_record,
 )
 
 if TYPE_CHECKING:
     from viewer.eval_cli import EvalOptions
 
-NO_RECORD = ("no result was written: the process that ran this scene stopped early; rerun the "
-             "same command to resume")  # fmt: skip
 OS_ERROR_HINTS = {
     errno.ENOTDIR: "a part of that path is a file, not a folder",
     errno.EEXIST: "a part of that path is a file, not a folder",
@@ -70,10 +63,12 @@ class OutputFolderError(ValueError):
     """``--out`` cannot be created or written."""
 
 
-def os_error_text(error: OSError) -> str:
-    """What the file system said, and what it most likely means."""
+def os_error_text(error: OSError, path: Path | None = None) -> str:
+    """What the file system said about ``path`` (default: the error's file), and what it most
+    likely means."""
     said = error.strerror or str(error)
-    where = f" ({error.filename})" if error.filename else ""
+    path = path or error.filename
+    where = f" ({path})" if path else ""
     hint = OS_ERROR_HINTS.get(error.errno or 0)
     return f"{said}{where}" + (f": {hint}" if hint else "")
 
@@ -169,8 +164,8 @@ def save_record(out: Path, record: SceneRecord) -> None:
     except OSError as error:
         raise OutputFolderError(
             f"Could not write the result of scene {record.key!r} into --out {out}: "
-            f"{os_error_text(error)}. The results written so far are kept: make room (or "
-            "choose another --out) and rerun the same command to resume."
+            f"{os_error_text(error, record_path(out, record.key))}. The results written so far "
+            "are kept: make room (or choose another --out) and rerun the same command to resume."
         ) from None
 
 
@@ -229,90 +224,6 @@ def run_shard(options: EvalOptions, placement, prepared: Prepared, scenes: list[
             "cores": placement.cores, "scenes": ran, "failed": failed,
             "seconds": round(time.perf_counter() - start, 3), "error": error,
             "bug": bug}  # fmt: skip
-
-
-def merged_records(out: Path, plan: ScenePlan, run: str) -> list[SceneRecord]:
-    """One record per planned scene, in plan order (missing scenes get theirs here), then every
-    other record of this run by key (scenes an earlier ``--scene`` run of it evaluated)."""
-    stored = read_run_records(out, run)
-    records = []
-    for planned in plan.scenes:
-        record = stored.pop(planned.key, None)
-        if planned.missing is not None:
-            records.append(SceneRecord(planned.key, STATUS_MISSING, reason=planned.missing))
-            continue
-        if record is not None and (record.context, record.target) != frames_of(
-                planned.context, planned.target):  # fmt: skip
-            record = None  # made with other frames: not a result of this plan
-        records.append(record or SceneRecord(planned.key, STATUS_FAILED, reason=NO_RECORD))
-    return records + [stored[key] for key in sorted(stored)]
-
-
-def dsviewer_version() -> tuple[str | None, str | None]:
-    """The installed version and, when this code is a git checkout, its commit (else None)."""
-    import subprocess
-    from importlib import metadata
-
-    try:
-        version = metadata.version("dsviewer")
-    except metadata.PackageNotFoundError:
-        version = None
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, timeout=5, check=False)
-        commit = result.stdout.strip() if result.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return version, commit  # fmt: skip
-
-
-def sort_column(requested: str, records: list[SceneRecord]) -> str:
-    if requested != "auto":
-        return requested
-    has_gt = any(r.metrics.get(DEFAULT_SORT_WITH_GT) is not None for r in records)
-    return DEFAULT_SORT_WITH_GT if has_gt else DEFAULT_SORT_WITHOUT_GT
-
-
-def write_outputs(options: EvalOptions, prepared: Prepared, timing: dict,
-                  device: str) -> list[SceneRecord]:  # fmt: skip
-    """``scenes.csv``, ``summary.json`` and ``report.html`` from every record (rank 0)."""
-    from src.io.atomic import atomic_write
-    from viewer.evaluation.report import render_report
-    from viewer.evaluation.scene_metrics import viewer_command
-    from viewer.evaluation.tables import AGGREGATION, summary, write_csv
-
-    out = Path(options.out)
-    records = merged_records(out, prepared.plan, prepared.run)
-    write_csv(out / "scenes.csv", records)
-    version, commit = dsviewer_version()
-    roots = [str(Path(r).resolve()) for r in options.data_root]
-    run = {**prepared.identity, "run": prepared.run, "data_roots": roots, "device": device,
-           "dsviewer_version": version, "dsviewer_commit": commit}  # fmt: skip
-    content = summary(records, run, timing, prepared.plan.skipped_by_index)
-    write_json(out / "summary.json", content)
-    dataset_keys = {s.key for s in prepared.plan.scenes if s.chunk is not None or s.missing}
-    commands = {
-        r.key: shlex.join(viewer_command(options.ckpt, r.key, options.data_root, options.index,
-                                         options.config, options.depthsplat_repo,
-                                         dataset_key=r.key in dataset_keys))
-        for r in records
-    }  # fmt: skip
-    counts = content["scenes"]
-    facts = [
-        ("checkpoint", str(Path(options.ckpt).resolve())),
-        ("scenes", (f"{counts['total']}: {counts[STATUS_OK]} ok, {counts[STATUS_MISSING]} "
-                    f"missing, {counts[STATUS_FAILED]} failed; {counts['skipped_by_index']} "
-                    "skipped by the index (null entries)")),
-        ("data roots", ", ".join(roots) or "none"),
-        ("evaluation index", str(Path(options.index).resolve()) if options.index else "none"),
-    ]  # fmt: skip
-    page = render_report(records, sort_by=sort_column(options.sort_by, records),
-                         commands=commands, max_thumbnails=options.thumbnails,
-                         title=f"dsviewer eval: {Path(options.ckpt).name}", facts=facts,
-                         aggregation=AGGREGATION)  # fmt: skip
-    with atomic_write(out / "report.html") as handle:
-        handle.write(page.encode("utf-8", "replace"))
-    return records
 
 
 def run_evaluation(options: EvalOptions, console=None) -> int:
@@ -402,6 +313,8 @@ def evaluate(options: EvalOptions, placement, console, say) -> int:
     timing = {"world_size": placement.world_size, "ranks": ranks,
               "evaluated_this_run": len(prepared.todo), "wall_seconds": round(wall, 3),
               "scenes_per_second": round(len(prepared.todo) / wall, 4) if wall > 0 else None}
+    from viewer.evaluation.merge import write_outputs
+
     records = write_outputs(options, prepared, timing, placement.device)
     failed = sum(r.status == STATUS_FAILED for r in records)
     say(f"Wrote {', '.join(str(Path(options.out) / n) for n in OUTPUT_FILES)}: "

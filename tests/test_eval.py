@@ -294,6 +294,8 @@ def test_another_run_in_the_same_folder_is_refused(one_process):
 @pytest.mark.parametrize("args, phrase", [
     (["--out", "x"], "--ckpt FILE and --out DIR are required"),
     (["--ckpt", "missing.pth", "--out", "x"], "does not exist"),
+    (["--ckpt", str(DEMO_CKPT), "--out", "x", "--scene", "synthetic:1", "--config", "no.yaml"],
+     "--config no.yaml does not exist"),
 ])  # fmt: skip
 def test_bad_input_is_one_paragraph(args, phrase, tmp_path):
     code, text = run(*args)

@@ -90,6 +90,9 @@ def check_options(options: EvalOptions) -> None:
         raise EvalUsageError("--ckpt FILE and --out DIR are required (see dsviewer eval --help).")
     if not Path(options.ckpt).is_file():
         raise EvalUsageError(f"--ckpt {options.ckpt} does not exist or is not a file.")
+    if options.config is not None and not Path(options.config).is_file():
+        raise EvalUsageError(f"--config {options.config} does not exist or is not a file; give "
+                             "a model preset YAML (configs/checkpoints/*.yaml).")  # fmt: skip
     if Path(options.out).exists() and not Path(options.out).is_dir():
         raise EvalUsageError(f"--out {options.out} exists and is not a folder; give a folder.")
     if options.threads is not None and options.threads < 1:
@@ -169,11 +172,12 @@ def save_record(out: Path, record: SceneRecord) -> None:
         ) from None
 
 
-def rank_error(error: Exception, placement) -> tuple[str, bool]:
-    """(one line for the user, whether it is a bug): a user error's own paragraph, or a bug's
-    type and message with the log file that holds its traceback."""
+def rank_error(error: Exception, placement, also_user: tuple[type, ...] = ()
+               ) -> tuple[str, bool]:  # fmt: skip
+    """(one line for the user, whether it is a bug): a user error's own paragraph (or one of
+    ``also_user``'s), or a bug's type and message with the log file that holds its traceback."""
     where = f"rank {placement.rank}: " if placement.distributed else ""
-    if is_user_error(error):
+    if is_user_error(error) or isinstance(error, also_user):
         return where + str(error), False
     path = write_log(error)
     text = (f"{where}internal error ({type(error).__name__}: {error}); the full traceback is in "
@@ -247,19 +251,21 @@ def run_evaluation(options: EvalOptions, console=None) -> int:
             say(f"dsviewer eval: error: {error}")
         return EXIT_USER_ERROR
     try:
-        with WarningsOnce(say):
-            return evaluate(options, placement, console, say)
+        with WarningsOnce(say):  # its count of repeats comes before the last line
+            code, last_line = evaluate(options, placement, console, say)
+        if last_line is not None:
+            say(last_line)
+        return code
     finally:
         distributed.finish(placement)
 
 
-def evaluate(options: EvalOptions, placement, console, say) -> int:
-    """The run once the process group is up (see :func:`run_evaluation`)."""
+def evaluate(options: EvalOptions, placement, console, say) -> tuple[int, str | None]:
+    """The run once the process group is up: the exit status and the line that ends the run
+    (see :func:`run_evaluation`)."""
 
-    def fail(text: str, code: int = EXIT_USER_ERROR) -> int:
-        if placement.is_main:
-            say(f"dsviewer eval: error: {text}")
-        return code
+    def fail(text: str, code: int = EXIT_USER_ERROR) -> tuple[int, str | None]:
+        return code, f"dsviewer eval: error: {text}" if placement.is_main else None
 
     decision: tuple[str, object] | None = None
     bug: Exception | None = None
@@ -293,7 +299,8 @@ def evaluate(options: EvalOptions, placement, console, say) -> int:
             session = open_session(options.ckpt, placement.device, options.config,
                                    options.depthsplat_repo)  # fmt: skip
         except Exception as error:  # noqa: BLE001 -- every rank must reach the exchange
-            text, is_bug = rank_error(error, placement)
+            # torch says RuntimeError when a checkpoint's tensors do not fit the model
+            text, is_bug = rank_error(error, placement, also_user=(RuntimeError,))
             load_error = (f"could not load the model: {text}", is_bug)
     load_errors = [e for e in distributed.all_gather(placement, load_error) if e]
     if load_errors:
@@ -306,7 +313,7 @@ def evaluate(options: EvalOptions, placement, console, say) -> int:
         code = EXIT_BUG if any(r["bug"] for r in ranks) else EXIT_USER_ERROR
         return fail(" ".join(dict.fromkeys(errors)), code)
     if not placement.is_main:
-        return 0
+        return 0, None
     wall = time.perf_counter() - start
     for rank in ranks:
         del rank["error"], rank["bug"]
@@ -317,7 +324,7 @@ def evaluate(options: EvalOptions, placement, console, say) -> int:
 
     records = write_outputs(options, prepared, timing, placement.device)
     failed = sum(r.status == STATUS_FAILED for r in records)
-    say(f"Wrote {', '.join(str(Path(options.out) / n) for n in OUTPUT_FILES)}: "
-        f"{sum(r.status == STATUS_OK for r in records)} ok, {failed} failed, "
-        f"{sum(r.status == STATUS_MISSING for r in records)} missing.")  # fmt: skip
-    return 0  # failed scenes are rows of the answer, not a failed run (torchrun: exit 0)
+    # failed scenes are rows of the answer, not a failed run (torchrun: exit 0)
+    return 0, (f"Wrote {', '.join(str(Path(options.out) / n) for n in OUTPUT_FILES)}: "
+               f"{sum(r.status == STATUS_OK for r in records)} ok, {failed} failed, "
+               f"{sum(r.status == STATUS_MISSING for r in records)} missing.")  # fmt: skip

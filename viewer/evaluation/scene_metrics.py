@@ -6,9 +6,10 @@ renders, the colour maps and the viewer's command line. When the viewer's pipeli
 only this file changes.
 
 Metrics (named in :mod:`viewer.evaluation.columns`) are read from the analysis summary that
-``metrics.json`` of an export holds, so an evaluation and an export of the same scene agree,
-with two exceptions computed here from the same layers: ``residual_rel_mean`` (``metrics.json``
-has the absolute residual only) and ``target_psnr`` (the viewer's target renders).
+``metrics.json`` of an export holds, and ``target_psnr`` is the ``mean_psnr`` of the same target
+renders, so an evaluation and an export of the same scene agree. One exception:
+``residual_rel_mean`` is computed here from the same layers (``metrics.json`` has the absolute
+residual only).
 """
 
 from __future__ import annotations

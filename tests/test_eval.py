@@ -5,6 +5,7 @@ null index entry; resume, --force, the report in Chromium, and thousands of abse
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
 import json
@@ -95,12 +96,13 @@ def one_process(dataset, tmp_path_factory):
         before = {path: path.stat().st_mtime_ns for path in records}
         stages.append(run(*common, "--scene", good[0], "--force"))
         changed = {path for path in records if path.stat().st_mtime_ns != before[path]}
+        forced_rows = read_csv(out / "scenes.csv")
         stages.append(run(*common))
         rows = read_csv(out / "scenes.csv")
         stages.append(run(*common))
     finally:
         torch.set_num_threads(threads)
-    return out, stages, changed, rows, common
+    return out, stages, changed, rows, common, forced_rows
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +121,13 @@ def two_ranks(dataset, tmp_path_factory):
 
 
 def test_stages_resume_force_and_retry(one_process, dataset):
-    out, stages, changed, _, _ = one_process
+    out, stages, changed, _, _, forced_rows = one_process
     assert [code for code, _ in stages] == [0, 0, 0, 0]  # the broken scene is a row
     assert "2 to run, 0 already done" in stages[0][1]
     assert "1 to run, 0 already done" in stages[1][1]
     assert len(changed) == 1  # --force rewrote the forced scene's record only
+    # ... and the outputs still hold the other scene of this run, not only the forced one
+    assert [row["key"] for row in forced_rows] == dataset[2][:2]
     assert "3 to run, 2 already done" in stages[2][1]  # resumed the two done scenes
     assert "1 to run, 4 already done" in stages[3][1]  # only the failed scene again
     summary = json.loads((out / "summary.json").read_text())
@@ -159,6 +163,9 @@ def test_two_ranks_give_the_same_rows_as_one_process(one_process, two_ranks):
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["threads"] == 1 for r in ranks)
     assert sum(r["scenes"] for r in ranks) == 5 and all(r["scenes"] >= 2 for r in ranks)
     assert sum(r["failed"] for r in ranks) == 1  # the broken scene, counted on its rank's bar
+    # stderr is a pipe: plain progress lines, and rank 0's counts every rank's scenes
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Evaluating")]
+    assert lines and lines[-1].startswith("Evaluating (2 ranks): 5/5 scenes, 1 failed"), lines
     assert without_timing(read_csv(out / "scenes.csv")) == without_timing(one_process[3])
 
 
@@ -194,7 +201,7 @@ def test_metrics_match_an_independent_computation(one_process, dataset):
 
 
 def test_summary_aggregates_the_ok_rows(one_process):
-    out, _, _, rows, _ = one_process
+    out, _, _, rows, *_ = one_process
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scenes"] == {"total": 6, "ok": 4, "missing": 1, "failed": 1,
                                  "skipped_by_index": 1}  # fmt: skip
@@ -206,6 +213,20 @@ def test_summary_aggregates_the_ok_rows(one_process):
     psnr = {r["key"]: float(r["target_psnr"]) for r in rows if r["status"] == "ok"}
     assert summary["metrics"]["target_psnr"]["worst"]["key"] == min(psnr, key=psnr.get)
     assert "each scene weighing one" in summary["aggregation"]
+
+
+def test_summary_names_the_run(one_process, dataset):
+    from viewer.evaluation.records import run_hash
+
+    root, index, _ = dataset
+    out = one_process[0]
+    run = json.loads((out / "summary.json").read_text())["run"]
+    identity = json.loads((out / "run.json").read_text())
+    assert run == {**identity, "run": run_hash(identity), "data_roots": [str(root.resolve())],
+                   "device": "cpu", "dsviewer_version": run["dsviewer_version"],
+                   "dsviewer_commit": run["dsviewer_commit"]}  # fmt: skip
+    assert identity["index_sha256"] == hashlib.sha256(index.read_bytes()).hexdigest()
+    assert run["dsviewer_version"]  # the package is installed (editable) in the test setup
 
 
 class TableReader(HTMLParser):
@@ -237,7 +258,7 @@ class TableReader(HTMLParser):
 
 
 def test_report_lists_every_scene_escaped_with_its_command(one_process, dataset):
-    out, _, _, rows, _ = one_process
+    out, _, _, rows, *_ = one_process
     _, index, _ = dataset
     page = (out / "report.html").read_text("utf-8")
     assert HTML_KEY not in page and html.escape(HTML_KEY) in page
@@ -250,15 +271,19 @@ def test_report_lists_every_scene_escaped_with_its_command(one_process, dataset)
     column = FIRST_METRIC_CELL + METRIC_NAMES.index("gt_abs_rel_final")
     gt_abs_rel = [float(r[column]) for r in reader.rows if r[column]]
     assert gt_abs_rel == sorted(gt_abs_rel, reverse=True)  # worst first by default
+    from viewer.cli import parse
+
     for cells in reader.rows:
         argv = shlex.split(cells[-1])
-        assert argv[:2] == ["dsviewer", "--ckpt"] and argv[argv.index("--scene") + 1] == cells[1]
-        assert argv[argv.index("--index") + 1] == str(index.resolve())
+        assert argv[0] == "dsviewer"
+        options = parse(argv[1:])  # the viewer's own parser reads the scene back
+        assert options.scene == cells[1] and options.index == index.resolve()
+        assert options.ckpt == [DEMO_CKPT.resolve()]
     assert "http://" not in page and "https://" not in page and "<link" not in page
 
 
 def test_another_run_in_the_same_folder_is_refused(one_process):
-    _, _, _, _, common = one_process
+    _, _, _, _, common, _ = one_process
     changed = list(common)
     changed[changed.index("--max-target-views") + 1] = "2"
     code, text = run(*changed)
@@ -269,6 +294,8 @@ def test_another_run_in_the_same_folder_is_refused(one_process):
 @pytest.mark.parametrize("args, phrase", [
     (["--out", "x"], "--ckpt FILE and --out DIR are required"),
     (["--ckpt", "missing.pth", "--out", "x"], "does not exist"),
+    (["--ckpt", str(DEMO_CKPT), "--out", "x", "--scene", "synthetic:1", "--config", "no.yaml"],
+     "--config no.yaml does not exist"),
 ])  # fmt: skip
 def test_bad_input_is_one_paragraph(args, phrase, tmp_path):
     code, text = run(*args)
@@ -291,9 +318,13 @@ def test_help_is_instant_and_lists_the_options():
     assert out.stdout.strip() == "[]", out.stderr
 
 
+DEMO_KEY = "synthetic_7_0000"  # a scene of the bundled demo data root
+
+
 def absent_index(path: Path, count: int) -> Path:
-    path.write_text(json.dumps({f"absent_{i:06d}": {"context": [0, 5], "target": [2]}
-                                for i in range(count)}))  # fmt: skip
+    """``count`` absent keys, then one key the demo data root holds."""
+    entries = {f"absent_{i:06d}": {"context": [0, 5], "target": [2]} for i in range(count)}
+    path.write_text(json.dumps({**entries, DEMO_KEY: {"context": [0, 5], "target": [2]}}))
     return path
 
 
@@ -309,12 +340,13 @@ def test_thousands_of_absent_keys_take_linear_time(tmp_path):
             start = time.perf_counter()
             code, _ = run("--ckpt", str(DEMO_CKPT), "--data-root", str(demo_data_root()),
                           "--index", str(index), "--out", str(tmp_path / f"out_{count}"),
-                          "--force")  # fmt: skip
+                          "--force", "--max-target-views", "0", "--device", "cpu")  # fmt: skip
             runs.append(time.perf_counter() - start)
             assert code == 0
         seconds[count] = min(runs)
         rows = read_csv(tmp_path / f"out_{count}" / "scenes.csv")
-        assert len(rows) == count and {row["status"] for row in rows} == {"missing"}
+        assert len(rows) == count + 1 and {row["status"] for row in rows[:-1]} == {"missing"}
+        assert rows[-1]["key"] == DEMO_KEY and rows[-1]["status"] == "ok"
     assert seconds[3000] < 20.0, seconds
     assert seconds[3000] < 2.5 * seconds[1500] + 0.3, seconds  # quadratic would be 4x
 
@@ -353,7 +385,7 @@ def test_report_renders_offline_in_chromium(one_process):
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    out, _, _, rows, _ = one_process
+    out, _, _, rows, *_ = one_process
     url = (out / "report.html").resolve().as_uri()
     requests, dialogs = [], []
     with sync_api.sync_playwright() as playwright:
@@ -386,6 +418,29 @@ def test_report_renders_offline_in_chromium(one_process):
                                          "r.cells[column].dataset.v)", column)  # fmt: skip
         values = [float(v) for v in psnr if v is not None]
         assert len(values) == 4 and values == sorted(values)  # worst (lowest) PSNR first
+
+        def column(name: str) -> list[str]:
+            return page.evaluate("""(name) => { const t = document.getElementById('scenes');
+              const i = Array.from(t.tHead.rows[0].cells).findIndex(c => c.dataset.col === name);
+              return Array.from(t.tBodies[0].rows).map(r => r.cells[i].dataset.v); }""", name)
+
+        def menu() -> list[str]:  # the value and the text the menu shows
+            return page.eval_on_selector("#sort", "m => [m.value, m.selectedIndex < 0 ? '' : "
+                                         "m.options[m.selectedIndex].text]")  # fmt: skip
+
+        keys = sorted(r["key"] for r in rows)
+        page.click("th[data-col=key]")
+        assert column("key") == keys and menu() == ["key", "key (A to Z)"]
+        page.click("th[data-col=key]")  # a second click reverses
+        assert column("key") == keys[::-1] and menu()[0] == "key"
+        page.click("th[data-col=seconds]")
+        seconds = [float(v) for v in column("seconds") if v is not None]
+        assert seconds == sorted(seconds, reverse=True) and menu()[0] == "seconds"
+        page.select_option("#sort", "status")
+        statuses = column("status")
+        assert statuses == sorted(statuses) and menu() == ["status", "status (A to Z)"]
+        page.select_option("#sort", "views")
+        assert menu() == ["views", "views (most first)"]
         assert page.locator(".hist svg").count() >= 9
         browser.close()
     assert requests == [] and dialogs == []

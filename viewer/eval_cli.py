@@ -83,11 +83,17 @@ def parse_args(argv: Sequence[str] | None) -> EvalOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dsviewer eval``: 0 once the outputs are written (failed scenes are rows), 2 on bad
-    input."""
-    options = parse_args(argv)
-    from viewer.evaluation.runner import run_evaluation
+    input, 1 on a bug (one line naming the log file), 130 when interrupted."""
+    from viewer.errors import run_entry_point
 
-    return run_evaluation(options)
+    options = parse_args(argv)
+
+    def evaluate() -> int:
+        from viewer.evaluation.runner import run_evaluation
+
+        return run_evaluation(options)
+
+    return run_entry_point("dsviewer eval", evaluate)
 
 
 if __name__ == "__main__":

@@ -7,18 +7,27 @@ rendezvous) starts the processes and sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK
 Each rank is pinned before the model loads: on GPUs to ``cuda:<LOCAL_RANK>`` (NCCL), on CPU to
 its own block of the node's cores with as many torch threads (gloo), so that ranks on one node
 never compete for a core. The group only carries small messages (the plan, the shard counts,
-the end of the run); each rank writes its own per-scene records.
+the end of the run); each rank writes its own per-scene records. The progress of every rank
+goes through the group's key-value store (:class:`RunCounter`), so rank 0 shows the whole run.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 # A rank waits at the final barrier for the slowest one; a test set takes hours on few GPUs.
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)
+POLL_SECONDS = 0.5  # rank 0, done with its own share, reads the others' counts this often
+COUNTER_PREFIX = "dsviewer-eval/"
+
+
+class PlacementError(ValueError):
+    """The processes torchrun started do not fit this machine."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,14 @@ def start(device: str, threads: int | None) -> Placement:
     local_rank = _env_int("LOCAL_RANK", 0)
     local_world = _env_int("LOCAL_WORLD_SIZE", 1)
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    gpus = torch.cuda.device_count() if use_cuda else 0
+    if use_cuda and world_size > 1 and local_world > gpus:
+        raise PlacementError(
+            f"torchrun started {local_world} processes on this node, but it has {gpus} GPU(s) "
+            "visible (CUDA_VISIBLE_DEVICES may hide some), and NCCL needs a GPU of its own per "
+            f"process. Start at most {max(gpus, 1)} per node (torchrun --nproc_per_node "
+            f"{max(gpus, 1)}), or pass --device cpu to run every process on CPU (gloo)."
+        )
     if use_cuda and world_size > 1:
         torch.cuda.set_device(local_rank % max(1, torch.cuda.device_count()))
         device = f"cuda:{torch.cuda.current_device()}"
@@ -115,6 +132,55 @@ def gather(placement: Placement, value: Any) -> list[Any] | None:
     values = [None] * placement.world_size if placement.is_main else None
     dist.gather_object(value, values, dst=0)
     return values
+
+
+class RunCounter:
+    """Scenes finished and failed over every rank, for rank 0's one progress bar.
+
+    Under torchrun the counts are integers in the process group's key-value store (its
+    ``add`` is atomic on the store's server), so they work alike with NCCL and gloo and cost
+    one small round trip per scene. A rank that stops early (an error) raises ``stop``; the
+    others see it before their next scene.
+    """
+
+    def __init__(self, placement: Placement) -> None:
+        self._store = None
+        self._local = {"done": 0, "failed": 0, "finished": 0, "stop": 0}
+        self.world_size = placement.world_size
+        if placement.distributed:
+            import torch.distributed.distributed_c10d as c10d
+
+            self._store = c10d._get_default_store()  # the group's own store, no new port
+
+    def _add(self, name: str, amount: int) -> int:
+        if self._store is None:
+            self._local[name] += amount
+            return self._local[name]
+        return int(self._store.add(COUNTER_PREFIX + name, amount))
+
+    def scene_done(self, failed: bool) -> tuple[int, int]:
+        """Count one finished scene of this rank; returns every rank's (done, failed) so far."""
+        failures = self._add("failed", int(failed))
+        return self._add("done", 1), failures
+
+    def totals(self) -> tuple[int, int]:
+        return self._add("done", 0), self._add("failed", 0)
+
+    def rank_finished(self) -> None:
+        self._add("finished", 1)
+
+    def stop(self) -> None:
+        self._add("stop", 1)
+
+    def stopped(self) -> bool:
+        return self._add("stop", 0) > 0
+
+    def wait_for_all(self, show: Callable[[int, int], None]) -> None:
+        """Until every rank has finished its share, pass the totals to ``show`` now and then."""
+        while self._add("finished", 0) < self.world_size:
+            show(*self.totals())
+            time.sleep(POLL_SECONDS)
+        show(*self.totals())
 
 
 def finish(placement: Placement) -> None:

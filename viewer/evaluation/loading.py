@@ -5,7 +5,9 @@ up again per scene (reading a 7,194-key ``index.json`` and evaluation index cost
 which per scene would outweigh a GPU forward). The last chunk read is kept: the shards are
 sorted by chunk, so consecutive scenes mostly share it. The preprocessing is the dataset
 loader's own (:func:`src.dataset.scene.scene_from_example`, as :func:`src.dataset.load_scene`
-uses it).
+uses it). Frames the evaluation index names are checked here, so that a bad one is reported as
+the index's (its file and key), not as a command-line flag's; without target renders the target
+frames are not even decoded.
 """
 
 from __future__ import annotations
@@ -22,10 +24,19 @@ if TYPE_CHECKING:
 
 
 class SceneLoader:
-    """Loads planned scenes preprocessed for one model (its ``PreprocessSettings``)."""
+    """Loads planned scenes preprocessed for one model (its ``PreprocessSettings``).
 
-    def __init__(self, settings: PreprocessSettings) -> None:
+    Args:
+        settings: the model's preprocessing.
+        index: the evaluation index the planned frames come from (named in errors).
+        targets: False loads no target view (``--max-target-views 0``: nothing to render).
+    """
+
+    def __init__(self, settings: PreprocessSettings, index: Path | None = None,
+                 targets: bool = True) -> None:  # fmt: skip
         self.settings = settings
+        self.index = index
+        self.targets = targets
         self._chunk: Path | None = None
         self._examples: dict[str, ChunkExample] = {}
 
@@ -48,12 +59,19 @@ class SceneLoader:
         model's settings reuse the chunk already read). Raises the dataset loader's errors."""
         from src.dataset import load_scene
         from src.dataset.scene import scene_from_example
+        from src.dataset.views import ViewSelection, check_frames
 
         settings = settings or self.settings
         context = None if planned.context is None else list(planned.context)
         target = None if planned.target is None else list(planned.target)
+        if not self.targets:
+            target = []  # the loader decodes the selected frames only: none of the targets
         if planned.chunk is None:  # synthetic:<seed> or a capture folder
             return load_scene(planned.key, settings=settings, context=context, target=target)
         example = self._example(planned.key, planned.chunk)
+        if context is not None:
+            check_frames(ViewSelection(context, target or []), example.num_frames,
+                         f"scene {planned.key!r} in {planned.chunk}",
+                         f"The evaluation index {self.index} entry {planned.key!r}")  # fmt: skip
         return scene_from_example(example, str(planned.chunk), settings, context=context,
                                   target=target)  # fmt: skip

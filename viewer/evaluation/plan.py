@@ -33,6 +33,8 @@ class PlannedScene:
 class ScenePlan:
     scenes: list[PlannedScene]
     skipped_by_index: int = 0  # keys whose evaluation-index entry is null
+    root_keys: int = 0  # keys the data roots list (named when none of the scenes is found)
+    root_key_example: str | None = None
 
     @property
     def available(self) -> list[PlannedScene]:
@@ -103,7 +105,7 @@ def plan_scenes(
             target=None if selection is None else tuple(selection.target),
             missing=missing,
         ))  # fmt: skip
-    return ScenePlan(scenes, skipped)
+    return ScenePlan(scenes, skipped, len(chunks), next(iter(chunks), None))
 
 
 def shard(scenes: Sequence[PlannedScene], rank: int, world_size: int) -> list[PlannedScene]:

@@ -2,14 +2,18 @@
 
 Layout of the output folder ``D``::
 
-    D/run.json               what produced the records (checkpoint, index, target views)
+    D/run.json               what produced the records (checkpoint, index and config contents,
+                             target views, DepthSplat checkout)
     D/scenes/<id>.json       one record per evaluated scene (ok or failed), written by the rank
                              that ran it; <id> is a hash of the key (keys are untrusted text)
     D/scenes.csv, D/summary.json, D/report.html    merged by rank 0 at the end
+    D/previous-run/          what ``--force`` with other inputs moved aside (the run before)
 
 Every file is written atomically (:func:`src.io.atomic.atomic_write`): a record exists
 completely or not at all, so an interrupted run resumes from the records it finds. A record
-holds the thumbnails as base64 PNG (about 4 kB each), so a scene is one file.
+holds the thumbnails as base64 PNG (about 4 kB each), so a scene is one file. Each record names
+the run that made it (:func:`run_hash` of ``run.json``) and the frames it used, so a record of
+another run, or of other frames, is never taken for a result of this one.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import base64
 import hashlib
 import io
 import json
+import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +34,8 @@ from viewer.evaluation.columns import METRIC_NAMES, STATUS_FAILED, STATUS_OK
 
 RUN_FILE = "run.json"
 RECORDS_DIR = "scenes"
+OUTPUT_FILES = ("scenes.csv", "summary.json", "report.html")
+PREVIOUS_RUN_DIR = "previous-run"
 THUMBNAIL_WIDTH = 80  # pixels; the height follows the image's aspect ratio
 THUMBNAIL_COLORS = 64  # a palette PNG: about 3 kB per thumbnail instead of 5-15 kB in RGB
 
@@ -42,6 +50,9 @@ class SceneRecord:
     seconds: float | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     thumbnails: dict[str, str] = field(default_factory=dict)  # name -> base64 PNG
+    run: str = ""  # run_hash of the run.json it was made under
+    context: list[int] | None = None  # the frames asked for (evaluation index), None: default
+    target: list[int] | None = None
 
 
 class RunMismatchError(ValueError):
@@ -81,29 +92,72 @@ def write_record(out: Path, record: SceneRecord) -> None:
     write_json(record_path(out, record.key), asdict(record))
 
 
-def read_record(out: Path, key: str) -> SceneRecord | None:
-    """The scene's record, or None if there is none (or it cannot be read: it is redone)."""
-    path = record_path(out, key)
+def frames_of(context, target) -> tuple[list[int] | None, list[int] | None]:
+    """Frames as a record stores them (lists; None: the loader's default choice)."""
+    return (None if context is None else list(context), None if target is None else list(target))
+
+
+def _valid(data: object, key: str | None, run: str) -> SceneRecord | None:
+    if not isinstance(data, dict):
+        return None
     try:
-        data = json.loads(path.read_text("utf-8"))
         record = SceneRecord(**data)
-    except (OSError, ValueError, TypeError):
+    except TypeError:
         return None
-    if record.key != key or record.status not in (STATUS_OK, STATUS_FAILED):
-        return None
+    if (not isinstance(record.key, str) or (key is not None and record.key != key)
+            or record.run != run or record.status not in (STATUS_OK, STATUS_FAILED)
+            or not isinstance(record.metrics, dict) or not isinstance(record.thumbnails, dict)):
+        return None  # fmt: skip
     record.metrics = {name: record.metrics.get(name) for name in METRIC_NAMES}
     return record
 
 
-def is_done(out: Path, key: str) -> bool:
-    """A scene with an ``ok`` record is done; failed ones are tried again on a rerun."""
-    record = read_record(out, key)
-    return record is not None and record.status == STATUS_OK
+def read_record(out: Path, key: str, run: str) -> SceneRecord | None:
+    """The scene's record made under the run ``run`` (a :func:`run_hash`), or None if there is
+    none, it belongs to another run, or it cannot be read (then the scene is redone)."""
+    try:
+        data = json.loads(record_path(out, key).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return _valid(data, key, run)
+
+
+def read_run_records(out: Path, run: str) -> dict[str, SceneRecord]:
+    """Every valid record of the run ``run`` in ``out``, by key (one pass over the folder)."""
+    records: dict[str, SceneRecord] = {}
+    folder = Path(out) / RECORDS_DIR
+    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    for path in paths:
+        try:
+            record = _valid(json.loads(path.read_text("utf-8")), None, run)
+        except (OSError, ValueError):
+            continue
+        if record is not None and record_path(out, record.key).name == path.name:
+            records[record.key] = record
+    return records
+
+
+def is_done(out: Path, key: str, run: str, context=None, target=None) -> bool:
+    """A scene is done when it has an ``ok`` record of this run made with these frames; failed
+    ones are tried again on a rerun."""
+    record = read_record(out, key, run)
+    return (record is not None and record.status == STATUS_OK
+            and (record.context, record.target) == frames_of(context, target))  # fmt: skip
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def run_identity(ckpt: Path, index: Path | None, config: Path | None,
-                 max_target_views: int | None) -> dict:
-    """What makes two evaluations' records comparable (data roots may change: more keys)."""
+                 max_target_views: int | None, depthsplat_repo: Path | None = None) -> dict:
+    """What makes two evaluations' records comparable: the checkpoint (path, size, time), the
+    index's and config's contents, --max-target-views and the DepthSplat checkout. Data roots
+    may change between runs (adding one turns missing rows into results)."""
     ckpt = Path(ckpt).resolve()
     stat = ckpt.stat()
     return {
@@ -111,26 +165,67 @@ def run_identity(ckpt: Path, index: Path | None, config: Path | None,
         "checkpoint_bytes": stat.st_size,
         "checkpoint_mtime_ns": stat.st_mtime_ns,
         "config": None if config is None else str(Path(config).resolve()),
+        "config_sha256": None if config is None else file_sha256(Path(config)),
         "index": None if index is None else str(Path(index).resolve()),
+        "index_sha256": None if index is None else file_sha256(Path(index)),
         "max_target_views": max_target_views,
+        "depthsplat_repo": (None if depthsplat_repo is None
+                            else str(Path(depthsplat_repo).resolve())),
     }  # fmt: skip
 
 
-def claim_folder(out: Path, identity: dict, force: bool) -> None:
-    """Check ``out``'s ``run.json`` against ``identity`` (unless ``force``), then write it."""
+def run_hash(identity: dict) -> str:
+    """A short fingerprint of ``identity`` that every record of the run carries."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def has_records(out: Path) -> bool:
+    folder = Path(out) / RECORDS_DIR
+    return folder.is_dir() and any(path.is_file() for path in folder.glob("*.json"))
+
+
+def set_aside_previous_run(out: Path) -> Path:
+    """Move the previous run's files into ``out/previous-run`` (replacing an older one there);
+    run.json moves last, so an interruption leaves a folder that is still refused or empty."""
+    aside = Path(out) / PREVIOUS_RUN_DIR
+    if aside.exists():
+        shutil.rmtree(aside)
+    aside.mkdir()
+    for name in (RECORDS_DIR, *OUTPUT_FILES, RUN_FILE):
+        if (Path(out) / name).exists():
+            os.replace(Path(out) / name, aside / name)
+    return aside
+
+
+def claim_folder(out: Path, identity: dict, force: bool) -> Path | None:
+    """Check ``out``'s ``run.json`` against ``identity``, then write it.
+
+    A folder without records is always taken (a run that stopped before its first scene, e.g.
+    at the model load, leaves nothing to mix). A folder with records of another run is refused,
+    unless ``force``: then that run's files are moved to ``out/previous-run`` first, and that
+    folder is returned (None when nothing was moved).
+    """
     path = Path(out) / RUN_FILE
-    if path.is_file() and not force:
+    previous: object = {}
+    if path.is_file():
         try:
             previous = json.loads(path.read_text("utf-8"))
         except (OSError, ValueError):
             previous = {}
-        if not isinstance(previous, dict):
-            previous = {}
-        differences = [
-            f"{name} was {previous.get(name)!r}, now {value!r}"
-            for name, value in identity.items()
-            if previous.get(name) != value
-        ]
-        if differences:
+    if not isinstance(previous, dict):
+        previous = {}
+    differences = [
+        f"{name} was {previous.get(name)!r}, now {value!r}"
+        for name, value in identity.items()
+        if previous.get(name) != value
+    ]
+    if differences and not previous:
+        differences = [f"its {RUN_FILE} is missing or unreadable"]
+    moved = None
+    if differences and has_records(out):
+        if not force:
             raise RunMismatchError(Path(out), differences)
+        moved = set_aside_previous_run(out)
     write_json(path, identity)
+    return moved

@@ -29,7 +29,9 @@ STYLE = """
 body { font: 13px system-ui, sans-serif; margin: 16px; color: #222; }
 h1 { font-size: 18px; } h2 { font-size: 15px; margin-top: 20px; }
 table { border-collapse: collapse; } td, th { border: 1px solid #ddd; padding: 3px 6px; }
-th { background: #f4f4f4; cursor: pointer; position: sticky; top: 0; }
+th { background: #f4f4f4; position: sticky; top: 0; } th[data-col] { cursor: pointer; }
+th[data-sorted=first]::after { content: " \\25BC"; }
+th[data-sorted=reversed]::after { content: " \\25B2"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.missing td { color: #777; } tr.failed td { background: #fff1f1; }
 td.thumbs { white-space: nowrap; } td.thumbs img { margin-right: 2px; vertical-align: middle; }
@@ -42,26 +44,32 @@ td.command code { display: block; min-width: 30em; font-size: 11px; white-space:
 SCRIPT = """
 const table = document.getElementById('scenes');
 const menu = document.getElementById('sort');
-function sortBy(name) {
+let current = menu.value, reversed = false;
+function sortBy(name, reverse) {
   const header = Array.from(table.tHead.rows[0].cells).find(c => c.dataset.col === name);
   if (!header) return;
-  const index = header.cellIndex, worse = header.dataset.worse;
+  const index = header.cellIndex, worse = header.dataset.worse, sign = reverse ? -1 : 1;
   const rows = Array.from(table.tBodies[0].rows);
   rows.sort((a, b) => {
     const x = a.cells[index].dataset.v, y = b.cells[index].dataset.v;
     if (x === undefined || y === undefined) return (x === undefined) - (y === undefined);
-    if (worse === 'text') return x < y ? -1 : x > y ? 1 : 0;
+    if (worse === 'text') return sign * (x < y ? -1 : x > y ? 1 : 0);
     const d = parseFloat(x) - parseFloat(y);
-    return worse === 'high' ? -d : d;
+    return sign * (worse === 'high' ? -d : d);
   });
   const fragment = document.createDocumentFragment();
   rows.forEach((row, i) => { row.cells[0].textContent = i + 1; fragment.appendChild(row); });
   table.tBodies[0].appendChild(fragment);
+  for (const cell of table.tHead.rows[0].cells) delete cell.dataset.sorted;
+  header.dataset.sorted = reverse ? 'reversed' : 'first';
   menu.value = name;
+  current = name;
+  reversed = reverse;
 }
-menu.addEventListener('change', () => sortBy(menu.value));
+menu.addEventListener('change', () => sortBy(menu.value, false));
 for (const cell of table.tHead.rows[0].cells) {
-  if (cell.dataset.col) cell.addEventListener('click', () => sortBy(cell.dataset.col));
+  const name = cell.dataset.col;
+  if (name) cell.addEventListener('click', () => sortBy(name, name === current && !reversed));
 }
 """
 
@@ -112,12 +120,23 @@ def histogram_svg(name: str, values: Sequence[float], width: int = 260,
     )
 
 
+ROW_SORTS = {
+    "key": ("text", "key (A to Z)"),
+    "status": ("text", "status (A to Z)"),
+    "views": ("high", "views (most first)"),
+    "seconds": ("high", "seconds (slowest first)"),
+}
+"""The non-metric columns the page sorts by: name -> (data-worse, 'text': A to Z; menu label)."""
+
+
+def _sortable(name: str) -> str:
+    return f'<th data-col="{name}" data-worse="{ROW_SORTS[name][0]}">{name}</th>'
+
+
 def _header() -> str:
-    cells = ['<th>#</th>', '<th data-col="key" data-worse="text">key</th>',
-             '<th data-col="status" data-worse="text">status</th>',
+    cells = ["<th>#</th>", _sortable("key"), _sortable("status"),
              "<th>image, coarse, final depth, residual (view 0)</th>",
-             '<th data-col="views" data-worse="high">views</th>',
-             '<th data-col="seconds" data-worse="high">seconds</th>']  # fmt: skip
+             _sortable("views"), _sortable("seconds")]  # fmt: skip
     cells += [
         f'<th data-col="{esc(m.name)}" data-worse="{m.worse}" title="{esc(m.meaning)}">'
         f"{esc(m.name)}</th>"
@@ -180,10 +199,12 @@ def render_report(
                                and math.isfinite(r.metrics[m.name])])
         for m in METRICS
     )  # fmt: skip
+    choices = [(m.name, f"{m.name} (worst = {m.worse})") for m in METRICS]
+    choices += [(name, label) for name, (_, label) in ROW_SORTS.items()]
     options = "".join(
-        f'<option value="{esc(m.name)}"{" selected" if m.name == sort_by else ""}>'
-        f"{esc(m.name)} (worst = {m.worse})</option>"
-        for m in METRICS
+        f'<option value="{esc(name)}"{" selected" if name == sort_by else ""}>'
+        f"{esc(label)}</option>"
+        for name, label in choices
     )
     rows = "\n".join(
         _row(i + 1, r, commands.get(r.key, ""), i < max_thumbnails) for i, r in enumerate(ordered)
@@ -203,7 +224,8 @@ def render_report(
 <div>{histograms}</div>
 <p class="note">{esc(aggregation)}</p>
 <h2>Scenes</h2>
-<p>Worst first by <select id="sort">{options}</select> (or click a column header).
+<p>Worst first by <select id="sort">{options}</select> (or click a column header; a second
+click reverses the order).
 {thumbs_note}</p>
 <table id="scenes"><thead>{_header()}</thead>
 <tbody>

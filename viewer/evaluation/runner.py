@@ -1,51 +1,76 @@
 """The evaluation, on one rank or many: plan on rank 0, run this rank's shard, merge on rank 0.
 
 Rank 0 resolves the scenes (:mod:`viewer.evaluation.plan`), checks the output folder and skips
-scenes that already have a result (resume), then broadcasts the list to every rank. Each rank
-loads the model once, runs its contiguous block of the list and writes one record per scene.
-After the last rank is done, rank 0 merges the records in plan order into ``scenes.csv``,
-``summary.json`` and ``report.html``: the rows do not depend on how many ranks ran them.
+scenes that already have a result of this run (resume), then broadcasts the list to every rank.
+Each rank loads the model once, runs its contiguous block of the list and writes one record per
+scene; rank 0's bar counts every rank's scenes (:class:`distributed.RunCounter`). After the
+last rank is done, rank 0 merges the records (:mod:`viewer.evaluation.merge`).
+
+An error on one rank (the model does not load, the disk is full, a bug) never leaves the others
+waiting: the rank notes it, tells the others to stop before their next scene, and still joins
+the final exchange, where rank 0 reports every rank's error in one paragraph.
 """
 
 from __future__ import annotations
 
-import shlex
+import errno
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from viewer.errors import EXIT_BUG, EXIT_USER_ERROR, is_user_error, write_log
 from viewer.evaluation import distributed
 from viewer.evaluation.columns import (
-    DEFAULT_SORT_WITH_GT,
-    DEFAULT_SORT_WITHOUT_GT,
     STATUS_FAILED,
     STATUS_MISSING,
     STATUS_OK,
 )
-from viewer.evaluation.plan import PlannedScene, ScenePlan, plan_scenes, shard
+from viewer.evaluation.plan import PlanError, PlannedScene, ScenePlan, plan_scenes, shard
 from viewer.evaluation.records import (
+    OUTPUT_FILES,
     SceneRecord,
     claim_folder,
+    frames_of,
     is_done,
     png_base64,
-    read_record,
+    record_path,
+    run_hash,
     run_identity,
-    write_json,
     write_record,
 )
 
 if TYPE_CHECKING:
     from viewer.eval_cli import EvalOptions
 
-USER_ERRORS = (ValueError, OSError)
-OUTPUT_FILES = ("scenes.csv", "summary.json", "report.html")
-NO_RECORD = ("no result was written: the process that ran this scene stopped early; rerun the "
-             "same command to resume")  # fmt: skip
+OS_ERROR_HINTS = {
+    errno.ENOTDIR: "a part of that path is a file, not a folder",
+    errno.EEXIST: "a part of that path is a file, not a folder",
+    errno.EACCES: "you may not write there",
+    errno.EPERM: "you may not write there",
+    errno.EROFS: "that file system is read-only",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "a file-size limit was reached",
+}
 
 
 class EvalUsageError(ValueError):
     """Bad ``dsviewer eval`` arguments."""
+
+
+class OutputFolderError(ValueError):
+    """``--out`` cannot be created or written."""
+
+
+def os_error_text(error: OSError, path: Path | None = None) -> str:
+    """What the file system said about ``path`` (default: the error's file), and what it most
+    likely means."""
+    said = error.strerror or str(error)
+    path = path or error.filename
+    where = f" ({path})" if path else ""
+    hint = OS_ERROR_HINTS.get(error.errno or 0)
+    return f"{said}{where}" + (f": {hint}" if hint else "")
 
 
 @dataclass
@@ -56,6 +81,8 @@ class Prepared:
     todo: list[PlannedScene]  # scenes to run now, in plan order
     resumed: int  # scenes skipped because a result exists
     identity: dict  # run.json
+    run: str  # run_hash(identity), written into every record
+    moved: Path | None = None  # where --force put another run's files
 
 
 def check_options(options: EvalOptions) -> None:
@@ -63,6 +90,9 @@ def check_options(options: EvalOptions) -> None:
         raise EvalUsageError("--ckpt FILE and --out DIR are required (see dsviewer eval --help).")
     if not Path(options.ckpt).is_file():
         raise EvalUsageError(f"--ckpt {options.ckpt} does not exist or is not a file.")
+    if options.config is not None and not Path(options.config).is_file():
+        raise EvalUsageError(f"--config {options.config} does not exist or is not a file; give "
+                             "a model preset YAML (configs/checkpoints/*.yaml).")  # fmt: skip
     if Path(options.out).exists() and not Path(options.out).is_dir():
         raise EvalUsageError(f"--out {options.out} exists and is not a folder; give a folder.")
     if options.threads is not None and options.threads < 1:
@@ -73,17 +103,45 @@ def check_options(options: EvalOptions) -> None:
         raise EvalUsageError("--thumbnails must be 0 or more.")
 
 
+def check_something_to_run(plan: ScenePlan, options: EvalOptions) -> None:
+    """No scene at all can be found: almost always the wrong --data-root (exit 2, not a report
+    of nothing but missing rows)."""
+    if plan.available:
+        return
+    first = plan.scenes[0]
+    roots = ", ".join(str(Path(r).resolve()) for r in options.data_root) or "none given"
+    listed = (f"they list {plan.root_keys} keys, e.g. {plan.root_key_example!r}"
+              if plan.root_keys else "they list no key")  # fmt: skip
+    raise PlanError(
+        f"None of the {len(plan.scenes)} scenes can be run; the first, {first.key!r}: "
+        f"{first.missing}. Data roots: {roots} ({listed}). Pass as --data-root the folder of "
+        "this test set that holds its index.json and chunk files (repeat the flag for several)."
+    )
+
+
 def prepare(options: EvalOptions) -> Prepared:
     """Check the inputs, resolve the scenes, claim the output folder, find what is done."""
     check_options(options)
     plan = plan_scenes(options.data_root, options.index, options.scene)
+    check_something_to_run(plan, options)
     out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    identity = run_identity(options.ckpt, options.index, options.config, options.max_target_views)
-    claim_folder(out, identity, options.force)
+    identity = run_identity(options.ckpt, options.index, options.config,
+                            options.max_target_views, options.depthsplat_repo)  # fmt: skip
+    run = run_hash(identity)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        moved = claim_folder(out, identity, options.force)
+    except OSError as error:
+        raise OutputFolderError(
+            f"--out {out} cannot be used as the output folder: {os_error_text(error)}. Give a "
+            "folder you can write to (missing parent folders are created), e.g. --out "
+            "eval/run1."
+        ) from None
     available = plan.available
-    todo = available if options.force else [s for s in available if not is_done(out, s.key)]
-    return Prepared(plan, todo, len(available) - len(todo), identity)
+    todo = available if options.force else [
+        s for s in available if not is_done(out, s.key, run, s.context, s.target)
+    ]  # fmt: skip
+    return Prepared(plan, todo, len(available) - len(todo), identity, run, moved)
 
 
 def run_scene(session, loader, planned: PlannedScene, max_target_views: int | None
@@ -108,143 +166,170 @@ def run_scene(session, loader, planned: PlannedScene, max_target_views: int | No
                            seconds=time.perf_counter() - start)  # fmt: skip
 
 
-def run_shard(options: EvalOptions, placement, scenes: list[PlannedScene], session, console
-              ) -> dict:  # fmt: skip
-    """Run this rank's scenes, writing a record after each; returns the rank's counts."""
+def save_record(out: Path, record: SceneRecord) -> None:
+    try:
+        write_record(out, record)
+    except OSError as error:
+        raise OutputFolderError(
+            f"Could not write the result of scene {record.key!r} into --out {out}: "
+            f"{os_error_text(error, record_path(out, record.key))}. The results written so far "
+            "are kept: make room (or choose another --out) and rerun the same command to resume."
+        ) from None
+
+
+def rank_error(error: Exception, placement, also_user: tuple[type, ...] = ()
+               ) -> tuple[str, bool]:  # fmt: skip
+    """(one line for the user, whether it is a bug): a user error's own paragraph (or one of
+    ``also_user``'s), or a bug's type and message with the log file that holds its traceback."""
+    where = f"rank {placement.rank}: " if placement.distributed else ""
+    if is_user_error(error) or isinstance(error, also_user):
+        return where + str(error), False
+    path = write_log(error)
+    text = (f"{where}internal error ({type(error).__name__}: {error}); the full traceback is in "
+            f"{path}, please include it in a bug report")  # fmt: skip
+    return text, True
+
+
+def run_shard(options: EvalOptions, placement, prepared: Prepared, scenes: list[PlannedScene],
+              session, console) -> dict:  # fmt: skip
+    """Run this rank's scenes, writing a record after each; returns the rank's counts (with
+    ``error`` and ``bug`` when it stopped early). Rank 0's bar shows every rank's scenes."""
     from viewer.evaluation.loading import SceneLoader
     from viewer.evaluation.progress import SceneProgress
     from viewer.evaluation.scene_metrics import preprocess_settings
 
+    out = Path(options.out)
     label = "Evaluating"
     if placement.distributed:
-        label = f"Evaluating (rank 0's share; {placement.world_size} ranks)"
+        label = f"Evaluating ({placement.world_size} ranks)"
+    counter = distributed.RunCounter(placement)
     start = time.perf_counter()
-    with SceneProgress(len(scenes), label, console, enabled=placement.is_main) as progress:
-        loader = SceneLoader(preprocess_settings(session)) if scenes else None
-        for planned in progress.track(scenes):
-            record = run_scene(session, loader, planned, options.max_target_views)
-            write_record(Path(options.out), record)
-            if record.status == STATUS_FAILED:
-                progress.failed()
+    ran = failed = 0
+    error, bug = None, False
+    with SceneProgress(len(prepared.todo), label, console, enabled=placement.is_main) as progress:
+        try:
+            loader = None
+            if scenes:
+                loader = SceneLoader(preprocess_settings(session), options.index,
+                                     targets=options.max_target_views != 0)  # fmt: skip
+            for planned in scenes:
+                if counter.stopped():  # another rank hit an error: its report ends the run
+                    break
+                record = run_scene(session, loader, planned, options.max_target_views)
+                record.run = prepared.run
+                record.context, record.target = frames_of(planned.context, planned.target)
+                save_record(out, record)
+                ran += 1
+                failed += record.status == STATUS_FAILED
+                progress.show(*counter.scene_done(record.status == STATUS_FAILED))
+        except Exception as caught:  # noqa: BLE001 -- reported after the exchange, on rank 0
+            error, bug = rank_error(caught, placement)
+            counter.stop()
+        finally:
+            counter.rank_finished()
+        if placement.is_main:
+            counter.wait_for_all(progress.show)
     return {"rank": placement.rank, "device": placement.device, "threads": placement.threads,
-            "cores": placement.cores, "scenes": len(scenes), "failed": progress.failures,
-            "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
-
-
-def merged_records(out: Path, plan: ScenePlan) -> list[SceneRecord]:
-    """One record per planned scene, in plan order (missing scenes get theirs here)."""
-    records = []
-    for planned in plan.scenes:
-        if planned.missing is not None:
-            records.append(SceneRecord(planned.key, STATUS_MISSING, reason=planned.missing))
-        else:
-            record = read_record(out, planned.key)
-            records.append(record or SceneRecord(planned.key, STATUS_FAILED, reason=NO_RECORD))
-    return records
-
-
-def sort_column(requested: str, records: list[SceneRecord]) -> str:
-    if requested != "auto":
-        return requested
-    has_gt = any(r.metrics.get(DEFAULT_SORT_WITH_GT) is not None for r in records)
-    return DEFAULT_SORT_WITH_GT if has_gt else DEFAULT_SORT_WITHOUT_GT
-
-
-def write_outputs(options: EvalOptions, prepared: Prepared, timing: dict) -> list[SceneRecord]:
-    """``scenes.csv``, ``summary.json`` and ``report.html`` from every record (rank 0)."""
-    from src.io.atomic import atomic_write
-    from viewer.evaluation.report import render_report
-    from viewer.evaluation.scene_metrics import viewer_command
-    from viewer.evaluation.tables import AGGREGATION, summary, write_csv
-
-    out = Path(options.out)
-    records = merged_records(out, prepared.plan)
-    write_csv(out / "scenes.csv", records)
-    content = summary(records, prepared.identity, timing, prepared.plan.skipped_by_index)
-    write_json(out / "summary.json", content)
-    commands = {
-        r.key: shlex.join(
-            viewer_command(options.ckpt, r.key, options.data_root, options.index, options.config)
-        )
-        for r in records
-    }
-    counts = content["scenes"]
-    facts = [
-        ("checkpoint", str(Path(options.ckpt).resolve())),
-        ("scenes", (f"{counts['total']}: {counts[STATUS_OK]} ok, {counts[STATUS_MISSING]} "
-                    f"missing, {counts[STATUS_FAILED]} failed; {counts['skipped_by_index']} "
-                    "skipped by the index (null entries)")),
-        ("data roots", ", ".join(str(Path(r).resolve()) for r in options.data_root) or "none"),
-        ("evaluation index", str(Path(options.index).resolve()) if options.index else "none"),
-    ]  # fmt: skip
-    page = render_report(records, sort_by=sort_column(options.sort_by, records),
-                         commands=commands, max_thumbnails=options.thumbnails,
-                         title=f"dsviewer eval: {Path(options.ckpt).name}", facts=facts,
-                         aggregation=AGGREGATION)  # fmt: skip
-    with atomic_write(out / "report.html") as handle:
-        handle.write(page.encode("utf-8", "replace"))
-    return records
+            "cores": placement.cores, "scenes": ran, "failed": failed,
+            "seconds": round(time.perf_counter() - start, 3), "error": error,
+            "bug": bug}  # fmt: skip
 
 
 def run_evaluation(options: EvalOptions, console=None) -> int:
-    """``dsviewer eval`` on this process (one of the torchrun ranks, or alone)."""
+    """``dsviewer eval`` on this process (one of the torchrun ranks, or alone): 0 once the
+    outputs are written, 2 on bad input (1 after a bug on some rank; its log file is named)."""
+    import os
+
     from rich.console import Console
+
+    from viewer.evaluation.log_once import WarningsOnce
 
     console = console or Console(stderr=True, highlight=False)
 
     def say(text: str) -> None:
         console.print(text, markup=False)
 
-    def fail(text: str) -> int:
-        if placement.is_main:
-            say(f"dsviewer eval: error: {text}")
-        return 2
-
-    placement = distributed.start(options.device, options.threads)
     try:
-        decision: tuple[str, object] | None = None
-        if placement.is_main:
-            try:
-                decision = ("ok", prepare(options))
-            except USER_ERRORS as error:
-                decision = ("error", str(error))
-        kind, payload = distributed.broadcast(placement, decision)
-        if kind == "error":
-            return fail(str(payload))
-        prepared: Prepared = payload
-        mine = shard(prepared.todo, placement.rank, placement.world_size)
-        if placement.is_main:
-            plan = prepared.plan
-            say(f"{len(plan.scenes)} scenes: {len(prepared.todo)} to run, {prepared.resumed} "
-                f"already done (--force redoes them), {len(plan.missing)} missing from the "
-                f"data roots, {plan.skipped_by_index} skipped by the index.")  # fmt: skip
-        start = time.perf_counter()
-        session, load_error = None, None
-        if mine:
-            from viewer.evaluation.scene_metrics import open_session
-
-            try:
-                session = open_session(options.ckpt, placement.device, options.config,
-                                       options.depthsplat_repo)  # fmt: skip
-            except (*USER_ERRORS, RuntimeError) as error:
-                where = f"rank {placement.rank} " if placement.distributed else ""
-                load_error = f"{where}could not load the model: {error}"
-        load_errors = [e for e in distributed.all_gather(placement, load_error) if e]
-        if load_errors:
-            return fail(" ".join(dict.fromkeys(load_errors)))
-        counts = run_shard(options, placement, mine, session, console)
-        ranks = distributed.gather(placement, counts)
-        if not placement.is_main:
-            return 0
-        wall = time.perf_counter() - start
-        timing = {"world_size": placement.world_size, "ranks": ranks,
-                  "evaluated_this_run": len(prepared.todo), "wall_seconds": round(wall, 3),
-                  "scenes_per_second": round(len(prepared.todo) / wall, 4) if wall > 0 else None}
-        records = write_outputs(options, prepared, timing)
-        failed = sum(r.status == STATUS_FAILED for r in records)
-        say(f"Wrote {', '.join(str(Path(options.out) / n) for n in OUTPUT_FILES)}: "
-            f"{sum(r.status == STATUS_OK for r in records)} ok, {failed} failed, "
-            f"{sum(r.status == STATUS_MISSING for r in records)} missing.")  # fmt: skip
-        return 0  # failed scenes are rows of the answer, not a failed run (torchrun: exit 0)
+        placement = distributed.start(options.device, options.threads)
+    except distributed.PlacementError as error:  # every rank of the node finds the same
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            say(f"dsviewer eval: error: {error}")
+        return EXIT_USER_ERROR
+    try:
+        with WarningsOnce(say):  # its count of repeats comes before the last line
+            code, last_line = evaluate(options, placement, console, say)
+        if last_line is not None:
+            say(last_line)
+        return code
     finally:
         distributed.finish(placement)
+
+
+def evaluate(options: EvalOptions, placement, console, say) -> tuple[int, str | None]:
+    """The run once the process group is up: the exit status and the line that ends the run
+    (see :func:`run_evaluation`)."""
+
+    def fail(text: str, code: int = EXIT_USER_ERROR) -> tuple[int, str | None]:
+        return code, f"dsviewer eval: error: {text}" if placement.is_main else None
+
+    decision: tuple[str, object] | None = None
+    bug: Exception | None = None
+    if placement.is_main:
+        try:
+            decision = ("ok", prepare(options))
+        except Exception as error:  # noqa: BLE001 -- the other ranks must hear of it
+            decision = ("error", str(error))
+            bug = None if is_user_error(error) else error
+    kind, payload = distributed.broadcast(placement, decision)
+    if bug is not None:
+        raise bug  # the error boundary logs it (the other ranks stop below)
+    if kind == "error":
+        return fail(str(payload))
+    prepared: Prepared = payload
+    mine = shard(prepared.todo, placement.rank, placement.world_size)
+    if placement.is_main:
+        plan = prepared.plan
+        if prepared.moved is not None:
+            say(f"--force: the previous run's results (another checkpoint, index, config or "
+                f"settings) were moved to {prepared.moved}.")  # fmt: skip
+        say(f"{len(plan.scenes)} scenes: {len(prepared.todo)} to run, {prepared.resumed} "
+            f"already done (--force redoes them), {len(plan.missing)} missing from the "
+            f"data roots, {plan.skipped_by_index} skipped by the index.")  # fmt: skip
+    start = time.perf_counter()
+    session, load_error = None, None
+    if mine:
+        from viewer.evaluation.scene_metrics import open_session
+
+        try:
+            session = open_session(options.ckpt, placement.device, options.config,
+                                   options.depthsplat_repo)  # fmt: skip
+        except Exception as error:  # noqa: BLE001 -- every rank must reach the exchange
+            # torch says RuntimeError when a checkpoint's tensors do not fit the model
+            text, is_bug = rank_error(error, placement, also_user=(RuntimeError,))
+            load_error = (f"could not load the model: {text}", is_bug)
+    load_errors = [e for e in distributed.all_gather(placement, load_error) if e]
+    if load_errors:
+        code = EXIT_BUG if any(is_bug for _, is_bug in load_errors) else EXIT_USER_ERROR
+        return fail(" ".join(dict.fromkeys(text for text, _ in load_errors)), code)
+    counts = run_shard(options, placement, prepared, mine, session, console)
+    ranks = distributed.all_gather(placement, counts)
+    errors = [r["error"] for r in ranks if r["error"]]
+    if errors:
+        code = EXIT_BUG if any(r["bug"] for r in ranks) else EXIT_USER_ERROR
+        return fail(" ".join(dict.fromkeys(errors)), code)
+    if not placement.is_main:
+        return 0, None
+    wall = time.perf_counter() - start
+    for rank in ranks:
+        del rank["error"], rank["bug"]
+    timing = {"world_size": placement.world_size, "ranks": ranks,
+              "evaluated_this_run": len(prepared.todo), "wall_seconds": round(wall, 3),
+              "scenes_per_second": round(len(prepared.todo) / wall, 4) if wall > 0 else None}
+    from viewer.evaluation.merge import write_outputs
+
+    records = write_outputs(options, prepared, timing, placement.device)
+    failed = sum(r.status == STATUS_FAILED for r in records)
+    # failed scenes are rows of the answer, not a failed run (torchrun: exit 0)
+    return 0, (f"Wrote {', '.join(str(Path(options.out) / n) for n in OUTPUT_FILES)}: "
+               f"{sum(r.status == STATUS_OK for r in records)} ok, {failed} failed, "
+               f"{sum(r.status == STATUS_MISSING for r in records)} missing.")  # fmt: skip

@@ -6,7 +6,10 @@ renders, the colour maps and the viewer's command line. When the viewer's pipeli
 only this file changes.
 
 Metrics (named in :mod:`viewer.evaluation.columns`) are read from the analysis summary that
-``metrics.json`` of an export holds, so an evaluation and an export of the same scene agree.
+``metrics.json`` of an export holds, and ``target_psnr`` is the ``mean_psnr`` of the same target
+renders, so an evaluation and an export of the same scene agree. One exception:
+``residual_rel_mean`` is computed here from the same layers (``metrics.json`` has the absolute
+residual only).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from src.dataset import SYNTHETIC_PREFIX
 from viewer.evaluation.columns import METRIC_NAMES, THUMBNAIL_NAMES
 
 if TYPE_CHECKING:
@@ -131,13 +135,22 @@ def viewer_command(
     data_roots: Sequence[Path] = (),
     index: Path | None = None,
     config: Path | None = None,
+    depthsplat_repo: Path | None = None,
+    dataset_key: bool = False,
 ) -> list[str]:
-    """The ``dsviewer`` arguments that open ``spec`` as the evaluation ran it (absolute paths)."""
-    command = ["dsviewer", "--ckpt", str(Path(ckpt).resolve()), "--scene", spec]
+    """The ``dsviewer`` arguments that open ``spec`` as the evaluation ran it, from any folder.
+
+    Every path is absolute; so is ``spec`` when it names an existing folder or file (a capture)
+    and is not a ``dataset_key``; keys and ``synthetic:<seed>`` stay as they are. The spec is one
+    ``--scene=<spec>`` word, so a key starting with ``-`` is not read as a flag.
+    """
+    if not dataset_key and not spec.startswith(SYNTHETIC_PREFIX) and Path(spec).exists():
+        spec = str(Path(spec).resolve())
+    command = ["dsviewer", "--ckpt", str(Path(ckpt).resolve()), f"--scene={spec}"]
     for root in data_roots:
         command += ["--data-root", str(Path(root).resolve())]
-    if index is not None:
-        command += ["--index", str(Path(index).resolve())]
-    if config is not None:
-        command += ["--config", str(Path(config).resolve())]
+    for flag, path in (("--index", index), ("--config", config),
+                       ("--depthsplat-repo", depthsplat_repo)):  # fmt: skip
+        if path is not None:
+            command += [flag, str(Path(path).resolve())]
     return command

@@ -157,8 +157,6 @@ def run_scene(session, loader, planned: PlannedScene, max_target_views: int | No
                            seconds=time.perf_counter() - start, metrics=result.metrics,
                            thumbnails=thumbnails)  # fmt: skip
     except Exception as error:  # noqa: BLE001 -- a failing scene is a row, not the end
-        from viewer.errors import is_user_error, write_log
-
         reason = f"{type(error).__name__}: {error}"
         if not is_user_error(error):  # a bug, not bad input: its traceback goes to a log
             reason = f"internal error ({reason}); the traceback is in {write_log(error)}"

@@ -482,6 +482,9 @@ def test_new_run_starts_from_the_chosen_models_own_planes_and_default_views(serv
     new = app.runs[-1]
     assert new.spec == RunSpec(model_path(tiny))  # own planes, default views
     assert run_planes(new.loaded) == (0.5, 100.0)
+    panel.context.value = "0 99"  # the strip shows frames 0 to 7
+    panel.request_run()
+    assert "the scene has frames 0 to 7" in panel.status.content and len(app.runs) == 2
     panel.far.value = 50.0
     panel.context.value = "0 3"
     panel.request_run()

@@ -353,4 +353,5 @@ def test_an_export_whose_every_scene_is_bad_input_exits_2():
     assert result.returncode == 2 and "Traceback" not in result.stderr
     message = " ".join(result.stderr.split())
     assert "repeat a frame" in message and "1 of 1 scenes failed" in message
+    assert "--context/--target selects" in message and "evaluation index" not in message
     assert not Path("/tmp/dsviewer-never-written").exists()

@@ -226,3 +226,34 @@ def test_export_folders_of_specs_that_sanitize_alike_do_not_collide():
     folders = scene_folders(Path("out"), ["a/b", "a_b", "c"])
     assert folders == {"a/b": Path("out/a_b"), "a_b": Path("out/a_b_2"), "c": Path("out/c")}
     assert scene_folders(Path("out"), ["one"]) == {"one": Path("out")}
+
+
+def test_the_progress_clock_is_the_printed_total(monkeypatch):
+    """Rich freezes a bar's clock when it first reaches 100 %: stages that report their own
+    completion (the model loaded) must not stop it while the scene is still being shown."""
+    import io
+    import re
+    import time
+
+    from rich.console import Console
+
+    from viewer import cli
+    from viewer.gui.app import ViewerApp
+
+    show_runs = ViewerApp.show_runs
+
+    def slow_show_runs(self, *args, **kwargs):  # a slow browser upload, after every stage
+        time.sleep(2.5)
+        return show_runs(self, *args, **kwargs)
+
+    monkeypatch.setattr(ViewerApp, "show_runs", slow_show_runs)
+    log = io.StringIO()
+    server, app = cli.start(cli.parse(["--demo", "--port", "0", "--device", "cpu"]),
+                            console=Console(file=log, width=200))  # fmt: skip
+    app.close()
+    server.stop()
+    output = log.getvalue()
+    hours, minutes, seconds = re.findall(r"Scene ready\s.*?(\d+):(\d\d):(\d\d)", output)[-1]
+    total = float(re.search(r"Scene ready in ([\d.]+) s", output).group(1))
+    assert total > 2.5
+    assert abs(3600 * int(hours) + 60 * int(minutes) + int(seconds) - total) <= 1.0, output

@@ -166,6 +166,28 @@ def test_view_and_layer_modes_are_categorical(loaded):
             assert (point_colors(context, "layer", key, 0, np.arange(4)) == layer.color).all()
     labels = [c.label for c in color_mode("view").categories(context)]
     assert labels == [f"view {v} (frame {10 * v})" for v in range(V)]
+    # The legend lists only colours that can appear: the residual layer keeps its own mode.
+    layer_labels = [c.label for c in color_mode("layer").categories(context)]
+    assert layer_labels == [layer.label for key, layer in POINT_LAYERS.items() if key != "residual"]
+
+
+def test_grey_is_explained_in_every_legend_that_uses_it(loaded):
+    """Modes computed by the analysis leave GT and Gaussian centres grey: their legends say so;
+    B - A without a run B says what to do instead of drawing a made-up range."""
+    from viewer.analysis import analyze
+    from viewer.color_modes import grey_meaning
+
+    context = ColorContext(loaded.layers, analyze(loaded.layers))
+    for key in ("clamp", "depth_edge", "flying_pixel", "consistency", "inconsistent"):
+        assert point_colors(context, key, "gt", 0, np.arange(4)).tolist() == [
+            list(colormaps.NO_DATA_COLOR)] * 4  # fmt: skip
+        assert "not analysed: Ground truth, Gaussian centres" in grey_meaning(color_mode(key))
+        if color_mode(key).legend == "categorical":
+            image = legend_image(context, key).reshape(-1, 3)
+            assert (image == np.array(colormaps.NO_DATA_COLOR)).all(-1).any(), key
+    assert grey_meaning(color_mode("depth")) is None
+    no_b = legend_image(context, "difference")
+    assert np.array_equal(no_b, colormaps.text_image("choose run B (or gt) in the Runs folder"))
 
 
 def test_gt_error_is_relative_and_per_layer(loaded):

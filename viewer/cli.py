@@ -110,7 +110,9 @@ def start(options: ViewerOptions, console=None):
         start_time = time.perf_counter()  # the clock the bar shows and the total printed below
 
         def progress(stage: str, fraction: float) -> None:
-            bar.update(task, description=escape_rich(stage), completed=100 * fraction)
+            # Rich stops the bar's clock when it first reaches 100 %; the stages' own "done" (the
+            # model loaded, the scene computed) must not stop it before the scene is shown.
+            bar.update(task, description=escape_rich(stage), completed=min(99.0, 100 * fraction))
 
         from viewer.pipeline import print_notes
         from viewer.runs import RunLoader
@@ -146,7 +148,7 @@ def start(options: ViewerOptions, console=None):
         loaded.seconds["upload"] = time.perf_counter() - upload_start
         loaded.seconds = {"load_model": sum(s.load_seconds for s in run_loader.sessions.values()),
                           **loaded.seconds}  # fmt: skip
-        progress("Scene ready", 1.0)
+        bar.update(task, description="Scene ready", completed=100)
         total = time.perf_counter() - start_time
     print_notes(console, [note for run in runs for note in run.loaded.notes])
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in loaded.seconds.items())

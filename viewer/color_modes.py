@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from viewer import colormaps
-from viewer.analysis import SceneAnalysis
+from viewer.analysis import SceneAnalysis, analysed_layer
 from viewer.layers import Layers
 from viewer.point_layers import POINT_LAYERS, point_layer, registry_entry
 
@@ -84,6 +84,8 @@ class ColorMode:
     categories: Callable[[ColorContext], list[Category]] | None = None
     no_data_label: str | None = None
     needs_analysis: bool = False
+    missing: Callable[[ColorContext], str | None] = lambda context: None
+    """What the user must do first when the mode has nothing to colour yet (the legend says it)."""
 
 
 # --- values -------------------------------------------------------------------------------------
@@ -99,8 +101,13 @@ def _view(context: ColorContext, layer: str) -> np.ndarray:
     return np.broadcast_to(np.arange(V, dtype=np.float32)[:, None, None], (V, H, W))
 
 
+def _categorised_layers() -> list[str]:
+    """The layers "Layer" tells apart: those drawn in the chosen mode (not the residual's)."""
+    return [key for key, layer in POINT_LAYERS.items() if layer.fixed_color_mode is None]
+
+
 def _layer(context: ColorContext, layer: str) -> np.ndarray:
-    index = list(POINT_LAYERS).index(layer)
+    index = _categorised_layers().index(layer)
     return np.full(context.layers.final_depth.shape, index, dtype=np.float32)
 
 
@@ -226,7 +233,8 @@ def _view_categories(context: ColorContext) -> list[Category]:
 
 
 def _layer_categories(context: ColorContext) -> list[Category]:
-    return [Category(layer.label, layer.color) for layer in POINT_LAYERS.values()]
+    return [Category(point_layer(key).label, point_layer(key).color)
+            for key in _categorised_layers()]  # fmt: skip
 
 
 def _flags(*labels: str) -> Callable[[ColorContext], list[Category]]:
@@ -266,6 +274,8 @@ _MODES = (
         "folder; unit: Residual unit).",
         "diverging", _difference, _difference_range, _difference_label,
         no_data_label="not compared / unseen by the other run",
+        missing=lambda context: None if context.difference is not None else (
+            "choose run B (or gt) in the Runs folder"),
     ),
     ColorMode(
         "confidence", "Confidence", "The cost volume's maximum match probability per pixel.",
@@ -364,6 +374,17 @@ def point_colors(
     return colorize(mode, context, per_view[pixels])
 
 
+def grey_meaning(mode: ColorMode) -> str | None:
+    """What the no-data grey means in ``mode``: its own no-data label and, for modes computed by
+    the analysis, the layers the analysis does not cover (they have no values at all)."""
+    meanings = [mode.no_data_label] if mode.no_data_label else []
+    if mode.needs_analysis:
+        skipped = [layer.label for key, layer in POINT_LAYERS.items()
+                   if analysed_layer(key) is None]  # fmt: skip
+        meanings.append("not analysed: " + ", ".join(skipped))
+    return "; ".join(meanings) or None
+
+
 def legend_image(context: ColorContext, mode_key: str) -> np.ndarray:
     """The legend of ``mode`` for this scene and settings, ``[h, 320, 3]`` uint8."""
     mode = color_mode(mode_key)
@@ -371,13 +392,14 @@ def legend_image(context: ColorContext, mode_key: str) -> np.ndarray:
         return colormaps.text_image("analysing the geometry...")
     if mode.legend == "image":
         return colormaps.text_image("the images' own colours")
+    missing = mode.missing(context)
+    if missing is not None:
+        return colormaps.text_image(missing)
+    grey = grey_meaning(mode)
     if mode.legend == "categorical":
         entries = [(c.label, c.color) for c in mode.categories(context)]
-        if mode.no_data_label:
-            entries.append((mode.no_data_label, colormaps.NO_DATA_COLOR))
-        return colormaps.categories_image(entries)
+        footnote = (grey, colormaps.NO_DATA_COLOR) if grey else None
+        return colormaps.categories_image(entries, footnote=footnote)
     low, high = mode.value_range(context)
-    label = mode.legend_label(context) + (
-        f" (grey: {mode.no_data_label})" if mode.no_data_label else ""
-    )
+    label = mode.legend_label(context) + (f" (grey: {grey})" if grey else "")
     return colormaps.colorbar_image(mode.legend, low, high, label)

@@ -33,6 +33,7 @@ CATEGORY_COLORS = (
 LEGEND_BACKGROUND = (37, 38, 43)  # the viser panel in dark mode
 LEGEND_TEXT = (230, 230, 230)
 LINE_HEIGHT = 13  # pixels per legend caption line in PIL's default font
+BUTTON_CLEARANCE = 26  # viser draws a fullscreen button over an image's bottom-right corner
 SAMPLE_LIMIT = 1_000_000  # robust ranges read at most this many values (a fixed stride)
 
 
@@ -142,7 +143,7 @@ def colorbar_image(
     margin = 10
     bar_height = height // 3
     ramp = lut(name)[np.linspace(0, 255, width - 2 * margin).round().astype(np.intp)]
-    lines = _wrap(label, width - 2 * margin)
+    lines = _wrap(label, width - 2 * (margin + BUTTON_CLEARANCE))  # centred: clear both sides
     height += LINE_HEIGHT * (len(lines) - 1)  # long captions wrap instead of running off
     image, draw = _canvas(width, height)
     image.paste(Image.fromarray(np.repeat(ramp[None], bar_height, axis=0)), (margin, margin // 2))
@@ -173,20 +174,43 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines or [""]
 
 
+Swatch = tuple[str, tuple[int, int, int]]  # (label, colour)
+
+
 def categories_image(
-    entries: list[tuple[str, tuple[int, int, int]]], width: int = 320, row_height: int = 18
+    entries: list[Swatch], width: int = 320, row_height: int = 18, footnote: Swatch | None = None
 ) -> np.ndarray:
-    """A legend of labelled swatches, two per row: ``[rows * row_height + 8, width, 3]`` uint8."""
+    """A legend of labelled swatches, two per row, then an optional ``footnote`` swatch whose
+    label may be long (wrapped over the full width): ``[h, width, 3]`` uint8."""
     rows = max(1, (len(entries) + 1) // 2)
-    image, draw = _canvas(width, rows * row_height + 8)
     half = width // 2
+    note_lines = [] if footnote is None else _wrap(footnote[0], width - 28 - BUTTON_CLEARANCE)
+    image, draw = _canvas(width, rows * row_height + 8 + LINE_HEIGHT * len(note_lines))
+
+    def swatch(left: int, top: int, color) -> None:
+        draw.rectangle((left, top + 2, left + 14, top + 14), fill=tuple(color),
+                       outline=(90, 90, 90))  # fmt: skip
+
     for i, (label, color) in enumerate(entries):
         left, top = (i % 2) * half + 8, (i // 2) * row_height + 4
-        draw.rectangle(
-            (left, top + 2, left + 14, top + 14), fill=tuple(color), outline=(90, 90, 90)
-        )
-        draw.text((left + 20, top + 8), label[:26], fill=LEGEND_TEXT, anchor="lm")
+        swatch(left, top, color)
+        draw.text((left + 20, top + 8), _fit(label, half - 28), fill=LEGEND_TEXT, anchor="lm")
+    if footnote is not None:
+        top = rows * row_height + 4
+        swatch(8, top, footnote[1])
+        for row, line in enumerate(note_lines):
+            draw.text((28, top + 8 + row * LINE_HEIGHT), line, fill=LEGEND_TEXT, anchor="lm")
     return np.asarray(image)
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` cut with an ellipsis to at most ``width`` pixels (default font)."""
+    _, draw = _canvas(1, 1)
+    if draw.textlength(text) <= width:
+        return text
+    while text and draw.textlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
 
 
 def text_image(text: str, width: int = 320, height: int = 28) -> np.ndarray:

@@ -154,10 +154,13 @@ def run(options: ExportOptions) -> int:
     folders = check_options(options)
     console = Console(stderr=True)
     plan = plan_scenes(options.data_root, options.index, list(folders))
-    if options.context is not None:  # explicit views win over the evaluation index
+    # Explicit views win over the evaluation index (and are named as the source of bad frames).
+    if options.context is not None:
         plan.scenes = [replace(s, context=tuple(options.context)) for s in plan.scenes]
     if options.target is not None:
         plan.scenes = [replace(s, target=tuple(options.target)) for s in plan.scenes]
+    if options.context is not None or options.target is not None:
+        plan.scenes = [replace(s, frames_from="--context/--target") for s in plan.scenes]
 
     from viewer.analysis import AnalysisSettings
     from viewer.export import ExportSettings, export_scene

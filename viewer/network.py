@@ -3,7 +3,8 @@
 The default host is 127.0.0.1: nothing is reachable from other machines unless asked for. A
 host beyond loopback gets a warning that anyone who can reach the port can use the viewer (viser
 has no authentication), and the GUI's scene field then opens only the scenes given on the command
-line and the keys under the given data roots (:func:`shared_spec_check`).
+line, the keys under the given data roots and generated ``synthetic:<seed>`` scenes (which read
+no file) (:func:`shared_spec_check`).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def access_hint(host: str, port: int) -> str:
         lines.append(
             f"Serving on {host}: anyone who can reach port {port} can use this viewer (there is "
             "no authentication). The scene field opens only the scenes given on the command "
-            "line and keys under --data-root."
+            "line, keys under --data-root and generated synthetic:<seed> scenes."
         )
     elif os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_CLIENT"):
         user = os.environ.get("USER", "you")
@@ -118,6 +119,7 @@ def shared_spec_check(allowed_specs: Sequence[str], data_roots: Sequence[Path]):
         if data_roots and spec in load_index([Path(r) for r in data_roots]):
             return None
         return ("this viewer is shared on the network, so its scene field opens only the scenes "
-                "given on the command line and keys under its data roots.")  # fmt: skip
+                "given on the command line, keys under its data roots and synthetic:<seed> "
+                "scenes.")  # fmt: skip
 
     return check

@@ -70,8 +70,9 @@ class SceneLoader:
             return load_scene(planned.key, settings=settings, context=context, target=target)
         example = self._example(planned.key, planned.chunk)
         if context is not None:
+            chosen_by = planned.frames_from or f"The evaluation index {self.index} entry " \
+                f"{planned.key!r}"
             check_frames(ViewSelection(context, target or []), example.num_frames,
-                         f"scene {planned.key!r} in {planned.chunk}",
-                         f"The evaluation index {self.index} entry {planned.key!r}")  # fmt: skip
+                         f"scene {planned.key!r} in {planned.chunk}", chosen_by)  # fmt: skip
         return scene_from_example(example, str(planned.chunk), settings, context=context,
                                   target=target)  # fmt: skip

@@ -27,6 +27,7 @@ class PlannedScene:
     context: tuple[int, ...] | None = None  # frames from the evaluation index, if it has the key
     target: tuple[int, ...] | None = None
     missing: str | None = None  # why the scene cannot be loaded at all (then it is not run)
+    frames_from: str | None = None  # who chose context/target, for errors (None: the index)
 
 
 @dataclass

@@ -31,27 +31,25 @@ def _num(value: float | None) -> str:
 
 
 def summary_markdown(summary: dict) -> str:
-    """The checks of ``SceneAnalysis.summary()`` for final and coarse depth, as a table."""
+    """The checks of ``SceneAnalysis.summary()`` for coarse and final depth, as a table."""
     consistency, clamp, edges = summary["consistency"], summary["clamp"], summary["edges"]
+    layers = ("coarse", "final")  # the pipeline's order, as in the Statistics tables
+    flying = {"coarse": edges["coarse_flying_share"], "final": edges["flying_share"]}
     rows = [
         ("inconsistent", *(_pct(consistency[k]["overall"].get("inconsistent_share"))
-                           for k in ("final", "coarse"))),
+                           for k in layers)),
         ("mean multi-view error", *(_num(consistency[k]["overall"].get("mean_rel_error"))
-                                    for k in ("final", "coarse"))),
+                                    for k in layers)),
         ("at near / far clamp", *(_pct(clamp[f"{k}_at_near_share"] + clamp[f"{k}_at_far_share"])
-                                  for k in ("final", "coarse"))),
-        ("flying pixels", _pct(edges["flying_share"]), _pct(edges["coarse_flying_share"])),
+                                  for k in layers)),
+        ("flying pixels", *(_pct(flying[k]) for k in layers)),
     ]  # fmt: skip
     if "gt" in summary:
         gt = summary["gt"]
-        rows.append(
-            ("AbsRel to GT", *(_num(gt[k]["overall"]["abs_rel"]) for k in ("final", "coarse")))
-        )
-        rows.append(
-            ("delta < 1.25", *(_pct(gt[k]["overall"]["delta"]) for k in ("final", "coarse")))
-        )
-    lines = ["| check | final | coarse |", "|---|---|---|"]
-    lines += [f"| {name} | {final} | {coarse} |" for name, final, coarse in rows]
+        rows.append(("AbsRel to GT", *(_num(gt[k]["overall"]["abs_rel"]) for k in layers)))
+        rows.append(("delta < 1.25", *(_pct(gt[k]["overall"]["delta"]) for k in layers)))
+    lines = ["| check | coarse | final |", "|---|---|---|"]
+    lines += [f"| {name} | {coarse} | {final} |" for name, coarse, final in rows]
     return "\n".join(lines)
 
 
@@ -133,7 +131,7 @@ class AnalysisPanel:
             edges, counts = histogram(torch.from_numpy(residual[v][valid[v]]), HISTOGRAM_BINS,
                                       (-limit, limit))  # fmt: skip
             data = (0.5 * (edges[1:] + edges[:-1]), counts.astype(np.float64))
-            title = f"View {v}: {unit}"
+            title = f"View {v}: mono residual ({unit})"
             if v < len(self.histograms):
                 handle = self.histograms[v]
                 handle.data, handle.title, handle.visible = data, title, True

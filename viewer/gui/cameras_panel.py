@@ -24,6 +24,7 @@ class CamerasPanel:
         self.app = app
         gui = app.server.gui
         self.frustums: dict[str, list[viser.CameraFrustumHandle]] = {"context": [], "target": []}
+        self.looked_through: tuple[str, int] | None = None  # its frustum is hidden meanwhile
         with gui.add_folder("Cameras"):
             self.context_toggle = gui.add_checkbox(
                 "Context cameras", initial_value=True, hint="The views the model saw."
@@ -37,7 +38,7 @@ class CamerasPanel:
             )  # fmt: skip
             self.view_through = gui.add_button(
                 "View through camera", hint="Move your view into the chosen camera (its pose and "
-                "field of view)."
+                "field of view); its frustum is hidden until Reset view, as it would fill the view."
             )  # fmt: skip
             self.reset = gui.add_button(
                 "Reset view", hint="Back to the start view that frames the whole scene."
@@ -80,6 +81,7 @@ class CamerasPanel:
                     )
                 self.frustums[kind] = new + old[count:]
         self.target_toggle.disabled = loaded.layers.target is None
+        self.looked_through = None
         names = self._names("context") + self._names("target")
         self.choice.options = names or ["(none)"]
         self.choice.value = self.choice.options[0]
@@ -92,25 +94,29 @@ class CamerasPanel:
             cameras = layers.context if kind == "context" else layers.target
             count = 0 if cameras is None else cameras.num_views
             for index, handle in enumerate(self.frustums[kind]):
-                handle.visible = bool(toggle.value) and index < count
+                inside = self.looked_through == (kind, index)
+                handle.visible = bool(toggle.value) and index < count and not inside
 
     def _select(self, kind: str, index: int) -> None:
         self.choice.value = self._names(kind)[index]
 
     def _camera(self, name: str):
+        """``(kind, cameras, index)`` of a name from :meth:`_names`."""
         kind, rest = name.split(" ", 1)
         index = int(rest.split(":")[0])
         layers = self.app.loaded.layers
-        return layers.context if kind == "context" else layers.target, index
+        return kind, layers.context if kind == "context" else layers.target, index
 
     def look_through(self, client, name: str) -> None:
         with self.app.lock:
             if self.app.loaded is None or name == "(none)":
                 return
-            cameras, index = self._camera(name)
+            kind, cameras, index = self._camera(name)
             T = cameras.T_world_cam[index].numpy()
             fov = float(2.0 * np.arctan(0.5 / float(cameras.intrinsics[index, 1, 1])))
             depth = self.app.loaded.view.median_depth
+            self.looked_through = (kind, index)
+            self.refresh_visibility()
         with client.atomic():
             client.camera.position = T[:3, 3]
             client.camera.look_at = T[:3, 3] + depth * T[:3, 2]
@@ -131,6 +137,9 @@ class CamerasPanel:
             if self.app.loaded is None:
                 return
             start, up = self.app.loaded.view.start, self.app.loaded.view.up
+            if self.looked_through is not None:
+                self.looked_through = None
+                self.refresh_visibility()
         with client.atomic():
             client.camera.up_direction = up
             client.camera.position = start.position

@@ -127,6 +127,7 @@ class RunsPanel:
 
         self._showing = False  # show() sets the dropdowns itself: not a user's choice
         self._default_context = ""  # the context field's text when it shows A's default views
+        self._frame_count: int | None = None  # frames of the shown scene (the strip's)
         self._fill_planes()
 
         @self.a.on_update
@@ -204,6 +205,7 @@ class RunsPanel:
             )
             if self.app.loaded is loaded:
                 self.strip.image = frames_strip(frames)
+                self._frame_count = frames[-1][0] + 1 if frames else None  # the strip ends there
                 text = " ".join(str(int(f)) for f in loaded.layers.context.frames)
                 self.context.value = text
                 uses_default = self.app.runs[self.app.primary].spec.context is None
@@ -218,6 +220,10 @@ class RunsPanel:
         try:
             # A's default views, left as shown, stay "the default" (another scene has others).
             context = None if text.split() == self._default_context.split() else parse_frames(text)
+            count = self._frame_count
+            if context is not None and count is not None and max(context) >= count:
+                raise ValueError(f"Context frames {text!r}: the scene has frames 0 to {count - 1} "
+                                 "(the strip above)")  # fmt: skip
         except ValueError as error:
             self.status.content = f"**{escape_markdown(error)}**"
             return

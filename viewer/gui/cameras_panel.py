@@ -24,7 +24,7 @@ class CamerasPanel:
         self.app = app
         gui = app.server.gui
         self.frustums: dict[str, list[viser.CameraFrustumHandle]] = {"context": [], "target": []}
-        self.looked_through: tuple[str, int] | None = None  # its frustum is hidden meanwhile
+        self.looked_through: tuple[str, int] | None = None  # frustums are hidden meanwhile
         with gui.add_folder("Cameras"):
             self.context_toggle = gui.add_checkbox(
                 "Context cameras", initial_value=True, hint="The views the model saw."
@@ -38,7 +38,7 @@ class CamerasPanel:
             )  # fmt: skip
             self.view_through = gui.add_button(
                 "View through camera", hint="Move your view into the chosen camera (its pose and "
-                "field of view); its frustum is hidden until Reset view, as it would fill the view."
+                "field of view); frustums are hidden until Reset view (they would fill the view)."
             )  # fmt: skip
             self.reset = gui.add_button(
                 "Reset view", hint="Back to the start view that frames the whole scene."
@@ -90,12 +90,14 @@ class CamerasPanel:
 
     def refresh_visibility(self) -> None:
         layers = self.app.loaded.layers
+        # Seen from a camera, its own frustum and its neighbours' (targets lie between context
+        # cameras) fill the view with their images: all frustums wait for Reset view.
+        looking = self.looked_through is not None
         for kind, toggle in (("context", self.context_toggle), ("target", self.target_toggle)):
             cameras = layers.context if kind == "context" else layers.target
             count = 0 if cameras is None else cameras.num_views
             for index, handle in enumerate(self.frustums[kind]):
-                inside = self.looked_through == (kind, index)
-                handle.visible = bool(toggle.value) and index < count and not inside
+                handle.visible = bool(toggle.value) and index < count and not looking
 
     def _select(self, kind: str, index: int) -> None:
         self.choice.value = self._names(kind)[index]

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from viewer_scenes import make_loaded, make_prediction, make_scene
 
-from viewer.errors import run_entry_point
+from viewer.errors import Terminated, run_entry_point
 from viewer.escape import escape_markdown, escape_rich
 from viewer.export import EXPORT_FILE_NAMES
 from viewer.export.transaction import MARKER, export_transaction, recover
@@ -99,6 +99,32 @@ def test_user_error_is_one_paragraph_exit_2(capsys):
     assert run_entry_point("dsviewer", bad_input) == 2
     err = capsys.readouterr().err
     assert err.startswith("dsviewer: error: No scene with key") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("signum, caught", [
+    (signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated),
+])  # fmt: skip
+def test_any_error_after_a_signal_is_the_interruption(tmp_path, monkeypatch, capsys, signum,
+                                                      caught):  # fmt: skip
+    """A signal that lands inside a C extension's import comes out as that library's own error
+    (open3d: ``ImportError: initialization failed``): after Ctrl-C or SIGTERM it is still the
+    interruption (exit 130), not a bug with a log file."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+
+    def import_hit_by_a_signal() -> int:
+        try:
+            os.kill(os.getpid(), signum)  # the boundary's handler runs before kill returns
+            time.sleep(5)
+        except caught:
+            raise ImportError("initialization failed") from None
+        raise AssertionError("the signal was not delivered")
+
+    assert run_entry_point("dsviewer export", import_hit_by_a_signal) == 130
+    err = capsys.readouterr().err
+    assert err == "dsviewer export: interrupted; nothing half-written was left behind.\n"
+    assert not (tmp_path / "dsviewer").exists()  # no bug log was written
+    # The boundary gave the signals back: a later bug is a bug again.
+    assert run_entry_point("dsviewer", lambda: {}["k"]) == 1
 
 
 @pytest.mark.parametrize("args, phrase", [

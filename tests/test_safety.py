@@ -347,6 +347,88 @@ def test_transaction_swaps_whole_folders(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"] and not aside.exists()
 
 
+def test_leftovers_with_our_own_pid_are_recovered(tmp_path):
+    """In a container every run is PID 1: a killed run's leftovers carry the next run's PID.
+    Their lock files are held by no one, so they are recovered; a set put aside comes back."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("whole")
+    working = tmp_path / f".out{MARKER}{os.getpid()}-dead"  # a half-written new set
+    working.mkdir()
+    (working / "a.txt").write_text("half")
+    (tmp_path / f".out{MARKER}{os.getpid()}-dead.lock").touch()
+    recover(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # Cut between the two renames of a swap without renameat2: the old set is aside.
+    out.rename(tmp_path / f".out{MARKER}{os.getpid()}-cut.old")
+    (tmp_path / f".out{MARKER}{os.getpid()}-cut.lock").touch()
+    recover(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (out / "a.txt").read_text() == "whole"
+
+
+HOLD_LOCK = """import fcntl, os, sys, time
+fcntl.flock(os.open(sys.argv[1], os.O_RDWR), fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_live_transaction_is_never_recovered(tmp_path):
+    """Held locks are left alone: this process's own (another descriptor of it conflicts) and
+    another process's; when that process is killed the kernel drops its lock."""
+    out = tmp_path / "out"
+    with export_transaction(out) as working:
+        (working / "a.txt").write_text("new")
+        recover(out)
+        assert (working / "a.txt").read_text() == "new"
+    assert (out / "a.txt").read_text() == "new"
+    other = tmp_path / f".out{MARKER}1-live"
+    other.mkdir()
+    lock = tmp_path / f".out{MARKER}1-live.lock"
+    lock.touch()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        recover(out)
+        assert other.is_dir() and lock.exists()
+    finally:
+        holder.kill()
+        holder.wait(timeout=20)
+    recover(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_interrupted_two_rename_swap_puts_the_old_set_back(tmp_path, monkeypatch):
+    """Without renameat2 the swap is two renames; Ctrl-C between them must not leave the
+    destination missing (the old set is renamed back before the interruption goes on)."""
+    from viewer.export import transaction
+
+    out = tmp_path / "out"
+    with export_transaction(out) as working:
+        (working / "a.txt").write_text("old")
+    monkeypatch.setattr(transaction, "_exchange", lambda a, b: False)
+    rename = Path.rename
+
+    def interrupted_rename(self, target):
+        if Path(target) == out and not self.name.endswith(".old"):
+            raise KeyboardInterrupt  # the new set was about to go in; the old one is aside
+        return rename(self, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "rename", interrupted_rename)
+        with pytest.raises(KeyboardInterrupt), export_transaction(out) as working:
+            (working / "a.txt").write_text("new")
+    assert (out / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with export_transaction(out) as working:  # and the two-rename swap itself works
+        (working / "b.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def test_unwritable_out_fails_before_model_work(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

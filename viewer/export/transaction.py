@@ -127,8 +127,11 @@ def check_writable(destination: str | Path) -> None:
             f"--out {given} exists and is not a folder. Give a folder path (it is created if "
             "missing)."
         )
-    current = Path.cwd().resolve()
-    if destination == current or destination in current.parents:
+    try:
+        current = Path.cwd().resolve()
+    except OSError:  # the current folder was removed: no shell can be left in the old one
+        current = None
+    if current is not None and (destination == current or destination in current.parents):
         where = "is the current folder" if destination == current else "holds the current folder"
         raise ExportFolderError(
             f"--out {given} ({destination}) {where}. An export replaces its folder as a whole, "

@@ -119,7 +119,13 @@ def test_any_error_after_a_signal_is_the_interruption(tmp_path, monkeypatch, cap
             raise ImportError("initialization failed") from None
         raise AssertionError("the signal was not delivered")
 
-    assert run_entry_point("dsviewer export", import_hit_by_a_signal) == 130
+    # Under ``pytest &`` SIGINT starts ignored, and the boundary then leaves it so (as Python
+    # does): give it the terminal's default for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert run_entry_point("dsviewer export", import_hit_by_a_signal) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     err = capsys.readouterr().err
     assert err == "dsviewer export: interrupted; nothing half-written was left behind.\n"
     assert not (tmp_path / "dsviewer").exists()  # no bug log was written

@@ -185,6 +185,24 @@ def test_short_and_random_pickles(tmp_path):
     assert "truncated or corrupt" in refused(path)[0]
 
 
+def test_a_long_reader_message_is_cut_at_a_sentence(tmp_path):
+    """An 8-byte zip header: torch's reader explains over ~330 characters; the paragraph keeps
+    its first whole sentences and an ellipsis, never half a word before the closing bracket."""
+    import re
+
+    path = tmp_path / "bad8.pth"
+    path.write_bytes(b"PK\x03\x04\x00\x00\x08\x08")
+    with pytest.raises(RuntimeError) as raw:
+        torch.load(path, weights_only=True)
+    original = str(raw.value).splitlines()[0]
+    assert len(original) > 300  # else nothing is cut and the test checks nothing
+    for message in refused(path):
+        quoted = re.search(r"\(RuntimeError: (.*)\)\. Download", message)
+        assert quoted is not None, message
+        kept = quoted.group(1)
+        assert kept.endswith(". ...") and original.startswith(kept[: -len(" ...")]), kept
+
+
 def rewritten_zip(data: bytes, victim: str, mode: str) -> bytes:
     source = zipfile.ZipFile(io.BytesIO(data))
     out = io.BytesIO()

@@ -370,7 +370,7 @@ def test_main_exports_several_scenes_with_one_model(demo_run, capsys):
         _check_demo_export(demo_run.out / key, key, context=context, target=target)
     # Re-running into the same folder is refused before any work, with exit status 2.
     assert main(demo_run.args) == 2
-    assert "already holds files" in one_line(capsys.readouterr().err)
+    assert "already holds an export" in one_line(capsys.readouterr().err)
     assert len(demo_run.load_model_calls) == 1
     out = demo_run.out
     assert scene_folder(out, "a/b", many=False) == out  # one scene goes straight into --out

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from viewer_scenes import make_loaded, make_prediction, make_scene
 
-from viewer.errors import run_entry_point
+from viewer.errors import Terminated, run_entry_point
 from viewer.escape import escape_markdown, escape_rich
 from viewer.export import EXPORT_FILE_NAMES
 from viewer.export.transaction import MARKER, export_transaction, recover
@@ -99,6 +99,38 @@ def test_user_error_is_one_paragraph_exit_2(capsys):
     assert run_entry_point("dsviewer", bad_input) == 2
     err = capsys.readouterr().err
     assert err.startswith("dsviewer: error: No scene with key") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("signum, caught", [
+    (signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated),
+])  # fmt: skip
+def test_any_error_after_a_signal_is_the_interruption(tmp_path, monkeypatch, capsys, signum,
+                                                      caught):  # fmt: skip
+    """A signal that lands inside a C extension's import comes out as that library's own error
+    (open3d: ``ImportError: initialization failed``): after Ctrl-C or SIGTERM it is still the
+    interruption (exit 130), not a bug with a log file."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+
+    def import_hit_by_a_signal() -> int:
+        try:
+            os.kill(os.getpid(), signum)  # the boundary's handler runs before kill returns
+            time.sleep(5)
+        except caught:
+            raise ImportError("initialization failed") from None
+        raise AssertionError("the signal was not delivered")
+
+    # Under ``pytest &`` SIGINT starts ignored, and the boundary then leaves it so (as Python
+    # does): give it the terminal's default for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert run_entry_point("dsviewer export", import_hit_by_a_signal) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    err = capsys.readouterr().err
+    assert err == "dsviewer export: interrupted; nothing half-written was left behind.\n"
+    assert not (tmp_path / "dsviewer").exists()  # no bug log was written
+    # The boundary gave the signals back: a later bug is a bug again.
+    assert run_entry_point("dsviewer", lambda: {}["k"]) == 1
 
 
 @pytest.mark.parametrize("args, phrase", [
@@ -319,6 +351,88 @@ def test_transaction_swaps_whole_folders(tmp_path):
     out.rename(aside)
     recover(out)
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"] and not aside.exists()
+
+
+def test_leftovers_with_our_own_pid_are_recovered(tmp_path):
+    """In a container every run is PID 1: a killed run's leftovers carry the next run's PID.
+    Their lock files are held by no one, so they are recovered; a set put aside comes back."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("whole")
+    working = tmp_path / f".out{MARKER}{os.getpid()}-dead"  # a half-written new set
+    working.mkdir()
+    (working / "a.txt").write_text("half")
+    (tmp_path / f".out{MARKER}{os.getpid()}-dead.lock").touch()
+    recover(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # Cut between the two renames of a swap without renameat2: the old set is aside.
+    out.rename(tmp_path / f".out{MARKER}{os.getpid()}-cut.old")
+    (tmp_path / f".out{MARKER}{os.getpid()}-cut.lock").touch()
+    recover(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (out / "a.txt").read_text() == "whole"
+
+
+HOLD_LOCK = """import fcntl, os, sys, time
+fcntl.flock(os.open(sys.argv[1], os.O_RDWR), fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_live_transaction_is_never_recovered(tmp_path):
+    """Held locks are left alone: this process's own (another descriptor of it conflicts) and
+    another process's; when that process is killed the kernel drops its lock."""
+    out = tmp_path / "out"
+    with export_transaction(out) as working:
+        (working / "a.txt").write_text("new")
+        recover(out)
+        assert (working / "a.txt").read_text() == "new"
+    assert (out / "a.txt").read_text() == "new"
+    other = tmp_path / f".out{MARKER}1-live"
+    other.mkdir()
+    lock = tmp_path / f".out{MARKER}1-live.lock"
+    lock.touch()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        recover(out)
+        assert other.is_dir() and lock.exists()
+    finally:
+        holder.kill()
+        holder.wait(timeout=20)
+    recover(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_interrupted_two_rename_swap_puts_the_old_set_back(tmp_path, monkeypatch):
+    """Without renameat2 the swap is two renames; Ctrl-C between them must not leave the
+    destination missing (the old set is renamed back before the interruption goes on)."""
+    from viewer.export import transaction
+
+    out = tmp_path / "out"
+    with export_transaction(out) as working:
+        (working / "a.txt").write_text("old")
+    monkeypatch.setattr(transaction, "_exchange", lambda a, b: False)
+    rename = Path.rename
+
+    def interrupted_rename(self, target):
+        if Path(target) == out and not self.name.endswith(".old"):
+            raise KeyboardInterrupt  # the new set was about to go in; the old one is aside
+        return rename(self, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "rename", interrupted_rename)
+        with pytest.raises(KeyboardInterrupt), export_transaction(out) as working:
+            (working / "a.txt").write_text("new")
+    assert (out / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with export_transaction(out) as working:  # and the two-rename swap itself works
+        (working / "b.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_unwritable_out_fails_before_model_work(tmp_path):

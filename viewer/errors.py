@@ -69,21 +69,36 @@ def describe_error(error: BaseException) -> str:
 
 
 def run_entry_point(program: str, main: Callable[[], int]) -> int:
-    """Run ``main`` behind the boundary; returns the exit status."""
+    """Run ``main`` behind the boundary; returns the exit status.
+
+    Once Ctrl-C or SIGTERM has arrived, whatever exception ends ``main`` counts as the
+    interruption: a signal that lands inside a C extension's import, say, comes out as that
+    library's own error (open3d's ``ImportError: initialization failed``), not as a bug.
+    """
+    signalled = threading.Event()
+
+    def interrupt(signum, frame) -> None:
+        signalled.set()
+        raise KeyboardInterrupt()
 
     def terminate(signum, frame) -> None:
+        signalled.set()
         raise Terminated()
 
+    handlers = {signal.SIGTERM: terminate}
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job ignores Ctrl-C
+        handlers[signal.SIGINT] = interrupt
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()} if in_main_thread else {}
     try:
         return int(main() or 0)
-    except (KeyboardInterrupt, Terminated):
-        print(f"{program}: interrupted; nothing half-written was left behind.", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except SystemExit:
         raise
     except BaseException as error:  # noqa: BLE001 -- the boundary: nothing escapes as a traceback
+        if signalled.is_set() or isinstance(error, (KeyboardInterrupt, Terminated)):
+            print(f"{program}: interrupted; nothing half-written was left behind.",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_INTERRUPTED
         if is_user_error(error):
             print(f"{program}: error: {error}", file=sys.stderr)
             return EXIT_USER_ERROR
@@ -92,5 +107,5 @@ def run_entry_point(program: str, main: Callable[[], int]) -> int:
               f"is in {path}; please include it in a bug report.", file=sys.stderr)  # fmt: skip
         return EXIT_BUG
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

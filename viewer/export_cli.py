@@ -2,10 +2,11 @@
 
 Only the standard library, tyro and the option dataclasses are imported at module level, so
 ``dsviewer export --help`` answers at once; the exporter (torch, open3d) loads after parsing.
-Every output folder is checked (writable, not holding files unless ``--overwrite``) before any
-model work, and each scene's folder is written as one transaction. The files themselves are
-described in :mod:`viewer.export`; with several ``--ckpt`` each model is loaded once, runs on
-every scene, and a scene's folder is the comparison of :mod:`viewer.export.compare_files`.
+Every output folder is checked (writable, not the current folder, holding nothing or, with
+``--overwrite``, only an earlier export) before any model work, and each scene's folder is
+written as one transaction. The files themselves are described in :mod:`viewer.export`; with
+several ``--ckpt`` each model is loaded once, runs on every scene, and a scene's folder is the
+comparison of :mod:`viewer.export.compare_files`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class ExportOptions(SceneOptions):
     compare.json and compare.ply."""
 
     overwrite: bool = False
-    """Replace an existing export folder as a whole (never mixed with the new files)."""
+    """Replace an earlier export in the output folder as a whole (never mixed with the new
+    files). A folder holding other files is refused, flag or not."""
 
     scene: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
     """Scene spec: a dataset key, a capture folder or synthetic:<seed>; repeat for several."""

@@ -235,9 +235,19 @@ def _normalize(
     return RawCheckpoint(state, settings, layout)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of ``error``'s message. A longer one is cut after its last whole sentence
+    within ``limit`` characters (else its last whole word) and ends in "..."."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else type(error).__name__
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    sentence_end = head.rfind(". ")
+    if sentence_end > 0:
+        return head[: sentence_end + 1] + " ..."
+    word_end = head.rfind(" ")
+    return (head[:word_end] if word_end > 0 else head).rstrip(",;:") + "..."
 
 
 def _preview(items: Iterable[object], count: int = 5, width: int = 60) -> str:

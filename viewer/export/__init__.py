@@ -21,6 +21,7 @@ from src.io.atomic import atomic_write
 from viewer.analysis import AnalysisSettings, SceneAnalysis
 from viewer.color_modes import ColorContext, ColorSettings
 from viewer.export import point_files
+from viewer.export.layout import METRICS_JSON, describe, foreign_entries
 from viewer.export.metrics import export_metrics
 from viewer.export.transaction import export_transaction
 from viewer.pipeline import LoadedScene, ProgressFn
@@ -57,8 +58,19 @@ class ExportFile:
 class ExportExistsError(ValueError):
     def __init__(self, out_dir: Path) -> None:
         super().__init__(
-            f"{out_dir} already holds files. Choose another --out folder, or pass --overwrite "
-            "to replace the whole folder with the new export."
+            f"{out_dir} already holds an export. Choose another --out folder, or pass "
+            "--overwrite to replace the whole folder with the new export."
+        )
+
+
+class ForeignFilesError(ValueError):
+    """The output folder holds files that are not an earlier export (never replaced)."""
+
+    def __init__(self, out_dir: Path, foreign: list[str]) -> None:
+        super().__init__(
+            f"{out_dir} holds files that no dsviewer export wrote ({describe(foreign)}). An "
+            "export replaces its whole folder, so it is never written over other files, even "
+            "with --overwrite. Choose an empty or new folder for --out."
         )
 
 
@@ -142,7 +154,7 @@ EXPORT_FILES: tuple[ExportFile, ...] = (
                _panels),
     ExportFile("targets.png", "per target view: rendered, GT, error, PSNR", _targets,
                lambda inputs: inputs.loaded.targets is not None),
-    ExportFile("metrics.json", "every statistic, the settings, notes and checks", _metrics),
+    ExportFile(METRICS_JSON, "every statistic, the settings, notes and checks", _metrics),
 )  # fmt: skip
 EXPORT_FILE_NAMES = tuple(f.name for f in EXPORT_FILES)
 
@@ -162,8 +174,13 @@ def export_inputs(loaded: LoadedScene, settings: ExportSettings) -> ExportInputs
 
 
 def refuse_existing(out_dir: Path, overwrite: bool) -> None:
-    """Raise :class:`ExportExistsError` when ``out_dir`` holds files and ``overwrite`` is off."""
+    """Raise :class:`ForeignFilesError` when ``out_dir`` holds anything but an earlier export
+    (:mod:`viewer.export.layout`), :class:`ExportExistsError` when it holds an earlier export
+    and ``overwrite`` is off."""
     out_dir = Path(out_dir)
+    foreign = foreign_entries(out_dir)
+    if foreign:
+        raise ForeignFilesError(out_dir, foreign)
     if not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
         raise ExportExistsError(out_dir)
 
@@ -197,7 +214,7 @@ def export_scene(
                     f"{file.name} (the previous export in {out_dir} is kept)",
                 ) from None
             inputs.written.append(file.name)
-        metrics = json.loads((working / "metrics.json").read_text())
+        metrics = json.loads((working / METRICS_JSON).read_text())
     if progress is not None:
         progress("Done", 1.0)
     return ExportResult(out_dir=out_dir, files=inputs.written, metrics=metrics)

@@ -42,15 +42,13 @@ from viewer.compare import (
     run_source,
 )
 from viewer.export import ExportSettings, archive_stem, export_scene, refuse_existing, zip_folder
+from viewer.export.layout import COMPARE_JSON, COMPARE_PLY, RUNS_FOLDER
 from viewer.export.point_files import pixel_columns, write_table
 from viewer.export.transaction import export_transaction
 from viewer.pipeline import LoadedScene, ProgressFn
 from viewer.point_layers import POINT_LAYERS
 from viewer.runs import run_definition
 
-RUNS_FOLDER = "runs"
-COMPARE_JSON = "compare.json"
-COMPARE_PLY = "compare.ply"
 DEFINITION = (
     "depth_abs_rel_b_vs_a: mean over a's valid pixels (finite depth > 0) where b has a sample "
     "of |d_b - d_a| / d_a, d_b = b's final depth sampled bilinearly (every neighbour valid) "

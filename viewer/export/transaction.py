@@ -3,11 +3,21 @@
 The files are written into a fresh hidden folder beside the destination,
 ``.<name>.dsviewer-<pid>-<token>``; only when every file is complete is it swapped in place of
 the destination. On Linux the swap is one ``renameat2(RENAME_EXCHANGE)`` call (atomic: the
-destination is never missing); elsewhere it is two renames (old aside, new in), and a
-destination found missing with an old copy aside is put back by the next run. The old files,
-now in the hidden folder, are removed after the swap. Any exception, Ctrl-C included, removes
-the hidden folder and leaves the destination as it was. Hidden folders of killed runs (their
-process gone) are removed by the next export beside them.
+destination is never missing); elsewhere it is two renames (old aside to ``<working>.old``, new
+in). The old files are removed after the swap. Any exception, Ctrl-C included, removes the
+working folder and puts a set that was moved aside back, so the destination is as it was (or,
+after the last rename, whole and new).
+
+A transaction holds an ``fcntl.flock`` on its lock file ``<working>.lock`` from before its
+working folder exists until its last leftover is gone. The kernel drops the lock when the
+process dies, so hidden entries whose lock can be taken (or that have no lock file) belong to
+no live export: the next export beside them restores a set put aside, if the destination is
+missing, and removes the rest. Process ids cannot tell this: in a container every run is PID 1.
+Where ``fcntl`` does not exist, leftovers are kept rather than risk removing a live export.
+
+Paths are made absolute first: ``--out .`` names the current folder, which cannot be swapped
+by that name, and a folder that holds the current one is refused (the shell would be left in
+the removed old folder).
 """
 
 from __future__ import annotations
@@ -18,11 +28,19 @@ import errno
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-MARKER = ".dsviewer-"  # hidden working folders: .<destination name>.dsviewer-<pid>-<token>[.old]
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None
+
+MARKER = ".dsviewer-"  # hidden entries: .<destination name>.dsviewer-<pid>-<token>[.old|.lock]
+ASIDE_SUFFIX = ".old"
+LOCK_SUFFIX = ".lock"
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -31,55 +49,100 @@ class ExportFolderError(OSError):
     """The destination cannot take an export (not a folder, not writable)."""
 
 
-def _working_folders(destination: Path) -> list[Path]:
+def absolute_folder(destination: str | Path) -> Path:
+    """``destination`` as an absolute path without ``.``, ``..`` or symbolic links."""
+    return Path(destination).expanduser().resolve()
+
+
+def _transactions(destination: Path) -> list[Path]:
+    """Working-folder paths of every transaction that left something beside ``destination``."""
     prefix = f".{destination.name}{MARKER}"
     parent = destination.parent
     if not parent.is_dir():
         return []
-    return [p for p in parent.iterdir() if p.name.startswith(prefix) and p.is_dir()]
+    bases = set()
+    for entry in parent.iterdir():
+        if entry.name.startswith(prefix):
+            name = entry.name.removesuffix(LOCK_SUFFIX).removesuffix(ASIDE_SUFFIX)
+            bases.add(parent / name)
+    return sorted(bases)
 
 
-def _owner_alive(folder: Path) -> bool:
+def _aside(working: Path) -> Path:
+    return working.with_name(working.name + ASIDE_SUFFIX)
+
+
+def _lock_file(working: Path) -> Path:
+    return working.with_name(working.name + LOCK_SUFFIX)
+
+
+@contextmanager
+def _claim_if_abandoned(working: Path) -> Iterator[bool]:
+    """True, holding its lock, when no live process holds the transaction ``working``."""
+    if fcntl is None:
+        yield False
+        return
     try:
-        pid = int(folder.name.rsplit(MARKER, 1)[1].split("-")[0])
-    except (IndexError, ValueError):
-        return False
-    if pid == os.getpid():
-        return True
+        descriptor = os.open(_lock_file(working), os.O_RDWR)
+    except FileNotFoundError:
+        yield True  # an owner creates its lock file first and removes it last: none is alive
+        return
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held (EWOULDBLOCK), or a file system without locks: keep it
+            yield False
+            return
+        yield True
+    finally:
+        os.close(descriptor)
 
 
-def recover(destination: Path) -> None:
-    """Finish what a killed export left behind: restore a set put aside, drop working folders."""
-    for folder in _working_folders(destination):
-        if _owner_alive(folder):
-            continue
-        if folder.name.endswith(".old") and not destination.exists():
-            folder.rename(destination)  # the two-rename swap was cut between its renames
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+def _settle(destination: Path, working: Path) -> None:
+    """Leave ``destination`` whole (a set put aside goes back if it is missing) and nothing of
+    the transaction ``working`` beside it. The caller holds the transaction's lock."""
+    aside = _aside(working)
+    if aside.is_dir() and not destination.exists():
+        aside.rename(destination)  # the two-rename swap was cut between its renames
+    for folder in (working, aside):
+        shutil.rmtree(folder, ignore_errors=True)
+    _lock_file(working).unlink(missing_ok=True)
 
 
-def check_writable(destination: Path) -> None:
-    """Fail now, not after minutes of model work, if ``destination`` cannot be written."""
-    destination = Path(destination)
+def recover(destination: str | Path) -> None:
+    """Finish what killed exports left beside ``destination``: restore a set put aside, drop
+    working folders. Transactions of live processes (this one included) are left alone."""
+    destination = absolute_folder(destination)
+    for working in _transactions(destination):
+        with _claim_if_abandoned(working) as abandoned:
+            if abandoned:
+                _settle(destination, working)
+
+
+def check_writable(destination: str | Path) -> None:
+    """Fail now, not after minutes of model work, if ``destination`` cannot take an export."""
+    given, destination = destination, absolute_folder(destination)
     if destination.exists() and not destination.is_dir():
         raise ExportFolderError(
-            f"--out {destination} exists and is not a folder. Give a folder path (it is "
-            "created if missing)."
+            f"--out {given} exists and is not a folder. Give a folder path (it is created if "
+            "missing)."
+        )
+    try:
+        current = Path.cwd().resolve()
+    except OSError:  # the current folder was removed: no shell can be left in the old one
+        current = None
+    if current is not None and (destination == current or destination in current.parents):
+        where = "is the current folder" if destination == current else "holds the current folder"
+        raise ExportFolderError(
+            f"--out {given} ({destination}) {where}. An export replaces its folder as a whole, "
+            "which would leave this shell in the removed old folder. Give a new folder instead, "
+            f"e.g. --out {destination / 'export'}, or run the command from elsewhere."
         )
     parent = destination.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        probe = parent / f".{destination.name}{MARKER}{os.getpid()}-probe"
-        probe.mkdir()
-        probe.rmdir()
+        with tempfile.TemporaryFile(dir=parent):  # unnamed where possible: a kill leaves nothing
+            pass
     except OSError as error:
         raise ExportFolderError(
             f"Cannot write an export to {destination}: {error.strerror or error} "
@@ -106,32 +169,50 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _swap_in(working: Path, destination: Path) -> None:
-    """Put ``working`` at ``destination``; the old files end up in ``working`` (or are gone)."""
+    """Put ``working`` at ``destination``; the old files end up in ``working`` or aside."""
     if not destination.exists():
         working.rename(destination)
-        return
-    if _exchange(working, destination):
-        shutil.rmtree(working, ignore_errors=True)
-        return
-    aside = working.with_name(working.name + ".old")
-    destination.rename(aside)
-    working.rename(destination)
-    shutil.rmtree(aside, ignore_errors=True)
+    elif not _exchange(working, destination):
+        destination.rename(_aside(working))
+        working.rename(destination)
+
+
+def _begin(destination: Path) -> tuple[Path, int]:
+    """A fresh transaction's working-folder path and its lock file's descriptor, locked."""
+    while True:
+        name = f".{destination.name}{MARKER}{os.getpid()}-{secrets.token_hex(4)}"
+        working = destination.parent / name
+        lock_file = _lock_file(working)
+        descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        if fcntl is None:
+            return working, descriptor
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks: no one else can claim it either
+            return working, descriptor
+        # A recovering export may have taken the new file for a dead one's and removed it
+        # before the lock was ours: then start over with another name.
+        try:
+            if os.path.samestat(os.fstat(descriptor), os.stat(lock_file)):
+                return working, descriptor
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)
 
 
 @contextmanager
-def export_transaction(destination: Path) -> Iterator[Path]:
+def export_transaction(destination: str | Path) -> Iterator[Path]:
     """Yield an empty working folder; on success it replaces ``destination`` as a whole."""
-    destination = Path(destination)
+    destination = absolute_folder(destination)
     recover(destination)
     check_writable(destination)
-    working = (
-        destination.parent / f".{destination.name}{MARKER}{os.getpid()}-{secrets.token_hex(4)}"
-    )
-    working.mkdir()
+    working, lock = _begin(destination)
     try:
+        working.mkdir()
         yield working
         _swap_in(working, destination)
-    except BaseException:
-        shutil.rmtree(working, ignore_errors=True)
-        raise
+    finally:
+        try:
+            _settle(destination, working)
+        finally:
+            os.close(lock)

@@ -202,7 +202,7 @@ def test_non_finite_prediction_is_flagged_not_shown(server, tmp_path):
     app.close()
 
 
-def test_an_all_nan_prediction_is_shown_empty_and_exports_every_file(server, tmp_path):
+def test_an_all_nan_prediction_is_shown_empty_and_exported_empty(server, tmp_path):
     # A NaN in the first convolution's weights spreads to every output (the demo model does so).
     from viewer.export import export_scene
     from viewer.gui.app import ViewerApp
@@ -221,10 +221,12 @@ def test_an_all_nan_prediction_is_shown_empty_and_exports_every_file(server, tmp
     assert app.points.slots[0].shown[("final", 0)].size == 0
     app.close()
     metrics = export_scene(tmp_path / "out", loaded).metrics
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(EXPORT_FILE_NAMES)
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(set(EXPORT_FILE_NAMES) - {"targets.png"})  # nothing to render
     assert metrics["point_counts"]["gaussians.ply"] == 0
     assert metrics["point_counts"]["final.ply"] == 0
     assert metrics["chamfer"]["coarse_vs_final"]["chamfer"] is None
+    assert "NaN or infinite" in metrics["targets"]["skipped"]  # no PSNR of an empty render
 
 
 # --- exports as one transaction -------------------------------------------------------------------

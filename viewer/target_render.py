@@ -70,6 +70,8 @@ def target_render_unavailable(layers: Layers) -> str | None:
         return "the model predicts depth only (no Gaussians), so there is nothing to render"
     if layers.target is None or layers.target.num_views == 0:
         return "the scene has no target views (only context views were selected)"
+    if not bool(layers.gaussians.finite().any()):  # a PSNR of the empty background says nothing
+        return "every predicted Gaussian is NaN or infinite (see the scene notes)"
     return None
 
 

@@ -94,15 +94,15 @@ def one_process(dataset, tmp_path_factory):
         stages = [run(*common, "--scene", good[0], "--scene", good[1])]
         records = sorted((out / "scenes").glob("*.json"))
         before = {path: path.stat().st_mtime_ns for path in records}
-        stages.append(run(*common, "--scene", good[0], "--force"))
+        stages.append(run(*common, "--scene", good[1], "--force"))
         changed = {path for path in records if path.stat().st_mtime_ns != before[path]}
-        forced_rows = read_csv(out / "scenes.csv")
+        forced = read_csv(out / "scenes.csv"), json.loads((out / "summary.json").read_text())
         stages.append(run(*common))
         rows = read_csv(out / "scenes.csv")
         stages.append(run(*common))
     finally:
         torch.set_num_threads(threads)
-    return out, stages, changed, rows, common, forced_rows
+    return out, stages, changed, rows, common, forced
 
 
 @pytest.fixture(scope="module")
@@ -121,13 +121,16 @@ def two_ranks(dataset, tmp_path_factory):
 
 
 def test_stages_resume_force_and_retry(one_process, dataset):
-    out, stages, changed, _, _, forced_rows = one_process
+    out, stages, changed, _, _, (forced_rows, forced_summary) = one_process
     assert [code for code, _ in stages] == [0, 0, 0, 0]  # the broken scene is a row
     assert "2 to run, 0 already done" in stages[0][1]
     assert "1 to run, 0 already done" in stages[1][1]
     assert len(changed) == 1  # --force rewrote the forced scene's record only
-    # ... and the outputs still hold the other scene of this run, not only the forced one
-    assert [row["key"] for row in forced_rows] == dataset[2][:2]
+    # ... and the outputs keep the test set's rows in index order: the other scene evaluated
+    # in this folder, the absent key; the three never evaluated are counted, not listed
+    assert [row["key"] for row in forced_rows] == [*dataset[2][:2], ABSENT_KEY]
+    assert forced_summary["scenes"] == {"total": 3, "ok": 2, "missing": 1, "failed": 0,
+                                        "skipped_by_index": 1, "not_evaluated": 3}
     assert "3 to run, 2 already done" in stages[2][1]  # resumed the two done scenes
     assert "1 to run, 4 already done" in stages[3][1]  # only the failed scene again
     summary = json.loads((out / "summary.json").read_text())
@@ -204,7 +207,7 @@ def test_summary_aggregates_the_ok_rows(one_process):
     out, _, _, rows, *_ = one_process
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scenes"] == {"total": 6, "ok": 4, "missing": 1, "failed": 1,
-                                 "skipped_by_index": 1}  # fmt: skip
+                                 "skipped_by_index": 1, "not_evaluated": 0}  # fmt: skip
     values = {r["key"]: float(r["inconsistent_final"]) for r in rows if r["status"] == "ok"}
     figure = summary["metrics"]["inconsistent_final"]
     assert figure["scenes"] == 4
@@ -448,10 +451,12 @@ def test_report_renders_offline_in_chromium(one_process):
 
 def test_a_scene_failing_from_a_bug_logs_its_traceback(tmp_path, monkeypatch):
     """Bad input fails a row with its message; any other error (a plain ValueError, as numpy
-    raises) is a bug: the row names the log file that holds the traceback."""
+    raises) is a bug: the row names the rank's one log file of the run, which holds each
+    distinct traceback once, however many scenes hit it."""
     from types import SimpleNamespace
 
     from src.dataset.errors import CorruptImageError
+    from viewer.evaluation.run_log import RunLog
     from viewer.evaluation.runner import run_scene
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
@@ -461,10 +466,18 @@ def test_a_scene_failing_from_a_bug_logs_its_traceback(tmp_path, monkeypatch):
             raise error
         return SimpleNamespace(load=load)
 
-    planned = SimpleNamespace(key="scene")
-    user = run_scene(None, loader(CorruptImageError("x", 0, "truncated")), planned, None)
+    log = RunLog(rank=3)
+    user = run_scene(None, loader(CorruptImageError("x", 0, "truncated")),
+                     SimpleNamespace(key="scene"), None, log)  # fmt: skip
     assert user.reason.startswith("CorruptImageError: Frame 0 of x") and "log" not in user.reason
-    bug = run_scene(None, loader(ValueError("operands could not be broadcast")), planned, None)
-    assert bug.reason.startswith("internal error (ValueError: operands could not be broadcast)")
-    (log,) = tmp_path.rglob("*.log")
-    assert str(log) in bug.reason and "Traceback" in log.read_text()
+    assert not list(tmp_path.rglob("*.log"))  # created at the first traceback only
+    bugs = [run_scene(None, loader(ValueError(message)), SimpleNamespace(key=key), None, log)
+            for key, message in (("a", "operands could not be broadcast"),
+                                 ("b", "operands could not be broadcast"), ("c", "other"))]
+    assert bugs[0].reason.startswith(
+        "internal error (ValueError: operands could not be broadcast)")
+    (path,) = tmp_path.rglob("*.log")
+    assert "-rank3-" in path.name and all(str(path) in bug.reason for bug in bugs)
+    text = path.read_text()
+    assert text.count("Traceback") == 2  # a and b raised the same error from the same line
+    assert "scene 'b': the same error as traceback 1" in text and "scene 'c': traceback 2" in text

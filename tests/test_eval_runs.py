@@ -6,8 +6,10 @@ ones (the demo model upsamples them to 128x128) with ``--max-target-views 0``: f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -101,10 +103,15 @@ def test_force_with_another_checkpoint_sets_the_old_run_aside(small, tmp_path):
     for path in (out / "scenes").glob("*.json"):
         assert json.loads(path.read_text())["run"] == run_hash(identity)
 
-    # the index's contents changed under the same path: another run, refused
-    index.write_text(json.dumps({key: {"context": [0, 4], "target": [3]} for key in KEYS[:2]}))
+    # one entry of the index edited: the same run, and only that entry is redone
+    index.write_text(json.dumps({"s0": {"context": [0, 4], "target": [3]},
+                                 "s1": {"context": [0, 5], "target": [3]}}))  # fmt: skip
     code, text = run(*args(root, index, out, ckpt=other))
-    assert code == 2 and "index_sha256 was" in text and "--force" in text
+    assert code == 0 and "1 to run, 1 already done" in text, text
+    identity = json.loads((out / "run.json").read_text())
+    assert identity["index_sha256"] == hashlib.sha256(index.read_bytes()).hexdigest()
+    assert run_hash(identity) == json.loads(next((out / "scenes").glob("*.json")).read_text())[
+        "run"]
 
 
 def test_records_are_trusted_only_for_their_run_and_frames(tmp_path):
@@ -145,6 +152,39 @@ def test_run_identity_follows_file_contents_and_the_checkout(tmp_path, monkeypat
     assert after["config_sha256"] != before["config_sha256"]
     assert run_hash(after) != run_hash(before)
     assert run_hash(run_identity(DEMO_CKPT, index, config, None, None)) != run_hash(after)
+    # the index is recorded, not hashed: each record keeps the frames it used
+    index.write_text('{"k": null}')
+    assert run_hash(run_identity(DEMO_CKPT, index, config, None, repo)) == run_hash(after)
+
+
+def test_run_identity_follows_edits_of_the_depthsplat_checkout(tmp_path):
+    from viewer.evaluation.records import run_hash, run_identity
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *arguments],
+                              cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout.strip()  # fmt: skip
+
+    code = tmp_path / "model.py"
+    code.write_text("x = 1\n")
+    plain = run_identity(DEMO_CKPT, None, None, None, tmp_path)
+    os.utime(code, ns=(0, code.stat().st_mtime_ns + 10**9))  # not a checkout: the files' times
+    assert run_hash(run_identity(DEMO_CKPT, None, None, None, tmp_path)) != run_hash(plain)
+    git("init", "-q")
+    git("add", "model.py")
+    git("commit", "-qm", "one")
+    committed = run_identity(DEMO_CKPT, None, None, None, tmp_path)
+    assert committed["depthsplat_repo_state"] == {
+        "git_head": git("rev-parse", "HEAD"),
+        "git_diff_sha256": hashlib.sha256(b"").hexdigest()}
+    code.write_text("x = 2\n")  # an uncommitted edit
+    edited = run_identity(DEMO_CKPT, None, None, None, tmp_path)
+    diff = subprocess.run(["git", "diff", "HEAD"], cwd=tmp_path, capture_output=True,
+                          check=True).stdout
+    assert edited["depthsplat_repo_state"]["git_diff_sha256"] == hashlib.sha256(diff).hexdigest()
+    git("commit", "-qam", "two")
+    again = run_identity(DEMO_CKPT, None, None, None, tmp_path)
+    assert len({run_hash(committed), run_hash(edited), run_hash(again)}) == 3
 
 
 def test_a_failed_model_load_leaves_the_folder_usable(small, tmp_path):
@@ -197,6 +237,9 @@ def test_one_rank_that_cannot_write_stops_both_without_a_hang(small, tmp_path):
     assert result.returncode != 0
     assert ours == [line for line in ours if line.startswith("dsviewer eval: error: rank 1:")]
     assert len(ours) == 1 and "Could not write the result of scene 's1'" in message
+    # both ranks loaded a 64x64 scene: rank 0 alone shows the warning, once, and the total
+    assert result.stderr.count("are upsampled to") == 2, result.stderr
+    assert re.search(r"\d+ more warning\(s\) like: Images of 64x64", message)
     # torchrun then reports the failed workers itself (its ChildFailedError); before that, none
     # of the ranks printed a traceback
     assert "Traceback" not in result.stderr.split("elastic/multiprocessing")[0]
@@ -317,3 +360,89 @@ def test_plain_progress_lines_in_a_log(monkeypatch):
         "Evaluating: 3/5 scenes, 0 failed, 0:00:30 elapsed, ETA 0:00:20",
         "Evaluating: 5/5 scenes, 1 failed, 0:00:50 elapsed, ETA 0:00:00",
     ]
+
+
+def report_commands(out: Path) -> dict[str, list[str]]:
+    """key -> the open command of its row in report.html, split as a shell would."""
+    from test_eval import TableReader
+
+    reader = TableReader()
+    reader.feed((out / "report.html").read_text("utf-8"))
+    return {cells[1]: shlex.split(cells[-1]) for cells in reader.rows}
+
+
+def test_a_record_of_other_data_is_not_done(small, tmp_path):
+    """The same key under another --data-root, or its chunk rewritten, is evaluated again; the
+    record names the chunk it read and the row opens the scene from that root."""
+    root, index = small
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    out = tmp_path / "out"
+    texts = [run(*args(root, index, out, *scenes("s0")))[1]]
+    texts.append(run(*args(copy, index, out, *scenes("s0")))[1])
+    record = json.loads(next((out / "scenes").glob("*.json")).read_text())
+    chunk = copy / "000000.torch"
+    assert record["source"] == {"chunk": str(chunk.resolve()), "bytes": chunk.stat().st_size,
+                                "mtime_ns": chunk.stat().st_mtime_ns,
+                                "data_root": str(copy.resolve())}  # fmt: skip
+    command = report_commands(out)["s0"]
+    assert command[command.index("--data-root") + 1] == str(copy.resolve())
+    os.utime(chunk, ns=(chunk.stat().st_atime_ns, chunk.stat().st_mtime_ns + 10**9))
+    texts.append(run(*args(copy, index, out, *scenes("s0")))[1])
+    texts.append(run(*args(copy, index, out, *scenes("s0")))[1])
+    assert ["1 to run, 0 already done" in text for text in texts] == [True, True, True, False]
+    assert "All 1 scenes already done" in texts[3] and "0/0" not in texts[3]
+
+
+def test_outputs_that_cannot_be_written_say_how_to_resume(small, tmp_path, capsys):
+    from viewer.eval_cli import main
+
+    root, index = small
+    out = tmp_path / "out"
+    assert main(args(root, index, out, *scenes("s0"))) == 0
+    (out / "report.html").unlink()
+    (out / "report.html").mkdir()  # replacing it fails as on a full disk
+    capsys.readouterr()
+    code = main(args(root, index, out, *scenes("s0")))
+    stderr = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "Traceback" not in stderr and "[Errno" not in stderr
+    assert f"Could not write the outputs into --out {out}: Is a directory" in stderr
+    assert "rerun the same command to write them" in stderr
+
+
+def test_ctrl_c_is_reported_by_rank_0_only(monkeypatch, capsys):
+    from viewer import eval_cli
+    from viewer.evaluation import runner
+
+    def interrupted(options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_evaluation", interrupted)
+    said = {}
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        code = eval_cli.main(["--ckpt", "m.pth", "--out", "x"])
+        said[rank] = (code, capsys.readouterr().err)
+    assert said["1"] == (130, "")
+    assert said["0"][0] == 130 and said["0"][1].startswith("dsviewer eval: interrupted")
+
+
+def test_warnings_of_other_ranks_are_counted_by_rank_0():
+    import logging
+
+    from viewer.evaluation.log_once import WarningsOnce
+
+    lines = []
+    logger = logging.getLogger("dsviewer.test")
+    with WarningsOnce(None) as other_rank:  # rank 1 prints nothing
+        for size in (64, 32, 64):
+            logger.warning("images of %d are upsampled", size)
+        logger.warning("only on rank 1")
+    assert lines == []
+    with WarningsOnce(lines.append) as main_rank:
+        for _ in range(2):
+            logger.warning("images of %d are upsampled", 128)
+        main_rank.merge(other_rank.tally())  # the final exchange
+    assert lines == ["images of 128 are upsampled",
+                     "4 more warning(s) like: images of 128 are upsampled",
+                     "only on rank 1"]  # fmt: skip

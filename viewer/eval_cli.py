@@ -84,14 +84,21 @@ def parse_args(argv: Sequence[str] | None) -> EvalOptions:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dsviewer eval``: 0 once the outputs are written (failed scenes are rows), 2 on bad
     input, 1 on a bug (one line naming the log file), 130 when interrupted."""
-    from viewer.errors import run_entry_point
+    import os
+
+    from viewer.errors import EXIT_INTERRUPTED, Terminated, run_entry_point
 
     options = parse_args(argv)
 
     def evaluate() -> int:
         from viewer.evaluation.runner import run_evaluation
 
-        return run_evaluation(options)
+        try:
+            return run_evaluation(options)
+        except (KeyboardInterrupt, Terminated):
+            if os.environ.get("RANK", "0") not in ("", "0"):
+                return EXIT_INTERRUPTED  # under torchrun, rank 0 alone says "interrupted"
+            raise
 
     return run_entry_point("dsviewer eval", evaluate)
 

@@ -8,11 +8,13 @@ One job per module:
 ``progress.py``        one progress bar (done / total, ETA, failures), shared with exports
 ``scene_metrics.py``   the only bridge to the viewer pipeline: one scene -> metrics, thumbnails
 ``loading.py``         planned scenes to views, one chunk read per run of scenes from a chunk
-``log_once.py``        the loader's per-scene warnings, shown once per run with a count
+``log_once.py``        the loader's per-scene warnings, shown once per run (rank 0) with a count
 ``records.py``         one atomically written record per evaluated scene; resume; run identity
+``folder.py``          the output folder: claim it for a run, set the run before aside safely
 ``distributed.py``     torchrun: process group, rank, device and thread pinning, collectives,
                        the whole run's progress counts
 ``runner.py``          the evaluation loop on one rank, and how errors end it on every rank
+``run_log.py``         one log file per rank and run for the tracebacks of bugs
 ``merge.py``           rank 0's merge of the run's records into the three output files
 ``tables.py``          ``scenes.csv`` and ``summary.json`` from the merged rows
 ``report.py``          ``report.html``: offline, sortable, thumbnails, histograms, commands

@@ -123,17 +123,6 @@ def all_gather(placement: Placement, value: Any) -> list[Any]:
     return values
 
 
-def gather(placement: Placement, value: Any) -> list[Any] | None:
-    """Every rank's ``value`` in rank order on rank 0 (None elsewhere); waits for all ranks."""
-    if not placement.distributed:
-        return [value]
-    import torch.distributed as dist
-
-    values = [None] * placement.world_size if placement.is_main else None
-    dist.gather_object(value, values, dst=0)
-    return values
-
-
 class RunCounter:
     """Scenes finished and failed over every rank, for rank 0's one progress bar.
 
@@ -146,11 +135,20 @@ class RunCounter:
     def __init__(self, placement: Placement) -> None:
         self._store = None
         self._local = {"done": 0, "failed": 0, "finished": 0, "stop": 0}
-        self.world_size = placement.world_size
+        self.world_size = 1  # ranks whose end rank 0 waits for through the store
         if placement.distributed:
             import torch.distributed.distributed_c10d as c10d
 
-            self._store = c10d._get_default_store()  # the group's own store, no new port
+            # The group's own store (no new port). _get_default_store is private to torch: if a
+            # release drops it, each rank counts alone (rank 0's bar shows its own share, an
+            # error on another rank no longer stops the rest early); the results are the same.
+            get_store = getattr(c10d, "_get_default_store", None)
+            try:
+                self._store = get_store() if get_store is not None else None
+            except (RuntimeError, ValueError):
+                self._store = None
+            if self._store is not None:
+                self.world_size = placement.world_size
 
     def _add(self, name: str, amount: int) -> int:
         if self._store is None:

@@ -1,8 +1,12 @@
 """Rank 0's last step: every record of the run into ``scenes.csv``, ``summary.json`` and
 ``report.html``, rows in plan order (so they do not depend on how many ranks ran them).
 
-A ``--scene`` run of a folder merges every record of the same run, not only its own scenes, so
-redoing one scene never drops the others from the outputs.
+The rows are the whole test set's even when ``--scene`` ran a few of its scenes (the plan holds
+every index or root key, :func:`viewer.evaluation.plan.plan_scenes` with ``whole``): a scene of
+it with a record of this run (the same frames, read from the same source) is its row, a missing
+one a ``missing`` row, one that this run should have evaluated but has no record a ``failed``
+row; scenes never evaluated in the folder are counted, not listed. Records of this run for
+other specs (captures, synthetic scenes of earlier ``--scene`` runs) follow, by key.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from viewer.evaluation.columns import (
     STATUS_MISSING,
     STATUS_OK,
 )
-from viewer.evaluation.plan import ScenePlan
-from viewer.evaluation.records import SceneRecord, frames_of, read_run_records, write_json
+from viewer.evaluation.plan import ScenePlan, plan_scenes
+from viewer.evaluation.records import SceneRecord, measured, read_run_records, write_json
 
 if TYPE_CHECKING:
     from viewer.eval_cli import EvalOptions
@@ -29,21 +33,29 @@ NO_RECORD = ("no result was written: the process that ran this scene stopped ear
              "same command to resume")  # fmt: skip
 
 
-def merged_records(out: Path, plan: ScenePlan, run: str) -> list[SceneRecord]:
-    """One record per planned scene, in plan order (missing scenes get theirs here), then every
-    other record of this run by key (scenes an earlier ``--scene`` run of it evaluated)."""
+def merged_records(out: Path, plan: ScenePlan, run: str, ran: set[str],
+                   extra: ScenePlan | None = None) -> tuple[list[SceneRecord], int]:  # fmt: skip
+    """(the rows, in plan order then ``extra``'s, and how many planned scenes were never
+    evaluated). ``ran``: the keys this run was to evaluate; ``extra``: a plan of the other
+    keys with records of this run (those still found there are merged)."""
     stored = read_run_records(out, run)
-    records = []
-    for planned in plan.scenes:
+    records, never = [], 0
+    rows = [(scene, True) for scene in plan.scenes]
+    rows += [(scene, False) for scene in (extra.scenes if extra else [])]
+    for planned, listed in rows:
         record = stored.pop(planned.key, None)
         if planned.missing is not None:
-            records.append(SceneRecord(planned.key, STATUS_MISSING, reason=planned.missing))
+            if listed:  # a row of the test set; an extra record's data is gone: dropped
+                records.append(SceneRecord(planned.key, STATUS_MISSING, reason=planned.missing))
             continue
-        if record is not None and (record.context, record.target) != frames_of(
-                planned.context, planned.target):  # fmt: skip
-            record = None  # made with other frames: not a result of this plan
+        if record is not None and not measured(record, planned.context, planned.target,
+                                               planned.source):  # fmt: skip
+            record = None  # other frames or other data: not a result of this plan
+        if record is None and planned.key not in ran:
+            never += listed  # a scene of the test set that no run here has evaluated yet
+            continue
         records.append(record or SceneRecord(planned.key, STATUS_FAILED, reason=NO_RECORD))
-    return records + [stored[key] for key in sorted(stored)]
+    return records, never
 
 
 def dsviewer_version() -> tuple[str | None, str | None]:
@@ -66,6 +78,20 @@ def dsviewer_version() -> tuple[str | None, str | None]:
     return version, (lines[1] if ours else None)  # fmt: skip
 
 
+def open_command(options: EvalOptions, key: str, source: dict | None) -> str:
+    """The shell command that opens ``key`` as its record was made: the data root that held
+    its chunk, or its capture folder (``source``: the record's, see ``plan.scene_source``)."""
+    from viewer.evaluation.scene_metrics import viewer_command
+
+    source = source or {}
+    roots = [Path(source["data_root"])] if source.get("data_root") else options.data_root
+    spec = source.get("capture", key)
+    return shlex.join(viewer_command(options.ckpt, spec, roots, options.index, options.config,
+                                     options.depthsplat_repo,
+                                     dataset_key="capture" not in source and "synthetic" not in
+                                     source))  # fmt: skip
+
+
 def sort_column(requested: str, records: list[SceneRecord]) -> str:
     if requested != "auto":
         return requested
@@ -78,31 +104,32 @@ def write_outputs(options: EvalOptions, prepared: Prepared, timing: dict,
     """``scenes.csv``, ``summary.json`` and ``report.html`` from every record (rank 0)."""
     from src.io.atomic import atomic_write
     from viewer.evaluation.report import render_report
-    from viewer.evaluation.scene_metrics import viewer_command
     from viewer.evaluation.tables import AGGREGATION, summary, write_csv
 
     out = Path(options.out)
-    records = merged_records(out, prepared.plan, prepared.run)
+    plan = prepared.plan
+    planned = {scene.key for scene in plan.scenes}
+    others = sorted(set(read_run_records(out, prepared.run)) - planned)
+    extra = plan_scenes(options.data_root, options.index, others) if others else None
+    ran = {scene.key for scene in prepared.todo}
+    records, never = merged_records(out, plan, prepared.run, ran, extra)
+    sources = {s.key: s.source for s in [*plan.scenes, *(extra.scenes if extra else [])]}
     write_csv(out / "scenes.csv", records)
     version, commit = dsviewer_version()
     roots = [str(Path(r).resolve()) for r in options.data_root]
     run = {**prepared.identity, "run": prepared.run, "data_roots": roots, "device": device,
            "dsviewer_version": version, "dsviewer_commit": commit}  # fmt: skip
-    content = summary(records, run, timing, prepared.plan.skipped_by_index)
+    content = summary(records, run, timing, plan.skipped_by_index, never)
     write_json(out / "summary.json", content)
-    dataset_keys = {s.key for s in prepared.plan.scenes if s.chunk is not None or s.missing}
-    commands = {
-        r.key: shlex.join(viewer_command(options.ckpt, r.key, options.data_root, options.index,
-                                         options.config, options.depthsplat_repo,
-                                         dataset_key=r.key in dataset_keys))
-        for r in records
-    }  # fmt: skip
+    commands = {r.key: open_command(options, r.key, r.source or sources.get(r.key))
+                for r in records}  # fmt: skip
     counts = content["scenes"]
     facts = [
         ("checkpoint", str(Path(options.ckpt).resolve())),
         ("scenes", (f"{counts['total']}: {counts[STATUS_OK]} ok, {counts[STATUS_MISSING]} "
                     f"missing, {counts[STATUS_FAILED]} failed; {counts['skipped_by_index']} "
-                    "skipped by the index (null entries)")),
+                    f"skipped by the index (null entries); {counts['not_evaluated']} not "
+                    "evaluated yet (--scene ran others)")),
         ("data roots", ", ".join(roots) or "none"),
         ("evaluation index", str(Path(options.index).resolve()) if options.index else "none"),
     ]  # fmt: skip

@@ -97,7 +97,7 @@ class SceneProgress:
         eta = _clock(elapsed / self.completed * left) if self.completed else "unknown"
         self._console.print(f"{self.description}: {self.completed}/{self.total} scenes, "
                             f"{self.failures} failed, {_clock(elapsed)} elapsed, ETA {eta}",
-                            markup=False, highlight=False)  # fmt: skip
+                            markup=False, highlight=False, soft_wrap=True)  # fmt: skip
         self._last_line = time.monotonic()
         self._shown = (self.completed, self.failures)
 

@@ -2,18 +2,20 @@
 
 Layout of the output folder ``D``::
 
-    D/run.json               what produced the records (checkpoint, index and config contents,
-                             target views, DepthSplat checkout)
+    D/run.json               what produced the records (checkpoint, config contents, target
+                             views, DepthSplat checkout and its state; the index, for information)
     D/scenes/<id>.json       one record per evaluated scene (ok or failed), written by the rank
                              that ran it; <id> is a hash of the key (keys are untrusted text)
     D/scenes.csv, D/summary.json, D/report.html    merged by rank 0 at the end
-    D/previous-run/          what ``--force`` with other inputs moved aside (the run before)
+    D/previous-run/          what ``--force`` with other inputs moved aside (the run before);
+                             :mod:`viewer.evaluation.folder` claims and sets aside
 
 Every file is written atomically (:func:`src.io.atomic.atomic_write`): a record exists
 completely or not at all, so an interrupted run resumes from the records it finds. A record
 holds the thumbnails as base64 PNG (about 4 kB each), so a scene is one file. Each record names
-the run that made it (:func:`run_hash` of ``run.json``) and the frames it used, so a record of
-another run, or of other frames, is never taken for a result of this one.
+the run that made it (:func:`run_hash` of ``run.json``), the frames it used and the source it
+read (chunk file with its size and modification time, capture folder or synthetic spec), so a
+record of another run, of other frames or of other data is never taken for a result of this one.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ import base64
 import hashlib
 import io
 import json
-import os
-import shutil
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,9 @@ from viewer.evaluation.columns import METRIC_NAMES, STATUS_FAILED, STATUS_OK
 RUN_FILE = "run.json"
 RECORDS_DIR = "scenes"
 OUTPUT_FILES = ("scenes.csv", "summary.json", "report.html")
-PREVIOUS_RUN_DIR = "previous-run"
+INFORMATION_ONLY = ("index", "index_sha256")
+"""run.json fields outside the run's hash: each record stores its frames, so an edited index
+redoes only the entries whose frames changed."""
 THUMBNAIL_WIDTH = 80  # pixels; the height follows the image's aspect ratio
 THUMBNAIL_COLORS = 64  # a palette PNG: about 3 kB per thumbnail instead of 5-15 kB in RGB
 
@@ -53,15 +56,7 @@ class SceneRecord:
     run: str = ""  # run_hash of the run.json it was made under
     context: list[int] | None = None  # the frames asked for (evaluation index), None: default
     target: list[int] | None = None
-
-
-class RunMismatchError(ValueError):
-    def __init__(self, out: Path, differences: list[str]) -> None:
-        super().__init__(
-            f"{out} holds the results of another evaluation ({'; '.join(differences)}), so "
-            "resuming would mix them. Choose another --out, or pass --force to evaluate every "
-            "scene again in this folder."
-        )
+    source: dict | None = None  # where the scene was read (plan.scene_source)
 
 
 def record_path(out: Path, key: str) -> Path:
@@ -106,7 +101,8 @@ def _valid(data: object, key: str | None, run: str) -> SceneRecord | None:
         return None
     if (not isinstance(record.key, str) or (key is not None and record.key != key)
             or record.run != run or record.status not in (STATUS_OK, STATUS_FAILED)
-            or not isinstance(record.metrics, dict) or not isinstance(record.thumbnails, dict)):
+            or not isinstance(record.metrics, dict) or not isinstance(record.thumbnails, dict)
+            or not isinstance(record.source, (dict, type(None)))):
         return None  # fmt: skip
     record.metrics = {name: record.metrics.get(name) for name in METRIC_NAMES}
     return record
@@ -137,12 +133,19 @@ def read_run_records(out: Path, run: str) -> dict[str, SceneRecord]:
     return records
 
 
-def is_done(out: Path, key: str, run: str, context=None, target=None) -> bool:
-    """A scene is done when it has an ``ok`` record of this run made with these frames; failed
-    ones are tried again on a rerun."""
+def measured(record: SceneRecord, context, target, source: dict | None) -> bool:
+    """Whether ``record`` measured these frames of this source (the run is checked on reading)."""
+    return (record.context, record.target) == frames_of(context, target) and (
+        record.source == source)
+
+
+def is_done(out: Path, key: str, run: str, context=None, target=None,
+            source: dict | None = None) -> bool:  # fmt: skip
+    """A scene is done when it has an ``ok`` record of this run made with these frames from
+    this source; failed ones are tried again on a rerun."""
     record = read_record(out, key, run)
     return (record is not None and record.status == STATUS_OK
-            and (record.context, record.target) == frames_of(context, target))  # fmt: skip
+            and measured(record, context, target, source))  # fmt: skip
 
 
 def file_sha256(path: Path) -> str:
@@ -153,11 +156,37 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def checkout_state(repo: Path) -> dict:
+    """A DepthSplat checkout's code as a fingerprint: its git commit and a hash of ``git diff
+    HEAD`` (uncommitted edits); outside git, a hash of its ``.py`` files' paths, sizes and
+    modification times."""
+    def git(*arguments: str) -> str | None:
+        try:
+            result = subprocess.run(["git", *arguments], cwd=repo, capture_output=True,
+                                    timeout=30, check=False)  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return result.stdout.decode("utf-8", "replace") if result.returncode == 0 else None
+
+    head = git("rev-parse", "HEAD")
+    if head is not None:
+        diff = git("diff", "HEAD") or ""
+        return {"git_head": head.strip(),
+                "git_diff_sha256": hashlib.sha256(diff.encode("utf-8")).hexdigest()}
+    digest = hashlib.sha256()
+    for path in sorted(Path(repo).rglob("*.py")):
+        status = path.stat()
+        digest.update(f"{path.relative_to(repo)}:{status.st_size}:{status.st_mtime_ns}\n"
+                      .encode("utf-8", "surrogatepass"))  # fmt: skip
+    return {"python_files_sha256": digest.hexdigest()}
+
+
 def run_identity(ckpt: Path, index: Path | None, config: Path | None,
                  max_target_views: int | None, depthsplat_repo: Path | None = None) -> dict:
     """What makes two evaluations' records comparable: the checkpoint (path, size, time), the
-    index's and config's contents, --max-target-views and the DepthSplat checkout. Data roots
-    may change between runs (adding one turns missing rows into results)."""
+    config's contents, --max-target-views and the DepthSplat checkout with its code state. The
+    index (path and contents) is recorded for information (:data:`INFORMATION_ONLY`); data
+    roots may change between runs, as each record names the data it read."""
     ckpt = Path(ckpt).resolve()
     stat = ckpt.stat()
     return {
@@ -171,61 +200,18 @@ def run_identity(ckpt: Path, index: Path | None, config: Path | None,
         "max_target_views": max_target_views,
         "depthsplat_repo": (None if depthsplat_repo is None
                             else str(Path(depthsplat_repo).resolve())),
+        "depthsplat_repo_state": (None if depthsplat_repo is None
+                                  else checkout_state(Path(depthsplat_repo))),
     }  # fmt: skip
 
 
+def identity_fields(identity: dict) -> dict:
+    """The fields of ``identity`` that make the run (all but :data:`INFORMATION_ONLY`)."""
+    return {name: value for name, value in identity.items() if name not in INFORMATION_ONLY}
+
+
 def run_hash(identity: dict) -> str:
-    """A short fingerprint of ``identity`` that every record of the run carries."""
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    """A short fingerprint of ``identity`` (its :func:`identity_fields`) that every record of
+    the run carries."""
+    text = json.dumps(identity_fields(identity), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def has_records(out: Path) -> bool:
-    folder = Path(out) / RECORDS_DIR
-    return folder.is_dir() and any(path.is_file() for path in folder.glob("*.json"))
-
-
-def set_aside_previous_run(out: Path) -> Path:
-    """Move the previous run's files into ``out/previous-run`` (replacing an older one there);
-    run.json moves last, so an interruption leaves a folder that is still refused or empty."""
-    aside = Path(out) / PREVIOUS_RUN_DIR
-    if aside.exists():
-        shutil.rmtree(aside)
-    aside.mkdir()
-    for name in (RECORDS_DIR, *OUTPUT_FILES, RUN_FILE):
-        if (Path(out) / name).exists():
-            os.replace(Path(out) / name, aside / name)
-    return aside
-
-
-def claim_folder(out: Path, identity: dict, force: bool) -> Path | None:
-    """Check ``out``'s ``run.json`` against ``identity``, then write it.
-
-    A folder without records is always taken (a run that stopped before its first scene, e.g.
-    at the model load, leaves nothing to mix). A folder with records of another run is refused,
-    unless ``force``: then that run's files are moved to ``out/previous-run`` first, and that
-    folder is returned (None when nothing was moved).
-    """
-    path = Path(out) / RUN_FILE
-    previous: object = {}
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
-            previous = {}
-    if not isinstance(previous, dict):
-        previous = {}
-    differences = [
-        f"{name} was {previous.get(name)!r}, now {value!r}"
-        for name, value in identity.items()
-        if previous.get(name) != value
-    ]
-    if differences and not previous:
-        differences = [f"its {RUN_FILE} is missing or unreadable"]
-    moved = None
-    if differences and has_records(out):
-        if not force:
-            raise RunMismatchError(Path(out), differences)
-        moved = set_aside_previous_run(out)
-    write_json(path, identity)
-    return moved

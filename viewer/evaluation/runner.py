@@ -19,18 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from viewer.errors import EXIT_BUG, EXIT_USER_ERROR, is_user_error, write_log
+from viewer.errors import EXIT_BUG, EXIT_USER_ERROR, is_user_error
 from viewer.evaluation import distributed
 from viewer.evaluation.columns import (
     STATUS_FAILED,
     STATUS_MISSING,
     STATUS_OK,
 )
+from viewer.evaluation.folder import claim_folder
 from viewer.evaluation.plan import PlanError, PlannedScene, ScenePlan, plan_scenes, shard
 from viewer.evaluation.records import (
     OUTPUT_FILES,
     SceneRecord,
-    claim_folder,
     frames_of,
     is_done,
     png_base64,
@@ -39,6 +39,7 @@ from viewer.evaluation.records import (
     run_identity,
     write_record,
 )
+from viewer.evaluation.run_log import RunLog
 
 if TYPE_CHECKING:
     from viewer.eval_cli import EvalOptions
@@ -108,12 +109,12 @@ def check_something_to_run(plan: ScenePlan, options: EvalOptions) -> None:
     of nothing but missing rows)."""
     if plan.available:
         return
-    first = plan.scenes[0]
+    first = plan.chosen[0]
     roots = ", ".join(str(Path(r).resolve()) for r in options.data_root) or "none given"
     listed = (f"they list {plan.root_keys} keys, e.g. {plan.root_key_example!r}"
               if plan.root_keys else "they list no key")  # fmt: skip
     raise PlanError(
-        f"None of the {len(plan.scenes)} scenes can be run; the first, {first.key!r}: "
+        f"None of the {len(plan.chosen)} scenes can be run; the first, {first.key!r}: "
         f"{first.missing}. Data roots: {roots} ({listed}). Pass as --data-root the folder of "
         "this test set that holds its index.json and chunk files (repeat the flag for several)."
     )
@@ -122,7 +123,7 @@ def check_something_to_run(plan: ScenePlan, options: EvalOptions) -> None:
 def prepare(options: EvalOptions) -> Prepared:
     """Check the inputs, resolve the scenes, claim the output folder, find what is done."""
     check_options(options)
-    plan = plan_scenes(options.data_root, options.index, options.scene)
+    plan = plan_scenes(options.data_root, options.index, options.scene, whole=True)
     check_something_to_run(plan, options)
     out = Path(options.out)
     identity = run_identity(options.ckpt, options.index, options.config,
@@ -139,14 +140,15 @@ def prepare(options: EvalOptions) -> Prepared:
         ) from None
     available = plan.available
     todo = available if options.force else [
-        s for s in available if not is_done(out, s.key, run, s.context, s.target)
+        s for s in available if not is_done(out, s.key, run, s.context, s.target, s.source)
     ]  # fmt: skip
     return Prepared(plan, todo, len(available) - len(todo), identity, run, moved)
 
 
-def run_scene(session, loader, planned: PlannedScene, max_target_views: int | None
-              ) -> SceneRecord:  # fmt: skip
-    """One scene to its record; any error becomes a failed record with the reason."""
+def run_scene(session, loader, planned: PlannedScene, max_target_views: int | None,
+              log: RunLog | None = None) -> SceneRecord:  # fmt: skip
+    """One scene to its record; any error becomes a failed record with the reason (a bug's
+    traceback goes to ``log``, the rank's log of this run)."""
     from viewer.evaluation.scene_metrics import evaluate_scene
 
     start = time.perf_counter()
@@ -159,7 +161,8 @@ def run_scene(session, loader, planned: PlannedScene, max_target_views: int | No
     except Exception as error:  # noqa: BLE001 -- a failing scene is a row, not the end
         reason = f"{type(error).__name__}: {error}"
         if not is_user_error(error):  # a bug, not bad input: its traceback goes to a log
-            reason = f"internal error ({reason}); the traceback is in {write_log(error)}"
+            path = (log or RunLog()).write(error, planned.key)
+            reason = f"internal error ({reason}); the traceback is in {path}"
         return SceneRecord(planned.key, STATUS_FAILED, reason=reason,
                            seconds=time.perf_counter() - start)  # fmt: skip
 
@@ -175,21 +178,21 @@ def save_record(out: Path, record: SceneRecord) -> None:
         ) from None
 
 
-def rank_error(error: Exception, placement, also_user: tuple[type, ...] = ()
+def rank_error(error: Exception, placement, log: RunLog, also_user: tuple[type, ...] = ()
                ) -> tuple[str, bool]:  # fmt: skip
     """(one line for the user, whether it is a bug): a user error's own paragraph (or one of
     ``also_user``'s), or a bug's type and message with the log file that holds its traceback."""
     where = f"rank {placement.rank}: " if placement.distributed else ""
     if is_user_error(error) or isinstance(error, also_user):
         return where + str(error), False
-    path = write_log(error)
+    path = log.write(error)
     text = (f"{where}internal error ({type(error).__name__}: {error}); the full traceback is in "
             f"{path}, please include it in a bug report")  # fmt: skip
     return text, True
 
 
 def run_shard(options: EvalOptions, placement, prepared: Prepared, scenes: list[PlannedScene],
-              session, console) -> dict:  # fmt: skip
+              session, console, log: RunLog) -> dict:  # fmt: skip
     """Run this rank's scenes, writing a record after each; returns the rank's counts (with
     ``error`` and ``bug`` when it stopped early). Rank 0's bar shows every rank's scenes."""
     from viewer.evaluation.loading import SceneLoader
@@ -204,7 +207,8 @@ def run_shard(options: EvalOptions, placement, prepared: Prepared, scenes: list[
     start = time.perf_counter()
     ran = failed = 0
     error, bug = None, False
-    with SceneProgress(len(prepared.todo), label, console, enabled=placement.is_main) as progress:
+    shown = placement.is_main and bool(prepared.todo)  # no 0/0 bar for a full resume
+    with SceneProgress(len(prepared.todo), label, console, enabled=shown) as progress:
         try:
             loader = None
             if scenes:
@@ -213,15 +217,15 @@ def run_shard(options: EvalOptions, placement, prepared: Prepared, scenes: list[
             for planned in scenes:
                 if counter.stopped():  # another rank hit an error: its report ends the run
                     break
-                record = run_scene(session, loader, planned, options.max_target_views)
-                record.run = prepared.run
+                record = run_scene(session, loader, planned, options.max_target_views, log)
+                record.run, record.source = prepared.run, planned.source
                 record.context, record.target = frames_of(planned.context, planned.target)
                 save_record(out, record)
                 ran += 1
                 failed += record.status == STATUS_FAILED
                 progress.show(*counter.scene_done(record.status == STATUS_FAILED))
         except Exception as caught:  # noqa: BLE001 -- reported after the exchange, on rank 0
-            error, bug = rank_error(caught, placement)
+            error, bug = rank_error(caught, placement, log)
             counter.stop()
         finally:
             counter.rank_finished()
@@ -244,8 +248,8 @@ def run_evaluation(options: EvalOptions, console=None) -> int:
 
     console = console or Console(stderr=True, highlight=False)
 
-    def say(text: str) -> None:
-        console.print(text, markup=False)
+    def say(text: str) -> None:  # a log file gets one line per message, paths unbroken
+        console.print(text, markup=False, soft_wrap=not console.is_terminal)
 
     try:
         placement = distributed.start(options.device, options.threads)
@@ -254,8 +258,9 @@ def run_evaluation(options: EvalOptions, console=None) -> int:
             say(f"dsviewer eval: error: {error}")
         return EXIT_USER_ERROR
     try:
-        with WarningsOnce(say):  # its count of repeats comes before the last line
-            code, last_line = evaluate(options, placement, console, say)
+        # only rank 0 prints, the others' counts join its own; all before the last line
+        with WarningsOnce(say if placement.is_main else None) as warnings:
+            code, last_line = evaluate(options, placement, console, say, warnings)
         if last_line is not None:
             say(last_line)
         return code
@@ -263,7 +268,8 @@ def run_evaluation(options: EvalOptions, console=None) -> int:
         distributed.finish(placement)
 
 
-def evaluate(options: EvalOptions, placement, console, say) -> tuple[int, str | None]:
+def evaluate(options: EvalOptions, placement, console, say, warnings
+             ) -> tuple[int, str | None]:  # fmt: skip
     """The run once the process group is up: the exit status and the line that ends the run
     (see :func:`run_evaluation`)."""
 
@@ -290,10 +296,15 @@ def evaluate(options: EvalOptions, placement, console, say) -> tuple[int, str | 
         if prepared.moved is not None:
             say(f"--force: the previous run's results (another checkpoint, index, config or "
                 f"settings) were moved to {prepared.moved}.")  # fmt: skip
-        say(f"{len(plan.scenes)} scenes: {len(prepared.todo)} to run, {prepared.resumed} "
-            f"already done (--force redoes them), {len(plan.missing)} missing from the "
-            f"data roots, {plan.skipped_by_index} skipped by the index.")  # fmt: skip
+        if prepared.todo:
+            say(f"{len(plan.chosen)} scenes: {len(prepared.todo)} to run, {prepared.resumed} "
+                f"already done (--force redoes them), {len(plan.missing)} missing from the "
+                f"data roots, {plan.skipped_by_index} skipped by the index.")  # fmt: skip
+        else:
+            say(f"All {prepared.resumed} scenes already done (--force redoes them); writing "
+                "the outputs.")  # fmt: skip
     start = time.perf_counter()
+    log = RunLog(placement.rank)
     session, load_error = None, None
     if mine:
         from viewer.evaluation.scene_metrics import open_session
@@ -303,14 +314,17 @@ def evaluate(options: EvalOptions, placement, console, say) -> tuple[int, str | 
                                    options.depthsplat_repo)  # fmt: skip
         except Exception as error:  # noqa: BLE001 -- every rank must reach the exchange
             # torch says RuntimeError when a checkpoint's tensors do not fit the model
-            text, is_bug = rank_error(error, placement, also_user=(RuntimeError,))
+            text, is_bug = rank_error(error, placement, log, also_user=(RuntimeError,))
             load_error = (f"could not load the model: {text}", is_bug)
     load_errors = [e for e in distributed.all_gather(placement, load_error) if e]
     if load_errors:
         code = EXIT_BUG if any(is_bug for _, is_bug in load_errors) else EXIT_USER_ERROR
         return fail(" ".join(dict.fromkeys(text for text, _ in load_errors)), code)
-    counts = run_shard(options, placement, prepared, mine, session, console)
+    counts = run_shard(options, placement, prepared, mine, session, console, log)
+    counts["warnings"] = warnings.tally() if not placement.is_main else []
     ranks = distributed.all_gather(placement, counts)
+    for rank in ranks:
+        warnings.merge(rank.pop("warnings"))  # rank 0 prints the run's totals once
     errors = [r["error"] for r in ranks if r["error"]]
     if errors:
         code = EXIT_BUG if any(r["bug"] for r in ranks) else EXIT_USER_ERROR
@@ -325,7 +339,14 @@ def evaluate(options: EvalOptions, placement, console, say) -> tuple[int, str | 
               "scenes_per_second": round(len(prepared.todo) / wall, 4) if wall > 0 else None}
     from viewer.evaluation.merge import write_outputs
 
-    records = write_outputs(options, prepared, timing, placement.device)
+    try:
+        records = write_outputs(options, prepared, timing, placement.device)
+    except OSError as error:
+        raise OutputFolderError(
+            f"Could not write the outputs into --out {options.out}: {os_error_text(error)}. "
+            "The results of every scene are kept: make room (or choose another --out) and "
+            "rerun the same command to write them."
+        ) from None
     failed = sum(r.status == STATUS_FAILED for r in records)
     # failed scenes are rows of the answer, not a failed run (torchrun: exit 0)
     return 0, (f"Wrote {', '.join(str(Path(options.out) / n) for n in OUTPUT_FILES)}: "

@@ -85,8 +85,9 @@ def metric_aggregates(records: Sequence[SceneRecord]) -> dict[str, dict]:
 
 
 def summary(records: Sequence[SceneRecord], run: dict, timing: dict,
-            skipped_by_index: int) -> dict:  # fmt: skip
-    """The content of ``summary.json``."""
+            skipped_by_index: int, not_evaluated: int = 0) -> dict:  # fmt: skip
+    """The content of ``summary.json`` (``not_evaluated``: scenes of the test set that no run
+    in the folder has evaluated yet, when ``--scene`` ran others)."""
     counts = Counter(record.status for record in records)
     return {
         "run": run,
@@ -96,6 +97,7 @@ def summary(records: Sequence[SceneRecord], run: dict, timing: dict,
             STATUS_MISSING: counts[STATUS_MISSING],
             STATUS_FAILED: counts[STATUS_FAILED],
             "skipped_by_index": skipped_by_index,
+            "not_evaluated": not_evaluated,
         },
         "aggregation": AGGREGATION,
         "metrics": metric_aggregates(records),

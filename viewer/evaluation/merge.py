@@ -33,12 +33,13 @@ NO_RECORD = ("no result was written: the process that ran this scene stopped ear
              "same command to resume")  # fmt: skip
 
 
-def merged_records(out: Path, plan: ScenePlan, run: str, ran: set[str],
+def merged_records(stored: dict[str, SceneRecord], plan: ScenePlan, ran: set[str],
                    extra: ScenePlan | None = None) -> tuple[list[SceneRecord], int]:  # fmt: skip
     """(the rows, in plan order then ``extra``'s, and how many planned scenes were never
-    evaluated). ``ran``: the keys this run was to evaluate; ``extra``: a plan of the other
-    keys with records of this run (those still found there are merged)."""
-    stored = read_run_records(out, run)
+    evaluated). ``stored``: the run's records by key; ``ran``: the keys this run was to
+    evaluate; ``extra``: a plan of the other keys with records (those still found there are
+    merged)."""
+    stored = dict(stored)
     records, never = [], 0
     rows = [(scene, True) for scene in plan.scenes]
     rows += [(scene, False) for scene in (extra.scenes if extra else [])]
@@ -108,11 +109,11 @@ def write_outputs(options: EvalOptions, prepared: Prepared, timing: dict,
 
     out = Path(options.out)
     plan = prepared.plan
-    planned = {scene.key for scene in plan.scenes}
-    others = sorted(set(read_run_records(out, prepared.run)) - planned)
+    stored = read_run_records(out, prepared.run)
+    others = sorted(set(stored) - {scene.key for scene in plan.scenes})
     extra = plan_scenes(options.data_root, options.index, others) if others else None
     ran = {scene.key for scene in prepared.todo}
-    records, never = merged_records(out, plan, prepared.run, ran, extra)
+    records, never = merged_records(stored, plan, ran, extra)
     sources = {s.key: s.source for s in [*plan.scenes, *(extra.scenes if extra else [])]}
     write_csv(out / "scenes.csv", records)
     version, commit = dsviewer_version()

@@ -163,3 +163,55 @@ def test_the_current_folder_is_refused_as_out(tmp_path, monkeypatch, capsys, out
     )  # fmt: skip
     assert f"--out {out} ({Path(out).resolve()}) {where}" in message
     assert current.is_dir() and sorted(p.name for p in current.parent.iterdir()) == ["here"]
+
+
+def test_a_linked_out_is_judged_by_the_folder_it_points_to(tmp_path, monkeypatch, capsys):
+    """The swap replaces the folder a link points to, so that folder is the one checked."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("precious")
+    (tmp_path / "linkout").symlink_to(victim)
+    message = refused_before_model_work(
+        ["--demo", "--scene", "synthetic_7_0001", "--out", str(tmp_path / "linkout"),
+         "--overwrite", "--device", "cpu"], monkeypatch, capsys,
+    )  # fmt: skip
+    assert "holds files that no dsviewer export wrote (notes.txt)" in message
+    assert (victim / "notes.txt").read_text() == "precious"
+
+
+def test_a_file_named_like_a_marker_does_not_make_an_export(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "metrics.json").write_text('{"loss": 0.1}')  # a training log's
+    (tmp_path / "sub" / "final.ply").write_text("ply")
+    assert foreign_entries(tmp_path) == ["sub/"]
+
+
+def test_files_that_appear_during_the_work_are_kept(tmp_path):
+    """Between the checks and the swap (the model's minutes of work) someone writes into
+    --out: the swap is refused, their files stay and nothing of the export is left."""
+    from viewer.export import refuse_existing
+    from viewer.export.transaction import export_transaction
+
+    out = tmp_path / "late"
+    keep_theirs = lambda folder: refuse_existing(folder, True)
+    with pytest.raises(ForeignFilesError, match="notes.txt"), \
+            export_transaction(out, keep_theirs) as working:  # fmt: skip
+        (working / "metrics.json").write_text('{"scene": {}, "units": {}}')
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    assert tree(out) == {"notes.txt": b"mine"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late"]
+
+
+def test_several_scenes_are_not_written_into_a_one_scene_export(layouts, tmp_path, monkeypatch,
+                                                                 capsys):  # fmt: skip
+    import shutil
+
+    shutil.copytree(layouts["scene"], tmp_path / "one")
+    before = tree(tmp_path / "one")
+    message = refused_before_model_work(
+        ["--demo", "--scene", "synthetic_7_0001", "--scene", "synthetic_7_0003",
+         "--out", str(tmp_path / "one"), "--device", "cpu"], monkeypatch, capsys,
+    )  # fmt: skip
+    assert "holds the export of one scene" in message
+    assert tree(tmp_path / "one") == before

@@ -90,6 +90,18 @@ def test_bug_is_one_line_and_a_log_file(tmp_path, monkeypatch, capsys):
     assert str(log) in err
 
 
+@pytest.mark.parametrize("status, handlers_run", [(130, False), (2, True)])
+def test_after_an_interruption_the_process_ends_without_exit_handlers(status, handlers_run):
+    """A signal inside a C extension's import can leave it half initialised; its exit handlers
+    then print noise and change the status (open3d): an interrupted run skips them."""
+    code = ("import atexit; from viewer.errors import exit_process; "
+            f"atexit.register(lambda: print('handler ran')); exit_process({status})")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=REPO_ROOT, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == status
+    assert ("handler ran" in result.stdout) == handlers_run
+
+
 def test_user_error_is_one_paragraph_exit_2(capsys):
     from src.dataset.errors import SceneError
 

@@ -185,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def entrypoint() -> None:
     """Console-script entry point (``dsviewer``)."""
-    sys.exit(main())
+    from viewer.errors import exit_process
+
+    exit_process(main())
 
 
 if __name__ == "__main__":

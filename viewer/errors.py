@@ -21,6 +21,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
@@ -66,6 +67,17 @@ def describe_error(error: BaseException) -> str:
         return escape_markdown(str(error))
     path = write_log(error)
     return escape_markdown(f"internal error ({type(error).__name__}); the traceback is in {path}")
+
+
+def exit_process(status: int) -> NoReturn:
+    """End the process with ``status``. After an interruption it ends at once, without exit
+    handlers: a signal that landed inside a C extension's import can leave that library half
+    initialised, and its handlers then print pages of noise and change the status (open3d)."""
+    if status == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def run_entry_point(program: str, main: Callable[[], int]) -> int:

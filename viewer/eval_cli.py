@@ -7,7 +7,6 @@ Only the standard library, tyro and the column table are imported at module leve
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,4 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from viewer.errors import exit_process
+
+    exit_process(main())

@@ -12,7 +12,6 @@ comparison of :mod:`viewer.export.compare_files`.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +115,7 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
 def check_options(options: ExportOptions) -> dict[str, Path]:
     """Every check that needs no model: returns each spec's output folder."""
     from viewer.export import refuse_existing
+    from viewer.export.layout import holds_one_export
     from viewer.export.transaction import check_writable, recover
     from viewer.pipeline import resolve_demo
 
@@ -130,6 +130,11 @@ def check_options(options: ExportOptions) -> dict[str, Path]:
         if not Path(checkpoint).is_file():
             raise ExportUsageError(f"--ckpt {checkpoint} does not exist or is not a file.")
     folders = scene_folders(Path(options.out), scene_specs(options))
+    if len(folders) > 1 and holds_one_export(Path(options.out)):
+        raise ExportUsageError(
+            f"--out {options.out} holds the export of one scene; several scenes are written into "
+            "one sub-folder each, which would mix with it. Choose a new folder for --out."
+        )
     for folder in folders.values():
         recover(folder)  # finish what a killed run left behind
         check_writable(folder)
@@ -220,4 +225,6 @@ def main(argv: Sequence[str] | ExportOptions | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from viewer.errors import exit_process
+
+    exit_process(main())

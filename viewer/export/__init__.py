@@ -23,7 +23,7 @@ from viewer.color_modes import ColorContext, ColorSettings
 from viewer.export import point_files
 from viewer.export.layout import METRICS_JSON, describe, foreign_entries
 from viewer.export.metrics import export_metrics
-from viewer.export.transaction import export_transaction
+from viewer.export.transaction import absolute_folder, export_transaction
 from viewer.pipeline import LoadedScene, ProgressFn
 from viewer.point_layers import POINT_LAYERS
 
@@ -177,12 +177,13 @@ def refuse_existing(out_dir: Path, overwrite: bool) -> None:
     """Raise :class:`ForeignFilesError` when ``out_dir`` holds anything but an earlier export
     (:mod:`viewer.export.layout`), :class:`ExportExistsError` when it holds an earlier export
     and ``overwrite`` is off."""
-    out_dir = Path(out_dir)
+    given = Path(out_dir)
+    out_dir = absolute_folder(given)  # a link is judged by the folder it points to (replaced)
     foreign = foreign_entries(out_dir)
     if foreign:
-        raise ForeignFilesError(out_dir, foreign)
+        raise ForeignFilesError(given, foreign)
     if not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
-        raise ExportExistsError(out_dir)
+        raise ExportExistsError(given)
 
 
 def export_scene(
@@ -201,7 +202,7 @@ def export_scene(
     refuse_existing(out_dir, overwrite)
     inputs = export_inputs(loaded, settings)
     files = [f for f in EXPORT_FILES if f.available(inputs)]
-    with export_transaction(out_dir) as working:
+    with export_transaction(out_dir, lambda folder: refuse_existing(folder, overwrite)) as working:
         for number, file in enumerate(files):
             if progress is not None:
                 progress(f"Writing {file.name}", number / len(files))

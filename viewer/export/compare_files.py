@@ -173,7 +173,7 @@ def export_comparison(
     _check_pair(runs, ply_pair)
     written: dict[str, list[str]] = {}
     settings = settings or ExportSettings()
-    with export_transaction(out_dir) as working:
+    with export_transaction(out_dir, lambda folder: refuse_existing(folder, overwrite)) as working:
         for number, run in enumerate(runs):
             run_progress = _part(progress, run.run_name, number, len(runs) + 1)
             result = export_scene(working / folders[run.run_name], run, settings,

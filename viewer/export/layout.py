@@ -2,7 +2,8 @@
 
 ``--overwrite`` replaces a folder as a whole, so it may only replace an earlier export: files
 the user keeps beside the export files would go with it. An earlier export is recognised by
-its layout and its marker file (written last, so a whole export has it):
+its layout and its marker file (written last, so a whole export has it; a JSON object with the
+export's own keys, so a user's file of that name does not count):
 
 * one scene, one checkpoint: export files only (:data:`viewer.export.EXPORT_FILE_NAMES`),
   ``metrics.json`` among them;
@@ -24,6 +25,15 @@ METRICS_JSON = "metrics.json"  # a one-scene export's marker
 RUNS_FOLDER = "runs"
 COMPARE_JSON = "compare.json"  # a comparison export's marker
 COMPARE_PLY = "compare.ply"
+
+
+MARKER_KEYS = {METRICS_JSON: ("scene", "units"), COMPARE_JSON: ("runs", "pairs")}
+MARKER_MAX_BYTES = 64 << 20  # a marker is read only below this size (ours are kilobytes)
+
+
+def holds_one_export(folder: Path) -> bool:
+    """Whether ``folder`` itself is an export of one scene (not one sub-folder per scene)."""
+    return any(_is_marker(Path(folder) / name) for name in MARKER_KEYS)
 
 
 def foreign_entries(folder: Path) -> list[str]:
@@ -48,6 +58,23 @@ def _is_file(entry: Path, names: tuple[str, ...]) -> bool:
     return entry.name in names and entry.is_file() and not entry.is_symlink()
 
 
+def _is_marker(entry: Path) -> bool:
+    """A marker file as an export writes it: a JSON object with the export's own keys (a user's
+    file that happens to be called ``metrics.json`` does not make its folder an export)."""
+    import json
+
+    keys = MARKER_KEYS.get(entry.name)
+    if keys is None or not _is_file(entry, (entry.name,)):
+        return False
+    try:
+        if entry.stat().st_size > MARKER_MAX_BYTES:
+            return False
+        content = json.loads(entry.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and all(key in content for key in keys)
+
+
 def _label(entry: Path) -> str:
     return entry.name + "/" if _is_folder(entry) else entry.name
 
@@ -58,10 +85,9 @@ def _foreign_in_export(folder: Path, comparison: bool) -> list[str] | None:
     from viewer.export import EXPORT_FILE_NAMES
 
     entries = _entries(folder)
-    names = {entry.name for entry in entries}
-    if METRICS_JSON in names:
+    if _is_marker(folder / METRICS_JSON):
         return [_label(e) for e in entries if not _is_file(e, EXPORT_FILE_NAMES)]
-    if not (comparison and COMPARE_JSON in names):
+    if not (comparison and _is_marker(folder / COMPARE_JSON)):
         return None
     foreign = []
     for entry in entries:

@@ -29,7 +29,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -201,8 +201,15 @@ def _begin(destination: Path) -> tuple[Path, int]:
 
 
 @contextmanager
-def export_transaction(destination: str | Path) -> Iterator[Path]:
-    """Yield an empty working folder; on success it replaces ``destination`` as a whole."""
+def export_transaction(
+    destination: str | Path, may_replace: Callable[[Path], None] | None = None
+) -> Iterator[Path]:
+    """Yield an empty working folder; on success it replaces ``destination`` as a whole.
+
+    ``may_replace(destination)`` runs again just before the swap and raises to keep what is
+    there: files may have appeared in ``destination`` during the minutes of work (another
+    export, the user's own), and the swap would take them away.
+    """
     destination = absolute_folder(destination)
     recover(destination)
     check_writable(destination)
@@ -210,6 +217,8 @@ def export_transaction(destination: str | Path) -> Iterator[Path]:
     try:
         working.mkdir()
         yield working
+        if may_replace is not None:
+            may_replace(destination)
         _swap_in(working, destination)
     finally:
         try:

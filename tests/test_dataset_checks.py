@@ -175,6 +175,16 @@ def test_points3d_track_length_is_checked(tmp_path):
         load_scene(str(tmp_path), settings=SETTINGS)
 
 
+def write_two_frames(capture, kind: str, names: list[str]) -> None:
+    """A PINHOLE COLMAP model ('colmap') or transforms.json of two frames named ``names``."""
+    poses = [pose(), pose(x=1.0)]
+    if kind == "colmap":
+        write_colmap_text(capture, {1: ("PINHOLE", W, 32, [40.0, 40.0, 24.0, 16.0])},
+                          [(n, 1, T, []) for n, T in zip(names, poses)])
+    else:
+        write_transforms(capture, list(zip(names, poses)), fl_x=40.0, w=W, h=32)
+
+
 @pytest.mark.parametrize("kind", ["colmap", "transforms"])
 def test_capture_images_behind_a_symbolic_link_load_but_dotdot_is_refused(tmp_path, kind):
     """A linked images/ folder (common for captures) loads; '..' out of the capture does not."""
@@ -186,20 +196,11 @@ def test_capture_images_behind_a_symbolic_link_load_but_dotdot_is_refused(tmp_pa
     capture.mkdir()
     os.symlink(storage, capture / "images")
     names = ["0.png", "1.png"] if kind == "colmap" else ["images/0.png", "images/1.png"]
-
-    def write(names):
-        poses = [pose(), pose(x=1.0)]
-        if kind == "colmap":
-            write_colmap_text(capture, {1: ("PINHOLE", W, 32, [40.0, 40.0, 24.0, 16.0])},
-                              [(n, 1, T, []) for n, T in zip(names, poses)])
-        else:
-            write_transforms(capture, list(zip(names, poses)), fl_x=40.0, w=W, h=32)
-
-    write(names)
+    write_two_frames(capture, kind, names)
     scene = load_scene(str(capture), settings=SETTINGS, context=[0, 1], target=[])
     assert scene.context.num_views == 2
     escaping = "../storage/0.png" if kind == "transforms" else "../../storage/0.png"
-    write([escaping, names[1]])
+    write_two_frames(capture, kind, [escaping, names[1]])
     with pytest.raises(PathOutsideRootError, match=r"lies outside .*capture \(after resolving "
                        r"'\.\.'\)"):
         load_scene(str(capture), settings=SETTINGS, context=[0, 1], target=[])
@@ -249,12 +250,7 @@ def test_a_capture_named_dot_keeps_its_images_inside(tmp_path, monkeypatch, kind
     monkeypatch.chdir(capture)
 
     def load_dot(names):
-        poses = [pose(), pose(x=1.0)]
-        if kind == "colmap":
-            write_colmap_text(capture, {1: ("PINHOLE", W, 32, [40.0, 40.0, 24.0, 16.0])},
-                              [(n, 1, T, []) for n, T in zip(names, poses)])
-        else:
-            write_transforms(capture, list(zip(names, poses)), fl_x=40.0, w=W, h=32)
+        write_two_frames(capture, kind, names)
         return load_scene(".", settings=SETTINGS, context=[0, 1], target=[])
 
     inside = ["0.png", "1.png"] if kind == "colmap" else ["images/0.png", "images/1.png"]

@@ -247,8 +247,8 @@ def registered_images(model: Path, ext: str) -> int:
 
 def _model_owners(folder: Path) -> list[Path]:
     """The folders a model folder can belong to, nearest first: for ``<x>/sparse`` and
-    ``<x>/sparse/<n>`` that is ``<x>``, and its parent when ``<x>`` is colmap/ or distorted/;
-    for ``<x>/colmap`` (or distorted) ``<x>``."""
+    ``<x>/sparse/<n>`` that is ``<x>``; when ``<x>`` (or the folder itself) is colmap/ or
+    distorted/, it and its parent; [] for other folders."""
     if folder.name.isdigit() and folder.parent.name == "sparse":
         folder = folder.parent
     if folder.name == "sparse":

@@ -175,6 +175,16 @@ def test_points3d_track_length_is_checked(tmp_path):
         load_scene(str(tmp_path), settings=SETTINGS)
 
 
+def write_two_frames(capture, kind: str, names: list[str]) -> None:
+    """A PINHOLE COLMAP model ('colmap') or transforms.json of two frames named ``names``."""
+    poses = [pose(), pose(x=1.0)]
+    if kind == "colmap":
+        write_colmap_text(capture, {1: ("PINHOLE", W, 32, [40.0, 40.0, 24.0, 16.0])},
+                          [(n, 1, T, []) for n, T in zip(names, poses)])
+    else:
+        write_transforms(capture, list(zip(names, poses)), fl_x=40.0, w=W, h=32)
+
+
 @pytest.mark.parametrize("kind", ["colmap", "transforms"])
 def test_capture_images_behind_a_symbolic_link_load_but_dotdot_is_refused(tmp_path, kind):
     """A linked images/ folder (common for captures) loads; '..' out of the capture does not."""
@@ -186,20 +196,11 @@ def test_capture_images_behind_a_symbolic_link_load_but_dotdot_is_refused(tmp_pa
     capture.mkdir()
     os.symlink(storage, capture / "images")
     names = ["0.png", "1.png"] if kind == "colmap" else ["images/0.png", "images/1.png"]
-
-    def write(names):
-        poses = [pose(), pose(x=1.0)]
-        if kind == "colmap":
-            write_colmap_text(capture, {1: ("PINHOLE", W, 32, [40.0, 40.0, 24.0, 16.0])},
-                              [(n, 1, T, []) for n, T in zip(names, poses)])
-        else:
-            write_transforms(capture, list(zip(names, poses)), fl_x=40.0, w=W, h=32)
-
-    write(names)
+    write_two_frames(capture, kind, names)
     scene = load_scene(str(capture), settings=SETTINGS, context=[0, 1], target=[])
     assert scene.context.num_views == 2
     escaping = "../storage/0.png" if kind == "transforms" else "../../storage/0.png"
-    write([escaping, names[1]])
+    write_two_frames(capture, kind, [escaping, names[1]])
     with pytest.raises(PathOutsideRootError, match=r"lies outside .*capture \(after resolving "
                        r"'\.\.'\)"):
         load_scene(str(capture), settings=SETTINGS, context=[0, 1], target=[])
@@ -232,3 +233,85 @@ def test_several_colmap_models_the_largest_is_used_and_others_can_be_named(tmp_p
                                          pose(x=1.0), [])])  # fmt: skip
     with pytest.raises(PathOutsideRootError, match="'images/../../x.png'"):
         load_scene(str(tmp_path / "sparse" / "0"), settings=SETTINGS, context=[0, 1])
+
+
+@pytest.mark.parametrize("kind", ["colmap", "transforms"])
+def test_a_capture_named_dot_keeps_its_images_inside(tmp_path, monkeypatch, kind):
+    """Run from inside the capture with the root '.': Path('../x') lies inside Path('.')
+    lexically, so the check compares absolute paths; images inside still load, and the scene
+    is named after the folder."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    capture = tmp_path / "capture"
+    (capture / "images").mkdir(parents=True)
+    for i in range(2):
+        (outside / f"{i}.png").write_bytes(png_bytes(noise_image(10 + i)))
+        (capture / "images" / f"{i}.png").write_bytes(png_bytes(noise_image(i)))
+    monkeypatch.chdir(capture)
+
+    def load_dot(names):
+        write_two_frames(capture, kind, names)
+        return load_scene(".", settings=SETTINGS, context=[0, 1], target=[])
+
+    inside = ["0.png", "1.png"] if kind == "colmap" else ["images/0.png", "images/1.png"]
+    scene = load_dot(inside)
+    assert scene.key == "capture"
+    torch.testing.assert_close(scene.context.image, load_scene(
+        str(capture), settings=SETTINGS, context=[0, 1], target=[]).context.image)
+    with pytest.raises(PathOutsideRootError, match=f"'../outside/0.png', which lies outside "
+                       f"{capture} "):
+        load_dot(["../outside/0.png", "../outside/1.png"])
+
+
+def test_colmap_model_places_are_searched_in_order(tmp_path):
+    """sparse/<n> first, then a flat sparse/ (in image_undistorter's layout the model of the
+    undistorted images/), and only then colmap/sparse/<n> and distorted/sparse/<n> (the model
+    of the original photos, whose use would undistort twice), then <n> and the folder itself.
+    Each place holds a model whose cameras sit at x = 10 * its rank; the first left is used."""
+    (tmp_path / "images").mkdir()
+    for i in range(2):
+        (tmp_path / "images" / f"{i}.png").write_bytes(png_bytes(noise_image(i)))
+    camera = {1: ("PINHOLE", W, 32, [40.0, 40.0, 24.0, 16.0])}
+    places = ["sparse/0", "sparse", "colmap/sparse/0", "distorted/sparse/0", "0", "."]
+    for rank, place in enumerate(places):
+        write_colmap_text(tmp_path, camera, [(f"{i}.png", 1, pose(x=10.0 * rank + i), [])
+                                             for i in range(2)], model=place)
+    for rank, place in enumerate(places):
+        scene = load_scene(str(tmp_path), settings=SETTINGS, context=[0, 1], target=[])
+        centres = scene.world_from_model.poses(scene.context.extrinsics.double())[:, 0, 3]
+        np.testing.assert_allclose(centres.numpy(), [10.0 * rank, 10.0 * rank + 1], atol=1e-5,
+                                   err_msg=f"expected the model in {place}")
+        for name in ("cameras.txt", "images.txt"):
+            (tmp_path / place / name).unlink()
+
+
+@pytest.mark.parametrize("layout", ["sparse/0", "colmap/sparse/0", "distorted/sparse/0"])
+def test_a_model_folder_passed_as_the_scene_finds_the_captures_images(tmp_path, monkeypatch,
+                                                                      layout):
+    """However the model folder is spelled (absolute, '.', '<model>/..', the folder above
+    colmap/sparse, a link), its images are the capture's images/ and the scene is named after
+    the capture; a model copied away from its images says where they were looked for."""
+    capture = tmp_path / "capture"
+    (capture / "images").mkdir(parents=True)
+    for i in range(2):
+        (capture / "images" / f"{i}.png").write_bytes(png_bytes(noise_image(i)))
+    camera = {1: ("PINHOLE", W, 32, [40.0, 40.0, 24.0, 16.0])}
+    images = [(f"{i}.png", 1, pose(x=float(i)), []) for i in range(2)]
+    model = write_colmap_text(capture, camera, images, model=layout)
+    os.symlink(model, tmp_path / "link")
+    reference = load_scene(str(capture), settings=SETTINGS, context=[0, 1], target=[])
+    specs = [str(model), str(model / ".."), str(tmp_path / "link"), "."]
+    if layout != "sparse/0":
+        specs.append(str(model.parent.parent))  # capture/colmap
+    monkeypatch.chdir(model)
+    for spec in specs:
+        scene = load_scene(spec, settings=SETTINGS, context=[0, 1], target=[])
+        assert scene.key == "capture", spec
+        torch.testing.assert_close(scene.context.image, reference.context.image)
+
+    alone = tmp_path / "alone" / "sparse" / "0"
+    write_colmap_text(tmp_path / "alone", camera, images)
+    with pytest.raises(CaptureFormatError, match=(
+            rf"none of the 2 images that .* lists is on disk; they were looked for in "
+            rf"{tmp_path / 'alone' / 'images'} and {tmp_path / 'alone'} ")):
+        load_scene(str(alone), settings=SETTINGS, context=[0, 1], target=[])

@@ -10,7 +10,12 @@ import torch
 from src.dataset import CaptureOptions, load_scene
 from src.dataset.camera_models import Camera
 from src.dataset.preprocess import preprocess_views
-from src.dataset.undistort import radial_fold, undistort_image, undistorted_pinhole
+from src.dataset.undistort import (
+    lift_pixels,
+    radial_fold,
+    undistort_image,
+    undistorted_pinhole,
+)
 from tests.dataset_builders import SETTINGS, png_bytes, pose, write_colmap_text, write_transforms
 
 OPENCV = Camera("OPENCV", 320, 240, (250.0, 255.0, 161.0, 119.0, -0.25, 0.07, 0.002, -0.001))
@@ -178,3 +183,21 @@ def test_a_fold_inside_the_image_is_found_masked_and_noted(tmp_path):
     notes = {note.code: note.message for note in scene.notes}
     assert notes["distortion_folds"].startswith("In frame(s) 0 (r ≈ 53 px) the lens distortion")
     assert notes["undistorted"].startswith("Frame(s) 1 use the RADIAL camera model")
+
+
+def test_border_pixels_beyond_the_fold_are_put_on_it():
+    """RADIAL k1 = -1, k2 = -0.3 (f = 200, 160x120) folds at r = 0.5395, whose distorted radius
+    (0.369) lies between the half-height (0.3) and the half-width (0.4): the left and right
+    borders and every corner are beyond it. OpenCV's iterative inverse lifts the corner pixel
+    to a ray well inside the fold (0.497); put on the fold instead, the rays of the pinhole's
+    corners reach the fold radius, to within the pixel its floor()ed size may lose."""
+    camera = Camera("RADIAL", 160, 120, (200.0, 80.0, 60.0, -1.0, -0.3))
+    r = np.linspace(0.0, 1.0, 1_000_001)
+    peak = r[np.argmax(r * (1 - r**2 - 0.3 * r**4))]  # independent of radial_fold's search
+    assert np.linalg.norm(lift_pixels(camera, np.array([[0.5, 0.5]]))) < peak - 0.03
+    pinhole = undistorted_pinhole(camera)
+    corner = np.hypot(pinhole.cx / pinhole.fx, pinhole.cy / pinhole.fy)
+    assert peak - 1.0 / 200.0 <= corner <= peak + 1e-3
+    fold = radial_fold(camera)
+    assert fold.radius == pytest.approx(peak, abs=1e-3)
+    assert fold.distorted_radius == pytest.approx(peak * (1 - peak**2 - 0.3 * peak**4), abs=1e-6)

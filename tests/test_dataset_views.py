@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from src.dataset import CaptureOptions, load_scene
-from src.dataset.errors import ImageCameraMismatchError, MissingFramesError
+from src.dataset.errors import CaptureFormatError, ImageCameraMismatchError, MissingFramesError
 from src.geometry.view_geometry import pairwise_view_geometry, ray_angles
 from tests.dataset_builders import (
     SETTINGS,
@@ -109,6 +109,12 @@ def test_missing_frames_are_skipped_and_numbering_is_stable(tmp_path):
     torch.testing.assert_close(explicit.context.extrinsics[1, 0, 3], torch.tensor(1.5))
     with pytest.raises(MissingFramesError, match=r"missing on disk .*: images/0005.png"):
         load_scene(str(tmp_path), settings=SETTINGS, context=[0, 4])
+    for name in names:
+        (tmp_path / name).unlink(missing_ok=True)
+    with pytest.raises(CaptureFormatError, match=(
+            rf"none of the 6 images .* is on disk; file_path names are looked for relative to "
+            rf"{tmp_path} \(e.g. {tmp_path / names[0]},")):
+        load_scene(str(tmp_path), settings=SETTINGS, capture=UNITS)
 
 
 def blender_png() -> bytes:

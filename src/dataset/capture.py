@@ -22,6 +22,7 @@ holds the inverse similarity, so predictions map back to the capture's own units
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -213,7 +214,7 @@ def load_capture(
                                 exact_principal_point=True)
 
     scene = SceneViews(
-        key=capture.folder.name,
+        key=Path(os.path.abspath(capture.folder)).name or str(capture.folder),  # '.' has none
         source=source,
         context=views(slice(0, num_context)),
         target=views(slice(num_context, None)) if selection.target else None,

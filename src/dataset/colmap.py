@@ -10,6 +10,7 @@ stay in the frame list with ``image_path=None``.
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,16 @@ from .errors import CaptureFormatError
 from .paths import natural_key, path_inside
 from .types import SceneNote
 
-MODEL_PARENTS = ("sparse", "colmap/sparse", "distorted/sparse", ".")  # hold sparse/<n> models
+# Where a capture's model is looked for, in order: (folder, whether its numbered subfolders
+# <n> are the models). A flat sparse/ comes before distorted/sparse/<n>: in the layout of
+# `colmap image_undistorter` (and 3DGS) sparse/ is the model of the undistorted images/, while
+# distorted/sparse/<n> is the model of the original photos.
+MODEL_PLACES = (("sparse", True), ("sparse", False), ("colmap/sparse", True),
+                ("distorted/sparse", True), (".", True), (".", False))
+MODEL_PLACES_TEXT = ", ".join(  # for messages: "sparse/<n>, sparse, ..., the folder itself"
+    (f"{place}/<n>".removeprefix("./") if numbered else place).replace(".", "the folder itself")
+    for place, numbered in MODEL_PLACES)
+SPARSE_OWNERS = ("colmap", "distorted")  # <capture>/<owner>/sparse holds models too
 IMAGE_FOLDERS = ("images", ".")
 POINT2D = np.dtype([("x", "<f8"), ("y", "<f8"), ("id", "<i8")])  # images.bin per feature
 CAMERA_RECORD = struct.calcsize("<iiQQ")
@@ -235,34 +245,57 @@ def registered_images(model: Path, ext: str) -> int:
     return (len(_text_lines(model / "images.txt")) + 1) // 2  # two lines per image
 
 
+def _model_owners(folder: Path) -> list[Path]:
+    """The folders a model folder can belong to, nearest first: for ``<x>/sparse`` and
+    ``<x>/sparse/<n>`` that is ``<x>``; when ``<x>`` (or the folder itself) is colmap/ or
+    distorted/, it and its parent; [] for other folders."""
+    if folder.name.isdigit() and folder.parent.name == "sparse":
+        folder = folder.parent
+    if folder.name == "sparse":
+        folder = folder.parent
+    elif folder.name not in SPARSE_OWNERS:
+        return []
+    owners = [folder]
+    if folder.name in SPARSE_OWNERS:
+        owners.append(folder.parent)
+    return owners
+
+
 def capture_root(folder: Path) -> Path:
-    """The capture a named folder belongs to: the folder itself, or for a model folder
-    ``<capture>/sparse`` or ``<capture>/sparse/<n>`` without its own images/, ``<capture>``."""
+    """The capture a named folder belongs to: the folder itself when it holds images/, else
+    for a model folder (``sparse``, ``sparse/<n>``, ``colmap``, ``colmap/sparse/<n>``...) the
+    nearest folder above it that holds images/ (links followed only when the path as named
+    leads to none), else the folder the model lives in."""
     if (folder / "images").is_dir():
         return folder
-    if folder.name.isdigit() and folder.parent.name == "sparse":
-        return folder.parent.parent
-    return folder.parent if folder.name == "sparse" else folder
+    named = Path(os.path.abspath(folder))  # '.', 'sparse/1/..' and the like get their names
+    for spelling in dict.fromkeys([named, folder.resolve()]):
+        for owner in _model_owners(spelling):
+            if (owner / "images").is_dir():
+                return owner
+    owners = _model_owners(named)
+    return owners[0] if owners else folder
 
 
 def find_model(folder: Path) -> ModelChoice | None:
-    """The model of a capture folder: of several numbered ones (``sparse/0``, ``sparse/1``...,
-    as COLMAP's mapper writes when not every image registers together) the one with the most
-    images, with a note naming the others; or ``sparse``, or the folder itself."""
+    """The model of a capture folder, searched in :data:`MODEL_PLACES` order: of several
+    numbered ones (``sparse/0``, ``sparse/1``..., as COLMAP's mapper writes when not every
+    image registers together) the one with the most images, with a note naming the others."""
     root = capture_root(folder)
-    for parent in MODEL_PARENTS:
-        where = folder / parent
-        numbered = sorted((p for p in where.iterdir() if p.name.isdigit()),
-                          key=lambda p: int(p.name)) if where.is_dir() else []
-        models = [(p, ext) for p in numbered if (ext := _model_files(p))]
+    for place, numbered in MODEL_PLACES:
+        where = folder / place
+        if not numbered:
+            if ext := _model_files(where):
+                return ModelChoice(where, ext, root)
+            continue
+        subfolders = sorted((p for p in where.iterdir() if p.name.isdigit()),
+                            key=lambda p: int(p.name)) if where.is_dir() else []
+        models = [(p, ext) for p in subfolders if (ext := _model_files(p))]
         if models:
             counts = [registered_images(p, ext) for p, ext in models]
             best = max(range(len(models)), key=lambda i: counts[i])  # the first of equals
             model, ext = models[best]
             return ModelChoice(model, ext, root, _models_note(folder, models, counts, best))
-    for sub in ("sparse", "."):
-        if ext := _model_files(folder / sub):
-            return ModelChoice(folder / sub, ext, root)
     return None
 
 
@@ -294,8 +327,7 @@ def read_colmap(folder: Path) -> Capture:
     name order."""
     found = find_model(folder)
     if found is None:
-        raise CaptureFormatError(folder, "no COLMAP model found (looked in sparse/<n>, sparse, "
-                                 "colmap/sparse/<n>, distorted/sparse/<n> and the folder)")
+        raise CaptureFormatError(folder, f"no COLMAP model found (looked in {MODEL_PLACES_TEXT})")
     model, ext, root = found.model, found.ext, found.root
     binary = ext == ".bin"
     cameras = (read_cameras_binary if binary else read_cameras_text)(model / f"cameras{ext}")
@@ -315,5 +347,12 @@ def read_colmap(folder: Path) -> Capture:
                                    T_world_cam=_camera_to_world(qvec, tvec), point_ids=ids))
     if not frames:
         raise CaptureFormatError(folder, f"the COLMAP model in {model} has no images")
+    if not any(frame.image_path for frame in frames):
+        looked = " and ".join(str(root / sub) for sub in IMAGE_FOLDERS)
+        raise CaptureFormatError(folder, (
+            f"none of the {len(frames)} images that {images_file} lists is on disk; they were "
+            f"looked for in {looked} (e.g. {root / IMAGE_FOLDERS[0] / frames[0].name}). Pass the "
+            "capture folder that holds the images (its model is found in "
+            f"{MODEL_PLACES_TEXT}), or put the images there"))
     return Capture(folder=root, camera_file=images_file, frames=frames, point_ids=point_ids,
                    point_xyz=point_xyz, notes=[found.note] if found.note else [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -123,9 +124,9 @@ class PathOutsideRootError(SceneError):
     def __init__(self, name: str, named_in: str, root: Path, follow_links: bool = True) -> None:
         resolved = "'..' and symbolic links" if follow_links else "'..'"
         super().__init__(
-            f"{named_in} names the file {name!r}, which lies outside {root} (after resolving "
-            f"{resolved}). Files a dataset names must stay inside its folder: move or copy the "
-            "file into the folder and name it relative to it."
+            f"{named_in} names the file {name!r}, which lies outside {os.path.abspath(root)} "
+            f"(after resolving {resolved}). Files a dataset names must stay inside its folder: "
+            "move or copy the file into the folder and name it relative to it."
         )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -160,4 +161,9 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
         twice = sorted({n for n in names if names.count(n) > 1})[:5]
         raise CaptureFormatError(folder, f"file_path(s) {twice} appear more than once")
     frames.sort(key=lambda frame: natural_key(frame.name))
+    if not any(frame.image_path for frame in frames):
+        raise CaptureFormatError(folder, (
+            f"none of the {len(frames)} images its camera file(s) list is on disk; file_path "
+            f"names are looked for relative to {os.path.abspath(folder)} (e.g. "
+            f"{folder / frames[0].name}, also with an image suffix added)"))
     return Capture(folder=folder, camera_file=", ".join(str(p) for p in files), frames=frames)

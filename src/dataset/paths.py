@@ -37,7 +37,8 @@ def path_inside(root: Path, name: str, named_in: str, follow_links: bool = True)
         inside = path.resolve().is_relative_to(Path(root).resolve())
     else:
         path = Path(os.path.normpath(path))
-        inside = path.is_relative_to(Path(os.path.normpath(root)))
+        # Absolute, so that a root of '.' does not contain '../x'; still lexical (no links).
+        inside = Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root))
     if not inside:
         raise PathOutsideRootError(name, named_in, Path(root), follow_links)
     return path

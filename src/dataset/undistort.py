@@ -168,7 +168,8 @@ class Fold:
     """Where a camera's radial distortion stops increasing, inside its image."""
 
     radius: float  # normalized pinhole radius r of the fold
-    distorted_px: float  # its radius in the distorted image, pixels from the principal point
+    distorted_radius: float  # its radius in the distorted image, normalized ((x - cx) / fx)
+    distorted_px: float  # the same in pixels from the principal point (mean focal length)
 
 
 def radial_fold(camera: Camera) -> Fold | None:
@@ -193,15 +194,24 @@ def radial_fold(camera: Camera) -> Fold | None:
     top = falling[0]
     if not distorted[top] < reach:
         return None
-    return Fold(float(r[top]), float(distorted[top] * (fx + fy) / 2))
+    return Fold(float(r[top]), float(distorted[top]), float(distorted[top] * (fx + fy) / 2))
 
 
-def _inside_fold(normal: np.ndarray, fold: Fold | None) -> np.ndarray:
-    """Normalized points ``[N, 2]`` pulled in to the fold radius (direction kept)."""
+def _inside_fold(camera: Camera, points: np.ndarray, normal: np.ndarray, fold: Fold | None
+                 ) -> np.ndarray:  # fmt: skip
+    """Lifted pixels ``points`` -> ``normal`` (``[N, 2]`` each) kept inside the fold: pixels
+    beyond the fold's distorted radius have no ray, and the iterative inverse does not converge
+    there (it may even return a ray inside the fold), so they are put at the fold radius in
+    their own direction (radial distortion keeps directions); other rays are pulled in to it."""
     if fold is None:
         return normal
+    fx, fy, cx, cy = camera.pinhole
+    offset = (points - [cx, cy]) / [fx, fy]  # distorted, normalized
+    distorted = np.linalg.norm(offset, axis=1, keepdims=True)
     radius = np.linalg.norm(normal, axis=1, keepdims=True)
-    return normal * np.minimum(1.0, fold.radius / np.maximum(radius, 1e-300))
+    inside = normal * np.minimum(1.0, fold.radius / np.maximum(radius, 1e-300))
+    on_fold = offset * (fold.radius / np.maximum(distorted, 1e-300))
+    return np.where(distorted > fold.distorted_radius, on_fold, inside)
 
 
 # ---------------------------------------------------------------- the undistorter
@@ -242,7 +252,7 @@ def undistorted_pinhole(camera: Camera) -> Pinhole:
     }
     lifted, fold = {}, radial_fold(camera)
     for side, points in borders.items():
-        normal = _inside_fold(lift_pixels(camera, points), fold)
+        normal = _inside_fold(camera, points, lift_pixels(camera, points), fold)
         normal = normal[np.isfinite(normal).all(axis=1)]
         if len(normal) == 0:
             raise UnsupportedCameraError(f"a {camera.model} camera", camera.model,

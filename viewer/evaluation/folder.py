@@ -50,12 +50,12 @@ class RunMismatchError(ValueError):
 
 class ForeignFilesError(ValueError):
     def __init__(self, out: Path, entries: list[str]) -> None:
-        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3
-                                          else "")  # fmt: skip
+        from viewer.export.layout import describe  # lazy: the export package imports torch
+
         super().__init__(
             f"--out {out} holds files that dsviewer eval did not write where it keeps, moves or "
-            f"deletes its own ({shown}). Nothing was changed. Move them elsewhere, or choose "
-            "another --out."
+            f"deletes its own ({describe(entries)}). Nothing was changed. Move them elsewhere, "
+            "or choose another --out."
         )
 
 

@@ -123,7 +123,7 @@ class InspectorPanel:
             try:
                 self.inspect_pixel(int(self.view.value), int(self.u.value), int(self.v.value))
             except (PixelOutOfRangeError, RuntimeError) as error:
-                self.text.content = f"**{error}**"
+                self.text.content = f"**{escape_markdown(error)}**"
 
         @app.server.scene.on_click()
         def _(event) -> None:

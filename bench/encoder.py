@@ -32,10 +32,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from src.backends.builtin import BuiltinBackend
-from src.backends.presets import load_preset
-from src.dataset.types import ViewSet
-from src.model.weight_recipe import load_manifest, recipe_state_dict
+from dsviewer.backends.builtin import BuiltinBackend
+from dsviewer.backends.presets import load_preset
+from dsviewer.dataset.types import ViewSet
+from dsviewer.model.weight_recipe import load_manifest, recipe_state_dict
 
 # One released checkpoint per architecture: its preset gives the resolution.
 PRESET_OF = {
@@ -154,7 +154,7 @@ def bench(architecture: str, args: argparse.Namespace, folder: Path) -> Row:
     row.load_ours = ours.load_seconds
     official = None
     if args.official is not None:
-        from src.backends.extension import ExtensionBackend
+        from dsviewer.backends.extension import ExtensionBackend
 
         official = ExtensionBackend(checkpoint, repo=args.official, device="cpu")
         row.load_official = official.load_seconds

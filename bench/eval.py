@@ -4,8 +4,8 @@ Same inputs for every mode: N synthetic scenes (exact GT depth) written once, th
 (``viewer/assets/demo``, 128x128) unless ``--ckpt``/``--data-root`` name others. In alternating
 rounds it runs, as subprocesses, on CPU:
 
-  one process:  ``python -m viewer.eval_cli --threads T ...``
-  two ranks:    ``python -m torch.distributed.run --nproc_per_node 2 -m viewer.eval_cli
+  one process:  ``python -m dsviewer.viewer.eval_cli --threads T ...``
+  two ranks:    ``python -m torch.distributed.run --nproc_per_node 2 -m dsviewer.viewer.eval_cli
                 --threads T/2 ...`` (gloo; each rank pinned to its own cores)
   reference:    one process with T/2 threads (what each rank has), so that the gain of the
                 ranks over one process splits into threading and parallelism
@@ -48,10 +48,11 @@ def run_eval(ranks: int, threads: int, args, data_root: Path, out: Path) -> dict
     if args.max_target_views is not None:
         eval_args += ["--max-target-views", str(args.max_target_views)]
     if ranks == 1:
-        command = [sys.executable, "-m", "viewer.eval_cli", *eval_args]
+        command = [sys.executable, "-m", "dsviewer.viewer.eval_cli", *eval_args]
     else:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={ranks}", "-m", "viewer.eval_cli", *eval_args]  # fmt: skip
+                   f"--nproc_per_node={ranks}", "-m", "dsviewer.viewer.eval_cli",
+                   *eval_args]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     start = time.perf_counter()
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
@@ -69,9 +70,13 @@ def encoder_bound(args, data_root: Path, threads: int) -> float:
     """Scenes per second of the forward pass alone at ``threads`` threads (after a warm-up)."""
     import torch
 
-    from viewer.evaluation.loading import SceneLoader
-    from viewer.evaluation.plan import plan_scenes
-    from viewer.evaluation.scene_metrics import encoder_seconds, open_session, preprocess_settings
+    from dsviewer.viewer.evaluation.loading import SceneLoader
+    from dsviewer.viewer.evaluation.plan import plan_scenes
+    from dsviewer.viewer.evaluation.scene_metrics import (
+        encoder_seconds,
+        open_session,
+        preprocess_settings,
+    )
 
     torch.set_num_threads(threads)
     session = open_session(Path(args.ckpt), args.device)
@@ -94,13 +99,13 @@ def main() -> None:
                         help="default: --scenes synthetic scenes at the model's image size")
     args = parser.parse_args()
 
-    from viewer.assets import demo_checkpoint, demo_preprocess_settings
+    from dsviewer.viewer.assets import demo_checkpoint, demo_preprocess_settings
 
     args.ckpt = args.ckpt or demo_checkpoint()
     with tempfile.TemporaryDirectory(prefix="bench_eval_") as temp:
         data_root = args.data_root
         if data_root is None:
-            from src.dataset.synthetic import write_dataset
+            from dsviewer.dataset.synthetic import write_dataset
 
             data_root = Path(temp) / "data"
             height, width = demo_preprocess_settings().image_shape

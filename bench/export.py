@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import tyro
 
-from src.io.gaussian_factors import covariance_from_scales_rotations
-from src.io.ply import (
+from dsviewer.io.gaussian_factors import covariance_from_scales_rotations
+from dsviewer.io.ply import (
     gaussian_ply_property_names,
     read_gaussians_ply,
     read_ply_vertices,
@@ -32,7 +32,7 @@ from src.io.ply import (
     write_gaussians_ply,
     write_point_cloud_ply,
 )
-from src.model.types import Gaussians
+from dsviewer.model.types import Gaussians
 
 
 @dataclass

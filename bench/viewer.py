@@ -48,7 +48,7 @@ def free_port() -> int:
 
 
 def settings(views: int, height: int, width: int):
-    from src.dataset.preprocess import PreprocessSettings
+    from dsviewer.dataset.preprocess import PreprocessSettings
 
     return PreprocessSettings(image_shape=(height, width), near=0.5, far=100.0,
                               num_context_views=views)  # fmt: skip
@@ -58,7 +58,7 @@ def synthetic_prediction(scene):
     """A Prediction with exact final depth (the GT) and a known smooth residual."""
     import torch
 
-    from src.model.types import Prediction
+    from dsviewer.model.types import Prediction
 
     ctx = scene.context
     V = ctx.num_views
@@ -99,10 +99,10 @@ def bytes_per_point(server) -> tuple[int, int]:
 def run_case(name: str, views: int, height: int, width: int, use_model: bool) -> dict:
     import viser
 
-    from src.dataset import load_scene
-    from viewer.gui.app import ViewerApp
-    from viewer.layers import build_layers
-    from viewer.pipeline import run_prediction
+    from dsviewer.dataset import load_scene
+    from dsviewer.viewer.gui.app import ViewerApp
+    from dsviewer.viewer.layers import build_layers
+    from dsviewer.viewer.pipeline import run_prediction
 
     gc.collect()
     start = time.perf_counter()
@@ -112,7 +112,7 @@ def run_case(name: str, views: int, height: int, width: int, use_model: bool) ->
     if use_model:
         from viewer_scenes import tiny_checkpoint
 
-        from src.model import load_model, predict
+        from dsviewer.model import load_model, predict
 
         model = load_model(tiny_checkpoint(), config=None)
         def predict_fn(views):

@@ -5,7 +5,7 @@ architecture manifests, the released checkpoints' settings and five golden cases
 without it still checks fidelity with this bundle (about 4 MB):
 
 * ``manifest_<architecture>.json.gz``: all seven manifests, unchanged, gzip-compressed
-  (``src.model.weight_recipe.load_manifest`` reads either form);
+  (``dsviewer.model.weight_recipe.load_manifest`` reads either form);
 * ``checkpoints.json``: unchanged;
 * two golden cases, one Gaussian (``a_small_2v_64x64``) and one depth-only
   (``d_depthbase_4v_64x96``): the case description, the inputs, the expected outputs (float32,

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from src.depth_metrics import abs_rel, delta_accuracy
-from src.model.losses import valid_depth_mask
+from dsviewer.depth_metrics import abs_rel, delta_accuracy
+from dsviewer.model.losses import valid_depth_mask
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CKPT = REPO / "viewer" / "assets" / "demo" / "depthsplat-demo-tiny.pth"
@@ -59,7 +59,7 @@ def depth_metrics(depth: Tensor, gt: Tensor, mask: Tensor) -> dict[str, float]:
 
 def render_psnr(prediction, targets, count: int) -> float | None:
     """Mean PSNR of ``prediction``'s Gaussians rendered into ``count`` evenly chosen targets."""
-    from src.model.decoder.render import psnr, render_gaussians
+    from dsviewer.model.decoder.render import psnr, render_gaussians
 
     if count == 0 or targets is None or prediction.gaussians is None:
         return None
@@ -80,10 +80,10 @@ def evaluate(args: EvalArgs) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from src.backends.presets import load_checkpoint
-    from src.dataset import load_scene
-    from src.model import predict
-    from src.model.checkpoint import DepthSplat
+    from dsviewer.backends.presets import load_checkpoint
+    from dsviewer.dataset import load_scene
+    from dsviewer.model import predict
+    from dsviewer.model.checkpoint import DepthSplat
 
     torch.set_num_threads(args.threads)
     loaded = load_checkpoint(args.ckpt)

@@ -1,9 +1,9 @@
 """Train the bundled demo model: DepthSplat at toy widths, on synthetic scenes with exact depth.
 
 The model is the project's own ``DepthSplat`` built from ``configs/demo/depthsplat-demo-tiny.yaml``
-(so the result loads through ``src.model.load_model``). Each step samples 2 context frames
+(so the result loads through ``dsviewer.model.load_model``). Each step samples 2 context frames
 (``min_gap_share`` of the scene's span apart or more) and a target frame between them per
-scene, preprocessed by the viewer's own code (``src.dataset.preprocess.preprocess_views``) and
+scene, preprocessed by the viewer's own code (``dsviewer.dataset.preprocess.preprocess_views``) and
 optionally mirrored left-right, and minimises
 
 * the relative error of the final and of the coarse cost-volume depth against the ray-cast GT
@@ -19,7 +19,7 @@ shape (the resolution the viewer uses for the demo scenes). With ``--anneal-by-t
 schedule follows the wall-clock budget ``max_minutes`` instead when the machine is slower.
 ``viewer/assets/demo/README.md`` has the commands that built the shipped model.
 
-    python -m src.dataset.synthetic --out /tmp/demo/train --scenes 952 --frames 8 \\
+    python -m dsviewer.dataset.synthetic --out /tmp/demo/train --scenes 952 --frames 8 \\
         --height 128 --width 128 --seed 101
     python scripts/train_demo.py train --data /tmp/demo/train --out /tmp/demo/run ...
     python scripts/train_demo.py ship --run /tmp/demo/run --metrics eval.json
@@ -38,19 +38,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from src.backends.presets import load_checkpoint, load_preset
-from src.dataset.chunks import load_index, read_chunk
-from src.dataset.preprocess import (
+from dsviewer.backends.presets import load_checkpoint, load_preset
+from dsviewer.dataset.chunks import load_index, read_chunk
+from dsviewer.dataset.preprocess import (
     PreprocessSettings,
     cameras_to_matrices,
     decode_image,
     preprocess_views,
 )
-from src.dataset.settings import settings_to_dict
-from src.depth_metrics import abs_rel
-from src.model.checkpoint import DepthSplat, save_checkpoint
-from src.model.losses import inverse_depth_loss, photometric_loss, valid_depth_mask
-from src.model.types import Gaussians
+from dsviewer.dataset.settings import settings_to_dict
+from dsviewer.depth_metrics import abs_rel
+from dsviewer.model.checkpoint import DepthSplat, save_checkpoint
+from dsviewer.model.losses import inverse_depth_loss, photometric_loss, valid_depth_mask
+from dsviewer.model.types import Gaussians
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "demo" / "depthsplat-demo-tiny.yaml"
@@ -62,7 +62,7 @@ class TrainArgs:
     """Train the demo model on synthetic chunks (see the module docstring)."""
 
     data: Path = Path("/work/scratch/demo_train/train")
-    """Training chunks plus index.json (from ``python -m src.dataset.synthetic``)."""
+    """Training chunks plus index.json (from ``python -m dsviewer.dataset.synthetic``)."""
     out: Path = Path("/work/scratch/demo_train/run")
     """Run folder: checkpoints (last.pth, fp32) and log.jsonl."""
     val_data: Path | None = Path("/work/scratch/demo_train/val")
@@ -313,7 +313,7 @@ def depth_losses(model: DepthSplat, batch: Batch, space: str = "inverse",
 
 def render_loss(gaussians: Gaussians, batch: Batch, near: float) -> Tensor:
     """Photometric loss of batch element 0's Gaussians rendered into its target view."""
-    from src.model.decoder.render import render_gaussians
+    from dsviewer.model.decoder.render import render_gaussians
 
     first = Gaussians(
         means=gaussians.means[:1],
@@ -400,7 +400,7 @@ def train(args: TrainArgs) -> Path:
 
     model = DepthSplat(config)
     if args.init is not None:
-        from src.model import load_model
+        from dsviewer.model import load_model
 
         model.load_state_dict(load_model(args.init, config=config).state_dict())
     model.train()
@@ -503,9 +503,9 @@ def write_demo_scenes(folder: Path, seed: int, count: int, frames: int,
     make a good stereo demo as one chunk: GT depth inside ``[near, far]`` on (nearly) every
     pixel, and a baseline between the first and last frame (the default context pair) that is
     mostly sideways (at least twice its forward component), as in the usual two-view setting."""
-    from src.dataset.chunks import write_chunk, write_index
-    from src.dataset.preprocess import cameras_to_matrices
-    from src.dataset.synthetic import render_example
+    from dsviewer.dataset.chunks import write_chunk, write_index
+    from dsviewer.dataset.preprocess import cameras_to_matrices
+    from dsviewer.dataset.synthetic import render_example
 
     examples = []
     scene = 0
@@ -556,10 +556,10 @@ def training_stages(run: Path) -> list[dict]:
 def demo_scene_metrics(assets: Path, keys: list[str]) -> dict[str, dict]:
     """Per shipped demo scene: GT depth metrics of the coarse and the final depth, computed as
     ``dsviewer export`` computes them (``metrics.json`` ``gt.coarse/final.overall``)."""
-    from viewer.analysis import gt_metrics
-    from viewer.assets import CHECKPOINT_NAME, SCENES_DIR_NAME
-    from viewer.options import SceneOptions
-    from viewer.pipeline import ModelSession
+    from dsviewer.viewer.analysis import gt_metrics
+    from dsviewer.viewer.assets import CHECKPOINT_NAME, SCENES_DIR_NAME
+    from dsviewer.viewer.options import SceneOptions
+    from dsviewer.viewer.pipeline import ModelSession
 
     session = ModelSession(SceneOptions(ckpt=[assets / CHECKPOINT_NAME],
                                         data_root=[assets / SCENES_DIR_NAME], device="cpu"))
@@ -574,7 +574,7 @@ def demo_scene_metrics(assets: Path, keys: list[str]) -> dict[str, dict]:
 
 
 def ship(args: ShipArgs) -> None:
-    from viewer.assets import CHECKPOINT_NAME, INFO_NAME, SCENES_DIR_NAME
+    from dsviewer.viewer.assets import CHECKPOINT_NAME, INFO_NAME, SCENES_DIR_NAME
 
     torch.manual_seed(0)
     loaded = load_checkpoint(args.run / "last.pth")
@@ -596,7 +596,8 @@ def ship(args: ShipArgs) -> None:
         "config": {"architecture": config.to_dict(), "preprocess": settings_to_dict(preprocess)},
         "scenes": {"keys": keys, "seed": args.scene_seed, "frames": args.scene_frames,
                    "image_shape": list(shape),
-                   "made_with": "src.dataset.synthetic.render_example(seed, scene, frames, H, W)"},
+                   "made_with": "dsviewer.dataset.synthetic.render_example"
+                                "(seed, scene, frames, H, W)"},
         "training_stages": training_stages(args.run),
         "demo_scene_metrics": demo_scene_metrics(args.assets, keys),
     }

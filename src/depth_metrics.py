@@ -2,7 +2,8 @@
 reference depth, over the pixels a boolean mask selects.
 
 Training (``scripts/train_demo.py``), the held-out evaluation (``scripts/eval_demo.py``), the
-viewer's GT metrics (``viewer.analysis.metrics``) and run comparisons (``viewer.compare``) all
+viewer's GT metrics (``dsviewer.viewer.analysis.metrics``) and run comparisons
+(``dsviewer.viewer.compare``) all
 call these, so a number means the same thing wherever it is printed. Inputs may have any
 matching shapes; the result keeps the inputs' dtype and stays differentiable (the demo model
 trains on :func:`abs_rel`). With an empty mask every metric is NaN: callers that report

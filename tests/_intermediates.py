@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from src.model.encoder.unimatch.mv_unimatch import MultiViewUniMatch
+from dsviewer.model.encoder.unimatch.mv_unimatch import MultiViewUniMatch
 
 P = "depth_predictor"
 

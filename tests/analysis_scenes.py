@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from src.dataset.types import SceneViews, ViewSet
-from src.geometry.similarity import Similarity
-from src.geometry.transforms import covariance_from_scale_rotation
-from src.model.types import Gaussians, Prediction
+from dsviewer.dataset.types import SceneViews, ViewSet
+from dsviewer.geometry.similarity import Similarity
+from dsviewer.geometry.transforms import covariance_from_scale_rotation
+from dsviewer.model.types import Gaussians, Prediction
 
 HEIGHT, WIDTH = 24, 32
 FEATURE_DOWNSCALE = 4

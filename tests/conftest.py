@@ -93,7 +93,7 @@ def pytest_collection_modifyitems(config, items):
 def micro_config():
     """A DepthSplat config at about the smallest widths its layers take (0.2 M parameters):
     quick to build, save and load in tests about files and settings."""
-    from src.model import DepthSplatConfig
+    from dsviewer.model import DepthSplatConfig
 
     return DepthSplatConfig(
         vit_embed_dim=32, vit_depth=2, vit_num_heads=2, vit_tapped_layers=(0, 0, 1, 1),
@@ -106,7 +106,7 @@ def micro_config():
 @pytest.fixture(scope="session")
 def micro_model():
     """The :func:`micro_config` model, seeded, in eval mode (shared: do not modify it)."""
-    from src.model import DepthSplat
+    from dsviewer.model import DepthSplat
 
     torch.manual_seed(0)
     return DepthSplat(micro_config()).eval()

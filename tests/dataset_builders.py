@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from src.dataset import PreprocessSettings
-from src.dataset.chunks import ChunkExample, write_chunk, write_index
+from dsviewer.dataset import PreprocessSettings
+from dsviewer.dataset.chunks import ChunkExample, write_chunk, write_index
 
 H, W = 32, 48
 SETTINGS = PreprocessSettings(image_shape=(H, W), near=0.5, far=100.0, patch_multiple=16)

@@ -24,15 +24,15 @@ from analysis_scenes import (
     depth_points,
 )
 
-from viewer.analysis import AnalysisSettings, analyze
-from viewer.analysis.consistency import multiview_consistency
-from viewer.analysis.flags import clamp_masks, depth_edges
-from viewer.analysis.gaussians import gaussian_colors, gaussian_keep_mask, gaussian_scalar
-from viewer.analysis.metrics import gt_metrics, histogram
-from viewer.analysis.residual_vectors import residual_segments
-from viewer.color_modes import ColorContext, layer_values
-from viewer.inspector import PixelOutOfRangeError, inspect_pixel, probability_series
-from viewer.layers import build_layers
+from dsviewer.viewer.analysis import AnalysisSettings, analyze
+from dsviewer.viewer.analysis.consistency import multiview_consistency
+from dsviewer.viewer.analysis.flags import clamp_masks, depth_edges
+from dsviewer.viewer.analysis.gaussians import gaussian_colors, gaussian_keep_mask, gaussian_scalar
+from dsviewer.viewer.analysis.metrics import gt_metrics, histogram
+from dsviewer.viewer.analysis.residual_vectors import residual_segments
+from dsviewer.viewer.color_modes import ColorContext, layer_values
+from dsviewer.viewer.inspector import PixelOutOfRangeError, inspect_pixel, probability_series
+from dsviewer.viewer.layers import build_layers
 
 
 @pytest.fixture(scope="module")
@@ -289,8 +289,8 @@ def test_inspector_reads_the_right_pixel(biased):
 
 def test_consistency_on_rendered_synthetic_scene_with_occluders():
     """The dataset's ray-cast synthetic room (GT depth, occluding objects), three views."""
-    from src.dataset import PreprocessSettings, load_scene
-    from src.geometry.projection import unproject_depth
+    from dsviewer.dataset import PreprocessSettings, load_scene
+    from dsviewer.geometry.projection import unproject_depth
 
     settings = PreprocessSettings(image_shape=(48, 64), near=0.5, far=100.0)
     scene = load_scene("synthetic:3", settings=settings, context=[0, 8, 16])

@@ -1,6 +1,7 @@
 """End to end in a real headless Chromium: ``dsviewer --demo`` (the bundled model), a page.
 
-The viewer is started through the CLI's own code path (``viewer.cli.parse`` + ``viewer.cli.start``)
+The viewer is started through the CLI's own code path (``dsviewer.viewer.cli.parse`` +
+``dsviewer.viewer.cli.start``)
 in this process, so the test can look at the server-side handles while Playwright drives the page.
 Set ``DSVIEWER_SCREENSHOT=path.png`` to keep the screenshot (the README uses it).
 """
@@ -48,7 +49,7 @@ def start_viewer(args: list[str]):
     """A viewer through the CLI's own code path; returns ``(server, app, url, log)``."""
     from rich.console import Console
 
-    from viewer import cli
+    from dsviewer.viewer import cli
 
     port = free_port()
     log = io.StringIO()
@@ -179,7 +180,7 @@ def test_first_open_frames_the_scene_beside_the_panel_and_toggles_a_layer(browse
 
 
 def test_switching_scenes_from_the_page(browser, viewer):
-    from viewer.assets import demo_scene_keys
+    from dsviewer.viewer.assets import demo_scene_keys
 
     app, url = viewer
     page = open_page(browser, url)
@@ -258,9 +259,9 @@ def test_clicking_a_point_fills_the_inspector_and_renders_at_the_camera(browser,
 def test_script_in_a_scene_key_or_a_typed_spec_does_not_run(browser, tmp_path):
     """A chunk whose key is an HTML payload, and the same payload typed into the scene field:
     both show as text in every page; no script runs."""
-    from src.dataset.chunks import write_chunk, write_index
-    from src.dataset.synthetic import render_example
-    from viewer.assets import demo_checkpoint
+    from dsviewer.dataset.chunks import write_chunk, write_index
+    from dsviewer.dataset.synthetic import render_example
+    from dsviewer.viewer.assets import demo_checkpoint
 
     example = render_example(7, 0, 8, 128, 128, key=PAYLOAD)
     write_chunk(tmp_path / "000000.torch", [example])
@@ -292,7 +293,7 @@ def test_exported_scene_html_opens_offline_with_legend_and_layer_toggles(browser
     import zipfile
 
     app, _ = viewer
-    from viewer.assets import demo_data_root, demo_scene_keys
+    from dsviewer.viewer.assets import demo_data_root, demo_scene_keys
 
     key = demo_scene_keys()[0]
     show_demo_scene(app, key)
@@ -320,7 +321,7 @@ def test_new_run_and_b_minus_a_from_the_page(browser, viewer):
     """The New-run flow in the page: a third context frame for the same model becomes run B;
     the colour mode "B - A" colours run A's final points by B's depth along their rays (on
     the frames both runs have)."""
-    from viewer.assets import demo_scene_keys
+    from dsviewer.viewer.assets import demo_scene_keys
 
     app, url = viewer
     key = demo_scene_keys()[0]

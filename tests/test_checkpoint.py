@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from src.backends.presets import load_checkpoint, load_preset
-from src.dataset import PreprocessSettings
-from src.dataset.settings import settings_to_dict
-from src.model import (
+from dsviewer.backends.presets import load_checkpoint, load_preset
+from dsviewer.dataset import PreprocessSettings
+from dsviewer.dataset.settings import settings_to_dict
+from dsviewer.model import (
     CheckpointError,
     CheckpointNotFoundError,
     DepthSplatConfig,
     load_model,
     save_checkpoint,
 )
-from src.model.checkpoint import DepthSplat
-from src.model.weight_recipe import load_manifest, recipe_state_dict
+from dsviewer.model.checkpoint import DepthSplat
+from dsviewer.model.weight_recipe import load_manifest, recipe_state_dict
 
 SMALLER_ARCHITECTURES = [
     "gs_small_u4l4",
@@ -261,8 +261,8 @@ def test_tiny_model_forward_shapes(tiny_model):
 
 
 def test_predict_removes_batch_dim_and_names_inverse_depth(tiny_model):
-    from src.dataset.types import ViewSet
-    from src.model import predict
+    from dsviewer.dataset.types import ViewSet
+    from dsviewer.model import predict
 
     g = torch.Generator().manual_seed(1)
     extrinsics = torch.eye(4).repeat(3, 1, 1)

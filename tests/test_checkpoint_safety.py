@@ -23,11 +23,11 @@ import torch
 from conftest import REPO_ROOT, micro_config
 from safetensors.torch import save as safetensors_bytes
 
-from src.backends.presets import checkpoint_settings, load_checkpoint
-from src.dataset import PreprocessSettings
-from src.dataset.settings import settings_to_dict
-from src.model import CheckpointError, DepthSplat, load_model, save_checkpoint
-from src.model.checkpoint_file import CONFIG_ENTRY
+from dsviewer.backends.presets import checkpoint_settings, load_checkpoint
+from dsviewer.dataset import PreprocessSettings
+from dsviewer.dataset.settings import settings_to_dict
+from dsviewer.model import CheckpointError, DepthSplat, load_model, save_checkpoint
+from dsviewer.model.checkpoint_file import CONFIG_ENTRY
 
 TINY = micro_config()
 PREPROCESS = settings_to_dict(PreprocessSettings(image_shape=(64, 64), near=1.0, far=10.0))
@@ -69,9 +69,9 @@ def loads_or_refuses(path: Path, loaders=LOADERS) -> None:
 
 MEMORY_PROBE = textwrap.dedent("""
     import json, resource, sys, torch
-    from src.backends.presets import load_checkpoint
-    from src.model import CheckpointError, DepthSplat, load_model
-    from src.model.config import DepthSplatConfig
+    from dsviewer.backends.presets import load_checkpoint
+    from dsviewer.model import CheckpointError, DepthSplat, load_model
+    from dsviewer.model.config import DepthSplatConfig
     tiny = DepthSplatConfig.from_dict(json.loads(sys.argv[1]))
     state = DepthSplat(tiny).state_dict()
     results = []
@@ -130,7 +130,7 @@ def test_absurd_sizes_are_refused_without_allocating(tmp_path):
 def test_config_within_bounds_but_contradicted_by_shapes(micro_model, tmp_path, monkeypatch,
                                                           change, expected):
     """Checked from the shapes alone: neither a meta-device nor a real model is built."""
-    from src.model import checkpoint
+    from dsviewer.model import checkpoint
 
     def must_not_build(*_args, **_kwargs):
         raise AssertionError("a model was built for a config the shapes contradict")
@@ -304,7 +304,7 @@ def test_bad_safetensors_metadata(micro_model, tmp_path):
 
 
 def test_nonfinite_weights_load_with_a_warning(micro_model, tmp_path, caplog):
-    from src.backends import open_backend
+    from dsviewer.backends import open_backend
 
     state = {k: v.clone() for k, v in micro_model.state_dict().items()}
     nan_key = "encoder.depth_predictor.backbone.conv1.weight"
@@ -325,7 +325,7 @@ def test_nonfinite_weights_load_with_a_warning(micro_model, tmp_path, caplog):
 
     backend = open_backend(path, device="cpu")
     assert backend.warnings == [warning]
-    with caplog.at_level(logging.WARNING, logger="src.model.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="dsviewer.model.checkpoint"):
         load_model(path)
     assert warning in caplog.text
     clean = save_checkpoint(micro_model, tmp_path / "clean.pth", preprocess=PREPROCESS)

@@ -16,7 +16,7 @@ import pytest
 from plyfile import PlyData
 from viewer_scenes import make_loaded
 
-from viewer.export import export_scene
+from dsviewer.viewer.export import export_scene
 
 pytestmark = pytest.mark.skipif(
     shutil.which("CloudCompare") is None or shutil.which("xvfb-run") is None,

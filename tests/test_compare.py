@@ -1,4 +1,5 @@
-"""Comparing runs: ``viewer.compare`` on hand-made planes, and ``dsviewer export`` with several
+"""Comparing runs: ``dsviewer.viewer.compare`` on hand-made planes, and ``dsviewer export`` with
+several
 checkpoints on a real demo scene.
 
 Every expected value is computed here with float64 numpy, independently of ``viewer/`` and
@@ -23,7 +24,7 @@ import torch
 from plyfile import PlyData
 from viewer_scenes import make_prediction, make_scene, tiny_checkpoint
 
-from viewer.compare import (
+from dsviewer.viewer.compare import (
     DepthSource,
     compare_pair,
     comparison_problem,
@@ -31,7 +32,7 @@ from viewer.compare import (
     difference_maps,
     unique_names,
 )
-from viewer.layers import Cameras
+from dsviewer.viewer.layers import Cameras
 
 SNAP = 1e-6  # the module's documented rule: positions this close to a pixel centre read it alone
 
@@ -245,9 +246,9 @@ def test_unique_names_keep_order_and_avoid_gt():
 
 def test_compare_archive_holds_every_run_and_the_comparison():
     """Two runs of the plane scene at different resolutions; the PLY pair is the one asked."""
-    from viewer.export import EXPORT_FILE_NAMES
-    from viewer.export.compare_files import ComparisonInputError, compare_archive
-    from viewer.pipeline import run_prediction
+    from dsviewer.viewer.export import EXPORT_FILE_NAMES
+    from dsviewer.viewer.export.compare_files import ComparisonInputError, compare_archive
+    from dsviewer.viewer.pipeline import run_prediction
 
     small = run_prediction(make_scene(2, 12, 16), make_prediction, run_name="small")
     large = run_prediction(make_scene(2, 24, 32), make_prediction, run_name="large")
@@ -278,9 +279,9 @@ def test_compare_archive_holds_every_run_and_the_comparison():
 def exported(tmp_path_factory):
     """``--ckpt demo --ckpt tiny --ckpt tiny`` on two demo scenes: runs at 128 x 128, 64 x 64
     and 64 x 64 (the same file twice: one load, two runs)."""
-    import src.backends
-    from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
-    from viewer.export_cli import main
+    import dsviewer.backends
+    from dsviewer.viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
+    from dsviewer.viewer.export_cli import main
 
     tiny = tiny_checkpoint()
     out = tmp_path_factory.mktemp("compare") / "out"
@@ -288,14 +289,14 @@ def exported(tmp_path_factory):
     args = ["--ckpt", str(demo_checkpoint()), "--ckpt", str(tiny), "--ckpt", str(tiny),
             "--data-root", str(demo_data_root()), "--scene", keys[0], "--scene", keys[1],
             "--target", "3", "--device", "cpu", "--out", str(out)]  # fmt: skip
-    original, loads = src.backends.open_backend, []
+    original, loads = dsviewer.backends.open_backend, []
 
     def counting_open_backend(path, *rest, **options):  # each call loads one model
         loads.append(Path(path))
         return original(path, *rest, **options)
 
     with pytest.MonkeyPatch.context() as patch, redirect_stderr(io.StringIO()):
-        patch.setattr(src.backends, "open_backend", counting_open_backend)
+        patch.setattr(dsviewer.backends, "open_backend", counting_open_backend)
         status = main(args)
     names = [demo_checkpoint().stem, tiny.stem, f"{tiny.stem}-2"]
     return {"status": status, "out": out, "keys": keys, "loads": loads, "names": names,
@@ -363,7 +364,7 @@ def test_export_writes_every_run_and_loads_each_model_once(exported):
                   ["image_size"][0] for n in names}  # fmt: skip
         assert shapes == {128, 64}
         # What made each run: the file, the frames and the planes its metrics.json reports.
-        from viewer.runs import model_path
+        from dsviewer.viewer.runs import model_path
 
         files = [exported["checkpoints"][0], *exported["checkpoints"][1:] * 2]
         for name, checkpoint in zip(names, files, strict=True):
@@ -450,10 +451,10 @@ def test_new_run_starts_from_the_chosen_models_own_planes_and_default_views(serv
     (which later scenes rerun); same-named files in two folders are told apart."""
     import shutil
 
-    from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
-    from viewer.gui.app import ViewerApp
-    from viewer.options import ViewerOptions
-    from viewer.runs import RunLoader, RunSpec, model_path, run_planes
+    from dsviewer.viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
+    from dsviewer.viewer.gui.app import ViewerApp
+    from dsviewer.viewer.options import ViewerOptions
+    from dsviewer.viewer.runs import RunLoader, RunSpec, model_path, run_planes
 
     demo, tiny = demo_checkpoint(), tiny_checkpoint()
     twin = tmp_path / "other" / demo.name

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.model.encoder.unimatch import matching
-from src.model.encoder.unimatch.matching import cost_volume, relative_poses
+from dsviewer.model.encoder.unimatch import matching
+from dsviewer.model.encoder.unimatch.matching import cost_volume, relative_poses
 
 
 def scene(views: int, sources: int, channels: int, height: int, width: int, candidates: int):

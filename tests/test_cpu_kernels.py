@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.model.encoder.common import cpu_kernels
-from src.model.encoder.common.cpu_kernels import Linear, PointwiseConv2d, cat_nhwc, nhwc
+from dsviewer.model.encoder.common import cpu_kernels
+from dsviewer.model.encoder.common.cpu_kernels import Linear, PointwiseConv2d, cat_nhwc, nhwc
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from src.dataset import CaptureOptions, PreprocessSettings, load_scene
-from src.dataset.capture import load_capture
-from src.dataset.synthetic import render_example
+from dsviewer.dataset import CaptureOptions, PreprocessSettings, load_scene
+from dsviewer.dataset.capture import load_capture
+from dsviewer.dataset.synthetic import render_example
 
 pytest.importorskip("open3d")  # synthetic scenes are ray-cast with open3d
 

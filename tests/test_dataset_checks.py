@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.dataset import load_scene
-from src.dataset.errors import (
+from dsviewer.dataset import load_scene
+from dsviewer.dataset.errors import (
     CaptureFormatError,
     DuplicateContextError,
     EvaluationIndexError,

@@ -12,9 +12,9 @@ import torch
 from conftest import REPO_ROOT
 from PIL import Image
 
-from src.dataset import PreprocessSettings, list_scene_keys, load_scene
-from src.dataset.chunks import find_example, load_index, read_chunk, write_chunk
-from src.dataset.synthetic import render_example, write_dataset
+from dsviewer.dataset import PreprocessSettings, list_scene_keys, load_scene
+from dsviewer.dataset.chunks import find_example, load_index, read_chunk, write_chunk
+from dsviewer.dataset.synthetic import render_example, write_dataset
 
 pytest.importorskip("open3d")  # synthetic scenes are ray-cast with open3d
 
@@ -115,7 +115,7 @@ def test_synthetic_cameras_stay_inside_the_room():
     """Scene 952 of seed 101 used to slide its camera through the floor (and crash the render);
     now every trajectory ends at least the margin inside the walls, and one that already did is
     drawn exactly as before (the bundled demo scenes stay the same)."""
-    from src.dataset.synthetic import CAMERA_WALL_MARGIN, ROOM_MAX, ROOM_MIN, camera_trajectory
+    from dsviewer.dataset.synthetic import CAMERA_WALL_MARGIN, ROOM_MAX, ROOM_MIN, camera_trajectory
 
     low, high = ROOM_MIN + CAMERA_WALL_MARGIN, ROOM_MAX - CAMERA_WALL_MARGIN
     positions = np.concatenate([

@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from src.dataset import PreprocessSettings, SceneError, load_scene
-from src.dataset.chunks import write_chunk, write_index
-from src.dataset.errors import (
+from dsviewer.dataset import PreprocessSettings, SceneError, load_scene
+from dsviewer.dataset.chunks import write_chunk, write_index
+from dsviewer.dataset.errors import (
     CameraFormatError,
     CaptureFormatError,
     ChunkFormatError,
@@ -28,8 +28,8 @@ from src.dataset.errors import (
     UnknownSceneKeyError,
     UnsupportedCameraError,
 )
-from src.dataset.settings import load_preprocess_settings
-from src.dataset.synthetic import encode_jpeg, render_example
+from dsviewer.dataset.settings import load_preprocess_settings
+from dsviewer.dataset.synthetic import encode_jpeg, render_example
 from tests.dataset_builders import pose, write_colmap_text
 
 H, W = 32, 48

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.dataset import PreprocessSettings, load_scene
-from src.dataset.synthetic import write_dataset
-from src.geometry.projection import denormalize_intrinsics, project_points, unproject_depth
+from dsviewer.dataset import PreprocessSettings, load_scene
+from dsviewer.dataset.synthetic import write_dataset
+from dsviewer.geometry.projection import denormalize_intrinsics, project_points, unproject_depth
 
 pytest.importorskip("open3d")  # synthetic scenes are ray-cast with open3d
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.dataset.errors import ImageTooLargeError
-from src.dataset.images import read_image
+from dsviewer.dataset.errors import ImageTooLargeError
+from dsviewer.dataset.images import read_image
 
 GRADIENT = np.tile(np.arange(0, 65536, 1024, dtype=np.uint16), (4, 1))  # [4, 64] 16-bit
 

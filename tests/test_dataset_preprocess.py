@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from src.dataset.preprocess import (
+from dsviewer.dataset.preprocess import (
     PreprocessSettings,
     cameras_to_matrices,
     preprocess_views,

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from src.dataset import CaptureOptions, load_scene
-from src.dataset.camera_models import Camera
-from src.dataset.preprocess import preprocess_views
-from src.dataset.undistort import (
+from dsviewer.dataset import CaptureOptions, load_scene
+from dsviewer.dataset.camera_models import Camera
+from dsviewer.dataset.preprocess import preprocess_views
+from dsviewer.dataset.undistort import (
     lift_pixels,
     radial_fold,
     undistort_image,

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from src.dataset import CaptureOptions, load_scene
-from src.dataset.errors import CaptureFormatError, ImageCameraMismatchError, MissingFramesError
-from src.geometry.view_geometry import pairwise_view_geometry, ray_angles
+from dsviewer.dataset import CaptureOptions, load_scene
+from dsviewer.dataset.errors import CaptureFormatError, ImageCameraMismatchError, MissingFramesError
+from dsviewer.geometry.view_geometry import pairwise_view_geometry, ray_angles
 from tests.dataset_builders import (
     SETTINGS,
     H,

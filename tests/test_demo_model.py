@@ -2,7 +2,7 @@
 
 The trained model runs through the viewer's own pipeline (``ModelSession.load``: the checkpoint
 read by the backend, the scene preprocessed, the layers built) and is scored with
-``viewer.analysis.gt_metrics``, exactly as ``dsviewer export`` writes ``metrics.json``.
+``dsviewer.viewer.analysis.gt_metrics``, exactly as ``dsviewer export`` writes ``metrics.json``.
 
 Budget: one load, 3 scenes x 2 forward passes at 128x128 (trained and untrained), about
 1.5 s with one torch thread; with two threads on a 2-core machine busy with other work
@@ -15,12 +15,12 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
-from src.backends.presets import checkpoint_settings, load_preset
-from src.dataset.settings import settings_to_dict
-from src.depth_metrics import abs_rel
-from src.model import DepthSplat, load_model, predict
-from src.model.losses import valid_depth_mask
-from viewer.assets import (
+from dsviewer.backends.presets import checkpoint_settings, load_preset
+from dsviewer.dataset.settings import settings_to_dict
+from dsviewer.depth_metrics import abs_rel
+from dsviewer.model import DepthSplat, load_model, predict
+from dsviewer.model.losses import valid_depth_mask
+from dsviewer.viewer.assets import (
     demo_checkpoint,
     demo_data_root,
     demo_info,
@@ -44,9 +44,9 @@ def demo_model() -> DepthSplat:
 def demo_results(demo_model: DepthSplat) -> dict[str, dict[str, float]]:
     """Per demo scene: GT AbsRel of the final and coarse depth as the exporter computes them,
     the same for an untrained twin of the model, and the share of pixels inside near/far."""
-    from viewer.analysis import gt_metrics
-    from viewer.options import SceneOptions
-    from viewer.pipeline import ModelSession
+    from dsviewer.viewer.analysis import gt_metrics
+    from dsviewer.viewer.options import SceneOptions
+    from dsviewer.viewer.pipeline import ModelSession
 
     session = ModelSession(SceneOptions(ckpt=[demo_checkpoint()], data_root=[demo_data_root()],
                                         device="cpu"))

@@ -15,9 +15,9 @@ import torch
 from conftest import ALL_GOLDEN_CASES, available
 from conftest import GOLDEN_CASES as CASES
 
-from src.model.encoder.dinov2 import ViTConfig
-from src.model.encoder.unimatch.mv_unimatch import DepthPredictorInputError, MultiViewUniMatch
-from src.model.weight_recipe import load_manifest, recipe_state_dict
+from dsviewer.model.encoder.dinov2 import ViTConfig
+from dsviewer.model.encoder.unimatch.mv_unimatch import DepthPredictorInputError, MultiViewUniMatch
+from dsviewer.model.weight_recipe import load_manifest, recipe_state_dict
 from tests._intermediates import pick, record_intermediates
 
 GS_PREFIX = "encoder.depth_predictor."

@@ -15,9 +15,9 @@ import torch
 from conftest import GOLDEN_CASES as CASES
 from conftest import available
 
-from src.backends.presets import load_checkpoint, load_preset
-from src.model.encoder.common.gaussian_adapter import GaussianAdapter
-from src.model.weight_recipe import load_manifest, recipe_state_dict
+from dsviewer.backends.presets import load_checkpoint, load_preset
+from dsviewer.model.encoder.common.gaussian_adapter import GaussianAdapter
+from dsviewer.model.weight_recipe import load_manifest, recipe_state_dict
 
 GAUSSIAN_KEYS = ("means", "covariances", "harmonics", "opacities", "scales", "rotations")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from viewer.evaluation.columns import METRIC_NAMES
+from dsviewer.viewer.evaluation.columns import METRIC_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CKPT = REPO_ROOT / "viewer" / "assets" / "demo" / "depthsplat-demo-tiny.pth"
@@ -38,8 +38,8 @@ def run(*args: str):
     """``dsviewer eval`` in this process: ``(exit code, console text)``."""
     from rich.console import Console
 
-    from viewer.eval_cli import parse_args
-    from viewer.evaluation.runner import run_evaluation
+    from dsviewer.viewer.eval_cli import parse_args
+    from dsviewer.viewer.evaluation.runner import run_evaluation
 
     log = io.StringIO()
     code = run_evaluation(parse_args(list(args)), console=Console(file=log, width=300))
@@ -61,8 +61,8 @@ def without_timing(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 def dataset(tmp_path_factory):
     """Three synthetic scenes, one keyed by HTML, one with a corrupt frame; an index naming
     them plus an absent key and a null entry."""
-    from src.dataset.chunks import write_chunk, write_index
-    from src.dataset.synthetic import render_example, write_dataset
+    from dsviewer.dataset.chunks import write_chunk, write_index
+    from dsviewer.dataset.synthetic import render_example, write_dataset
 
     root = tmp_path_factory.mktemp("eval_data")
     write_dataset(root, 3, FRAMES, SIZE, SIZE, seed=3, progress=False)
@@ -111,7 +111,7 @@ def two_ranks(dataset, tmp_path_factory):
     root, index, _ = dataset
     out = tmp_path_factory.mktemp("eval_ranks")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", "-m", "viewer.eval_cli", "--ckpt", str(DEMO_CKPT),
+               "--nproc_per_node", "2", "-m", "dsviewer.viewer.eval_cli", "--ckpt", str(DEMO_CKPT),
                "--data-root", str(root), "--index", str(index), "--out", str(out),
                "--device", "cpu", "--max-target-views", "1"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
@@ -175,9 +175,9 @@ def test_two_ranks_give_the_same_rows_as_one_process(one_process, two_ranks):
 def test_metrics_match_an_independent_computation(one_process, dataset):
     """gt_abs_rel_final, residual_rel_mean and confidence_mean recomputed from the model's raw
     prediction with plain torch."""
-    from src.backends.presets import load_checkpoint
-    from src.dataset import load_scene
-    from src.model.predict import predict
+    from dsviewer.backends.presets import load_checkpoint
+    from dsviewer.dataset import load_scene
+    from dsviewer.model.predict import predict
 
     root, index, good = dataset
     row = {r["key"]: r for r in one_process[3]}[good[2]]
@@ -219,7 +219,7 @@ def test_summary_aggregates_the_ok_rows(one_process):
 
 
 def test_summary_names_the_run(one_process, dataset):
-    from viewer.evaluation.records import run_hash
+    from dsviewer.viewer.evaluation.records import run_hash
 
     root, index, _ = dataset
     out = one_process[0]
@@ -274,7 +274,7 @@ def test_report_lists_every_scene_escaped_with_its_command(one_process, dataset)
     column = FIRST_METRIC_CELL + METRIC_NAMES.index("gt_abs_rel_final")
     gt_abs_rel = [float(r[column]) for r in reader.rows if r[column]]
     assert gt_abs_rel == sorted(gt_abs_rel, reverse=True)  # worst first by default
-    from viewer.cli import parse
+    from dsviewer.viewer.cli import parse
 
     for cells in reader.rows:
         argv = shlex.split(cells[-1])
@@ -307,14 +307,15 @@ def test_bad_input_is_one_paragraph(args, phrase, tmp_path):
 
 def test_help_is_instant_and_lists_the_options():
     result = subprocess.run(
-        [sys.executable, "-m", "viewer.cli", "eval", "--help"], cwd=REPO_ROOT,
+        [sys.executable, "-m", "dsviewer.viewer.cli", "eval", "--help"], cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
         timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0
     for option in ("--ckpt", "--out", "--data-root", "--index", "--force", "--sort-by"):
         assert option in result.stdout
-    probe = ("import sys; from viewer.eval_cli import parse_args; parse_args(['--ckpt', 'x']); "
+    probe = ("import sys; from dsviewer.viewer.eval_cli import parse_args; "
+             "parse_args(['--ckpt', 'x']); "
              "print(sorted(m for m in ('torch', 'numpy', 'viser') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True,
                          text=True, timeout=60, check=False)  # fmt: skip
@@ -333,7 +334,7 @@ def absent_index(path: Path, count: int) -> Path:
 
 def test_thousands_of_absent_keys_take_linear_time(tmp_path):
     """The export this replaces took 167 s for 1,000 absent keys (quadratic)."""
-    from viewer.assets import demo_data_root
+    from dsviewer.viewer.assets import demo_data_root
 
     seconds = {}
     for count in (1500, 3000):
@@ -355,7 +356,7 @@ def test_thousands_of_absent_keys_take_linear_time(tmp_path):
 
 
 def test_shards_are_disjoint_contiguous_by_chunk_and_balanced():
-    from viewer.evaluation.plan import PlannedScene, shard
+    from dsviewer.viewer.evaluation.plan import PlannedScene, shard
 
     scenes = [PlannedScene(f"k{i}", i, Path(f"{(i * 7) % 5:02d}.torch")) for i in range(23)]
     shards = [shard(scenes, rank, 4) for rank in range(4)]
@@ -369,7 +370,7 @@ def test_shards_are_disjoint_contiguous_by_chunk_and_balanced():
 def test_progress_counts_scenes_and_failures():
     from rich.console import Console
 
-    from viewer.evaluation.progress import SceneProgress
+    from dsviewer.viewer.evaluation.progress import SceneProgress
 
     log = io.StringIO()
     with SceneProgress(3, "Exporting [x]", Console(file=log, width=200)) as progress:
@@ -455,9 +456,9 @@ def test_a_scene_failing_from_a_bug_logs_its_traceback(tmp_path, monkeypatch):
     distinct traceback once, however many scenes hit it."""
     from types import SimpleNamespace
 
-    from src.dataset.errors import CorruptImageError
-    from viewer.evaluation.run_log import RunLog
-    from viewer.evaluation.runner import run_scene
+    from dsviewer.dataset.errors import CorruptImageError
+    from dsviewer.viewer.evaluation.run_log import RunLog
+    from dsviewer.viewer.evaluation.runner import run_scene
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from test_eval import DEMO_CKPT
 
-from viewer.evaluation import folder
-from viewer.evaluation.records import (
+from dsviewer.viewer.evaluation import folder
+from dsviewer.viewer.evaluation.records import (
     SceneRecord,
     read_run_records,
     run_hash,
@@ -118,8 +118,8 @@ def test_a_refusal_in_a_log_file_is_one_line(tmp_path):
     """A log (not a terminal) gets each message on one line, long paths unbroken."""
     from rich.console import Console
 
-    from viewer.eval_cli import parse_args
-    from viewer.evaluation.runner import run_evaluation
+    from dsviewer.viewer.eval_cli import parse_args
+    from dsviewer.viewer.evaluation.runner import run_evaluation
 
     out = tmp_path / ("a_rather_long_folder_name_for_results_" * 3) / "run1"
     out.mkdir(parents=True)

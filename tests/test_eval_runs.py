@@ -32,8 +32,8 @@ BAD_FRAME = 99  # s2's index entry names this context frame
 def small(tmp_path_factory):
     """Three 64x64 scenes in one chunk and an index: s1 has a broken target frame, s2's entry
     names a frame the scene does not have."""
-    from src.dataset.chunks import write_chunk, write_index
-    from src.dataset.synthetic import render_example
+    from dsviewer.dataset.chunks import write_chunk, write_index
+    from dsviewer.dataset.synthetic import render_example
 
     root = tmp_path_factory.mktemp("eval_small")
     examples = [render_example(9, i, FRAMES, SIZE, SIZE, key=key) for i, key in enumerate(KEYS)]
@@ -79,7 +79,7 @@ def test_no_target_decoded_warnings_once_and_bad_index_frames(small, tmp_path, c
 def test_force_with_another_checkpoint_sets_the_old_run_aside(small, tmp_path):
     """The review's repro: a --force run with another checkpoint, stopped after one scene (here:
     asked for one scene), then resumed. The old checkpoint's record of s1 must not count."""
-    from viewer.evaluation.records import read_run_records, run_hash
+    from dsviewer.viewer.evaluation.records import read_run_records, run_hash
 
     root, _ = small
     index = tmp_path / "index.json"
@@ -115,7 +115,7 @@ def test_force_with_another_checkpoint_sets_the_old_run_aside(small, tmp_path):
 
 
 def test_records_are_trusted_only_for_their_run_and_frames(tmp_path):
-    from viewer.evaluation.records import (
+    from dsviewer.viewer.evaluation.records import (
         SceneRecord,
         is_done,
         read_record,
@@ -138,7 +138,7 @@ def test_records_are_trusted_only_for_their_run_and_frames(tmp_path):
 
 
 def test_run_identity_follows_file_contents_and_the_checkout(tmp_path, monkeypatch):
-    from viewer.evaluation.records import run_hash, run_identity
+    from dsviewer.viewer.evaluation.records import run_hash, run_identity
 
     monkeypatch.chdir(tmp_path)
     config, index, repo = Path("model.yaml"), Path("index.json"), Path("depthsplat")
@@ -158,7 +158,7 @@ def test_run_identity_follows_file_contents_and_the_checkout(tmp_path, monkeypat
 
 
 def test_run_identity_follows_edits_of_the_depthsplat_checkout(tmp_path):
-    from viewer.evaluation.records import run_hash, run_identity
+    from dsviewer.viewer.evaluation.records import run_hash, run_identity
 
     def git(*arguments: str) -> str:
         return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *arguments],
@@ -201,13 +201,13 @@ def test_a_failed_model_load_leaves_the_folder_usable(small, tmp_path):
 
 def block_record(out: Path, key: str) -> None:
     """A folder where the scene's record goes: writing it fails as a full disk does."""
-    from viewer.evaluation.records import record_path
+    from dsviewer.viewer.evaluation.records import record_path
 
     record_path(out, key).mkdir(parents=True)
 
 
 def test_a_record_that_cannot_be_written_names_out(small, tmp_path, capsys):
-    from viewer.eval_cli import main
+    from dsviewer.viewer.eval_cli import main
 
     root, index = small
     out = tmp_path / "out"
@@ -227,7 +227,7 @@ def test_one_rank_that_cannot_write_stops_both_without_a_hang(small, tmp_path):
     out = tmp_path / "out"
     block_record(out, "s1")  # the shards are in plan order: s0 on rank 0, s1 on rank 1
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", "-m", "viewer.eval_cli",
+               "--nproc_per_node", "2", "-m", "dsviewer.viewer.eval_cli",
                *args(root, index, out, *scenes("s0", "s1"))]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
@@ -251,7 +251,8 @@ def test_ctrl_c_is_one_line(small, tmp_path):
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # see test_safety.py
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "viewer.eval_cli", *args(root, index, tmp_path / "out")],
+            [sys.executable, "-m", "dsviewer.viewer.eval_cli",
+             *args(root, index, tmp_path / "out")],
             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
@@ -271,7 +272,7 @@ def test_ctrl_c_is_one_line(small, tmp_path):
 
 
 def test_more_ranks_than_gpus_is_one_paragraph(monkeypatch):
-    from viewer.evaluation import distributed
+    from dsviewer.viewer.evaluation import distributed
 
     for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1",
                         "LOCAL_WORLD_SIZE": "2"}.items():  # fmt: skip
@@ -288,8 +289,8 @@ def test_more_ranks_than_gpus_is_one_paragraph(monkeypatch):
 
 @pytest.mark.parametrize("key", ["-rf", "<script>", "it's \"quoted\" $HOME;ls", "--help"])
 def test_open_command_parses_back_to_the_same_scene(key, tmp_path, monkeypatch):
-    from viewer.cli import parse
-    from viewer.evaluation.scene_metrics import viewer_command
+    from dsviewer.viewer.cli import parse
+    from dsviewer.viewer.evaluation.scene_metrics import viewer_command
 
     monkeypatch.chdir(tmp_path)
     Path("repo").mkdir()
@@ -304,8 +305,8 @@ def test_open_command_parses_back_to_the_same_scene(key, tmp_path, monkeypatch):
 
 
 def test_open_command_makes_a_capture_folder_absolute(tmp_path, monkeypatch):
-    from viewer.cli import parse
-    from viewer.evaluation.scene_metrics import viewer_command
+    from dsviewer.viewer.cli import parse
+    from dsviewer.viewer.evaluation.scene_metrics import viewer_command
 
     monkeypatch.chdir(tmp_path)
     Path("captures/room").mkdir(parents=True)
@@ -347,7 +348,7 @@ def test_plain_progress_lines_in_a_log(monkeypatch):
 
     from rich.console import Console
 
-    from viewer.evaluation import progress as module
+    from dsviewer.viewer.evaluation import progress as module
 
     log, now = io.StringIO(), [0.0]
     monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
@@ -395,7 +396,7 @@ def test_a_record_of_other_data_is_not_done(small, tmp_path):
 
 
 def test_outputs_that_cannot_be_written_say_how_to_resume(small, tmp_path, capsys):
-    from viewer.eval_cli import main
+    from dsviewer.viewer.eval_cli import main
 
     root, index = small
     out = tmp_path / "out"
@@ -411,8 +412,8 @@ def test_outputs_that_cannot_be_written_say_how_to_resume(small, tmp_path, capsy
 
 
 def test_ctrl_c_is_reported_by_rank_0_only(monkeypatch, capsys):
-    from viewer import eval_cli
-    from viewer.evaluation import runner
+    from dsviewer.viewer import eval_cli
+    from dsviewer.viewer.evaluation import runner
 
     def interrupted(options):
         raise KeyboardInterrupt
@@ -430,7 +431,7 @@ def test_ctrl_c_is_reported_by_rank_0_only(monkeypatch, capsys):
 def test_warnings_of_other_ranks_are_counted_by_rank_0():
     import logging
 
-    from viewer.evaluation.log_once import WarningsOnce
+    from dsviewer.viewer.evaluation.log_once import WarningsOnce
 
     lines = []
     logger = logging.getLogger("dsviewer.test")

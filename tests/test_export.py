@@ -1,4 +1,5 @@
-"""``viewer.export`` on the hand-built tilted-plane scene with a non-trivial ``world_from_model``,
+"""``dsviewer.viewer.export`` on the hand-built tilted-plane scene with a non-trivial
+``world_from_model``,
 and ``dsviewer export`` end to end with the real bundled demo model and scenes.
 
 About 35-40 s on 2 cores: six small exports of the plane (matplotlib and open3d imports
@@ -22,10 +23,15 @@ import torch
 from analysis_scenes import GT_HOLE, HEIGHT, WIDTH, build_case, depth_points, similarity
 from plyfile import PlyData
 
-from viewer.export import EXPORT_FILE_NAMES, ExportExistsError, ExportSettings, export_scene
-from viewer.export_cli import main, scene_folder
-from viewer.panels import panel_figure_size
-from viewer.pipeline import run_prediction
+from dsviewer.viewer.export import (
+    EXPORT_FILE_NAMES,
+    ExportExistsError,
+    ExportSettings,
+    export_scene,
+)
+from dsviewer.viewer.export_cli import main, scene_folder
+from dsviewer.viewer.panels import panel_figure_size
+from dsviewer.viewer.pipeline import run_prediction
 
 SCALE = 2.0
 VIEWS = 3
@@ -144,7 +150,7 @@ def test_comparison_ply_has_coarse_and_final_in_two_colours(case, exported):
     expected = _expected(case)
     data = _read_all(out / "comparison.ply")
     n = VIEWS * HEIGHT * WIDTH
-    from viewer.point_layers import POINT_LAYERS
+    from dsviewer.viewer.point_layers import POINT_LAYERS
 
     np.testing.assert_array_equal(data["scalar_layer"], np.repeat([0, 1], n))  # registry order
     rgb = np.stack([data[c] for c in ("red", "green", "blue")], axis=-1)
@@ -156,8 +162,8 @@ def test_comparison_ply_has_coarse_and_final_in_two_colours(case, exported):
 
 
 def test_gaussians_ply_round_trips_in_user_frame(case, exported):
-    from src.geometry.spherical_harmonics import sh_basis, sh_degree_of
-    from src.io.ply import read_gaussians_ply
+    from dsviewer.geometry.spherical_harmonics import sh_basis, sh_degree_of
+    from dsviewer.io.ply import read_gaussians_ply
 
     out, _ = exported
     model = case.prediction.gaussians
@@ -291,12 +297,12 @@ class DemoRun:
 def demo_run(tmp_path_factory) -> DemoRun:
     """``--scene missing`` plus ``--all-from-index`` over two demo keys and a null one.
 
-    The real model and loaders run; ``src.backends.presets.load_checkpoint`` is wrapped to
+    The real model and loaders run; ``dsviewer.backends.presets.load_checkpoint`` is wrapped to
     count its calls (it still loads). Shared by two tests: two real exports take ~10 s each on
     2 cores.
     """
-    import src.backends.presets
-    from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
+    import dsviewer.backends.presets
+    from dsviewer.viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
 
     first, second, third = demo_scene_keys()[:3]
     # One target view each keeps the CPU Gaussian renders behind targets.png short.
@@ -312,7 +318,7 @@ def demo_run(tmp_path_factory) -> DemoRun:
     args = ["--ckpt", str(demo_checkpoint()), "--data-root", str(demo_data_root()),
             "--device", "cpu", "--scene", "missing", "--index", str(index), "--all-from-index",
             "--out", str(out)]  # fmt: skip
-    original = src.backends.presets.load_checkpoint
+    original = dsviewer.backends.presets.load_checkpoint
     calls: list[Path] = []
 
     def counting_load_model(path, *rest, **options):
@@ -321,7 +327,7 @@ def demo_run(tmp_path_factory) -> DemoRun:
 
     capture = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, redirect_stderr(capture):  # rich writes there
-        patch.setattr(src.backends.presets, "load_checkpoint", counting_load_model)
+        patch.setattr(dsviewer.backends.presets, "load_checkpoint", counting_load_model)
         status = main(args)
     return DemoRun(args, out, status, capture.getvalue(), calls, views, third)
 
@@ -329,8 +335,8 @@ def demo_run(tmp_path_factory) -> DemoRun:
 def _check_demo_export(folder: Path, key: str, context: list[int], target: list[int]) -> None:
     """All files are there, and the final-depth AbsRel in ``metrics.json`` is what the exported
     final depths (``residual.ply``) give against the scene's GT depth loaded here afresh."""
-    from src.dataset import load_scene
-    from viewer.assets import demo_data_root, demo_preprocess_settings
+    from dsviewer.dataset import load_scene
+    from dsviewer.viewer.assets import demo_data_root, demo_preprocess_settings
 
     assert sorted(p.name for p in folder.iterdir()) == sorted(EXPORT_FILE_NAMES)
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -359,7 +365,7 @@ def _check_demo_export(folder: Path, key: str, context: list[int], target: list[
 
 def test_main_exports_several_scenes_with_one_model(demo_run, capsys):
     """Real model, real demo scenes: the model loads once, a bad key fails alone (exit 1)."""
-    from viewer.assets import demo_checkpoint
+    from dsviewer.viewer.assets import demo_checkpoint
 
     assert demo_run.status == 1  # one scene failed, the other two were written
     assert demo_run.load_model_calls == [demo_checkpoint()]  # once for all three scenes
@@ -415,7 +421,7 @@ def test_export_archive_zips_the_same_files(case, exported):
     import io
     import zipfile
 
-    from viewer.export import export_archive
+    from dsviewer.viewer.export import export_archive
 
     out, result = exported
     name, data = export_archive(loaded_case(case))
@@ -431,9 +437,9 @@ def test_main_prints_notes_and_leaves_bugs_to_the_boundary(tmp_path, monkeypatch
     """The demo model on a tiny capture (real load and forward; the file writing replaced):
     each scene's notes reach the console, and an error that is not bad input (a plain
     ValueError, as numpy raises) is a bug: one line naming the log, exit 1."""
-    import viewer.export
+    import dsviewer.viewer.export
+    from dsviewer.viewer.assets import demo_checkpoint
     from tests.dataset_builders import noise_image, png_bytes, pose, write_transforms
-    from viewer.assets import demo_checkpoint
 
     capture = tmp_path / "capture"
     capture.mkdir()
@@ -444,7 +450,7 @@ def test_main_prints_notes_and_leaves_bugs_to_the_boundary(tmp_path, monkeypatch
     args = ["--ckpt", str(demo_checkpoint()), "--scene", str(capture), "--target", "2",
             "--out", str(tmp_path / "out"), "--device", "cpu", "--overwrite"]
     exported = []
-    monkeypatch.setattr(viewer.export, "export_scene", lambda *a, **k: exported.append(a))
+    monkeypatch.setattr(dsviewer.viewer.export, "export_scene", lambda *a, **k: exported.append(a))
     assert main(args) == 0 and len(exported) == 1
     err = one_line(capsys.readouterr().err)
     notes = [n.message for n in exported[0][1].notes]
@@ -455,7 +461,7 @@ def test_main_prints_notes_and_leaves_bugs_to_the_boundary(tmp_path, monkeypatch
     def broken(*_args, **_kwargs):
         raise ValueError("operands could not be broadcast together")
 
-    monkeypatch.setattr(viewer.export, "export_scene", broken)
+    monkeypatch.setattr(dsviewer.viewer.export, "export_scene", broken)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     assert main(args) == 1
     err = one_line(capsys.readouterr().err)

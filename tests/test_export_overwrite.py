@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 from viewer_scenes import make_prediction, make_scene
 
-from viewer.export import (
+from dsviewer.viewer.export import (
     EXPORT_FILE_NAMES,
     ExportExistsError,
     ForeignFilesError,
     export_scene,
 )
-from viewer.export.compare_files import export_comparison
-from viewer.export.layout import foreign_entries
-from viewer.export.transaction import MARKER
-from viewer.export_cli import main, scene_folders
-from viewer.pipeline import run_prediction
+from dsviewer.viewer.export.compare_files import export_comparison
+from dsviewer.viewer.export.layout import foreign_entries
+from dsviewer.viewer.export.transaction import MARKER
+from dsviewer.viewer.export_cli import main, scene_folders
+from dsviewer.viewer.pipeline import run_prediction
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -120,12 +120,12 @@ def test_overwrite_replaces_any_earlier_layout_as_a_whole(layouts, tmp_path, run
 
 
 def refused_before_model_work(args: list[str], monkeypatch, capsys) -> str:
-    import src.backends
+    import dsviewer.backends
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the folder was checked")
 
-    monkeypatch.setattr(src.backends, "open_backend", no_model)
+    monkeypatch.setattr(dsviewer.backends, "open_backend", no_model)
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -189,8 +189,8 @@ def test_a_file_named_like_a_marker_does_not_make_an_export(tmp_path):
 def test_files_that_appear_during_the_work_are_kept(tmp_path):
     """Between the checks and the swap (the model's minutes of work) someone writes into
     --out: the swap is refused, their files stay and nothing of the export is left."""
-    from viewer.export import refuse_existing
-    from viewer.export.transaction import export_transaction
+    from dsviewer.viewer.export import refuse_existing
+    from dsviewer.viewer.export.transaction import export_transaction
 
     out = tmp_path / "late"
     keep_theirs = lambda folder: refuse_existing(folder, True)

@@ -17,13 +17,18 @@ import torch
 import torch.nn.functional as F
 from conftest import REPO_ROOT
 
-from src.backends import open_backend
-from src.backends.depthsplat_patch import INSERTIONS, MATCHER_FILE, MATCHER_INSERTION, plan_patch
-from src.backends.extension import DepthSplatRepoError, ExtensionBackend
-from src.backends.extension_worker import read_message, write_message
-from src.dataset.types import ViewSet
-from src.geometry.projection import unproject_depth
-from viewer import patch_cli
+from dsviewer.backends import open_backend
+from dsviewer.backends.depthsplat_patch import (
+    INSERTIONS,
+    MATCHER_FILE,
+    MATCHER_INSERTION,
+    plan_patch,
+)
+from dsviewer.backends.extension import DepthSplatRepoError, ExtensionBackend
+from dsviewer.backends.extension_worker import read_message, write_message
+from dsviewer.dataset.types import ViewSet
+from dsviewer.geometry.projection import unproject_depth
+from dsviewer.viewer import patch_cli
 
 STANDIN = REPO_ROOT / "tests" / "data" / "standin_depthsplat"
 PRESET = "depthsplat-gs-small-re10k-256x256-view2-cfeab6b1"  # near 0.5, far 100
@@ -286,7 +291,7 @@ def test_patch_cli_help_is_instant():
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "viewer.patch_cli", "--help"],
+        [sys.executable, "-X", "importtime", "-m", "dsviewer.viewer.patch_cli", "--help"],
         check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0 and "patch-depthsplat" in result.stdout
@@ -338,10 +343,11 @@ def test_patch_refusal_lists_the_lines_to_add(tmp_path, capsys):
         assert insertion.lines in error and insertion.anchor.strip() in error
 
 
-def test_worker_keeps_the_path_entry_that_holds_our_src(tmp_path, monkeypatch):
-    """After a regular `pip install .` dsviewer's `src` sits in site-packages beside the
-    checkout's dependencies (einops...). Here a folder holds a copy of the worker under
-    src/backends/ and a module the checkout imports: the worker must still import it."""
+def test_worker_keeps_the_path_entry_that_holds_another_src(tmp_path, monkeypatch):
+    """Another project's regular `src` package may sit in site-packages beside the checkout's
+    dependencies (einops...). Here such a folder holds a `src` package (with a copy of the
+    worker) and a module the checkout imports: the worker must still import that module, and
+    the checkout's own `src`, not the folder's."""
     site = tmp_path / "site"
     (site / "src" / "backends").mkdir(parents=True)
     (site / "src" / "__init__.py").write_text("")
@@ -352,7 +358,7 @@ def test_worker_keeps_the_path_entry_that_holds_our_src(tmp_path, monkeypatch):
     encoder = repo / "src/model/encoder/encoder_depthsplat.py"
     encoder.write_text("import site_neighbour  # noqa\n" + encoder.read_text())
     standin_weights(tmp_path / "w.pth")
-    monkeypatch.setattr("src.backends.extension.WORKER_SCRIPT", worker)
+    monkeypatch.setattr("dsviewer.backends.extension.WORKER_SCRIPT", worker)
     monkeypatch.setenv("PYTHONPATH", str(site))
     with ExtensionBackend(tmp_path / "w.pth", repo=repo, device="cpu", config=PRESET) as backend:
         assert backend.encoder_file == encoder.resolve()  # the checkout's src, not site's

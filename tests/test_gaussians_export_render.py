@@ -13,20 +13,20 @@ import math
 import pytest
 import torch
 
-from src.dataset import load_scene
-from src.geometry.similarity import Similarity
-from src.io.ply import read_gaussians_ply
-from src.model import load_model
-from src.model.decoder.render import render_gaussians
-from src.model.predict import predict
-from viewer.assets import (
+from dsviewer.dataset import load_scene
+from dsviewer.geometry.similarity import Similarity
+from dsviewer.io.ply import read_gaussians_ply
+from dsviewer.model import load_model
+from dsviewer.model.decoder.render import render_gaussians
+from dsviewer.model.predict import predict
+from dsviewer.viewer.assets import (
     demo_checkpoint,
     demo_data_root,
     demo_preprocess_settings,
     demo_scene_keys,
 )
-from viewer.export import export_scene
-from viewer.pipeline import run_prediction
+from dsviewer.viewer.export import export_scene
+from dsviewer.viewer.pipeline import run_prediction
 
 
 def user_from_model(scale: float) -> torch.Tensor:

@@ -9,9 +9,9 @@ import plyfile
 import pytest
 import torch
 
-from src.io import ply
-from src.io.gaussian_factors import covariance_from_scales_rotations
-from src.io.ply import (
+from dsviewer.io import ply
+from dsviewer.io.gaussian_factors import covariance_from_scales_rotations
+from dsviewer.io.ply import (
     PlyFormatError,
     gaussian_ply_property_names,
     read_gaussians_ply,
@@ -19,7 +19,7 @@ from src.io.ply import (
     write_gaussians_ply,
     write_point_cloud_ply,
 )
-from src.model.types import Gaussians
+from dsviewer.model.types import Gaussians
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import torch
 import yaml
 from conftest import micro_config
 
-from src.backends.presets import (
+from dsviewer.backends.presets import (
     CheckpointSettings,
     PresetError,
     available_presets,
@@ -22,10 +22,10 @@ from src.backends.presets import (
     load_checkpoint,
     load_preset,
 )
-from src.dataset import PreprocessSettings
-from src.dataset.settings import load_preprocess_settings, settings_from_dict, settings_to_dict
-from src.model import CheckpointError, DepthSplat, DepthSplatConfig, save_checkpoint
-from src.model.checkpoint_file import CONFIG_ENTRY
+from dsviewer.dataset import PreprocessSettings
+from dsviewer.dataset.settings import load_preprocess_settings, settings_from_dict, settings_to_dict
+from dsviewer.model import CheckpointError, DepthSplat, DepthSplatConfig, save_checkpoint
+from dsviewer.model.checkpoint_file import CONFIG_ENTRY
 
 DATASETS = Path(__file__).resolve().parents[1] / "configs" / "datasets"
 TINY = micro_config()
@@ -226,7 +226,7 @@ def test_where_settings_come_from(micro_model, tmp_path):
 
 
 def test_builtin_backend_exposes_settings_and_warnings(micro_model, tmp_path):
-    from src.backends import open_backend
+    from dsviewer.backends import open_backend
 
     path = save_checkpoint(micro_model, tmp_path / "tiny.safetensors",
                            preprocess=settings_to_dict(PREPROCESS))

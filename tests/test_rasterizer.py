@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from src.geometry.projection import project_points
-from src.geometry.spherical_harmonics import SH_C0, SH_C1, sh_basis, sh_to_rgb
-from src.model.decoder.rasterizer_torch import rasterize_torch
-from src.model.decoder.render import RenderInputError, psnr, render_gaussians
-from src.model.types import Gaussians
+from dsviewer.geometry.projection import project_points
+from dsviewer.geometry.spherical_harmonics import SH_C0, SH_C1, sh_basis, sh_to_rgb
+from dsviewer.model.decoder.rasterizer_torch import rasterize_torch
+from dsviewer.model.decoder.render import RenderInputError, psnr, render_gaussians
+from dsviewer.model.types import Gaussians
 
 SIZE = 33  # odd, so the principal point falls on the centre of pixel 16
 FOCAL = 1.2  # normalized: f_px = FOCAL * SIZE
@@ -346,9 +346,9 @@ def test_gsplat_and_torch_backends_agree():
 def test_projection_and_sh_match_gsplat_torch_reference():
     """gsplat's own CPU reference (``gsplat/cuda/_torch_impl.py``), where gsplat is installed."""
     reference = pytest.importorskip("gsplat.cuda._torch_impl")
-    from src.geometry.projection import denormalize_intrinsics
-    from src.geometry.transforms import invert_rigid
-    from src.model.decoder.rasterizer_torch import project_gaussians
+    from dsviewer.geometry.projection import denormalize_intrinsics
+    from dsviewer.geometry.transforms import invert_rigid
+    from dsviewer.model.decoder.rasterizer_torch import project_gaussians
 
     n, (H, W) = 300, (48, 64)
     T = T_WORLD_CAM.double()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import BUNDLED_REFERENCE, full_reference_dir
 
-from src.model.weight_recipe import load_manifest
+from dsviewer.model.weight_recipe import load_manifest
 
 ARCHITECTURES = ("gs_small_u4l4", "gs_small_u8l8", "gs_base_u2l4", "gs_base_u4l8",
                  "gs_large_u2l4", "depth_small_u8l8", "depth_base_u4l8")  # fmt: skip

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from viewer_scenes import make_loaded, make_prediction, make_scene
 
-from viewer.errors import Terminated, run_entry_point
-from viewer.escape import escape_markdown, escape_rich
-from viewer.export import EXPORT_FILE_NAMES
-from viewer.export.transaction import MARKER, export_transaction, recover
-from viewer.pipeline import run_prediction
+from dsviewer.viewer.errors import Terminated, run_entry_point
+from dsviewer.viewer.escape import escape_markdown, escape_rich
+from dsviewer.viewer.export import EXPORT_FILE_NAMES
+from dsviewer.viewer.export.transaction import MARKER, export_transaction, recover
+from dsviewer.viewer.pipeline import run_prediction
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def run_cli(*args: str, timeout: float = 240, **popen) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "viewer.cli", *args],
+        [sys.executable, "-m", "dsviewer.viewer.cli", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -94,7 +94,7 @@ def test_bug_is_one_line_and_a_log_file(tmp_path, monkeypatch, capsys):
 def test_after_an_interruption_the_process_ends_without_exit_handlers(status, handlers_run):
     """A signal inside a C extension's import can leave it half initialised; its exit handlers
     then print noise and change the status (open3d): an interrupted run skips them."""
-    code = ("import atexit; from viewer.errors import exit_process; "
+    code = ("import atexit; from dsviewer.viewer.errors import exit_process; "
             f"atexit.register(lambda: print('handler ran')); exit_process({status})")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=REPO_ROOT, timeout=60, check=False)  # fmt: skip
@@ -103,7 +103,7 @@ def test_after_an_interruption_the_process_ends_without_exit_handlers(status, ha
 
 
 def test_user_error_is_one_paragraph_exit_2(capsys):
-    from src.dataset.errors import SceneError
+    from dsviewer.dataset.errors import SceneError
 
     def bad_input() -> int:
         raise SceneError("No scene with key 'x'. Pass a key listed by index.json.")
@@ -151,7 +151,7 @@ def test_any_error_after_a_signal_is_the_interruption(tmp_path, monkeypatch, cap
     (["--scene", "[/x] <b>"], "[/x] <b>"),  # rich markup in a spec is printed as it is
 ])  # fmt: skip
 def test_bad_network_options_and_markup_in_specs(args, phrase):
-    from viewer.assets import demo_checkpoint
+    from dsviewer.viewer.assets import demo_checkpoint
 
     result = run_cli("--ckpt", str(demo_checkpoint()), "--scene", "synthetic:0", *args,
                      "--device", "cpu", timeout=120)  # fmt: skip
@@ -164,8 +164,9 @@ def test_port_zero_prints_the_bound_port_and_shared_hosts_are_warned():
     import urllib.request
 
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "viewer.cli", "--port", "0", "--host",
-                                "0.0.0.0", "--device", "cpu"], cwd=REPO_ROOT, env=env, text=True,
+    process = subprocess.Popen([sys.executable, "-m", "dsviewer.viewer.cli", "--port", "0",
+                                "--host", "0.0.0.0", "--device", "cpu"], cwd=REPO_ROOT, env=env,
+                                text=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     output = ""
     try:
@@ -189,8 +190,8 @@ def test_port_zero_prints_the_bound_port_and_shared_hosts_are_warned():
 
 
 def test_non_finite_prediction_is_flagged_not_shown(server, tmp_path):
-    from viewer.export import export_scene
-    from viewer.gui.app import ViewerApp
+    from dsviewer.viewer.export import export_scene
+    from dsviewer.viewer.gui.app import ViewerApp
 
     scene = make_scene(2, 16, 24)
     prediction = make_prediction(scene)
@@ -216,8 +217,8 @@ def test_non_finite_prediction_is_flagged_not_shown(server, tmp_path):
 
 def test_an_all_nan_prediction_is_shown_empty_and_exported_empty(server, tmp_path):
     # A NaN in the first convolution's weights spreads to every output (the demo model does so).
-    from viewer.export import export_scene
-    from viewer.gui.app import ViewerApp
+    from dsviewer.viewer.export import export_scene
+    from dsviewer.viewer.gui.app import ViewerApp
 
     scene = make_scene(2, 16, 24)
     prediction = make_prediction(scene)
@@ -293,7 +294,8 @@ def test_interrupted_overwrite_keeps_one_whole_generation(first_generation, how,
     # starts with the default disposition, as a terminal's Ctrl-C finds it.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        process = subprocess.Popen([sys.executable, "-m", "viewer.cli", *export_args(out, 0.2)],
+        process = subprocess.Popen([sys.executable, "-m", "dsviewer.viewer.cli",
+                                    *export_args(out, 0.2)],
                                    cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)  # fmt: skip
     finally:
@@ -424,7 +426,7 @@ def test_a_live_transaction_is_never_recovered(tmp_path):
 def test_an_interrupted_two_rename_swap_puts_the_old_set_back(tmp_path, monkeypatch):
     """Without renameat2 the swap is two renames; Ctrl-C between them must not leave the
     destination missing (the old set is renamed back before the interruption goes on)."""
-    from viewer.export import transaction
+    from dsviewer.viewer.export import transaction
 
     out = tmp_path / "out"
     with export_transaction(out) as working:
@@ -461,8 +463,8 @@ def test_unwritable_out_fails_before_model_work(tmp_path):
 
 def test_scene_switch_notes_and_loaded_scene(server):
     """Notes of a scene (from the loader) show in the Scene folder, escaped."""
-    from src.dataset.types import SceneNote
-    from viewer.gui.app import ViewerApp
+    from dsviewer.dataset.types import SceneNote
+    from dsviewer.viewer.gui.app import ViewerApp
 
     loaded = make_loaded(2, 16, 16)
     loaded.notes = [SceneNote("context_equals_target", "frame <b>3</b> is context and target")]

@@ -1,4 +1,4 @@
-"""``viewer.target_render`` and the ``targets.png`` export on a hand-built plane scene.
+"""``dsviewer.viewer.target_render`` and the ``targets.png`` export on a hand-built plane scene.
 
 Two context cameras see a tilted plane whose colour is a smooth function of the world point.
 Every context pixel becomes a tiny isotropic Gaussian (0.1 px footprint, opacity 1) on the plane
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from src.dataset.types import SceneViews, ViewSet
-from src.geometry.similarity import Similarity
-from src.model.types import Gaussians, Prediction
-from viewer.target_render import (
+from dsviewer.dataset.types import SceneViews, ViewSet
+from dsviewer.geometry.similarity import Similarity
+from dsviewer.model.types import Gaussians, Prediction
+from dsviewer.viewer.target_render import (
     NO_FAR_PLANE,
     OFFICIAL_NEAR_FACTOR,
     camera_from_viser,
@@ -143,7 +143,7 @@ def _similarity(scale: float = 2.5) -> np.ndarray:
 
 
 def _layers(scene, prediction):
-    from viewer.layers import build_layers
+    from dsviewer.viewer.layers import build_layers
 
     return build_layers(scene, prediction)
 
@@ -245,7 +245,7 @@ def test_camera_from_viser_matches_viser_look_at_orientation():
 def test_render_at_a_viser_camera_under_world_from_model_equals_the_target_render(plane):
     """The viewer shows the user's frame: a viser camera where the user sees context camera 0
     renders what the target render at camera 0 gives (Gaussians and cameras move together)."""
-    from src.geometry.transforms import matrix_to_quaternion_wxyz
+    from dsviewer.geometry.transforms import matrix_to_quaternion_wxyz
 
     _, _, _, renders = plane
     M = _similarity()
@@ -274,8 +274,8 @@ def test_render_at_a_viser_camera_under_world_from_model_equals_the_target_rende
 def test_export_writes_targets_png_and_psnr(plane, tmp_path):
     from PIL import Image
 
-    from viewer.export import export_scene
-    from viewer.pipeline import run_prediction
+    from dsviewer.viewer.export import export_scene
+    from dsviewer.viewer.pipeline import run_prediction
 
     _, _, _, renders = plane
     # A non-trivial world_from_model: the images and PSNR do not depend on it.

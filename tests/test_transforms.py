@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import available
 
-from src.geometry.transforms import (
+from dsviewer.geometry.transforms import (
     T_cam_world_from_T_world_cam,
     T_world_cam_from_T_cam_world,
     covariance_from_scale_rotation,

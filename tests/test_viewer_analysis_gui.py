@@ -2,7 +2,8 @@
 
 The scene is the hand-built plane of ``viewer_scenes`` with two known defects in the final depth:
 a patch of view 0 pushed 30 % away (multi-view inconsistent) and one flying pixel in view 1.
-Expected values are recomputed here from ``viewer.analysis`` / ``viewer.inspector`` and the
+Expected values are recomputed here from ``dsviewer.viewer.analysis`` /
+``dsviewer.viewer.inspector`` and the
 colormaps, and compared with what the app sent (handles and the server's message buffer). The GUI
 is driven through its handles, as a client would.
 """
@@ -21,18 +22,18 @@ import torch
 from viewer_scenes import make_prediction, make_scene
 from viser import _messages
 
-import viewer.analysis
-from viewer import colormaps
-from viewer.analysis import AnalysisSettings, analyze
-from viewer.analysis.gaussians import gaussian_colors, gaussian_keep_mask
-from viewer.analysis.metrics import histogram
-from viewer.analysis.residual_vectors import residual_segments
-from viewer.export import EXPORT_FILE_NAMES
-from viewer.gui.analysis_panel import HISTOGRAM_BINS
-from viewer.gui.app import ViewerApp
-from viewer.inspector import inspect_pixel
-from viewer.pipeline import run_prediction
-from viewer.scene_nodes import camera_pose
+import dsviewer.viewer.analysis
+from dsviewer.viewer import colormaps
+from dsviewer.viewer.analysis import AnalysisSettings, analyze
+from dsviewer.viewer.analysis.gaussians import gaussian_colors, gaussian_keep_mask
+from dsviewer.viewer.analysis.metrics import histogram
+from dsviewer.viewer.analysis.residual_vectors import residual_segments
+from dsviewer.viewer.export import EXPORT_FILE_NAMES
+from dsviewer.viewer.gui.analysis_panel import HISTOGRAM_BINS
+from dsviewer.viewer.gui.app import ViewerApp
+from dsviewer.viewer.inspector import inspect_pixel
+from dsviewer.viewer.pipeline import run_prediction
+from dsviewer.viewer.scene_nodes import camera_pose
 
 V, H, W = 3, 24, 32
 PATCH = (0, slice(8, 14), slice(10, 18))  # view, rows, columns pushed away
@@ -101,8 +102,9 @@ def test_analysis_colour_modes_and_recompute_on_settings(app, server, loaded, mo
     assert len(sent(server, _messages.PointCloudMessage)) == geometry  # colours only
     # A new threshold recomputes once; the same settings again do not.
     runs = []
-    real = viewer.analysis.analyze
-    monkeypatch.setattr(viewer.analysis, "analyze", lambda *a, **k: runs.append(1) or real(*a, **k))
+    real = dsviewer.viewer.analysis.analyze
+    monkeypatch.setattr(dsviewer.viewer.analysis, "analyze",
+                        lambda *a, **k: runs.append(1) or real(*a, **k))
     app.colours.set_mode("consistency")
     app.analysis_panel.threshold.value = 0.2
     assert app.wait_idle(60) and len(runs) == 1

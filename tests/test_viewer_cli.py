@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from viewer import cli
+from dsviewer.viewer import cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,8 +18,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "viewer.cli", *args], cwd=REPO_ROOT, env=env, capture_output=True,
-        text=True, timeout=timeout, check=False,
+        [sys.executable, "-m", "dsviewer.viewer.cli", *args], cwd=REPO_ROOT, env=env,
+        capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
 
 
@@ -32,7 +32,7 @@ def assert_clean_error(result: subprocess.CompletedProcess, *phrases: str) -> No
         assert phrase in message, result.stderr
 
 
-HEAVY_MODULES = "('torch', 'viser', 'open3d', 'src.model')"
+HEAVY_MODULES = "('torch', 'viser', 'open3d', 'dsviewer.model')"
 
 
 @pytest.mark.parametrize(
@@ -40,9 +40,9 @@ HEAVY_MODULES = "('torch', 'viser', 'open3d', 'src.model')"
     [
         ([], ("--ckpt", "--scene", "--data-root", "--index", "--context", "--target", "--device",
               "--host", "--port", "--config", "--demo", "dsviewer export"),
-         "from viewer.cli import parse; parse(['--ckpt', 'x', '--scene', 'y'])"),
+         "from dsviewer.viewer.cli import parse; parse(['--ckpt', 'x', '--scene', 'y'])"),
         (["export"], ("--ckpt", "--scene", "--out", "--overwrite", "--all-from-index"),
-         ("from viewer.export_cli import parse_args; "
+         ("from dsviewer.viewer.export_cli import parse_args; "
           "parse_args(['--ckpt', 'x', '--scene', 'y', '--out', 'z'])")),
     ],
 )  # fmt: skip
@@ -85,7 +85,7 @@ def test_scene_without_checkpoint_is_not_taken_for_the_demo():
 
 
 def test_demo_without_assets_is_a_clear_error(monkeypatch, tmp_path):
-    from viewer import assets
+    from dsviewer.viewer import assets
 
     monkeypatch.setattr(assets, "DEMO_DIR", tmp_path / "demo")
     with pytest.raises(FileNotFoundError, match="demo file .* is missing"):
@@ -96,7 +96,7 @@ def test_demo_without_assets_is_a_clear_error(monkeypatch, tmp_path):
 def test_bare_dsviewer_resolves_to_the_demo(monkeypatch, argv):
     """No model and no scene asked for: the bundled model on the first demo scene, with the
     other demo scenes offered in the scene switcher."""
-    from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
+    from dsviewer.viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
 
     served = []
     monkeypatch.setattr(cli, "serve", lambda options: served.append(options) or 0)
@@ -113,7 +113,8 @@ def test_bare_dsviewer_resolves_to_the_demo(monkeypatch, argv):
 
 @pytest.mark.slow
 def test_bare_dsviewer_serves_the_demo_scene():
-    """``python -m viewer.cli`` with no arguments, as a user would start it: the demo model runs
+    """``python -m dsviewer.viewer.cli`` with no arguments, as a user would start it: the demo
+    model runs
     and the page is served at the printed URL (the process is stopped afterwards)."""
     import re
     import threading
@@ -122,7 +123,7 @@ def test_bare_dsviewer_serves_the_demo_scene():
 
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "viewer.cli"], cwd=REPO_ROOT, env=env, text=True,
+        [sys.executable, "-m", "dsviewer.viewer.cli"], cwd=REPO_ROOT, env=env, text=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     lines: list[str] = []  # stderr, read by a thread so that no line waits in a buffer
@@ -169,7 +170,7 @@ def test_explicit_port_in_use_is_a_clear_error(tmp_path):
 
 
 def test_default_port_moves_to_the_next_free_one(monkeypatch):
-    from viewer import network
+    from dsviewer.viewer import network
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -213,15 +214,15 @@ def test_export_subcommand_is_dispatched(monkeypatch):
     import types
 
     calls = []
-    fake = types.ModuleType("viewer.export_cli")
+    fake = types.ModuleType("dsviewer.viewer.export_cli")
     fake.main = lambda argv: calls.append(list(argv)) or 0
-    monkeypatch.setitem(sys.modules, "viewer.export_cli", fake)
+    monkeypatch.setitem(sys.modules, "dsviewer.viewer.export_cli", fake)
     assert cli.main(["export", "--ckpt", "m.pth", "--out", "d"]) == 0
     assert calls == [["--ckpt", "m.pth", "--out", "d"]]
 
 
 def test_export_folders_of_specs_that_sanitize_alike_do_not_collide():
-    from viewer.export_cli import scene_folders
+    from dsviewer.viewer.export_cli import scene_folders
 
     folders = scene_folders(Path("out"), ["a/b", "a_b", "c"])
     assert folders == {"a/b": Path("out/a_b"), "a_b": Path("out/a_b_2"), "c": Path("out/c")}
@@ -237,8 +238,8 @@ def test_the_progress_clock_is_the_printed_total(monkeypatch):
 
     from rich.console import Console
 
-    from viewer import cli
-    from viewer.gui.app import ViewerApp
+    from dsviewer.viewer import cli
+    from dsviewer.viewer.gui.app import ViewerApp
 
     show_runs = ViewerApp.show_runs
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 from viewer_scenes import PLANE_Z, make_loaded, make_prediction, make_scene, residual_pattern
 
-from src.geometry.similarity import Similarity
-from viewer import colormaps
-from viewer.color_modes import (
+from dsviewer.geometry.similarity import Similarity
+from dsviewer.viewer import colormaps
+from dsviewer.viewer.color_modes import (
     COLOR_MODES,
     ColorContext,
     ColorSettings,
@@ -25,11 +25,11 @@ from viewer.color_modes import (
     legend_image,
     point_colors,
 )
-from viewer.gui.points import PointFilter, select_points
-from viewer.layers import build_layers
-from viewer.point_layers import POINT_LAYERS, available_layers
-from viewer.scene_nodes import camera_pose
-from viewer.view_params import up_direction
+from dsviewer.viewer.gui.points import PointFilter, select_points
+from dsviewer.viewer.layers import build_layers
+from dsviewer.viewer.point_layers import POINT_LAYERS, available_layers
+from dsviewer.viewer.scene_nodes import camera_pose
+from dsviewer.viewer.view_params import up_direction
 
 V, H, W = 3, 24, 32
 
@@ -174,8 +174,8 @@ def test_view_and_layer_modes_are_categorical(loaded):
 def test_grey_is_explained_in_every_legend_that_uses_it(loaded):
     """Modes computed by the analysis leave GT and Gaussian centres grey: their legends say so;
     B - A without a run B says what to do instead of drawing a made-up range."""
-    from viewer.analysis import analyze
-    from viewer.color_modes import grey_meaning
+    from dsviewer.viewer.analysis import analyze
+    from dsviewer.viewer.color_modes import grey_meaning
 
     context = ColorContext(loaded.layers, analyze(loaded.layers))
     for key in ("clamp", "depth_edge", "flying_pixel", "consistency", "inconsistent"):
@@ -203,7 +203,7 @@ def test_gt_error_is_relative_and_per_layer(loaded):
 
 
 def test_every_mode_has_a_legend(loaded):
-    from viewer.analysis import analyze
+    from dsviewer.viewer.analysis import analyze
 
     for analysis in (None, analyze(loaded.layers)):
         context = ColorContext(loaded.layers, analysis)
@@ -241,7 +241,7 @@ def test_point_selection_filters_and_budget(loaded):
 
 
 def test_camera_pose_and_up(loaded):
-    from src.geometry.transforms import quaternion_wxyz_to_matrix
+    from dsviewer.geometry.transforms import quaternion_wxyz_to_matrix
 
     T = loaded.layers.context.T_world_cam[1].numpy()
     wxyz, position = camera_pose(T)

@@ -17,9 +17,9 @@ import pytest
 from viewer_scenes import make_loaded
 from viser import _messages
 
-from viewer import colormaps
-from viewer.color_modes import COLOR_MODES
-from viewer.gui.app import ViewerApp
+from dsviewer.viewer import colormaps
+from dsviewer.viewer.color_modes import COLOR_MODES
+from dsviewer.viewer.gui.app import ViewerApp
 
 V, H, W = 3, 24, 32
 
@@ -200,17 +200,17 @@ def test_worker_thread_keeps_gui_live_and_reports_errors(server, loaded):
 def test_showing_a_scene_never_waits_for_its_analysis(server, monkeypatch):
     """The analysis runs on the job thread; the GUI thread draws the scene meanwhile with the
     colours it can give without it (it used to wait on the scene's lock for the whole analysis)."""
-    import viewer.analysis
+    import dsviewer.viewer.analysis
 
     computing, release = threading.Event(), threading.Event()
-    analyze = viewer.analysis.analyze
+    analyze = dsviewer.viewer.analysis.analyze
 
     def slow_analyze(*args, **kwargs):
         computing.set()
         release.wait(30)
         return analyze(*args, **kwargs)
 
-    monkeypatch.setattr(viewer.analysis, "analyze", slow_analyze)
+    monkeypatch.setattr(dsviewer.viewer.analysis, "analyze", slow_analyze)
     loaded = make_loaded(V, H, W)
     app = ViewerApp(server, scene_specs=["plane"])
     start = time.perf_counter()
@@ -291,7 +291,7 @@ def test_every_colour_mode_is_offered_and_drawn(server, loaded):
 def test_two_runs_are_drawn_and_inspected_together(server, loaded):
     """Two runs of one scene at different resolutions: clouds per run, placement side by side,
     and the inspector reports the same ray's pixel in both."""
-    from viewer.runs import Run, RunSpec
+    from dsviewer.viewer.runs import Run, RunSpec
 
     half = make_loaded(V, H // 2, W // 2)
     runs = [
@@ -322,7 +322,7 @@ def test_two_runs_are_drawn_and_inspected_together(server, loaded):
 def test_replaced_runs_are_told_apart_by_identity(server, loaded):
     """A job of a run that a scene switch replaced asks ``run in app.runs``: that compares by
     identity (value equality would compare the runs' tensors and raise), and no job fails."""
-    from viewer.runs import Run, RunSpec
+    from dsviewer.viewer.runs import Run, RunSpec
 
     old = Run("a", RunSpec(Path("a.pth")), loaded)
     current = [Run("a", RunSpec(Path("a.pth")), loaded), Run("b", RunSpec(Path("b.pth")), loaded)]
@@ -341,8 +341,8 @@ def test_b_minus_a_colours_each_run_by_the_other_runs_depth(server, loaded):
     on B's pixels d_B - d_B / 1.1; one colour range (from A's pixels) for both."""
     from viewer_scenes import make_prediction, make_scene
 
-    from viewer.pipeline import run_prediction
-    from viewer.runs import Run, RunSpec
+    from dsviewer.viewer.pipeline import run_prediction
+    from dsviewer.viewer.runs import Run, RunSpec
 
     scene = make_scene(V, H, W)
     farther = make_prediction(scene)
@@ -382,8 +382,8 @@ def test_b_minus_a_colours_each_run_by_the_other_runs_depth(server, loaded):
 def test_dropping_runs_for_memory_keeps_the_chosen_a_and_b(server, loaded, monkeypatch):
     """Runs r0..r2 with A = r1; New run r3 becomes B and the budget drops r0, which sits before
     A in the list: A must still be r1 (not the run that took its index), and nothing fails."""
-    from viewer.gui import runs_panel
-    from viewer.runs import Run, RunSpec, estimated_bytes
+    from dsviewer.viewer.gui import runs_panel
+    from dsviewer.viewer.runs import Run, RunSpec, estimated_bytes
 
     app = ViewerApp(server, scene_specs=["plane"])
     app.show_runs([Run(f"r{i}", RunSpec(Path(f"r{i}.pth")), loaded) for i in range(3)])
@@ -404,7 +404,7 @@ def test_dropping_runs_for_memory_keeps_the_chosen_a_and_b(server, loaded, monke
 def test_the_inspector_stays_on_the_clicked_run(server, loaded):
     """A click on run B's pixel, then an analysis refresh: the report stays on B's pixel (B is
     larger than A here, so reading B's pixel in A would fail)."""
-    from viewer.runs import Run, RunSpec
+    from dsviewer.viewer.runs import Run, RunSpec
 
     half = make_loaded(V, H // 2, W // 2)
     runs = [Run("half", RunSpec(Path("half.pth")), half), Run("full", RunSpec(Path("full.pth")),
@@ -423,7 +423,7 @@ def test_the_inspector_stays_on_the_clicked_run(server, loaded):
 
 
 def test_scene_switch_keeps_the_chosen_a_and_b(server, loaded):
-    from viewer.runs import Run, RunSpec
+    from dsviewer.viewer.runs import Run, RunSpec
 
     def runs():
         return [Run(n, RunSpec(Path(f"{n}.pth")), loaded) for n in ("x", "y", "z")]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from src.dataset.types import SceneViews, ViewSet
-from src.model.types import Gaussians, Prediction
+from dsviewer.dataset.types import SceneViews, ViewSet
+from dsviewer.model.types import Gaussians, Prediction
 
 PLANE_Z = 4.0
 NEAR, FAR = 0.5, 100.0
@@ -155,8 +155,9 @@ def _points(depth: torch.Tensor, views: ViewSet) -> torch.Tensor:
 
 
 def make_loaded(num_views: int = 2, height: int = 24, width: int = 32, with_gt: bool = True):
-    """A :class:`viewer.pipeline.LoadedScene` of the plane (through the real build_layers)."""
-    from viewer.pipeline import run_prediction
+    """A :class:`dsviewer.viewer.pipeline.LoadedScene` of the plane (through the real
+    build_layers)."""
+    from dsviewer.viewer.pipeline import run_prediction
 
     scene = make_scene(num_views, height, width, with_gt)
     return run_prediction(scene, make_prediction)
@@ -168,9 +169,9 @@ def tiny_checkpoint() -> Path:
     Built with the project's own ``save_checkpoint`` so that ``dsviewer --ckpt`` loads it the
     way it loads a released file. The cache lives in the temp dir.
     """
-    from src.dataset import PreprocessSettings
-    from src.dataset.settings import settings_to_dict
-    from src.model import DepthSplat, DepthSplatConfig, save_checkpoint
+    from dsviewer.dataset import PreprocessSettings
+    from dsviewer.dataset.settings import settings_to_dict
+    from dsviewer.model import DepthSplat, DepthSplatConfig, save_checkpoint
 
     config = DepthSplatConfig(
         vit_embed_dim=32, vit_depth=4, vit_num_heads=2, vit_tapped_layers=(0, 1, 2, 3),

@@ -2,7 +2,8 @@
 
 Only the standard library, tyro and the options dataclasses are imported at module level, so
 ``dsviewer --help`` answers at once; torch, viser and the model load after parsing. Every entry
-point runs behind :func:`viewer.errors.run_entry_point` (one paragraph for bad input, never a
+point runs behind :func:`dsviewer.viewer.errors.run_entry_point` (one paragraph for bad input,
+never a
 traceback).
 """
 
@@ -12,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from viewer.network import DEFAULT_PORT, access_hint, choose_port
-from viewer.options import ViewerOptions
+from dsviewer.viewer.network import DEFAULT_PORT, access_hint, choose_port
+from dsviewer.viewer.options import ViewerOptions
 
 DESCRIPTION = """\
 Open DepthSplat's geometry in the browser: the coarse multi-view-stereo depth, the monocular
@@ -28,9 +29,9 @@ residual, the final depth and the predicted Gaussians, unprojected into the cont
   dsviewer patch-depthsplat PATH   (let your DepthSplat checkout run here: --depthsplat-repo)
 """
 SUBCOMMANDS = {
-    "export": "viewer.export_cli",
-    "eval": "viewer.eval_cli",
-    "patch-depthsplat": "viewer.patch_cli",
+    "export": "dsviewer.viewer.export_cli",
+    "eval": "dsviewer.viewer.eval_cli",
+    "patch-depthsplat": "dsviewer.viewer.patch_cli",
 }
 
 
@@ -51,8 +52,8 @@ def parse(argv: list[str]) -> ViewerOptions:
 
 def check_inputs(options: ViewerOptions) -> ViewerOptions:
     """Cheap checks before anything heavy is imported."""
-    from viewer.network import check_port, resolve_host
-    from viewer.pipeline import MissingOptionError, resolve_demo
+    from dsviewer.viewer.network import check_port, resolve_host
+    from dsviewer.viewer.pipeline import MissingOptionError, resolve_demo
 
     if not options.ckpt and not options.scene:  # nothing asked for: show the demo
         options.demo = True
@@ -80,8 +81,8 @@ def check_inputs(options: ViewerOptions) -> ViewerOptions:
 
 def model_info(options: ViewerOptions) -> str:
     """The Scene folder's first line: which model this is (the demo says it is a toy)."""
-    from viewer.assets import demo_description, is_demo_checkpoint
-    from viewer.escape import escape_markdown
+    from dsviewer.viewer.assets import demo_description, is_demo_checkpoint
+    from dsviewer.viewer.escape import escape_markdown
 
     if len(options.ckpt) == 1 and is_demo_checkpoint(Path(options.ckpt[0])):
         return demo_description()
@@ -97,7 +98,7 @@ def start(options: ViewerOptions, console=None):
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from viewer.escape import escape_rich
+    from dsviewer.viewer.escape import escape_rich
 
     console = console or Console(stderr=True)
     options = check_inputs(options)
@@ -114,15 +115,15 @@ def start(options: ViewerOptions, console=None):
             # model loaded, the scene computed) must not stop it before the scene is shown.
             bar.update(task, description=escape_rich(stage), completed=min(99.0, 100 * fraction))
 
-        from viewer.pipeline import print_notes
-        from viewer.runs import RunLoader
+        from dsviewer.viewer.pipeline import print_notes
+        from dsviewer.viewer.runs import RunLoader
 
         run_loader = RunLoader(options, progress)
 
         import viser
 
-        from viewer.gui.app import ViewerApp
-        from viewer.network import is_loopback, shared_spec_check
+        from dsviewer.viewer.gui.app import ViewerApp
+        from dsviewer.viewer.network import is_loopback, shared_spec_check
 
         server = viser.ViserServer(host=options.host, port=port, verbose=False)
         port = server.get_port()  # --port 0: the port the OS chose
@@ -158,7 +159,7 @@ def start(options: ViewerOptions, console=None):
 
 def serve(options: ViewerOptions) -> int:
     """:func:`start`, then serve until Ctrl-C (or SIGTERM)."""
-    from viewer.errors import Terminated
+    from dsviewer.viewer.errors import Terminated
 
     server, app = start(options)
     try:
@@ -171,7 +172,7 @@ def serve(options: ViewerOptions) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from viewer.errors import run_entry_point
+    from dsviewer.viewer.errors import run_entry_point
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] and argv[0] in SUBCOMMANDS:
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entrypoint() -> None:
     """Console-script entry point (``dsviewer``)."""
-    from viewer.errors import exit_process
+    from dsviewer.viewer.errors import exit_process
 
     exit_process(main())
 

@@ -9,7 +9,7 @@ function and append one :class:`ColorMode` (see docs/ARCHITECTURE.md).
 Every mode colours a point by the pixel it comes from in the layer it belongs to: "depth" on the
 coarse layer is the coarse depth, "multi-view error" on the coarse layer is the coarse depth's
 consistency. A mode without values for a layer (GT error without GT, the analysis while it
-runs) colours it :data:`~viewer.colormaps.NO_DATA_COLOR`.
+runs) colours it :data:`~dsviewer.viewer.colormaps.NO_DATA_COLOR`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Literal
 
 import numpy as np
 
-from viewer import colormaps
-from viewer.analysis import SceneAnalysis, analysed_layer
-from viewer.layers import Layers
-from viewer.point_layers import POINT_LAYERS, point_layer, registry_entry
+from dsviewer.viewer import colormaps
+from dsviewer.viewer.analysis import SceneAnalysis, analysed_layer
+from dsviewer.viewer.layers import Layers
+from dsviewer.viewer.point_layers import POINT_LAYERS, point_layer, registry_entry
 
 LegendKind = Literal["image", "diverging", "sequential", "categorical"]
 ResidualUnit = Literal["inverse", "metric"]

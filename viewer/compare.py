@@ -8,7 +8,7 @@ the same context frame (matched by frame index) is looked up *along a's pixel ra
 Along a's rays
 --------------
 Pixel ``(u, v)`` of ``a`` defines the ray through its centre (conventions of
-:mod:`src.geometry.projection`). ``b``'s depth map, sampled bilinearly, is a surface; the
+:mod:`dsviewer.geometry.projection`). ``b``'s depth map, sampled bilinearly, is a surface; the
 result is the z-depth *in a's camera* of the nearest point of a's ray on that surface (where
 the sampled depth equals the point's z-depth in b's camera). It depends on a's cameras only,
 never on a's depth. When both cameras share their centre (one frame in two runs: the usual
@@ -33,13 +33,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from src.depth_metrics import abs_rel
-from src.geometry.projection import camera_rays, pixel_centers
-from viewer.layers import Cameras, valid_depth
+from dsviewer.depth_metrics import abs_rel
+from dsviewer.geometry.projection import camera_rays, pixel_centers
+from dsviewer.viewer.layers import Cameras, valid_depth
 
 if TYPE_CHECKING:
-    from viewer.pipeline import LoadedScene
-    from viewer.runs import Run
+    from dsviewer.viewer.pipeline import LoadedScene
+    from dsviewer.viewer.runs import Run
 
 GT_NAME = "gt"
 SNAP_PIXELS = 1e-6  # sample positions this close to a pixel centre read that pixel alone
@@ -310,9 +310,9 @@ def compare_pair(a: DepthSource, b: DepthSource) -> dict:
 
     ``depth_abs_rel_b_vs_a`` pools the pixels of all views; ``pixels`` counts the compared
     pixels, ``a_pixels`` a's valid ones. Chamfer: between the valid points of the two sources
-    (:func:`viewer.analysis.metrics.chamfer_distances`, user units).
+    (:func:`dsviewer.viewer.analysis.metrics.chamfer_distances`, user units).
     """
-    from viewer.analysis.metrics import chamfer_distances
+    from dsviewer.viewer.analysis.metrics import chamfer_distances
 
     along = depth_along_rays(a, b)
     own = a.depth.double()

@@ -35,7 +35,7 @@ class Terminated(BaseException):
 def is_user_error(error: BaseException) -> bool:
     if isinstance(error, OSError):
         return True
-    ours = type(error).__module__.split(".")[0] in ("src", "viewer")
+    ours = type(error).__module__.split(".")[0] == "dsviewer"
     return ours and isinstance(error, (ValueError, LookupError))
 
 
@@ -61,7 +61,7 @@ def write_log(error: BaseException) -> Path:
 
 def describe_error(error: BaseException) -> str:
     """Markdown for the GUI: the user error's paragraph, or one line that points to the log."""
-    from viewer.escape import escape_markdown
+    from dsviewer.viewer.escape import escape_markdown
 
     if is_user_error(error):
         return escape_markdown(str(error))

@@ -2,7 +2,7 @@
 
 Only the standard library, tyro and the column table are imported at module level, so
 ``dsviewer eval --help`` answers at once; torch and the model load after parsing. The work is
-:func:`viewer.evaluation.runner.run_evaluation`.
+:func:`dsviewer.viewer.evaluation.runner.run_evaluation`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from viewer.evaluation.columns import METRIC_NAMES  # light: the column table only
+from dsviewer.viewer.evaluation.columns import METRIC_NAMES  # light: the column table only
 
 SortColumn = Literal[("auto", *METRIC_NAMES)]  # type: ignore[valid-type]
 
@@ -85,12 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     input, 1 on a bug (one line naming the log file), 130 when interrupted."""
     import os
 
-    from viewer.errors import EXIT_INTERRUPTED, Terminated, run_entry_point
+    from dsviewer.viewer.errors import EXIT_INTERRUPTED, Terminated, run_entry_point
 
     options = parse_args(argv)
 
     def evaluate() -> int:
-        from viewer.evaluation.runner import run_evaluation
+        from dsviewer.viewer.evaluation.runner import run_evaluation
 
         try:
             return run_evaluation(options)
@@ -103,6 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from viewer.errors import exit_process
+    from dsviewer.viewer.errors import exit_process
 
     exit_process(main())

@@ -4,9 +4,10 @@ Only the standard library, tyro and the option dataclasses are imported at modul
 ``dsviewer export --help`` answers at once; the exporter (torch, open3d) loads after parsing.
 Every output folder is checked (writable, not the current folder, holding nothing or, with
 ``--overwrite``, only an earlier export) before any model work, and each scene's folder is
-written as one transaction. The files themselves are described in :mod:`viewer.export`; with
+written as one transaction. The files themselves are described in :mod:`dsviewer.viewer.export`;
+with
 several ``--ckpt`` each model is loaded once, runs on every scene, and a scene's folder is the
-comparison of :mod:`viewer.export.compare_files`.
+comparison of :mod:`dsviewer.viewer.export.compare_files`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from viewer.options import SceneOptions
+from dsviewer.viewer.options import SceneOptions
 
 
 @dataclass
@@ -64,7 +65,7 @@ def scene_specs(options: ExportOptions) -> list[str]:
     if options.all_from_index:
         if options.index is None:
             raise ExportUsageError("--all-from-index needs --index FILE (an evaluation index).")
-        from src.dataset.views import read_evaluation_index
+        from dsviewer.dataset.views import read_evaluation_index
 
         # Keys whose entry is null are skipped by the official evaluation too.
         index = read_evaluation_index(Path(options.index))
@@ -100,8 +101,8 @@ def scene_folders(out: Path, specs: Sequence[str]) -> dict[str, Path]:
 def model_runs(checkpoints: Sequence[Path]) -> dict[str, Path]:
     """Run name -> checkpoint: the file stems made unique, in the order given. A file given
     twice is two runs of one loaded model."""
-    from viewer.compare import unique_names
-    from viewer.runs import model_path
+    from dsviewer.viewer.compare import unique_names
+    from dsviewer.viewer.runs import model_path
 
     paths = [model_path(checkpoint) for checkpoint in checkpoints]
     return dict(zip(unique_names([Path(c).stem for c in checkpoints]), paths))
@@ -114,10 +115,10 @@ def parse_args(argv: Sequence[str] | None) -> ExportOptions:
 
 def check_options(options: ExportOptions) -> dict[str, Path]:
     """Every check that needs no model: returns each spec's output folder."""
-    from viewer.export import refuse_existing
-    from viewer.export.layout import holds_one_export
-    from viewer.export.transaction import check_writable, recover
-    from viewer.pipeline import resolve_demo
+    from dsviewer.viewer.export import refuse_existing
+    from dsviewer.viewer.export.layout import holds_one_export
+    from dsviewer.viewer.export.transaction import check_writable, recover
+    from dsviewer.viewer.pipeline import resolve_demo
 
     if options.demo:
         resolve_demo(options)
@@ -145,18 +146,19 @@ def check_options(options: ExportOptions) -> dict[str, Path]:
 def run(options: ExportOptions) -> int:
     """Export every scene; 0, or 1 when some scenes failed (each failure is reported).
 
-    Scenes are resolved once (:func:`viewer.evaluation.plan.plan_scenes`, linear in the number
+    Scenes are resolved once (:func:`dsviewer.viewer.evaluation.plan.plan_scenes`, linear in the
+    number
     of keys) and shown on one progress bar, as ``dsviewer eval`` does.
     """
     from dataclasses import replace
 
     from rich.console import Console
 
-    from viewer.errors import EXIT_USER_ERROR, is_user_error
-    from viewer.escape import escape_rich
-    from viewer.evaluation.loading import SceneLoader
-    from viewer.evaluation.plan import plan_scenes
-    from viewer.evaluation.progress import SceneProgress
+    from dsviewer.viewer.errors import EXIT_USER_ERROR, is_user_error
+    from dsviewer.viewer.escape import escape_rich
+    from dsviewer.viewer.evaluation.loading import SceneLoader
+    from dsviewer.viewer.evaluation.plan import plan_scenes
+    from dsviewer.viewer.evaluation.progress import SceneProgress
 
     folders = check_options(options)
     console = Console(stderr=True)
@@ -169,10 +171,10 @@ def run(options: ExportOptions) -> int:
     if options.context is not None or options.target is not None:
         plan.scenes = [replace(s, frames_from="--context/--target") for s in plan.scenes]
 
-    from viewer.analysis import AnalysisSettings
-    from viewer.export import ExportSettings, export_scene
-    from viewer.export.compare_files import export_comparison
-    from viewer.pipeline import ModelSession, print_notes
+    from dsviewer.viewer.analysis import AnalysisSettings
+    from dsviewer.viewer.export import ExportSettings, export_scene
+    from dsviewer.viewer.export.compare_files import export_comparison
+    from dsviewer.viewer.pipeline import ModelSession, print_notes
 
     settings = ExportSettings(analysis=AnalysisSettings(
         consistency_threshold=options.consistency_threshold,
@@ -218,13 +220,13 @@ def run(options: ExportOptions) -> int:
 def main(argv: Sequence[str] | ExportOptions | None = None) -> int:
     """Run ``dsviewer export``: 0; 1 when some scenes failed; 2 on bad input (or when every scene
     failed); 130 when interrupted."""
-    from viewer.errors import run_entry_point
+    from dsviewer.viewer.errors import run_entry_point
 
     options = argv if isinstance(argv, ExportOptions) else parse_args(argv)
     return run_entry_point("dsviewer export", lambda: run(options))
 
 
 if __name__ == "__main__":
-    from viewer.errors import exit_process
+    from dsviewer.viewer.errors import exit_process
 
     exit_process(main())

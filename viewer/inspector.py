@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from viewer.analysis import SceneAnalysis
-from viewer.color_modes import COLOR_MODES, ColorContext, layer_values
-from viewer.layers import Cameras, Layers
+from dsviewer.viewer.analysis import SceneAnalysis
+from dsviewer.viewer.color_modes import COLOR_MODES, ColorContext, layer_values
+from dsviewer.viewer.layers import Cameras, Layers
 
 
 class PixelOutOfRangeError(ValueError):
@@ -71,8 +71,8 @@ def corresponding_pixel(
     """
     import torch
 
-    from src.geometry.projection import camera_rays, project_points
-    from viewer.compare import matching_views
+    from dsviewer.geometry.projection import camera_rays, project_points
+    from dsviewer.viewer.compare import matching_views
 
     target = matching_views(a, b)[view]
     if target is None:

@@ -1,7 +1,7 @@
 """Per-pixel geometry of one prediction in the USER's frame: what every consumer reads.
 
 :func:`build_layers` is the only place where the model frame meets the user's frame: it applies
-``scene.world_from_model`` (a :class:`~src.geometry.similarity.Similarity`) once, to every
+``scene.world_from_model`` (a :class:`~dsviewer.geometry.similarity.Similarity`) once, to every
 point, depth, inverse depth, camera and Gaussian. Showing, picking, inspecting, rendering and
 exporting all read the resulting :class:`Layers`, so none of them converts units again and no
 field can be forgotten in model units.
@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from src.dataset.types import SceneViews, ViewSet
-from src.geometry.projection import unproject_depth
-from src.geometry.similarity import Similarity
-from src.model.types import Gaussians, Prediction
+from dsviewer.dataset.types import SceneViews, ViewSet
+from dsviewer.geometry.projection import unproject_depth
+from dsviewer.geometry.similarity import Similarity
+from dsviewer.model.types import Gaussians, Prediction
 
 
 @dataclass

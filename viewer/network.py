@@ -112,7 +112,7 @@ def shared_spec_check(allowed_specs: Sequence[str], data_roots: Sequence[Path]):
     data roots and synthetic scenes, never a path they typed."""
 
     def check(spec: str) -> str | None:
-        from src.dataset.chunks import load_index
+        from dsviewer.dataset.chunks import load_index
 
         if spec in allowed_specs or spec.startswith("synthetic:"):
             return None

@@ -11,9 +11,9 @@ import io
 import numpy as np
 import torch
 
-from viewer.color_modes import GT_ERROR_FLOOR
-from viewer.colormaps import robust_limit, robust_range
-from viewer.layers import Layers
+from dsviewer.viewer.color_modes import GT_ERROR_FLOOR
+from dsviewer.viewer.colormaps import robust_limit, robust_range
+from dsviewer.viewer.layers import Layers
 
 COLUMNS = ("image", "coarse depth", "residual (final - coarse)", "final depth",
            "GT error (final - gt) / gt")  # fmt: skip

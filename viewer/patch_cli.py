@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    from src.backends.depthsplat_patch import (
+    from dsviewer.backends.depthsplat_patch import (
         UnrecognizedCheckoutError,
         apply_patch,
         plan_patch,

@@ -17,20 +17,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from viewer.options import SceneOptions
+from dsviewer.viewer.options import SceneOptions
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from src.backends import ModelBackend
-    from src.dataset.preprocess import PreprocessSettings
-    from src.dataset.types import SceneNote, SceneViews
-    from src.model.types import Prediction
-    from viewer.analysis import AnalysisSettings, SceneAnalysis
-    from viewer.layers import Layers
-    from viewer.point_layers import FlatLayer
-    from viewer.target_render import TargetRenders
-    from viewer.view_params import ViewParameters
+    from dsviewer.backends import ModelBackend
+    from dsviewer.dataset.preprocess import PreprocessSettings
+    from dsviewer.dataset.types import SceneNote, SceneViews
+    from dsviewer.model.types import Prediction
+    from dsviewer.viewer.analysis import AnalysisSettings, SceneAnalysis
+    from dsviewer.viewer.layers import Layers
+    from dsviewer.viewer.point_layers import FlatLayer
+    from dsviewer.viewer.target_render import TargetRenders
+    from dsviewer.viewer.view_params import ViewParameters
 
 ProgressFn = Callable[[str, float], None]
 """``progress(stage_description, fraction_done_in_[0, 1])``."""
@@ -71,7 +71,7 @@ class LoadedScene:
 
     def analysis(self, settings: AnalysisSettings) -> SceneAnalysis:
         """The analysis for ``settings``, computed on first use."""
-        from viewer.analysis import analyze
+        from dsviewer.viewer.analysis import analyze
 
         with self._analysis_lock:
             if settings not in self._analyses:
@@ -86,20 +86,20 @@ class LoadedScene:
     @cached_property
     def targets(self) -> TargetRenders | None:
         """Every target view rendered with its PSNR (None without targets or Gaussians)."""
-        from viewer.target_render import render_target_views
+        from dsviewer.viewer.target_render import render_target_views
 
         with self._targets_lock:
             return render_target_views(self.layers)
 
     @cached_property
     def view(self) -> ViewParameters:
-        from viewer.view_params import view_parameters
+        from dsviewer.viewer.view_params import view_parameters
 
         return view_parameters(self.layers)
 
     def flat(self, layer: str) -> FlatLayer | None:
         """A point layer as flat numpy views (cached)."""
-        from viewer.point_layers import flat_layer
+        from dsviewer.viewer.point_layers import flat_layer
 
         with self._flat_lock:
             if layer not in self._flat:
@@ -125,7 +125,7 @@ def prediction_checks(prediction: Prediction) -> dict[str, int]:
 
 
 def check_notes(checks: dict[str, int]) -> list[SceneNote]:
-    from src.dataset.types import SceneNote
+    from dsviewer.dataset.types import SceneNote
 
     notes = []
     for name, count in checks.items():
@@ -139,7 +139,7 @@ def check_notes(checks: dict[str, int]) -> list[SceneNote]:
 
 def print_notes(console, notes: Sequence[SceneNote], scene: str | None = None) -> None:
     """Each distinct note as one console line (``scene`` names it when several are exported)."""
-    from viewer.escape import escape_rich
+    from dsviewer.viewer.escape import escape_rich
 
     where = f" ({escape_rich(scene)})" if scene else ""
     for note in dict.fromkeys(notes):
@@ -155,7 +155,7 @@ def run_prediction(
     extra_notes: list[SceneNote] | None = None,
 ) -> LoadedScene:
     """Run ``predict_fn`` on ``scene``, check the prediction and build its layers."""
-    from viewer.layers import build_layers
+    from dsviewer.viewer.layers import build_layers
 
     seconds = dict(seconds or {})
     views = scene.context.num_views
@@ -182,7 +182,7 @@ class ModelSession:
                  checkpoint: Path | None = None) -> None:  # fmt: skip
         if checkpoint is None and not options.ckpt:
             raise MissingOptionError("ckpt")
-        from src.backends import open_backend
+        from dsviewer.backends import open_backend
 
         self.options = options
         self.checkpoint = Path(checkpoint or options.ckpt[0])
@@ -198,7 +198,7 @@ class ModelSession:
         return self.backend.load_seconds
 
     def backend_notes(self) -> list[SceneNote]:
-        from src.dataset.types import SceneNote
+        from dsviewer.dataset.types import SceneNote
 
         return [SceneNote("model_warning", text) for text in getattr(self.backend, "warnings", [])]
 
@@ -209,7 +209,7 @@ class ModelSession:
         ``context`` and ``settings`` replace the options' context frames and the model's own
         preprocessing (a run with other views or another near/far).
         """
-        from src.dataset import load_scene
+        from dsviewer.dataset import load_scene
 
         spec = spec or self.options.scene
         if not spec:
@@ -231,7 +231,7 @@ class ModelSession:
             run_name: str | None = None) -> LoadedScene:  # fmt: skip
         loaded = run_prediction(scene, self.predict, progress, seconds,
                                 run_name or self.backend.name, self.backend_notes())  # fmt: skip
-        from viewer.runs import model_path
+        from dsviewer.viewer.runs import model_path
 
         loaded.checkpoint = str(model_path(self.checkpoint))
         return loaded
@@ -251,7 +251,7 @@ def resolve_demo(options: SceneOptions) -> SceneOptions:
     GUI's scene switcher. Raises the assets' ``DemoAssetsMissingError`` (a FileNotFoundError)
     with instructions when the files are not installed.
     """
-    from viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
+    from dsviewer.viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
 
     options.ckpt = [demo_checkpoint()]
     options.data_root = [demo_data_root(), *options.data_root]

@@ -2,7 +2,8 @@
 
 A layer is declared once, here; the GUI's toggles, the legend of "colour by layer", picking,
 the inspector, the PLY exports and ``scene.html`` iterate :data:`POINT_LAYERS`. To add a layer,
-write its ``points`` and ``depth`` accessors on :class:`~viewer.layers.Layers` and append one
+write its ``points`` and ``depth`` accessors on :class:`~dsviewer.viewer.layers.Layers` and append
+one
 :class:`PointLayer` (see docs/ARCHITECTURE.md).
 """
 
@@ -15,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from src.geometry.spherical_harmonics import SH_C0
-from viewer.layers import Layers, camera_depth
+from dsviewer.geometry.spherical_harmonics import SH_C0
+from dsviewer.viewer.layers import Layers, camera_depth
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A :class:`RunSpec` is a run's definition (checkpoint, context frames, near/far); it outlives
 scene switches, so switching scenes re-runs every definition on the new scene. A
 :class:`RunLoader` holds the loaded models (each checkpoint once) and turns a scene spec plus a
-run spec into a :class:`~viewer.pipeline.LoadedScene`.
+run spec into a :class:`~dsviewer.viewer.pipeline.LoadedScene`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from viewer.options import SceneOptions
+from dsviewer.viewer.options import SceneOptions
 
 if TYPE_CHECKING:
-    from viewer.pipeline import LoadedScene, ModelSession, ProgressFn
+    from dsviewer.viewer.pipeline import LoadedScene, ModelSession, ProgressFn
 
 
 def model_path(checkpoint: str | Path) -> Path:
@@ -74,7 +74,7 @@ class RunLoader:
     """The models of a viewer session (each checkpoint loaded once) and how runs are made."""
 
     def __init__(self, options: SceneOptions, progress: ProgressFn | None = None) -> None:
-        from viewer.pipeline import ModelSession
+        from dsviewer.viewer.pipeline import ModelSession
 
         self.options = options
         self.sessions: dict[Path, ModelSession] = {}  # by resolved path: each file loaded once
@@ -98,7 +98,7 @@ class RunLoader:
         return [RunSpec(model_path(checkpoint)) for checkpoint in self.options.ckpt]
 
     def names(self, specs: list[RunSpec]) -> list[str]:
-        from viewer.compare import unique_names
+        from dsviewer.viewer.compare import unique_names
 
         return unique_names([spec.checkpoint.stem for spec in specs])
 

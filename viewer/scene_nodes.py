@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:
     import viser
 
-    from viewer.layers import Cameras
+    from dsviewer.viewer.layers import Cameras
 
 FRUSTUM_COLORS = {"context": (230, 120, 20), "target": (40, 110, 230)}
 THUMBNAIL_SIDE = 256

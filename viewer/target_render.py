@@ -2,13 +2,14 @@
 
 Convention
 ----------
-* Everything is rendered in the user's frame from :class:`~viewer.layers.Layers` (Gaussians and
+* Everything is rendered in the user's frame from :class:`~dsviewer.viewer.layers.Layers`
+(Gaussians and
   cameras moved by the same similarity; the images and PSNR do not depend on it).
 * Rendering follows the official DepthSplat decoder: black background, and Gaussians culled only
   when their camera z is at most ``0.2 * near`` (3DGS's fixed 0.2 after the decoder rescales the
   scene by ``1 / near``); nothing is culled far away. ``near`` is the context views' near plane.
 * Target views are rendered at their own image size and intrinsics; PSNR is
-  :func:`src.model.decoder.render.psnr` of the clamped images, per view, and ``mean_psnr`` is
+  :func:`dsviewer.model.decoder.render.psnr` of the clamped images, per view, and ``mean_psnr`` is
   the plain mean over the rendered views, as the official evaluation averages them.
 * Viewer cameras (:func:`camera_from_viser`) use viser's convention, which is OpenCV like ours:
   ``client.camera.wxyz`` is the rotation ``R_world_camera``, ``position`` the camera centre,
@@ -27,13 +28,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from viewer.colormaps import robust_limit
-from viewer.panels import DEFAULT_DPI, PanelGrid, figure_inches
+from dsviewer.viewer.colormaps import robust_limit
+from dsviewer.viewer.panels import DEFAULT_DPI, PanelGrid, figure_inches
 
 if TYPE_CHECKING:
-    from src.model.decoder.render import Backend
-    from src.model.types import Gaussians
-    from viewer.layers import Layers
+    from dsviewer.model.decoder.render import Backend
+    from dsviewer.model.types import Gaussians
+    from dsviewer.viewer.layers import Layers
 
 OFFICIAL_NEAR_FACTOR = 0.2  # the official decoder culls camera z <= 0.2 * near
 NO_FAR_PLANE = 1e10  # "never cull far": gsplat's own default far plane, finite for its kernels
@@ -102,8 +103,8 @@ def render_target_views(
     Returns:
         :class:`TargetRenders`, or None when :func:`target_render_unavailable` gives a reason.
     """
-    from src.geometry.view_geometry import pairwise_view_geometry
-    from src.model.decoder.render import psnr, render_gaussians
+    from dsviewer.geometry.view_geometry import pairwise_view_geometry
+    from dsviewer.model.decoder.render import psnr, render_gaussians
 
     if target_render_unavailable(layers) is not None:
         return None
@@ -166,7 +167,7 @@ def camera_from_viser(
 
     Square pixels, principal point at the image centre.
     """
-    from src.geometry.transforms import quaternion_xyzw_to_matrix, wxyz_to_xyzw
+    from dsviewer.geometry.transforms import quaternion_xyzw_to_matrix, wxyz_to_xyzw
 
     if not (0.0 < fov < math.pi) or not aspect > 0 or height < 1:
         raise CameraInputError(
@@ -201,7 +202,7 @@ def render_at_camera(
     ``near``/``far`` are the culling planes passed to the rasterizer as they are; to match the
     target renders use ``OFFICIAL_NEAR_FACTOR * context near`` and :data:`NO_FAR_PLANE`.
     """
-    from src.model.decoder.render import render_gaussians
+    from dsviewer.model.decoder.render import render_gaussians
 
     if gaussians.means.shape[0] != 1:
         raise CameraInputError(

@@ -1,6 +1,7 @@
 """How a scene is looked at: point size unit, frustum size, up direction and the start camera.
 
-Computed once per scene from its :class:`~viewer.layers.Layers` (user frame) and used by the live
+Computed once per scene from its :class:`~dsviewer.viewer.layers.Layers` (user frame) and used by
+the live
 viewer and by ``scene.html`` alike, so both open on the same view with the same sizes.
 
 Start camera: it looks along the context cameras' mean viewing direction, tilted down from
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from viewer.colormaps import robust_range
-from viewer.layers import Layers
+from dsviewer.viewer.colormaps import robust_range
+from dsviewer.viewer.layers import Layers
 
 START_FOV = math.radians(55.0)  # vertical field of view of the start camera
 START_TILT = 0.45  # how much the start camera looks down (tan of the tilt)

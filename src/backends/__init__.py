@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from src.dataset.preprocess import PreprocessSettings
-    from src.dataset.types import ViewSet
-    from src.model.types import Prediction
+    from dsviewer.dataset.preprocess import PreprocessSettings
+    from dsviewer.dataset.types import ViewSet
+    from dsviewer.model.types import Prediction
 
 
 class ModelBackend(Protocol):
@@ -69,15 +69,15 @@ def open_backend(
     settings embedded in the file, else the preset named after it.
 
     Raises:
-        src.model.CheckpointError, src.backends.presets.PresetError (both ``ValueError``).
+        dsviewer.model.CheckpointError, dsviewer.backends.presets.PresetError (both ``ValueError``).
     """
     if depthsplat_repo is not None:
-        from src.backends.extension import ExtensionBackend
+        from dsviewer.backends.extension import ExtensionBackend
 
         return ExtensionBackend(
             Path(checkpoint), repo=Path(depthsplat_repo), device=resolve_device(device),
             config=config,
         )  # fmt: skip
-    from src.backends.builtin import BuiltinBackend
+    from dsviewer.backends.builtin import BuiltinBackend
 
     return BuiltinBackend(Path(checkpoint), device=resolve_device(device), config=config)

@@ -1,4 +1,4 @@
-"""The project's own DepthSplat (``src/model``) as a :class:`~src.backends.ModelBackend`."""
+"""The project's own DepthSplat (``src/model``) as a :class:`~dsviewer.backends.ModelBackend`."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from src.dataset.types import ViewSet
-    from src.model.types import Prediction
+    from dsviewer.dataset.types import ViewSet
+    from dsviewer.model.types import Prediction
 
 
 class BuiltinBackend:
-    """Loads a checkpoint into :class:`src.model.DepthSplat` and runs :func:`src.model.predict`.
+    """Loads a checkpoint into :class:`dsviewer.model.DepthSplat` and runs
+    :func:`dsviewer.model.predict`.
 
-    Architecture and preprocessing come from :func:`src.backends.presets.load_checkpoint`
+    Architecture and preprocessing come from :func:`dsviewer.backends.presets.load_checkpoint`
     (``config``: an explicit preset name or YAML file).
     """
 
     def __init__(self, checkpoint: Path, *, device: str, config: str | Path | None = None):
-        from src.backends.presets import load_checkpoint
+        from dsviewer.backends.presets import load_checkpoint
 
         start = time.perf_counter()
         loaded = load_checkpoint(checkpoint, device=device, preset=config)
@@ -33,6 +34,6 @@ class BuiltinBackend:
         self.device = device
 
     def predict(self, context: ViewSet) -> Prediction:
-        from src.model.predict import predict
+        from dsviewer.model.predict import predict
 
         return predict(self.model, context)

@@ -1,7 +1,7 @@
 """The exposure a DepthSplat checkout needs for dsviewer, stated once: check, explain, apply it.
 
 dsviewer reads two inverse-depth maps out of ``visualization_dump`` (the contract of
-:mod:`src.backends.extension`): ``coarse_mv_depth``, the cost volume's soft-argmax bilinearly
+:mod:`dsviewer.backends.extension`): ``coarse_mv_depth``, the cost volume's soft-argmax bilinearly
 upsampled, and ``mono_depth``, the signed residual the DPT upsampler adds to it. The official
 code computes both in ``mv_unimatch.py`` but keeps them local. The exposure is two insertions,
 each after one anchor line of the official files:
@@ -184,7 +184,7 @@ def plan_patch(repo: str | Path) -> list[FilePatch]:
 
 def apply_patch(repo: str | Path, patches: list[FilePatch]) -> list[Path]:
     """Write the changed files atomically; the paths written."""
-    from src.io.atomic import atomic_write
+    from dsviewer.io.atomic import atomic_write
 
     written = []
     for patch in patches:

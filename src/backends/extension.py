@@ -1,8 +1,9 @@
 """A user's own DepthSplat checkout (``--depthsplat-repo``) as a ``ModelBackend``.
 
 The checkout's encoder code runs on its checkpoint in a worker process
-(:mod:`src.backends.extension_worker`), because its package is also called ``src``. What comes
-back is read through the ``visualization_dump`` contract:
+(:mod:`dsviewer.backends.extension_worker`): its package is called ``src``, like many other
+research codes', and its imports stay out of dsviewer's process. What comes back is read through
+the ``visualization_dump`` contract:
 
 ====================  ===============  ========================================================
 key                   shape            meaning
@@ -15,7 +16,7 @@ key                   shape            meaning
 ====================  ===============  ========================================================
 
 The official code writes none of them (only ``depth``, ``scales`` and ``rotations``);
-``dsviewer patch-depthsplat`` adds them (see :mod:`src.backends.depthsplat_patch`). Without the
+``dsviewer patch-depthsplat`` adds them (see :mod:`dsviewer.backends.depthsplat_patch`). Without the
 optional keys the backend degrades and says so in ``warnings``: ``match_probs`` is then taken from
 the depth predictor's own returned ``match_probs`` where it has them, ``match_prob`` is their
 maximum, and missing candidates are NaN (the pixel inspector shows probabilities only).
@@ -35,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from src.backends import extension_worker as protocol
-from src.backends.depthsplat_patch import (
+from dsviewer.backends import extension_worker as protocol
+from dsviewer.backends.depthsplat_patch import (
     ENCODER_FILE,
     MATCHER_FILE,
     exposes_maps,
@@ -46,10 +47,10 @@ from src.backends.depthsplat_patch import (
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from src.dataset.preprocess import PreprocessSettings
-    from src.dataset.types import ViewSet
-    from src.model.config import DepthSplatConfig
-    from src.model.types import Prediction
+    from dsviewer.dataset.preprocess import PreprocessSettings
+    from dsviewer.dataset.types import ViewSet
+    from dsviewer.model.config import DepthSplatConfig
+    from dsviewer.model.types import Prediction
 
 WORKER_SCRIPT = Path(protocol.__file__).resolve()
 CONFIG_FILE = Path("config/model/encoder/depthsplat.yaml")
@@ -101,8 +102,8 @@ def checkpoint_settings(
     """Architecture, preprocessing and warnings of a checkpoint, chosen as for the built-in
     model (``config``, the file's embedded settings, the preset named after it, the shapes).
     """
-    from src.backends.presets import resolve_settings
-    from src.model.checkpoint_file import read_checkpoint
+    from dsviewer.backends.presets import resolve_settings
+    from dsviewer.model.checkpoint_file import read_checkpoint
 
     settings, warnings = resolve_settings(read_checkpoint(checkpoint), Path(checkpoint), config)
     return settings.architecture, settings.preprocess, warnings
@@ -184,7 +185,7 @@ class ExtensionBackend:
         config: str | Path | None = None,
         python: str = sys.executable,
     ):
-        from src.model import CheckpointError
+        from dsviewer.model import CheckpointError
 
         start = time.perf_counter()
         self.checkpoint = Path(checkpoint)
@@ -217,8 +218,8 @@ class ExtensionBackend:
         self.load_seconds = time.perf_counter() - start
 
     def predict(self, context: ViewSet) -> Prediction:
-        from src.model.predict import prediction_from_outputs
-        from src.model.types import Gaussians
+        from dsviewer.model.predict import prediction_from_outputs
+        from dsviewer.model.types import Gaussians
 
         answer = self._worker.call({"op": "predict", "context": context.as_batch("cpu")})
         if not answer["ok"]:

@@ -1,9 +1,11 @@
-"""Worker process that runs a user's DepthSplat checkout; started by :mod:`src.backends.extension`.
+"""Worker process that runs a user's DepthSplat checkout; started by
+:mod:`dsviewer.backends.extension`.
 
 Run as a script (``python extension_worker.py REPO``), never imported inside the worker: the
-checkout's package is also called ``src``, so this file imports only the standard library,
-torch, PyYAML and (for ``.safetensors``) safetensors, and binds the name ``src`` to the checkout
-before anything else can. The parent imports this module only for the message framing.
+checkout's package is called ``src``, like those of MVSplat, pixelSplat and many other research
+codes, so this file imports only the standard library, torch, PyYAML and (for ``.safetensors``)
+safetensors, and binds the name ``src`` to the checkout before any other ``src`` can. The parent
+imports this module only for the message framing.
 
 Protocol: length-prefixed messages both ways, each ``torch.save`` of a dict of plain values and
 tensors, read with ``torch.load(weights_only=True)``. Requests are ``{"op": "load", ...}``,
@@ -68,15 +70,15 @@ def bind_checkout_package(repo: Path) -> None:
     """Make ``import src`` (and every ``src.*``) resolve inside ``repo`` only.
 
     The official ``src`` has no ``__init__.py`` (a namespace package), and a regular package of
-    the same name anywhere on ``sys.path`` (such as dsviewer's own) would win over it, so the
-    package is registered by hand with ``repo/src`` as its only search location. ``sys.path``
-    keeps every other entry: after ``pip install .`` the folder holding dsviewer's ``src`` is
-    site-packages itself, where the checkout finds einops, jaxtyping and the rest.
+    the same name anywhere on ``sys.path`` (another research code installed into the same
+    environment) would win over it, so the package is registered by hand with ``repo/src`` as
+    its only search location. ``sys.path`` keeps every other entry: site-packages is where the
+    checkout finds einops, jaxtyping and the rest.
     """
     sys.path[0] = str(repo)  # instead of this script's folder
     standard = (importlib.machinery.PathFinder, importlib.machinery.BuiltinImporter,
                 importlib.machinery.FrozenImporter)  # fmt: skip
-    for finder in list(sys.meta_path):  # e.g. an editable install's finder that maps src/
+    for finder in list(sys.meta_path):  # e.g. another project's editable src/
         if finder not in standard and _claims_src(finder):
             sys.meta_path.remove(finder)
     package_dir = repo / "src"

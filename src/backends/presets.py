@@ -14,7 +14,7 @@ keys and wrong types are errors naming the file, the section and the key)::
       source_shape: null     # this key wins over the dataset preset's
 
 For a checkpoint file, settings come from (first that applies): an explicit preset; the
-settings :func:`src.model.save_checkpoint` embedded (both sections, or the old flat dict); the
+settings :func:`dsviewer.model.save_checkpoint` embedded (both sections, or the old flat dict); the
 preset named after the file; else the architecture read off the tensor shapes with the default
 dataset preset, and a warning.
 """
@@ -27,22 +27,22 @@ from typing import Any
 
 import yaml
 
-from src.dataset.errors import SettingsError
-from src.dataset.preprocess import PreprocessSettings
-from src.dataset.settings import read_settings_file, settings_from_dict, yaml_problem
-from src.model.checkpoint import DepthSplat, build_model, config_from_shapes, nonfinite_warning
-from src.model.checkpoint_file import (
+from dsviewer.configs import CONFIG_ROOT
+from dsviewer.dataset.errors import SettingsError
+from dsviewer.dataset.preprocess import PreprocessSettings
+from dsviewer.dataset.settings import read_settings_file, settings_from_dict, yaml_problem
+from dsviewer.model.checkpoint import DepthSplat, build_model, config_from_shapes, nonfinite_warning
+from dsviewer.model.checkpoint_file import (
     CONFIG_ENTRY,
     CheckpointError,
     EmbeddedSettings,
     RawCheckpoint,
     read_checkpoint,
 )
-from src.model.config import ConfigError, DepthSplatConfig
+from dsviewer.model.config import ConfigError, DepthSplatConfig
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-PRESET_DIR = CONFIGS / "checkpoints"
-DATASET_PRESET_DIR = CONFIGS / "datasets"
+PRESET_DIR = CONFIG_ROOT / "checkpoints"
+DATASET_PRESET_DIR = CONFIG_ROOT / "datasets"
 TOP_LEVEL_KEYS = ("checkpoint", "architecture", "preprocess")
 DATASET_PRESET_KEY = "dataset_preset"
 DEFAULT_DATASET_PRESET = "re10k"

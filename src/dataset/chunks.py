@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from src.io.atomic import atomic_write
+from dsviewer.io.atomic import atomic_write
 
 from .errors import CameraFormatError, ChunkFormatError, MissingRootError, UnknownSceneKeyError
 from .paths import path_inside
@@ -184,7 +184,7 @@ def load_index(roots: Sequence[Path]) -> dict[str, Path]:
                     continue
                 log.warning(
                     "%s has no %s: scanning every chunk to build one in memory (slow). Write it "
-                    "once with src.dataset.chunks.write_index(folder, build_index(folder)).",
+                    "once with dsviewer.dataset.chunks.write_index(folder, build_index(folder)).",
                     folder,
                     INDEX_NAME,
                 )

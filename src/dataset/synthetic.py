@@ -8,7 +8,7 @@ view-independent Lambert shading), which gives multi-view stereo something to ma
 
 World axes follow the cameras (OpenCV): +X right, +Y down, +Z forward at frame 0.
 
-    python -m src.dataset.synthetic --out DIR --scenes 4 --frames 24 --height 128 --width 128
+    python -m dsviewer.dataset.synthetic --out DIR --scenes 4 --frames 24 --height 128 --width 128
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from src.geometry.projection import camera_rays, pixel_centers
+from dsviewer.geometry.projection import camera_rays, pixel_centers
 
 from .chunks import ChunkExample, write_chunk, write_index
 

@@ -143,14 +143,15 @@ class Similarity:
 
     def harmonics(self, harmonics: Tensor) -> Tensor:
         """``[..., 3, d_sh]`` SH coefficients (3DGS basis) turned with the scene."""
-        from src.geometry.spherical_harmonics import rotate_sh_3dgs
+        from dsviewer.geometry.spherical_harmonics import rotate_sh_3dgs
 
         if torch.allclose(self.rotation, torch.eye(3, dtype=torch.float64), atol=1e-12):
             return harmonics
         return rotate_sh_3dgs(harmonics, self.rotation.to(harmonics.device))
 
     def gaussians(self, gaussians):
-        """A moved copy of a :class:`src.model.types.Gaussians` (any dataclass with its fields).
+        """A moved copy of a :class:`dsviewer.model.types.Gaussians` (any dataclass with its
+        fields).
 
         Camera-frame ``scales`` grow by ``s``; camera-frame ``rotations_xyzw`` are unchanged.
         """

@@ -2,7 +2,7 @@
 
 Convention: ``cov = R diag(s)^2 R^T``; quaternions are unit, scalar first (``wxyz``), with
 ``w >= 0``, and ``R(q)`` is the usual active rotation (the matrix 3DGS builds from ``rot_0..3``).
-Quaternion <-> matrix conversions are those of ``src.geometry.transforms``.
+Quaternion <-> matrix conversions are those of ``dsviewer.geometry.transforms``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from src.geometry.transforms import matrix_to_quaternion_wxyz, quaternion_wxyz_to_matrix
+from dsviewer.geometry.transforms import matrix_to_quaternion_wxyz, quaternion_wxyz_to_matrix
 
 MIN_VARIANCE = 1e-30  # eigenvalues are clamped here so that log-scales stay finite
 

@@ -1,7 +1,8 @@
 """PLY files: point clouds with arbitrary per-vertex properties, and 3DGS Gaussian splats.
 
 Writing builds one numpy structured array (little endian) and writes the header and the array in
-one go, atomically (``src.io.atomic``). Reading parses the header and maps the ``vertex`` element
+one go, atomically (``dsviewer.io.atomic``). Reading parses the header and maps the ``vertex``
+element
 with ``numpy.fromfile``; binary little/big endian and ASCII files from other tools are accepted.
 
 3DGS layout (original 3DGS code, SuperSplat, most viewers), all ``float32``, in this order:
@@ -9,7 +10,7 @@ with ``numpy.fromfile``; binary little/big endian and ASCII files from other too
 coefficients of red, then green, then blue), ``opacity`` (logit), ``scale_0..2`` (natural log of
 the linear scales), ``rot_0..3`` (unit quaternion ``w x y z``, world frame). Our ``harmonics
 [..., 3, d_sh]`` are already channel-major in the 3DGS basis order (see
-``src.geometry.spherical_harmonics``), so ``f_dc = harmonics[..., 0]`` and ``f_rest`` is
+``dsviewer.geometry.spherical_harmonics``), so ``f_dc = harmonics[..., 0]`` and ``f_rest`` is
 ``harmonics[..., 1:]`` flattened. (The official DepthSplat exporter writes only the DC band and
 rotates everything into the first context camera's frame; we keep the world frame and all bands.)
 """
@@ -26,13 +27,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from src.geometry.transforms import matrix_to_quaternion_wxyz, quaternion_xyzw_to_matrix
-from src.io.atomic import atomic_write
-from src.io.gaussian_factors import (
+from dsviewer.geometry.transforms import matrix_to_quaternion_wxyz, quaternion_xyzw_to_matrix
+from dsviewer.io.atomic import atomic_write
+from dsviewer.io.gaussian_factors import (
     covariance_from_scales_rotations,
     scales_rotations_from_covariance,
 )
-from src.model.types import Gaussians
+from dsviewer.model.types import Gaussians
 
 PathLike = str | os.PathLike[str]
 

@@ -2,7 +2,7 @@
 
 ``load_model(path)`` returns a :class:`DepthSplat` (``.encoder``, ``.config``) in eval mode;
 ``predict(model, views)`` returns a :class:`Prediction`. Architecture only: what a checkpoint
-expects of its input views comes from ``src.backends.presets``.
+expects of its input views comes from ``dsviewer.backends.presets``.
 """
 
 from .checkpoint import (

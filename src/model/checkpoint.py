@@ -8,7 +8,7 @@ exactly is built for real and loaded with ``strict=True``.
 Which architecture: the ``config`` argument, else the one embedded by :func:`save_checkpoint`,
 else the one read off the shapes (released widths). Released files carry no settings, and two
 of them differ from the shape-inferred architecture in ``gaussian_scale_max``:
-``src.backends.presets.load_checkpoint`` applies their presets.
+``dsviewer.backends.presets.load_checkpoint`` applies their presets.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from src.io.atomic import atomic_write
+from dsviewer.io.atomic import atomic_write
 
 from .config import ARCHITECTURE_FIELDS, ConfigError, DepthSplatConfig
 
@@ -268,11 +268,11 @@ def save_checkpoint(
     """Write the weights and the settings atomically (``.safetensors`` or a torch file).
 
     Args:
-        model: a :class:`~src.model.DepthSplat` (its ``config`` becomes the ``architecture``
+        model: a :class:`~dsviewer.model.DepthSplat` (its ``config`` becomes the ``architecture``
             section).
         path: where to write; ``.safetensors`` selects that format, anything else a torch file.
         preprocess: stored unread as the ``preprocess`` section, e.g.
-            ``src.dataset.settings.settings_to_dict(settings)``; loaders then need no preset.
+            ``dsviewer.dataset.settings.settings_to_dict(settings)``; loaders then need no preset.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

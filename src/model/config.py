@@ -1,7 +1,7 @@
 """The architecture of a DepthSplat model (plus one inference knob), and nothing else.
 
 What a checkpoint expects of its input views (image shape, near/far, view count) is
-preprocessing: :class:`src.dataset.PreprocessSettings`. The presets that pair the two for each
+preprocessing: :class:`dsviewer.dataset.PreprocessSettings`. The presets that pair the two for each
 released checkpoint (``configs/checkpoints/*.yaml``) are read by ``src/backends/presets.py``.
 """
 

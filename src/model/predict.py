@@ -24,7 +24,7 @@ def predict(
     """Run the encoder on ``context`` (batch of one) under ``torch.inference_mode``.
 
     Args:
-        model: from :func:`src.model.load_model`.
+        model: from :func:`dsviewer.model.load_model`.
         context: the context views, already preprocessed (H, W multiples of
             ``model.config.min_image_multiple``).
         autocast_dtype: ``"fp16"`` or ``"bf16"`` mixed precision, CUDA only; outputs are float32.

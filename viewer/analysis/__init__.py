@@ -1,4 +1,5 @@
-"""Geometry diagnostics of one scene's :class:`~viewer.layers.Layers`: pure functions, no GUI.
+"""Geometry diagnostics of one scene's :class:`~dsviewer.viewer.layers.Layers`: pure functions, no
+GUI.
 
 :func:`analyze` runs every per-pixel check on the two predicted depth layers (coarse and
 final): multi-view consistency (:mod:`.consistency`), near/far clamps, depth edges and flying
@@ -13,12 +14,17 @@ from dataclasses import asdict, dataclass, field
 
 from torch import Tensor
 
-from src.depth_metrics import DELTA_THRESHOLD
-from viewer.analysis.consistency import Consistency, Lookup, Occlusions, multiview_consistency
-from viewer.analysis.flags import clamp_masks, depth_edges
-from viewer.analysis.gaussians import gaussian_scalar
-from viewer.analysis.metrics import gt_error_map, gt_metrics, value_stats
-from viewer.layers import Layers
+from dsviewer.depth_metrics import DELTA_THRESHOLD
+from dsviewer.viewer.analysis.consistency import (
+    Consistency,
+    Lookup,
+    Occlusions,
+    multiview_consistency,
+)
+from dsviewer.viewer.analysis.flags import clamp_masks, depth_edges
+from dsviewer.viewer.analysis.gaussians import gaussian_scalar
+from dsviewer.viewer.analysis.metrics import gt_error_map, gt_metrics, value_stats
+from dsviewer.viewer.layers import Layers
 
 ANALYSED_LAYERS = ("coarse", "final")
 """Depth layers the checks run on; other point layers borrow one (see :func:`analysed_layer`)."""

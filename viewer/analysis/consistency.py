@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from src.geometry.projection import project_points
-from viewer.analysis.flags import depth_edges
+from dsviewer.geometry.projection import project_points
+from dsviewer.viewer.analysis.flags import depth_edges
 
 Lookup = Literal["bilinear", "nearest"]
 Occlusions = Literal["count", "skip"]

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from src.model.types import Gaussians
-from viewer.colormaps import apply_sequential, robust_range
+from dsviewer.model.types import Gaussians
+from dsviewer.viewer.colormaps import apply_sequential, robust_range
 
 
 def gaussian_scalar(gaussians: Gaussians, mode: Literal["opacity", "scale"]) -> Tensor:

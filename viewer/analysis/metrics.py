@@ -1,6 +1,6 @@
 """Numbers about one scene: depth metrics against GT, value statistics, histograms, Chamfer.
 
-GT metrics (defined in :mod:`src.depth_metrics`) count the pixels with ``gt > 0`` and a finite
+GT metrics (defined in :mod:`dsviewer.depth_metrics`) count the pixels with ``gt > 0`` and a finite
 positive prediction. ``overall`` pools the pixels of all views (it is not the mean of the
 per-view values).
 """
@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from src.depth_metrics import DELTA_THRESHOLD, abs_rel, delta_accuracy, rmse
-from viewer.colormaps import robust_range
-from viewer.layers import CostVolume
+from dsviewer.depth_metrics import DELTA_THRESHOLD, abs_rel, delta_accuracy, rmse
+from dsviewer.viewer.colormaps import robust_range
+from dsviewer.viewer.layers import CostVolume
 
 
 def depth_metrics(depth: Tensor, gt: Tensor, delta_threshold: float = DELTA_THRESHOLD) -> dict:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from viewer.layers import Layers
+from dsviewer.viewer.layers import Layers
 
 
 @dataclass

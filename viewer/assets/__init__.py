@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from src.dataset.preprocess import PreprocessSettings
+    from dsviewer.dataset.preprocess import PreprocessSettings
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 CHECKPOINT_NAME = "depthsplat-demo-tiny.pth"
@@ -42,7 +42,8 @@ def _existing(path: Path) -> Path:
 
 
 def demo_checkpoint() -> Path:
-    """The demo model, loadable with ``src.model.load_model`` (config embedded, fp16 weights)."""
+    """The demo model, loadable with ``dsviewer.model.load_model`` (config embedded, fp16
+    weights)."""
     return _existing(DEMO_DIR / CHECKPOINT_NAME)
 
 
@@ -85,7 +86,7 @@ def demo_info() -> dict[str, Any]:
 @cache
 def demo_preprocess_settings() -> PreprocessSettings:
     """What the demo model expects of its input views: the settings its checkpoint embeds."""
-    from src.backends.presets import checkpoint_settings
+    from dsviewer.backends.presets import checkpoint_settings
 
     return checkpoint_settings(demo_checkpoint()).preprocess
 

@@ -1,6 +1,7 @@
 """The columns of ``scenes.csv``: one place that names every per-scene metric and its meaning.
 
-Each metric is computed once per scene by :mod:`viewer.evaluation.scene_metrics`; the report,
+Each metric is computed once per scene by :mod:`dsviewer.viewer.evaluation.scene_metrics`; the
+report,
 the CSV and the dataset aggregates all iterate :data:`METRICS`.
 """
 

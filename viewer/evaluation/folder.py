@@ -22,7 +22,7 @@ import re
 import shutil
 from pathlib import Path
 
-from viewer.evaluation.records import (
+from dsviewer.viewer.evaluation.records import (
     OUTPUT_FILES,
     RECORDS_DIR,
     RUN_FILE,
@@ -50,7 +50,7 @@ class RunMismatchError(ValueError):
 
 class ForeignFilesError(ValueError):
     def __init__(self, out: Path, entries: list[str]) -> None:
-        from viewer.export.layout import describe  # lazy: the export package imports torch
+        from dsviewer.viewer.export.layout import describe  # lazy: the export package imports torch
 
         super().__init__(
             f"--out {out} holds files that dsviewer eval did not write where it keeps, moves or "

@@ -4,7 +4,8 @@ The plan already knows each key's chunk and its evaluation-index views, so nothi
 up again per scene (reading a 7,194-key ``index.json`` and evaluation index costs about 70 ms,
 which per scene would outweigh a GPU forward). The last chunk read is kept: the shards are
 sorted by chunk, so consecutive scenes mostly share it. The preprocessing is the dataset
-loader's own (:func:`src.dataset.scene.scene_from_example`, as :func:`src.dataset.load_scene`
+loader's own (:func:`dsviewer.dataset.scene.scene_from_example`, as
+:func:`dsviewer.dataset.load_scene`
 uses it). Frames the evaluation index names are checked here, so that a bad one is reported as
 the index's (its file and key), not as a command-line flag's; without target renders the target
 frames are not even decoded.
@@ -15,12 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from viewer.evaluation.plan import PlannedScene
+from dsviewer.viewer.evaluation.plan import PlannedScene
 
 if TYPE_CHECKING:
-    from src.dataset.chunks import ChunkExample
-    from src.dataset.preprocess import PreprocessSettings
-    from src.dataset.types import SceneViews
+    from dsviewer.dataset.chunks import ChunkExample
+    from dsviewer.dataset.preprocess import PreprocessSettings
+    from dsviewer.dataset.types import SceneViews
 
 
 class SceneLoader:
@@ -41,8 +42,8 @@ class SceneLoader:
         self._examples: dict[str, ChunkExample] = {}
 
     def _example(self, key: str, chunk: Path) -> ChunkExample:
-        from src.dataset.chunks import read_chunk
-        from src.dataset.errors import ChunkFormatError
+        from dsviewer.dataset.chunks import read_chunk
+        from dsviewer.dataset.errors import ChunkFormatError
 
         if chunk != self._chunk:
             self._chunk, self._examples = None, {}  # no stale cache if the read fails
@@ -57,9 +58,9 @@ class SceneLoader:
     def load(self, planned: PlannedScene, settings: PreprocessSettings | None = None) -> SceneViews:
         """The scene's views, preprocessed with ``settings`` (default: the loader's; another
         model's settings reuse the chunk already read). Raises the dataset loader's errors."""
-        from src.dataset import load_scene
-        from src.dataset.scene import scene_from_example
-        from src.dataset.views import ViewSelection, check_frames
+        from dsviewer.dataset import load_scene
+        from dsviewer.dataset.scene import scene_from_example
+        from dsviewer.dataset.views import ViewSelection, check_frames
 
         settings = settings or self.settings
         context = None if planned.context is None else list(planned.context)

@@ -2,7 +2,8 @@
 ``report.html``, rows in plan order (so they do not depend on how many ranks ran them).
 
 The rows are the whole test set's even when ``--scene`` ran a few of its scenes (the plan holds
-every index or root key, :func:`viewer.evaluation.plan.plan_scenes` with ``whole``): a scene of
+every index or root key, :func:`dsviewer.viewer.evaluation.plan.plan_scenes` with ``whole``): a
+scene of
 it with a record of this run (the same frames, read from the same source) is its row, a missing
 one a ``missing`` row, one that this run should have evaluated but has no record a ``failed``
 row; scenes never evaluated in the folder are counted, not listed. Records of this run for
@@ -15,19 +16,19 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from viewer.evaluation.columns import (
+from dsviewer.viewer.evaluation.columns import (
     DEFAULT_SORT_WITH_GT,
     DEFAULT_SORT_WITHOUT_GT,
     STATUS_FAILED,
     STATUS_MISSING,
     STATUS_OK,
 )
-from viewer.evaluation.plan import ScenePlan, plan_scenes
-from viewer.evaluation.records import SceneRecord, measured, read_run_records, write_json
+from dsviewer.viewer.evaluation.plan import ScenePlan, plan_scenes
+from dsviewer.viewer.evaluation.records import SceneRecord, measured, read_run_records, write_json
 
 if TYPE_CHECKING:
-    from viewer.eval_cli import EvalOptions
-    from viewer.evaluation.runner import Prepared
+    from dsviewer.viewer.eval_cli import EvalOptions
+    from dsviewer.viewer.evaluation.runner import Prepared
 
 NO_RECORD = ("no result was written: the process that ran this scene stopped early; rerun the "
              "same command to resume")  # fmt: skip
@@ -82,7 +83,7 @@ def dsviewer_version() -> tuple[str | None, str | None]:
 def open_command(options: EvalOptions, key: str, source: dict | None) -> str:
     """The shell command that opens ``key`` as its record was made: the data root that held
     its chunk, or its capture folder (``source``: the record's, see ``plan.scene_source``)."""
-    from viewer.evaluation.scene_metrics import viewer_command
+    from dsviewer.viewer.evaluation.scene_metrics import viewer_command
 
     source = source or {}
     roots = [Path(source["data_root"])] if source.get("data_root") else options.data_root
@@ -103,9 +104,9 @@ def sort_column(requested: str, records: list[SceneRecord]) -> str:
 def write_outputs(options: EvalOptions, prepared: Prepared, timing: dict,
                   device: str) -> list[SceneRecord]:  # fmt: skip
     """``scenes.csv``, ``summary.json`` and ``report.html`` from every record (rank 0)."""
-    from src.io.atomic import atomic_write
-    from viewer.evaluation.report import render_report
-    from viewer.evaluation.tables import AGGREGATION, summary, write_csv
+    from dsviewer.io.atomic import atomic_write
+    from dsviewer.viewer.evaluation.report import render_report
+    from dsviewer.viewer.evaluation.tables import AGGREGATION, summary, write_csv
 
     out = Path(options.out)
     plan = prepared.plan

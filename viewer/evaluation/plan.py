@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.dataset import SYNTHETIC_PREFIX
+from dsviewer.dataset import SYNTHETIC_PREFIX
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,8 @@ def plan_scenes(
         PlanError, or the dataset loader's errors (a missing root, an unreadable index.json
         or evaluation index) with a message that says what to fix.
     """
-    from src.dataset.chunks import load_index
-    from src.dataset.views import read_evaluation_index
+    from dsviewer.dataset.chunks import load_index
+    from dsviewer.dataset.views import read_evaluation_index
 
     roots = [Path(root) for root in data_roots]
     chunks: dict[str, Path] = {}

@@ -8,9 +8,9 @@ Layout of the output folder ``D``::
                              that ran it; <id> is a hash of the key (keys are untrusted text)
     D/scenes.csv, D/summary.json, D/report.html    merged by rank 0 at the end
     D/previous-run/          what ``--force`` with other inputs moved aside (the run before);
-                             :mod:`viewer.evaluation.folder` claims and sets aside
+                             :mod:`dsviewer.viewer.evaluation.folder` claims and sets aside
 
-Every file is written atomically (:func:`src.io.atomic.atomic_write`): a record exists
+Every file is written atomically (:func:`dsviewer.io.atomic.atomic_write`): a record exists
 completely or not at all, so an interrupted run resumes from the records it finds. A record
 holds the thumbnails as base64 PNG (about 4 kB each), so a scene is one file. Each record names
 the run that made it (:func:`run_hash` of ``run.json``), the frames it used and the source it
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from src.io.atomic import atomic_write
-from viewer.evaluation.columns import METRIC_NAMES, STATUS_FAILED, STATUS_OK
+from dsviewer.io.atomic import atomic_write
+from dsviewer.viewer.evaluation.columns import METRIC_NAMES, STATUS_FAILED, STATUS_OK
 
 RUN_FILE = "run.json"
 RECORDS_DIR = "scenes"

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from viewer.evaluation.columns import METRIC_BY_NAME, METRICS, STATUS_OK, THUMBNAIL_NAMES
-from viewer.evaluation.records import SceneRecord
+from dsviewer.viewer.evaluation.columns import METRIC_BY_NAME, METRICS, STATUS_OK, THUMBNAIL_NAMES
+from dsviewer.viewer.evaluation.records import SceneRecord
 
 HISTOGRAM_BINS = 20
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "

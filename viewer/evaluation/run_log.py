@@ -22,7 +22,7 @@ class RunLog:
 
     def write(self, error: BaseException, scene: str | None = None) -> Path:
         """Note ``error`` (of ``scene``, if any) in the run's log; returns the file's path."""
-        from viewer.errors import log_folder
+        from dsviewer.viewer.errors import log_folder
 
         if self.path is None:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

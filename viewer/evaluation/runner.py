@@ -1,10 +1,11 @@
 """The evaluation, on one rank or many: plan on rank 0, run this rank's shard, merge on rank 0.
 
-Rank 0 resolves the scenes (:mod:`viewer.evaluation.plan`), checks the output folder and skips
+Rank 0 resolves the scenes (:mod:`dsviewer.viewer.evaluation.plan`), checks the output folder and
+skips
 scenes that already have a result of this run (resume), then broadcasts the list to every rank.
 Each rank loads the model once, runs its contiguous block of the list and writes one record per
 scene; rank 0's bar counts every rank's scenes (:class:`distributed.RunCounter`). After the
-last rank is done, rank 0 merges the records (:mod:`viewer.evaluation.merge`).
+last rank is done, rank 0 merges the records (:mod:`dsviewer.viewer.evaluation.merge`).
 
 An error on one rank (the model does not load, the disk is full, a bug) never leaves the others
 waiting: the rank notes it, tells the others to stop before their next scene, and still joins
@@ -19,16 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from viewer.errors import EXIT_BUG, EXIT_USER_ERROR, is_user_error
-from viewer.evaluation import distributed
-from viewer.evaluation.columns import (
+from dsviewer.viewer.errors import EXIT_BUG, EXIT_USER_ERROR, is_user_error
+from dsviewer.viewer.evaluation import distributed
+from dsviewer.viewer.evaluation.columns import (
     STATUS_FAILED,
     STATUS_MISSING,
     STATUS_OK,
 )
-from viewer.evaluation.folder import claim_folder
-from viewer.evaluation.plan import PlanError, PlannedScene, ScenePlan, plan_scenes, shard
-from viewer.evaluation.records import (
+from dsviewer.viewer.evaluation.folder import claim_folder
+from dsviewer.viewer.evaluation.plan import PlanError, PlannedScene, ScenePlan, plan_scenes, shard
+from dsviewer.viewer.evaluation.records import (
     OUTPUT_FILES,
     SceneRecord,
     frames_of,
@@ -39,10 +40,10 @@ from viewer.evaluation.records import (
     run_identity,
     write_record,
 )
-from viewer.evaluation.run_log import RunLog
+from dsviewer.viewer.evaluation.run_log import RunLog
 
 if TYPE_CHECKING:
-    from viewer.eval_cli import EvalOptions
+    from dsviewer.viewer.eval_cli import EvalOptions
 
 OS_ERROR_HINTS = {
     errno.ENOTDIR: "a part of that path is a file, not a folder",
@@ -149,7 +150,7 @@ def run_scene(session, loader, planned: PlannedScene, max_target_views: int | No
               log: RunLog | None = None) -> SceneRecord:  # fmt: skip
     """One scene to its record; any error becomes a failed record with the reason (a bug's
     traceback goes to ``log``, the rank's log of this run)."""
-    from viewer.evaluation.scene_metrics import evaluate_scene
+    from dsviewer.viewer.evaluation.scene_metrics import evaluate_scene
 
     start = time.perf_counter()
     try:
@@ -195,9 +196,9 @@ def run_shard(options: EvalOptions, placement, prepared: Prepared, scenes: list[
               session, console, log: RunLog) -> dict:  # fmt: skip
     """Run this rank's scenes, writing a record after each; returns the rank's counts (with
     ``error`` and ``bug`` when it stopped early). Rank 0's bar shows every rank's scenes."""
-    from viewer.evaluation.loading import SceneLoader
-    from viewer.evaluation.progress import SceneProgress
-    from viewer.evaluation.scene_metrics import preprocess_settings
+    from dsviewer.viewer.evaluation.loading import SceneLoader
+    from dsviewer.viewer.evaluation.progress import SceneProgress
+    from dsviewer.viewer.evaluation.scene_metrics import preprocess_settings
 
     out = Path(options.out)
     label = "Evaluating"
@@ -244,7 +245,7 @@ def run_evaluation(options: EvalOptions, console=None) -> int:
 
     from rich.console import Console
 
-    from viewer.evaluation.log_once import WarningsOnce
+    from dsviewer.viewer.evaluation.log_once import WarningsOnce
 
     console = console or Console(stderr=True, highlight=False)
 
@@ -307,7 +308,7 @@ def evaluate(options: EvalOptions, placement, console, say, warnings
     log = RunLog(placement.rank)
     session, load_error = None, None
     if mine:
-        from viewer.evaluation.scene_metrics import open_session
+        from dsviewer.viewer.evaluation.scene_metrics import open_session
 
         try:
             session = open_session(options.ckpt, placement.device, options.config,
@@ -337,7 +338,7 @@ def evaluate(options: EvalOptions, placement, console, say, warnings
     timing = {"world_size": placement.world_size, "ranks": ranks,
               "evaluated_this_run": len(prepared.todo), "wall_seconds": round(wall, 3),
               "scenes_per_second": round(len(prepared.todo) / wall, 4) if wall > 0 else None}
-    from viewer.evaluation.merge import write_outputs
+    from dsviewer.viewer.evaluation.merge import write_outputs
 
     try:
         records = write_outputs(options, prepared, timing, placement.device)

@@ -5,7 +5,7 @@ Everything of ``viewer/`` that the evaluation uses is imported here and nowhere 
 renders, the colour maps and the viewer's command line. When the viewer's pipeline moves,
 only this file changes.
 
-Metrics (named in :mod:`viewer.evaluation.columns`) are read from the analysis summary that
+Metrics (named in :mod:`dsviewer.viewer.evaluation.columns`) are read from the analysis summary that
 ``metrics.json`` of an export holds, and ``target_psnr`` is the ``mean_psnr`` of the same target
 renders, so an evaluation and an export of the same scene agree. One exception:
 ``residual_rel_mean`` is computed here from the same layers (``metrics.json`` has the absolute
@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from src.dataset import SYNTHETIC_PREFIX
-from viewer.evaluation.columns import METRIC_NAMES, THUMBNAIL_NAMES
+from dsviewer.dataset import SYNTHETIC_PREFIX
+from dsviewer.viewer.evaluation.columns import METRIC_NAMES, THUMBNAIL_NAMES
 
 if TYPE_CHECKING:
-    from src.dataset.preprocess import PreprocessSettings
-    from src.dataset.types import SceneViews
-    from viewer.pipeline import ModelSession
+    from dsviewer.dataset.preprocess import PreprocessSettings
+    from dsviewer.dataset.types import SceneViews
+    from dsviewer.viewer.pipeline import ModelSession
 
 @dataclass
 class SceneResult:
@@ -42,8 +42,8 @@ def open_session(
     ckpt: Path, device: str, config: Path | None = None, depthsplat_repo: Path | None = None
 ) -> ModelSession:
     """The model, loaded once per process (``device``: auto, cpu, cuda or cuda:N)."""
-    from viewer.options import SceneOptions
-    from viewer.pipeline import ModelSession
+    from dsviewer.viewer.options import SceneOptions
+    from dsviewer.viewer.pipeline import ModelSession
 
     options = SceneOptions(ckpt=[Path(ckpt)], device=device, config=config,
                            depthsplat_repo=depthsplat_repo)  # fmt: skip
@@ -81,9 +81,9 @@ def evaluate_scene(
     """Predict, derive the layers, analyse, render the targets; see :data:`METRIC_NAMES`."""
     import torch
 
-    from viewer.analysis import AnalysisSettings
-    from viewer.pipeline import run_prediction
-    from viewer.target_render import render_target_views
+    from dsviewer.viewer.analysis import AnalysisSettings
+    from dsviewer.viewer.pipeline import run_prediction
+    from dsviewer.viewer.target_render import render_target_views
 
     loaded = run_prediction(scene, session.predict)
     layers = loaded.layers  # the user's frame and units, as the viewer shows them
@@ -117,7 +117,12 @@ def evaluate_scene(
 
 def _thumbnails(layers) -> dict[str, np.ndarray]:
     """The first context view's maps coloured as the viewer's panels colour them."""
-    from viewer.colormaps import apply_diverging, apply_sequential, robust_limit, robust_range
+    from dsviewer.viewer.colormaps import (
+        apply_diverging,
+        apply_sequential,
+        robust_limit,
+        robust_range,
+    )
 
     coarse = layers.coarse_depth[0].numpy()
     final = layers.final_depth[0].numpy()

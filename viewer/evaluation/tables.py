@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from src.io.atomic import atomic_write
-from viewer.evaluation.columns import (
+from dsviewer.io.atomic import atomic_write
+from dsviewer.viewer.evaluation.columns import (
     CSV_COLUMNS,
     METRICS,
     STATUS_FAILED,
     STATUS_MISSING,
     STATUS_OK,
 )
-from viewer.evaluation.records import SceneRecord
+from dsviewer.viewer.evaluation.records import SceneRecord
 
 AGGREGATION = (
     "Each metric is computed per scene first (GT errors and shares pool the pixels of the "

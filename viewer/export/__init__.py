@@ -2,10 +2,11 @@
 
 :data:`EXPORT_FILES` is the registry: each file is declared once (name, what it holds, how it is
 written, when it exists). ``dsviewer export``, the GUI's export button (a zip) and the tests
-iterate it. Every file reads the same :class:`~viewer.pipeline.LoadedScene` -- its layers (user
+iterate it. Every file reads the same :class:`~dsviewer.viewer.pipeline.LoadedScene` -- its layers
+(user
 frame), its cached analysis for the export's settings and its cached target renders -- so the
 files hold exactly what the viewer shows for those settings. ``metrics.json`` is written last.
-A set of files is one transaction (:mod:`viewer.export.transaction`).
+A set of files is one transaction (:mod:`dsviewer.viewer.export.transaction`).
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.io.atomic import atomic_write
-from viewer.analysis import AnalysisSettings, SceneAnalysis
-from viewer.color_modes import ColorContext, ColorSettings
-from viewer.export import point_files
-from viewer.export.layout import METRICS_JSON, describe, foreign_entries
-from viewer.export.metrics import export_metrics
-from viewer.export.transaction import absolute_folder, export_transaction
-from viewer.pipeline import LoadedScene, ProgressFn
-from viewer.point_layers import POINT_LAYERS
+from dsviewer.io.atomic import atomic_write
+from dsviewer.viewer.analysis import AnalysisSettings, SceneAnalysis
+from dsviewer.viewer.color_modes import ColorContext, ColorSettings
+from dsviewer.viewer.export import point_files
+from dsviewer.viewer.export.layout import METRICS_JSON, describe, foreign_entries
+from dsviewer.viewer.export.metrics import export_metrics
+from dsviewer.viewer.export.transaction import absolute_folder, export_transaction
+from dsviewer.viewer.pipeline import LoadedScene, ProgressFn
+from dsviewer.viewer.point_layers import POINT_LAYERS
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def _comparison(inputs: ExportInputs, path: Path) -> None:
 
 
 def _gaussians(inputs: ExportInputs, path: Path) -> None:
-    from src.io.ply import write_gaussians_ply
+    from dsviewer.io.ply import write_gaussians_ply
 
     layers = inputs.loaded.layers
     keep = layers.gaussians.finite()[0]  # NaN / inf ones are counted in metrics.json's checks
@@ -110,27 +111,27 @@ def _gaussians(inputs: ExportInputs, path: Path) -> None:
 
 
 def _cameras(inputs: ExportInputs, path: Path) -> None:
-    from viewer.export.metrics import cameras_json
+    from dsviewer.viewer.export.metrics import cameras_json
 
     _write_bytes(path, json.dumps(cameras_json(inputs.loaded.layers), indent=2).encode())
 
 
 def _scene_html(inputs: ExportInputs, path: Path) -> None:
-    from viewer.export.scene_html import scene_html
+    from dsviewer.viewer.export.scene_html import scene_html
 
     html = scene_html(inputs.loaded, inputs.context, inputs.settings.html_point_budget)
     _write_bytes(path, html.encode("utf-8"))
 
 
 def _panels(inputs: ExportInputs, path: Path) -> None:
-    from viewer.panels import render_panels
+    from dsviewer.viewer.panels import render_panels
 
     gt_error = inputs.analysis.layers["final"].gt_error
     _write_bytes(path, render_panels(inputs.loaded.layers, gt_error, dpi=inputs.settings.panel_dpi))
 
 
 def _targets(inputs: ExportInputs, path: Path) -> None:
-    from viewer.target_render import target_panels_png
+    from dsviewer.viewer.target_render import target_panels_png
 
     _write_bytes(path, target_panels_png(inputs.loaded.targets, dpi=inputs.settings.panel_dpi))
 
@@ -175,7 +176,8 @@ def export_inputs(loaded: LoadedScene, settings: ExportSettings) -> ExportInputs
 
 def refuse_existing(out_dir: Path, overwrite: bool) -> None:
     """Raise :class:`ForeignFilesError` when ``out_dir`` holds anything but an earlier export
-    (:mod:`viewer.export.layout`), :class:`ExportExistsError` when it holds an earlier export
+    (:mod:`dsviewer.viewer.export.layout`), :class:`ExportExistsError` when it holds an earlier
+    export
     and ``overwrite`` is off."""
     given = Path(out_dir)
     out_dir = absolute_folder(given)  # a link is judged by the folder it points to (replaced)

@@ -3,7 +3,8 @@
 Layout of the output folder ``D`` (written as one transaction, so readers see the old folder
 or the new one, never a mix)::
 
-    D/runs/<run>/      each run's usual export (viewer.export.EXPORT_FILES, cameras.json too)
+    D/runs/<run>/      each run's usual export (dsviewer.viewer.export.EXPORT_FILES, cameras.json
+    too)
     D/compare.json     runs, and per pair of runs the depth AbsRel along rays and Chamfer
     D/compare.ply      run a's final points with b's depth difference along a's rays
 
@@ -12,7 +13,7 @@ context frames, near/far in the model's units), ``folders`` (name -> folder unde
 ``pairs``: every pair of runs ``(a, b)`` with a before b in the run order, then, when the scene
 has GT depth, ``gt`` against each run (``a = "gt"``, so ``depth_abs_rel_b_vs_a`` is the run's
 usual AbsRel against GT, sampled along the GT pixels' rays). Each pair is
-:func:`viewer.compare.compare_pair`'s dict. ``notes``: pairs that could not be compared (no
+:func:`dsviewer.viewer.compare.compare_pair`'s dict. ``notes``: pairs that could not be compared (no
 shared context frame), in words.
 
 ``compare.ply``: float32 ``x y z`` of run a's valid final points, uchar ``red green blue`` (a's
@@ -31,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from src.io.atomic import atomic_write
-from viewer.compare import (
+from dsviewer.io.atomic import atomic_write
+from dsviewer.viewer.compare import (
     GT_NAME,
     DepthSource,
     compare_pair,
@@ -41,13 +42,19 @@ from viewer.compare import (
     gt_source,
     run_source,
 )
-from viewer.export import ExportSettings, archive_stem, export_scene, refuse_existing, zip_folder
-from viewer.export.layout import COMPARE_JSON, COMPARE_PLY, RUNS_FOLDER
-from viewer.export.point_files import pixel_columns, write_table
-from viewer.export.transaction import export_transaction
-from viewer.pipeline import LoadedScene, ProgressFn
-from viewer.point_layers import POINT_LAYERS
-from viewer.runs import run_definition
+from dsviewer.viewer.export import (
+    ExportSettings,
+    archive_stem,
+    export_scene,
+    refuse_existing,
+    zip_folder,
+)
+from dsviewer.viewer.export.layout import COMPARE_JSON, COMPARE_PLY, RUNS_FOLDER
+from dsviewer.viewer.export.point_files import pixel_columns, write_table
+from dsviewer.viewer.export.transaction import export_transaction
+from dsviewer.viewer.pipeline import LoadedScene, ProgressFn
+from dsviewer.viewer.point_layers import POINT_LAYERS
+from dsviewer.viewer.runs import run_definition
 
 DEFINITION = (
     "depth_abs_rel_b_vs_a: mean over a's valid pixels (finite depth > 0) where b has a sample "
@@ -77,7 +84,8 @@ def run_folders(runs: Sequence[LoadedScene]) -> dict[str, str]:
     if duplicates or GT_NAME in names:
         raise ComparisonInputError(
             f"runs to compare need distinct names other than {GT_NAME!r}; got {names}. Name "
-            "them with viewer.compare.unique_names (the CLI uses the checkpoint file stems)."
+            "them with dsviewer.viewer.compare.unique_names (the CLI uses the checkpoint file "
+            "stems)."
         )
     folders: dict[str, str] = {}
     for name in names:

@@ -5,7 +5,7 @@ the user keeps beside the export files would go with it. An earlier export is re
 its layout and its marker file (written last, so a whole export has it; a JSON object with the
 export's own keys, so a user's file of that name does not count):
 
-* one scene, one checkpoint: export files only (:data:`viewer.export.EXPORT_FILE_NAMES`),
+* one scene, one checkpoint: export files only (:data:`dsviewer.viewer.export.EXPORT_FILE_NAMES`),
   ``metrics.json`` among them;
 * one scene, several checkpoints: ``runs/`` (each entry a one-scene export), ``compare.json``
   and ``compare.ply``, ``compare.json`` among them;
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from viewer.export.transaction import MARKER
+from dsviewer.viewer.export.transaction import MARKER
 
 METRICS_JSON = "metrics.json"  # a one-scene export's marker
 RUNS_FOLDER = "runs"
@@ -82,7 +82,7 @@ def _label(entry: Path) -> str:
 def _foreign_in_export(folder: Path, comparison: bool) -> list[str] | None:
     """Foreign entries of ``folder`` read as a one-scene export (or, if ``comparison``, a
     comparison export); None when it holds neither layout's marker."""
-    from viewer.export import EXPORT_FILE_NAMES
+    from dsviewer.viewer.export import EXPORT_FILE_NAMES
 
     entries = _entries(folder)
     if _is_marker(folder / METRICS_JSON):

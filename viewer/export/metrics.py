@@ -1,16 +1,16 @@
 """``metrics.json`` and ``cameras.json``: the numbers and the cameras of one export.
 
 Units: everything is in the user's frame (``world_from_model`` applied once, in
-:mod:`viewer.layers`): points, depths, residuals, RMSE and Chamfer distances in user units,
+:mod:`dsviewer.viewer.layers`): points, depths, residuals, RMSE and Chamfer distances in user units,
 ``residual_inv`` in 1 / user units; relative errors, AbsRel, delta and shares are unit-free.
 """
 
 from __future__ import annotations
 
-from viewer.analysis import SceneAnalysis
-from viewer.analysis.metrics import chamfer_distances, cost_volume_stats
-from viewer.layers import Cameras, Layers
-from viewer.pipeline import LoadedScene
+from dsviewer.viewer.analysis import SceneAnalysis
+from dsviewer.viewer.analysis.metrics import chamfer_distances, cost_volume_stats
+from dsviewer.viewer.layers import Cameras, Layers
+from dsviewer.viewer.pipeline import LoadedScene
 
 
 def _cameras(cameras: Cameras) -> list[dict]:
@@ -61,7 +61,7 @@ def context_baseline(layers: Layers) -> float:
 
 
 def target_metrics(loaded: LoadedScene) -> dict:
-    from viewer.target_render import target_render_unavailable
+    from dsviewer.viewer.target_render import target_render_unavailable
 
     renders = loaded.targets
     if renders is None:

@@ -3,7 +3,8 @@
 Each ``<layer>.ply`` holds the layer's valid points (finite, positive depth) as float32
 ``x y z``, uchar ``red green blue`` (the layer's image colours) and, per point:
 
-* ``scalar_<mode>`` (float32) for every colour mode of :data:`~viewer.color_modes.COLOR_MODES`
+* ``scalar_<mode>`` (float32) for every colour mode of
+:data:`~dsviewer.viewer.color_modes.COLOR_MODES`
   with values on the layer -- the numbers the viewer colours by (``scalar_depth``,
   ``scalar_residual`` (final - coarse, metric), ``scalar_confidence``, ``scalar_gt_error``,
   ``scalar_consistency``, categorical codes such as ``scalar_clamp`` or ``scalar_inconsistent``;
@@ -22,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from src.io.ply import write_point_cloud_ply
-from viewer.color_modes import COLOR_MODES, ColorContext, layer_values
-from viewer.pipeline import LoadedScene
-from viewer.point_layers import POINT_LAYERS
+from dsviewer.io.ply import write_point_cloud_ply
+from dsviewer.viewer.color_modes import COLOR_MODES, ColorContext, layer_values
+from dsviewer.viewer.pipeline import LoadedScene
+from dsviewer.viewer.point_layers import POINT_LAYERS
 
 SKIPPED_MODES = ("rgb", "layer")  # the colours themselves, and a constant per file
 COMPARED_LAYERS = ("coarse", "final")

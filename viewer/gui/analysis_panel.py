@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from viewer.analysis import AnalysisSettings, SceneAnalysis
-from viewer.analysis.metrics import histogram
+from dsviewer.viewer.analysis import AnalysisSettings, SceneAnalysis
+from dsviewer.viewer.analysis.metrics import histogram
 
 if TYPE_CHECKING:
     import viser
 
-    from viewer.gui.app import ViewerApp
+    from dsviewer.viewer.gui.app import ViewerApp
 
 HISTOGRAM_BINS = 64
 

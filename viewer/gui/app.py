@@ -1,12 +1,13 @@
 """The one object that wires the GUI folders to the shown scene and its runs.
 
-It owns the runs of the shown scene (:class:`~viewer.runs.Run`: one model with given views and
+It owns the runs of the shown scene (:class:`~dsviewer.viewer.runs.Run`: one model with given views
+and
 near/far; run A is the one the folders describe, B the one it is compared with), one lock, the
 job queue and the folders (one module each). Folders call back into it when a setting changes;
 it decides what must be refreshed: visibility flips handles, a new selection re-sends points in
 place, new colours send colours only. Inference runs in a worker thread; analysis, target
 renders, exports, new runs and camera renders run as jobs on one background thread
-(:mod:`viewer.jobs`); every scene update holds the lock inside ``server.atomic()``.
+(:mod:`dsviewer.viewer.jobs`); every scene update holds the lock inside ``server.atomic()``.
 """
 
 from __future__ import annotations
@@ -20,28 +21,28 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from viewer.color_modes import ColorContext, DepthDifference, color_mode
-from viewer.colormaps import robust_limit
-from viewer.compare import GT_NAME, has_gt
-from viewer.escape import escape_markdown
-from viewer.gui.analysis_panel import AnalysisPanel
-from viewer.gui.cameras_panel import CamerasPanel
-from viewer.gui.display_panels import ColoursPanel, LayersPanel, PointsPanel, ViewsPanel
-from viewer.gui.export_panel import ExportPanel
-from viewer.gui.inspector_panel import InspectorPanel
-from viewer.gui.points import RunClouds
-from viewer.gui.runs_panel import NO_B, RunsPanel
-from viewer.gui.scene_panel import ScenePanel
-from viewer.gui.splats import ResidualVectors, SplatNodes, side_by_side_offset
-from viewer.gui.targets_panel import TargetsPanel
-from viewer.jobs import JobQueue
-from viewer.pipeline import LoadedScene, ProgressFn
-from viewer.runs import Run, RunLoader, RunSpec
+from dsviewer.viewer.color_modes import ColorContext, DepthDifference, color_mode
+from dsviewer.viewer.colormaps import robust_limit
+from dsviewer.viewer.compare import GT_NAME, has_gt
+from dsviewer.viewer.escape import escape_markdown
+from dsviewer.viewer.gui.analysis_panel import AnalysisPanel
+from dsviewer.viewer.gui.cameras_panel import CamerasPanel
+from dsviewer.viewer.gui.display_panels import ColoursPanel, LayersPanel, PointsPanel, ViewsPanel
+from dsviewer.viewer.gui.export_panel import ExportPanel
+from dsviewer.viewer.gui.inspector_panel import InspectorPanel
+from dsviewer.viewer.gui.points import RunClouds
+from dsviewer.viewer.gui.runs_panel import NO_B, RunsPanel
+from dsviewer.viewer.gui.scene_panel import ScenePanel
+from dsviewer.viewer.gui.splats import ResidualVectors, SplatNodes, side_by_side_offset
+from dsviewer.viewer.gui.targets_panel import TargetsPanel
+from dsviewer.viewer.jobs import JobQueue
+from dsviewer.viewer.pipeline import LoadedScene, ProgressFn
+from dsviewer.viewer.runs import Run, RunLoader, RunSpec
 
 if TYPE_CHECKING:
     import viser
 
-    from viewer.analysis import SceneAnalysis
+    from dsviewer.viewer.analysis import SceneAnalysis
 
 SceneLoader = Callable[[str, ProgressFn], LoadedScene]
 """``loader(spec, progress) -> LoadedScene``: one run per scene (tests, simple scripts)."""
@@ -216,7 +217,12 @@ class ViewerApp:
         """Compute B - A on A's pixels and on B's (the depth of one along the other's rays)."""
 
         def job() -> None:
-            from viewer.compare import comparison_problem, difference_maps, gt_source, run_source
+            from dsviewer.viewer.compare import (
+                comparison_problem,
+                difference_maps,
+                gt_source,
+                run_source,
+            )
 
             with self.lock:  # the GUI thread edits the run list
                 b = next((run for run in self.runs if run.name == partner), None)
@@ -268,7 +274,7 @@ class ViewerApp:
         return self._worker
 
     def _load(self, spec: str) -> None:
-        from viewer.errors import describe_error
+        from dsviewer.viewer.errors import describe_error
 
         panel = self.scene_panel
         try:
@@ -379,7 +385,7 @@ class ViewerApp:
     # --- background work ----------------------------------------------------------------------
 
     def _on_job_error(self, name: str, error: BaseException) -> None:
-        from viewer.errors import describe_error
+        from dsviewer.viewer.errors import describe_error
 
         panel = {"Export": self.export_panel.status, "Target views": self.targets.text,
                  "Render": self.targets.text, "Run": self.runs_panel.status,

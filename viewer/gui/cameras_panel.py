@@ -2,7 +2,7 @@
 
 Clicking a frustum only selects it; "View through camera" is the explicit action that moves the
 clicking client's camera into it. New clients and "Reset view" get the scene's start camera
-(:mod:`viewer.view_params`), the one ``scene.html`` opens with.
+(:mod:`dsviewer.viewer.view_params`), the one ``scene.html`` opens with.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from viewer.scene_nodes import add_frustums
+from dsviewer.viewer.scene_nodes import add_frustums
 
 if TYPE_CHECKING:
     import viser
 
-    from viewer.gui.app import ViewerApp
+    from dsviewer.viewer.gui.app import ViewerApp
 
 
 class CamerasPanel:

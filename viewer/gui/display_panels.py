@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from viewer import colormaps
-from viewer.color_modes import COLOR_MODES, ColorSettings, legend_image, mode_of_layer
-from viewer.gui.points import PointFilter
-from viewer.point_layers import POINT_LAYERS
-from viewer.view_params import DEFAULT_POINT_PIXELS
+from dsviewer.viewer import colormaps
+from dsviewer.viewer.color_modes import COLOR_MODES, ColorSettings, legend_image, mode_of_layer
+from dsviewer.viewer.gui.points import PointFilter
+from dsviewer.viewer.point_layers import POINT_LAYERS
+from dsviewer.viewer.view_params import DEFAULT_POINT_PIXELS
 
 if TYPE_CHECKING:
     import viser
 
-    from viewer.gui.app import ViewerApp
+    from dsviewer.viewer.gui.app import ViewerApp
 
 RESIDUAL_UNITS = {"inverse depth": "inverse", "metric (final - coarse)": "metric"}
 MODE_KEY_FROM_LABEL = {mode.label: key for key, mode in COLOR_MODES.items()}

@@ -1,6 +1,7 @@
 """The Export folder: every export file of the shown scene, for the GUI's current settings, zipped.
 
-The zip is made by the same :func:`viewer.export.export_archive` as ``dsviewer export``, from
+The zip is made by the same :func:`dsviewer.viewer.export.export_archive` as ``dsviewer export``,
+from
 the loaded scene's cached analysis for the settings on screen (consistency threshold,
 occlusions, residual unit and range), so its metrics.json holds the numbers the GUI shows.
 """
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from viewer.escape import escape_markdown
+from dsviewer.viewer.escape import escape_markdown
 
 if TYPE_CHECKING:
-    from viewer.export import ExportSettings
-    from viewer.gui.app import ViewerApp
+    from dsviewer.viewer.export import ExportSettings
+    from dsviewer.viewer.gui.app import ViewerApp
 
 
 class ExportPanel:
@@ -33,7 +34,7 @@ class ExportPanel:
             self.request_export(event.client)
 
     def settings(self) -> ExportSettings:
-        from viewer.export import ExportSettings
+        from dsviewer.viewer.export import ExportSettings
 
         return ExportSettings(analysis=self.app.analysis_panel.settings(),
                               color=self.app.colours.settings())  # fmt: skip
@@ -56,8 +57,8 @@ class ExportPanel:
         b = names.index(app.partner) if app.partner in names else (a + 1) % len(runs)
 
         def job() -> None:
-            from viewer.export import export_archive
-            from viewer.export.compare_files import compare_archive
+            from dsviewer.viewer.export import export_archive
+            from dsviewer.viewer.export.compare_files import compare_archive
 
             def progress(stage: str, fraction: float) -> None:
                 self.status.content = f"*{escape_markdown(stage)}...* ({100 * fraction:.0f}%)"

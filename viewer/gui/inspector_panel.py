@@ -1,7 +1,7 @@
 """The Inspector folder: click a point (or type a pixel) to see everything about its pixel.
 
 A click in the scene is a ray in the user's frame; :meth:`RunClouds.pick` finds the shown point
-nearest to it. The report (:mod:`viewer.inspector`) lists the depths, the residual, the
+nearest to it. The report (:mod:`dsviewer.viewer.inspector`) lists the depths, the residual, the
 confidence, GT, every scalar colour mode's value and the flags, and plots the cost volume's
 probability over the depth candidates between the view's near and far planes. With several runs
 the same ray's pixel is reported in each (one column per run, the curves overlaid).
@@ -13,24 +13,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from viewer.color_modes import COLOR_MODES
-from viewer.colormaps import CATEGORY_COLORS
-from viewer.escape import escape_markdown
-from viewer.inspector import (
+from dsviewer.viewer.color_modes import COLOR_MODES
+from dsviewer.viewer.colormaps import CATEGORY_COLORS
+from dsviewer.viewer.escape import escape_markdown
+from dsviewer.viewer.inspector import (
     PixelOutOfRangeError,
     PixelReport,
     corresponding_pixel,
     inspect_pixel,
     probability_series,
 )
-from viewer.point_layers import POINT_LAYERS
-from viewer.scene_nodes import add_point_cloud
+from dsviewer.viewer.point_layers import POINT_LAYERS
+from dsviewer.viewer.scene_nodes import add_point_cloud
 
 if TYPE_CHECKING:
     import viser
 
-    from viewer.gui.app import ViewerApp
-    from viewer.runs import Run
+    from dsviewer.viewer.gui.app import ViewerApp
+    from dsviewer.viewer.runs import Run
 
 PROMPT = "Click a point in the scene, or enter a pixel."
 MARKER_PIXELS = 6.0  # the picked point's marker, in context pixels

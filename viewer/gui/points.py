@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from viewer.color_modes import mode_of_layer, point_colors
-from viewer.point_layers import POINT_LAYERS, FlatLayer
-from viewer.scene_nodes import add_point_cloud
+from dsviewer.viewer.color_modes import mode_of_layer, point_colors
+from dsviewer.viewer.point_layers import POINT_LAYERS, FlatLayer
+from dsviewer.viewer.scene_nodes import add_point_cloud
 
 if TYPE_CHECKING:
     import viser
 
-    from viewer.gui.app import ViewerApp
-    from viewer.runs import Run
+    from dsviewer.viewer.gui.app import ViewerApp
+    from dsviewer.viewer.runs import Run
 
 Subsample = Literal["random", "stride"]
 PICK_MAX_ANGLE = 0.03  # radians: a click further than this from every point picks nothing

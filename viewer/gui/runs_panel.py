@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from viewer.compare import GT_NAME, has_gt, unique_names
-from viewer.escape import escape_markdown
-from viewer.runs import Run, RunSpec, estimated_bytes
+from dsviewer.viewer.compare import GT_NAME, has_gt, unique_names
+from dsviewer.viewer.escape import escape_markdown
+from dsviewer.viewer.runs import Run, RunSpec, estimated_bytes
 
 if TYPE_CHECKING:
     import viser
 
-    from viewer.gui.app import ViewerApp
+    from dsviewer.viewer.gui.app import ViewerApp
 
 NO_B = "(none)"
 RUN_MEMORY_BUDGET = 4 << 30  # bytes of predictions and layers kept; older runs are dropped
@@ -196,7 +196,7 @@ class RunsPanel:
 
     def _frames_job(self, loaded):
         def job() -> None:
-            from src.dataset.frames import scene_frames
+            from dsviewer.dataset.frames import scene_frames
 
             frames = scene_frames(
                 self.app.scene_spec,
@@ -237,7 +237,7 @@ class RunsPanel:
         self.status.content = "*Running the model...*"
 
         def job() -> None:
-            from viewer.errors import describe_error
+            from dsviewer.viewer.errors import describe_error
 
             with app.lock:
                 name = unique_names([*[r.name for r in app.runs], spec.checkpoint.stem])[-1]

@@ -1,7 +1,8 @@
 """The Scene folder: which model, which scene, loading progress, and what the user should know.
 
 Every string that comes from a file or a client (scene keys, specs, notes, error messages) goes
-through :func:`viewer.escape.escape_markdown` before it reaches the markdown, which viser renders
+through :func:`dsviewer.viewer.escape.escape_markdown` before it reaches the markdown, which viser
+renders
 as HTML for every connected client.
 """
 
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from viewer.escape import escape_markdown
+from dsviewer.viewer.escape import escape_markdown
 
 if TYPE_CHECKING:
-    from viewer.gui.app import ViewerApp
+    from dsviewer.viewer.gui.app import ViewerApp
 
 
 class ScenePanel:

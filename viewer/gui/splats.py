@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from viewer.analysis.gaussians import gaussian_colors
-from viewer.analysis.residual_vectors import residual_segments
-from viewer.colormaps import robust_range
-from viewer.point_layers import gaussian_dc_rgb
-from viewer.view_params import framing_camera
+from dsviewer.viewer.analysis.gaussians import gaussian_colors
+from dsviewer.viewer.analysis.residual_vectors import residual_segments
+from dsviewer.viewer.colormaps import robust_range
+from dsviewer.viewer.point_layers import gaussian_dc_rgb
+from dsviewer.viewer.view_params import framing_camera
 
 if TYPE_CHECKING:
     import viser
 
-    from viewer.gui.app import ViewerApp
+    from dsviewer.viewer.gui.app import ViewerApp
 
 SPLAT_COLORS = {"SH colour": "sh", "Opacity": "opacity", "Scale": "scale"}
 MAX_VECTORS = 40_000  # residual segments sent at most, split over the views

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from viewer.gui.app import ViewerApp
-    from viewer.pipeline import LoadedScene
-    from viewer.target_render import TargetRenders
+    from dsviewer.viewer.gui.app import ViewerApp
+    from dsviewer.viewer.pipeline import LoadedScene
+    from dsviewer.viewer.target_render import TargetRenders
 
 RENDER_HEIGHT = 256  # rows of a "render at my camera" image
 BLANK = np.full((8, 8, 3), 40, np.uint8)
@@ -68,8 +68,8 @@ class TargetsPanel:
         loaded = self.app.loaded
 
         def job() -> None:
-            from viewer.export.metrics import context_baseline
-            from viewer.target_render import target_panels_png, target_render_unavailable
+            from dsviewer.viewer.export.metrics import context_baseline
+            from dsviewer.viewer.target_render import target_panels_png, target_render_unavailable
 
             if self.app.loaded is not loaded:
                 return
@@ -98,7 +98,7 @@ class TargetsPanel:
                 float(camera.fov), float(camera.aspect))  # fmt: skip
 
         def job() -> None:
-            from viewer.target_render import render_viewer_camera
+            from dsviewer.viewer.target_render import render_viewer_camera
 
             if self.app.loaded is not loaded:
                 return

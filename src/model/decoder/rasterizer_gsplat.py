@@ -12,9 +12,9 @@ import math
 import torch
 from torch import Tensor
 
-from src.geometry.projection import denormalize_intrinsics
-from src.geometry.transforms import T_cam_world_from_T_world_cam
-from src.model.decoder.rasterizer_torch import LOW_PASS_PX2, RenderOutput
+from dsviewer.geometry.projection import denormalize_intrinsics
+from dsviewer.geometry.transforms import T_cam_world_from_T_world_cam
+from dsviewer.model.decoder.rasterizer_torch import LOW_PASS_PX2, RenderOutput
 
 
 def gsplat_available(device: torch.device) -> bool:

@@ -2,7 +2,8 @@
 
 Convention
 ----------
-* Cameras follow ``src.geometry.projection``: normalized intrinsics ``K [3, 3]`` and camera-to-world
+* Cameras follow ``dsviewer.geometry.projection``: normalized intrinsics ``K [3, 3]`` and
+camera-to-world
   ``T_world_cam [4, 4]`` with OpenCV axes. Pixel ``(u, v)`` has its centre at the pixel coordinate
   ``(u + 0.5, v + 0.5)`` of ``denormalize_intrinsics(K)`` -- the same centre as gsplat and the
   3DGS CUDA code (which writes it as integer pixels with the ``-0.5`` folded into ``ndc2Pix``).
@@ -35,9 +36,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from src.geometry.projection import camera_centers, denormalize_intrinsics
-from src.geometry.spherical_harmonics import sh_to_rgb
-from src.geometry.transforms import T_cam_world_from_T_world_cam
+from dsviewer.geometry.projection import camera_centers, denormalize_intrinsics
+from dsviewer.geometry.spherical_harmonics import sh_to_rgb
+from dsviewer.geometry.transforms import T_cam_world_from_T_world_cam
 
 LOW_PASS_PX2 = 0.3  # added to the projected covariance's diagonal (pixels^2)
 ALPHA_MAX = 0.99

@@ -3,7 +3,7 @@
 Both backends implement the same rule (see ``rasterizer_torch``): 3DGS EWA splatting with a
 0.3 px^2 dilation, 3DGS real SH from the camera centre, front-to-back compositing with the alpha
 clamp and the 1/255 threshold, culling ``near < z < far``. Cameras use the project's conventions
-(normalized intrinsics, camera-to-world OpenCV extrinsics, ``src.geometry.projection``).
+(normalized intrinsics, camera-to-world OpenCV extrinsics, ``dsviewer.geometry.projection``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from src.model.decoder.rasterizer_gsplat import gsplat_available, rasterize_gsplat
-from src.model.decoder.rasterizer_torch import RenderOutput, rasterize_torch
-from src.model.types import Gaussians
+from dsviewer.model.decoder.rasterizer_gsplat import gsplat_available, rasterize_gsplat
+from dsviewer.model.decoder.rasterizer_torch import RenderOutput, rasterize_torch
+from dsviewer.model.types import Gaussians
 
 Backend = Literal["auto", "torch", "gsplat"]
 

@@ -23,7 +23,7 @@ from dsviewer.viewer.export.compare_files import export_comparison
 from dsviewer.viewer.export.layout import foreign_entries
 from dsviewer.viewer.export.transaction import MARKER
 from dsviewer.viewer.export_cli import main, scene_folders
-from dsviewer.viewer.pipeline import run_prediction
+from dsviewer.viewer.session.loaded import run_prediction
 
 
 def tree(folder: Path) -> dict[str, bytes]:

@@ -23,7 +23,7 @@ from dsviewer.viewer.errors import Terminated, run_entry_point
 from dsviewer.viewer.escape import escape_markdown, escape_rich
 from dsviewer.viewer.export import EXPORT_FILE_NAMES
 from dsviewer.viewer.export.transaction import MARKER, export_transaction, recover
-from dsviewer.viewer.pipeline import run_prediction
+from dsviewer.viewer.session.loaded import run_prediction
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,9 +26,10 @@ from dsviewer.dataset import SYNTHETIC_PREFIX
 from dsviewer.viewer.evaluation.columns import METRIC_NAMES, THUMBNAIL_NAMES
 
 if TYPE_CHECKING:
-    from dsviewer.dataset.preprocess import PreprocessSettings
     from dsviewer.dataset.types import SceneViews
-    from dsviewer.viewer.pipeline import ModelSession
+    from dsviewer.viewer.session.model import ModelSession
+    from dsviewer.viewer.session.specs import RunSpec, SessionSettings
+
 
 @dataclass
 class SceneResult:
@@ -38,21 +39,11 @@ class SceneResult:
     thumbnails: dict[str, np.ndarray]  # THUMBNAIL_NAMES -> [H, W, 3] uint8, full resolution
 
 
-def open_session(
-    ckpt: Path, device: str, config: Path | None = None, depthsplat_repo: Path | None = None
-) -> ModelSession:
-    """The model, loaded once per process (``device``: auto, cpu, cuda or cuda:N)."""
-    from dsviewer.viewer.options import SceneOptions
-    from dsviewer.viewer.pipeline import ModelSession
+def open_session(ckpt: Path, settings: SessionSettings) -> ModelSession:
+    """The model, loaded once per process (``settings.device``: auto, cpu, cuda or cuda:N)."""
+    from dsviewer.viewer.session.model import ModelSession
 
-    options = SceneOptions(ckpt=[Path(ckpt)], device=device, config=config,
-                           depthsplat_repo=depthsplat_repo)  # fmt: skip
-    return ModelSession(options)
-
-
-def preprocess_settings(session: ModelSession) -> PreprocessSettings:
-    """What the session's model expects of its input views."""
-    return session.backend.preprocess
+    return ModelSession(ckpt, settings)
 
 
 def encoder_seconds(session: ModelSession, scene: SceneViews) -> float:
@@ -82,7 +73,7 @@ def evaluate_scene(
     import torch
 
     from dsviewer.viewer.analysis import AnalysisSettings
-    from dsviewer.viewer.pipeline import run_prediction
+    from dsviewer.viewer.session.loaded import run_prediction
     from dsviewer.viewer.target_render import render_target_views
 
     loaded = run_prediction(scene, session.predict)
@@ -142,8 +133,10 @@ def viewer_command(
     config: Path | None = None,
     depthsplat_repo: Path | None = None,
     dataset_key: bool = False,
+    run: RunSpec | None = None,
 ) -> list[str]:
-    """The ``dsviewer`` arguments that open ``spec`` as the evaluation ran it, from any folder.
+    """The ``dsviewer`` arguments that open ``spec`` as the evaluation ran it, from any folder
+    (``run``: its views and planes, when they were given).
 
     Every path is absolute; so is ``spec`` when it names an existing folder or file (a capture)
     and is not a ``dataset_key``; keys and ``synthetic:<seed>`` stay as they are. The spec is one
@@ -158,4 +151,10 @@ def viewer_command(
                        ("--depthsplat-repo", depthsplat_repo)):  # fmt: skip
         if path is not None:
             command += [flag, str(Path(path).resolve())]
+    if run is not None:
+        if run.context is not None:
+            command += ["--context", *map(str, run.context)]
+        for flag, value in (("--views", run.views), ("--near", run.near), ("--far", run.far)):
+            if value is not None:
+                command += [flag, repr(value)]
     return command

@@ -180,7 +180,7 @@ def refuse_existing(out_dir: Path, overwrite: bool) -> None:
     and ``overwrite`` is off."""
     given = Path(out_dir)
     out_dir = absolute_folder(given)  # a link is judged by the folder it points to (replaced)
-    foreign = foreign_entries(out_dir)
+    foreign = foreign_entries(out_dir, EXPORT_FILE_NAMES)
     if foreign:
         raise ForeignFilesError(given, foreign)
     if not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):

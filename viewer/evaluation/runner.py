@@ -140,12 +140,10 @@ def run_scene(session, loader, planned: PlannedScene, job: EvalJob,
     """One scene to its record; any error becomes a failed record with the reason (a bug's
     traceback goes to ``log``, the rank's log of this run)."""
     from dsviewer.viewer.evaluation.scene_metrics import evaluate_scene
-    from dsviewer.viewer.session.model import finish
 
     start = time.perf_counter()
     try:
-        scene = finish(loader.load(planned), job.run)
-        result = evaluate_scene(session, scene, job.max_target_views)
+        result = evaluate_scene(session, loader.load(planned), job.max_target_views, job.run)
         thumbnails = {name: png_base64(image) for name, image in result.thumbnails.items()}
         return SceneRecord(planned.key, STATUS_OK, views=result.views, targets=result.targets,
                            seconds=time.perf_counter() - start, metrics=result.metrics,

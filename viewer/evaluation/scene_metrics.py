@@ -1,9 +1,10 @@
 """The evaluation's one bridge to the viewer pipeline: a scene in, its metrics and thumbnails out.
 
-Everything of ``viewer/`` that the evaluation uses is imported here and nowhere else in
+Everything of ``viewer/`` that the evaluation runs is imported here and nowhere else in
 ``viewer/evaluation``: the model session, prediction to layers, the analyses, the target
-renders, the colour maps and the viewer's command line. When the viewer's pipeline moves,
-only this file changes.
+renders, the colour maps and the viewer's command line. (The run spec and settings an
+evaluation is given, :mod:`dsviewer.viewer.session.specs`, are plain data that ``job.py``
+holds.) When the viewer's pipeline moves, only this file changes.
 
 Metrics (named in :mod:`dsviewer.viewer.evaluation.columns`) are read from the analysis summary that
 ``metrics.json`` of an export holds, and ``target_psnr`` is the ``mean_psnr`` of the same target
@@ -67,15 +68,20 @@ def _finite(value: object) -> float | None:
 
 
 def evaluate_scene(
-    session: ModelSession, scene: SceneViews, max_target_views: int | None = None
+    session: ModelSession, scene: SceneViews, max_target_views: int | None = None,
+    run: RunSpec | None = None,
 ) -> SceneResult:
-    """Predict, derive the layers, analyse, render the targets; see :data:`METRIC_NAMES`."""
+    """Predict, derive the layers, analyse, render the targets; see :data:`METRIC_NAMES`.
+    ``run``: the views and planes asked for (applied to ``scene`` first)."""
     import torch
 
     from dsviewer.viewer.analysis import AnalysisSettings
     from dsviewer.viewer.session.loaded import run_prediction
+    from dsviewer.viewer.session.model import finish
     from dsviewer.viewer.target_render import render_target_views
 
+    if run is not None:
+        scene = finish(scene, run)
     loaded = run_prediction(scene, session.predict)
     layers = loaded.layers  # the user's frame and units, as the viewer shows them
     summary = loaded.analysis(AnalysisSettings()).summary()

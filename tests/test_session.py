@@ -121,9 +121,10 @@ def test_run_options_become_specs_and_settings():
     specs = options.run_specs()
     assert [s.checkpoint for s in specs] == [Path("a.pth").absolute(), Path("b.pth").absolute()]
     assert {(s.context, s.views, s.near, s.far, s.units) for s in specs} == {
-        ((0, 4), 2, 1.5, 30.0, "user")}
+        (None, 2, 1.5, 30.0, "user")}  # the frames are the session's, for every run
     settings = options.session_settings()
-    assert settings == SessionSettings(data_root=(Path("r"),), target=(2,), device="cpu")
+    assert settings == SessionSettings(data_root=(Path("r"),), context=(0, 4), target=(2,),
+                                       device="cpu")  # fmt: skip
     with pytest.raises(RunOptionsError):
         RunOptions(ckpt=[demo_checkpoint()], near=3.0, far=3.0).check(need_scene=False)
 
@@ -171,10 +172,12 @@ def test_eval_open_command_carries_the_run_flags():
     from dsviewer.viewer.cli import parse
     from dsviewer.viewer.evaluation.scene_metrics import viewer_command
 
-    spec = RunSpec(Path("m.pth"), context=(1, 6), views=2, near=0.25, far=1e3, units="user")
-    options = parse(viewer_command(Path("m.pth"), "key", dataset_key=True, run=spec)[1:])
-    assert options.run_specs()[0] == RunSpec(Path("m.pth").absolute(), (1, 6), 0.25, 1e3, 2,
+    spec = RunSpec(Path("m.pth"), views=2, near=0.25, far=1e3, units="user")
+    options = parse(viewer_command(Path("m.pth"), "key", dataset_key=True, run=spec,
+                                   context=(1, 6))[1:])  # fmt: skip
+    assert options.run_specs()[0] == RunSpec(Path("m.pth").absolute(), None, 0.25, 1e3, 2,
                                              "user")  # fmt: skip
+    assert options.session_settings().context == (1, 6)
 
 
 def test_export_records_views_and_planes(tmp_path):

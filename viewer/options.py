@@ -128,15 +128,16 @@ class RunOptions:
             raise RunOptionsError(f"--near {self.near} must be below --far {self.far}.")
 
     def run_specs(self) -> list[RunSpec]:
-        """One run per ``--ckpt``, in order, with the views and planes given."""
-        context = None if self.context is None else tuple(self.context)
-        return [RunSpec(model_path(checkpoint), context, self.near, self.far, self.views,
+        """One run per ``--ckpt``, in order, with the view count and planes given (the context
+        frames are the session's: every run without its own uses them)."""
+        return [RunSpec(model_path(checkpoint), near=self.near, far=self.far, views=self.views,
                         units="user") for checkpoint in self.ckpt]  # fmt: skip
 
     def session_settings(self) -> SessionSettings:
         """How the models open and where scenes are found."""
         return SessionSettings(
             data_root=tuple(Path(r) for r in self.data_root), index=self.index,
+            context=None if self.context is None else tuple(self.context),
             target=None if self.target is None else tuple(self.target), device=self.device,
             config=self.config, depthsplat_repo=self.depthsplat_repo,
         )  # fmt: skip
@@ -175,3 +176,10 @@ class ViewerOptions(RunOptions):
 
     scenes: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
     """Another scene spec offered in the GUI's scene switcher."""
+
+    def use_demo(self) -> None:
+        """The demo, with every demo scene offered in the switcher (also beside a --scene)."""
+        from dsviewer.viewer.assets import demo_scene_keys
+
+        super().use_demo()
+        self.scenes = [*self.scenes, *(k for k in demo_scene_keys() if k not in self.scene)]

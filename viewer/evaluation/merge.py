@@ -91,7 +91,7 @@ def open_command(job: EvalJob, key: str, source: dict | None) -> str:
     return shlex.join(viewer_command(job.checkpoint, spec, roots, settings.index, settings.config,
                                      settings.depthsplat_repo,
                                      dataset_key="capture" not in source and "synthetic" not in
-                                     source, run=job.run))  # fmt: skip
+                                     source, run=job.run, context=settings.context))  # fmt: skip
 
 
 def sort_column(requested: str, records: list[SceneRecord]) -> str:

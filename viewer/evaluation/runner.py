@@ -112,7 +112,7 @@ def prepare(job: EvalJob, check: Callable[[], None] | None = None) -> Prepared:
     check_job(job)
     settings = job.settings
     plan = plan_scenes(settings.data_root, settings.index, job.scenes, whole=True)
-    plan = with_explicit_frames(plan, job.run.context, settings.target)
+    plan = with_explicit_frames(plan, settings.context, settings.target)
     check_something_to_run(plan, job)
     out = Path(job.out)
     identity = run_identity(job.checkpoint, settings.index, settings.config,

@@ -140,9 +140,10 @@ def viewer_command(
     depthsplat_repo: Path | None = None,
     dataset_key: bool = False,
     run: RunSpec | None = None,
+    context: Sequence[int] | None = None,
 ) -> list[str]:
     """The ``dsviewer`` arguments that open ``spec`` as the evaluation ran it, from any folder
-    (``run``: its views and planes, when they were given).
+    (``run``: its views and planes, ``context``: the frames, when they were given).
 
     Every path is absolute; so is ``spec`` when it names an existing folder or file (a capture)
     and is not a ``dataset_key``; keys and ``synthetic:<seed>`` stay as they are. The spec is one
@@ -157,9 +158,9 @@ def viewer_command(
                        ("--depthsplat-repo", depthsplat_repo)):  # fmt: skip
         if path is not None:
             command += [flag, str(Path(path).resolve())]
+    if context is not None:
+        command += ["--context", *map(str, context)]
     if run is not None:
-        if run.context is not None:
-            command += ["--context", *map(str, run.context)]
         for flag, value in (("--views", run.views), ("--near", run.near), ("--far", run.far)):
             if value is not None:
                 command += [flag, repr(value)]

@@ -50,7 +50,7 @@ def export_scenes(
 
     plan = plan_scenes(settings.data_root, settings.index, list(folders))
     # Explicit views win over the evaluation index (and are named as the source of bad frames).
-    plan = with_explicit_frames(plan, runs[0].context, settings.target)
+    plan = with_explicit_frames(plan, settings.context, settings.target)
     failures = [(scene.key, scene.missing) for scene in plan.missing]
     names = dict(zip(run_names(runs), runs, strict=True))
     # One model load per checkpoint file, every model kept for all scenes.

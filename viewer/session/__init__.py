@@ -8,6 +8,6 @@
                the exports and the evaluation
 ``runs.py``    :class:`Run`, :class:`RunLoader`: the runs of a shown scene, each model once
 
-Dependencies flow one way: specs <- loaded <- model <- runs; nothing here imports a command,
-the GUI, the exports or the evaluation.
+Dependencies flow one way (specs, loaded) <- model <- runs; nothing here imports a command,
+the GUI, the exports, the evaluation or the comparisons (``tests/test_import_graph.py``).
 """

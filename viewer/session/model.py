@@ -88,16 +88,17 @@ class ModelSession:
 
     def views(self, spec: str, run: RunSpec | None = None) -> SceneViews:
         """Load and preprocess scene ``spec`` for this model as ``run`` asks (default: the
-        scene's default views and the model's own planes)."""
+        session's or the scene's default views and the model's own planes)."""
         from dsviewer.dataset import load_scene
 
         run = run or RunSpec(self.checkpoint)
         target = self.settings.target
+        context = self.settings.context if run.context is None else run.context
         scene = load_scene(
             spec,
             data_roots=list(self.settings.data_root),
             index_path=self.settings.index,
-            context=None if run.context is None else list(run.context),
+            context=None if context is None else list(context),
             target=None if target is None else list(target),
             settings=self.preprocess(run),
         )

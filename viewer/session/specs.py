@@ -51,7 +51,7 @@ class RunSpec:
     """
 
     checkpoint: Path
-    context: tuple[int, ...] | None = None  # None: the scene's default context views
+    context: tuple[int, ...] | None = None  # None: the session's, else the scene's defaults
     near: float | None = None
     far: float | None = None
     views: int | None = None
@@ -74,13 +74,15 @@ class SessionSettings:
     """How a session opens models and finds scenes (shared by all its runs).
 
     ``data_root``: dataset roots searched in order; ``index``: the evaluation index choosing
-    views per key; ``target``: explicit target frames for every scene (None: the index's or
-    chosen near the context); ``device``, ``config``, ``depthsplat_repo``: how each checkpoint
-    is opened (see :func:`dsviewer.backends.open_backend`).
+    views per key; ``context``: context frames for every run that sets none of its own (None:
+    the index's, else chosen); ``target``: target frames for every scene (None: the index's,
+    else chosen near the context); ``device``, ``config``, ``depthsplat_repo``: how each
+    checkpoint is opened (see :func:`dsviewer.backends.open_backend`).
     """
 
     data_root: tuple[Path, ...] = ()
     index: Path | None = None
+    context: tuple[int, ...] | None = None
     target: tuple[int, ...] | None = None
     device: str = "auto"
     config: Path | None = None

@@ -190,7 +190,7 @@ def test_export_records_views_and_planes(tmp_path):
     out = tmp_path / "out"
     code = main(["--ckpt", str(demo_checkpoint()), "--data-root", str(demo_data_root()),
                  "--scene", key, "--views", "3", "--near", "2", "--far", "20", "--device",
-                 "cpu", "--out", str(out)])  # fmt: skip
+                 "cpu", "--target", "1", "--out", str(out)])  # fmt: skip
     assert code == 0
     scene = json.loads((out / "metrics.json").read_text())["scene"]
     definition = scene["run_definition"]

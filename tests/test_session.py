@@ -203,3 +203,20 @@ def test_export_records_views_and_planes(tmp_path):
     depth = np.asarray(read_ply_vertices(out / "final.ply")["scalar_depth"], dtype=np.float64)
     depth = depth[np.isfinite(depth)]
     assert depth.size and depth.min() >= 2.0 * (1 - 1e-6) and depth.max() <= 20.0 * (1 + 1e-6)
+
+
+def test_eval_runs_with_views_and_planes(tmp_path):
+    """``dsviewer eval --views 3 --near 2 --far 20``: run.json names them, the scene ran with
+    three context views, and a changed --near is another run (refused without --force)."""
+    from dsviewer.viewer.eval_cli import main
+
+    out = tmp_path / "eval"
+    args = ["--ckpt", str(demo_checkpoint()), "--scene", "synthetic:1", "--device", "cpu",
+            "--max-target-views", "0", "--thumbnails", "0", "--out", str(out), "--views", "3",
+            "--far", "20"]  # fmt: skip
+    assert main([*args, "--near", "2"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert (run["views"], run["near"], run["far"]) == (3, 2.0, 20.0)
+    (record,) = [json.loads(p.read_text()) for p in (out / "scenes").glob("*.json")]
+    assert record["status"] == "ok" and record["views"] == 3
+    assert main([*args, "--near", "3"]) == 2  # another run's results are in the folder

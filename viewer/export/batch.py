@@ -54,9 +54,8 @@ def export_scenes(
     failures = [(scene.key, scene.missing) for scene in plan.missing]
     names = dict(zip(run_names(runs), runs, strict=True))
     # One model load per checkpoint file, every model kept for all scenes.
-    sessions = {spec.checkpoint: None for spec in runs}
-    for checkpoint in sessions:
-        sessions[checkpoint] = ModelSession(checkpoint, settings)
+    sessions = {path: ModelSession(path, settings)
+                for path in dict.fromkeys(spec.checkpoint for spec in runs)}  # fmt: skip
     loader = SceneLoader(next(iter(sessions.values())).preprocess())
     with SceneProgress(len(plan.available), "Exporting", console=console) as progress:
         for planned in progress.track(plan.available):

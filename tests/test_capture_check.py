@@ -109,7 +109,8 @@ def test_without_points_the_baseline_uses_where_the_camera_axes_cross(tmp_path):
                                  [looking_at(-half, depth), looking_at(half, depth)])
     baseline = check(capture, context=[0, 1])["baseline"]
     along_axis = math.hypot(half, depth)  # the crossing point's z in either camera
-    assert baseline.numbers["ratio"] == pytest.approx(2 * half / along_axis, rel=1e-5)  # float32 poses
+    expected = 2 * half / along_axis
+    assert baseline.numbers["ratio"] == pytest.approx(expected, rel=1e-5)  # float32 poses
     assert "viewing axes cross" in baseline.detail
 
 
@@ -131,3 +132,126 @@ def test_bad_options_are_one_paragraph_and_exit_2(tmp_path, capsys, args, phrase
 def test_a_dataset_scene_is_refused_with_what_check_reads(capsys):
     assert main(["--ckpt", str(demo_checkpoint()), "--scene", "synthetic:0"]) == 2
     assert "is not a capture folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- captures with SfM points
+
+PINHOLE = 110.0  # focal length (px) of the 128 x 128 COLMAP cameras below
+
+
+def sfm_capture(folder: Path, centres: list[float], points: np.ndarray, scale: float = 1.0):
+    """A COLMAP model of cameras at (x, 0, 0) looking down +Z, and ``points`` (world), all
+    multiplied by ``scale`` (the same capture in other units)."""
+    from sfm_builders import SfmCamera, SfmImage, write_images, write_sfm_model
+
+    cameras = {1: SfmCamera("PINHOLE", 128, 128, [PINHOLE, PINHOLE, 64.0, 64.0])}
+    images = [SfmImage(f"{i}.png", 1, pose(x=x * scale)) for i, x in enumerate(centres)]
+    xyz = points * scale
+    write_sfm_model(folder, cameras, images, xyz, np.full(len(xyz), 0.3), binary=False)
+    write_images(folder, cameras, images, xyz)
+    return cameras, images, xyz
+
+
+def wall(x0: float, z: float = 4.0, extent: float = 2.0, step: float = 0.25) -> np.ndarray:
+    """A grid of points on the plane z = ``z`` around x = ``x0``, slightly tilted in depth."""
+    xs, ys = np.meshgrid(np.arange(-extent, extent + 1e-9, step),
+                         np.arange(-extent, extent + 1e-9, step))
+    xs, ys = xs.ravel() + x0, ys.ravel()
+    return np.stack([xs, ys, z + 0.2 * (xs - x0)], axis=-1)
+
+
+def seen_depths(cameras, images, xyz, frame: int) -> np.ndarray:
+    """z of the points ``frame`` observes (in front, inside its image), computed here."""
+    from sfm_builders import observations
+
+    _, points = observations(cameras, images, xyz)[frame]
+    T_cam_world = np.linalg.inv(images[frame].T_world_cam)
+    return (xyz[points] @ T_cam_world[:3, :3].T + T_cam_world[:3, 3])[:, 2]
+
+
+def test_a_near_plane_far_too_small_names_the_cause_and_the_planes_that_clear_it(tmp_path):
+    cameras, images, xyz = sfm_capture(tmp_path / "c", [-0.5, 0.5], wall(0.0))
+    near_default = check(tmp_path / "c")["depth_range"]
+    assert near_default.status == "ok"  # the demo's planes 1..25 around a wall 4 baselines away
+    depth = check(tmp_path / "c", near=0.01)["depth_range"]
+    assert depth.status == "warn"
+    assert "depth candidates" in depth.detail and "nearer than the scene" in depth.detail
+    # Independent: the points each camera sees, z in model units (widest baseline 1 here).
+    p5 = min(np.percentile(seen_depths(cameras, images, xyz, f), 5) for f in (0, 1))
+    p95 = max(np.percentile(seen_depths(cameras, images, xyz, f), 95) for f in (0, 1))
+    assert depth.numbers["depth_p5"] == pytest.approx(p5, rel=1e-5)
+    assert depth.numbers["depth_p95"] == pytest.approx(p95, rel=1e-5)
+    in_front = (1 / 0.01 - 1 / p5) / (1 / 0.01 - 1 / 25.0)
+    assert depth.numbers["candidates_in_front"] == pytest.approx(in_front, rel=1e-5)
+    flag = depth.flag.split()
+    assert flag[0] == "--near" and flag[2] == "--far"
+    assert float(flag[1]) < p5 and float(flag[3]) > p95
+    cleared = check(tmp_path / "c", near=float(flag[1]), far=float(flag[3]))["depth_range"]
+    assert cleared.status == "ok"
+
+
+def test_a_capture_rescaled_by_10_gives_the_same_findings_and_planes_in_its_units(tmp_path):
+    sfm_capture(tmp_path / "one", [-0.5, 0.5], wall(0.0))
+    sfm_capture(tmp_path / "ten", [-0.5, 0.5], wall(0.0), scale=10.0)
+    a = check(tmp_path / "one", near=0.01)
+    b = check(tmp_path / "ten", near=0.1)  # the same plane in the capture's new units
+    assert [(f.key, f.status, f.value) for f in a.values()] == [
+        (f.key, f.status, f.value) for f in b.values()]
+    for key in a:
+        for name, value in a[key].numbers.items():
+            if name in ("suggested_near", "suggested_far"):
+                assert b[key].numbers[name] == pytest.approx(10 * value, rel=2e-3)
+            elif value is not None:
+                np.testing.assert_allclose(b[key].numbers[name], value, rtol=1e-5,
+                                           err_msg=f"{key} {name}")
+    assert a["depth_range"].status == "warn"
+    planes_a = [float(v) for v in a["depth_range"].flag.split()[1::2]]
+    planes_b = [float(v) for v in b["depth_range"].flag.split()[1::2]]
+    np.testing.assert_allclose(planes_b, np.multiply(planes_a, 10), rtol=2e-3)
+
+
+def test_the_baseline_against_the_median_sfm_depth(tmp_path):
+    cameras, images, xyz = sfm_capture(tmp_path / "c", [-0.5, 0.5], wall(0.0))
+    baseline = check(tmp_path / "c")["baseline"]
+    depths = np.concatenate([seen_depths(cameras, images, xyz, f) for f in (0, 1)])
+    assert baseline.numbers["ratio"] == pytest.approx(1.0 / np.median(depths), rel=1e-5)
+    assert baseline.status == "ok" and "SfM points" in baseline.detail
+    # Two cameras 0.02 apart: the median point moves about one pixel, too little to match.
+    sfm_capture(tmp_path / "narrow", [-0.01, 0.01, 0.5, 1.5], wall(0.0))
+    narrow = check(tmp_path / "narrow", context=[0, 1])["baseline"]
+    assert narrow.status == "warn" and "monocular" in narrow.detail
+    assert narrow.flag.startswith("--context 0 ")
+    partner = int(narrow.flag.split()[2])
+    assert check(tmp_path / "narrow", context=[0, partner])["baseline"].status == "ok"
+
+
+def test_a_pair_with_no_overlap_names_the_cause_and_a_covisible_pair(tmp_path):
+    # Frames 0, 1 see a wall at x = -10; frames 2, 3 another at x = +10: no shared points.
+    sfm_capture(tmp_path / "c", [-10.0, -9.5, 10.0, 10.5], np.concatenate([wall(-10), wall(10)]))
+    overlap = check(tmp_path / "c", context=[0, 2])["overlap"]
+    assert overlap.status == "warn" and overlap.numbers["shared"] == [0, 0]
+    assert "no matches" in overlap.detail and overlap.flag == "--context 0 1"
+    again = check(tmp_path / "c", context=[0, 1])["overlap"]
+    assert again.status == "ok" and min(again.numbers["shared"]) >= 20
+
+
+def test_the_console_and_metrics_json_carry_the_findings(tmp_path, capsys):
+    import json
+
+    from dsviewer.viewer.export_cli import main as export_main
+
+    sfm_capture(tmp_path / "c", [-10.0, -9.5, 10.0, 10.5], np.concatenate([wall(-10), wall(10)]))
+    assert main(["--ckpt", str(demo_checkpoint()), "--scene", str(tmp_path / "c"),
+                 "--context", "0", "2"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "overlap of the context views" in out and "--context 0 1" in out
+    assert export_main(["--ckpt", str(demo_checkpoint()), "--scene", str(tmp_path / "c"),
+                        "--context", "0", "2", "--target", "1", "--out", str(tmp_path / "out"),
+                        "--device", "cpu"]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    findings = {f["key"]: f for f in metrics["capture_check"]}
+    assert list(findings) == [c.key for c in CHECKS]
+    assert findings["overlap"]["status"] == "warn"
+    assert findings["overlap"]["flag"] == "--context 0 1"
+    codes = {note["code"] for note in metrics["notes"]}
+    assert "check_overlap" in codes and "check_crop" not in codes  # notes only for what is not ok

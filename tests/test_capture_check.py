@@ -255,3 +255,13 @@ def test_the_console_and_metrics_json_carry_the_findings(tmp_path, capsys):
     assert findings["overlap"]["flag"] == "--context 0 1"
     codes = {note["code"] for note in metrics["notes"]}
     assert "check_overlap" in codes and "check_crop" not in codes  # notes only for what is not ok
+
+
+def test_views_sets_the_number_of_context_views(tmp_path):
+    capture = transforms_capture(tmp_path / "c", 128, 96, 110.0,
+                                 [looking_at(x, 4.0) for x in (-0.4, -0.2, 0.0, 0.2, 0.4)])
+    scene, findings = run_check(CheckOptions(ckpt=demo_checkpoint(), scene=str(capture), views=3))
+    assert scene.context.num_views == 3
+    crop = {f.key: f for f in findings}["crop"]
+    # 128 x 96 enlarged to cover 128 x 128: 171 x 128 (rounded), then 128 columns kept.
+    assert crop.numbers["lost"] == pytest.approx([1 - 128 / round(128 * 128 / 96)] * 3)

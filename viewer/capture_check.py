@@ -100,7 +100,9 @@ class CheckInputs:
     image_sizes: tuple[tuple[int, int], ...]  # (W, H) of each context view's image file
     source_focals: tuple[tuple[float, float], ...]  # (fx / W, fy / H) of each, before any crop
     frame_centers: dict[int, np.ndarray] = field(default_factory=dict)  # usable frames, user
-    covisible_context: tuple[int, ...] | None = None  # the context covisibility would choose
+    covisible_context: Callable[[], tuple[int, ...] | None] | None = None
+    """The context COLMAP covisibility would choose with the first context frame (called only
+    when the overlap warns: it scores every pair of frames)."""
     better_checkpoint: tuple[str, tuple[int, int], int] | None = None  # the released
     # checkpoint that crops the least: (file name, image_shape, its number of context views)
 
@@ -354,7 +356,7 @@ def overlap(inputs: CheckInputs) -> Finding:
     if shared >= MIN_SHARED_POINTS and share >= MIN_SHARED_SHARE:
         return Finding("overlap", title, "ok", value, detail + ".", numbers=numbers)
     flag = None
-    better = inputs.covisible_context
+    better = inputs.covisible_context() if inputs.covisible_context is not None else None
     if better is not None and list(better) != inputs.frames:
         flag = "--context " + " ".join(str(f) for f in better)
     return Finding("overlap", title, "warn", value,

@@ -63,9 +63,10 @@ def least_cropping(sizes: list[tuple[int, int]], settings: PreprocessSettings
 
 def _covisible_context(capture: Capture, usable: list[int], frames: list[int]
                        ) -> tuple[int, ...] | None:
-    from dsviewer.dataset.view_choice import choose_context, covisibility
+    from dsviewer.dataset.view_choice import choose_context
 
-    if frames[0] not in usable or covisibility(capture, usable) is None:
+    tracked = all(capture.frames[i].point_ids is not None for i in usable)
+    if frames[0] not in usable or not tracked:
         return None
     chosen, _ = choose_context(capture, usable, len(frames), frames[0])
     return tuple(chosen)
@@ -94,7 +95,7 @@ def check_inputs(scene: SceneViews, settings: PreprocessSettings,
         far=float(scene.context.far[0]) if far is None else far,
         image_sizes=tuple(sizes), source_focals=tuple(focals),
         frame_centers={i: capture.frames[i].T_world_cam[:3, 3] for i in usable},
-        covisible_context=_covisible_context(capture, usable, frames),
+        covisible_context=lambda: _covisible_context(capture, usable, frames),
         better_checkpoint=least_cropping(sizes, settings),
     )  # fmt: skip
 

@@ -167,7 +167,7 @@ def depth_range(inputs: CheckInputs) -> Finding:
                         "depth) lie nearer than the scene, so few are left to resolve it")
     ranges = ", ".join(f"frame {v.frame}: {_fmt(p[0])}-{_fmt(p[1])}" for v, p in
                        zip(views, per_view))  # fmt: skip
-    value = f"{_fmt(low)}-{_fmt(high)} (near {_fmt(near)}, far {_fmt(far)})"
+    value = f"{_fmt(low)}-{_fmt(high)} (near {_fmt(near)}, far {_fmt(far)}; model units)"
     numbers = {"depth_p5": low, "depth_p95": high, "near": near, "far": far,
                "candidates_in_front": in_front}  # fmt: skip
     if not problems:

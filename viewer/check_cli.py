@@ -152,7 +152,7 @@ def report(console, scene, findings) -> None:
     from dsviewer.viewer.pipeline import print_notes
 
     print_notes(console, scene.notes)
-    table = Table(title=f"Capture check: {escape_rich(scene.key)}, context frames "
+    table = Table(title=f"Capture check: {escape_rich(scene.source)}, context frames "
                   f"{', '.join(str(int(i)) for i in scene.context.index)}")  # fmt: skip
     for column in ("finding", "status", "value", "flag to try"):
         table.add_column(column, overflow="fold")

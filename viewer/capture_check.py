@@ -40,7 +40,8 @@ Status = Literal["ok", "warn", "unknown"]
 MIN_SFM_POINTS = 20
 """Below this many SfM points a view's depth statistics are not given."""
 PLANE_MARGIN = 1.5
-"""Suggested planes: the nearest 5th percentile divided by this, the farthest 95th times it."""
+"""A suggested near plane is the nearest 5th percentile divided by this, a far plane the farthest
+95th percentile times it (only the plane that is wrong moves)."""
 MAX_CANDIDATES_IN_FRONT = 0.9
 """Warn when more than this share of the depth candidates lies nearer than the scene."""
 MIN_MEDIAN_SHIFT_PX = 4.0
@@ -173,10 +174,13 @@ def depth_range(inputs: CheckInputs) -> Finding:
     if not problems:
         return Finding("depth_range", title, "ok", value, f"SfM depths in model units ({ranges}) "
                        "lie within the planes.", numbers=numbers)  # fmt: skip
+    # Move only the plane that is wrong (a far plane pulled in would clamp what SfM missed).
     s = inputs.scale
-    new_near, new_far = low / PLANE_MARGIN * s, high * PLANE_MARGIN * s
+    near_wrong = low < near or in_front > MAX_CANDIDATES_IN_FRONT
+    new_near = (low / PLANE_MARGIN if near_wrong else near) * s
+    new_far = (high * PLANE_MARGIN if high > far else far) * s
     numbers.update(suggested_near=float(f"{new_near:.3g}"), suggested_far=float(f"{new_far:.3g}"))
-    detail = (f"SfM depths in model units ({ranges}): {'; '.join(problems)}. Planes around "
+    detail = (f"SfM depths in model units ({ranges}): {'; '.join(problems)}. Planes that fit "
               f"the scene, in the capture's own units (model units x {_fmt(s)}):")
     return Finding("depth_range", title, "warn", value, detail,
                    f"--near {new_near:.3g} --far {new_far:.3g}", numbers)  # fmt: skip

@@ -236,20 +236,30 @@ def test_a_pair_with_no_overlap_names_the_cause_and_a_covisible_pair(tmp_path):
     assert again.status == "ok" and min(again.numbers["shared"]) >= 20
 
 
-def test_the_console_and_metrics_json_carry_the_findings(tmp_path, capsys):
-    import json
+def test_the_console_the_scene_folder_and_metrics_json_carry_the_findings(tmp_path, capsys,
+                                                                          server):
+    from dsviewer.viewer.export import export_scene
+    from dsviewer.viewer.gui.app import ViewerApp
+    from dsviewer.viewer.options import SceneOptions
+    from dsviewer.viewer.pipeline import ModelSession
 
-    from dsviewer.viewer.export_cli import main as export_main
-
-    sfm_capture(tmp_path / "c", [-10.0, -9.5, 10.0, 10.5], np.concatenate([wall(-10), wall(10)]))
-    assert main(["--ckpt", str(demo_checkpoint()), "--scene", str(tmp_path / "c"),
+    capture = tmp_path / "c"
+    sfm_capture(capture, [-10.0, -9.5, 10.0, 10.5], np.concatenate([wall(-10), wall(10)]))
+    assert main(["--ckpt", str(demo_checkpoint()), "--scene", str(capture),
                  "--context", "0", "2"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "overlap of the context views" in out and "--context 0 1" in out
-    assert export_main(["--ckpt", str(demo_checkpoint()), "--scene", str(tmp_path / "c"),
-                        "--context", "0", "2", "--target", "1", "--out", str(tmp_path / "out"),
-                        "--device", "cpu"]) == 0
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    # The model's run on the capture (the viewer's and the exporter's path) carries them too.
+    options = SceneOptions(ckpt=[demo_checkpoint()], scene=str(capture), context=[0, 2],
+                           target=[1], device="cpu")  # fmt: skip
+    loaded = ModelSession(options).load()
+    assert [f.key for f in loaded.findings] == [c.key for c in CHECKS]
+    app = ViewerApp(server, scene_specs=[str(capture)])
+    app.show(loaded)
+    panel = app.scene_panel.notes.content
+    assert "Capture check, overlap of the context views" in panel and "context 0 1" in panel
+    app.close()
+    metrics = export_scene(tmp_path / "out", loaded).metrics
     findings = {f["key"]: f for f in metrics["capture_check"]}
     assert list(findings) == [c.key for c in CHECKS]
     assert findings["overlap"]["status"] == "warn"

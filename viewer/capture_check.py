@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 Status = Literal["ok", "warn", "unknown"]
 
 MIN_SFM_POINTS = 20
-"""Below this many SfM points a view's depth statistics are not given."""
+"""Below this many SfM points a view's depth statistics are not given (the SfM metrics' minimum:
+one constant once both land)."""
 PLANE_MARGIN = 1.5
 """A suggested near plane is the nearest 5th percentile divided by this, a far plane the farthest
 95th percentile times it (only the plane that is wrong moves)."""

@@ -5,6 +5,7 @@ focal lengths, poses), not by the check's code."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -294,3 +295,91 @@ def test_check_help_lists_its_options_without_heavy_imports():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=60, check=False)  # fmt: skip
     assert out.stdout.strip() == "[]", out.stderr
+
+
+# ---------------------------------------------------------------- real captures (not shipped)
+
+REAL = [Path(p) for p in os.environ.get("DSVIEWER_REAL_COLMAP", "").split(os.pathsep) if p]
+
+
+def quaternion_matrix(qw: float, qx: float, qy: float, qz: float) -> np.ndarray:
+    return np.array([
+        [1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)],
+        [2 * (qx * qy + qw * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qw * qx)],
+        [2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), 1 - 2 * (qx * qx + qy * qy)]])
+
+
+def read_pinhole_model(folder: Path) -> tuple[dict, dict, dict]:
+    """A binary model of PINHOLE cameras (image_undistorter's output), read here: cameras
+    {id: (w, h, fx, fy, cx, cy)}, images {name: (T_cam_world, camera id, xy [F, 2], point ids
+    [F])}, points {id: (xyz, error)}."""
+    import struct
+
+    data = (folder / "cameras.bin").read_bytes()
+    cameras, at = {}, 8
+    for _ in range(struct.unpack_from("<Q", data)[0]):
+        cid, model, width, height = struct.unpack_from("<iiQQ", data, at)
+        assert model == 1, "PINHOLE cameras only"
+        cameras[cid] = (width, height, *struct.unpack_from("<4d", data, at + 24))
+        at += 24 + 32
+    data = (folder / "images.bin").read_bytes()
+    images, at = {}, 8
+    for _ in range(struct.unpack_from("<Q", data)[0]):
+        _, qw, qx, qy, qz, tx, ty, tz, cid = struct.unpack_from("<i7di", data, at)
+        end = data.index(b"\0", at + 64)
+        name = data[at + 64 : end].decode()
+        count = struct.unpack_from("<Q", data, end + 1)[0]
+        table = np.frombuffer(data, dtype=[("x", "<f8"), ("y", "<f8"), ("id", "<i8")],
+                              count=count, offset=end + 9)
+        at = end + 9 + 24 * count
+        T = np.eye(4)
+        R = quaternion_matrix(qw, qx, qy, qz)
+        T[:3, :3], T[:3, 3] = R / np.cbrt(np.linalg.det(R)), (tx, ty, tz)
+        seen = table["id"] >= 0
+        images[name] = (T, cid, np.stack([table["x"], table["y"]], -1)[seen], table["id"][seen])
+    data = (folder / "points3D.bin").read_bytes()
+    points, at = {}, 8
+    for _ in range(struct.unpack_from("<Q", data)[0]):
+        pid, x, y, z = struct.unpack_from("<Q3d", data, at)
+        error, length = struct.unpack_from("<dQ", data, at + 35)
+        points[pid] = (np.array([x, y, z]), error)
+        at += 51 + 8 * length
+    return cameras, images, points
+
+
+@pytest.mark.skipif(not REAL, reason="DSVIEWER_REAL_COLMAP names no undistorted capture")
+@pytest.mark.parametrize("folder", REAL)
+def test_real_capture_depth_range_and_overlap_against_the_colmap_files(folder):
+    """On an undistorted COLMAP model (``dense/0`` as image_undistorter writes it; point
+    ``DSVIEWER_REAL_COLMAP`` at such folders, separated by ``os.pathsep``): the depth
+    percentiles and shared points of the chosen context views, recomputed here from the files
+    (an observation counts when its point's error is at most 2 px, it is in front, and the
+    official rescale and centre crop keep its pixel)."""
+    checkpoint = Path("depthsplat-gs-base-re10k-256x448-view2-fea94f65.pth")  # 256 x 448
+    scene, findings = run_check(CheckOptions(ckpt=checkpoint, scene=str(folder)))
+    findings = {f.key: f for f in findings}
+    cameras, images, points = read_pinhole_model(folder / "sparse")
+    names = sorted(images)  # natural order is sorted order for these names
+    frames = [int(i) for i in scene.context.index]
+    centres = [-images[names[i]][0][:3, :3].T @ images[names[i]][0][:3, 3] for i in frames]
+    scale = max(np.linalg.norm(a - b) for a in centres for b in centres)  # baseline 1
+    out_h, out_w = 256, 448  # the patch crop (16) is a no-op here
+    depths, kept = [], []
+    for i in frames:
+        T, cid, xy, ids = images[names[i]]
+        width, height = cameras[cid][:2]
+        s = max(out_h / height, out_w / width)
+        rows, cols = round(height * s), round(width * s)
+        u = xy[:, 0] * cols / width - (cols - out_w) // 2
+        v = xy[:, 1] * rows / height - (rows - out_h) // 2
+        xyz = np.stack([points[p][0] for p in ids])
+        z = (xyz @ T[:3, :3].T + T[:3, 3])[:, 2]
+        error = np.array([points[p][1] for p in ids])
+        keep = (error <= 2) & (z > 0) & (u >= 0) & (u < out_w) & (v >= 0) & (v < out_h)
+        depths.append(z[keep] / scale)
+        kept.append(set(ids[keep].tolist()))
+    depth = findings["depth_range"].numbers
+    assert depth["depth_p5"] == pytest.approx(min(np.percentile(d, 5) for d in depths), rel=1e-6)
+    assert depth["depth_p95"] == pytest.approx(max(np.percentile(d, 95) for d in depths),
+                                               rel=1e-6)  # fmt: skip
+    assert findings["overlap"].numbers["shared"][0] == len(kept[0] & kept[1])

@@ -230,8 +230,12 @@ def test_the_baseline_against_the_median_sfm_depth(tmp_path):
 def test_a_pair_with_no_overlap_names_the_cause_and_a_covisible_pair(tmp_path):
     # Frames 0, 1 see a wall at x = -10; frames 2, 3 another at x = +10: no shared points.
     sfm_capture(tmp_path / "c", [-10.0, -9.5, 10.0, 10.5], np.concatenate([wall(-10), wall(10)]))
-    overlap = check(tmp_path / "c", context=[0, 2])["overlap"]
+    findings = check(tmp_path / "c", context=[0, 2])
+    overlap = findings["overlap"]
     assert overlap.status == "warn" and overlap.numbers["shared"] == [0, 0]
+    # 20 apart at 4 deep: far beyond half an image of shift (ratio 5 here).
+    assert findings["baseline"].status == "warn" and "too wide" in findings["baseline"].detail
+    assert findings["baseline"].numbers["ratio"] == pytest.approx(20 / 4.0, rel=0.05)
     assert "no matches" in overlap.detail and overlap.flag == "--context 0 1"
     again = check(tmp_path / "c", context=[0, 1])["overlap"]
     assert again.status == "ok" and min(again.numbers["shared"]) >= 20

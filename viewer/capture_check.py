@@ -33,6 +33,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from dsviewer.dataset.preprocess import PreprocessSettings
+    from dsviewer.dataset.sfm import SfmReference, SfmView
     from dsviewer.dataset.types import SceneNote, SceneViews
 
 Status = Literal["ok", "warn", "unknown"]
@@ -101,7 +102,8 @@ class CheckInputs:
     far: float
     image_sizes: tuple[tuple[int, int], ...]  # (W, H) of each context view's image file
     source_focals: tuple[tuple[float, float], ...]  # (fx / W, fy / H) of each, before any crop
-    frame_centers: dict[int, np.ndarray] = field(default_factory=dict)  # usable frames, user
+    frame_centers: dict[int, np.ndarray] = field(default_factory=dict)  # [3], user units, of
+    # every frame with an image and a camera
     covisible_context: Callable[[], tuple[int, ...] | None] | None = None
     """The context COLMAP covisibility would choose with the first context frame (called only
     when the overlap warns: it scores every pair of frames)."""
@@ -118,15 +120,15 @@ class CheckInputs:
         return [int(i) for i in self.scene.context.index]
 
     @property
-    def sfm(self):
-        return getattr(self.scene.context, "sfm", None)
+    def sfm(self) -> SfmReference | None:
+        return self.scene.context.sfm
 
 
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _sfm_views(inputs: CheckInputs):
+def _sfm_views(inputs: CheckInputs) -> list[SfmView] | None:
     """The SfM views with enough points (None without an SfM reference)."""
     if inputs.sfm is None:
         return None

@@ -9,9 +9,10 @@ The rule for one import in module ``m`` of a dotted name ``a.b.c`` (``from a.b i
 names ``a.b.c`` when that is a module, else ``a.b``; relative imports are resolved first):
 
 * an edge ``m -> a.b.c``;
-* an edge ``m -> P`` for every package ``P`` above ``a.b.c`` that does not hold ``m``, since
-  Python runs ``P/__init__.py`` first. A package holding ``m`` is skipped: a module importing a
-  sibling does not depend on its own package's ``__init__`` beyond being part of it.
+* for an import that runs (not one under ``if TYPE_CHECKING:``, which never does), an edge
+  ``m -> P`` for every package ``P`` above ``a.b.c`` that does not hold ``m``, since Python runs
+  ``P/__init__.py`` first. A package holding ``m`` is skipped: a module importing a sibling does
+  not depend on its own package's ``__init__`` beyond being part of it.
 """
 
 from __future__ import annotations
@@ -45,15 +46,30 @@ def module_files() -> dict[str, Path]:
     return modules
 
 
+def typing_only(tree: ast.AST) -> set[int]:
+    """The ids of the import nodes under ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``)."""
+    found = set()
+    for node in ast.walk(tree):
+        test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+        name = getattr(test, "id", None) or getattr(test, "attr", None)
+        if name == "TYPE_CHECKING":
+            found.update(id(inner) for part in node.body for inner in ast.walk(part))
+    return found
+
+
 def imported_names(path: Path, module: str, is_package: bool,
-                   modules: dict[str, Path]) -> set[str]:  # fmt: skip
-    """Every dotted name ``path`` imports, anywhere in the file, relative imports resolved:
-    ``from a.b import c`` names ``a.b.c`` when that is a module, else ``a.b``."""
+                   modules: dict[str, Path]) -> set[tuple[str, bool]]:  # fmt: skip
+    """Every dotted name ``path`` imports, anywhere in the file, relative imports resolved
+    (``from a.b import c`` names ``a.b.c`` when that is a module, else ``a.b``), each with
+    whether the import runs (False under ``TYPE_CHECKING``)."""
     package = module if is_package else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    typing = typing_only(tree)
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in ast.walk(tree):
+        runs = id(node) not in typing
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            names.update((alias.name, runs) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -62,7 +78,7 @@ def imported_names(path: Path, module: str, is_package: bool,
                 base = ".".join([*anchor, base] if base else anchor)
             for alias in node.names:
                 name = f"{base}.{alias.name}"
-                names.add(name if name in modules else base)
+                names.add((name if name in modules else base, runs))
     return names
 
 
@@ -71,15 +87,15 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for module, path in modules.items():
         targets = set()
-        for name in imported_names(path, module, path.name == "__init__.py", modules):
+        for name, runs in imported_names(path, module, path.name == "__init__.py", modules):
             while name and name not in modules:  # an outside package, or a.b of a.b.f
                 name = name.rpartition(".")[0]
             if not name or name == module:
                 continue
             targets.add(name)
             parent = name.rpartition(".")[0]
-            while parent:  # the packages above it run first, unless they hold this module
-                if parent in modules and not module.startswith(parent + "."):
+            while parent and runs:  # the packages above it run first, unless they hold this
+                if parent in modules and not (module == parent or module.startswith(parent + ".")):
                     targets.add(parent)
                 parent = parent.rpartition(".")[0]
         graph[module] = targets
@@ -131,6 +147,10 @@ def test_the_walk_sees_lazy_and_type_checking_imports():
     # under TYPE_CHECKING only: both are edges.
     assert {"dsviewer.viewer.session.model", "dsviewer.viewer.session.loaded"} <= tree[
         "dsviewer.viewer.session.runs"]
+    # src/model/predict.py names dataset.types under TYPE_CHECKING: an edge to that module, but
+    # not to dsviewer.dataset's __init__, which such an import never runs
+    assert "dsviewer.dataset.types" in tree["dsviewer.model.predict"]
+    assert "dsviewer.dataset" not in tree["dsviewer.model.predict"]
     # relative imports (src/model/__init__.py: ``from .checkpoint import ...``) resolve
     assert "dsviewer.model.checkpoint" in tree["dsviewer.model"]
     # importing dsviewer.viewer.export.layout from outside runs viewer/export/__init__.py first

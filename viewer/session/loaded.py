@@ -49,6 +49,7 @@ class LoadedScene:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
     notes: list[SceneNote] = field(default_factory=list)
     checks: dict[str, int] = field(default_factory=dict)  # non-finite counts of the prediction
+    findings: list = field(default_factory=list)  # the capture check's (capture_check.py)
     # One lock per cache: the GUI thread asks for flat layers and cached analyses while the job
     # thread computes an analysis or renders the targets, and must not wait for either.
     _analysis_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

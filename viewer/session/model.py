@@ -110,9 +110,15 @@ class ModelSession:
     def run(self, scene: SceneViews, progress: ProgressFn | None = None,
             seconds: dict[str, float] | None = None, run_name: str | None = None,
             run: RunSpec | None = None) -> LoadedScene:  # fmt: skip
-        """Predict on ``scene`` and build its layers; ``run`` is recorded as what was asked."""
-        loaded = run_prediction(scene, self.predict, progress, seconds,
-                                run_name or self.backend.name, self.backend_notes())  # fmt: skip
+        """Predict on ``scene`` and build its layers; ``run`` is recorded as what was asked.
+        A capture's check findings (``capture_check.py``) join its notes."""
+        from dsviewer.viewer.capture_check import finding_notes
+        from dsviewer.viewer.check_inputs import capture_findings
+
+        findings = capture_findings(scene, self.preprocess(run))  # none unless a capture
+        loaded = run_prediction(scene, self.predict, progress, seconds, run_name or
+                                self.backend.name, self.backend_notes() + finding_notes(findings))
+        loaded.findings = findings
         loaded.checkpoint = str(self.checkpoint)
         loaded.asked = (run or RunSpec(self.checkpoint)).asked()
         return loaded

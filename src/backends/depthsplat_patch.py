@@ -20,6 +20,8 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+from dsviewer.errors import SetupError
+
 ENCODER_FILE = Path("src/model/encoder/encoder_depthsplat.py")
 MATCHER_FILE = Path("src/model/encoder/unimatch/mv_unimatch.py")
 REQUIRED_KEYS = ("coarse_mv_depth", "mono_depth")
@@ -85,7 +87,7 @@ ENCODER_INSERTION = Insertion(
 INSERTIONS = (MATCHER_INSERTION, ENCODER_INSERTION)
 
 
-class UnrecognizedCheckoutError(ValueError):
+class UnrecognizedCheckoutError(SetupError):
     """A folder whose DepthSplat files the patch cannot place its lines in."""
 
 

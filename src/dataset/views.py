@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from dsviewer.io.text_formats import MalformedTextError, parse_json
 
 from .errors import (
     DuplicateContextError,
@@ -38,8 +39,8 @@ def read_evaluation_index(path: Path) -> dict[str, ViewSelection | None]:
             "repository, or give --context/--target explicitly."
         )
     try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        raw = parse_json(path.read_bytes())
+    except MalformedTextError as exc:
         raise SceneError(f"The evaluation index {path} is not valid JSON ({exc}).") from None
     if not isinstance(raw, dict):
         raise SceneError(f"The evaluation index {path} must map scene keys to entries.")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.errors import EXIT_BUG, EXIT_USER_ERROR, is_user_error
 from dsviewer.viewer.evaluation import distributed
 from dsviewer.viewer.evaluation.columns import (
@@ -57,11 +58,11 @@ OS_ERROR_HINTS = {
 }
 
 
-class EvalUsageError(ValueError):
+class EvalUsageError(InputError):
     """Bad ``dsviewer eval`` arguments."""
 
 
-class OutputFolderError(ValueError):
+class OutputFolderError(InputError):
     """``--out`` cannot be created or written."""
 
 
@@ -116,8 +117,9 @@ def check_something_to_run(plan: ScenePlan, options: EvalOptions) -> None:
               if plan.root_keys else "they list no key")  # fmt: skip
     raise PlanError(
         f"None of the {len(plan.chosen)} scenes can be run; the first, {first.key!r}: "
-        f"{first.missing}. Data roots: {roots} ({listed}). Pass as --data-root the folder of "
-        "this test set that holds its index.json and chunk files (repeat the flag for several)."
+        f"{first.missing.rstrip('.')}. Data roots: {roots} ({listed}). Pass as --data-root the "
+        "folder of this test set that holds its index.json and chunk files (repeat the flag for "
+        "several)."
     )
 
 

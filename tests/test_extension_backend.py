@@ -29,6 +29,7 @@ from dsviewer.backends.extension_worker import read_message, write_message
 from dsviewer.dataset.types import ViewSet
 from dsviewer.geometry.projection import unproject_depth
 from dsviewer.viewer import patch_cli
+from dsviewer.viewer.errors import EXIT_USER_ERROR
 
 STANDIN = REPO_ROOT / "tests" / "data" / "standin_depthsplat"
 PRESET = "depthsplat-gs-small-re10k-256x256-view2-cfeab6b1"  # near 0.5, far 100
@@ -279,7 +280,7 @@ def test_patch_refuses_an_unrecognised_checkout(tmp_path, capsys, damage):
     else:
         matcher.unlink()
     before = tree_digest(repo)
-    assert patch_cli.main([str(repo)]) == patch_cli.EXIT_REFUSED
+    assert patch_cli.main([str(repo)]) == EXIT_USER_ERROR
     error = capsys.readouterr().err
     assert "changed nothing" in error or "not a DepthSplat checkout" in error
     assert "Traceback" not in error
@@ -336,7 +337,7 @@ def test_patch_refusal_lists_the_lines_to_add(tmp_path, capsys):
     repo = checkout_copy(tmp_path, patched=False)
     matcher = repo / MATCHER_FILE
     matcher.write_text(matcher.read_text().replace('({"match_probs": match_probs})', "(x)"))
-    assert patch_cli.main([str(repo)]) == patch_cli.EXIT_REFUSED
+    assert patch_cli.main([str(repo)]) == EXIT_USER_ERROR
     error = capsys.readouterr().err
     assert "docs/" not in error  # a pip-installed user has no docs folder
     for insertion in INSERTIONS:

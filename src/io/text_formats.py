@@ -18,6 +18,7 @@ class MalformedTextError(ValueError):
 
 _TOO_DEEP = ("arrays or mappings nested deeper than {} levels, more than this reader follows; "
              "real files nest a few levels")
+_NOT_TEXT = "it cannot be decoded as text ({} at byte {}): a binary file, or not UTF-8"
 
 
 def parse_json(data: str | bytes) -> Any:
@@ -30,14 +31,15 @@ def parse_json(data: str | bytes) -> Any:
     except json.JSONDecodeError as error:
         raise MalformedTextError(str(error)) from None
     except UnicodeDecodeError as error:
-        raise MalformedTextError(f"not UTF-8 text ({error.reason} at byte {error.start})"
-                                 ) from None
+        raise MalformedTextError(_NOT_TEXT.format(error.reason, error.start)) from None
     except RecursionError:
         raise MalformedTextError(_TOO_DEEP.format(sys.getrecursionlimit())) from None
 
 
 def yaml_problem(error: Exception) -> str:
     """A YAML parse error on one line: what and where (PyYAML's own text spans several)."""
+    if hasattr(error, "reason") and hasattr(error, "position"):  # yaml.reader.ReaderError
+        return _NOT_TEXT.format(error.reason, error.position)
     mark = getattr(error, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     return f"{getattr(error, 'problem', None) or type(error).__name__}{where}"

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from dsviewer.io.text_formats import MalformedTextError, parse_json
 
@@ -96,22 +95,6 @@ def frames_between(context: Sequence[int], max_targets: int | None) -> list[int]
         picks = torch.linspace(0, len(between) - 1, max_targets).round().long().tolist()
         between = [between[i] for i in sorted(set(picks))]
     return between
-
-
-def nearest_to(camera_centers: Tensor, anchor: int, num_context: int, max_targets: int | None
-               ) -> ViewSelection:
-    """The anchor frame and its ``num_context - 1`` nearest cameras (by centre distance) as
-    context, in frame order; the remaining frames among the context's range as targets.
-
-    Args:
-        camera_centers: ``[N, 3]``.
-    """
-    n = camera_centers.shape[0]
-    if n < num_context:
-        return evenly_spaced(n, num_context)  # raises the explanatory error
-    distance = (camera_centers - camera_centers[anchor]).norm(dim=-1)
-    context = sorted(torch.argsort(distance, stable=True)[:num_context].tolist())
-    return ViewSelection(context, frames_between(context, max_targets))
 
 
 def check_frames(selection: ViewSelection, num_frames: int, source: str, what: str) -> None:

@@ -74,7 +74,7 @@ def synthetic_prediction(scene):
         final_depth=gt,
         match_prob=torch.rand(V, h, w),
         match_probs=torch.rand(V, 2, h, w),
-        depth_candidates=torch.rand(V, 2, h, w),
+        inv_depth_candidates=torch.rand(V, 2, h, w),
         near=ctx.near,
         far=ctx.far,
     )

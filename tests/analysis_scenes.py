@@ -144,7 +144,7 @@ def build_case(
         final_depth=final_depth,
         match_prob=match_probs.max(dim=1).values,
         match_probs=match_probs,
-        depth_candidates=depth_candidates,
+        inv_depth_candidates=depth_candidates,
         near=near,
         far=far,
         gaussians=gaussians,

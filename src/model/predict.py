@@ -94,7 +94,7 @@ def prediction_from_outputs(
         final_depth=first(final_depth),
         match_prob=first(dump["match_prob"]),
         match_probs=first(dump["match_probs"]),
-        depth_candidates=first(dump["depth_candidates"]),
+        inv_depth_candidates=first(dump["depth_candidates"]),
         near=near.float(),
         far=far.float(),
         gaussians=gaussians,

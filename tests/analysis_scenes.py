@@ -142,7 +142,7 @@ def build_case(
         coarse_inv_depth=coarse_inv,
         mono_inv_residual=residual,
         final_depth=final_depth,
-        match_prob=match_probs.max(dim=1).values,
+        confidence=match_probs.max(dim=1).values,
         match_probs=match_probs,
         inv_depth_candidates=depth_candidates,
         near=near,

@@ -278,7 +278,7 @@ def test_predict_removes_batch_dim_and_names_inverse_depth(tiny_model):
     prediction = predict(tiny_model, views)
     assert tuple(prediction.final_depth.shape) == (3, 32, 32)
     assert tuple(prediction.coarse_inv_depth.shape) == (3, 32, 32)
-    assert tuple(prediction.match_prob.shape) == (3, 8, 8)
+    assert tuple(prediction.confidence.shape) == (3, 8, 8)
     assert tuple(prediction.match_probs.shape) == (3, 128, 8, 8)
     assert prediction.inv_depth_candidates.shape == prediction.match_probs.shape
     assert tuple(prediction.gaussians.means.shape) == (1, 3 * 32 * 32, 3)

@@ -151,7 +151,7 @@ def test_prediction_matches_the_standin_computation(patched_run):
     _, _, state, views, prediction = patched_run
     expected = expected_outputs(state, views)
     torch.testing.assert_close(prediction.match_probs, expected["match_probs"])
-    torch.testing.assert_close(prediction.match_prob, expected["match_probs"].amax(dim=1))
+    torch.testing.assert_close(prediction.confidence, expected["match_probs"].amax(dim=1))
     torch.testing.assert_close(prediction.inv_depth_candidates, expected["depth_candidates"])
     torch.testing.assert_close(prediction.coarse_inv_depth, expected["coarse"])
     torch.testing.assert_close(prediction.mono_inv_residual, expected["mono"])
@@ -196,7 +196,7 @@ def test_missing_optional_keys_degrade_with_warnings(tmp_path, patched_run):
         prediction = backend.predict(views)
     # match_probs come from the depth predictor's own returned dict: the same values.
     torch.testing.assert_close(prediction.match_probs, full.match_probs)
-    torch.testing.assert_close(prediction.match_prob, full.match_prob)
+    torch.testing.assert_close(prediction.confidence, full.confidence)
     assert prediction.inv_depth_candidates.isnan().all()
     torch.testing.assert_close(prediction.final_depth, full.final_depth)
     assert len(backend.warnings) == 2

@@ -92,7 +92,7 @@ def prediction_from_outputs(
         coarse_inv_depth=first(dump["coarse_mv_depth"]),
         mono_inv_residual=first(dump["mono_depth"]),
         final_depth=first(final_depth),
-        match_prob=first(dump["match_prob"]),
+        confidence=first(dump["match_prob"]),
         match_probs=first(dump["match_probs"]),
         inv_depth_candidates=first(dump["depth_candidates"]),
         near=near.float(),

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401 -- read by a skipif condition
 from conftest import REPO_ROOT
 
 from dsviewer.errors import InputError, SetupError, UserError, is_user_error
@@ -141,6 +142,18 @@ def test_a_bad_command_line_option_is_a_user_error(logs, capsys):
     text = paragraph(capsys.readouterr().err, "dsviewer")
     assert "--point-budget and --gaussian-budget must be at least 1" in text
     assert logged(logs) == []
+
+
+@pytest.mark.skipif("torch.cuda.is_available()", reason="needs a machine without CUDA")
+def test_a_missing_device_is_a_setup_error(tmp_path, logs, capsys):
+    from dsviewer.backends import DeviceUnavailableError
+
+    assert issubclass(DeviceUnavailableError, SetupError)
+    out = tmp_path / "out"
+    assert cli.main(["export", "--demo", "--device", "cuda", "--out", str(out)]) == 2
+    text = paragraph(capsys.readouterr().err, "dsviewer export")
+    assert "--device cuda was asked for" in text and "Use --device cpu" in text
+    assert logged(logs) == [] and not any(out.iterdir())  # checked writable, nothing written
 
 
 # --- files nested too deeply, or not text -------------------------------------------------------

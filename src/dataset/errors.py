@@ -28,25 +28,26 @@ def close_keys(key: str, known: Iterable[str]) -> list[str]:
     return difflib.get_close_matches(key, list(known), n=5, cutoff=0.4)
 
 
-def close_keys_text(key: str, known: Iterable[str]) -> str:
-    """The sentence every command adds after "no scene with key ...": the closest keys."""
-    known = list(known)
-    close = close_keys(key, known)
+def close_keys_text(close: list[str], num_known: int) -> str:
+    """The sentence every command adds after "no scene with key ...": the ``close`` keys (from
+    :func:`close_keys`), or how many there are."""
     if close:
         return f"The closest keys are: {', '.join(close)}."
-    return f"No key is similar; {len(known)} keys are available."
+    return f"No key is similar; {num_known} keys are available."
 
 
 class UnknownSceneKeyError(SceneError):
     def __init__(self, key: str, known: Iterable[str], searched: list[Path]) -> None:
         known = list(known)
+        close = close_keys(key, known)
         roots = ", ".join(str(p) for p in searched)
         super().__init__(
-            f"No scene with key {key!r} in the index of {roots}. {close_keys_text(key, known)} "
-            "Check the spelling, or add the root that holds this scene."
+            f"No scene with key {key!r} in the index of {roots}. "
+            f"{close_keys_text(close, len(known))} Check the spelling, or add the root that "
+            "holds this scene."
         )
         self.key = key
-        self.close_matches = close_keys(key, known)
+        self.close_matches = close
 
 
 class CorruptImageError(SceneError):

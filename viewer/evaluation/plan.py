@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dsviewer.dataset import SYNTHETIC_PREFIX
-from dsviewer.dataset.errors import close_keys_text
+from dsviewer.dataset.errors import close_keys, close_keys_text
 from dsviewer.errors import InputError
 
 
@@ -149,7 +149,7 @@ def plan_scenes(
         explicit = spec in given
         missing = why_missing if chunk is None and _is_dataset_key(spec, explicit) else None
         if missing is not None and explicit and chunks:  # a typo: name the keys it may mean
-            missing = f"{missing}. {close_keys_text(spec, chunks)}"
+            missing = f"{missing}. {close_keys_text(close_keys(spec, chunks), len(chunks))}"
         selection = selections.get(spec)
         if spec in selections and selection is None:
             missing = "the evaluation index marks this key as skipped (null)"

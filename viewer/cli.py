@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.network import DEFAULT_PORT, access_hint, choose_port
 from dsviewer.viewer.options import ViewerOptions
 
@@ -53,7 +54,7 @@ def check_inputs(options: ViewerOptions) -> ViewerOptions:
         options.use_demo()
     options.check()
     if options.point_budget < 1 or options.gaussian_budget < 1:
-        raise ValueError("--point-budget and --gaussian-budget must be at least 1.")
+        raise InputError("--point-budget and --gaussian-budget must be at least 1.")
     check_port(options.port)
     resolve_host(options.host)
     return options

@@ -21,6 +21,7 @@ from typing import Literal
 
 import tyro
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.options import RunOptions
 
 
@@ -53,7 +54,7 @@ class ExportOptions(RunOptions):
 EXIT_SOME_FAILED = 1  # the others were written; each failure is reported
 
 
-class ExportUsageError(ValueError):
+class ExportUsageError(InputError):
     """Bad ``dsviewer export`` arguments."""
 
 

@@ -16,10 +16,11 @@ from typing import Annotated, Literal
 
 import tyro  # light (~0.1 s); the field docstrings below are its --help text
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.session.specs import MIN_VIEWS, RunSpec, SessionSettings, model_path
 
 
-class MissingOptionError(ValueError):
+class MissingOptionError(InputError):
     def __init__(self, name: str) -> None:
         super().__init__(
             f"--{name} is required (or pass --demo to open the bundled demo). "
@@ -27,7 +28,7 @@ class MissingOptionError(ValueError):
         )
 
 
-class CheckpointMissingError(FileNotFoundError):
+class CheckpointMissingError(InputError, FileNotFoundError):
     def __init__(self, path: Path) -> None:
         super().__init__(
             f"The checkpoint {path} does not exist. Pass the path of a released DepthSplat "
@@ -36,7 +37,7 @@ class CheckpointMissingError(FileNotFoundError):
         )
 
 
-class RunOptionsError(ValueError):
+class RunOptionsError(InputError):
     """Run flags that cannot be used together or as given."""
 
 

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.session.specs import RunSpec, SessionSettings
 
 if TYPE_CHECKING:
     from dsviewer.viewer.evaluation.plan import PlannedScene, ScenePlan
 
 
-class EvalUsageError(ValueError):
+class EvalUsageError(InputError):
     """Bad ``dsviewer eval`` arguments."""
 
 

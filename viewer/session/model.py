@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.session.loaded import LoadedScene, ProgressFn, report, run_prediction
 from dsviewer.viewer.session.specs import RunSpec, SessionSettings, model_path
 
@@ -30,11 +31,11 @@ if TYPE_CHECKING:
     from dsviewer.model.types import Prediction
 
 
-class RunPlanesError(ValueError):
+class RunPlanesError(InputError):
     """Near/far planes given for a run that cannot be used on its scene."""
 
 
-class ViewCountError(ValueError):
+class ViewCountError(InputError):
     """``--views N`` contradicts the context views a scene's evaluation index fixes."""
 
 

@@ -46,8 +46,9 @@ class RunOptions:
     """Which model runs on which scene, views and depth range (every command has these)."""
 
     ckpt: Annotated[list[Path], tyro.conf.UseAppendAction] = field(default_factory=list)
-    """Checkpoint file (.pth / .ckpt / .safetensors) of a DepthSplat model; give the flag
-    again for more models: each becomes a run of the same scene, to compare."""
+    """Checkpoint file (.pth / .ckpt / .safetensors) of a DepthSplat model. dsviewer and
+    export take the flag again for more models (each a run of the same scene, to compare); eval
+    takes one."""
 
     scene: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
     """Scene: a dataset key (e.g. RealEstate10K), a capture folder (COLMAP/transforms.json) or
@@ -79,7 +80,8 @@ class RunOptions:
     """Far plane in the scene's own units; default: the checkpoint's."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where the model runs; auto picks CUDA when available."""
+    """Where the model runs; auto picks CUDA when available (under torchrun, eval's ranks take
+    the GPU of their local rank)."""
 
     config: Path | None = None
     """Model preset YAML (configs/checkpoints/*.yaml); default: recognised from the checkpoint."""

@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from test_sfm_metrics import loaded, plane_prediction
+from test_sfm_reference import two_camera_capture
 
 from dsviewer.io.ply import read_point_cloud_ply
 from dsviewer.viewer.analysis import analyze
@@ -15,8 +17,6 @@ from dsviewer.viewer.evaluation.scene_metrics import evaluate_scene
 from dsviewer.viewer.export import ExportSettings, export_scene
 from dsviewer.viewer.export.compare_files import compare_json
 from dsviewer.viewer.gui.analysis_panel import statistics_markdown, summary_markdown
-from test_sfm_metrics import loaded, plane_prediction
-from test_sfm_reference import two_camera_capture
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,9 @@ def test_analysis_table_shows_sfm_rows_and_too_few(capture):
 
 
 def test_eval_columns_carry_the_sfm_numbers(capture):
-    from dsviewer.dataset.capture import load_capture
     from test_sfm_reference import SETTINGS
+
+    from dsviewer.dataset.capture import load_capture
 
     class Session:  # evaluate_scene only calls predict
         predict = staticmethod(plane_prediction([1.1, 0.8], 1.3, 4.0))

@@ -180,3 +180,18 @@ def test_no_points_no_reference(tmp_path):
     scene = load_capture(tmp_path, SETTINGS, context=[0, 1], target=[])
     assert scene.context.sfm is None
     assert not [n for n in scene.notes if n.code == "sfm_reference"]
+
+
+def test_the_command_line_default_threshold_is_the_library_default():
+    from dsviewer.viewer.options import SceneOptions
+
+    assert SceneOptions().sfm_max_error == DEFAULT_MAX_ERROR
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0.0, float("nan")])
+def test_a_bad_threshold_is_a_user_error(tmp_path, bad):
+    from dsviewer.dataset.errors import SceneError
+
+    two_camera_capture(tmp_path, True)
+    with pytest.raises(SceneError, match="--sfm-max-error"):
+        load_capture(tmp_path, SETTINGS, context=[0, 1], target=[], options=_options(bad))

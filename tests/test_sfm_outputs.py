@@ -95,3 +95,25 @@ def test_compare_json_uses_sfm_like_gt(capture):
     assert pairs[("sfm", "one")]["depth_abs_rel_b_vs_a"] == pytest.approx(0.1, abs=2e-3)
     assert pairs[("sfm", "two")]["depth_abs_rel_b_vs_a"] == pytest.approx(0.1, abs=2e-3)
     assert pairs[("sfm", "one")]["pixels"] == int((one.layers.sfm.index_map >= 0).sum())
+
+
+def test_the_viewer_draws_the_sfm_layer_in_its_error_colours(server, capture):
+    from dsviewer.viewer import colormaps
+    from dsviewer.viewer.gui.app import ViewerApp
+
+    scene = loaded(capture)
+    app = ViewerApp(server, scene_specs=["capture"])
+    app.show(scene)
+    assert app.wait_idle(60)
+    app.layers_panel.toggles["sfm"].value = True
+    app.colours.set_mode("sfm_error")
+    handle = server.scene._handle_from_node_name["/runs/0/sfm/view_0"]
+    shown = (scene.layers.sfm.index_map[0] >= 0).sum()
+    assert len(handle.points) == int(shown)
+    # view 0's final depth is 1.1 x the truth (+0.1), view 1's 0.8 x (-0.2); the range is the
+    # 98th percentile of |error| over the shown points of both views
+    counts = [int((scene.layers.sfm.index_map[v] >= 0).sum()) for v in range(2)]
+    limit = np.percentile(np.r_[np.full(counts[0], 0.1), np.full(counts[1], 0.2)], 98)
+    expected = colormaps.apply_diverging(np.full(len(handle.points), 0.1), limit)
+    assert np.abs(handle.colors.astype(int) - expected.astype(int)).max() <= 2
+    app.close()

@@ -195,3 +195,40 @@ def test_a_bad_threshold_is_a_user_error(tmp_path, bad):
     two_camera_capture(tmp_path, True)
     with pytest.raises(SceneError, match="--sfm-max-error"):
         load_capture(tmp_path, SETTINGS, context=[0, 1], target=[], options=_options(bad))
+
+
+@pytest.mark.parametrize("cut", ["count", "track", "end"])
+def test_a_corrupt_points_file_is_refused_before_allocating(tmp_path, cut):
+    from dsviewer.dataset.errors import CaptureFormatError
+
+    two_camera_capture(tmp_path, True)
+    path = tmp_path / "sparse" / "0" / "points3D.bin"
+    data = bytearray(path.read_bytes())
+    if cut == "count":
+        data[:8] = (10**15).to_bytes(8, "little")  # more points than bytes
+    elif cut == "track":
+        data[8 + 43 : 8 + 51] = (10**12).to_bytes(8, "little")  # the first track's length
+    else:
+        data = data[:-5]
+    path.write_bytes(bytes(data))
+    with pytest.raises(CaptureFormatError, match="points3D.bin"):
+        load_capture(tmp_path, SETTINGS, context=[0, 1], target=[])
+
+
+def test_binary_tracks_agree_with_the_text_reader_on_a_larger_model(tmp_path):
+    from dsviewer.dataset.colmap_tracks import read_point_tracks_binary, read_point_tracks_text
+
+    xyz = plane_points(step=0.1)  # ~3,700 points, tracks of one or two images
+    cameras = {1: LENS, 2: WIDE}
+    images = [SfmImage("a.png", 1, pose(x=-0.3)), SfmImage("b.png", 2, pose(x=0.3))]
+    error = np.linspace(0, 3, len(xyz))
+    rgb = (np.arange(len(xyz) * 3) % 251).astype(np.uint8).reshape(-1, 3)
+    text = write_sfm_model(tmp_path / "t", cameras, images, xyz, error, False, rgb=rgb)
+    binary = write_sfm_model(tmp_path / "b", cameras, images, xyz, error, True, rgb=rgb)
+    a, b = read_point_tracks_text(text / "points3D.txt"), read_point_tracks_binary(
+        binary / "points3D.bin")
+    for name in ("ids", "xyz", "rgb", "error", "track_point", "track_image", "track_feature"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert len(a.track_point) > len(xyz)
+    np.testing.assert_array_equal(b.xyz, xyz)
+    np.testing.assert_array_equal(b.rgb, rgb)

@@ -94,7 +94,8 @@ def test_a_capture_rescaled_by_10_gives_the_same_sfm_metrics(tmp_path):
     build.write_sfm_model(tmp_path / "ten", cameras, images, xyz * 10, np.full(len(xyz), 0.4),
                           binary=False)
     build.write_images(tmp_path / "ten", cameras, images, xyz * 10)
-    one = analyze(loaded(tmp_path / "one").layers).summary()["sfm"]
+    one_scene = loaded(tmp_path / "one")
+    one = analyze(one_scene.layers).summary()["sfm"]
     ten_scene = loaded(tmp_path / "ten", plane_z=10 * PLANE_Z)
     ten = analyze(ten_scene.layers).summary()["sfm"]
     assert ten["points"] == one["points"] > 40
@@ -104,8 +105,8 @@ def test_a_capture_rescaled_by_10_gives_the_same_sfm_metrics(tmp_path):
             assert b["abs_rel"] == pytest.approx(a["abs_rel"], rel=1e-6, abs=1e-9)
             assert b["median_ratio"] == pytest.approx(a["median_ratio"], rel=1e-6)
     # and the layer is in the user's units: ten times the first capture's SfM depths
-    first = loaded(tmp_path / "one").layers.sfm
-    np.testing.assert_allclose(ten_scene.layers.sfm.depth.numpy(), 10 * first.depth.numpy(),
+    np.testing.assert_allclose(ten_scene.layers.sfm.depth.numpy(),
+                               10 * one_scene.layers.sfm.depth.numpy(),
                                rtol=1e-9)
 
 

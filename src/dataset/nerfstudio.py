@@ -23,13 +23,14 @@ stay inside the folder (see ``paths.py``).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from dsviewer.io.text_formats import MalformedTextError, parse_json
 
 from .camera_models import make_camera
 from .capture_frame import Capture, CaptureFrame
@@ -150,8 +151,8 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
     frames, points = [], None
     for path in files:
         try:
-            meta = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            meta = parse_json(path.read_bytes())
+        except MalformedTextError as exc:
             raise CaptureFormatError(folder, f"{path.name} is not valid JSON ({exc})") from None
         raw_frames = meta.get("frames") if isinstance(meta, dict) else None
         if not raw_frames or not isinstance(raw_frames, list):

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsviewer.errors import InputError
 from dsviewer.io.atomic import atomic_write
 from dsviewer.viewer.compare import (
     RESERVED_NAMES,
@@ -70,7 +71,7 @@ DEFINITION = (
 )
 
 
-class ComparisonInputError(ValueError):
+class ComparisonInputError(InputError):
     """Runs that cannot be compared as asked."""
 
 

@@ -47,9 +47,10 @@ def plane_prediction(final_factors: list[float], coarse_factor: float, plane_z: 
         D, h, w = 4, H // 4, W // 4
         return Prediction(
             coarse_inv_depth=coarse_inv, mono_inv_residual=1.0 / final - coarse_inv,
-            final_depth=final, match_prob=torch.full((V, h, w), 0.5),
+            final_depth=final, confidence=torch.full((V, h, w), 0.5),
             match_probs=torch.full((V, D, h, w), 1.0 / D),
-            depth_candidates=torch.linspace(0.01, 2.0, D)[None, :, None, None].expand(V, D, h, w),
+            inv_depth_candidates=torch.linspace(0.01, 2.0, D)[None, :, None, None].expand(
+                V, D, h, w),
             near=torch.full((V,), 0.5), far=torch.full((V,), 100.0))
 
     return predict

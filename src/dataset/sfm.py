@@ -246,7 +246,7 @@ def _read_cloud(path: Path, folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         cloud = read_point_cloud_ply(path)
-    except (PlyFormatError, ValueError, OSError) as exc:
+    except PlyFormatError as exc:  # other errors are the file system's or ours
         raise CaptureFormatError(folder, f"its ply_file_path {path.name} cannot be read as a "
                                  f"point cloud ({exc}); fix or remove the entry") from None
     rgb = cloud.colors if cloud.colors is not None else np.full((len(cloud.points), 3), 200,

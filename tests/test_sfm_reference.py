@@ -232,3 +232,24 @@ def test_binary_tracks_agree_with_the_text_reader_on_a_larger_model(tmp_path):
     assert len(a.track_point) > len(xyz)
     np.testing.assert_array_equal(b.xyz, xyz)
     np.testing.assert_array_equal(b.rgb, rgb)
+
+
+def test_a_broken_or_missing_point_cloud(tmp_path):
+    from dsviewer.dataset.errors import CaptureFormatError
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "0.png").write_bytes(png_bytes(dot_image(WIDE, [], 1.0)))
+    (tmp_path / "images" / "1.png").write_bytes(png_bytes(dot_image(WIDE, [], 1.0)))
+    fx, fy, cx, cy = WIDE.params
+    frames = [{"file_path": f"images/{i}.png",
+               "transform_matrix": (pose(x=0.6 * i) @ np.diag([1, -1, -1, 1.0])).tolist()}
+              for i in range(2)]
+    (tmp_path / "transforms.json").write_text(json.dumps({
+        "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy, "w": WIDE.width, "h": WIDE.height,
+        "ply_file_path": "points.ply", "frames": frames}))
+    scene = load_capture(tmp_path, SETTINGS, context=[0, 1], target=[])
+    assert scene.context.sfm is None  # named but absent: a note says so
+    assert any(n.code == "sfm_points_missing" for n in scene.notes)
+    (tmp_path / "points.ply").write_bytes(b"not a ply file\n")
+    with pytest.raises(CaptureFormatError, match="points.ply"):
+        load_capture(tmp_path, SETTINGS, context=[0, 1], target=[])

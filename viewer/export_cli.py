@@ -186,7 +186,10 @@ def run(options: ExportOptions) -> int:
     # One model load per checkpoint file, every model kept for all scenes.
     checkpoints = dict.fromkeys(runs.values())  # distinct, in order
     sessions = {path: ModelSession(options, checkpoint=path) for path in checkpoints}
-    loader = SceneLoader(next(iter(sessions.values())).backend.preprocess)
+    from dsviewer.dataset import CaptureOptions
+
+    loader = SceneLoader(next(iter(sessions.values())).backend.preprocess,
+                         capture=CaptureOptions(sfm_max_error=options.sfm_max_error))
     with SceneProgress(len(plan.available), "Exporting", console=console) as progress:
         for planned in progress.track(plan.available):
             try:

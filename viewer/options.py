@@ -47,6 +47,10 @@ class SceneOptions:
     config: Path | None = None
     """Model preset YAML (configs/checkpoints/*.yaml); default: recognised from the checkpoint."""
 
+    sfm_max_error: float = 2.0  # dataset.sfm.DEFAULT_MAX_ERROR (not imported: --help stays fast)
+    """Captures: SfM points whose mean reprojection error exceeds this many pixels are left out
+    of the SfM reference depth."""
+
 
 @dataclass
 class ViewerOptions(SceneOptions):

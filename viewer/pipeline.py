@@ -211,7 +211,7 @@ class ModelSession:
         ``context`` and ``settings`` replace the options' context frames and the model's own
         preprocessing (a run with other views or another near/far).
         """
-        from dsviewer.dataset import load_scene
+        from dsviewer.dataset import CaptureOptions, load_scene
 
         spec = spec or self.options.scene
         if not spec:
@@ -223,6 +223,7 @@ class ModelSession:
             context=self.options.context if context is None else list(context),
             target=self.options.target,
             settings=settings or self.backend.preprocess,
+            capture=CaptureOptions(sfm_max_error=self.options.sfm_max_error),
         )
 
     def predict(self, scene: SceneViews) -> Prediction:

@@ -36,6 +36,7 @@ class ViewSet:
     index: Tensor  # [V] frame indices in the source scene
     depth: Tensor | None = None  # [V, H, W] metric GT z-depth, 0 where unknown
     camera_models: tuple[str, ...] | None = None  # per view, the source's camera model name
+    image_names: tuple[str, ...] | None = None  # per view, the image file as the source lists it
 
     @property
     def num_views(self) -> int:
@@ -57,6 +58,23 @@ class ViewSet:
         return {k: v.to(device) if device is not None else v for k, v in batch.items()}
 
 
+@dataclass(frozen=True)
+class DepthBoundsHint:
+    """The z-depth range a capture's camera file states for each context view (LLFF's
+    ``poses_bounds.npy``: the 0.1 and 99.9 percentiles of the SfM points' depths), in the
+    **user's** units; divide by ``SceneViews.world_from_model.scale`` for the model frame.
+    A hint for near/far, not a measurement."""
+
+    near: tuple[float, ...]  # [V] per context view
+    far: tuple[float, ...]  # [V]
+    source: str  # the file it comes from, e.g. "poses_bounds.npy"
+
+    @property
+    def span(self) -> tuple[float, float]:
+        """``(nearest near, farthest far)`` over the context views."""
+        return min(self.near), max(self.far)
+
+
 @dataclass
 class SceneViews:
     """Context and target views of one scene, ready for the model.
@@ -71,3 +89,4 @@ class SceneViews:
     target: ViewSet | None = None
     world_from_model: Similarity = field(default_factory=Similarity.identity)
     notes: list[SceneNote] = field(default_factory=list)
+    depth_bounds_hint: DepthBoundsHint | None = None  # when the capture states depth bounds

@@ -1,10 +1,13 @@
-"""A user's own capture (images + COLMAP or transforms.json cameras) to :class:`SceneViews`.
+"""A user's own capture (images + COLMAP, transforms.json or LLFF cameras) to
+:class:`SceneViews`.
 
 Frame numbers (``--context``/``--target``, ``ViewSet.index``, ``--anchor``) count every frame
-the camera file lists, in natural name order (``r_2`` before ``r_10``), **including frames
-whose image is missing** on disk: restoring a file never renumbers the others. Missing frames
-are skipped by the default view choice (note ``frames_missing``); asking for one explicitly is
-an error naming it.
+the camera file lists, in natural name order (``r_2`` before ``r_10``; LLFF keeps its own
+sorted order, ``llff.py``), **including frames whose image is missing** on disk: restoring a
+file never renumbers the others. Missing frames are skipped by the default view choice (note
+``frames_missing``); asking for one explicitly is an error naming it. A photo listed in several
+split files counts once. ``ViewSet.image_names`` keeps each view's image as the file lists it;
+depth bounds a camera file states (LLFF) become ``SceneViews.depth_bounds_hint``.
 
 Each chosen image is decoded (``images.py``), its camera scaled to the decoded size (images
 resized after SfM, or reduced at decode), undistorted to COLMAP's pinhole when its model has

@@ -132,14 +132,17 @@ def _choice(model: Path, ext: str, root: Path, note: SceneNote | None = None) ->
 
 
 def find_workspace(folder: Path) -> tuple[Path, ModelChoice] | None:
-    """A COLMAP workspace's undistorted output under ``folder``: of ``dense/<n>`` and
-    ``dense`` holding ``images/`` and a model, the one registering the most images."""
+    """A COLMAP workspace's undistorted output under ``folder``: of the folders in ``dense/``
+    (``dense/0``, ``dense/1``..., then others such as ``dense/workspace``) and ``dense``
+    itself that hold ``images/`` and a model, the one registering the most images."""
     base = folder / WORKSPACE_FOLDER
     if not base.is_dir():
         return None
-    numbered = sorted((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    inside = sorted((p for p in base.iterdir() if p.is_dir()),
+                    key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0,
+                                   p.name))
     found = []
-    for candidate in [*numbered, base]:
+    for candidate in [*inside, base]:
         choice = find_model(candidate) if (candidate / "images").is_dir() else None
         if choice is not None and choice.root == candidate:
             found.append((registered_images(choice.model, choice.ext), candidate, choice))

@@ -88,8 +88,8 @@ class CaptureFormatError(SceneError):
     def __init__(self, folder: Path, detail: str) -> None:
         super().__init__(
             f"Cannot read the capture in {folder}: {detail}. A capture folder holds images plus "
-            "either a COLMAP model (sparse/0/cameras.{bin,txt} and images.{bin,txt}) or a "
-            "nerfstudio transforms.json."
+            "either a COLMAP model (sparse/0/cameras.{bin,txt} and images.{bin,txt}), a "
+            "nerfstudio transforms.json or LLFF's poses_bounds.npy."
         )
 
 

@@ -52,8 +52,8 @@ BLENDER_SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".JPG", ".PNG", ".JPEG")  # Blender omits them
 DOWNSCALE_FACTORS = (2, 4, 8)  # nerfstudio's images_2, images_4, images_8
 NAMES_SHOWN = 5  # names quoted in messages
-CAMERA_KEYS = ("fl_x", "fl_y", "camera_angle_x", "camera_angle_y", "cx", "cy", "camera_model",
-               "is_fisheye", *DISTORTION_KEYS)  # what a frame's camera is made of
+CAMERA_KEYS = frozenset(("fl_x", "fl_y", "camera_angle_x", "camera_angle_y", "cx", "cy",
+                         "camera_model", "is_fisheye", *DISTORTION_KEYS))  # a frame's camera
 
 
 def transforms_files(folder: Path) -> list[Path]:
@@ -113,7 +113,8 @@ def _model_and_distortion(values: dict, source: str, where: str) -> tuple[str, l
 def _frame(files: CaptureFiles, path: Path, meta: dict, raw: object, number: int,
            factors: tuple[int, ...], cameras: dict) -> tuple[CaptureFrame, int]:
     """One listed frame and the factor its image was shrunk by (1: full size); ``cameras``
-    caches the cameras made so far by their values (most files have one camera)."""
+    caches the cameras of one file by size and the frame's own intrinsics (most files give
+    them once, globally)."""
     folder, source = files.root, str(path)
     if not isinstance(raw, dict) or not isinstance(raw.get("file_path"), str) or (
             "transform_matrix" not in raw):
@@ -139,7 +140,7 @@ def _frame(files: CaptureFiles, path: Path, meta: dict, raw: object, number: int
     else:
         return CaptureFrame(name=raw["file_path"], image_path=None, camera=None,
                             T_world_cam=matrix @ OPENGL_TO_OPENCV), 1
-    key = (width, height, *(values.get(k) for k in CAMERA_KEYS))
+    key = (width, height, *((k, v) for k, v in raw.items() if k in CAMERA_KEYS))
     try:
         camera = cameras.get(key)
     except TypeError:  # a list or object where a number belongs: _camera names it
@@ -198,8 +199,8 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
     by_photo: dict[str, tuple[CaptureFrame, str]] = {}  # photo -> (frame, file listing it)
     shared: dict[tuple[str, str], list[str]] = {}  # (first file, other file) -> names
     downscaled: dict[int, list[str]] = {}
-    cameras: dict[tuple, Camera] = {}
     for path in files:
+        cameras: dict[tuple, Camera] = {}
         try:
             meta = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -207,17 +208,17 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
         raw_frames = meta.get("frames") if isinstance(meta, dict) else None
         if not raw_frames or not isinstance(raw_frames, list):
             raise CaptureFormatError(folder, f"{path.name} has no 'frames' list")
-        twice = []
+        twice, in_file = [], set()
         for number, raw in enumerate(raw_frames):
             frame, factor = _frame(lookup, path, meta, raw, number, factors, cameras)
             photo = _photo(frame)
             first = by_photo.get(photo)
-            if first is None:
+            if photo in in_file:
+                twice.append(frame.name)
+            elif first is None:
                 by_photo[photo] = (frame, path.name)
                 if factor > 1:
                     downscaled.setdefault(factor, []).append(frame.name)
-            elif first[1] == path.name:
-                twice.append(frame.name)
             elif _same_view(first[0], frame):
                 shared.setdefault((first[1], path.name), []).append(frame.name)
             else:
@@ -225,11 +226,12 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
                     f"{first[1]} and {path.name} both list the photo {frame.name!r} "
                     f"({first[0].name!r} in {first[1]}), with different cameras or poses; "
                     "remove one of the entries"))
+            in_file.add(photo)
         if twice:
             raise CaptureFormatError(folder, f"{path.name} lists file_path(s) "
                                      f"{frames_text(twice, NAMES_SHOWN)} more than once")
-    frames = sorted((frame for frame, _ in by_photo.values()),
-                    key=lambda frame: natural_key(frame.name))
+    frames = sorted((frame for frame, _ in by_photo.values()),  # spellings aside
+                    key=lambda frame: natural_key(os.path.normpath(portable_name(frame.name))))
     if not any(frame.image_path for frame in frames):
         raise CaptureFormatError(folder, (
             f"none of the {len(frames)} images its camera file(s) list is on disk; file_path "

@@ -73,10 +73,10 @@ class CaptureFiles:
         self._prefix = self._absolute.rstrip(os.sep) + os.sep
         self._listings: dict[str, frozenset[str]] = {}
 
-    def _inside(self, name: str) -> str:
-        absolute = os.path.normpath(os.path.join(self._absolute, name))
+    def _inside(self, spelling: str, listed: str) -> str:
+        absolute = os.path.normpath(os.path.join(self._absolute, spelling))
         if absolute != self._absolute and not absolute.startswith(self._prefix):
-            raise PathOutsideRootError(name, self.named_in, self.root, follow_links=False)
+            raise PathOutsideRootError(listed, self.named_in, self.root, follow_links=False)
         return absolute
 
     def _listing(self, folder: str) -> frozenset[str]:
@@ -91,7 +91,7 @@ class CaptureFiles:
         return names
 
     def has_folder(self, name: str) -> bool:
-        return os.path.isdir(self._inside(name))
+        return os.path.isdir(self._inside(name, name))
 
     def find(self, name: str, suffixes: tuple[str, ...] = ()) -> Path | None:
         """The file ``name`` names (tried as written, then with ``\\`` as separators), or
@@ -99,7 +99,7 @@ class CaptureFiles:
         :class:`PathOutsideRootError` for a name that leaves ``root``."""
         spellings = [name] + ([portable_name(name)] if "\\" in name else [])
         for spelling in spellings:
-            absolute = self._inside(spelling)
+            absolute = self._inside(spelling, name)
             if absolute == self._absolute:
                 continue  # the folder itself is no image
             folder, base = os.path.split(absolute)

@@ -38,7 +38,7 @@ ANGLE_PER_BASELINE = 15.0
 """Degrees of viewing-direction change that cost as much as one baseline of distance."""
 PEAK_ANGLE, SIGMA_BELOW, SIGMA_ABOVE = 5.0, 1.0, 10.0  # MVSNet's view-selection weights
 MAX_PAIR_EVALUATIONS = 2_000_000  # points are thinned evenly beyond this many (point, pair)s
-SPACING_SAMPLES = 2048  # cameras (evenly spread) whose nearest neighbour gives the spacing
+SPACING_SAMPLES = 256  # cameras (evenly spread) whose nearest neighbour gives the spacing
 DISTANCE_ROWS = 64  # cameras measured against all others at once (bounds the memory)
 
 

@@ -258,3 +258,17 @@ def test_llff_bounds_beside_a_colmap_model(tmp_path):
     by_name = {f.name: f.depth_bounds for f in capture.frames}
     assert by_name["10.png"] == (2.5, 21.0) and by_name["3.png"] == (4.0, 24.0)
     assert [f.name for f in capture.frames] == ["1.png", "2.png", "3.png", "10.png", "11.png"]
+
+
+def test_an_implausible_llff_camera_is_one_paragraph_and_exit_2(tmp_path, capsys):
+    """``dsviewer export`` on an LLFF capture whose f is 1e30: the values, no traceback."""
+    from dsviewer.viewer.assets import demo_checkpoint
+    from dsviewer.viewer.export_cli import main
+
+    write_llff(tmp_path, height=64, width=64, focal=1e30)
+    args = ["--ckpt", str(demo_checkpoint()), "--scene", str(tmp_path), "--out",
+            str(tmp_path / "out"), "--device", "cpu"]
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "field of view of 3.67e-27 x 3.67e-27 degrees" in err and "fx=1e+30" in err
+    assert "row 0 in" in err and "poses_bounds.npy" in err and "Traceback" not in err

@@ -84,8 +84,9 @@ def test_a_photo_in_several_split_files_is_one_frame(tmp_path):
     assert [f.name for f in capture.frames] == [f"./train/{s}" for s in stems]
     notes = [n.message for n in capture.notes if n.code == "split_duplicates"]
     assert len(notes) == 2
-    assert any("transforms_test.json lists 3 photo(s) that transforms_train.json lists" in note
-               for note in notes)
+    assert any("transforms_test.json lists 3 photo(s) that transforms_train.json lists too, "
+               "with the same camera and pose: frame(s) 1, 2, 3 (./train/r_1, ./train/r_2, "
+               "./train/r_3)" in note for note in notes)
     scene = load_scene(str(tmp_path), settings=SETTINGS, capture=UNITS)
     context = scene.context.index.tolist()
     assert len(set(scene.context.image_names)) == 2 and context == [1, 2]  # the middle and

@@ -156,7 +156,10 @@ def llff_bounds(folder: Path) -> dict[str, tuple[float, float]]:
     ``imgs2poses`` leaves it beside its COLMAP model), when its rows pair with ``images/``."""
     if not (folder / POSES_BOUNDS).is_file() or not (folder / "images").is_dir():
         return {}
-    rows = read_poses_bounds(folder / POSES_BOUNDS)
+    try:
+        rows = read_poses_bounds(folder / POSES_BOUNDS)
+    except CaptureFormatError:  # only a hint beside a model that stands on its own
+        return {}
     listing = image_listing(folder / "images")
     if len(listing) != len(rows):
         return {}

@@ -186,8 +186,17 @@ def _photo(frame: CaptureFrame) -> str:
 
 
 def _same_view(a: CaptureFrame, b: CaptureFrame) -> bool:
-    return a.camera == b.camera and np.allclose(a.T_world_cam, b.T_world_cam, rtol=1e-9,
-                                                atol=1e-9)
+    """Same pose and camera, up to the rounding of two files' decimal numbers."""
+    def close(x, y) -> bool:
+        return np.allclose(x, y, rtol=1e-7, atol=1e-9)
+
+    if (a.camera is None) != (b.camera is None):
+        return False
+    same_camera = a.camera is None or (
+        (a.camera.model, a.camera.width, a.camera.height)
+        == (b.camera.model, b.camera.width, b.camera.height)
+        and close(a.camera.params, b.camera.params))
+    return same_camera and close(a.T_world_cam, b.T_world_cam)
 
 
 def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
@@ -197,7 +206,7 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
     lookup = CaptureFiles(folder, ", ".join(str(p) for p in files))
     factors = tuple(k for k in DOWNSCALE_FACTORS if lookup.has_folder(f"images_{k}"))
     by_photo: dict[str, tuple[CaptureFrame, str]] = {}  # photo -> (frame, file listing it)
-    shared: dict[tuple[str, str], list[str]] = {}  # (first file, other file) -> names
+    shared: dict[tuple[str, str], list[str]] = {}  # (first file, other file) -> photos
     downscaled: dict[int, list[str]] = {}
     for path in files:
         cameras: dict[tuple, Camera] = {}
@@ -220,7 +229,7 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
                 if factor > 1:
                     downscaled.setdefault(factor, []).append(frame.name)
             elif _same_view(first[0], frame):
-                shared.setdefault((first[1], path.name), []).append(frame.name)
+                shared.setdefault((first[1], path.name), []).append(photo)
             else:
                 raise CaptureFormatError(folder, (
                     f"{first[1]} and {path.name} both list the photo {frame.name!r} "
@@ -238,23 +247,18 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
             f"names are looked for relative to {os.path.abspath(folder)} (e.g. "
             f"{folder / frames[0].name}, also with an image suffix added, and in "
             "images_2/4/8 by file name)"))
+    numbers = {_photo(frame): i for i, frame in enumerate(frames)} if shared else {}
+    notes = [SceneNote(
+        "split_duplicates",
+        f"{other} lists {len(photos)} photo(s) that {first} lists too, with the same camera and "
+        f"pose: frame(s) {frames_text(sorted(numbers[p] for p in photos), NAMES_SHOWN)} "
+        f"({frames_text([by_photo[p][0].name for p in photos], NAMES_SHOWN)}). Each photo is "
+        "one frame (frame numbers count it once), so it is never used twice.")
+        for (first, other), photos in shared.items()]
+    notes += [SceneNote(
+        "downscaled_images",
+        f"{len(names)} frame(s) have no full-size image, so their copy in images_{factor}/ "
+        f"was used ({frames_text(names, NAMES_SHOWN)}), with the intrinsics divided by "
+        f"{factor} as nerfstudio does.") for factor, names in sorted(downscaled.items())]
     return Capture(folder=folder, camera_file=", ".join(str(p) for p in files), frames=frames,
-                   notes=_listing_notes(shared, downscaled))
-
-
-def _listing_notes(shared: dict[tuple[str, str], list[str]], downscaled: dict[int, list[str]]
-                   ) -> list[SceneNote]:  # fmt: skip
-    notes = []
-    for (first, other), names in shared.items():
-        notes.append(SceneNote(
-            "split_duplicates",
-            f"{other} lists {len(names)} photo(s) that {first} lists too, with the same camera "
-            f"and pose ({frames_text(names, NAMES_SHOWN)}); each photo is one frame (frame "
-            "numbers count it once), so it is never used twice."))
-    for factor, names in sorted(downscaled.items()):
-        notes.append(SceneNote(
-            "downscaled_images",
-            f"{len(names)} frame(s) have no full-size image, so their copy in images_{factor}/ "
-            f"was used ({frames_text(names, NAMES_SHOWN)}), with the intrinsics divided by "
-            f"{factor} as nerfstudio does."))
-    return notes
+                   notes=notes)

@@ -179,9 +179,11 @@ def write_long_capture(folder, frames):
 
 
 def timed(function, *args):
-    start = time.perf_counter()
+    """The result and the CPU seconds this process spent (steadier than wall time on a
+    machine shared with other jobs)."""
+    start = time.process_time()
     result = function(*args)
-    return result, time.perf_counter() - start
+    return result, time.process_time() - start
 
 
 def test_listing_is_linear_in_the_frames(tmp_path):
@@ -195,8 +197,8 @@ def test_listing_is_linear_in_the_frames(tmp_path):
     large, large_seconds = timed(read_capture, tmp_path / "large")
     assert len(large.frames) == 100_000 and large.available == [0, 1, 2]
     assert large.frames[99_999].T_world_cam[0, 3] == pytest.approx(999.99)
-    assert large_seconds < 30.0, large_seconds
-    assert large_seconds < 30 * small_seconds, (small_seconds, large_seconds)  # linear: ~8
+    assert large_seconds < 20.0, large_seconds  # about 3 s on an idle core
+    assert large_seconds < 24 * small_seconds, (small_seconds, large_seconds)  # linear: ~8
 
 
 def test_view_choice_is_linear_in_the_frames():

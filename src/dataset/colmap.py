@@ -245,9 +245,14 @@ def _read_model(folder: Path, found: ModelChoice) -> Capture:
                    point_xyz=point_xyz, notes=[found.note] if found.note else [])
 
 
-def _none_on_disk(folder: Path, capture: Capture, found: ModelChoice) -> CaptureFormatError:
+def _looked(found: ModelChoice) -> str:
+    """Where a model's images were looked for: ``a, b and c``."""
     places = [str(found.root / sub) for sub in found.image_folders]
-    looked = ", ".join(places[:-1]) + " and " + places[-1]
+    return ", ".join(places[:-1]) + " and " + places[-1]
+
+
+def _none_on_disk(folder: Path, capture: Capture, found: ModelChoice) -> CaptureFormatError:
+    looked = _looked(found)
     example = found.root / found.image_folders[0] / capture.frames[0].name
     return CaptureFormatError(folder, (
         f"none of the {len(capture.frames)} images that {capture.camera_file} lists is on "
@@ -278,8 +283,7 @@ def read_colmap(folder: Path) -> Capture:
     place = Path(os.path.relpath(dense, folder)).as_posix()
     why = ("there is no other model" if passed_over is None else
            f"none of the {len(passed_over.frames)} images that {passed_over.camera_file} "
-           f"lists is on disk (looked for in {', '.join(found.image_folders)} under "
-           f"{found.root})")
+           f"lists is on disk (looked for in {_looked(found)})")
     capture.notes.append(SceneNote(
         "colmap_workspace",
         f"The COLMAP workspace's {place} was used (undistorted images with their own model, "

@@ -105,6 +105,28 @@ def test_a_photo_in_several_split_files_is_one_frame(tmp_path):
         read_capture(tmp_path)
 
 
+def test_copies_of_one_view_are_never_two_context_views(tmp_path):
+    """train/ and test/ hold copies of the same photos at the same poses (other files, so
+    both are frames): the anchor's nearest camera is its copy at zero baseline, which the
+    default choice skips, and copies of the context come last as targets."""
+    xs = [0.0, 0.3, 0.6]
+    for split in ("train", "test"):
+        (tmp_path / split).mkdir()
+        for i in range(3):
+            (tmp_path / split / f"r_{i}.png").write_bytes(png_bytes(noise_image(i)))
+        write_split(tmp_path, split, [f"r_{i}" for i in range(3)], xs,
+                    spelling="./" + split + "/{stem}")
+    settings = SETTINGS.__class__(**{**SETTINGS.__dict__, "num_context_views": 3})
+    scene = load_scene(str(tmp_path), settings=settings, capture=CaptureOptions(
+        target_baseline=None, max_targets=3))
+    # Frames: test/r_0..r_2 (0..2), train/r_0..r_2 (3..5); the anchor is frame 3 (x = 0).
+    back = scene.context.extrinsics[:, 0, 3].tolist()
+    assert sorted(back) == pytest.approx([0.0, 0.3, 0.6])  # three distinct poses
+    assert scene.target.index.tolist() == sorted(set(range(6)) - set(scene.context.index
+                                                                     .tolist()))
+    assert "small_baseline" not in {n.code for n in scene.notes}
+
+
 @pytest.mark.parametrize("present", [(2, 4, 8), (4, 8), (8,)])
 def test_nerfstudio_downscaled_folders(tmp_path, present):
     """Full-size images missing: nerfstudio reads images_<k>/<file name> and divides the

@@ -16,6 +16,9 @@ two sides of a building), so the choice uses geometry:
   directions.
 * **Targets:** the frames of lowest cost to their nearest context camera, ``distance /
   context_baseline + angle / ANGLE_PER_BASELINE``, at most ``max_targets``, in frame order.
+* **Copies:** two frames with the same pose (one photo listed twice, or copied into two split
+  folders) have no baseline: the anchor's nearest cameras skip copies of a chosen pose, and
+  copies of a context camera come last as targets.
 
 Explicit ``--context`` / ``--target`` always win over these defaults.
 
@@ -159,10 +162,29 @@ def choose_context(capture: Capture, frames: list[int], num_context: int,
         position = len(frames) // 2 if position is None else position
         cost = camera_costs(capture, [frames[position]], frames, camera_spacing(capture, frames))
         cost[0, position] = np.inf
-        chosen = [position, *np.argsort(cost[0], kind="stable")[: num_context - 1].tolist()]
+        chosen = _nearest_distinct(capture, frames, position, cost[0], num_context)
         how = ("as the anchor frame and its nearest cameras (distance and viewing angle; the "
                "capture has no shared 3D points)")
     return sorted(frames[k] for k in chosen), how
+
+
+def _same_pose(capture: Capture, a: int, b: int) -> bool:
+    return np.allclose(capture.frames[a].T_world_cam, capture.frames[b].T_world_cam,
+                       rtol=1e-9, atol=1e-12)
+
+
+def _nearest_distinct(capture: Capture, frames: list[int], position: int, cost: np.ndarray,
+                      count: int) -> list[int]:
+    """``position`` and the lowest-cost others, skipping copies of a pose already chosen (the
+    same photo listed twice has no baseline to match); copies only when nothing else is left."""
+    order = np.argsort(cost, kind="stable").tolist()
+    chosen = [position]
+    for k in order:
+        if len(chosen) == count:
+            return chosen
+        if k != position and not any(_same_pose(capture, frames[k], frames[c]) for c in chosen):
+            chosen.append(k)
+    return chosen + [k for k in order if k not in chosen][: count - len(chosen)]
 
 
 def choose_targets(capture: Capture, frames: list[int], context: list[int],
@@ -174,5 +196,6 @@ def choose_targets(capture: Capture, frames: list[int], context: list[int],
     baseline = camera_spacing(capture, context) if len(context) > 1 else 0.0
     unit = baseline if baseline > 0 else camera_spacing(capture, frames)
     cost = camera_costs(capture, candidates, context, unit).min(axis=1)
+    cost[cost <= 0] = np.inf  # a copy of a context camera renders an input: last
     picked = np.argsort(cost, kind="stable")[:max_targets]
     return sorted(candidates[k] for k in picked)

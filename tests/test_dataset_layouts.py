@@ -44,7 +44,8 @@ def centres(scene, views="context"):
 def write_workspace(capture, dense="dense/0", with_photos=False):
     """A project as ``colmap automatic_reconstructor`` leaves it: the photos' model in
     sparse/0 (an OPENCV camera, cameras at x = 0, 1, 2) and the undistorted copies with their
-    own PINHOLE model in ``dense``: shifted by 100 in x so the test sees which was read."""
+    own PINHOLE model (and stereo/) in ``dense``: shifted by 100 in x so the test sees which
+    was read."""
     names = [f"IMG_{i:04d}.JPG.png" for i in range(3)]
     opencv = {1: ("OPENCV", W, H, [40.0, 40.0, 24.0, 16.0, 0.01, 0.0, 0.0, 0.0])}
     write_colmap_text(capture, opencv, [(n, 1, pose(x=float(i)), []) for i, n in
@@ -52,6 +53,7 @@ def write_workspace(capture, dense="dense/0", with_photos=False):
     if with_photos:
         write_images(capture / "images", names, seed=10)
     write_images(capture / dense / "images", names, seed=20)
+    (capture / dense / "stereo").mkdir()  # image_undistorter's stereo/ workspace
     write_colmap_text(capture / dense, {1: ("PINHOLE", W, H, [41.0, 41.0, 24.0, 16.0])},
                       [(n, 1, pose(x=100.0 + i), []) for i, n in enumerate(names)],
                       model="sparse")
@@ -77,6 +79,7 @@ def test_workspace_dense_model_is_used_when_the_photos_are_not_there(tmp_path, d
     direct = load_scene(str(capture / dense), settings=SETTINGS, context=[0, 2], target=[],
                         capture=UNITS)
     np.testing.assert_allclose(centres(direct), centres(scene), atol=1e-6)
+    assert direct.key == "project"
 
 
 def test_workspace_photos_on_disk_keep_the_top_level_model(tmp_path):

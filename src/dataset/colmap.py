@@ -261,6 +261,18 @@ def _none_on_disk(folder: Path, capture: Capture, found: ModelChoice) -> Capture
         f"workspace's {WORKSPACE_FOLDER}/<n>), or put the images there"))
 
 
+def _workspace_name(root: Path) -> str | None:
+    """A workspace's dense/<n> (or dense), as image_undistorter writes it (with stereo/), is
+    named after the workspace, not "0"."""
+    absolute = Path(os.path.abspath(root))
+    if not (root / "stereo").is_dir():
+        return None
+    for parent in (absolute, absolute.parent):
+        if parent.name == WORKSPACE_FOLDER:
+            return parent.parent.name or None
+    return None
+
+
 def read_colmap(folder: Path) -> Capture:
     """Every image of the COLMAP model of ``folder`` (see :func:`find_model`), in natural name
     order; a workspace's ``dense/<n>`` when the model's own images are not on disk."""
@@ -272,6 +284,7 @@ def read_colmap(folder: Path) -> Capture:
     if found is not None:
         capture = _read_model(folder, found)
         if any(frame.image_path for frame in capture.frames):
+            capture.name = _workspace_name(found.root)
             return capture
         if workspace is None:
             raise _none_on_disk(folder, capture, found)

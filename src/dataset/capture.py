@@ -95,9 +95,10 @@ def read_capture(path: Path) -> Capture:
                              f"nor a COLMAP model nor LLFF's {POSES_BOUNDS} was found")
 
 
-def depth_bounds_hint(capture: Capture, context: list[int], world_from_model: Similarity,
-                      settings: PreprocessSettings) -> tuple[DepthBoundsHint | None,
-                                                             list[SceneNote]]:
+def depth_bounds_hint(
+    capture: Capture, context: list[int], world_from_model: Similarity,
+    settings: PreprocessSettings,
+) -> tuple[DepthBoundsHint | None, list[SceneNote]]:
     """The bounds the camera file states for the context frames, and a note comparing them
     with the checkpoint's planes in the model's units."""
     bounds = [capture.frames[i].depth_bounds for i in context]

@@ -2,11 +2,11 @@
 
 An ``index.json``, ``transforms.json`` or COLMAP model comes from whoever made the dataset; a
 name such as ``../../etc/passwd`` must not make the loader read files outside the dataset.
-Every name a dataset file gives goes through :func:`path_inside` (or
-:class:`CaptureFiles`). Data roots (which a shared
-viewer's clients can open by key) also refuse symbolic links that point elsewhere; a capture,
-which only the user names on the command line, may keep its images behind a link (a linked
-``images/`` folder is common), so there only ``..`` is resolved, lexically.
+Every name a dataset file gives goes through :func:`path_inside` (or :class:`CaptureFiles`).
+Data roots (which a shared viewer's clients can open by key) also refuse symbolic links that
+point elsewhere; a capture, which only the user names on the command line, may keep its images
+behind a link (a linked ``images/`` folder is common), so there only ``..`` is resolved,
+lexically.
 
 Names written on Windows use backslashes (``./uploads\\images/frame0001.png``); a capture's names
 are looked up as written, then with backslashes read as separators. A capture's folders are

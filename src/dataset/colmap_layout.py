@@ -37,6 +37,8 @@ IMAGE_FOLDERS = ("images", ".")
 DISTORTED_IMAGE_FOLDERS = ("input", *IMAGE_FOLDERS)  # convert.py: input/ + distorted/sparse/<n>
 IMAGE_HOLDERS = ("images", "input")  # a folder with one of these is a capture's root
 WORKSPACE_FOLDER = "dense"  # COLMAP's dense/<n>: undistorted images/ and their sparse/ model
+
+
 @dataclass(frozen=True)
 class ModelChoice:
     """The COLMAP model to read and where its images are looked up."""

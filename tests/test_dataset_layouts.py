@@ -228,7 +228,7 @@ def test_llff_downscaled_folder_and_count_mismatch(tmp_path):
     capture = read_capture(tmp_path)
     camera = capture.frames[2].camera
     assert (camera.width, camera.height) == (47, 32)
-    np.testing.assert_allclose(camera.params, [37.5, 37.5, 23.75, 16.25])
+    np.testing.assert_allclose(camera.params, [150 / 4, 150 / 4, 190 / 2 / 4, 130 / 2 / 4])
     assert capture.frames[2].name == "images_4/image002.png"
     assert "downscaled_images" in {n.code for n in capture.notes}
     write_images(tmp_path / "images", LLFF_ORDER[:3])

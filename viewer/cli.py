@@ -26,11 +26,13 @@ residual, the final depth and the predicted Gaussians, unprojected into the cont
   dsviewer --demo
   dsviewer export --help      (PLY / 3DGS PLY / HTML / PNG / JSON exports of the same layers)
   dsviewer eval --help        (a whole test set: scenes.csv, summary.json, report.html)
+  dsviewer check --help       (a capture against a checkpoint: what differs, what flag to try)
   dsviewer patch-depthsplat PATH   (let your DepthSplat checkout run here: --depthsplat-repo)
 """
 SUBCOMMANDS = {
     "export": "dsviewer.viewer.export_cli",
     "eval": "dsviewer.viewer.eval_cli",
+    "check": "dsviewer.viewer.check_cli",
     "patch-depthsplat": "dsviewer.viewer.patch_cli",
 }
 

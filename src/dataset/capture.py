@@ -43,6 +43,7 @@ from .llff import POSES_BOUNDS, llff_bounds, read_llff
 from .nerfstudio import read_transforms, transforms_files
 from .notes import decode_notes, selection_notes
 from .preprocess import PreprocessSettings, check_poses, preprocess_views
+from .sfm import DEFAULT_MAX_ERROR, sfm_reference
 from .types import DepthBoundsHint, SceneNote, SceneViews
 from .undistort import radial_fold, undistort_image
 from .view_choice import camera_spacing, choose_context, choose_targets
@@ -67,6 +68,9 @@ class CaptureOptions:
     spacing is used instead."""
     max_targets: int = 8
     """At most this many default target views."""
+    sfm_max_error: float = DEFAULT_MAX_ERROR
+    """SfM points whose mean reprojection error exceeds this many pixels are left out of the
+    reference depth (``sfm.py``)."""
 
 
 def read_capture(path: Path) -> Capture:
@@ -260,6 +264,8 @@ def load_capture(
         world_from_model=world_from_model,
         depth_bounds_hint=hint,
     )
+    scene.context.sfm, sfm_notes = sfm_reference(capture, selection.context, scene.context,
+                                                 world_from_model, options.sfm_max_error)
     scene.notes = (notes + choice_notes + scale_notes + hint_notes + decode_notes(decoded)
-                   + selection_notes(scene.context, scene.target))
+                   + selection_notes(scene.context, scene.target) + sfm_notes)
     return scene

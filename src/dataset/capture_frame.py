@@ -65,6 +65,7 @@ class Capture:
     notes: list = field(default_factory=list)  # SceneNotes of the reader
     name: str | None = None  # the scene's key when not the folder's name (COLMAP's dense/<n>)
     bounds_source: str | None = None  # the file the frames' depth_bounds come from
+    sfm_points: Path | None = None  # COLMAP's points3D.bin/.txt or transforms' ply_file_path
 
     @property
     def available(self) -> list[int]:

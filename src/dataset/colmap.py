@@ -242,7 +242,8 @@ def _read_model(folder: Path, found: ModelChoice) -> Capture:
     if not frames:
         raise CaptureFormatError(folder, f"the COLMAP model in {model} has no images")
     return Capture(folder=root, camera_file=images_file, frames=frames, point_ids=point_ids,
-                   point_xyz=point_xyz, notes=[found.note] if found.note else [])
+                   point_xyz=point_xyz, notes=[found.note] if found.note else [],
+                   sfm_points=points_path if points_path.is_file() else None)
 
 
 def _looked(found: ModelChoice) -> str:

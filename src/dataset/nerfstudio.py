@@ -42,7 +42,7 @@ from PIL import Image
 from .camera_models import Camera, make_camera
 from .capture_frame import Capture, CaptureFrame
 from .errors import CaptureFormatError, UnsupportedCameraError, frames_text
-from .paths import CaptureFiles, natural_key, portable_name
+from .paths import CaptureFiles, natural_key, path_inside, portable_name
 from .types import SceneNote
 
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -208,6 +208,7 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
     by_photo: dict[str, tuple[CaptureFrame, str]] = {}  # photo -> (frame, file listing it)
     shared: dict[tuple[str, str], list[str]] = {}  # (first file, other file) -> photos
     downscaled: dict[int, list[str]] = {}
+    points = None  # the file ply_file_path names (SfM points)
     for path in files:
         cameras: dict[tuple, Camera] = {}
         try:
@@ -236,6 +237,8 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
                     f"({first[0].name!r} in {first[1]}), with different cameras or poses; "
                     "remove one of the entries"))
             in_file.add(photo)
+        if points is None and isinstance(meta.get("ply_file_path"), str):
+            points = path_inside(folder, meta["ply_file_path"], str(path), follow_links=False)
         if twice:
             raise CaptureFormatError(folder, f"{path.name} lists file_path(s) "
                                      f"{frames_text(twice, NAMES_SHOWN)} more than once")
@@ -260,5 +263,9 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
         f"{len(names)} frame(s) have no full-size image, so their copy in images_{factor}/ "
         f"was used ({frames_text(names, NAMES_SHOWN)}), with the intrinsics divided by "
         f"{factor} as nerfstudio does.") for factor, names in sorted(downscaled.items())]
+    if points is not None and not points.is_file():
+        notes.append(SceneNote("sfm_points_missing", f"ply_file_path names {points}, which is "
+                               "not on disk: there is no SfM reference depth."))
+        points = None
     return Capture(folder=folder, camera_file=", ".join(str(p) for p in files), frames=frames,
-                   notes=notes)
+                   notes=notes, sfm_points=points)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import tyro
 
+from dsviewer.errors import InputError
+
 DESCRIPTION = """\
 Check a capture against a checkpoint before running it: the scene's depth range (from its SfM
 points) against the near/far planes, the baseline against the scene's depth, the field of view,
@@ -58,7 +60,7 @@ class CheckOptions:
     """Number of context views (at least 2); default: the checkpoint's preset."""
 
 
-class CheckUsageError(ValueError):
+class CheckUsageError(InputError):
     """Bad ``dsviewer check`` arguments."""
 
 

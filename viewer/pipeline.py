@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.options import SceneOptions
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ ProgressFn = Callable[[str, float], None]
 """``progress(stage_description, fraction_done_in_[0, 1])``."""
 
 
-class MissingOptionError(ValueError):
+class MissingOptionError(InputError):
     def __init__(self, name: str) -> None:
         super().__init__(
             f"--{name} is required (or pass --demo to open the bundled demo). "

@@ -31,13 +31,14 @@ with the intrinsics divided by k (nerfstudio's ``rescale_output_resolution``; no
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from dsviewer.io.text_formats import MalformedTextError, parse_json
 
 from .camera_models import Camera, make_camera
 from .capture_frame import Capture, CaptureFrame
@@ -212,8 +213,8 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
     for path in files:
         cameras: dict[tuple, Camera] = {}
         try:
-            meta = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            meta = parse_json(path.read_bytes())
+        except MalformedTextError as exc:
             raise CaptureFormatError(folder, f"{path.name} is not valid JSON ({exc})") from None
         raw_frames = meta.get("frames") if isinstance(meta, dict) else None
         if not raw_frames or not isinstance(raw_frames, list):

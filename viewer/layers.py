@@ -37,6 +37,7 @@ class Cameras:
     near: Tensor  # [V] user units
     far: Tensor  # [V] user units
     camera_models: tuple[str, ...] | None = None
+    image_names: tuple[str, ...] | None = None  # the image files as the source lists them
 
     @property
     def num_views(self) -> int:
@@ -120,6 +121,7 @@ def cameras_in_user_frame(views: ViewSet, to_user: Similarity) -> Cameras:
         near=to_user.lengths(views.near.float().cpu()),
         far=to_user.lengths(views.far.float().cpu()),
         camera_models=views.camera_models,
+        image_names=views.image_names,
     )
 
 

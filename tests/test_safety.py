@@ -235,7 +235,8 @@ def test_an_all_nan_prediction_is_shown_empty_and_exported_empty(server, tmp_pat
     app.close()
     metrics = export_scene(tmp_path / "out", loaded).metrics
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == sorted(set(EXPORT_FILE_NAMES) - {"targets.png"})  # nothing to render
+    # nothing to render, no SfM points
+    assert written == sorted(set(EXPORT_FILE_NAMES) - {"targets.png", "sfm.ply"})
     assert metrics["point_counts"]["gaussians.ply"] == 0
     assert metrics["point_counts"]["final.ply"] == 0
     assert metrics["chamfer"]["coarse_vs_final"]["chamfer"] is None
@@ -250,7 +251,7 @@ def generation(folder: Path) -> float:
     one whole set: final.ply's flags agree with metrics.json's share."""
     from plyfile import PlyData
 
-    assert sorted(p.name for p in folder.iterdir()) == sorted(EXPORT_FILE_NAMES)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(set(EXPORT_FILE_NAMES) - {"sfm.ply"})
     metrics = json.loads((folder / "metrics.json").read_text())
     flags = PlyData.read(str(folder / "final.ply"))["vertex"]["scalar_inconsistent"]
     checked = flags[np.isfinite(flags)]

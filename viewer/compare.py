@@ -36,9 +36,10 @@ from torch import Tensor
 from dsviewer.depth_metrics import abs_rel
 from dsviewer.geometry.projection import camera_rays, pixel_centers
 from dsviewer.viewer.layers import Cameras, valid_depth
-from dsviewer.viewer.session.specs import GT_NAME, unique_names
+from dsviewer.viewer.session.specs import GT_NAME, RESERVED_NAMES, SFM_NAME, unique_names
 
-__all__ = ["GT_NAME", "unique_names"]  # still imported from here by viewer/gui (branch viewstate)
+# still imported from here by viewer/gui (branch viewstate) and export/compare_files.py
+__all__ = ["GT_NAME", "RESERVED_NAMES", "SFM_NAME", "unique_names"]
 
 if TYPE_CHECKING:
     from dsviewer.viewer.session.loaded import LoadedScene
@@ -72,6 +73,15 @@ def gt_source(loaded: LoadedScene) -> DepthSource | None:
     if layers.gt_depth is None or not bool((layers.gt_depth > 0).any()):
         return None
     return DepthSource(GT_NAME, layers.context, layers.gt_depth, layers.gt_points)
+
+
+def sfm_source(loaded: LoadedScene) -> DepthSource | None:
+    """The capture's SfM points as a sparse depth, named ``sfm``: each observation at the pixel
+    that holds it (``sfm_layer.py``), invalid elsewhere; None without SfM points."""
+    sfm = loaded.layers.sfm
+    if sfm is None or sfm.count == 0:
+        return None
+    return DepthSource(SFM_NAME, loaded.layers.context, sfm.depth_map, sfm.points_map)
 
 
 def has_gt(runs: Sequence[Run]) -> bool:

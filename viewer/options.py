@@ -79,6 +79,10 @@ class RunOptions:
     far: float | None = None
     """Far plane in the scene's own units; default: the checkpoint's."""
 
+    sfm_max_error: float = 2.0  # dataset.sfm.DEFAULT_MAX_ERROR (not imported: --help stays fast)
+    """Captures: SfM points whose mean reprojection error exceeds this many pixels are left out
+    of the SfM reference depth."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the model runs; auto picks CUDA when available (under torchrun, eval's ranks take
     the GPU of their local rank)."""
@@ -141,7 +145,8 @@ class RunOptions:
         return SessionSettings(
             data_root=tuple(Path(r) for r in self.data_root), index=self.index,
             context=None if self.context is None else tuple(self.context),
-            target=None if self.target is None else tuple(self.target), device=self.device,
+            target=None if self.target is None else tuple(self.target),
+            sfm_max_error=self.sfm_max_error, device=self.device,
             config=self.config, depthsplat_repo=self.depthsplat_repo,
         )  # fmt: skip
 

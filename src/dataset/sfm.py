@@ -36,7 +36,7 @@ from ..geometry.similarity import Similarity
 from .camera_models import PINHOLE_MODELS, Camera
 from .capture_frame import Capture
 from .colmap_tracks import ImageFeatures, PointTracks, read_model_observations
-from .errors import CaptureFormatError, SettingsError
+from .errors import CaptureFormatError, SceneError
 from .sfm_types import SfmReference, SfmView
 from .types import SceneNote, ViewSet
 from .undistort import lift_pixels, radial_fold
@@ -46,9 +46,9 @@ OCCLUSION_CELL = 4  # pixels of the model image, point clouds without tracks onl
 OCCLUSION_TOLERANCE = 0.05  # kept when within 5 % of the nearest depth in its cell
 def check_max_error(max_error: float) -> float:
     if not (math.isfinite(max_error) and max_error > 0):
-        raise SettingsError(f"The SfM reprojection-error threshold is {max_error}; give a "
-                            "positive number of pixels (the default is "
-                            f"{DEFAULT_MAX_ERROR}).")
+        raise SceneError(f"The SfM reprojection-error threshold (--sfm-max-error) is "
+                         f"{max_error}; give a positive number of pixels (the default is "
+                         f"{DEFAULT_MAX_ERROR}).")
     return float(max_error)
 
 
@@ -193,7 +193,7 @@ def _read_cloud(path: Path, folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         cloud = read_point_cloud_ply(path)
-    except (PlyFormatError, ValueError, OSError) as exc:
+    except PlyFormatError as exc:  # other errors are the file system's or ours
         raise CaptureFormatError(folder, f"its ply_file_path {path.name} cannot be read as a "
                                  f"point cloud ({exc}); fix or remove the entry") from None
     rgb = cloud.colors if cloud.colors is not None else np.full((len(cloud.points), 3), 200,

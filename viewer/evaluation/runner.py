@@ -202,8 +202,12 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
         try:
             loader = None
             if scenes:
+                from dsviewer.dataset import CaptureOptions
+
+                capture = CaptureOptions(sfm_max_error=job.settings.sfm_max_error)
                 loader = SceneLoader(session.preprocess(job.run), job.settings.index,
-                                     targets=job.max_target_views != 0)  # fmt: skip
+                                     targets=job.max_target_views != 0,
+                                     capture=capture)  # fmt: skip
             for planned in scenes:
                 if counter.stopped():  # another rank hit an error: its report ends the run
                     break

@@ -88,6 +88,7 @@ def evaluate_scene(
     consistency = summary["consistency"]
     clamp = summary["clamp"]
     gt = summary.get("gt")
+    sfm = summary.get("sfm")
     coarse = layers.coarse_depth.double()
     relative = (layers.residual_metric.double().abs() / coarse)[torch.isfinite(coarse)]
     renders = render_target_views(layers, max_views=max_target_views)
@@ -95,6 +96,10 @@ def evaluate_scene(
         "gt_abs_rel_coarse": gt and gt["coarse"]["overall"]["abs_rel"],
         "gt_abs_rel_final": gt and gt["final"]["overall"]["abs_rel"],
         "gt_delta_final": gt and gt["final"]["overall"]["delta"],
+        "sfm_abs_rel_coarse": sfm and sfm["coarse"]["overall"]["abs_rel"],
+        "sfm_abs_rel_final": sfm and sfm["final"]["overall"]["abs_rel"],
+        "sfm_scale_final": sfm and sfm["final"]["overall"]["median_ratio"],
+        "sfm_points": sfm and sfm["final"]["overall"]["points"],
         "inconsistent_coarse": consistency["coarse"]["overall"]["inconsistent_share"],
         "inconsistent_final": consistency["final"]["overall"]["inconsistent_share"],
         "clamp_final": clamp["final_at_near_share"] + clamp["final_at_far_share"],

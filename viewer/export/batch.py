@@ -56,7 +56,10 @@ def export_scenes(
     # One model load per checkpoint file, every model kept for all scenes.
     sessions = {path: ModelSession(path, settings)
                 for path in dict.fromkeys(spec.checkpoint for spec in runs)}  # fmt: skip
-    loader = SceneLoader(next(iter(sessions.values())).preprocess())
+    from dsviewer.dataset import CaptureOptions
+
+    loader = SceneLoader(next(iter(sessions.values())).preprocess(),
+                         capture=CaptureOptions(sfm_max_error=settings.sfm_max_error))
     with SceneProgress(len(plan.available), "Exporting", console=console) as progress:
         for planned in progress.track(plan.available):
             try:

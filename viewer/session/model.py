@@ -90,7 +90,7 @@ class ModelSession:
     def views(self, spec: str, run: RunSpec | None = None) -> SceneViews:
         """Load and preprocess scene ``spec`` for this model as ``run`` asks (default: the
         session's or the scene's default views and the model's own planes)."""
-        from dsviewer.dataset import load_scene
+        from dsviewer.dataset import CaptureOptions, load_scene
 
         run = run or RunSpec(self.checkpoint)
         target = self.settings.target
@@ -102,6 +102,7 @@ class ModelSession:
             context=None if context is None else list(context),
             target=None if target is None else list(target),
             settings=self.preprocess(run),
+            capture=CaptureOptions(sfm_max_error=self.settings.sfm_max_error),
         )
         return finish(scene, run)
 

@@ -31,7 +31,7 @@ from dsviewer.viewer.export import (
 )
 from dsviewer.viewer.export_cli import main, scene_folder
 from dsviewer.viewer.panels import panel_figure_size
-from dsviewer.viewer.pipeline import run_prediction
+from dsviewer.viewer.session.loaded import run_prediction
 
 SCALE = 2.0
 VIEWS = 3

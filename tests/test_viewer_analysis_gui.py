@@ -32,8 +32,8 @@ from dsviewer.viewer.export import EXPORT_FILE_NAMES
 from dsviewer.viewer.gui.analysis_panel import HISTOGRAM_BINS
 from dsviewer.viewer.gui.app import ViewerApp
 from dsviewer.viewer.inspector import inspect_pixel
-from dsviewer.viewer.pipeline import run_prediction
 from dsviewer.viewer.scene_nodes import camera_pose
+from dsviewer.viewer.session.loaded import run_prediction
 
 V, H, W = 3, 24, 32
 PATCH = (0, slice(8, 14), slice(10, 18))  # view, rows, columns pushed away

@@ -10,8 +10,8 @@ from torch import Tensor
 
 from ..geometry.similarity import Similarity
 
-if TYPE_CHECKING:  # sfm.py imports this module
-    from .sfm import SfmReference
+if TYPE_CHECKING:
+    from .sfm_types import SfmReference
 
 
 @dataclass(frozen=True)

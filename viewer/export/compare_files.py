@@ -57,9 +57,9 @@ from dsviewer.viewer.export import (
 from dsviewer.viewer.export.layout import COMPARE_JSON, COMPARE_PLY, RUNS_FOLDER
 from dsviewer.viewer.export.point_files import pixel_columns, write_table
 from dsviewer.viewer.export.transaction import export_transaction
-from dsviewer.viewer.pipeline import LoadedScene, ProgressFn
 from dsviewer.viewer.point_layers import POINT_LAYERS
-from dsviewer.viewer.runs import run_definition
+from dsviewer.viewer.session.loaded import LoadedScene, ProgressFn
+from dsviewer.viewer.session.runs import run_definition
 
 DEFINITION = (
     "depth_abs_rel_b_vs_a: mean over a's valid pixels (finite depth > 0) where b has a sample "
@@ -89,9 +89,8 @@ def run_folders(runs: Sequence[LoadedScene]) -> dict[str, str]:
     if duplicates or set(RESERVED_NAMES) & set(names):
         raise ComparisonInputError(
             f"runs to compare need distinct names other than {' and '.join(RESERVED_NAMES)}; "
-            f"got {names}. Name "
-            "them with dsviewer.viewer.compare.unique_names (the CLI uses the checkpoint file "
-            "stems)."
+            f"got {names}. Name them with dsviewer.viewer.session.specs.unique_names (the CLI "
+            "uses the checkpoint file stems)."
         )
     folders: dict[str, str] = {}
     for name in names:

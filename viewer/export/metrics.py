@@ -10,7 +10,8 @@ from __future__ import annotations
 from dsviewer.viewer.analysis import SceneAnalysis
 from dsviewer.viewer.analysis.metrics import chamfer_distances, cost_volume_stats
 from dsviewer.viewer.layers import Cameras, Layers
-from dsviewer.viewer.pipeline import LoadedScene
+from dsviewer.viewer.session.loaded import LoadedScene
+from dsviewer.viewer.session.runs import run_definition
 
 
 def _cameras(cameras: Cameras) -> list[dict]:
@@ -99,6 +100,7 @@ def export_metrics(
             "image_shape": [height, width],
             "near": layers.context.near.tolist(),
             "far": layers.context.far.tolist(),
+            "run_definition": run_definition(loaded),
         },
         "units": {
             "frame": "user (world_from_model applied)",

@@ -20,9 +20,9 @@ import numpy as np
 
 from dsviewer.viewer.color_modes import ColorContext, color_mode, legend_image, point_colors
 from dsviewer.viewer.escape import escape_html
-from dsviewer.viewer.pipeline import LoadedScene
 from dsviewer.viewer.point_layers import POINT_LAYERS
 from dsviewer.viewer.scene_nodes import add_frustums, add_point_cloud
+from dsviewer.viewer.session.loaded import LoadedScene
 
 CONTEXT_GROUP = "Context cameras"
 TARGET_GROUP = "Target cameras"

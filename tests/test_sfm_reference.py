@@ -186,7 +186,9 @@ def test_the_command_line_default_threshold_is_the_library_default():
     from dsviewer.viewer.options import RunOptions
     from dsviewer.viewer.session.specs import SessionSettings
 
-    assert RunOptions().sfm_max_error == DEFAULT_MAX_ERROR == SessionSettings().sfm_max_error
+    assert RunOptions().sfm_max_error == DEFAULT_MAX_ERROR
+    assert SessionSettings().sfm_max_error == DEFAULT_MAX_ERROR
+    assert RunOptions(sfm_max_error=3.5).session_settings().sfm_max_error == 3.5
 
 
 @pytest.mark.parametrize("bad", [-1.0, 0.0, float("nan")])

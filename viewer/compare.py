@@ -38,8 +38,7 @@ from dsviewer.geometry.projection import camera_rays, pixel_centers
 from dsviewer.viewer.layers import Cameras, valid_depth
 from dsviewer.viewer.session.specs import GT_NAME, RESERVED_NAMES, SFM_NAME, unique_names
 
-# still imported from here by viewer/gui (branch viewstate) and export/compare_files.py
-__all__ = ["GT_NAME", "RESERVED_NAMES", "SFM_NAME", "unique_names"]
+__all__ = ["GT_NAME", "RESERVED_NAMES", "SFM_NAME", "unique_names"]  # the GUI imports them here
 
 if TYPE_CHECKING:
     from dsviewer.viewer.session.loaded import LoadedScene

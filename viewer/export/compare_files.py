@@ -89,9 +89,8 @@ def run_folders(runs: Sequence[LoadedScene]) -> dict[str, str]:
     if duplicates or set(RESERVED_NAMES) & set(names):
         raise ComparisonInputError(
             f"runs to compare need distinct names other than {' and '.join(RESERVED_NAMES)}; "
-            f"got {names}. Name "
-            "them with dsviewer.viewer.session.specs.unique_names (the CLI uses the checkpoint "
-            "file stems)."
+            f"got {names}. Name them with dsviewer.viewer.session.specs.unique_names (the CLI "
+            "uses the checkpoint file stems)."
         )
     folders: dict[str, str] = {}
     for name in names:

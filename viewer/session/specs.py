@@ -17,7 +17,8 @@ from typing import Literal
 
 GT_NAME = "gt"
 """The name the scene's ground truth takes among runs (B = ``gt`` in a comparison)."""
-SFM_NAME = "sfm"  # a capture's SfM points, compared like a run (sparse: SfM pixels only)
+SFM_NAME = "sfm"
+"""The name a capture's SfM points take among runs (compared like one, at SfM pixels only)."""
 RESERVED_NAMES = (GT_NAME, SFM_NAME)
 
 MIN_VIEWS = 2  # the cost volume matches each view against the others
@@ -67,8 +68,7 @@ class RunSpec:
 
 
 def run_names(specs: Sequence[RunSpec]) -> list[str]:
-    """Each run's name: its checkpoint's file stem, made unique in order (``gt`` and ``sfm``
-    reserved)."""
+    """Each run's name: its checkpoint's file stem, made unique in order (``gt`` reserved)."""
     return unique_names([spec.checkpoint.stem for spec in specs])
 
 
@@ -79,17 +79,17 @@ class SessionSettings:
     ``data_root``: dataset roots searched in order; ``index``: the evaluation index choosing
     views per key; ``context``: context frames for every run that sets none of its own (None:
     the index's, else chosen); ``target``: target frames for every scene (None: the index's,
-    else chosen near the context); ``sfm_max_error``: captures' SfM points above this mean
-    reprojection error (pixels) are left out of the SfM reference; ``device``, ``config``,
-    ``depthsplat_repo``: how each checkpoint is opened (see
-    :func:`dsviewer.backends.open_backend`).
+    else chosen near the context); ``device``, ``config``, ``depthsplat_repo``: how each
+    checkpoint is opened (see :func:`dsviewer.backends.open_backend`); ``sfm_max_error``: a
+    capture's SfM points above this mean reprojection error (pixels) are left out of its SfM
+    reference depth.
     """
 
     data_root: tuple[Path, ...] = ()
     index: Path | None = None
     context: tuple[int, ...] | None = None
     target: tuple[int, ...] | None = None
-    sfm_max_error: float = 2.0
     device: str = "auto"
     config: Path | None = None
     depthsplat_repo: Path | None = None
+    sfm_max_error: float = 2.0  # pixels; dataset.sfm.DEFAULT_MAX_ERROR (a test keeps them equal)

@@ -314,10 +314,6 @@ class ViewerApp:
 
     # --- what the settings select -----------------------------------------------------------
 
-    def guarded(self, update: Callable[[], None]) -> None:
-        """Run a GUI callback's update under the lock, batched, when a scene is shown."""
-        self.context.guarded(update)
-
     def refresh_colors_and_tables(self) -> None:
         self.colours_panel.show_legend(legend(self.state, self.colors))
         self._refresh_readout()
@@ -353,7 +349,7 @@ class ViewerApp:
         settings = state.analysis
         pending = [run for run in state.runs if run.loaded.cached_analysis(settings) is None]
         if not pending:
-            self.guarded(self._analysis_ready)
+            self.context.guarded(self._analysis_ready)
             return
         self.analysis_panel.computing()
         for run in pending:
@@ -362,7 +358,9 @@ class ViewerApp:
                 if run not in state.runs or state.analysis != settings:
                     return  # superseded by a newer scene or setting
                 run.loaded.analysis(settings)
-                self.guarded(lambda: self._analysis_ready() if run in state.runs else None)
+                self.context.guarded(
+                    lambda: self._analysis_ready() if run in state.runs else None
+                )
 
             self.jobs.submit("Analysis", job)
 

@@ -27,7 +27,7 @@ class CamerasPanel:
         gui = context.server.gui
         self.frustums: dict[str, list[viser.CameraFrustumHandle]] = {"context": [], "target": []}
         self.looked_through: tuple[str, int] | None = None  # frustums are hidden meanwhile
-        self.cameras: list[tuple[str, int]] = []  # (kind, index) of each Camera choice
+        self.choices: list[tuple[str, int]] = []  # (kind, index) of each Camera option
         with gui.add_folder("Cameras"):
             self.context_toggle = gui.add_checkbox(
                 "Context cameras", initial_value=True, hint="The views the model saw."
@@ -67,9 +67,9 @@ class CamerasPanel:
 
     def chosen(self) -> tuple[str, int] | None:
         """``(kind, index)`` of the camera in the Camera dropdown; None when there is none."""
-        if not self.cameras:
+        if not self.choices:
             return None
-        return self.cameras[list(self.choice.options).index(self.choice.value)]
+        return self.choices[list(self.choice.options).index(self.choice.value)]
 
     def show(self) -> None:
         loaded = self.state.loaded
@@ -88,9 +88,9 @@ class CamerasPanel:
                 self.frustums[kind] = new + old[count:]
         self.target_toggle.disabled = loaded.layers.target is None
         self.looked_through = None
-        self.cameras = [(kind, index) for kind in ("context", "target")
+        self.choices = [(kind, index) for kind in ("context", "target")
                         for index in range(len(self._frames(kind)))]  # fmt: skip
-        self.choice.options = [self._label(*camera) for camera in self.cameras] or [NO_CAMERA]
+        self.choice.options = [self._label(*camera) for camera in self.choices] or [NO_CAMERA]
         self.choice.value = self.choice.options[0]
         self.refresh_visibility()
         self.set_initial_camera()

@@ -137,7 +137,7 @@ class ViewerApp:
         with self.lock:
             dropped = self.jobs.drop_pending()  # they belong to the scene being replaced
             if "Run" in dropped:
-                self.runs_panel.status.content = "*New run cancelled: the scene changed.*"
+                self.runs_panel.say("*New run cancelled: the scene changed.*")
             if scene_spec is not None:
                 state.scene_spec = scene_spec
             a = state.run_a.name if state.runs else None
@@ -146,7 +146,8 @@ class ViewerApp:
             state.runs = list(runs)
             state.primary = names.index(a) if a in names else 0
             partners = [value for _, value in b_choices(runs)]
-            if a is None or state.partner not in partners or state.partner == Partner(a):
+            a_itself = Partner(names[state.primary])
+            if a is None or state.partner not in partners or state.partner == a_itself:
                 state.partner = next((Partner(n) for n in names if n != names[state.primary]),
                                      None)  # fmt: skip
             self.colors.invalidate()
@@ -253,7 +254,7 @@ class ViewerApp:
                         else None if b is None else run_source(b.loaded))  # fmt: skip
             problem = comparison_problem(source_a, source_b, partner.name)
             if problem is not None:
-                self.runs_panel.status.content = f"*{escape_markdown(problem)}*"
+                self.runs_panel.say(f"*{escape_markdown(problem)}*")
                 return
             maps = {id(a): {k: v.numpy() for k, v in difference_maps(source_a, source_b).items()}}
             if b is not None:  # on B's pixels: -(A - B) = B - A

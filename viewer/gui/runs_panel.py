@@ -234,6 +234,10 @@ class RunsPanel:
         visible = bool(self.toggles[index].value)
         self.context.guarded(lambda: self.on_run_visible(index, visible))
 
+    def say(self, text: str) -> None:
+        """Show a message our own code wrote (untrusted parts must be escaped by the caller)."""
+        self.status.content = text
+
     def show_dropped(self, names: list[str]) -> None:
         """Say which runs were dropped to stay within the memory budget (none: say nothing)."""
         self.note.content = ("Dropped to stay within memory: "

@@ -171,8 +171,7 @@ class RunsPanel:
             @dropdown.on_update
             def _(_event) -> None:
                 if not self._showing and self.a.value in self.a.options:
-                    a = list(self.a.options).index(self.a.value)
-                    on_pair(a, self.b_values[list(self.b.options).index(self.b.value)])
+                    on_pair(*self._chosen_pair())
 
         state.placement = self.placement.value
 
@@ -188,6 +187,12 @@ class RunsPanel:
         @self.checkpoint.on_update
         def _(_event) -> None:
             self._fill_planes()
+
+    def _chosen_pair(self) -> tuple[int, Partner | None]:
+        """A (its index in the runs) and B (its value) the dropdowns show."""
+        b_labels = list(self.b.options)
+        b = b_labels.index(self.b.value) if self.b.value in b_labels else 0
+        return list(self.a.options).index(self.a.value), self.b_values[b]
 
     def chosen_checkpoint(self) -> Path:
         return self.run_loader.checkpoints[

@@ -70,7 +70,9 @@ def _layers_at_start() -> dict[str, bool]:
 @dataclass
 class ViewState:
     """The runs shown, which two are compared, and every setting that more than one part of
-    the GUI reads. Changed under the app's lock; read by the drawing code."""
+    the GUI reads. The app changes the runs and the pair under its lock; a folder's callback
+    replaces its settings whole (frozen dataclasses) or flips one key, so a reader on the job
+    thread never sees half an update."""
 
     runs: list[Run] = field(default_factory=list)
     primary: int = 0  # index of run A in ``runs``: the run the single-run folders describe

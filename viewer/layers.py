@@ -138,7 +138,7 @@ def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
     final_depth = to_user.lengths(prediction.final_depth.float().cpu())
     H, W = final_depth.shape[-2:]
     # Nearest upsampling, as the official encoder does before the Gaussian head.
-    match_prob = prediction.match_prob.float().cpu()[:, None]
+    match_prob = prediction.confidence.float().cpu()[:, None]
     confidence = F.interpolate(match_prob, size=(H, W), mode="nearest")[:, 0]
     K = context.intrinsics
     T = context.T_world_cam.float()
@@ -165,7 +165,7 @@ def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
         final_points=unproject_depth(final_depth, K, T),
         cost_volume=CostVolume(
             probabilities=prediction.match_probs.float().cpu(),
-            candidate_inv_depth=to_user.inverse_lengths(prediction.depth_candidates.float().cpu()),
+            candidate_inv_depth=to_user.inverse_lengths(prediction.inv_depth_candidates.float().cpu()),
         ),
         world_from_model=to_user,
         gt_depth=gt_depth,

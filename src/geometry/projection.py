@@ -28,14 +28,6 @@ def pixel_centers(height: int, width: int, device=None, dtype=torch.float32) -> 
     return torch.stack((grid_x, grid_y), dim=-1)
 
 
-def normalize_intrinsics(K_pixels: Tensor, height: int, width: int) -> Tensor:
-    """Pixel intrinsics ``[..., 3, 3]`` to normalized intrinsics."""
-    K = K_pixels.clone()
-    K[..., 0, :] = K[..., 0, :] / width
-    K[..., 1, :] = K[..., 1, :] / height
-    return K
-
-
 def denormalize_intrinsics(K: Tensor, height: int, width: int) -> Tensor:
     """Normalized intrinsics ``[..., 3, 3]`` to pixel intrinsics for an ``H x W`` image."""
     K_pixels = K.clone()
@@ -107,11 +99,6 @@ def project_points(points_world: Tensor, K: Tensor, T_world_cam: Tensor) -> tupl
     cx, cy = K[..., None, 0, 2], K[..., None, 1, 2]
     coordinates = torch.stack((xy[..., 0] * fx + cx, xy[..., 1] * fy + cy), dim=-1)
     return coordinates, depth
-
-
-def vertical_fov(K: Tensor) -> Tensor:
-    """Vertical field of view in radians from normalized intrinsics ``[..., 3, 3]``."""
-    return 2.0 * torch.atan(0.5 / K[..., 1, 1])
 
 
 def camera_centers(T_world_cam: Tensor) -> Tensor:

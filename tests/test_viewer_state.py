@@ -8,7 +8,6 @@ layers. The folders are checked to write their settings as values (registry keys
 
 from __future__ import annotations
 
-import ast
 import threading
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import numpy as np
 import pytest
 from viewer_scenes import make_loaded
 
-import dsviewer.viewer.gui
 from dsviewer.viewer import colormaps
 from dsviewer.viewer.color_modes import ColorContext, legend_image
 from dsviewer.viewer.gui.colors import RunColors, legend, modes_in_use
@@ -25,7 +23,8 @@ from dsviewer.viewer.gui.points import RunClouds
 from dsviewer.viewer.gui.state import GROUND_TRUTH, Partner, PointSettings, ViewState
 from dsviewer.viewer.jobs import JobQueue
 from dsviewer.viewer.point_layers import POINT_LAYERS
-from dsviewer.viewer.runs import Run, RunSpec
+from dsviewer.viewer.session.runs import Run
+from dsviewer.viewer.session.specs import RunSpec
 
 V, H, W = 3, 12, 16
 GUI = "dsviewer.viewer.gui"
@@ -188,51 +187,19 @@ def test_folders_write_values_into_the_state(server, loaded):
 # --- the import graph --------------------------------------------------------------------------
 
 
-def import_graph(package_dir: Path, package: str) -> dict[str, set[str]]:
-    """Module -> the package's modules it imports anywhere (top level, functions, TYPE_CHECKING)."""
-    modules = {f"{package}.{path.stem}" for path in package_dir.glob("*.py")}
-    graph = {}
-    for path in package_dir.glob("*.py"):
-        imported = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                imported |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                imported.add(node.module)
-                imported |= {f"{node.module}.{alias.name}" for alias in node.names}
-        graph[f"{package}.{path.stem}"] = imported & modules
-    return graph
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import circle (``[a, b, ..., a]``), or None."""
-    done, path = set(), []
-
-    def visit(module: str) -> list[str] | None:
-        if module in path:
-            return [*path[path.index(module) :], module]
-        if module in done:
-            return None
-        path.append(module)
-        for target in sorted(graph.get(module, ())):
-            cycle = visit(target)
-            if cycle:
-                return cycle
-        path.pop()
-        done.add(module)
-        return None
-
-    return next((c for c in map(visit, sorted(graph)) if c), None)
-
-
-def test_find_cycle_finds_a_circle_and_only_one():
-    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
-
-
 def test_gui_imports_flow_one_way_and_folders_never_import_each_other():
-    graph = import_graph(Path(dsviewer.viewer.gui.__file__).parent, GUI)
-    assert find_cycle(graph) is None
+    """The product-wide walk (tests/test_import_graph.py: lazy and TYPE_CHECKING imports
+    count) restricted to viewer/gui: no circle, and a folder imports neither the app nor
+    another folder (it gets a GuiContext and callbacks instead)."""
+    from test_import_graph import cycles, import_graph
+
+    inside = GUI + "."
+    graph = {
+        module: {t for t in targets if t.startswith(inside)}
+        for module, targets in import_graph().items()
+        if module.startswith(inside)
+    }
+    assert not cycles(graph)
     # The walk sees imports of every kind (not an empty graph that passes by itself).
     assert f"{GUI}.display_panels" in graph[f"{GUI}.app"]
     assert f"{GUI}.state" in graph[f"{GUI}.colors"]  # under TYPE_CHECKING

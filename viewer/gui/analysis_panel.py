@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import viser
 
     from dsviewer.viewer.gui.context import GuiContext
-    from dsviewer.viewer.pipeline import LoadedScene
+    from dsviewer.viewer.session.loaded import LoadedScene
 
 HISTOGRAM_BINS = 64
 

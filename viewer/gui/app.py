@@ -38,8 +38,9 @@ from dsviewer.viewer.gui.splats import ResidualVectors, SplatNodes, side_by_side
 from dsviewer.viewer.gui.state import Partner, ViewState
 from dsviewer.viewer.gui.targets_panel import TargetsPanel
 from dsviewer.viewer.jobs import JobQueue
-from dsviewer.viewer.pipeline import LoadedScene, ProgressFn
-from dsviewer.viewer.runs import Run, RunLoader, RunSpec
+from dsviewer.viewer.session.loaded import LoadedScene, ProgressFn
+from dsviewer.viewer.session.runs import Run, RunLoader
+from dsviewer.viewer.session.specs import RunSpec
 
 if TYPE_CHECKING:
     import viser

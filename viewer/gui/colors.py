@@ -23,7 +23,7 @@ from dsviewer.viewer.point_layers import POINT_LAYERS
 
 if TYPE_CHECKING:
     from dsviewer.viewer.gui.state import ViewState
-    from dsviewer.viewer.runs import Run
+    from dsviewer.viewer.session.runs import Run
 
 
 class RunColors:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from dsviewer.viewer.gui.context import GuiContext
     from dsviewer.viewer.gui.points import PointFilter
-    from dsviewer.viewer.pipeline import LoadedScene
+    from dsviewer.viewer.session.loaded import LoadedScene
 
 RESIDUAL_UNITS = {"inverse depth": "inverse", "metric (final - coarse)": "metric"}
 MODE_KEY_FROM_LABEL = {mode.label: key for key, mode in COLOR_MODES.items()}

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import viser
 
     from dsviewer.viewer.gui.context import GuiContext
-    from dsviewer.viewer.runs import Run
+    from dsviewer.viewer.session.runs import Run
 
     Pick = Callable[[np.ndarray, np.ndarray], "tuple[Run, str, int, int, int] | None"]
 

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from dsviewer.viewer.gui.colors import RunColors
     from dsviewer.viewer.gui.context import GuiContext
     from dsviewer.viewer.gui.state import PointSettings, ViewState
-    from dsviewer.viewer.pipeline import LoadedScene
-    from dsviewer.viewer.runs import Run
+    from dsviewer.viewer.session.loaded import LoadedScene
+    from dsviewer.viewer.session.runs import Run
 PICK_MAX_ANGLE = 0.03  # radians: a click further than this from every point picks nothing
 
 

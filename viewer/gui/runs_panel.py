@@ -15,18 +15,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dsviewer.errors import InputError
-from dsviewer.viewer.compare import GT_NAME, has_gt, unique_names
+from dsviewer.viewer.compare import has_gt
 from dsviewer.viewer.escape import escape_markdown
 from dsviewer.viewer.gui.state import GROUND_TRUTH, Partner
-from dsviewer.viewer.runs import Run, RunSpec, estimated_bytes
+from dsviewer.viewer.session.runs import Run, estimated_bytes
+from dsviewer.viewer.session.specs import GT_NAME, RunSpec, unique_names
 
 if TYPE_CHECKING:
     import viser
 
     from dsviewer.viewer.gui.context import GuiContext
     from dsviewer.viewer.gui.state import ViewState
-    from dsviewer.viewer.pipeline import LoadedScene
-    from dsviewer.viewer.runs import RunLoader
+    from dsviewer.viewer.session.loaded import LoadedScene
+    from dsviewer.viewer.session.runs import RunLoader
 
 NO_B = "(none)"  # the B dropdown's label for "compare with nothing"
 RUN_MEMORY_BUDGET = 4 << 30  # bytes of predictions and layers kept; older runs are dropped
@@ -258,7 +259,7 @@ class RunsPanel:
             frames = scene_frames(
                 state.scene_spec,
                 image_shape=loaded.layers.image_shape,
-                data_roots=self.run_loader.options.data_root,
+                data_roots=self.run_loader.settings.data_root,
             )
             if state.loaded is loaded:
                 self.strip.image = frames_strip(frames)

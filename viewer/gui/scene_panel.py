@@ -15,7 +15,7 @@ from dsviewer.viewer.escape import escape_markdown
 
 if TYPE_CHECKING:
     from dsviewer.viewer.gui.context import GuiContext
-    from dsviewer.viewer.pipeline import LoadedScene
+    from dsviewer.viewer.session.loaded import LoadedScene
 
 
 class ScenePanel:

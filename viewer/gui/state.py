@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Literal
 
 from dsviewer.viewer.analysis import AnalysisSettings
 from dsviewer.viewer.color_modes import ColorSettings
-from dsviewer.viewer.compare import GT_NAME
 from dsviewer.viewer.point_layers import POINT_LAYERS
+from dsviewer.viewer.session.specs import GT_NAME
 from dsviewer.viewer.view_params import DEFAULT_POINT_PIXELS
 
 if TYPE_CHECKING:
     from dsviewer.viewer.analysis import SceneAnalysis
-    from dsviewer.viewer.pipeline import LoadedScene
-    from dsviewer.viewer.runs import Run
+    from dsviewer.viewer.session.loaded import LoadedScene
+    from dsviewer.viewer.session.runs import Run
 
 Placement = Literal["overlaid", "side by side"]
 Subsample = Literal["random", "stride"]

@@ -14,7 +14,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from dsviewer.viewer.gui.context import GuiContext
-    from dsviewer.viewer.pipeline import LoadedScene
+    from dsviewer.viewer.session.loaded import LoadedScene
     from dsviewer.viewer.target_render import TargetRenders
 
 RENDER_HEIGHT = 256  # rows of a "render at my camera" image

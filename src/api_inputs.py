@@ -35,7 +35,7 @@ def as_tensor(value: object, name: str) -> torch.Tensor:
     if array.dtype == object or array.dtype.kind not in "biuf":
         raise InputError(f"{name} holds {array.dtype} values; pass a numeric numpy array or "
                          "torch tensor (for images of different sizes, a list of arrays).")
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return torch.tensor(array)  # a copy: the caller's array is never shared or changed
 
 
 def image_views(images: object) -> list[torch.Tensor]:
@@ -80,7 +80,7 @@ def image_views(images: object) -> list[torch.Tensor]:
 
 
 def intrinsics_matrices(intrinsics: object, shapes: list[tuple[int, int]],
-                unit: IntrinsicsUnit) -> torch.Tensor:  # fmt: skip
+                        unit: IntrinsicsUnit) -> torch.Tensor:  # fmt: skip
     """``[V, 3, 3]`` float64, checked (unit as given)."""
     import torch
 
@@ -102,8 +102,7 @@ def intrinsics_matrices(intrinsics: object, shapes: list[tuple[int, int]],
         raise InputError(f"intrinsics[{v}] is {K[v].tolist()}; a pinhole camera matrix is "
                          "[[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with finite, positive fx and "
                          "fy (no skew). Undistort to a pinhole camera first if yours has more.")
-    heights = torch.tensor([h for h, _ in shapes], dtype=torch.float64)
-    if unit == "pixels" and bool(((cx <= 1) & (cy <= 1)).all()) and bool((heights > 2).all()):
+    if unit == "pixels" and bool(((cx <= 1) & (cy <= 1)).all()):
         raise InputError("intrinsics look normalized (every principal point lies inside the "
                          "first pixel), but intrinsics_unit is 'pixels'. Pass "
                          "intrinsics_unit='normalized', or the matrices in pixels.")
@@ -135,7 +134,7 @@ def extrinsics_matrices(extrinsics: object, V: int) -> torch.Tensor:
 
 
 def planes(near: object, far: object, V: int,
-            settings: PreprocessSettings) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+           settings: PreprocessSettings) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """``[V]`` float32 near and far planes (the model's own where not given)."""
     import torch
 

@@ -12,6 +12,7 @@ exports (``dsviewer export`` and ``dsviewer.export``) and a 4-frame COLMAP captu
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import re
@@ -60,7 +61,7 @@ def pipeline():
 def test_import_dsviewer_loads_no_torch():
     code = "import sys, dsviewer; print('torch' in sys.modules, callable(dsviewer.load))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=REPO_ROOT / "tests").stdout.split()  # fmt: skip
+                         check=True, cwd=REPO_ROOT.parent).stdout.split()  # fmt: skip
     assert out == ["False", "True"]  # the attribute resolves (lazily) without torch at import
 
 
@@ -147,10 +148,10 @@ def test_a_capture_loads_and_predicts_as_the_viewer_and_as_raw_arrays(model, pip
     """A 4-frame COLMAP capture of 160x240 photos (bigger than the model's 128x128): the scene
     opened by the API predicts what the viewer's pipeline predicts, and the raw photos with
     their pixel intrinsics (rescaled and cropped by predict) give the same prediction."""
-    from dataset_builders import png_bytes
     from PIL import Image
 
     from dsviewer.dataset.synthetic import render_example
+    from tests.dataset_builders import png_bytes
 
     pytest.importorskip("open3d")  # the synthetic scene is ray-cast with open3d
     Rotation = pytest.importorskip("scipy.spatial.transform").Rotation
@@ -184,7 +185,7 @@ def test_a_capture_loads_and_predicts_as_the_viewer_and_as_raw_arrays(model, pip
 
     # Raw photos in, pixel intrinsics of the photos, poses in the scene's model frame.
     K_pixels = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
-    raw = model.predict(np.stack([photos[0], photos[3]]), np.stack([K_pixels] * 2),
+    raw = model.predict([photos[0], photos[3]], np.stack([K_pixels] * 2),  # a list of views
                         views.extrinsics)  # fmt: skip
     torch.testing.assert_close(raw.final_depth, ours.final_depth, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(raw.inputs.intrinsics, views.intrinsics, rtol=1e-6)
@@ -296,3 +297,24 @@ def test_export_writes_what_dsviewer_export_writes(readme_run, model, scene, tmp
 def _without_timings(metrics: dict) -> dict:
     return {k: _without_timings(v) if isinstance(v, dict) else v for k, v in metrics.items()
             if "seconds" not in k}  # fmt: skip
+
+
+def test_src_reaches_into_the_viewer_only_inside_the_facade_functions():
+    """docs/ARCHITECTURE.md's boundary: no module of src/ imports dsviewer.viewer, except
+    src/api.py inside its functions (load_demo, export)."""
+    inside_functions: dict[str, set[str]] = {}
+    for path in sorted((REPO_ROOT / "src").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                for inner in ast.walk(node):
+                    if _imports_viewer(inner):
+                        inside_functions.setdefault(path.name, set()).add(node.name)
+        assert not any(_imports_viewer(node) for node in tree.body), path
+    assert inside_functions == {"api.py": {"load_demo", "export"}}
+
+
+def _imports_viewer(node: ast.AST) -> bool:
+    names = ([node.module or ""] if isinstance(node, ast.ImportFrom) else
+             [a.name for a in node.names] if isinstance(node, ast.Import) else [])  # fmt: skip
+    return any(n == "dsviewer.viewer" or n.startswith("dsviewer.viewer.") for n in names)

@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from dsviewer.model.types import Prediction
 
 
-
 # ---------------------------------------------------------------- what comes out
 
 
@@ -99,7 +98,8 @@ class ScenePrediction:
     model_output: Prediction = field(repr=False)  # everything, cost volume included
 
     def numpy(self) -> dict[str, np.ndarray]:
-        """Every map (and the Gaussians, as ``gaussian_<field>``) as numpy arrays."""
+        """Every map (and the Gaussians, as ``gaussian_<field>``) as numpy arrays (views of
+        the tensors, not copies)."""
         names = ("final_depth", "coarse_depth", "coarse_inv_depth", "mono_inv_residual",
                  "confidence")  # fmt: skip
         arrays = {name: getattr(self, name).numpy() for name in names}
@@ -311,6 +311,11 @@ def export(
     from dsviewer.viewer.pipeline import run_prediction
     from dsviewer.viewer.runs import model_path
 
+    if scene.views.context.image_shape != model.settings.model_shape:
+        raise InputError(f"The scene {scene.key!r} was opened for a model that takes "
+                         f"{scene.views.context.image_shape} images, not for {model.name} "
+                         f"({model.settings.model_shape}). Open it again with this model: "
+                         "dsviewer.open_scene(spec, model).")
     folder = Path(out)
     recover(folder)  # what a killed export left behind
     check_writable(folder)
@@ -346,18 +351,23 @@ def _views(views: ViewSet) -> Views:
 
 
 def _scene_prediction(views: ViewSet, prediction: Prediction) -> ScenePrediction:
+    def owned(t: Tensor) -> Tensor:
+        # A copy on the CPU: the model's outputs are inference tensors, which refuse in-place
+        # edits (pred.final_depth[mask] = 0) outside torch.inference_mode.
+        return t.detach().float().cpu().clone()
+
     splats = None
     if prediction.gaussians is not None:
         g = prediction.gaussians
-        splats = Splats(*(t[0].detach().float().cpu() for t in
-                          (g.means, g.covariances, g.harmonics, g.opacities)))  # fmt: skip
+        splats = Splats(*(owned(t[0]) for t in (g.means, g.covariances, g.harmonics,
+                                                  g.opacities)))  # fmt: skip
     return ScenePrediction(
         inputs=_views(views),
-        final_depth=prediction.final_depth.float().cpu(),
-        coarse_depth=prediction.coarse_depth(),
-        coarse_inv_depth=prediction.coarse_inv_depth.float().cpu(),
-        mono_inv_residual=prediction.mono_inv_residual.float().cpu(),
-        confidence=prediction.confidence(),
+        final_depth=owned(prediction.final_depth),
+        coarse_depth=owned(prediction.coarse_depth()),
+        coarse_inv_depth=owned(prediction.coarse_inv_depth),
+        mono_inv_residual=owned(prediction.mono_inv_residual),
+        confidence=owned(prediction.confidence()),
         gaussians=splats,
         model_output=prediction,
     )

@@ -77,6 +77,9 @@ def test_outputs_are_numpy_and_torch_with_the_documented_shapes(model, pred, sce
     assert pred.inputs.images.shape == (V, H, W, 3)
     np.testing.assert_array_equal(pred.inputs.intrinsics, scene.context.intrinsics)
     assert ((arrays["confidence"] >= 0) & (arrays["confidence"] <= 1)).all()
+    # Ordinary tensors: in-place edits (pred.final_depth[mask] = 0) work outside inference mode.
+    assert not any(t.is_inference() for t in (pred.final_depth, pred.confidence,
+                                               pred.gaussians.means))  # fmt: skip
 
 
 def test_predictions_equal_the_viewer_pipeline_on_the_same_scene(pred, pipeline):

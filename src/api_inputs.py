@@ -40,9 +40,6 @@ def as_tensor(value: object, name: str) -> torch.Tensor:
 
 def image_views(images: object) -> list[torch.Tensor]:
     """V uint8 ``[3, H_v, W_v]`` tensors (what the preprocessing takes)."""
-    import torch
-
-
     if isinstance(images, (list, tuple)):
         views = [as_tensor(image, f"images[{v}]") for v, image in enumerate(images)]
     else:
@@ -51,32 +48,39 @@ def image_views(images: object) -> list[torch.Tensor]:
             raise InputError(f"images has shape {tuple(stacked.shape)}; pass [V, H, W, 3] RGB "
                              "(V views), or a list of [H, W, 3] arrays.")
         views = list(stacked)
-    out = []
-    for v, image in enumerate(views):
-        shape = tuple(image.shape)
-        if image.ndim != 3 or shape[-1] != 3 or min(shape[:2]) < 2:
-            hint = (" It looks channels-first: move the channel axis last "
-                    "(np.moveaxis(images, -3, -1))." if image.ndim == 3 and shape[0] == 3 else "")
-            raise InputError(f"View {v} of images has shape {shape}; each view must be "
-                             f"[H, W, 3] RGB of at least 2x2 pixels (drop an alpha channel, "
-                             f"repeat a gray one).{hint}")
-        if image.dtype == torch.uint8:
-            out.append(image.permute(2, 0, 1).contiguous())
-            continue
-        if not image.dtype.is_floating_point:
-            raise InputError(f"View {v} of images is {image.dtype}; pass uint8 (0-255) or float "
-                             "in [0, 1].")
-        low, high = float(image.min()), float(image.max())
-        if not (np.isfinite(low) and np.isfinite(high)):
-            raise InputError(f"View {v} of images holds NaN or infinite values; pass finite "
-                             "RGB values in [0, 1].")
-        if low < -FLOAT_IMAGE_SLACK or high > 1 + FLOAT_IMAGE_SLACK:
-            raise InputError(f"View {v} of images holds floats from {low:.4g} to {high:.4g}; "
-                             "float images must lie in [0, 1]. Divide 0-255 values by 255 "
-                             "(or pass them as uint8).")
-        pixels = (image.double().clamp(0, 1) * 255).round().to(torch.uint8)
-        out.append(pixels.permute(2, 0, 1).contiguous())
-    return out
+    return [uint8_view(image, v).permute(2, 0, 1).contiguous() for v, image in enumerate(views)]
+
+
+def uint8_view(image: torch.Tensor, v: int) -> torch.Tensor:
+    """One view ``[H, W, 3]`` as uint8: floats in [0, 1] are rounded to 8 bits, integers must
+    already be 0-255."""
+    import torch
+
+    shape = tuple(image.shape)
+    if image.ndim != 3 or shape[-1] != 3 or min(shape[:2]) < 2:
+        hint = (" It looks channels-first: move the channel axis last "
+                "(np.moveaxis(images, -3, -1))." if image.ndim == 3 and shape[0] == 3 else "")
+        raise InputError(f"View {v} of images has shape {shape}; each view must be [H, W, 3] "
+                         f"RGB of at least 2x2 pixels (drop an alpha channel, repeat a gray "
+                         f"one).{hint}")
+    if image.dtype == torch.uint8:
+        return image
+    values = image if image.dtype.is_floating_point else image.long()  # uint16 has no min()
+    low, high = float(values.min()), float(values.max())
+    if not image.dtype.is_floating_point:
+        if low < 0 or high > 255:
+            raise InputError(f"View {v} of images holds integers from {low:g} to {high:g}; "
+                             "pass 8-bit values (0-255), or floats in [0, 1] (divide 16-bit "
+                             "images by 65535).")
+        return image.to(torch.uint8)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise InputError(f"View {v} of images holds NaN or infinite values; pass finite RGB "
+                         "values in [0, 1].")
+    if low < -FLOAT_IMAGE_SLACK or high > 1 + FLOAT_IMAGE_SLACK:
+        raise InputError(f"View {v} of images holds floats from {low:.4g} to {high:.4g}; float "
+                         "images must lie in [0, 1]. Divide 0-255 values by 255 (or pass them "
+                         "as uint8).")
+    return (image.double().clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def intrinsics_matrices(intrinsics: object, shapes: list[tuple[int, int]],

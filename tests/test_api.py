@@ -134,12 +134,12 @@ def test_user_planes_clamp_the_final_depth(model, scene):
     assert np.isclose(final, far, rtol=1e-6).mean() > 0.005  # the far wall is clamped
 
 
-def test_pixel_and_normalized_intrinsics_uint8_and_float_images_agree(model, scene, pred):
+def test_pixel_and_normalized_intrinsics_integer_and_float_images_agree(model, scene, pred):
     views = scene.context
     H, W = views.images.shape[1:3]
     normalized = views.intrinsics / np.array([W, H, 1.0])[:, None]  # rows 0 and 1 divided
-    uint8 = np.round(views.images * 255).astype(np.uint8)
-    other = model.predict(torch.from_numpy(uint8), normalized, views.extrinsics,
+    integers = np.round(views.images * 255).astype(np.int64)  # 0-255 in any integer type
+    other = model.predict(torch.from_numpy(integers), normalized, views.extrinsics,
                           near=float(views.near[0]), far=float(views.far[0]),
                           intrinsics_unit="normalized")  # fmt: skip
     assert torch.equal(other.final_depth, pred.final_depth)
@@ -220,6 +220,7 @@ BAD_INPUTS = {
         [1, 1, 128.0])[:, None]}, "look normalized"),
     "3x4 poses": (lambda i: {**i, "extrinsics": i["extrinsics"][:, :3]}, "3x4"),
     "reflection": (lambda i: {**i, "extrinsics": flipped(i["extrinsics"])}, "determinant"),
+    "16-bit": (lambda i: {**i, "images": (i["images"] * 65535).astype(np.uint16)}, "65535"),
     "text": (lambda i: {**i, "intrinsics": np.array([["a"] * 3] * 3)}, "numeric"),
 }
 

@@ -55,7 +55,7 @@ def pipeline():
     from dsviewer.viewer.pipeline import ModelSession
 
     options = SceneOptions(ckpt=[demo_checkpoint()], data_root=[demo_data_root()], device="cpu")
-    return ModelSession(options), options
+    return ModelSession(options)
 
 
 def test_import_dsviewer_loads_no_torch():
@@ -83,7 +83,7 @@ def test_outputs_are_numpy_and_torch_with_the_documented_shapes(model, pred, sce
 
 
 def test_predictions_equal_the_viewer_pipeline_on_the_same_scene(pred, pipeline):
-    session, _ = pipeline
+    session = pipeline
     loaded = session.load(KEY)
     layers = loaded.layers  # identity world_from_model: the dataset is used as it is
     assert loaded.scene.world_from_model.is_identity
@@ -181,7 +181,7 @@ def test_a_capture_loads_and_predicts_as_the_viewer_and_as_raw_arrays(model, pip
     scene = dsviewer.open_scene(tmp_path, model, context=[0, 3])
     views = scene.context
     ours = model.predict(views.images, views.intrinsics, views.extrinsics)
-    session, _ = pipeline
+    session = pipeline
     theirs = session.run(session.views(str(tmp_path), context=[0, 3])).prediction
     torch.testing.assert_close(ours.final_depth, theirs.final_depth, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ours.mono_inv_residual, theirs.mono_inv_residual)
@@ -192,7 +192,8 @@ def test_a_capture_loads_and_predicts_as_the_viewer_and_as_raw_arrays(model, pip
                         views.extrinsics)  # fmt: skip
     torch.testing.assert_close(raw.final_depth, ours.final_depth, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(raw.inputs.intrinsics, views.intrinsics, rtol=1e-6)
-    # The model frame maps back to the capture's own units: the cameras' centres.
+    # The model frame (recentred, rescaled) maps back to the capture's units: camera centres.
+    assert scene.world_from_model.scale != pytest.approx(1.0)
     back = scene.world_from_model.poses(torch.from_numpy(views.extrinsics))
     np.testing.assert_allclose(back[:, :3, 3].numpy(), np.stack(poses)[[0, 3], :3, 3],
                                atol=1e-5)  # fmt: skip

@@ -187,7 +187,6 @@ class Model:
             planes,
         )
         from dsviewer.dataset.preprocess import preprocess_views
-        from dsviewer.geometry.projection import normalize_intrinsics
 
         pixels = image_views(images)
         V = len(pixels)
@@ -195,9 +194,6 @@ class Model:
             raise InputError(f"predict() got {V} view; DepthSplat matches views against each "
                              "other in its cost volume, so give at least 2 context views.")
         K = intrinsics_matrices(intrinsics, [tuple(p.shape[-2:]) for p in pixels], intrinsics_unit)
-        if intrinsics_unit == "pixels":
-            K = torch.stack([normalize_intrinsics(K[v], *p.shape[-2:])
-                             for v, p in enumerate(pixels)])  # fmt: skip
         T_world_cam = extrinsics_matrices(extrinsics, V)
         near_v, far_v = planes(near, far, V, self.settings)
         views = preprocess_views(pixels, K, T_world_cam, torch.arange(V), self.settings,

@@ -85,7 +85,7 @@ def uint8_view(image: torch.Tensor, v: int) -> torch.Tensor:
 
 def intrinsics_matrices(intrinsics: object, shapes: list[tuple[int, int]],
                         unit: IntrinsicsUnit) -> torch.Tensor:  # fmt: skip
-    """``[V, 3, 3]`` float64, checked (unit as given)."""
+    """``[V, 3, 3]`` float64 normalized intrinsics of views of ``shapes`` ``(H, W)``, checked."""
     import torch
 
     if unit not in ("pixels", "normalized"):
@@ -114,7 +114,13 @@ def intrinsics_matrices(intrinsics: object, shapes: list[tuple[int, int]],
         raise InputError("intrinsics look like pixels (a principal point lies more than four "
                          "image sizes away), but intrinsics_unit is 'normalized'. Pass "
                          "intrinsics_unit='pixels', or divide row 0 by W and row 1 by H.")
-    return K
+    if unit == "normalized":
+        return K
+    # Row 0 over each view's width, row 1 over its height: the inverse of
+    # geometry.projection.denormalize_intrinsics, one size per view. float64 keeps a
+    # normalized -> pixels -> normalized round trip exact.
+    sizes = torch.tensor([[w, h, 1] for h, w in shapes], dtype=torch.float64)  # [V, 3]
+    return K / sizes[:, :, None]
 
 
 def extrinsics_matrices(extrinsics: object, V: int) -> torch.Tensor:

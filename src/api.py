@@ -220,13 +220,13 @@ def load(
     """
     from dsviewer.backends import open_backend
 
-    path = Path(checkpoint)
+    path = Path(checkpoint).expanduser()
     if str(checkpoint) == "demo" and not path.exists():
         raise InputError("There is no file named 'demo'. The bundled demo model is "
                          "dsviewer.load_demo(); dsviewer.load() takes a checkpoint file.")
     return Model(open_backend(path, device=device, config=config,
                               depthsplat_repo=None if depthsplat_repo is None
-                              else Path(depthsplat_repo)))  # fmt: skip
+                              else Path(depthsplat_repo).expanduser()))  # fmt: skip
 
 
 def load_demo(device: str = "auto") -> Model:
@@ -269,7 +269,7 @@ def open_scene(
     views = load_scene(
         str(spec),
         settings=model.settings,
-        data_roots=[*(Path(r) for r in roots), *model.data_roots],
+        data_roots=[*(Path(r).expanduser() for r in roots), *model.data_roots],
         index_path=None if index is None else Path(index),
         context=None if context is None else list(context),
         target=None if target is None else list(target),

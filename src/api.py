@@ -363,7 +363,7 @@ def _scene_prediction(views: ViewSet, prediction: Prediction) -> ScenePrediction
         coarse_depth=owned(prediction.coarse_depth()),
         coarse_inv_depth=owned(prediction.coarse_inv_depth),
         mono_inv_residual=owned(prediction.mono_inv_residual),
-        confidence=owned(prediction.confidence()),
+        confidence=owned(prediction.pixel_confidence()),
         gaussians=splats,
         model_output=prediction,
     )

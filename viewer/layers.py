@@ -152,7 +152,7 @@ def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
         final_depth=final_depth,
         residual_inv=to_user.inverse_lengths(prediction.mono_inv_residual.float().cpu()),
         residual_metric=final_depth - coarse_depth,
-        confidence=prediction.confidence(),
+        confidence=prediction.pixel_confidence(),
         coarse_points=unproject_depth(coarse_depth, K, T),
         final_points=unproject_depth(final_depth, K, T),
         cost_volume=CostVolume(

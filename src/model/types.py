@@ -71,7 +71,7 @@ class Prediction:
         coarse_inv = self.coarse_inv_depth.float().cpu()
         return 1.0 / coarse_inv.clamp(min=1.0 / far, max=1.0 / near)
 
-    def confidence(self) -> Tensor:
+    def pixel_confidence(self) -> Tensor:
         """``[V, H, W]`` the maximum match probability per pixel (CPU, float32), upsampled from
         the cost volume's ``h x w`` with nearest sampling, as the encoder does before its
         Gaussian head."""

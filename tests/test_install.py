@@ -92,8 +92,15 @@ def test_the_installed_wheel_exports_the_demo(venv, tmp_path):
     out = tmp_path / "demo"
     run([str(venv.parent / "dsviewer"), "export", "--demo", "--out", str(out)], cwd=tmp_path,
         env=clean_env())  # fmt: skip
-    metrics = json.loads(next(out.rglob("metrics.json")).read_text())
-    assert metrics["gt"]["final"]["abs_rel"] < metrics["gt"]["coarse"]["abs_rel"] <= 0.1
+    recorded = json.loads((REPO_ROOT / "viewer/assets/demo/demo.json").read_text())
+    expected = recorded["demo_scene_metrics"]
+    exported = sorted(out.glob("*/metrics.json"))
+    assert sorted(path.parent.name for path in exported) == sorted(expected)
+    for path in exported:
+        gt = json.loads(path.read_text())["gt"]
+        for part in ("coarse", "final"):
+            assert gt[part]["overall"]["abs_rel"] == pytest.approx(
+                expected[path.parent.name][part]["abs_rel"], abs=1e-4)
 
 
 def test_the_installed_wheel_exports_with_an_official_checkpoint_name(venv, tmp_path, reference):

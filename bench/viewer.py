@@ -72,9 +72,9 @@ def synthetic_prediction(scene):
         coarse_inv_depth=1.0 / gt - residual,
         mono_inv_residual=residual,
         final_depth=gt,
-        match_prob=torch.rand(V, h, w),
+        confidence=torch.rand(V, h, w),
         match_probs=torch.rand(V, 2, h, w),
-        depth_candidates=torch.rand(V, 2, h, w),
+        inv_depth_candidates=torch.rand(V, 2, h, w),
         near=ctx.near,
         far=ctx.far,
     )

@@ -18,8 +18,9 @@ intrinsics are in **pixels** here, as calibration tools give them):
 * ``depth`` is metric z-depth along the optical axis; inverse depths are named ``inv``.
 
 Inputs are numpy arrays or torch tensors (any device); outputs are CPU torch tensors (``.numpy()``
-views) and :class:`Views` of numpy arrays. Bad input raises :class:`InputError` (a ValueError)
-with one paragraph that says what was wrong and how to fix it.
+views) and :class:`Views` of numpy arrays. Bad input raises
+:class:`dsviewer.errors.InputError` (a ``UserError`` and a ``ValueError``) with one paragraph
+that says what was wrong and how to fix it.
 
 Everything heavy (torch, the model, the dataset readers) loads inside the functions, so
 ``import dsviewer`` stays light. This module is the one place in ``src/`` that reaches into
@@ -36,7 +37,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from dsviewer.api_inputs import InputError, IntrinsicsUnit
+from dsviewer.api_inputs import IntrinsicsUnit
+from dsviewer.errors import InputError
 
 if TYPE_CHECKING:
     from torch import Tensor

@@ -2,7 +2,8 @@
 the forms the preprocessing takes (uint8 ``[3, H, W]`` views, float64 matrices, ``[V]``
 planes). torch loads inside the functions, so importing this module stays light.
 
-Each check raises :class:`InputError` with one paragraph: what was wrong and how to fix it.
+Each check raises :class:`dsviewer.errors.InputError` with one paragraph: what was wrong and how
+to fix it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+from dsviewer.errors import InputError
 
 if TYPE_CHECKING:
     import torch
@@ -19,10 +22,6 @@ if TYPE_CHECKING:
 IntrinsicsUnit = Literal["pixels", "normalized"]
 FLOAT_IMAGE_SLACK = 1e-3  # float images may overshoot [0, 1] by rounding, not by a 0-255 range
 SKEW_TOLERANCE = 1e-6  # |K[0, 1]| relative to fx: DepthSplat's cameras have no skew
-
-
-class InputError(ValueError):
-    """Arrays given to :meth:`dsviewer.api.Model.predict` that cannot be used as they are."""
 
 
 def as_tensor(value: object, name: str) -> torch.Tensor:
@@ -88,6 +87,8 @@ def intrinsics_matrices(intrinsics: object, shapes: list[tuple[int, int]],
     """``[V, 3, 3]`` float64 normalized intrinsics of views of ``shapes`` ``(H, W)``, checked."""
     import torch
 
+    from dsviewer.geometry.projection import normalize_intrinsics
+
     if unit not in ("pixels", "normalized"):
         raise InputError(f"intrinsics_unit is {unit!r}; use 'pixels' or 'normalized'.")
     K = as_tensor(intrinsics, "intrinsics").double()
@@ -116,11 +117,8 @@ def intrinsics_matrices(intrinsics: object, shapes: list[tuple[int, int]],
                          "intrinsics_unit='pixels', or divide row 0 by W and row 1 by H.")
     if unit == "normalized":
         return K
-    # Row 0 over each view's width, row 1 over its height: the inverse of
-    # geometry.projection.denormalize_intrinsics, one size per view. float64 keeps a
-    # normalized -> pixels -> normalized round trip exact.
-    sizes = torch.tensor([[w, h, 1] for h, w in shapes], dtype=torch.float64)  # [V, 3]
-    return K / sizes[:, :, None]
+    # Each view by its own size; float64 keeps normalized -> pixels -> normalized exact.
+    return torch.stack([normalize_intrinsics(K[v], h, w) for v, (h, w) in enumerate(shapes)])
 
 
 def extrinsics_matrices(extrinsics: object, V: int) -> torch.Tensor:

@@ -250,7 +250,7 @@ def test_inspector_reads_the_right_pixel(biased):
     fu, fv = u // FEATURE_DOWNSCALE, v // FEATURE_DOWNSCALE
     assert (report.feature_u, report.feature_v) == (fu, fv) == (3, 2)
     probs = prediction.match_probs[view, :, fv, fu].double().numpy()
-    candidates = prediction.depth_candidates[view, :, fv, fu].double().numpy()
+    candidates = prediction.inv_depth_candidates[view, :, fv, fu].double().numpy()
     np.testing.assert_array_equal(report.probability, probs)
     np.testing.assert_array_equal(report.candidate_inv_depth, candidates)
     assert report.probability.sum() == pytest.approx(1.0, abs=1e-6)

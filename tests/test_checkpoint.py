@@ -278,9 +278,9 @@ def test_predict_removes_batch_dim_and_names_inverse_depth(tiny_model):
     prediction = predict(tiny_model, views)
     assert tuple(prediction.final_depth.shape) == (3, 32, 32)
     assert tuple(prediction.coarse_inv_depth.shape) == (3, 32, 32)
-    assert tuple(prediction.match_prob.shape) == (3, 8, 8)
+    assert tuple(prediction.confidence.shape) == (3, 8, 8)
     assert tuple(prediction.match_probs.shape) == (3, 128, 8, 8)
-    assert prediction.depth_candidates.shape == prediction.match_probs.shape
+    assert prediction.inv_depth_candidates.shape == prediction.match_probs.shape
     assert tuple(prediction.gaussians.means.shape) == (1, 3 * 32 * 32, 3)
     inv = (prediction.coarse_inv_depth + prediction.mono_inv_residual).clamp(1 / 50.0, 1.0)
     torch.testing.assert_close(prediction.final_depth, 1.0 / inv)

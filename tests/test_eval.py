@@ -197,7 +197,7 @@ def test_metrics_match_an_independent_computation(one_process, dataset):
     near, far = prediction.near.double()[:, None, None], prediction.far.double()[:, None, None]
     coarse = 1.0 / prediction.coarse_inv_depth.double().clamp(1.0 / far, 1.0 / near)
     relative = ((final - coarse).abs() / coarse).mean()
-    confidence = prediction.match_prob.double().mean()  # nearest upsampling keeps the mean
+    confidence = prediction.confidence.double().mean()  # nearest upsampling keeps the mean
     assert float(row["gt_abs_rel_final"]) == pytest.approx(float(abs_rel), rel=1e-5)
     assert float(row["residual_rel_mean"]) == pytest.approx(float(relative), rel=1e-5)
     assert float(row["confidence_mean"]) == pytest.approx(float(confidence), rel=1e-5)

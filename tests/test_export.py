@@ -64,8 +64,8 @@ def _expected(case) -> dict[str, np.ndarray]:
     final = prediction.final_depth.double().numpy()
     near, far = prediction.near.numpy()[:, None, None], prediction.far.numpy()[:, None, None]
     coarse = 1.0 / np.clip(prediction.coarse_inv_depth.double().numpy(), 1.0 / far, 1.0 / near)
-    f = WIDTH // prediction.match_prob.shape[-1]
-    confidence = prediction.match_prob.numpy().repeat(f, axis=1).repeat(f, axis=2)
+    f = WIDTH // prediction.confidence.shape[-1]
+    confidence = prediction.confidence.numpy().repeat(f, axis=1).repeat(f, axis=2)
     gt = case.scene.context.depth.double().numpy()
     image = case.scene.context.image.numpy().transpose(0, 2, 3, 1)
     grid = np.arange(VIEWS), np.arange(HEIGHT), np.arange(WIDTH)

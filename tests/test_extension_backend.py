@@ -29,6 +29,7 @@ from dsviewer.backends.extension_worker import read_message, write_message
 from dsviewer.dataset.types import ViewSet
 from dsviewer.geometry.projection import unproject_depth
 from dsviewer.viewer import patch_cli
+from dsviewer.viewer.errors import EXIT_USER_ERROR
 
 STANDIN = REPO_ROOT / "tests" / "data" / "standin_depthsplat"
 PRESET = "depthsplat-gs-small-re10k-256x256-view2-cfeab6b1"  # near 0.5, far 100
@@ -150,8 +151,8 @@ def test_prediction_matches_the_standin_computation(patched_run):
     _, _, state, views, prediction = patched_run
     expected = expected_outputs(state, views)
     torch.testing.assert_close(prediction.match_probs, expected["match_probs"])
-    torch.testing.assert_close(prediction.match_prob, expected["match_probs"].amax(dim=1))
-    torch.testing.assert_close(prediction.depth_candidates, expected["depth_candidates"])
+    torch.testing.assert_close(prediction.confidence, expected["match_probs"].amax(dim=1))
+    torch.testing.assert_close(prediction.inv_depth_candidates, expected["depth_candidates"])
     torch.testing.assert_close(prediction.coarse_inv_depth, expected["coarse"])
     torch.testing.assert_close(prediction.mono_inv_residual, expected["mono"])
     torch.testing.assert_close(prediction.final_depth, expected["final"])
@@ -195,8 +196,8 @@ def test_missing_optional_keys_degrade_with_warnings(tmp_path, patched_run):
         prediction = backend.predict(views)
     # match_probs come from the depth predictor's own returned dict: the same values.
     torch.testing.assert_close(prediction.match_probs, full.match_probs)
-    torch.testing.assert_close(prediction.match_prob, full.match_prob)
-    assert prediction.depth_candidates.isnan().all()
+    torch.testing.assert_close(prediction.confidence, full.confidence)
+    assert prediction.inv_depth_candidates.isnan().all()
     torch.testing.assert_close(prediction.final_depth, full.final_depth)
     assert len(backend.warnings) == 2
     assert any("depth_candidates" in w for w in backend.warnings)
@@ -279,7 +280,7 @@ def test_patch_refuses_an_unrecognised_checkout(tmp_path, capsys, damage):
     else:
         matcher.unlink()
     before = tree_digest(repo)
-    assert patch_cli.main([str(repo)]) == patch_cli.EXIT_REFUSED
+    assert patch_cli.main([str(repo)]) == EXIT_USER_ERROR
     error = capsys.readouterr().err
     assert "changed nothing" in error or "not a DepthSplat checkout" in error
     assert "Traceback" not in error
@@ -336,7 +337,7 @@ def test_patch_refusal_lists_the_lines_to_add(tmp_path, capsys):
     repo = checkout_copy(tmp_path, patched=False)
     matcher = repo / MATCHER_FILE
     matcher.write_text(matcher.read_text().replace('({"match_probs": match_probs})', "(x)"))
-    assert patch_cli.main([str(repo)]) == patch_cli.EXIT_REFUSED
+    assert patch_cli.main([str(repo)]) == EXIT_USER_ERROR
     error = capsys.readouterr().err
     assert "docs/" not in error  # a pip-installed user has no docs folder
     for insertion in INSERTIONS:

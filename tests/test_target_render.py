@@ -118,9 +118,9 @@ def _build(targets: list[np.ndarray], world_from_model: np.ndarray | None = None
         coarse_inv_depth=1.0 / depth_t,
         mono_inv_residual=torch.zeros_like(depth_t),
         final_depth=depth_t,
-        match_prob=torch.full((views, h, w), 0.25),
+        confidence=torch.full((views, h, w), 0.25),
         match_probs=torch.full((views, candidates, h, w), 0.25),
-        depth_candidates=torch.linspace(1 / FAR, 1 / NEAR, candidates)[None, :, None, None]
+        inv_depth_candidates=torch.linspace(1 / FAR, 1 / NEAR, candidates)[None, :, None, None]
         .expand(views, candidates, h, w)
         .clone(),
         near=near,

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.network import DEFAULT_PORT, access_hint, choose_port
 from dsviewer.viewer.options import ViewerOptions
 
@@ -26,16 +27,18 @@ residual, the final depth and the predicted Gaussians, unprojected into the cont
   dsviewer --demo
   dsviewer export --help      (PLY / 3DGS PLY / HTML / PNG / JSON exports of the same layers)
   dsviewer eval --help        (a whole test set: scenes.csv, summary.json, report.html)
+  dsviewer check --help       (a capture against a checkpoint: what differs, what flag to try)
   dsviewer patch-depthsplat PATH   (let your DepthSplat checkout run here: --depthsplat-repo)
 """
 SUBCOMMANDS = {
     "export": "dsviewer.viewer.export_cli",
     "eval": "dsviewer.viewer.eval_cli",
+    "check": "dsviewer.viewer.check_cli",
     "patch-depthsplat": "dsviewer.viewer.patch_cli",
 }
 
 
-class CheckpointMissingError(FileNotFoundError):
+class CheckpointMissingError(InputError, FileNotFoundError):
     def __init__(self, path: Path) -> None:
         super().__init__(
             f"The checkpoint {path} does not exist. Pass the path of a released DepthSplat "
@@ -64,7 +67,7 @@ def check_inputs(options: ViewerOptions) -> ViewerOptions:
     if not options.scene:
         raise MissingOptionError("scene")
     if options.point_budget < 1 or options.gaussian_budget < 1:
-        raise ValueError("--point-budget and --gaussian-budget must be at least 1.")
+        raise InputError("--point-budget and --gaussian-budget must be at least 1.")
     check_port(options.port)
     resolve_host(options.host)
     for checkpoint in options.ckpt:

@@ -1,13 +1,12 @@
-"""One error boundary for every entry point (``dsviewer``, ``export``, ``eval``, the GUI).
+"""One error boundary for every entry point (``dsviewer``, ``export``, ``eval``,
+``patch-depthsplat``, the GUI).
 
-A *user error* -- bad input, a missing or unreadable file, a full disk -- is one paragraph that
-says what was wrong and how to fix it, and exit status 2; never a traceback. Anything else is a
-bug: one line that names the log file where the whole traceback went, and exit status 1. Ctrl-C
-and SIGTERM give one line and exit status 130.
-
-User errors are the exceptions our own code raises for bad input (subclasses of ValueError,
-LookupError or OSError defined in ``src`` or ``viewer``) and every OSError (the file system's
-own answers: permission denied, no space left, not found).
+A *user error* -- bad input, bad setup, a missing or unreadable file, a full disk -- is one
+paragraph that says what was wrong and how to fix it, and exit status 2; never a traceback.
+Which errors those are is decided by type in :mod:`dsviewer.errors` (a ``UserError`` raised where
+the input was judged, or an OSError). Anything else is a bug: one line that names the log file
+where the whole traceback went, and exit status 1. Ctrl-C and SIGTERM give one line and exit
+status 130.
 """
 
 from __future__ import annotations
@@ -23,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from dsviewer.errors import is_user_error
+
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
@@ -30,13 +31,6 @@ EXIT_INTERRUPTED = 130
 
 class Terminated(BaseException):
     """Raised in the main thread when the process receives SIGTERM (treated like Ctrl-C)."""
-
-
-def is_user_error(error: BaseException) -> bool:
-    if isinstance(error, OSError):
-        return True
-    ours = type(error).__module__.split(".")[0] == "dsviewer"
-    return ours and isinstance(error, (ValueError, LookupError))
 
 
 def log_folder() -> Path:

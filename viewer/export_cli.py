@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 
 import tyro
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.options import SceneOptions
 
 
@@ -55,7 +56,7 @@ class ExportOptions(SceneOptions):
 EXIT_SOME_FAILED = 1  # the others were written; each failure is reported
 
 
-class ExportUsageError(ValueError):
+class ExportUsageError(InputError):
     """Bad ``dsviewer export`` arguments."""
 
 

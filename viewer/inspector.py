@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.analysis import SceneAnalysis
 from dsviewer.viewer.color_modes import COLOR_MODES, ColorContext, layer_values
 from dsviewer.viewer.layers import Cameras, Layers
 
 
-class PixelOutOfRangeError(ValueError):
+class PixelOutOfRangeError(InputError):
     """A view index or pixel coordinate outside the scene's context views."""
 
 

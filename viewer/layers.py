@@ -157,7 +157,7 @@ def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
         final_points=unproject_depth(final_depth, K, T),
         cost_volume=CostVolume(
             probabilities=prediction.match_probs.float().cpu(),
-            candidate_inv_depth=to_user.inverse_lengths(prediction.depth_candidates.float().cpu()),
+            candidate_inv_depth=to_user.inverse_lengths(prediction.inv_depth_candidates.float().cpu()),
         ),
         world_from_model=to_user,
         gt_depth=gt_depth,

@@ -15,15 +15,17 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from dsviewer.errors import InputError, SetupError
+
 DEFAULT_PORT = 8080
 PORT_SEARCH = 50  # how many ports after the default are tried
 
 
-class NetworkOptionError(ValueError):
+class NetworkOptionError(InputError):
     """A --host or --port that cannot be served on."""
 
 
-class PortInUseError(OSError):
+class PortInUseError(SetupError, OSError):
     def __init__(self, host: str, port: int, searched: int) -> None:
         what = f"port {port} is" if searched <= 1 else f"ports {port}-{port + searched - 1} are"
         super().__init__(

@@ -4,7 +4,8 @@ Shows the diff, then writes it (``--dry-run``: shows only). Idempotent: a patche
 left as it is. Touches only ``src/model/encoder/encoder_depthsplat.py`` and
 ``src/model/encoder/unimatch/mv_unimatch.py``; refuses, changing nothing, on a folder whose files
 it does not recognise. Only the standard library is imported before parsing, so ``--help`` is
-instant.
+instant. Runs behind the same error boundary as every other command: a folder it cannot patch
+is one paragraph and exit status 2, a bug a log file and exit status 1.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_REFUSED = 0, 2
+EXIT_OK = 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,30 +34,27 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    from dsviewer.backends.depthsplat_patch import (
-        UnrecognizedCheckoutError,
-        apply_patch,
-        plan_patch,
-    )
+    from dsviewer.viewer.errors import run_entry_point
 
-    repo: Path = args.repo
+    args = parser().parse_args(argv)
+    return run_entry_point("dsviewer patch-depthsplat", lambda: patch(args.repo, args.dry_run))
+
+
+def patch(repo: Path, dry_run: bool) -> int:
+    """Show the diff for ``repo`` and write it (unless ``dry_run``); the exit status."""
+    from dsviewer.backends.depthsplat_patch import apply_patch, plan_patch
+    from dsviewer.errors import InputError
+
     if not repo.is_dir():
-        message = f"{repo} is not a folder. Pass the root of your DepthSplat checkout."
-        print(message, file=sys.stderr)
-        return EXIT_REFUSED
-    try:
-        patches = plan_patch(repo)
-    except UnrecognizedCheckoutError as error:
-        print(str(error), file=sys.stderr)
-        return EXIT_REFUSED
+        raise InputError(f"{repo} is not a folder. Pass the root of your DepthSplat checkout.")
+    patches = plan_patch(repo)
     changed = [p for p in patches if p.changed]
     if not changed:
         print(f"{repo} already has the exposure; nothing changed.")
         return EXIT_OK
-    for patch in changed:
-        print(patch.diff(), end="")
-    if args.dry_run:
+    for file_patch in changed:
+        print(file_patch.diff(), end="")
+    if dry_run:
         print(f"\n--dry-run: nothing written ({len(changed)} file(s) would change).")
         return EXIT_OK
     written = apply_patch(repo, patches)
@@ -66,7 +64,9 @@ def main(argv: list[str]) -> int:
 
 
 def entrypoint() -> None:
-    sys.exit(main(sys.argv[1:]))
+    from dsviewer.viewer.errors import exit_process
+
+    exit_process(main(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.options import SceneOptions
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ ProgressFn = Callable[[str, float], None]
 """``progress(stage_description, fraction_done_in_[0, 1])``."""
 
 
-class MissingOptionError(ValueError):
+class MissingOptionError(InputError):
     def __init__(self, name: str) -> None:
         super().__init__(
             f"--{name} is required (or pass --demo to open the bundled demo). "
@@ -61,6 +62,7 @@ class LoadedScene:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
     notes: list[SceneNote] = field(default_factory=list)
     checks: dict[str, int] = field(default_factory=dict)  # non-finite counts of the prediction
+    findings: list = field(default_factory=list)  # the capture check's (capture_check.py)
     # One lock per cache: the GUI thread asks for flat layers and cached analyses while the job
     # thread computes an analysis or renders the targets, and must not wait for either.
     _analysis_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -229,8 +231,13 @@ class ModelSession:
     def run(self, scene: SceneViews, progress: ProgressFn | None = None,
             seconds: dict[str, float] | None = None,
             run_name: str | None = None) -> LoadedScene:  # fmt: skip
-        loaded = run_prediction(scene, self.predict, progress, seconds,
-                                run_name or self.backend.name, self.backend_notes())  # fmt: skip
+        from dsviewer.viewer.capture_check import finding_notes
+        from dsviewer.viewer.check_inputs import capture_findings
+
+        findings = capture_findings(scene, self.backend.preprocess)  # none unless a capture
+        loaded = run_prediction(scene, self.predict, progress, seconds, run_name or
+                                self.backend.name, self.backend_notes() + finding_notes(findings))
+        loaded.findings = findings
         from dsviewer.viewer.runs import model_path
 
         loaded.checkpoint = str(model_path(self.checkpoint))

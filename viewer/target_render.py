@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.colormaps import robust_limit
 from dsviewer.viewer.panels import DEFAULT_DPI, PanelGrid, figure_inches
 
@@ -42,7 +43,7 @@ TARGET_COLUMNS = ("rendered", "GT", "|rendered - GT| (mean over RGB)")
 ERROR_FLOOR = 1e-3  # smallest error colour range, so an exact render does not show noise
 
 
-class CameraInputError(ValueError):
+class CameraInputError(InputError):
     """A viewer camera that cannot be turned into a pinhole camera."""
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from dsviewer.errors import SetupError
+
 if TYPE_CHECKING:
     from dsviewer.dataset.preprocess import PreprocessSettings
     from dsviewer.dataset.types import ViewSet
@@ -36,7 +38,7 @@ class ModelBackend(Protocol):
         ...
 
 
-class DeviceUnavailableError(ValueError):
+class DeviceUnavailableError(SetupError):
     def __init__(self, name: str) -> None:
         super().__init__(
             f"--device {name} was asked for, but this PyTorch build sees no CUDA device. Use "

@@ -20,6 +20,8 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+from dsviewer.errors import InputError
+
 ENCODER_FILE = Path("src/model/encoder/encoder_depthsplat.py")
 MATCHER_FILE = Path("src/model/encoder/unimatch/mv_unimatch.py")
 REQUIRED_KEYS = ("coarse_mv_depth", "mono_depth")
@@ -85,7 +87,7 @@ ENCODER_INSERTION = Insertion(
 INSERTIONS = (MATCHER_INSERTION, ENCODER_INSERTION)
 
 
-class UnrecognizedCheckoutError(ValueError):
+class UnrecognizedCheckoutError(InputError):
     """A folder whose DepthSplat files the patch cannot place its lines in."""
 
 
@@ -125,7 +127,14 @@ def _read(repo: Path, path: Path) -> str:
             "missing. Pass the root folder of a clone of github.com/cvg/depthsplat (or of your "
             "fork), the folder that holds src/ and config/."
         )
-    return file.read_bytes().decode()  # keeps CRLF (upstream mv_unimatch.py has CRLF lines)
+    try:
+        return file.read_bytes().decode()  # keeps CRLF (upstream mv_unimatch.py has CRLF lines)
+    except UnicodeDecodeError as error:
+        raise UnrecognizedCheckoutError(
+            f"{file} is not UTF-8 text ({error.reason} at byte {error.start}), so it is not the "
+            "DepthSplat source file dsviewer patches; changed nothing. Restore it from the "
+            "repository (git checkout -- that file)."
+        ) from None
 
 
 def line_ending(text: str) -> str:

@@ -43,6 +43,7 @@ from dsviewer.backends.depthsplat_patch import (
     exposes_maps,
     exposure_instructions,
 )
+from dsviewer.errors import SetupError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -60,7 +61,7 @@ HUB_CACHE_HINT = (
 )
 
 
-class DepthSplatRepoError(ValueError):
+class DepthSplatRepoError(SetupError):
     """The checkout, its environment or its checkpoint cannot run; the message says what to do."""
 
 

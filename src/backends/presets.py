@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dsviewer.configs import CONFIG_ROOT
 from dsviewer.dataset.errors import SettingsError
 from dsviewer.dataset.preprocess import PreprocessSettings
-from dsviewer.dataset.settings import read_settings_file, settings_from_dict, yaml_problem
+from dsviewer.dataset.settings import read_settings_file, settings_from_dict
+from dsviewer.errors import InputError
+from dsviewer.io.text_formats import MalformedTextError, parse_yaml
 from dsviewer.model.checkpoint import DepthSplat, build_model, config_from_shapes, nonfinite_warning
 from dsviewer.model.checkpoint_file import (
     CONFIG_ENTRY,
@@ -60,7 +60,7 @@ LEGACY_DEFAULTS = {
 }  # fmt: skip
 
 
-class PresetError(ValueError):
+class PresetError(InputError):
     """A preset file (or an embedded preprocess section) that cannot be used; says why."""
 
 
@@ -115,9 +115,9 @@ def load_preset(name_or_path: str | Path) -> CheckpointSettings:
             f"{PRESET_DIR}. Available presets: {', '.join(available_presets()) or 'none'}."
         )
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise PresetError(f"{path}: not valid YAML ({yaml_problem(error)}).") from None
+        data = parse_yaml(path.read_bytes())
+    except MalformedTextError as error:
+        raise PresetError(f"{path}: not valid YAML ({error}).") from None
     return settings_from_sections(data, str(path), origin=f"preset {path}")
 
 

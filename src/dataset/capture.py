@@ -38,6 +38,7 @@ from .images import read_image
 from .nerfstudio import read_transforms, transforms_files
 from .notes import decode_notes, selection_notes
 from .preprocess import PreprocessSettings, check_poses, preprocess_views
+from .sfm import DEFAULT_MAX_ERROR, sfm_reference
 from .types import SceneNote, SceneViews
 from .undistort import radial_fold, undistort_image
 from .view_choice import camera_spacing, choose_context, choose_targets
@@ -62,6 +63,9 @@ class CaptureOptions:
     spacing is used instead."""
     max_targets: int = 8
     """At most this many default target views."""
+    sfm_max_error: float = DEFAULT_MAX_ERROR
+    """SfM points whose mean reprojection error exceeds this many pixels are left out of the
+    reference depth (``sfm.py``)."""
 
 
 def read_capture(path: Path) -> Capture:
@@ -220,6 +224,8 @@ def load_capture(
         target=views(slice(num_context, None)) if selection.target else None,
         world_from_model=world_from_model,
     )
+    scene.context.sfm, sfm_notes = sfm_reference(capture, selection.context, scene.context,
+                                                 world_from_model, options.sfm_max_error)
     scene.notes = (notes + choice_notes + scale_notes + decode_notes(decoded)
-                   + selection_notes(scene.context, scene.target))
+                   + selection_notes(scene.context, scene.target) + sfm_notes)
     return scene

@@ -58,6 +58,7 @@ class Capture:
     point_ids: np.ndarray | None = None  # int64 [P] COLMAP 3D point ids, when known
     point_xyz: np.ndarray | None = None  # float64 [P, 3] their positions
     notes: list = field(default_factory=list)  # SceneNotes of the reader
+    sfm_points: Path | None = None  # COLMAP's points3D.bin/.txt or transforms' ply_file_path
 
     @property
     def available(self) -> list[int]:

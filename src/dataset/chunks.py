@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from dsviewer.io.atomic import atomic_write
+from dsviewer.io.text_formats import MalformedTextError, parse_json
 
 from .errors import CameraFormatError, ChunkFormatError, MissingRootError, UnknownSceneKeyError
 from .paths import path_inside
@@ -174,8 +175,8 @@ def load_index(roots: Sequence[Path]) -> dict[str, Path]:
             index_path = folder / INDEX_NAME
             if index_path.is_file():
                 try:
-                    index = json.loads(index_path.read_text())
-                except json.JSONDecodeError as exc:
+                    index = parse_json(index_path.read_bytes())
+                except MalformedTextError as exc:
                     raise ChunkFormatError(index_path, f"invalid JSON ({exc})") from None
                 if not isinstance(index, dict):
                     raise ChunkFormatError(index_path, "expected an object key -> chunk file")

@@ -355,4 +355,5 @@ def read_colmap(folder: Path) -> Capture:
             "capture folder that holds the images (its model is found in "
             f"{MODEL_PLACES_TEXT}), or put the images there"))
     return Capture(folder=root, camera_file=images_file, frames=frames, point_ids=point_ids,
-                   point_xyz=point_xyz, notes=[found.note] if found.note else [])
+                   point_xyz=point_xyz, notes=[found.note] if found.note else [],
+                   sfm_points=points_path if points_path.is_file() else None)

@@ -7,12 +7,14 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from dsviewer.errors import InputError
 
-class SceneError(ValueError):
+
+class SceneError(InputError):
     """Base class: something about a scene on disk cannot be used as it is."""
 
 
-class MissingRootError(FileNotFoundError):
+class MissingRootError(InputError, FileNotFoundError):
     def __init__(self, root: Path) -> None:
         super().__init__(
             f"The data root {root} does not exist or is not a folder. Pass the folder that holds "
@@ -21,19 +23,28 @@ class MissingRootError(FileNotFoundError):
         )
 
 
+def close_keys(key: str, known: Iterable[str]) -> list[str]:
+    """The (at most five) known scene keys closest to a misspelled ``key``, closest first."""
+    return difflib.get_close_matches(key, list(known), n=5, cutoff=0.4)
+
+
+def close_keys_text(close: list[str], num_known: int) -> str:
+    """The sentence every command adds after "no scene with key ...": the ``close`` keys (from
+    :func:`close_keys`), or how many there are."""
+    if close:
+        return f"The closest keys are: {', '.join(close)}."
+    return f"No key is similar; {num_known} keys are available."
+
+
 class UnknownSceneKeyError(SceneError):
     def __init__(self, key: str, known: Iterable[str], searched: list[Path]) -> None:
         known = list(known)
-        close = difflib.get_close_matches(key, known, n=5, cutoff=0.4)
-        hint = (
-            f" The closest keys are: {', '.join(close)}."
-            if close
-            else f" No key is similar; {len(known)} keys are available."
-        )
+        close = close_keys(key, known)
         roots = ", ".join(str(p) for p in searched)
         super().__init__(
-            f"No scene with key {key!r} in the index of {roots}.{hint} Check the spelling, or "
-            "add the root that holds this scene."
+            f"No scene with key {key!r} in the index of {roots}. "
+            f"{close_keys_text(close, len(known))} Check the spelling, or add the root that "
+            "holds this scene."
         )
         self.key = key
         self.close_matches = close

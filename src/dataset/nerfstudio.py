@@ -23,7 +23,6 @@ stay inside the folder (see ``paths.py``).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -31,10 +30,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dsviewer.io.text_formats import MalformedTextError, parse_json
+
 from .camera_models import make_camera
 from .capture_frame import Capture, CaptureFrame
 from .errors import CaptureFormatError, UnsupportedCameraError
 from .paths import natural_key, path_inside
+from .types import SceneNote
 
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
@@ -146,16 +148,18 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
     """Frames of the given camera files (default: :func:`transforms_files`), all files
     together, in natural ``file_path`` order."""
     files = transforms_files(folder) if files is None else files
-    frames = []
+    frames, points = [], None
     for path in files:
         try:
-            meta = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            meta = parse_json(path.read_bytes())
+        except MalformedTextError as exc:
             raise CaptureFormatError(folder, f"{path.name} is not valid JSON ({exc})") from None
         raw_frames = meta.get("frames") if isinstance(meta, dict) else None
         if not raw_frames or not isinstance(raw_frames, list):
             raise CaptureFormatError(folder, f"{path.name} has no 'frames' list")
         frames += [_frame(folder, path, meta, raw, n) for n, raw in enumerate(raw_frames)]
+        if points is None and isinstance(meta.get("ply_file_path"), str):
+            points = path_inside(folder, meta["ply_file_path"], str(path), follow_links=False)
     names = [f.name for f in frames]
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})[:5]
@@ -166,4 +170,10 @@ def read_transforms(folder: Path, files: list[Path] | None = None) -> Capture:
             f"none of the {len(frames)} images its camera file(s) list is on disk; file_path "
             f"names are looked for relative to {os.path.abspath(folder)} (e.g. "
             f"{folder / frames[0].name}, also with an image suffix added)"))
-    return Capture(folder=folder, camera_file=", ".join(str(p) for p in files), frames=frames)
+    notes = []
+    if points is not None and not points.is_file():
+        notes.append(SceneNote("sfm_points_missing", f"ply_file_path names {points}, which is "
+                               "not on disk: there is no SfM reference depth."))
+        points = None
+    return Capture(folder=folder, camera_file=", ".join(str(p) for p in files), frames=frames,
+                   notes=notes, sfm_points=points)

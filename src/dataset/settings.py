@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import yaml
+from dsviewer.io.text_formats import MalformedTextError, parse_yaml
 
 from .errors import SettingsError
 from .preprocess import PreprocessSettings
@@ -75,13 +75,6 @@ def settings_to_dict(settings: PreprocessSettings) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
-def yaml_problem(error: yaml.YAMLError) -> str:
-    """A YAML parse error on one line: what and where (PyYAML's own text spans several)."""
-    mark = getattr(error, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{getattr(error, 'problem', None) or type(error).__name__}{where}"
-
-
 def read_settings_file(path: Path) -> dict[str, Any]:
     """The mapping in a YAML preset file, unvalidated (for merging with overrides)."""
     path = Path(path)
@@ -89,9 +82,9 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"The dataset preset {path} does not exist; see "
                                 "configs/datasets/ for re10k.yaml and dl3dv.yaml.")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise SettingsError(str(path), f"not valid YAML ({yaml_problem(error)})") from None
+        values = parse_yaml(path.read_bytes()) or {}
+    except MalformedTextError as error:
+        raise SettingsError(str(path), f"not valid YAML ({error})") from None
     if not isinstance(values, dict):
         raise SettingsError(str(path), "expected a mapping of settings")
     return values

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dsviewer.errors import SetupError
 from dsviewer.geometry.projection import camera_rays, pixel_centers
 
 from .chunks import ChunkExample, write_chunk, write_index
@@ -56,7 +57,7 @@ def _open3d():
     try:
         import open3d
     except ImportError:
-        raise ImportError(
+        raise SetupError(
             "Synthetic scenes are ray-cast with open3d, which is not installed here. Install it "
             "with `pip install open3d-cpu` (or `open3d`), or load a dataset scene or a capture."
         ) from None

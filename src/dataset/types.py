@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from ..geometry.similarity import Similarity
+
+if TYPE_CHECKING:  # sfm.py imports this module
+    from .sfm import SfmReference
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class ViewSet:
     index: Tensor  # [V] frame indices in the source scene
     depth: Tensor | None = None  # [V, H, W] metric GT z-depth, 0 where unknown
     camera_models: tuple[str, ...] | None = None  # per view, the source's camera model name
+    sfm: SfmReference | None = None  # context views of a capture with SfM points (sfm.py)
 
     @property
     def num_views(self) -> int:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
+
+from dsviewer.io.text_formats import MalformedTextError, parse_json
 
 from .errors import (
     DuplicateContextError,
@@ -38,8 +38,8 @@ def read_evaluation_index(path: Path) -> dict[str, ViewSelection | None]:
             "repository, or give --context/--target explicitly."
         )
     try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        raw = parse_json(path.read_bytes())
+    except MalformedTextError as exc:
         raise SceneError(f"The evaluation index {path} is not valid JSON ({exc}).") from None
     if not isinstance(raw, dict):
         raise SceneError(f"The evaluation index {path} must map scene keys to entries.")
@@ -95,22 +95,6 @@ def frames_between(context: Sequence[int], max_targets: int | None) -> list[int]
         picks = torch.linspace(0, len(between) - 1, max_targets).round().long().tolist()
         between = [between[i] for i in sorted(set(picks))]
     return between
-
-
-def nearest_to(camera_centers: Tensor, anchor: int, num_context: int, max_targets: int | None
-               ) -> ViewSelection:
-    """The anchor frame and its ``num_context - 1`` nearest cameras (by centre distance) as
-    context, in frame order; the remaining frames among the context's range as targets.
-
-    Args:
-        camera_centers: ``[N, 3]``.
-    """
-    n = camera_centers.shape[0]
-    if n < num_context:
-        return evenly_spaced(n, num_context)  # raises the explanatory error
-    distance = (camera_centers - camera_centers[anchor]).norm(dim=-1)
-    context = sorted(torch.argsort(distance, stable=True)[:num_context].tolist())
-    return ViewSelection(context, frames_between(context, max_targets))
 
 
 def check_frames(selection: ViewSelection, num_frames: int, source: str, what: str) -> None:

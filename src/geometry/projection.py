@@ -29,7 +29,8 @@ def pixel_centers(height: int, width: int, device=None, dtype=torch.float32) -> 
 
 
 def normalize_intrinsics(K_pixels: Tensor, height: int, width: int) -> Tensor:
-    """Pixel intrinsics ``[..., 3, 3]`` to normalized intrinsics."""
+    """Pixel intrinsics ``[..., 3, 3]`` of an ``H x W`` image (pixel centres at ``u + 0.5``) to
+    normalized intrinsics: row 0 over the width, row 1 over the height."""
     K = K_pixels.clone()
     K[..., 0, :] = K[..., 0, :] / width
     K[..., 1, :] = K[..., 1, :] / height
@@ -107,11 +108,6 @@ def project_points(points_world: Tensor, K: Tensor, T_world_cam: Tensor) -> tupl
     cx, cy = K[..., None, 0, 2], K[..., None, 1, 2]
     coordinates = torch.stack((xy[..., 0] * fx + cx, xy[..., 1] * fy + cy), dim=-1)
     return coordinates, depth
-
-
-def vertical_fov(K: Tensor) -> Tensor:
-    """Vertical field of view in radians from normalized intrinsics ``[..., 3, 3]``."""
-    return 2.0 * torch.atan(0.5 / K[..., 1, 1])
 
 
 def camera_centers(T_world_cam: Tensor) -> Tensor:

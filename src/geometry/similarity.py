@@ -88,14 +88,6 @@ class Similarity:
         R_inv = self.rotation.T
         return Similarity(1.0 / self.scale, R_inv, -(R_inv @ self.translation) / self.scale)
 
-    def compose(self, inner: Similarity) -> Similarity:
-        """``self ∘ inner``: first ``inner``, then ``self``."""
-        return Similarity(
-            self.scale * inner.scale,
-            self.rotation @ inner.rotation,
-            self.scale * (self.rotation @ inner.translation) + self.translation,
-        )
-
     # --- quantities -------------------------------------------------------------------------
 
     def points(self, points: ArrayT) -> ArrayT:

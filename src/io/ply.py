@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dsviewer.errors import InputError
 from dsviewer.geometry.transforms import matrix_to_quaternion_wxyz, quaternion_xyzw_to_matrix
 from dsviewer.io.atomic import atomic_write
 from dsviewer.io.gaussian_factors import (
@@ -53,7 +54,7 @@ _POSITION_NAMES = ("x", "y", "z")
 _OPACITY_EPS = 1e-7  # opacities are clamped to [eps, 1 - eps] so their logits are finite
 
 
-class PlyFormatError(ValueError):
+class PlyFormatError(InputError):
     """A PLY file that this reader cannot interpret (see the message for what was found)."""
 
 

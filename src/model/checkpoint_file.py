@@ -25,7 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dsviewer.errors import InputError
 from dsviewer.io.atomic import atomic_write
+from dsviewer.io.text_formats import MalformedTextError, parse_json
 
 from .config import ARCHITECTURE_FIELDS, ConfigError, DepthSplatConfig
 
@@ -43,7 +45,7 @@ LEGACY_RUN_KEYS = frozenset({
 EXAMPLE_NAME = "depthsplat-gs-base-re10k-256x256-view2-ca7b6795.pth"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A file that cannot be loaded as a DepthSplat model; the message says why and what to do."""
 
 
@@ -164,10 +166,10 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], EmbeddedSettings |
     if CONFIG_ENTRY not in metadata:
         return tensors, None
     try:
-        data = json.loads(metadata[CONFIG_ENTRY])
-    except json.JSONDecodeError as error:
+        data = parse_json(metadata[CONFIG_ENTRY])
+    except MalformedTextError as error:
         raise CheckpointError(
-            f"{path}: metadata '{CONFIG_ENTRY}' is not JSON ({error.msg}); write the file again "
+            f"{path}: metadata '{CONFIG_ENTRY}' is not JSON ({error}); write the file again "
             "with save_checkpoint."
         ) from error
     return tensors, _embedded(data, f"{path} metadata [{CONFIG_ENTRY}]")

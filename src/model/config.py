@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from dsviewer.errors import InputError
+
 VIT_SIZES = {"vits": "small", "vitb": "base", "vitl": "large"}
 
 # The largest value any released DepthSplat uses (ViT-L and its heads; 6 Transformer layers,
@@ -33,7 +35,7 @@ RELEASED_MAXIMUM = {
 CUSTOM_SIZE_FACTOR = 2
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration file or dict that does not describe a DepthSplat model."""
 
 

@@ -56,9 +56,9 @@ class Prediction:
     coarse_inv_depth: Tensor  # [V, H, W] bilinearly upsampled cost-volume inverse depth
     mono_inv_residual: Tensor  # [V, H, W] DPT upsampler residual, inverse depth, signed
     final_depth: Tensor  # [V, H, W] metric z-depth
-    match_prob: Tensor  # [V, h, w] max over candidates of the last-scale softmax
+    confidence: Tensor  # [V, h, w] max over candidates of the last-scale softmax
     match_probs: Tensor  # [V, D, h, w] last-scale softmax over depth candidates
-    depth_candidates: Tensor  # [V, D, h, w] last-scale inverse-depth candidates
+    inv_depth_candidates: Tensor  # [V, D, h, w] last-scale inverse-depth candidates
     near: Tensor  # [V]
     far: Tensor  # [V]
     gaussians: Gaussians | None = None  # batch dim kept (B = 1), None for depth-only models
@@ -76,5 +76,5 @@ class Prediction:
         the cost volume's ``h x w`` with nearest sampling, as the encoder does before its
         Gaussian head."""
         H, W = self.final_depth.shape[-2:]
-        match_prob = self.match_prob.float().cpu()[:, None]
-        return F.interpolate(match_prob, size=(H, W), mode="nearest")[:, 0]
+        confidence = self.confidence.float().cpu()[:, None]  # [V, 1, h, w]
+        return F.interpolate(confidence, size=(H, W), mode="nearest")[:, 0]

@@ -14,6 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dsviewer.errors import SetupError
+
 if TYPE_CHECKING:
     from dsviewer.dataset.preprocess import PreprocessSettings
 
@@ -23,7 +25,7 @@ SCENES_DIR_NAME = "scenes"
 INFO_NAME = "demo.json"
 
 
-class DemoAssetsMissingError(FileNotFoundError):
+class DemoAssetsMissingError(SetupError, FileNotFoundError):
     """A demo file is not where the package should have put it."""
 
     def __init__(self, path: Path) -> None:

@@ -20,13 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dsviewer.errors import SetupError
+
 # A rank waits at the final barrier for the slowest one; a test set takes hours on few GPUs.
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)
 POLL_SECONDS = 0.5  # rank 0, done with its own share, reads the others' counts this often
 COUNTER_PREFIX = "dsviewer-eval/"
 
 
-class PlacementError(ValueError):
+class PlacementError(SetupError):
     """The processes torchrun started do not fit this machine."""
 
 

@@ -16,12 +16,13 @@ is not a file, or a ``previous-run/`` without our ``run.json`` are refused in on
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 from pathlib import Path
 
+from dsviewer.errors import InputError
+from dsviewer.io.text_formats import parse_json
 from dsviewer.viewer.evaluation.records import (
     OUTPUT_FILES,
     RECORDS_DIR,
@@ -39,7 +40,7 @@ RUN_FILE_FIELDS = ("checkpoint", "checkpoint_bytes", "checkpoint_mtime_ns", "con
 RECORD_NAME = re.compile(r"[0-9a-f]{24}\.json|\.[0-9a-f]{24}\.json\.\d+\.[0-9a-f]{8}\.tmp")
 
 
-class RunMismatchError(ValueError):
+class RunMismatchError(InputError):
     def __init__(self, out: Path, differences: list[str]) -> None:
         super().__init__(
             f"{out} holds the results of another evaluation ({'; '.join(differences)}), so "
@@ -48,7 +49,7 @@ class RunMismatchError(ValueError):
         )
 
 
-class ForeignFilesError(ValueError):
+class ForeignFilesError(InputError):
     def __init__(self, out: Path, entries: list[str]) -> None:
         from dsviewer.viewer.export.layout import describe  # lazy: the export package imports torch
 
@@ -62,7 +63,7 @@ class ForeignFilesError(ValueError):
 def read_run_file(folder: Path) -> dict | None:
     """``folder/run.json`` if it reads as a dsviewer eval run's, else None."""
     try:
-        data = json.loads((Path(folder) / RUN_FILE).read_text("utf-8"))
+        data = parse_json((Path(folder) / RUN_FILE).read_bytes())
     except (OSError, ValueError):
         return None
     ours = isinstance(data, dict) and all(name in data for name in RUN_FILE_FIELDS)

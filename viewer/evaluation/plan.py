@@ -5,9 +5,11 @@ the evaluation index whose entry is not null (null entries are skipped by the of
 evaluation too); else every key the data roots' ``index.json`` files list. Keys are looked up
 in one merged key -> chunk table read once, so a key absent from the roots costs a dict lookup
 (the per-scene loader re-reads the index and ranks close matches for its error message, which
-is quadratic over thousands of absent keys). An evaluation plans its whole test set even with
-``--scene`` (``whole``): the specs choose what runs, the rows stay those of the test set. Each
-scene that can be loaded carries its source (:func:`scene_source`), which its record keeps.
+is quadratic over thousands of absent keys); only a key typed with ``--scene`` gets the closest
+keys in its reason, as the viewer's message has them. An evaluation plans its whole test set
+even with ``--scene`` (``whole``): the specs choose what runs, the rows stay those of the test
+set. Each scene that can be loaded carries its source (:func:`scene_source`), which its record
+keeps.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dsviewer.dataset import SYNTHETIC_PREFIX
+from dsviewer.dataset.errors import close_keys, close_keys_text
+from dsviewer.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class ScenePlan:
         return [scene for scene in self.chosen if scene.missing is not None]
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """Nothing to run, or a source that cannot be read."""
 
 
@@ -144,6 +148,8 @@ def plan_scenes(
         chunk = chunks.get(spec)
         explicit = spec in given
         missing = why_missing if chunk is None and _is_dataset_key(spec, explicit) else None
+        if missing is not None and explicit and chunks:  # a typo: name the keys it may mean
+            missing = f"{missing}. {close_keys_text(close_keys(spec, chunks), len(chunks))}"
         selection = selections.get(spec)
         if spec in selections and selection is None:
             missing = "the evaluation index marks this key as skipped (null)"

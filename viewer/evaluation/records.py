@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from dsviewer.io.atomic import atomic_write
+from dsviewer.io.text_formats import parse_json
 from dsviewer.viewer.evaluation.columns import METRIC_NAMES, STATUS_FAILED, STATUS_OK
 
 RUN_FILE = "run.json"
@@ -112,7 +113,7 @@ def read_record(out: Path, key: str, run: str) -> SceneRecord | None:
     """The scene's record made under the run ``run`` (a :func:`run_hash`), or None if there is
     none, it belongs to another run, or it cannot be read (then the scene is redone)."""
     try:
-        data = json.loads(record_path(out, key).read_text("utf-8"))
+        data = parse_json(record_path(out, key).read_bytes())
     except (OSError, ValueError):
         return None
     return _valid(data, key, run)
@@ -125,7 +126,7 @@ def read_run_records(out: Path, run: str) -> dict[str, SceneRecord]:
     paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
     for path in paths:
         try:
-            record = _valid(json.loads(path.read_text("utf-8")), None, run)
+            record = _valid(parse_json(path.read_bytes()), None, run)
         except (OSError, ValueError):
             continue
         if record is not None and record_path(out, record.key).name == path.name:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.errors import EXIT_BUG, EXIT_USER_ERROR, is_user_error
 from dsviewer.viewer.evaluation import distributed
 from dsviewer.viewer.evaluation.columns import (
@@ -57,11 +58,11 @@ OS_ERROR_HINTS = {
 }
 
 
-class EvalUsageError(ValueError):
+class EvalUsageError(InputError):
     """Bad ``dsviewer eval`` arguments."""
 
 
-class OutputFolderError(ValueError):
+class OutputFolderError(InputError):
     """``--out`` cannot be created or written."""
 
 
@@ -116,8 +117,9 @@ def check_something_to_run(plan: ScenePlan, options: EvalOptions) -> None:
               if plan.root_keys else "they list no key")  # fmt: skip
     raise PlanError(
         f"None of the {len(plan.chosen)} scenes can be run; the first, {first.key!r}: "
-        f"{first.missing}. Data roots: {roots} ({listed}). Pass as --data-root the folder of "
-        "this test set that holds its index.json and chunk files (repeat the flag for several)."
+        f"{first.missing.rstrip('.')}. Data roots: {roots} ({listed}). Pass as --data-root the "
+        "folder of this test set that holds its index.json and chunk files (repeat the flag for "
+        "several)."
     )
 
 
@@ -179,12 +181,11 @@ def save_record(out: Path, record: SceneRecord) -> None:
         ) from None
 
 
-def rank_error(error: Exception, placement, log: RunLog, also_user: tuple[type, ...] = ()
-               ) -> tuple[str, bool]:  # fmt: skip
-    """(one line for the user, whether it is a bug): a user error's own paragraph (or one of
-    ``also_user``'s), or a bug's type and message with the log file that holds its traceback."""
+def rank_error(error: Exception, placement, log: RunLog) -> tuple[str, bool]:
+    """(one line for the user, whether it is a bug): a user error's own paragraph, or a bug's
+    type and message with the log file that holds its traceback."""
     where = f"rank {placement.rank}: " if placement.distributed else ""
-    if is_user_error(error) or isinstance(error, also_user):
+    if is_user_error(error):
         return where + str(error), False
     path = log.write(error)
     text = (f"{where}internal error ({type(error).__name__}: {error}); the full traceback is in "
@@ -314,8 +315,9 @@ def evaluate(options: EvalOptions, placement, console, say, warnings
             session = open_session(options.ckpt, placement.device, options.config,
                                    options.depthsplat_repo)  # fmt: skip
         except Exception as error:  # noqa: BLE001 -- every rank must reach the exchange
-            # torch says RuntimeError when a checkpoint's tensors do not fit the model
-            text, is_bug = rank_error(error, placement, log, also_user=(RuntimeError,))
+            # A checkpoint that does not fit is a CheckpointError, judged from its shapes before
+            # torch loads it; a RuntimeError from torch here is a bug.
+            text, is_bug = rank_error(error, placement, log)
             load_error = (f"could not load the model: {text}", is_bug)
     load_errors = [e for e in distributed.all_gather(placement, load_error) if e]
     if load_errors:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dsviewer.errors import InputError
 from dsviewer.io.atomic import atomic_write
 from dsviewer.viewer.analysis import AnalysisSettings, SceneAnalysis
 from dsviewer.viewer.color_modes import ColorContext, ColorSettings
@@ -56,7 +57,7 @@ class ExportFile:
     available: Callable[[ExportInputs], bool] = lambda inputs: True
 
 
-class ExportExistsError(ValueError):
+class ExportExistsError(InputError):
     def __init__(self, out_dir: Path) -> None:
         super().__init__(
             f"{out_dir} already holds an export. Choose another --out folder, or pass "
@@ -64,7 +65,7 @@ class ExportExistsError(ValueError):
         )
 
 
-class ForeignFilesError(ValueError):
+class ForeignFilesError(InputError):
     """The output folder holds files that are not an earlier export (never replaced)."""
 
     def __init__(self, out_dir: Path, foreign: list[str]) -> None:

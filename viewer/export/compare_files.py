@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsviewer.errors import InputError
 from dsviewer.io.atomic import atomic_write
 from dsviewer.viewer.compare import (
     GT_NAME,
@@ -66,7 +67,7 @@ DEFINITION = (
 )
 
 
-class ComparisonInputError(ValueError):
+class ComparisonInputError(InputError):
     """Runs that cannot be compared as asked."""
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dsviewer.io.text_formats import parse_json
 from dsviewer.viewer.export.transaction import MARKER
 
 METRICS_JSON = "metrics.json"  # a one-scene export's marker
@@ -61,15 +62,13 @@ def _is_file(entry: Path, names: tuple[str, ...]) -> bool:
 def _is_marker(entry: Path) -> bool:
     """A marker file as an export writes it: a JSON object with the export's own keys (a user's
     file that happens to be called ``metrics.json`` does not make its folder an export)."""
-    import json
-
     keys = MARKER_KEYS.get(entry.name)
     if keys is None or not _is_file(entry, (entry.name,)):
         return False
     try:
         if entry.stat().st_size > MARKER_MAX_BYTES:
             return False
-        content = json.loads(entry.read_bytes())
+        content = parse_json(entry.read_bytes())
     except (OSError, ValueError):
         return False
     return isinstance(content, dict) and all(key in content for key in keys)

@@ -107,6 +107,7 @@ def export_metrics(
         },
         "notes": [{"code": n.code, "message": n.message} for n in loaded.notes],
         "checks": dict(loaded.checks),
+        "capture_check": [finding.as_dict() for finding in loaded.findings],
         "point_counts": point_counts,
         "chamfer": chamfer_table(loaded),
         "chamfer_definition": "open3d compute_point_cloud_distance both ways; chamfer = mean of "

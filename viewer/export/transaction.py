@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dsviewer.errors import InputError
+
 try:
     import fcntl
 except ImportError:  # not POSIX
@@ -45,7 +47,7 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
-class ExportFolderError(OSError):
+class ExportFolderError(InputError, OSError):
     """The destination cannot take an export (not a folder, not writable)."""
 
 

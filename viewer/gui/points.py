@@ -224,9 +224,6 @@ class RunClouds:
         for index, clouds in enumerate(self.slots):
             clouds.show(runs[index] if index < len(runs) else None)
 
-    def slot_of(self, run: Run) -> PointClouds:
-        return next(clouds for clouds in self.slots if clouds.run is run)
-
     def refresh_selection(self) -> None:
         for clouds in self._active():
             clouds.refresh_selection()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dsviewer.errors import InputError
 from dsviewer.viewer.compare import GT_NAME, has_gt, unique_names
 from dsviewer.viewer.escape import escape_markdown
 from dsviewer.viewer.runs import Run, RunSpec, estimated_bytes
@@ -64,11 +65,11 @@ def parse_frames(text: str) -> tuple[int, ...] | None:
     try:
         frames = tuple(int(p) for p in parts)
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"context frames must be integers separated by spaces, got {text!r}"
         ) from None
     if len(set(frames)) != len(frames) or min(frames) < 0:
-        raise ValueError(f"context frames must be distinct and non-negative, got {text!r}")
+        raise InputError(f"context frames must be distinct and non-negative, got {text!r}")
     return frames
 
 
@@ -222,7 +223,7 @@ class RunsPanel:
             context = None if text.split() == self._default_context.split() else parse_frames(text)
             count = self._frame_count
             if context is not None and count is not None and max(context) >= count:
-                raise ValueError(f"Context frames {text!r}: the scene has frames 0 to {count - 1} "
+                raise InputError(f"Context frames {text!r}: the scene has frames 0 to {count - 1} "
                                  "(the strip above)")  # fmt: skip
         except ValueError as error:
             self.status.content = f"**{escape_markdown(error)}**"

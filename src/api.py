@@ -136,10 +136,18 @@ class Scene:
 class Model:
     """A loaded checkpoint (:func:`load`, :func:`load_demo`)."""
 
-    def __init__(self, backend: ModelBackend, data_roots: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        backend: ModelBackend,
+        data_roots: Sequence[Path] = (),
+        config: Path | None = None,
+        depthsplat_repo: Path | None = None,
+    ) -> None:
         self.backend = backend
         self.data_roots = tuple(data_roots)
         """Where :func:`open_scene` also looks up scene keys (the demo's scenes for the demo)."""
+        self.config = config  # how the backend was opened, for export's own session
+        self.depthsplat_repo = depthsplat_repo
 
     @property
     def name(self) -> str:
@@ -226,9 +234,10 @@ def load(
     if str(checkpoint) == "demo" and not path.exists():
         raise InputError("There is no file named 'demo'. The bundled demo model is "
                          "dsviewer.load_demo(); dsviewer.load() takes a checkpoint file.")
-    return Model(open_backend(path, device=device, config=config,
-                              depthsplat_repo=None if depthsplat_repo is None
-                              else Path(depthsplat_repo).expanduser()))  # fmt: skip
+    config = None if config is None else Path(config).expanduser()
+    repo = None if depthsplat_repo is None else Path(depthsplat_repo).expanduser()
+    backend = open_backend(path, device=device, config=config, depthsplat_repo=repo)
+    return Model(backend, config=config, depthsplat_repo=repo)
 
 
 def load_demo(device: str = "auto") -> Model:
@@ -300,14 +309,15 @@ def export(
     scene's own units, into ``out`` (all of them or none; ``README.md``, "Exports").
 
     ``overwrite`` replaces an earlier export as a whole; a folder holding other files is
-    refused. Returns the paths written.
+    refused. The run goes through the viewer's own model session (the checkpoint is opened a
+    second time, with the same device and settings), so notes and findings are the command's.
+    Returns the paths written.
     """
-    from dsviewer.dataset.types import SceneNote
     from dsviewer.viewer.analysis import AnalysisSettings
     from dsviewer.viewer.export import ExportSettings, export_scene, refuse_existing
     from dsviewer.viewer.export.transaction import check_writable, recover
-    from dsviewer.viewer.pipeline import run_prediction
-    from dsviewer.viewer.runs import model_path
+    from dsviewer.viewer.options import SceneOptions
+    from dsviewer.viewer.pipeline import ModelSession
 
     if scene.views.context.image_shape != model.settings.model_shape:
         raise InputError(f"The scene {scene.key!r} was opened for a model that takes "
@@ -318,10 +328,11 @@ def export(
     recover(folder)  # what a killed export left behind
     check_writable(folder)
     refuse_existing(folder, overwrite)
-    warnings = [SceneNote("model_warning", text) for text in model.backend.warnings]
-    loaded = run_prediction(scene.views, lambda views: model.backend.predict(views.context),
-                            run_name=model.name, extra_notes=warnings)  # fmt: skip
-    loaded.checkpoint = str(model_path(model.backend.checkpoint))
+    # The viewer's own model session runs the scene, so the notes, the capture check's findings
+    # and the run's record are those `dsviewer export` writes; it opens the file again.
+    options = SceneOptions(ckpt=[model.backend.checkpoint], device=model.backend.device,
+                           config=model.config, depthsplat_repo=model.depthsplat_repo)
+    loaded = ModelSession(options).run(scene.views)
     settings = ExportSettings(analysis=AnalysisSettings(
         consistency_threshold=consistency_threshold,
         consistency_occlusions=consistency_occlusions,

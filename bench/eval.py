@@ -72,15 +72,12 @@ def encoder_bound(args, data_root: Path, threads: int) -> float:
 
     from dsviewer.viewer.evaluation.loading import SceneLoader
     from dsviewer.viewer.evaluation.plan import plan_scenes
-    from dsviewer.viewer.evaluation.scene_metrics import (
-        encoder_seconds,
-        open_session,
-        preprocess_settings,
-    )
+    from dsviewer.viewer.evaluation.scene_metrics import encoder_seconds, open_session
+    from dsviewer.viewer.session.specs import SessionSettings
 
     torch.set_num_threads(threads)
-    session = open_session(Path(args.ckpt), args.device)
-    loader = SceneLoader(preprocess_settings(session))
+    session = open_session(Path(args.ckpt), SessionSettings(device=args.device))
+    loader = SceneLoader(session.preprocess())
     scenes = [loader.load(planned) for planned in plan_scenes([data_root]).available]
     encoder_seconds(session, scenes[0])  # warm-up: first-call allocations and kernel choice
     return len(scenes) / sum(encoder_seconds(session, scene) for scene in scenes)

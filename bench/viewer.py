@@ -102,7 +102,7 @@ def run_case(name: str, views: int, height: int, width: int, use_model: bool) ->
     from dsviewer.dataset import load_scene
     from dsviewer.viewer.gui.app import ViewerApp
     from dsviewer.viewer.layers import build_layers
-    from dsviewer.viewer.pipeline import run_prediction
+    from dsviewer.viewer.session.loaded import run_prediction
 
     gc.collect()
     start = time.perf_counter()

@@ -558,11 +558,11 @@ def demo_scene_metrics(assets: Path, keys: list[str]) -> dict[str, dict]:
     ``dsviewer export`` computes them (``metrics.json`` ``gt.coarse/final.overall``)."""
     from dsviewer.viewer.analysis import gt_metrics
     from dsviewer.viewer.assets import CHECKPOINT_NAME, SCENES_DIR_NAME
-    from dsviewer.viewer.options import SceneOptions
-    from dsviewer.viewer.pipeline import ModelSession
+    from dsviewer.viewer.session.model import ModelSession
+    from dsviewer.viewer.session.specs import SessionSettings
 
-    session = ModelSession(SceneOptions(ckpt=[assets / CHECKPOINT_NAME],
-                                        data_root=[assets / SCENES_DIR_NAME], device="cpu"))
+    session = ModelSession(assets / CHECKPOINT_NAME,
+                           SessionSettings(data_root=(assets / SCENES_DIR_NAME,), device="cpu"))
     metrics = {}
     for key in keys:
         layers = session.load(key).layers

@@ -316,8 +316,8 @@ def export(
     from dsviewer.viewer.analysis import AnalysisSettings
     from dsviewer.viewer.export import ExportSettings, export_scene, refuse_existing
     from dsviewer.viewer.export.transaction import check_writable, recover
-    from dsviewer.viewer.options import SceneOptions
-    from dsviewer.viewer.pipeline import ModelSession
+    from dsviewer.viewer.session.model import ModelSession
+    from dsviewer.viewer.session.specs import RunSpec, SessionSettings
 
     if scene.views.context.image_shape != model.settings.model_shape:
         raise InputError(f"The scene {scene.key!r} was opened for a model that takes "
@@ -330,14 +330,16 @@ def export(
     refuse_existing(folder, overwrite)
     # The viewer's own model session runs the scene, so the notes, the capture check's findings
     # and the run's record are those `dsviewer export` writes; it opens the file again.
-    options = SceneOptions(ckpt=[model.backend.checkpoint], device=model.backend.device,
-                           config=model.config, depthsplat_repo=model.depthsplat_repo)
-    loaded = ModelSession(options).run(scene.views)
-    settings = ExportSettings(analysis=AnalysisSettings(
+    settings = SessionSettings(device=model.backend.device, config=model.config,
+                               depthsplat_repo=model.depthsplat_repo)  # fmt: skip
+    session = ModelSession(model.backend.checkpoint, settings)
+    # Recorded as a command-line run that asks for nothing beyond the scene's views.
+    loaded = session.run(scene.views, run=RunSpec(session.checkpoint, units="user"))
+    export_settings = ExportSettings(analysis=AnalysisSettings(
         consistency_threshold=consistency_threshold,
         consistency_occlusions=consistency_occlusions,
     ))  # fmt: skip
-    result = export_scene(folder, loaded, settings, overwrite=overwrite)
+    result = export_scene(folder, loaded, export_settings, overwrite=overwrite)
     return [folder / name for name in result.files]
 
 

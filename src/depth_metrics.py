@@ -1,5 +1,5 @@
-"""The depth metrics, defined once: AbsRel, RMSE and delta accuracy of a depth map against a
-reference depth, over the pixels a boolean mask selects.
+"""The depth metrics, defined once: AbsRel, RMSE, delta accuracy and median ratio of a depth map
+against a reference depth, over the pixels a boolean mask selects.
 
 Training (``scripts/train_demo.py``), the held-out evaluation (``scripts/eval_demo.py``), the
 viewer's GT metrics (``dsviewer.viewer.analysis.metrics``) and run comparisons
@@ -37,3 +37,10 @@ def delta_accuracy(
     """Share of masked pixels with ``max(d / ref, ref / d) < threshold``."""
     d, ref = depth[mask].clamp_min(1e-12), reference[mask].clamp_min(1e-12)
     return (torch.maximum(d / ref, ref / d) < threshold).to(d.dtype).mean()
+
+
+def median_ratio(depth: Tensor, reference: Tensor, mask: Tensor) -> Tensor:
+    """Median of ``d / ref`` over ``mask`` (the lower middle value for an even count, as
+    ``torch.median``): the depth's scale against the reference, 1 when unbiased."""
+    d, ref = depth[mask], reference[mask].clamp_min(1e-12)
+    return (d / ref).median()

@@ -51,11 +51,11 @@ def pred(model, scene) -> dsviewer.ScenePrediction:
 @pytest.fixture(scope="module")
 def pipeline():
     """The same scene through the viewer's pipeline (what ``dsviewer`` shows)."""
-    from dsviewer.viewer.options import SceneOptions
-    from dsviewer.viewer.pipeline import ModelSession
+    from dsviewer.viewer.session.model import ModelSession
+    from dsviewer.viewer.session.specs import SessionSettings
 
-    options = SceneOptions(ckpt=[demo_checkpoint()], data_root=[demo_data_root()], device="cpu")
-    return ModelSession(options)
+    settings = SessionSettings(data_root=(demo_data_root(),), device="cpu")
+    return ModelSession(demo_checkpoint(), settings)
 
 
 def test_import_dsviewer_loads_neither_numpy_nor_torch():
@@ -183,7 +183,10 @@ def test_a_capture_loads_and_predicts_as_the_viewer_and_as_raw_arrays(model, pip
     views = scene.context
     ours = model.predict(views.images, views.intrinsics, views.extrinsics)
     session = pipeline
-    theirs = session.run(session.views(str(tmp_path), context=[0, 3])).prediction
+    from dsviewer.viewer.session.specs import RunSpec
+
+    run = RunSpec(demo_checkpoint(), context=(0, 3))
+    theirs = session.run(session.views(str(tmp_path), run), run=run).prediction
     torch.testing.assert_close(ours.final_depth, theirs.final_depth, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ours.mono_inv_residual, theirs.mono_inv_residual)
 

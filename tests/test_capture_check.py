@@ -245,8 +245,8 @@ def test_the_console_the_scene_folder_and_metrics_json_carry_the_findings(tmp_pa
                                                                           server):
     from dsviewer.viewer.export import export_scene
     from dsviewer.viewer.gui.app import ViewerApp
-    from dsviewer.viewer.options import SceneOptions
-    from dsviewer.viewer.pipeline import ModelSession
+    from dsviewer.viewer.session.model import ModelSession
+    from dsviewer.viewer.session.specs import SessionSettings
 
     capture = tmp_path / "c"
     sfm_capture(capture, [-10.0, -9.5, 10.0, 10.5], np.concatenate([wall(-10), wall(10)]))
@@ -255,9 +255,8 @@ def test_the_console_the_scene_folder_and_metrics_json_carry_the_findings(tmp_pa
     out = " ".join(capsys.readouterr().out.split())
     assert "overlap of the context views" in out and "--context 0 1" in out
     # The model's run on the capture (the viewer's and the exporter's path) carries them too.
-    options = SceneOptions(ckpt=[demo_checkpoint()], scene=str(capture), context=[0, 2],
-                           target=[1], device="cpu")  # fmt: skip
-    loaded = ModelSession(options).load()
+    settings = SessionSettings(context=(0, 2), target=(1,), device="cpu")
+    loaded = ModelSession(demo_checkpoint(), settings).load(str(capture))
     assert [f.key for f in loaded.findings] == [c.key for c in CHECKS]
     app = ViewerApp(server, scene_specs=[str(capture)])
     app.show(loaded)

@@ -248,7 +248,7 @@ def test_compare_archive_holds_every_run_and_the_comparison():
     """Two runs of the plane scene at different resolutions; the PLY pair is the one asked."""
     from dsviewer.viewer.export import EXPORT_FILE_NAMES
     from dsviewer.viewer.export.compare_files import ComparisonInputError, compare_archive
-    from dsviewer.viewer.pipeline import run_prediction
+    from dsviewer.viewer.session.loaded import run_prediction
 
     small = run_prediction(make_scene(2, 12, 16), make_prediction, run_name="small")
     large = run_prediction(make_scene(2, 24, 32), make_prediction, run_name="large")
@@ -257,7 +257,8 @@ def test_compare_archive_holds_every_run_and_the_comparison():
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = set(archive.namelist())
         compare = json.loads(archive.read("plane/compare.json"))
-    expected = {f"plane/runs/{run}/{f}" for run in ("small", "large") for f in EXPORT_FILE_NAMES}
+    expected = {f"plane/runs/{run}/{f}" for run in ("small", "large") for f in EXPORT_FILE_NAMES
+                if f != "sfm.ply"}  # the plane has no SfM points
     assert names - expected == {"plane/compare.json", "plane/compare.ply"}
     assert names >= expected - {"plane/runs/small/targets.png", "plane/runs/large/targets.png"}
     assert compare["compare_ply"] == {"a": "large", "b": "small"}
@@ -364,7 +365,7 @@ def test_export_writes_every_run_and_loads_each_model_once(exported):
                   ["image_size"][0] for n in names}  # fmt: skip
         assert shapes == {128, 64}
         # What made each run: the file, the frames and the planes its metrics.json reports.
-        from dsviewer.viewer.runs import model_path
+        from dsviewer.viewer.session.specs import model_path
 
         files = [exported["checkpoints"][0], *exported["checkpoints"][1:] * 2]
         for name, checkpoint in zip(names, files, strict=True):
@@ -453,17 +454,16 @@ def test_new_run_starts_from_the_chosen_models_own_planes_and_default_views(serv
 
     from dsviewer.viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
     from dsviewer.viewer.gui.app import ViewerApp
-    from dsviewer.viewer.options import ViewerOptions
-    from dsviewer.viewer.runs import RunLoader, RunSpec, model_path, run_planes
+    from dsviewer.viewer.session.runs import RunLoader, run_planes
+    from dsviewer.viewer.session.specs import RunSpec, SessionSettings, model_path
 
     demo, tiny = demo_checkpoint(), tiny_checkpoint()
     twin = tmp_path / "other" / demo.name
     twin.parent.mkdir()
     shutil.copy(demo, twin)
     key = demo_scene_keys()[0]
-    options = ViewerOptions(ckpt=[demo, tiny, twin], scene=key, data_root=[demo_data_root()],
-                            device="cpu")  # fmt: skip
-    loader = RunLoader(options)
+    loader = RunLoader([RunSpec(demo), RunSpec(tiny), RunSpec(twin)],
+                       SessionSettings(data_root=(demo_data_root(),), device="cpu"))
     app = ViewerApp(server, loader=loader, scene_specs=[key])
     panel = app.runs_panel
     labels = list(panel.checkpoint.options)

@@ -45,11 +45,11 @@ def demo_results(demo_model: DepthSplat) -> dict[str, dict[str, float]]:
     """Per demo scene: GT AbsRel of the final and coarse depth as the exporter computes them,
     the same for an untrained twin of the model, and the share of pixels inside near/far."""
     from dsviewer.viewer.analysis import gt_metrics
-    from dsviewer.viewer.options import SceneOptions
-    from dsviewer.viewer.pipeline import ModelSession
+    from dsviewer.viewer.session.model import ModelSession
+    from dsviewer.viewer.session.specs import SessionSettings
 
-    session = ModelSession(SceneOptions(ckpt=[demo_checkpoint()], data_root=[demo_data_root()],
-                                        device="cpu"))
+    session = ModelSession(demo_checkpoint(),
+                           SessionSettings(data_root=(demo_data_root(),), device="cpu"))
     torch.manual_seed(0)
     untrained = DepthSplat(demo_model.config).eval()
     results = {}

@@ -42,7 +42,9 @@ def run(*args: str):
     from dsviewer.viewer.evaluation.runner import run_evaluation
 
     log = io.StringIO()
-    code = run_evaluation(parse_args(list(args)), console=Console(file=log, width=300))
+    options = parse_args(list(args))
+    code = run_evaluation(options.job(), console=Console(file=log, width=300),
+                          check=options.check_flags)
     return code, log.getvalue()
 
 
@@ -280,7 +282,7 @@ def test_report_lists_every_scene_escaped_with_its_command(one_process, dataset)
         argv = shlex.split(cells[-1])
         assert argv[0] == "dsviewer"
         options = parse(argv[1:])  # the viewer's own parser reads the scene back
-        assert options.scene == cells[1] and options.index == index.resolve()
+        assert options.scene == [cells[1]] and options.index == index.resolve()
         assert options.ckpt == [DEMO_CKPT.resolve()]
     assert "http://" not in page and "https://" not in page and "<link" not in page
 

@@ -125,8 +125,8 @@ def test_a_refusal_in_a_log_file_is_one_line(tmp_path):
     out.mkdir(parents=True)
     (out / "run.json").write_text('{"mine": 1}')
     log = io.StringIO()
-    code = run_evaluation(parse_args(["--ckpt", str(DEMO_CKPT), "--scene", "synthetic:1",
-                                      "--out", str(out)]), console=Console(file=log))  # fmt: skip
+    options = parse_args(["--ckpt", str(DEMO_CKPT), "--scene", "synthetic:1", "--out", str(out)])
+    code = run_evaluation(options.job(), console=Console(file=log), check=options.check_flags)
     lines = log.getvalue().splitlines()
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith(f"dsviewer eval: error: --out {out} holds files that")

@@ -298,7 +298,7 @@ def test_open_command_parses_back_to_the_same_scene(key, tmp_path, monkeypatch):
                                         Path("c.yaml"), Path("repo"), dataset_key=True))
     argv = shlex.split(command)
     options = parse(argv[1:])
-    assert argv[0] == "dsviewer" and options.scene == key
+    assert argv[0] == "dsviewer" and options.scene == [key]
     assert options.ckpt == [tmp_path / "m.pth"] and options.data_root == [tmp_path / "data"]
     assert options.index == tmp_path / "i.json" and options.config == tmp_path / "c.yaml"
     assert options.depthsplat_repo == tmp_path / "repo"
@@ -313,10 +313,10 @@ def test_open_command_makes_a_capture_folder_absolute(tmp_path, monkeypatch):
     for spec, expected in (("captures/room", str(tmp_path / "captures" / "room")),
                            ("synthetic:3", "synthetic:3")):  # fmt: skip
         argv = viewer_command(Path("m.pth"), spec)
-        assert parse(argv[1:]).scene == expected
+        assert parse(argv[1:]).scene == [expected]
     # a dataset key is never taken for the folder of the same name
-    assert parse(viewer_command(Path("m.pth"), "captures", dataset_key=True)[1:]).scene == (
-        "captures")
+    assert parse(viewer_command(Path("m.pth"), "captures", dataset_key=True)[1:]).scene == [
+        "captures"]
 
 
 @pytest.mark.parametrize("out, phrase", [
@@ -415,7 +415,7 @@ def test_ctrl_c_is_reported_by_rank_0_only(monkeypatch, capsys):
     from dsviewer.viewer import eval_cli
     from dsviewer.viewer.evaluation import runner
 
-    def interrupted(options):
+    def interrupted(job, **_):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "run_evaluation", interrupted)

@@ -31,7 +31,7 @@ from dsviewer.viewer.export import (
 )
 from dsviewer.viewer.export_cli import main, scene_folder
 from dsviewer.viewer.panels import panel_figure_size
-from dsviewer.viewer.pipeline import run_prediction
+from dsviewer.viewer.session.loaded import run_prediction
 
 SCALE = 2.0
 VIEWS = 3
@@ -231,7 +231,7 @@ def test_metrics_json_matches_recomputed_values(case, exported):
     assert metrics["point_counts"] == {"coarse.ply": n, "final.ply": n, "residual.ply": n,
                                        "comparison.ply": 2 * n, "gt.ply": n - 20,
                                        "centers.ply": n, "gaussians.ply": n}  # fmt: skip
-    assert sorted(metrics["files"]) == sorted(EXPORT_FILE_NAMES)
+    assert sorted(metrics["files"]) == sorted(set(EXPORT_FILE_NAMES) - {"sfm.ply"})  # no SfM
     # Cost-volume peakedness: max probability and entropy / log(D), recomputed in numpy.
     probs = case.prediction.match_probs.double().numpy()  # [V, D, h, w]
     entropy = -(probs * np.log(probs)).sum(axis=1) / np.log(probs.shape[1])
@@ -275,7 +275,8 @@ def test_existing_export_is_not_overwritten_without_flag(case, tmp_path):
     no_gt.scene.context.depth = None
     result = export_scene(out, loaded_case(no_gt), ExportSettings(), overwrite=True)
     assert not (out / "gt.ply").exists() and "gt" not in result.metrics
-    assert sorted(p.name for p in out.iterdir()) == sorted(set(EXPORT_FILE_NAMES) - {"gt.ply"})
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        set(EXPORT_FILE_NAMES) - {"gt.ply", "sfm.ply"})
     assert (out / "metrics.json").read_bytes() != before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"]  # no working folders left
 
@@ -338,7 +339,7 @@ def _check_demo_export(folder: Path, key: str, context: list[int], target: list[
     from dsviewer.dataset import load_scene
     from dsviewer.viewer.assets import demo_data_root, demo_preprocess_settings
 
-    assert sorted(p.name for p in folder.iterdir()) == sorted(EXPORT_FILE_NAMES)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(set(EXPORT_FILE_NAMES) - {"sfm.ply"})
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["scene"]["key"] == key and metrics["scene"]["context_frames"] == context
     assert metrics["targets"]["index"] == target
@@ -428,7 +429,7 @@ def test_export_archive_zips_the_same_files(case, exported):
     assert name == "plane_test_export.zip"
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = sorted(archive.namelist())
-        assert names == sorted(f"plane_test/{f}" for f in EXPORT_FILE_NAMES)
+        assert names == sorted(f"plane_test/{f}" for f in EXPORT_FILE_NAMES if f != "sfm.ply")
         assert archive.read("plane_test/final.ply") == (out / "final.ply").read_bytes()
         assert json.loads(archive.read("plane_test/metrics.json")) == result.metrics
 

@@ -23,7 +23,7 @@ from dsviewer.viewer.export.compare_files import export_comparison
 from dsviewer.viewer.export.layout import foreign_entries
 from dsviewer.viewer.export.transaction import MARKER
 from dsviewer.viewer.export_cli import main, scene_folders
-from dsviewer.viewer.pipeline import run_prediction
+from dsviewer.viewer.session.loaded import run_prediction
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -61,8 +61,8 @@ def test_every_layout_the_command_writes_is_an_earlier_export(layouts):
     )
     assert sorted(p.name for p in layouts["scenes"].iterdir()) == ["re10k_one", "two"]
     for folder in layouts.values():
-        assert foreign_entries(folder) == [], folder
-    assert foreign_entries(layouts["scene"].parent / "missing") == []
+        assert foreign_entries(folder, EXPORT_FILE_NAMES) == [], folder
+    assert foreign_entries(layouts["scene"].parent / "missing", EXPORT_FILE_NAMES) == []
 
 
 @pytest.mark.parametrize("layout, added, named", [
@@ -83,7 +83,7 @@ def test_other_files_are_named_and_never_replaced(layouts, tmp_path, layout, add
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text("precious")
     before = tree(folder)
-    assert foreign_entries(folder) == named
+    assert foreign_entries(folder, EXPORT_FILE_NAMES) == named
     for overwrite in (True, False):
         with pytest.raises(ForeignFilesError) as info:
             export_scene(folder, runs[0], overwrite=overwrite)
@@ -99,8 +99,8 @@ def test_evaluation_outputs_are_not_an_export(tmp_path):
     (evaluation / "scenes").mkdir(parents=True)
     for name in ("scenes.csv", "summary.json", "report.html", "run.json", "scenes/k.json"):
         (evaluation / name).write_text("{}")
-    assert foreign_entries(evaluation) == ["report.html", "run.json", "scenes/", "scenes.csv",
-                                           "summary.json"]  # fmt: skip
+    assert foreign_entries(evaluation, EXPORT_FILE_NAMES) == [
+        "report.html", "run.json", "scenes/", "scenes.csv", "summary.json"]  # fmt: skip
 
 
 def test_overwrite_replaces_any_earlier_layout_as_a_whole(layouts, tmp_path, runs):
@@ -183,7 +183,7 @@ def test_a_file_named_like_a_marker_does_not_make_an_export(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "metrics.json").write_text('{"loss": 0.1}')  # a training log's
     (tmp_path / "sub" / "final.ply").write_text("ply")
-    assert foreign_entries(tmp_path) == ["sub/"]
+    assert foreign_entries(tmp_path, EXPORT_FILE_NAMES) == ["sub/"]
 
 
 def test_files_that_appear_during_the_work_are_kept(tmp_path):

@@ -26,7 +26,7 @@ from dsviewer.viewer.assets import (
     demo_scene_keys,
 )
 from dsviewer.viewer.export import export_scene
-from dsviewer.viewer.pipeline import run_prediction
+from dsviewer.viewer.session.loaded import run_prediction
 
 
 def user_from_model(scale: float) -> torch.Tensor:

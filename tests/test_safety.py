@@ -23,7 +23,7 @@ from dsviewer.viewer.errors import Terminated, run_entry_point
 from dsviewer.viewer.escape import escape_markdown, escape_rich
 from dsviewer.viewer.export import EXPORT_FILE_NAMES
 from dsviewer.viewer.export.transaction import MARKER, export_transaction, recover
-from dsviewer.viewer.pipeline import run_prediction
+from dsviewer.viewer.session.loaded import run_prediction
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,15 +146,15 @@ def test_any_error_after_a_signal_is_the_interruption(tmp_path, monkeypatch, cap
 
 
 @pytest.mark.parametrize("args, phrase", [
-    (["--port", "70000"], "--port 70000 is not a TCP port"),
-    (["--host", "no-such-host.invalid"], "cannot be resolved"),
+    (["--scene", "synthetic:0", "--port", "70000"], "--port 70000 is not a TCP port"),
+    (["--scene", "synthetic:0", "--host", "no-such-host.invalid"], "cannot be resolved"),
     (["--scene", "[/x] <b>"], "[/x] <b>"),  # rich markup in a spec is printed as it is
 ])  # fmt: skip
 def test_bad_network_options_and_markup_in_specs(args, phrase):
     from dsviewer.viewer.assets import demo_checkpoint
 
-    result = run_cli("--ckpt", str(demo_checkpoint()), "--scene", "synthetic:0", *args,
-                     "--device", "cpu", timeout=120)  # fmt: skip
+    result = run_cli("--ckpt", str(demo_checkpoint()), *args, "--device", "cpu",
+                     timeout=120)  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and phrase in result.stderr
 
@@ -235,7 +235,8 @@ def test_an_all_nan_prediction_is_shown_empty_and_exported_empty(server, tmp_pat
     app.close()
     metrics = export_scene(tmp_path / "out", loaded).metrics
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == sorted(set(EXPORT_FILE_NAMES) - {"targets.png"})  # nothing to render
+    # nothing to render, no SfM points
+    assert written == sorted(set(EXPORT_FILE_NAMES) - {"targets.png", "sfm.ply"})
     assert metrics["point_counts"]["gaussians.ply"] == 0
     assert metrics["point_counts"]["final.ply"] == 0
     assert metrics["chamfer"]["coarse_vs_final"]["chamfer"] is None
@@ -250,7 +251,7 @@ def generation(folder: Path) -> float:
     one whole set: final.ply's flags agree with metrics.json's share."""
     from plyfile import PlyData
 
-    assert sorted(p.name for p in folder.iterdir()) == sorted(EXPORT_FILE_NAMES)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(set(EXPORT_FILE_NAMES) - {"sfm.ply"})
     metrics = json.loads((folder / "metrics.json").read_text())
     flags = PlyData.read(str(folder / "final.ply"))["vertex"]["scalar_inconsistent"]
     checked = flags[np.isfinite(flags)]

@@ -180,3 +180,79 @@ def test_no_points_no_reference(tmp_path):
     scene = load_capture(tmp_path, SETTINGS, context=[0, 1], target=[])
     assert scene.context.sfm is None
     assert not [n for n in scene.notes if n.code == "sfm_reference"]
+
+
+def test_the_command_line_default_threshold_is_the_library_default():
+    from dsviewer.viewer.options import RunOptions
+    from dsviewer.viewer.session.specs import SessionSettings
+
+    assert RunOptions().sfm_max_error == DEFAULT_MAX_ERROR
+    assert SessionSettings().sfm_max_error == DEFAULT_MAX_ERROR
+    assert RunOptions(sfm_max_error=3.5).session_settings().sfm_max_error == 3.5
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0.0, float("nan")])
+def test_a_bad_threshold_is_a_user_error(tmp_path, bad):
+    from dsviewer.dataset.errors import SceneError
+
+    two_camera_capture(tmp_path, True)
+    with pytest.raises(SceneError, match="--sfm-max-error"):
+        load_capture(tmp_path, SETTINGS, context=[0, 1], target=[], options=_options(bad))
+
+
+@pytest.mark.parametrize("cut", ["count", "track", "end"])
+def test_a_corrupt_points_file_is_refused_before_allocating(tmp_path, cut):
+    from dsviewer.dataset.errors import CaptureFormatError
+
+    two_camera_capture(tmp_path, True)
+    path = tmp_path / "sparse" / "0" / "points3D.bin"
+    data = bytearray(path.read_bytes())
+    if cut == "count":
+        data[:8] = (10**15).to_bytes(8, "little")  # more points than bytes
+    elif cut == "track":
+        data[8 + 43 : 8 + 51] = (10**12).to_bytes(8, "little")  # the first track's length
+    else:
+        data = data[:-5]
+    path.write_bytes(bytes(data))
+    with pytest.raises(CaptureFormatError, match="points3D.bin"):
+        load_capture(tmp_path, SETTINGS, context=[0, 1], target=[])
+
+
+def test_binary_tracks_agree_with_the_text_reader_on_a_larger_model(tmp_path):
+    from dsviewer.dataset.colmap_tracks import read_point_tracks_binary, read_point_tracks_text
+
+    xyz = plane_points(step=0.1)  # ~3,700 points, tracks of one or two images
+    cameras = {1: LENS, 2: WIDE}
+    images = [SfmImage("a.png", 1, pose(x=-0.3)), SfmImage("b.png", 2, pose(x=0.3))]
+    error = np.linspace(0, 3, len(xyz))
+    rgb = (np.arange(len(xyz) * 3) % 251).astype(np.uint8).reshape(-1, 3)
+    text = write_sfm_model(tmp_path / "t", cameras, images, xyz, error, False, rgb=rgb)
+    binary = write_sfm_model(tmp_path / "b", cameras, images, xyz, error, True, rgb=rgb)
+    a, b = read_point_tracks_text(text / "points3D.txt"), read_point_tracks_binary(
+        binary / "points3D.bin")
+    for name in ("ids", "xyz", "rgb", "error", "track_point", "track_image", "track_feature"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert len(a.track_point) > len(xyz)
+    np.testing.assert_array_equal(b.xyz, xyz)
+    np.testing.assert_array_equal(b.rgb, rgb)
+
+
+def test_a_broken_or_missing_point_cloud(tmp_path):
+    from dsviewer.dataset.errors import CaptureFormatError
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "0.png").write_bytes(png_bytes(dot_image(WIDE, [], 1.0)))
+    (tmp_path / "images" / "1.png").write_bytes(png_bytes(dot_image(WIDE, [], 1.0)))
+    fx, fy, cx, cy = WIDE.params
+    frames = [{"file_path": f"images/{i}.png",
+               "transform_matrix": (pose(x=0.6 * i) @ np.diag([1, -1, -1, 1.0])).tolist()}
+              for i in range(2)]
+    (tmp_path / "transforms.json").write_text(json.dumps({
+        "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy, "w": WIDE.width, "h": WIDE.height,
+        "ply_file_path": "points.ply", "frames": frames}))
+    scene = load_capture(tmp_path, SETTINGS, context=[0, 1], target=[])
+    assert scene.context.sfm is None  # named but absent: a note says so
+    assert any(n.code == "sfm_points_missing" for n in scene.notes)
+    (tmp_path / "points.ply").write_bytes(b"not a ply file\n")
+    with pytest.raises(CaptureFormatError, match="points.ply"):
+        load_capture(tmp_path, SETTINGS, context=[0, 1], target=[])

@@ -275,7 +275,7 @@ def test_export_writes_targets_png_and_psnr(plane, tmp_path):
     from PIL import Image
 
     from dsviewer.viewer.export import export_scene
-    from dsviewer.viewer.pipeline import run_prediction
+    from dsviewer.viewer.session.loaded import run_prediction
 
     _, _, _, renders = plane
     # A non-trivial world_from_model: the images and PSNR do not depend on it.

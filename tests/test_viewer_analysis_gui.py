@@ -32,8 +32,8 @@ from dsviewer.viewer.export import EXPORT_FILE_NAMES
 from dsviewer.viewer.gui.analysis_panel import HISTOGRAM_BINS
 from dsviewer.viewer.gui.app import ViewerApp
 from dsviewer.viewer.inspector import inspect_pixel
-from dsviewer.viewer.pipeline import run_prediction
 from dsviewer.viewer.scene_nodes import camera_pose
+from dsviewer.viewer.session.loaded import run_prediction
 
 V, H, W = 3, 24, 32
 PATCH = (0, slice(8, 14), slice(10, 18))  # view, rows, columns pushed away
@@ -250,7 +250,8 @@ def test_export_button_metrics_equal_what_the_gui_shows(app, loaded):
     name, data = app.export_panel.last_export
     assert name == "plane_export.zip"
     archive = zipfile.ZipFile(io.BytesIO(data))
-    assert set(archive.namelist()) == {f"plane/{n}" for n in EXPORT_FILE_NAMES}
+    assert set(archive.namelist()) == {f"plane/{n}" for n in EXPORT_FILE_NAMES
+                                            if n != "sfm.ply"}  # no SfM points
     metrics = json.loads(archive.read("plane/metrics.json"))
     assert metrics["settings"]["consistency_threshold"] == 0.12
     assert metrics["settings"]["consistency_occlusions"] == "skip"

@@ -108,7 +108,9 @@ def test_bare_dsviewer_resolves_to_the_demo(monkeypatch, argv):
     assert len(keys) >= 2
     assert options.ckpt == [demo_checkpoint()] and options.ckpt[0].is_file()
     assert options.data_root == [demo_data_root()]
-    assert options.scene == keys[0] and options.scenes == keys[1:]
+    assert options.scene == keys and cli.scene_specs(options) == keys  # the first is shown
+    named = cli.check_inputs(cli.parse(["--demo", "--scene", keys[1]]))
+    assert cli.scene_specs(named) == [keys[1], keys[0], *keys[2:]]  # the others offered
 
 
 @pytest.mark.slow

@@ -51,7 +51,8 @@ def test_gt_and_final_points_lie_on_the_true_plane(loaded):
         assert np.abs(flat.points[..., 2] - PLANE_Z).max() < 1e-5 * PLANE_Z, layer
     # The coarse depth is off by the known residual, so its points leave the plane (by > 1 mm).
     assert np.abs(loaded.flat("coarse").points[..., 2] - PLANE_Z).max() > 1e-3
-    assert available_layers(loaded.layers) == list(POINT_LAYERS)
+    # every layer but the SfM points, which only captures with SfM points have
+    assert available_layers(loaded.layers) == [key for key in POINT_LAYERS if key != "sfm"]
 
 
 def test_gaussian_centre_depth_is_camera_z(loaded):
@@ -181,7 +182,8 @@ def test_grey_is_explained_in_every_legend_that_uses_it(loaded):
     for key in ("clamp", "depth_edge", "flying_pixel", "consistency", "inconsistent"):
         assert point_colors(context, key, "gt", 0, np.arange(4)).tolist() == [
             list(colormaps.NO_DATA_COLOR)] * 4  # fmt: skip
-        assert "not analysed: Ground truth, Gaussian centres" in grey_meaning(color_mode(key))
+        assert ("not analysed: Ground truth, SfM points, Gaussian centres"
+                in grey_meaning(color_mode(key)))
         if color_mode(key).legend == "categorical":
             image = legend_image(context, key).reshape(-1, 3)
             assert (image == np.array(colormaps.NO_DATA_COLOR)).all(-1).any(), key

@@ -291,7 +291,8 @@ def test_every_colour_mode_is_offered_and_drawn(server, loaded):
 def test_two_runs_are_drawn_and_inspected_together(server, loaded):
     """Two runs of one scene at different resolutions: clouds per run, placement side by side,
     and the inspector reports the same ray's pixel in both."""
-    from dsviewer.viewer.runs import Run, RunSpec
+    from dsviewer.viewer.session.runs import Run
+    from dsviewer.viewer.session.specs import RunSpec
 
     half = make_loaded(V, H // 2, W // 2)
     runs = [
@@ -322,7 +323,8 @@ def test_two_runs_are_drawn_and_inspected_together(server, loaded):
 def test_replaced_runs_are_told_apart_by_identity(server, loaded):
     """A job of a run that a scene switch replaced asks ``run in app.runs``: that compares by
     identity (value equality would compare the runs' tensors and raise), and no job fails."""
-    from dsviewer.viewer.runs import Run, RunSpec
+    from dsviewer.viewer.session.runs import Run
+    from dsviewer.viewer.session.specs import RunSpec
 
     old = Run("a", RunSpec(Path("a.pth")), loaded)
     current = [Run("a", RunSpec(Path("a.pth")), loaded), Run("b", RunSpec(Path("b.pth")), loaded)]
@@ -341,8 +343,9 @@ def test_b_minus_a_colours_each_run_by_the_other_runs_depth(server, loaded):
     on B's pixels d_B - d_B / 1.1; one colour range (from A's pixels) for both."""
     from viewer_scenes import make_prediction, make_scene
 
-    from dsviewer.viewer.pipeline import run_prediction
-    from dsviewer.viewer.runs import Run, RunSpec
+    from dsviewer.viewer.session.loaded import run_prediction
+    from dsviewer.viewer.session.runs import Run
+    from dsviewer.viewer.session.specs import RunSpec
 
     scene = make_scene(V, H, W)
     farther = make_prediction(scene)
@@ -383,7 +386,8 @@ def test_dropping_runs_for_memory_keeps_the_chosen_a_and_b(server, loaded, monke
     """Runs r0..r2 with A = r1; New run r3 becomes B and the budget drops r0, which sits before
     A in the list: A must still be r1 (not the run that took its index), and nothing fails."""
     from dsviewer.viewer.gui import runs_panel
-    from dsviewer.viewer.runs import Run, RunSpec, estimated_bytes
+    from dsviewer.viewer.session.runs import Run, estimated_bytes
+    from dsviewer.viewer.session.specs import RunSpec
 
     app = ViewerApp(server, scene_specs=["plane"])
     app.show_runs([Run(f"r{i}", RunSpec(Path(f"r{i}.pth")), loaded) for i in range(3)])
@@ -404,7 +408,8 @@ def test_dropping_runs_for_memory_keeps_the_chosen_a_and_b(server, loaded, monke
 def test_the_inspector_stays_on_the_clicked_run(server, loaded):
     """A click on run B's pixel, then an analysis refresh: the report stays on B's pixel (B is
     larger than A here, so reading B's pixel in A would fail)."""
-    from dsviewer.viewer.runs import Run, RunSpec
+    from dsviewer.viewer.session.runs import Run
+    from dsviewer.viewer.session.specs import RunSpec
 
     half = make_loaded(V, H // 2, W // 2)
     runs = [Run("half", RunSpec(Path("half.pth")), half), Run("full", RunSpec(Path("full.pth")),
@@ -423,7 +428,8 @@ def test_the_inspector_stays_on_the_clicked_run(server, loaded):
 
 
 def test_scene_switch_keeps_the_chosen_a_and_b(server, loaded):
-    from dsviewer.viewer.runs import Run, RunSpec
+    from dsviewer.viewer.session.runs import Run
+    from dsviewer.viewer.session.specs import RunSpec
 
     def runs():
         return [Run(n, RunSpec(Path(f"{n}.pth")), loaded) for n in ("x", "y", "z")]

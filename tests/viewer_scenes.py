@@ -155,9 +155,9 @@ def _points(depth: torch.Tensor, views: ViewSet) -> torch.Tensor:
 
 
 def make_loaded(num_views: int = 2, height: int = 24, width: int = 32, with_gt: bool = True):
-    """A :class:`dsviewer.viewer.pipeline.LoadedScene` of the plane (through the real
+    """A :class:`dsviewer.viewer.session.loaded.LoadedScene` of the plane (through the real
     build_layers)."""
-    from dsviewer.viewer.pipeline import run_prediction
+    from dsviewer.viewer.session.loaded import run_prediction
 
     scene = make_scene(num_views, height, width, with_gt)
     return run_prediction(scene, make_prediction)

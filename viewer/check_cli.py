@@ -151,7 +151,7 @@ def report(console, scene, findings) -> None:
     from rich.table import Table
 
     from dsviewer.viewer.escape import escape_rich
-    from dsviewer.viewer.pipeline import print_notes
+    from dsviewer.viewer.session.loaded import print_notes
 
     print_notes(console, scene.notes)
     table = Table(title=f"Capture check: {escape_rich(scene.source)}, context frames "

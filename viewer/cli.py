@@ -38,15 +38,6 @@ SUBCOMMANDS = {
 }
 
 
-class CheckpointMissingError(InputError, FileNotFoundError):
-    def __init__(self, path: Path) -> None:
-        super().__init__(
-            f"The checkpoint {path} does not exist. Pass the path of a released DepthSplat "
-            "checkpoint (e.g. --ckpt pretrained/depthsplat-gs-base-re10k-256x256-view2-"
-            "ca7b6795.pth), or --demo for the bundled one."
-        )
-
-
 def parse(argv: list[str]) -> ViewerOptions:
     import tyro
 
@@ -56,30 +47,22 @@ def parse(argv: list[str]) -> ViewerOptions:
 def check_inputs(options: ViewerOptions) -> ViewerOptions:
     """Cheap checks before anything heavy is imported."""
     from dsviewer.viewer.network import check_port, resolve_host
-    from dsviewer.viewer.pipeline import MissingOptionError, resolve_demo
 
     if not options.ckpt and not options.scene:  # nothing asked for: show the demo
         options.demo = True
     if options.demo:
-        options = resolve_demo(options)
-    if not options.ckpt:
-        raise MissingOptionError("ckpt")
-    if not options.scene:
-        raise MissingOptionError("scene")
+        options.use_demo()
+    options.check()
     if options.point_budget < 1 or options.gaussian_budget < 1:
         raise InputError("--point-budget and --gaussian-budget must be at least 1.")
     check_port(options.port)
     resolve_host(options.host)
-    for checkpoint in options.ckpt:
-        if not Path(checkpoint).is_file():
-            raise CheckpointMissingError(Path(checkpoint))
-    for root in options.data_root:
-        if not Path(root).exists():
-            raise FileNotFoundError(
-                f"The data root {root} does not exist. Pass the folder holding the dataset's "
-                "chunks and index.json with --data-root."
-            )
     return options
+
+
+def scene_specs(options: ViewerOptions) -> list[str]:
+    """The scenes of the switcher: every --scene (the first is shown), then every --scenes."""
+    return list(dict.fromkeys([*options.scene, *options.scenes]))
 
 
 def model_info(options: ViewerOptions) -> str:
@@ -118,10 +101,10 @@ def start(options: ViewerOptions, console=None):
             # model loaded, the scene computed) must not stop it before the scene is shown.
             bar.update(task, description=escape_rich(stage), completed=min(99.0, 100 * fraction))
 
-        from dsviewer.viewer.pipeline import print_notes
-        from dsviewer.viewer.runs import RunLoader
+        from dsviewer.viewer.session.loaded import print_notes
+        from dsviewer.viewer.session.runs import RunLoader
 
-        run_loader = RunLoader(options, progress)
+        run_loader = RunLoader(options.run_specs(), options.session_settings(), progress)
 
         import viser
 
@@ -130,7 +113,7 @@ def start(options: ViewerOptions, console=None):
 
         server = viser.ViserServer(host=options.host, port=port, verbose=False)
         port = server.get_port()  # --port 0: the port the OS chose
-        specs = [str(options.scene), *[s for s in options.scenes if s != options.scene]]
+        specs = scene_specs(options)
         app = ViewerApp(
             server, loader=run_loader, scene_specs=specs, point_budget=options.point_budget,
             gaussian_budget=options.gaussian_budget, model_info=model_info(options),
@@ -144,10 +127,10 @@ def start(options: ViewerOptions, console=None):
             progress(stage, fraction)
             app.scene_panel.report_progress(stage, fraction)
 
-        runs = run_loader.load_all(str(options.scene), run_loader.default_specs(), both)
+        runs = run_loader.load_all(specs[0], run_loader.default_specs(), both)
         progress("Sending the scene to the browser", 0.95)
         upload_start = time.perf_counter()
-        app.show_runs(runs, scene_spec=str(options.scene))
+        app.show_runs(runs, scene_spec=specs[0])
         loaded = runs[0].loaded
         loaded.seconds["upload"] = time.perf_counter() - upload_start
         loaded.seconds = {"load_model": sum(s.load_seconds for s in run_loader.sessions.values()),

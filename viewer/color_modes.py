@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import torch
 
 from dsviewer.viewer import colormaps
 from dsviewer.viewer.analysis import SceneAnalysis, analysed_layer
+from dsviewer.viewer.analysis.sfm_metrics import relative_error
 from dsviewer.viewer.layers import Layers
 from dsviewer.viewer.point_layers import POINT_LAYERS, point_layer, registry_entry
 
@@ -158,6 +160,28 @@ def _gt_error(context: ColorContext, layer: str) -> np.ndarray | None:
         return np.where(gt > 0, (depth.numpy() - gt) / gt, np.nan).astype(np.float32)
 
 
+def _sfm_error(context: ColorContext, layer: str) -> np.ndarray | None:
+    """On the SfM layer: (final - SfM) / SfM at each observation's pixel, NaN elsewhere."""
+    sfm = context.layers.sfm
+    if sfm is None or layer != "sfm":
+        return None
+    errors = relative_error(context.layers.final_depth, sfm).float()
+    index = sfm.index_map
+    shown = torch.where(index >= 0, errors[index.clamp_min(0)], torch.tensor(float("nan")))
+    return shown.numpy()
+
+
+def _sfm_error_range(context: ColorContext) -> tuple[float, float]:
+    def compute():
+        values = _sfm_error(context, "sfm")
+        limit = (1.0 if values is None else
+                 colormaps.robust_limit(values[np.isfinite(values)], context.settings.percentile,
+                                        GT_ERROR_FLOOR))
+        return -limit, limit
+
+    return context.cached(("sfm_error", context.settings.percentile), compute)
+
+
 def _from_analysis(read: Callable) -> Callable[[ColorContext, str], np.ndarray | None]:
     def values(context: ColorContext, layer: str) -> np.ndarray | None:
         checks = None if context.analysis is None else context.analysis.of(layer)
@@ -290,6 +314,15 @@ _MODES = (
         "gt_error", "GT error", "(depth - GT) / GT of the layer's own depth; grey: no GT.",
         "diverging", _gt_error, _gt_error_range, lambda context: "(depth - GT) / GT",
         no_data_label="no GT",
+    ),
+    ColorMode(
+        "sfm_error", "Error vs SfM",
+        "On the SfM points layer: (final depth - SfM depth) / SfM depth, the final depth read "
+        "bilinearly at the pixel where the point was observed; red: predicted too far.",
+        "diverging", _sfm_error, _sfm_error_range, lambda context: "(final - SfM) / SfM",
+        no_data_label="not an SfM point",
+        missing=lambda context: None if context.layers.sfm is not None else (
+            "this scene has no SfM points (captures with a COLMAP model or a point cloud)"),
     ),
     ColorMode(
         "consistency", "Multi-view error",

@@ -36,12 +36,14 @@ from torch import Tensor
 from dsviewer.depth_metrics import abs_rel
 from dsviewer.geometry.projection import camera_rays, pixel_centers
 from dsviewer.viewer.layers import Cameras, valid_depth
+from dsviewer.viewer.session.specs import GT_NAME, RESERVED_NAMES, SFM_NAME, unique_names
+
+__all__ = ["GT_NAME", "RESERVED_NAMES", "SFM_NAME", "unique_names"]  # the GUI imports them here
 
 if TYPE_CHECKING:
-    from dsviewer.viewer.pipeline import LoadedScene
-    from dsviewer.viewer.runs import Run
+    from dsviewer.viewer.session.loaded import LoadedScene
+    from dsviewer.viewer.session.runs import Run
 
-GT_NAME = "gt"
 SNAP_PIXELS = 1e-6  # sample positions this close to a pixel centre read that pixel alone
 SHARED_CENTER = 1e-9  # centres closer than this (times b's depth) are one centre
 MAX_STEPS = 256  # steps along a ray's image in b (at most one pixel each, up to this many)
@@ -72,22 +74,18 @@ def gt_source(loaded: LoadedScene) -> DepthSource | None:
     return DepthSource(GT_NAME, layers.context, layers.gt_depth, layers.gt_points)
 
 
+def sfm_source(loaded: LoadedScene) -> DepthSource | None:
+    """The capture's SfM points as a sparse depth, named ``sfm``: each observation at the pixel
+    that holds it (``sfm_layer.py``), invalid elsewhere; None without SfM points."""
+    sfm = loaded.layers.sfm
+    if sfm is None or sfm.count == 0:
+        return None
+    return DepthSource(SFM_NAME, loaded.layers.context, sfm.depth_map, sfm.points_map)
+
+
 def has_gt(runs: Sequence[Run]) -> bool:
     """Whether any run's scene has GT depth to compare with (B = ``gt``)."""
     return any(gt_source(run.loaded) is not None for run in runs)
-
-
-def unique_names(names: Sequence[str], reserved: Sequence[str] = (GT_NAME,)) -> list[str]:
-    """``names`` made unique in order (``m``, ``m-2``, ``m-3``, ...), never one of ``reserved``."""
-    taken = set(reserved)
-    unique = []
-    for name in names:
-        candidate, n = name, 2
-        while candidate in taken:
-            candidate, n = f"{name}-{n}", n + 1
-        taken.add(candidate)
-        unique.append(candidate)
-    return unique
 
 
 def matching_views(a: Cameras, b: Cameras) -> list[int | None]:

@@ -2,19 +2,22 @@
 
 Only the standard library, tyro and the column table are imported at module level, so
 ``dsviewer eval --help`` answers at once; torch and the model load after parsing. The work is
-:func:`dsviewer.viewer.evaluation.runner.run_evaluation`.
+:func:`dsviewer.viewer.evaluation.runner.run_evaluation`, which takes an
+:class:`~dsviewer.viewer.evaluation.job.EvalJob` (run spec and settings), not these options.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import tyro
 
 from dsviewer.viewer.evaluation.columns import METRIC_NAMES  # light: the column table only
+from dsviewer.viewer.evaluation.job import EvalJob, EvalUsageError  # light: dataclasses
+from dsviewer.viewer.options import RunOptions
 
 SortColumn = Literal[("auto", *METRIC_NAMES)]  # type: ignore[valid-type]
 
@@ -30,30 +33,14 @@ thumbnails and the command that opens each scene in dsviewer). A rerun resumes.
 
 
 @dataclass
-class EvalOptions:
-    """Evaluate a checkpoint over a whole test set."""
-
-    ckpt: Path | None = None
-    """The DepthSplat checkpoint to evaluate (.pth / .ckpt / .safetensors)."""
+class EvalOptions(RunOptions):
+    """Evaluate a checkpoint over a whole test set (--scene: only these scenes)."""
 
     out: Path | None = None
     """Folder for scenes.csv, summary.json, report.html and the per-scene records."""
 
-    data_root: Annotated[list[Path], tyro.conf.UseAppendAction] = field(default_factory=list)
-    """A dataset root (chunks and index.json); repeat the flag for several."""
-
-    index: Path | None = None
-    """Evaluation index JSON: its keys are the scenes, its entries their views (null: skipped).
-    Without it, every key of the data roots is evaluated."""
-
-    scene: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
-    """Evaluate only this scene (key, capture folder or synthetic:<seed>); repeatable."""
-
     force: bool = False
     """Evaluate every scene again (by default scenes with a result in --out are skipped)."""
-
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where the model runs; under torchrun each rank takes the GPU of its local rank."""
 
     threads: int | None = None
     """Torch CPU threads per process; default: the node's cores split among its ranks."""
@@ -68,11 +55,28 @@ class EvalOptions:
     thumbnails: int = 500
     """Embed thumbnails in report.html for this many rows from the top (they set its size)."""
 
-    config: Path | None = None
-    """Model preset YAML; default: recognised from the checkpoint."""
+    def check_flags(self) -> None:
+        """The command line's checks (run once, on rank 0, by the evaluation)."""
+        if not self.ckpt or self.out is None:
+            raise EvalUsageError("--ckpt FILE and --out DIR are required (see dsviewer eval "
+                                 "--help).")  # fmt: skip
+        if len(self.ckpt) > 1:
+            raise EvalUsageError(f"dsviewer eval evaluates one checkpoint; {len(self.ckpt)} "
+                                 "--ckpt were given. Run it once per checkpoint, each with its "
+                                 "own --out.")  # fmt: skip
+        self.check(need_scene=False)  # without --scene, the index's or the roots' keys
 
-    depthsplat_repo: Path | None = None
-    """Run your own DepthSplat checkout's code instead of the built-in model (docs/backends.md)."""
+    def job(self) -> EvalJob:
+        """What the evaluation library takes."""
+        from dsviewer.viewer.session.specs import RunSpec
+
+        specs = self.run_specs()
+        return EvalJob(
+            run=specs[0] if specs else RunSpec(Path()), settings=self.session_settings(),
+            out=Path(self.out or ""), scenes=tuple(self.scene), force=self.force,
+            threads=self.threads, max_target_views=self.max_target_views, sort_by=self.sort_by,
+            thumbnails=self.thumbnails,
+        )  # fmt: skip
 
 
 def parse_args(argv: Sequence[str] | None) -> EvalOptions:
@@ -93,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dsviewer.viewer.evaluation.runner import run_evaluation
 
         try:
-            return run_evaluation(options)
+            return run_evaluation(options.job(), check=options.check_flags)
         except (KeyboardInterrupt, Terminated):
             if os.environ.get("RANK", "0") not in ("", "0"):
                 return EXIT_INTERRUPTED  # under torchrun, rank 0 alone says "interrupted"

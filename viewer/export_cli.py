@@ -7,25 +7,26 @@ Every output folder is checked (writable, not the current folder, holding nothin
 written as one transaction. The files themselves are described in :mod:`dsviewer.viewer.export`;
 with
 several ``--ckpt`` each model is loaded once, runs on every scene, and a scene's folder is the
-comparison of :mod:`dsviewer.viewer.export.compare_files`.
+comparison of :mod:`dsviewer.viewer.export.compare_files`. The work is
+:func:`dsviewer.viewer.export.batch.export_scenes`, which takes run specs and settings.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import tyro
 
 from dsviewer.errors import InputError
-from dsviewer.viewer.options import SceneOptions
+from dsviewer.viewer.options import RunOptions
 
 
 @dataclass
-class ExportOptions(SceneOptions):
+class ExportOptions(RunOptions):
     """Export PLY comparisons, an offline HTML scene, panels and metrics for one or more scenes."""
 
     out: Path | None = None
@@ -36,9 +37,6 @@ class ExportOptions(SceneOptions):
     overwrite: bool = False
     """Replace an earlier export in the output folder as a whole (never mixed with the new
     files). A folder holding other files is refused, flag or not."""
-
-    scene: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
-    """Scene spec: a dataset key, a capture folder or synthetic:<seed>; repeat for several."""
 
     all_from_index: bool = False
     """Export every scene key of --index that has views there (null entries are skipped)."""
@@ -99,16 +97,6 @@ def scene_folders(out: Path, specs: Sequence[str]) -> dict[str, Path]:
     return folders
 
 
-def model_runs(checkpoints: Sequence[Path]) -> dict[str, Path]:
-    """Run name -> checkpoint: the file stems made unique, in the order given. A file given
-    twice is two runs of one loaded model."""
-    from dsviewer.viewer.compare import unique_names
-    from dsviewer.viewer.runs import model_path
-
-    paths = [model_path(checkpoint) for checkpoint in checkpoints]
-    return dict(zip(unique_names([Path(c).stem for c in checkpoints]), paths))
-
-
 def parse_args(argv: Sequence[str] | None) -> ExportOptions:
     return tyro.cli(ExportOptions, args=list(argv) if argv is not None else None,
                     prog="dsviewer export")  # fmt: skip
@@ -119,18 +107,15 @@ def check_options(options: ExportOptions) -> dict[str, Path]:
     from dsviewer.viewer.export import refuse_existing
     from dsviewer.viewer.export.layout import holds_one_export
     from dsviewer.viewer.export.transaction import check_writable, recover
-    from dsviewer.viewer.pipeline import resolve_demo
 
     if options.demo:
-        resolve_demo(options)
+        options.use_demo()
     if options.out is None:
         raise ExportUsageError("--out DIR is required: the folder to write the files into.")
     if not options.ckpt:
         raise ExportUsageError("--ckpt FILE is required: the DepthSplat checkpoint to run (or "
                                "--demo for the bundled model and scenes).")  # fmt: skip
-    for checkpoint in options.ckpt:
-        if not Path(checkpoint).is_file():
-            raise ExportUsageError(f"--ckpt {checkpoint} does not exist or is not a file.")
+    options.check(need_scene=False)  # scenes may come from --all-from-index
     folders = scene_folders(Path(options.out), scene_specs(options))
     if len(folders) > 1 and holds_one_export(Path(options.out)):
         raise ExportUsageError(
@@ -145,70 +130,29 @@ def check_options(options: ExportOptions) -> dict[str, Path]:
 
 
 def run(options: ExportOptions) -> int:
-    """Export every scene; 0, or 1 when some scenes failed (each failure is reported).
-
-    Scenes are resolved once (:func:`dsviewer.viewer.evaluation.plan.plan_scenes`, linear in the
-    number
-    of keys) and shown on one progress bar, as ``dsviewer eval`` does.
-    """
-    from dataclasses import replace
-
+    """Export every scene; 0, or 1 when some scenes failed (each failure is reported)."""
     from rich.console import Console
 
-    from dsviewer.viewer.errors import EXIT_USER_ERROR, is_user_error
+    from dsviewer.viewer.analysis import AnalysisSettings
+    from dsviewer.viewer.errors import EXIT_USER_ERROR
     from dsviewer.viewer.escape import escape_rich
-    from dsviewer.viewer.evaluation.loading import SceneLoader
-    from dsviewer.viewer.evaluation.plan import plan_scenes
-    from dsviewer.viewer.evaluation.progress import SceneProgress
+    from dsviewer.viewer.export import ExportSettings
+    from dsviewer.viewer.export.batch import export_scenes
+    from dsviewer.viewer.session.loaded import print_notes
 
     folders = check_options(options)
     console = Console(stderr=True)
-    plan = plan_scenes(options.data_root, options.index, list(folders))
-    # Explicit views win over the evaluation index (and are named as the source of bad frames).
-    if options.context is not None:
-        plan.scenes = [replace(s, context=tuple(options.context)) for s in plan.scenes]
-    if options.target is not None:
-        plan.scenes = [replace(s, target=tuple(options.target)) for s in plan.scenes]
-    if options.context is not None or options.target is not None:
-        plan.scenes = [replace(s, frames_from="--context/--target") for s in plan.scenes]
-
-    from dsviewer.viewer.analysis import AnalysisSettings
-    from dsviewer.viewer.export import ExportSettings, export_scene
-    from dsviewer.viewer.export.compare_files import export_comparison
-    from dsviewer.viewer.pipeline import ModelSession, print_notes
-
     settings = ExportSettings(analysis=AnalysisSettings(
         consistency_threshold=options.consistency_threshold,
         consistency_occlusions=options.consistency_occlusions,
     ))  # fmt: skip
-    failures = [(scene.key, scene.missing) for scene in plan.missing]
-    runs = model_runs(options.ckpt)
-    # One model load per checkpoint file, every model kept for all scenes.
-    checkpoints = dict.fromkeys(runs.values())  # distinct, in order
-    sessions = {path: ModelSession(options, checkpoint=path) for path in checkpoints}
-    loader = SceneLoader(next(iter(sessions.values())).backend.preprocess)
-    with SceneProgress(len(plan.available), "Exporting", console=console) as progress:
-        for planned in progress.track(plan.available):
-            try:
-                loaded = []
-                for name, path in runs.items():
-                    session = sessions[path]
-                    views = loader.load(planned, session.backend.preprocess)
-                    loaded.append(session.run(views, run_name=name if len(runs) > 1 else None))
-                if len(loaded) == 1:
-                    export_scene(folders[planned.key], loaded[0], settings,
-                                 overwrite=options.overwrite)  # fmt: skip
-                else:
-                    export_comparison(folders[planned.key], loaded, settings,
-                                      overwrite=options.overwrite)  # fmt: skip
-            except Exception as error:
-                if not is_user_error(error):
-                    raise  # a bug: the boundary logs its traceback (exit 1)
-                failures.append((planned.key, str(error)))  # bad input fails this scene alone
-                progress.failed()
-                continue
-            print_notes(console, [note for run in loaded for note in run.notes],
-                        planned.key if len(folders) > 1 else None)
+
+    def written(key: str, runs) -> None:
+        print_notes(console, [note for run in runs for note in run.notes],
+                    key if len(folders) > 1 else None)  # fmt: skip
+
+    failures = export_scenes(folders, options.run_specs(), options.session_settings(), settings,
+                             overwrite=options.overwrite, console=console, written=written)
     for spec, message in failures:
         console.print(f"[bold red]{escape_rich(spec)}:[/bold red] {escape_rich(message)}")
     if failures:

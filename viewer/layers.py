@@ -22,6 +22,7 @@ from dsviewer.dataset.types import SceneViews, ViewSet
 from dsviewer.geometry.projection import unproject_depth
 from dsviewer.geometry.similarity import Similarity
 from dsviewer.model.types import Gaussians, Prediction
+from dsviewer.viewer.sfm_layer import SfmSamples, sfm_samples
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Cameras:
     near: Tensor  # [V] user units
     far: Tensor  # [V] user units
     camera_models: tuple[str, ...] | None = None
+    image_names: tuple[str, ...] | None = None  # the image files as the source lists them
 
     @property
     def num_views(self) -> int:
@@ -75,6 +77,7 @@ class Layers:
     gt_depth: Tensor | None = None  # [V, H, W], 0 where unknown
     gt_points: Tensor | None = None  # [V, H, W, 3]
     gaussians: Gaussians | None = None  # B = 1, N = V * H * W in (v, h, w) order when aligned
+    sfm: SfmSamples | None = None  # the capture's SfM reference (sfm_layer.py)
 
     @property
     def num_views(self) -> int:
@@ -117,6 +120,7 @@ def cameras_in_user_frame(views: ViewSet, to_user: Similarity) -> Cameras:
         near=to_user.lengths(views.near.float().cpu()),
         far=to_user.lengths(views.far.float().cpu()),
         camera_models=views.camera_models,
+        image_names=views.image_names,
     )
 
 
@@ -132,6 +136,7 @@ def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
     target = None if scene.target is None else cameras_in_user_frame(scene.target, to_user)
     coarse_depth = to_user.lengths(prediction.coarse_depth())
     final_depth = to_user.lengths(prediction.final_depth.float().cpu())
+    H, W = final_depth.shape[-2:]
     K = context.intrinsics
     T = context.T_world_cam.float()
 
@@ -163,6 +168,8 @@ def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
         gt_depth=gt_depth,
         gt_points=gt_points,
         gaussians=gaussians,
+        sfm=None if scene.context.sfm is None else sfm_samples(scene.context.sfm, to_user,
+                                                                (H, W)),
     )
 
 

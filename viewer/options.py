@@ -1,7 +1,11 @@
-"""Command-line options shared by ``dsviewer`` and ``dsviewer export``.
+"""Command-line options: :class:`RunOptions`, which every command includes, and the viewer's own.
 
-Plain dataclasses; their field docstrings become the ``--help`` text (tyro reads them). Nothing
-heavy is imported here so that ``--help`` stays instant.
+Plain dataclasses; their field docstrings become the ``--help`` text (tyro reads them). A
+command includes the run options by subclassing :class:`RunOptions` (``dsviewer``,
+``dsviewer export``, ``dsviewer eval``), checks them with :meth:`RunOptions.check` (the one
+place the checkpoint and the other run flags are judged) and hands the libraries what they
+mean: :meth:`RunOptions.run_specs` and :meth:`RunOptions.session_settings`. Nothing heavy is
+imported here so that ``--help`` stays instant.
 """
 
 from __future__ import annotations
@@ -12,18 +16,43 @@ from typing import Annotated, Literal
 
 import tyro  # light (~0.1 s); the field docstrings below are its --help text
 
+from dsviewer.errors import InputError
+from dsviewer.viewer.session.specs import MIN_VIEWS, RunSpec, SessionSettings, model_path
+
+
+class MissingOptionError(InputError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"--{name} is required (or pass --demo to open the bundled demo). "
+            "Run `dsviewer --help` for the options."
+        )
+
+
+class CheckpointMissingError(InputError, FileNotFoundError):
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"The checkpoint {path} does not exist. Pass the path of a released DepthSplat "
+            "checkpoint (e.g. --ckpt pretrained/depthsplat-gs-base-re10k-256x256-view2-"
+            "ca7b6795.pth), or --demo for the bundled one."
+        )
+
+
+class RunOptionsError(InputError):
+    """Run flags that cannot be used together or as given."""
+
 
 @dataclass
-class SceneOptions:
-    """Which model runs on which scene and views."""
+class RunOptions:
+    """Which model runs on which scene, views and depth range (every command has these)."""
 
     ckpt: Annotated[list[Path], tyro.conf.UseAppendAction] = field(default_factory=list)
-    """Checkpoint file (.pth / .safetensors) of a released DepthSplat model; give the flag
-    again for more models: each becomes a run of the same scene, to compare."""
+    """Checkpoint file (.pth / .ckpt / .safetensors) of a DepthSplat model. dsviewer and
+    export take the flag again for more models (each a run of the same scene, to compare); eval
+    takes one."""
 
-    scene: str | None = None
-    """Dataset scene key (e.g. RealEstate10K), capture folder (COLMAP/transforms.json) or
-    synthetic:N."""
+    scene: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
+    """Scene: a dataset key (e.g. RealEstate10K), a capture folder (COLMAP/transforms.json) or
+    synthetic:<seed>; repeat the flag for several."""
 
     data_root: Annotated[list[Path], tyro.conf.UseAppendAction] = field(default_factory=list)
     """Dataset root holding chunks and index.json; give the flag once per root."""
@@ -32,25 +61,110 @@ class SceneOptions:
     """Evaluation index JSON that fixes context/target views per scene key."""
 
     context: list[int] | None = None
-    """Context view indices (frames of the scene); default: the evaluation index or the preset."""
+    """Context view indices (frames of the scene); default: the evaluation index, else chosen
+    (by COLMAP covisibility for captures)."""
 
     target: list[int] | None = None
-    """Target view indices shown as extra cameras; default: the evaluation index, if any."""
+    """Target view indices (held-out cameras); default: the evaluation index, else frames near
+    the context."""
+
+    views: int | None = None
+    """Number of context views to choose when --context is not given (at least 2); default: the
+    checkpoint's preset."""
+
+    near: float | None = None
+    """Near plane in the scene's own units (a capture's units; converted like the capture);
+    default: the checkpoint's."""
+
+    far: float | None = None
+    """Far plane in the scene's own units; default: the checkpoint's."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where the model runs; auto picks CUDA when available."""
+    """Where the model runs; auto picks CUDA when available (under torchrun, eval's ranks take
+    the GPU of their local rank)."""
+
+    config: Path | None = None
+    """Model preset YAML (configs/checkpoints/*.yaml); default: recognised from the checkpoint."""
 
     depthsplat_repo: Path | None = None
     """Run your own DepthSplat checkout's code (a fork, say) instead of the built-in model; see
     docs/backends.md (``dsviewer patch-depthsplat PATH`` adds what it must expose)."""
 
-    config: Path | None = None
-    """Model preset YAML (configs/checkpoints/*.yaml); default: recognised from the checkpoint."""
+    def check(self, need_scene: bool = True) -> None:
+        """Every run flag judged once, before anything heavy: the checkpoints and files exist,
+        the views and planes make sense. Raises a user error naming the flag."""
+        if not self.ckpt:
+            raise MissingOptionError("ckpt")
+        if need_scene and not self.scene:
+            raise MissingOptionError("scene")
+        for checkpoint in self.ckpt:
+            if not Path(checkpoint).is_file():
+                raise CheckpointMissingError(Path(checkpoint))
+        for root in self.data_root:
+            if not Path(root).exists():
+                raise FileNotFoundError(
+                    f"The data root {root} does not exist. Pass the folder holding the "
+                    "dataset's chunks and index.json with --data-root."
+                )
+        config = self.config
+        if config is not None and Path(config).suffix in (".yaml", ".yml") \
+                and not Path(config).is_file():  # a preset name is the preset reader's to judge
+            raise RunOptionsError(f"--config {config} does not exist or is not a file; give a "
+                                  "model preset YAML (configs/checkpoints/*.yaml).")  # fmt: skip
+        self._check_views_and_planes()
+
+    def _check_views_and_planes(self) -> None:
+        if self.views is not None:
+            if self.views < MIN_VIEWS:
+                raise RunOptionsError(f"--views {self.views}: DepthSplat needs at least "
+                                      f"{MIN_VIEWS} context views.")  # fmt: skip
+            if self.context is not None and len(self.context) != self.views:
+                raise RunOptionsError(
+                    f"--views {self.views} and --context {' '.join(map(str, self.context))} "
+                    f"({len(self.context)} frames) disagree; give one of them."
+                )
+        for flag, value in (("--near", self.near), ("--far", self.far)):
+            if value is not None and not 0 < value < float("inf"):
+                raise RunOptionsError(f"{flag} {value}: give a positive finite distance in the "
+                                      "scene's units.")  # fmt: skip
+        if self.near is not None and self.far is not None and self.near >= self.far:
+            raise RunOptionsError(f"--near {self.near} must be below --far {self.far}.")
+
+    def run_specs(self) -> list[RunSpec]:
+        """One run per ``--ckpt``, in order, with the view count and planes given (the context
+        frames are the session's: every run without its own uses them)."""
+        return [RunSpec(model_path(checkpoint), near=self.near, far=self.far, views=self.views,
+                        units="user") for checkpoint in self.ckpt]  # fmt: skip
+
+    def session_settings(self) -> SessionSettings:
+        """How the models open and where scenes are found."""
+        return SessionSettings(
+            data_root=tuple(Path(r) for r in self.data_root), index=self.index,
+            context=None if self.context is None else tuple(self.context),
+            target=None if self.target is None else tuple(self.target), device=self.device,
+            config=self.config, depthsplat_repo=self.depthsplat_repo,
+            sfm_max_error=self.sfm_max_error,
+        )  # fmt: skip
+
+    def use_demo(self) -> None:
+        """Fill the model and scenes from the bundled demo (``viewer/assets``): the demo scenes
+        unless some are named. Raises the assets' ``DemoAssetsMissingError`` (a
+        FileNotFoundError) with instructions when the files are not installed."""
+        from dsviewer.viewer.assets import demo_checkpoint, demo_data_root, demo_scene_keys
+
+        self.ckpt = [demo_checkpoint()]
+        self.data_root = [demo_data_root(), *self.data_root]
+        self.scene = self.scene or demo_scene_keys()
+
+    sfm_max_error: float = 2.0  # dataset.sfm.DEFAULT_MAX_ERROR (not imported: --help stays fast)
+    """Captures: SfM points whose mean reprojection error exceeds this many pixels are left out
+    of the SfM reference depth."""
 
 
 @dataclass
-class ViewerOptions(SceneOptions):
-    """Options of the live viewer (``dsviewer``)."""
+class ViewerOptions(RunOptions):
+    """Options of the live viewer (``dsviewer``): the first --scene is shown, the others are
+    offered in the GUI's scene switcher."""
 
     host: str = "127.0.0.1"
     """Interface to bind. The default is local only; pass 0.0.0.0 to share on your network."""
@@ -70,3 +184,10 @@ class ViewerOptions(SceneOptions):
 
     scenes: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
     """Another scene spec offered in the GUI's scene switcher."""
+
+    def use_demo(self) -> None:
+        """The demo, with every demo scene offered in the switcher (also beside a --scene)."""
+        from dsviewer.viewer.assets import demo_scene_keys
+
+        super().use_demo()
+        self.scenes = [*self.scenes, *(k for k in demo_scene_keys() if k not in self.scene)]

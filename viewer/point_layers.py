@@ -89,6 +89,16 @@ _LAYERS = (
         color=(0, 158, 115),
     ),
     PointLayer(
+        "sfm", "SfM points",
+        "The capture's SfM points each context view observed, at their 3D positions in their "
+        "own colour (captures with a COLMAP model or a point cloud): the reference of the SfM "
+        "metrics.",
+        lambda layers: None if layers.sfm is None else layers.sfm.points_map,
+        lambda layers: None if layers.sfm is None else layers.sfm.depth_map,
+        color=(213, 94, 0),
+        image_colors=lambda layers: None if layers.sfm is None else layers.sfm.rgb_map,
+    ),
+    PointLayer(
         "centers", "Gaussian centres",
         "The centres of the predicted pixel-aligned Gaussians, in their DC colour.",
         _gaussian_centers, _gaussian_center_depth, color=(240, 228, 66),

@@ -48,7 +48,6 @@ from dsviewer.errors import SetupError
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from dsviewer.dataset.preprocess import PreprocessSettings
     from dsviewer.dataset.types import ViewSet
     from dsviewer.model.config import DepthSplatConfig
     from dsviewer.model.types import Prediction
@@ -95,19 +94,6 @@ def check_checkout(repo: Path) -> None:
         )
     if not exposes_maps(repo):
         raise DepthSplatRepoError(exposure_instructions(repo))
-
-
-def checkpoint_settings(
-    checkpoint: Path, config: str | Path | None
-) -> tuple[DepthSplatConfig, PreprocessSettings, list[str]]:
-    """Architecture, preprocessing and warnings of a checkpoint, chosen as for the built-in
-    model (``config``, the file's embedded settings, the preset named after it, the shapes).
-    """
-    from dsviewer.backends.presets import resolve_settings
-    from dsviewer.model.checkpoint_file import read_checkpoint
-
-    settings, warnings = resolve_settings(read_checkpoint(checkpoint), Path(checkpoint), config)
-    return settings.architecture, settings.preprocess, warnings
 
 
 def _run_name(checkpoint: Path, repo: Path) -> str:
@@ -186,7 +172,9 @@ class ExtensionBackend:
         config: str | Path | None = None,
         python: str = sys.executable,
     ):
+        from dsviewer.backends.presets import resolve_settings
         from dsviewer.model import CheckpointError
+        from dsviewer.model.checkpoint_file import read_checkpoint
 
         start = time.perf_counter()
         self.checkpoint = Path(checkpoint)
@@ -194,7 +182,10 @@ class ExtensionBackend:
         self.device = device
         self.name = _run_name(self.checkpoint, self.repo)
         check_checkout(self.repo)
-        model_config, self.preprocess, self.warnings = checkpoint_settings(self.checkpoint, config)
+        # the settings as the built-in model chooses them (the one resolution, presets.py)
+        settings, self.warnings = resolve_settings(read_checkpoint(self.checkpoint),
+                                                   self.checkpoint, config)  # fmt: skip
+        model_config, self.preprocess = settings.architecture, settings.preprocess
         if not model_config.is_released_width:
             raise CheckpointError(
                 f"{self.checkpoint} has reduced widths ({model_config.architecture}); only the "

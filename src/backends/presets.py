@@ -31,7 +31,7 @@ from dsviewer.dataset.preprocess import PreprocessSettings
 from dsviewer.dataset.settings import read_settings_file, settings_from_dict
 from dsviewer.errors import InputError
 from dsviewer.io.text_formats import MalformedTextError, parse_yaml
-from dsviewer.model.checkpoint import DepthSplat, build_model, config_from_shapes, nonfinite_warning
+from dsviewer.model.checkpoint import DepthSplat, build_model, file_architecture, nonfinite_warning
 from dsviewer.model.checkpoint_file import (
     CONFIG_ENTRY,
     CheckpointError,
@@ -186,16 +186,11 @@ def preprocess_from_legacy(run: dict[str, Any], source: str) -> PreprocessSettin
 # --- checkpoints --------------------------------------------------------------------------------
 
 
-def _default_settings(raw: RawCheckpoint, path: Path, architecture: DepthSplatConfig | None
-                      ) -> tuple[CheckpointSettings, str]:
+def _default_settings(raw: RawCheckpoint, path: Path) -> tuple[CheckpointSettings, str]:
     """Settings when the file brings no preprocessing and no preset is named after it."""
     base = DATASET_PRESET_DIR / f"{DEFAULT_DATASET_PRESET}.yaml"
     preprocess = preprocess_from_section({DATASET_PRESET_KEY: DEFAULT_DATASET_PRESET}, str(base))
-    if architecture is None:
-        architecture = config_from_shapes(raw, path)
-        origin = "architecture read off the shapes"
-    else:
-        origin = "architecture embedded in the file"
+    architecture, origin = file_architecture(raw, path)  # embedded, else read off the shapes
     warning = (
         f"{path.name} carries no preprocessing settings and no preset is named after it: "
         f"{origin} ({architecture.architecture}), preprocessing from {base.name} "
@@ -234,14 +229,14 @@ def resolve_settings(raw: RawCheckpoint, path: Path, preset: str | Path | None =
             preprocess = load_preset(named).preprocess
             origin = f"architecture embedded in the file, preprocessing from preset {named}"
         else:
-            settings, warning = _default_settings(raw, path, embedded.architecture)
+            settings, warning = _default_settings(raw, path)
             return settings, [warning]
         checkpoint = (embedded.legacy_run or {}).get("checkpoint")
         return CheckpointSettings(embedded.architecture, preprocess, origin,
                                   checkpoint if isinstance(checkpoint, str) else None), []
     if named.is_file():
         return load_preset(named), []
-    settings, warning = _default_settings(raw, path, None)
+    settings, warning = _default_settings(raw, path)
     return settings, [warning]
 
 

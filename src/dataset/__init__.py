@@ -62,10 +62,10 @@ def load_scene(
 
     Args:
         spec: a dataset key (looked up in ``data_roots``), a capture folder (images plus
-            ``transforms.json``, NeRF-synthetic ``transforms_{train,val,test}.json`` or a COLMAP
-            model), one transforms JSON file (e.g. ``lego/transforms_test.json`` for one
-            split), or ``synthetic:<seed>`` (rendered on the fly at ``settings.image_shape``
-            with 24 frames and GT depth).
+            ``transforms.json``, NeRF-synthetic ``transforms_{train,val,test}.json``, a COLMAP
+            model or workspace, or LLFF's ``poses_bounds.npy``), one transforms JSON file
+            (e.g. ``lego/transforms_test.json`` for one split), or ``synthetic:<seed>``
+            (rendered on the fly at ``settings.image_shape`` with 24 frames and GT depth).
         settings: what the checkpoint expects (image shape, near/far, patch multiple, ...).
         data_roots: dataset roots holding chunks and ``index.json``, searched in order.
         index_path: the official evaluation index JSON choosing context/target per key.
@@ -77,7 +77,8 @@ def load_scene(
     Returns:
         The scene; ``notes`` lists what the user should know (codes in ``notes.py``,
         ``capture.py``, ``view_choice.py``), ``ViewSet.camera_models`` the source camera model
-        of each view.
+        of each view, ``ViewSet.image_names`` its image file, ``depth_bounds_hint`` the depth
+        bounds the capture states (LLFF).
 
     Raises:
         SceneError (a ValueError) or FileNotFoundError subclasses with a readable message.

@@ -11,7 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import PANORAMA_ADVICE, IntrinsicsError, UnsupportedCameraError
+from .errors import (
+    PANORAMA_ADVICE,
+    ImplausibleCameraError,
+    IntrinsicsError,
+    UnsupportedCameraError,
+)
 
 # COLMAP model id -> (name, parameter names), as in COLMAP's sensor/models.h.
 CAMERA_MODELS: dict[int, tuple[str, tuple[str, ...]]] = {
@@ -43,6 +48,9 @@ SPHERICAL_MODELS = ("EQUIRECTANGULAR",)
 FISHEYE_PROJECTION = ("OPENCV_FISHEYE", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE",
                       "THIN_PRISM_FISHEYE", "RAD_TAN_THIN_PRISM_FISHEYE", "SIMPLE_FISHEYE",
                       "FISHEYE")
+PLAUSIBLE_FOV_DEGREES = (1.0, 170.0)
+"""Fields of view (2 atan(size / 2f), per axis) outside this range are no camera a capture
+was taken with: a focal length in the wrong unit (normalized, millimetres) or a broken file."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,22 @@ class Camera:
             head = (fx * sx, fy * sy, cx * sx, cy * sy)
         return Camera(self.model, width, height, head + self.distortion)
 
+    def downscaled(self, factor: int) -> Camera:
+        """The camera of the images a capture tool shrank by ``factor`` (``images_<k>``
+        folders): focal lengths and principal point divided by ``factor``, the size truncated,
+        as nerfstudio's ``rescale_output_resolution`` and LLFF's ``minify`` do."""
+        fx, fy, cx, cy = (v / factor for v in self.pinhole)
+        head = (fx, cx, cy) if PARAMETERS[self.model][0] == "f" else (fx, fy, cx, cy)
+        return Camera(self.model, max(1, self.width // factor), max(1, self.height // factor),
+                      head + self.distortion)
+
+    @property
+    def fov_degrees(self) -> tuple[float, float]:
+        """Horizontal and vertical field of view of the pinhole ``(fx, fy)``, in degrees."""
+        fx, fy, _, _ = self.pinhole
+        return (math.degrees(2 * math.atan(self.width / (2 * fx))),
+                math.degrees(2 * math.atan(self.height / (2 * fy))))
+
 
 def make_camera(model: str, width: int, height: int, params: list[float] | tuple[float, ...],
                 source: str, where: str) -> Camera:
@@ -110,6 +134,11 @@ def make_camera(model: str, width: int, height: int, params: list[float] | tuple
         if fx <= 0 or fy <= 0:
             raise IntrinsicsError(source, where, f"focal length fx={fx:g}, fy={fy:g}; it must "
                                   "be positive")
+        low, high = PLAUSIBLE_FOV_DEGREES
+        fov_x, fov_y = camera.fov_degrees
+        if not (low <= fov_x <= high and low <= fov_y <= high):
+            raise ImplausibleCameraError(source, where, fx, fy, camera.width, camera.height,
+                                         fov_x, fov_y, PLAUSIBLE_FOV_DEGREES)
     return camera
 
 

@@ -1,10 +1,13 @@
-"""A user's own capture (images + COLMAP or transforms.json cameras) to :class:`SceneViews`.
+"""A user's own capture (images + COLMAP, transforms.json or LLFF cameras) to
+:class:`SceneViews`.
 
 Frame numbers (``--context``/``--target``, ``ViewSet.index``, ``--anchor``) count every frame
-the camera file lists, in natural name order (``r_2`` before ``r_10``), **including frames
-whose image is missing** on disk: restoring a file never renumbers the others. Missing frames
-are skipped by the default view choice (note ``frames_missing``); asking for one explicitly is
-an error naming it.
+the camera file lists, in natural name order (``r_2`` before ``r_10``; LLFF keeps its own
+sorted order, ``llff.py``), **including frames whose image is missing** on disk: restoring a
+file never renumbers the others. Missing frames are skipped by the default view choice (note
+``frames_missing``); asking for one explicitly is an error naming it. A photo listed in several
+split files counts once. ``ViewSet.image_names`` keeps each view's image as the file lists it;
+depth bounds a camera file states (LLFF) become ``SceneViews.depth_bounds_hint``.
 
 Each chosen image is decoded (``images.py``), its camera scaled to the decoded size (images
 resized after SfM, or reduced at decode), undistorted to COLMAP's pinhole when its model has
@@ -32,14 +35,16 @@ import torch
 
 from ..geometry.similarity import Similarity
 from .capture_frame import Capture
-from .colmap import find_model, read_colmap
+from .colmap import read_colmap
+from .colmap_layout import find_model, find_workspace
 from .errors import CaptureFormatError, MissingFramesError, frames_text
 from .images import read_image
+from .llff import POSES_BOUNDS, llff_bounds, read_llff
 from .nerfstudio import read_transforms, transforms_files
 from .notes import decode_notes, selection_notes
 from .preprocess import PreprocessSettings, check_poses, preprocess_views
 from .sfm import DEFAULT_MAX_ERROR, sfm_reference
-from .types import SceneNote, SceneViews
+from .types import DepthBoundsHint, SceneNote, SceneViews
 from .undistort import radial_fold, undistort_image
 from .view_choice import camera_spacing, choose_context, choose_targets
 from .views import ViewSelection, check_frames, evenly_spaced
@@ -69,20 +74,52 @@ class CaptureOptions:
 
 
 def read_capture(path: Path) -> Capture:
-    """A capture folder (``transforms.json``, Blender split files or a COLMAP model), or one
-    transforms JSON file."""
+    """A capture folder (``transforms.json``, Blender split files, a COLMAP model or
+    workspace, or LLFF's ``poses_bounds.npy``), or one transforms JSON file."""
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".json":
         return read_transforms(path.parent, [path])
     if not path.is_dir():
         raise FileNotFoundError(f"The capture folder {path} does not exist. Pass a folder "
-                                "with images and a transforms.json or a COLMAP sparse model.")
+                                "with images and a transforms.json, a COLMAP sparse model or "
+                                f"LLFF's {POSES_BOUNDS}.")
     if transforms_files(path):
         return read_transforms(path)
-    if find_model(path) is not None:
-        return read_colmap(path)
+    if find_model(path) is not None or find_workspace(path) is not None:
+        capture = read_colmap(path)
+        bounds = llff_bounds(capture.folder)  # imgs2poses leaves it beside its model
+        for frame in capture.frames:
+            frame.depth_bounds = bounds.get(frame.name)
+        if bounds:
+            capture.bounds_source = POSES_BOUNDS
+        return capture
+    if (path / POSES_BOUNDS).is_file():
+        return read_llff(path)
     raise CaptureFormatError(path, "neither transforms.json (or transforms_train/val/test.json) "
-                             "nor a COLMAP model was found")
+                             f"nor a COLMAP model nor LLFF's {POSES_BOUNDS} was found")
+
+
+def depth_bounds_hint(
+    capture: Capture, context: list[int], world_from_model: Similarity,
+    settings: PreprocessSettings,
+) -> tuple[DepthBoundsHint | None, list[SceneNote]]:
+    """The bounds the camera file states for the context frames, and a note comparing them
+    with the checkpoint's planes in the model's units."""
+    bounds = [capture.frames[i].depth_bounds for i in context]
+    if capture.bounds_source is None or any(b is None for b in bounds):
+        return None, []
+    hint = DepthBoundsHint(tuple(b[0] for b in bounds), tuple(b[1] for b in bounds),
+                           capture.bounds_source)
+    near, far = hint.span
+    scale = world_from_model.scale
+    outside = ("" if settings.near <= near / scale and far / scale <= settings.far else
+               " The checkpoint's planes do not cover that range: depths outside them are "
+               "clamped.")
+    return hint, [SceneNote(
+        "depth_bounds",
+        f"{hint.source} bounds the context views' depth to {near:.4g}..{far:.4g} (the "
+        f"capture's units), {near / scale:.4g}..{far / scale:.4g} in the model's units, "
+        f"against the checkpoint's near/far {settings.near:g}..{settings.far:g}.{outside}")]
 
 
 def world_from_model_similarity(centers: np.ndarray, spacing: float, options: CaptureOptions
@@ -215,17 +252,20 @@ def load_capture(
         return preprocess_views([pixels[i] for i in chosen[part]],
                                 torch.stack([K[i] for i in chosen[part]]), T_model_cam[part],
                                 index[part], settings, camera_models=models[part],
-                                exact_principal_point=True)
+                                exact_principal_point=True,
+                                image_names=[frames[i].name for i in chosen[part]])
 
+    hint, hint_notes = depth_bounds_hint(capture, selection.context, world_from_model, settings)
     scene = SceneViews(
-        key=Path(os.path.abspath(capture.folder)).name or str(capture.folder),  # '.' has none
+        key=capture.name or Path(os.path.abspath(capture.folder)).name or str(capture.folder),
         source=source,
         context=views(slice(0, num_context)),
         target=views(slice(num_context, None)) if selection.target else None,
         world_from_model=world_from_model,
+        depth_bounds_hint=hint,
     )
     scene.context.sfm, sfm_notes = sfm_reference(capture, selection.context, scene.context,
                                                  world_from_model, options.sfm_max_error)
-    scene.notes = (notes + choice_notes + scale_notes + decode_notes(decoded)
+    scene.notes = (notes + choice_notes + scale_notes + hint_notes + decode_notes(decoded)
                    + selection_notes(scene.context, scene.target) + sfm_notes)
     return scene

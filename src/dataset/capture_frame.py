@@ -26,6 +26,9 @@ class CaptureFrame:
     camera: Camera | None  # None only for a missing image whose size the file does not give
     T_world_cam: np.ndarray  # [4, 4] float64
     point_ids: np.ndarray | None = None  # int64 [P]: COLMAP 3D points this image observes
+    depth_bounds: tuple[float, float] | None = None
+    """(near, far) z-depth the camera file states for this image, in the capture's units
+    (LLFF's ``poses_bounds.npy``); a hint, not a measurement."""
 
     def camera_for(self, image: DecodedImage, source: str) -> Camera:
         """The camera scaled to the decoded pixels, after checking that the stored image is
@@ -46,10 +49,12 @@ class CaptureFrame:
 
 @dataclass
 class Capture:
-    """Every frame a camera file lists, in natural name order (``r_2`` before ``r_10``).
+    """Every frame a camera file lists, in natural name order (``r_2`` before ``r_10``; LLFF
+    captures keep LLFF's own order, see ``llff.py``).
 
     Frame numbers (``--context``/``--target``, ``ViewSet.index``) are positions in ``frames``,
-    missing images included, so they do not shift when a missing image is restored.
+    missing images included, so they do not shift when a missing image is restored. A photo
+    that several split files list is one frame.
     """
 
     folder: Path
@@ -58,6 +63,8 @@ class Capture:
     point_ids: np.ndarray | None = None  # int64 [P] COLMAP 3D point ids, when known
     point_xyz: np.ndarray | None = None  # float64 [P, 3] their positions
     notes: list = field(default_factory=list)  # SceneNotes of the reader
+    name: str | None = None  # the scene's key when not the folder's name (COLMAP's dense/<n>)
+    bounds_source: str | None = None  # the file the frames' depth_bounds come from
     sfm_points: Path | None = None  # COLMAP's points3D.bin/.txt or transforms' ply_file_path
 
     @property

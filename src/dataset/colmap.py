@@ -6,34 +6,33 @@ view choice uses for covisibility. Binary counts are checked against the bytes l
 file before anything is allocated or looped over, so a corrupt count is an error, not a crash.
 Image names must stay inside the capture folder (see ``paths.py``); images missing on disk
 stay in the frame list with ``image_path=None``.
+
+Where the model and its images are is ``colmap_layout.py``'s job; a workspace's ``dense/<n>``
+is read when none of the top-level model's images is on disk (note ``colmap_workspace``).
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .camera_models import CAMERA_MODELS, Camera, make_camera
 from .capture_frame import Capture, CaptureFrame
+from .colmap_layout import (
+    MODEL_PLACES_TEXT,
+    WORKSPACE_FOLDER,
+    ModelChoice,
+    find_image,
+    find_model,
+    find_workspace,
+)
 from .errors import CaptureFormatError
-from .paths import natural_key, path_inside
+from .paths import CaptureFiles, natural_key
 from .types import SceneNote
 
-# Where a capture's model is looked for, in order: (folder, whether its numbered subfolders
-# <n> are the models). A flat sparse/ comes before distorted/sparse/<n>: in the layout of
-# `colmap image_undistorter` (and 3DGS) sparse/ is the model of the undistorted images/, while
-# distorted/sparse/<n> is the model of the original photos.
-MODEL_PLACES = (("sparse", True), ("sparse", False), ("colmap/sparse", True),
-                ("distorted/sparse", True), (".", True), (".", False))
-MODEL_PLACES_TEXT = ", ".join(  # for messages: "sparse/<n>, sparse, ..., the folder itself"
-    (f"{place}/<n>".removeprefix("./") if numbered else place).replace(".", "the folder itself")
-    for place, numbered in MODEL_PLACES)
-SPARSE_OWNERS = ("colmap", "distorted")  # <capture>/<owner>/sparse holds models too
-IMAGE_FOLDERS = ("images", ".")
 POINT2D = np.dtype([("x", "<f8"), ("y", "<f8"), ("id", "<i8")])  # images.bin per feature
 CAMERA_RECORD = struct.calcsize("<iiQQ")
 IMAGE_RECORD = struct.calcsize("<i7di") + 1 + 8  # + empty name's NUL + num_points2D
@@ -219,115 +218,8 @@ def read_points_binary(path: Path) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------- model -> capture
 
 
-@dataclass(frozen=True)
-class ModelChoice:
-    """The COLMAP model to read and where its images are looked up."""
-
-    model: Path  # the folder holding cameras/images
-    ext: str  # ".bin" or ".txt"
-    root: Path  # the capture folder: image names are relative to it and must stay inside it
-    note: SceneNote | None = None  # set when other models were passed over
-
-
-def _model_files(folder: Path) -> str | None:
-    for ext in (".bin", ".txt"):
-        if (folder / f"cameras{ext}").is_file() and (folder / f"images{ext}").is_file():
-            return ext
-    return None
-
-
-def registered_images(model: Path, ext: str) -> int:
-    """How many images the model registers, from the file's count (binary) or its lines."""
-    if ext == ".bin":
-        with open(model / "images.bin", "rb") as file:
-            head = file.read(8)
-        return struct.unpack("<Q", head)[0] if len(head) == 8 else 0
-    return (len(_text_lines(model / "images.txt")) + 1) // 2  # two lines per image
-
-
-def _model_owners(folder: Path) -> list[Path]:
-    """The folders a model folder can belong to, nearest first: for ``<x>/sparse`` and
-    ``<x>/sparse/<n>`` that is ``<x>``; when ``<x>`` (or the folder itself) is colmap/ or
-    distorted/, it and its parent; [] for other folders."""
-    if folder.name.isdigit() and folder.parent.name == "sparse":
-        folder = folder.parent
-    if folder.name == "sparse":
-        folder = folder.parent
-    elif folder.name not in SPARSE_OWNERS:
-        return []
-    owners = [folder]
-    if folder.name in SPARSE_OWNERS:
-        owners.append(folder.parent)
-    return owners
-
-
-def capture_root(folder: Path) -> Path:
-    """The capture a named folder belongs to: the folder itself when it holds images/, else
-    for a model folder (``sparse``, ``sparse/<n>``, ``colmap``, ``colmap/sparse/<n>``...) the
-    nearest folder above it that holds images/ (links followed only when the path as named
-    leads to none), else the folder the model lives in."""
-    if (folder / "images").is_dir():
-        return folder
-    named = Path(os.path.abspath(folder))  # '.', 'sparse/1/..' and the like get their names
-    for spelling in dict.fromkeys([named, folder.resolve()]):
-        for owner in _model_owners(spelling):
-            if (owner / "images").is_dir():
-                return owner
-    owners = _model_owners(named)
-    return owners[0] if owners else folder
-
-
-def find_model(folder: Path) -> ModelChoice | None:
-    """The model of a capture folder, searched in :data:`MODEL_PLACES` order: of several
-    numbered ones (``sparse/0``, ``sparse/1``..., as COLMAP's mapper writes when not every
-    image registers together) the one with the most images, with a note naming the others."""
-    root = capture_root(folder)
-    for place, numbered in MODEL_PLACES:
-        where = folder / place
-        if not numbered:
-            if ext := _model_files(where):
-                return ModelChoice(where, ext, root)
-            continue
-        subfolders = sorted((p for p in where.iterdir() if p.name.isdigit()),
-                            key=lambda p: int(p.name)) if where.is_dir() else []
-        models = [(p, ext) for p in subfolders if (ext := _model_files(p))]
-        if models:
-            counts = [registered_images(p, ext) for p, ext in models]
-            best = max(range(len(models)), key=lambda i: counts[i])  # the first of equals
-            model, ext = models[best]
-            return ModelChoice(model, ext, root, _models_note(folder, models, counts, best))
-    return None
-
-
-def _models_note(folder: Path, models: list[tuple[Path, str]], counts: list[int], best: int
-                 ) -> SceneNote | None:  # fmt: skip
-    if len(models) < 2:
-        return None
-    names = [p.relative_to(folder).as_posix() for p, _ in models]
-    listed = ", ".join(f"{name} ({count} images)" for name, count in zip(names, counts))
-    other = next(p for i, (p, _) in enumerate(models) if i != best)
-    return SceneNote(
-        "colmap_models",
-        f"The COLMAP folder holds {len(models)} separate models: {listed}. {names[best]}, which "
-        f"registers the most images, was used; to use another, pass its folder as the scene "
-        f"(e.g. {other}).")
-
-
-def find_image(folder: Path, name: str, named_in: str) -> Path | None:
-    """The image file of a COLMAP image name (under ``images/`` or the folder), or None."""
-    for sub in IMAGE_FOLDERS:
-        candidate = path_inside(folder, str(Path(sub) / name), named_in, follow_links=False)
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def read_colmap(folder: Path) -> Capture:
-    """Every image of the COLMAP model in ``folder`` (see :func:`find_model`), in natural
-    name order."""
-    found = find_model(folder)
-    if found is None:
-        raise CaptureFormatError(folder, f"no COLMAP model found (looked in {MODEL_PLACES_TEXT})")
+def _read_model(folder: Path, found: ModelChoice) -> Capture:
+    """Every image of one model, in natural name order (images missing on disk included)."""
     model, ext, root = found.model, found.ext, found.root
     binary = ext == ".bin"
     cameras = (read_cameras_binary if binary else read_cameras_text)(model / f"cameras{ext}")
@@ -337,23 +229,78 @@ def read_colmap(folder: Path) -> Capture:
     if points_path.is_file():
         point_ids, point_xyz = (read_points_binary if binary else read_points_text)(points_path)
     images_file = str(model / f"images{ext}")
+    files = CaptureFiles(root, images_file)
     frames = []
     for name, camera_id, qvec, tvec, ids in sorted(images, key=lambda item: natural_key(item[0])):
         if camera_id not in cameras:
             raise CaptureFormatError(folder, f"image {name!r} uses camera {camera_id}, which "
                                      f"{model / ('cameras' + ext)} does not define")
-        frames.append(CaptureFrame(name=name, image_path=find_image(root, name, images_file),
+        frames.append(CaptureFrame(name=name, image_path=find_image(files, name,
+                                                                    found.image_folders),
                                    camera=cameras[camera_id],
                                    T_world_cam=_camera_to_world(qvec, tvec), point_ids=ids))
     if not frames:
         raise CaptureFormatError(folder, f"the COLMAP model in {model} has no images")
-    if not any(frame.image_path for frame in frames):
-        looked = " and ".join(str(root / sub) for sub in IMAGE_FOLDERS)
-        raise CaptureFormatError(folder, (
-            f"none of the {len(frames)} images that {images_file} lists is on disk; they were "
-            f"looked for in {looked} (e.g. {root / IMAGE_FOLDERS[0] / frames[0].name}). Pass the "
-            "capture folder that holds the images (its model is found in "
-            f"{MODEL_PLACES_TEXT}), or put the images there"))
     return Capture(folder=root, camera_file=images_file, frames=frames, point_ids=point_ids,
                    point_xyz=point_xyz, notes=[found.note] if found.note else [],
                    sfm_points=points_path if points_path.is_file() else None)
+
+
+def _looked(found: ModelChoice) -> str:
+    """Where a model's images were looked for: ``a, b and c``."""
+    places = [str(found.root / sub) for sub in found.image_folders]
+    return ", ".join(places[:-1]) + " and " + places[-1]
+
+
+def _none_on_disk(folder: Path, capture: Capture, found: ModelChoice) -> CaptureFormatError:
+    looked = _looked(found)
+    example = found.root / found.image_folders[0] / capture.frames[0].name
+    return CaptureFormatError(folder, (
+        f"none of the {len(capture.frames)} images that {capture.camera_file} lists is on "
+        f"disk; they were looked for in {looked} (e.g. {example}). Pass the capture folder "
+        f"that holds the images (its model is found in {MODEL_PLACES_TEXT}, or a COLMAP "
+        f"workspace's {WORKSPACE_FOLDER}/<n>), or put the images there"))
+
+
+def _workspace_name(root: Path) -> str | None:
+    """A workspace's dense/<n> (or dense), as image_undistorter writes it (with stereo/), is
+    named after the workspace, not "0"."""
+    absolute = Path(os.path.abspath(root))
+    if not (root / "stereo").is_dir():
+        return None
+    for parent in (absolute, absolute.parent):
+        if parent.name == WORKSPACE_FOLDER:
+            return parent.parent.name or None
+    return None
+
+
+def read_colmap(folder: Path) -> Capture:
+    """Every image of the COLMAP model of ``folder`` (see :func:`find_model`), in natural name
+    order; a workspace's ``dense/<n>`` when the model's own images are not on disk."""
+    found, workspace = find_model(folder), find_workspace(folder)
+    if found is None and workspace is None:
+        raise CaptureFormatError(folder, f"no COLMAP model found (looked in {MODEL_PLACES_TEXT}"
+                                 f" and {WORKSPACE_FOLDER}/<n>)")
+    passed_over = None
+    if found is not None:
+        capture = _read_model(folder, found)
+        if any(frame.image_path for frame in capture.frames):
+            capture.name = _workspace_name(found.root)
+            return capture
+        if workspace is None:
+            raise _none_on_disk(folder, capture, found)
+        passed_over = capture
+    dense, choice = workspace
+    capture = _read_model(dense, choice)
+    if not any(frame.image_path for frame in capture.frames):
+        raise _none_on_disk(dense, capture, choice)
+    place = Path(os.path.relpath(dense, folder)).as_posix()
+    why = ("there is no other model" if passed_over is None else
+           f"none of the {len(passed_over.frames)} images that {passed_over.camera_file} "
+           f"lists is on disk (looked for in {_looked(found)})")
+    capture.notes.append(SceneNote(
+        "colmap_workspace",
+        f"The COLMAP workspace's {place} was used (undistorted images with their own model, "
+        f"as image_undistorter writes them), because {why}."))
+    capture.name = Path(os.path.abspath(folder)).name
+    return capture

@@ -10,6 +10,7 @@ bytes left before anything is allocated (``colmap._Reader``); text files are rea
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import numpy as np
 from .colmap import IMAGE_RECORD, POINT2D, POINT_RECORD, _malformed, _Reader, _text_lines
 
 TRACK_ELEMENT = np.dtype([("image", "<u4"), ("feature", "<u4")])  # points3D.bin, per element
+POINT_HEAD = np.dtype([("id", "<u8"), ("xyz", "<f8", 3), ("rgb", "u1", 3), ("error", "<f8")])
+GATHER_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -116,20 +119,47 @@ def read_point_tracks_text(path: Path) -> PointTracks:
 
 
 def read_point_tracks_binary(path: Path) -> PointTracks:
-    """``points3D.bin``: per point ``id, xyz, rgb, error, track length, (image, feature)...``."""
+    """``points3D.bin``: per point ``id, xyz, rgb, error, track length, (image, feature)...``.
+
+    One pass finds each record (checking every track length against the bytes left); numpy
+    then gathers the fixed-size fields and the track elements, in blocks of
+    :data:`GATHER_BLOCK` points so the index arrays stay small."""
     reader = _Reader(path)
     count = reader.count("3D points", POINT_RECORD)
-    ids, xyz, rgb, error, tracks = [], [], [], [], []
-    for _ in range(count):
-        values = reader.read("Q3d3Bd")
-        ids.append(values[0])
-        xyz.append(values[1:4])
-        rgb.append(values[4:7])
-        error.append(values[7])
-        length = reader.count(f"track elements of point {values[0]}", TRACK_ELEMENT.itemsize)
-        track = reader.array(TRACK_ELEMENT, length)
-        tracks.append(np.stack([track["image"], track["feature"]], axis=-1))
-    return _tracks(ids, xyz, rgb, error, tracks)
+    data, at = reader.data, reader.offset
+    starts, lengths = np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64)
+    length_field = struct.Struct("<Q")
+    for i in range(count):
+        if at + POINT_RECORD > len(data):
+            raise reader.fail(f"ends early at byte {at} (in point {i + 1} of {count})")
+        (length,) = length_field.unpack_from(data, at + POINT_HEAD.itemsize)
+        if length * TRACK_ELEMENT.itemsize > len(data) - at - POINT_RECORD:
+            raise reader.fail(f"declares {length} track elements at byte {at}, more than the "
+                              f"{len(data) - at - POINT_RECORD} bytes left")
+        starts[i], lengths[i] = at, length
+        at += POINT_RECORD + TRACK_ELEMENT.itemsize * length
+    raw = np.frombuffer(data, dtype=np.uint8)
+    heads = np.empty(count, dtype=POINT_HEAD)
+    for block in range(0, count, GATHER_BLOCK):
+        first = starts[block : block + GATHER_BLOCK]
+        heads[block : block + len(first)] = (
+            raw[first[:, None] + np.arange(POINT_HEAD.itemsize)].reshape(-1).view(POINT_HEAD))
+    total = int(lengths.sum())
+    before = np.repeat(np.cumsum(lengths) - lengths, lengths)  # elements of earlier points
+    element_at = (np.repeat(starts + POINT_RECORD, lengths)
+                  + TRACK_ELEMENT.itemsize * (np.arange(total) - before))
+    track = np.empty(total, dtype=TRACK_ELEMENT)
+    for block in range(0, total, GATHER_BLOCK):
+        first = element_at[block : block + GATHER_BLOCK]
+        track[block : block + len(first)] = (
+            raw[first[:, None] + np.arange(TRACK_ELEMENT.itemsize)].reshape(-1)
+            .view(TRACK_ELEMENT))
+    return PointTracks(
+        ids=heads["id"].astype(np.int64), xyz=heads["xyz"].astype(np.float64),
+        rgb=heads["rgb"].astype(np.uint8), error=heads["error"].astype(np.float64),
+        track_point=np.repeat(np.arange(count, dtype=np.int64), lengths),
+        track_image=track["image"].astype(np.int64),
+        track_feature=track["feature"].astype(np.int64))
 
 
 def read_model_observations(model: Path, ext: str

@@ -101,8 +101,8 @@ class CaptureFormatError(SceneError):
     def __init__(self, folder: Path, detail: str) -> None:
         super().__init__(
             f"Cannot read the capture in {folder}: {detail}. A capture folder holds images plus "
-            "either a COLMAP model (sparse/0/cameras.{bin,txt} and images.{bin,txt}) or a "
-            "nerfstudio transforms.json."
+            "either a COLMAP model (sparse/0/cameras.{bin,txt} and images.{bin,txt}), a "
+            "nerfstudio transforms.json or LLFF's poses_bounds.npy."
         )
 
 
@@ -216,4 +216,18 @@ class ImageCameraMismatchError(SceneError):
             f"aspect ratio), so the camera does not describe these pixels.{turned} Use the "
             "images the cameras were computed from, or compute the cameras again from these "
             "images."
+        )
+
+
+class ImplausibleCameraError(SceneError):
+    def __init__(self, source: str, where: str, fx: float, fy: float, width: int, height: int,
+                 fov_x: float, fov_y: float, plausible: tuple[float, float]) -> None:
+        super().__init__(
+            f"The camera of {where} in {source} has a field of view of {fov_x:.3g} x "
+            f"{fov_y:.3g} degrees (horizontal x vertical: focal lengths fx={fx:g}, fy={fy:g} "
+            f"pixels for an image of {size_text(width, height)}), outside the {plausible[0]:g} "
+            f"to {plausible[1]:g} degrees of any real camera. The focal length is probably in "
+            "another unit (normalized by the image size, or millimetres) or the file is "
+            "broken: write the focal lengths in pixels of the image size the file gives, or "
+            "compute the cameras again (e.g. with COLMAP)."
         )

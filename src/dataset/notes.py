@@ -10,8 +10,9 @@ Codes (stable; the viewer lists them in metrics.json):
 * ``mixed_image_sizes``: views of different sizes were each rescaled and cropped on their own.
 
 Loaders add their own: ``undistorted`` (undistort.py), ``frames_missing`` (capture.py),
-``default_views`` (view_choice.py), ``baseline_fallback`` (capture.py), ``colmap_models``
-(colmap.py).
+``default_views`` (view_choice.py), ``baseline_fallback`` and ``depth_bounds`` (capture.py),
+``colmap_models`` (colmap_layout.py), ``colmap_workspace`` (colmap.py), ``split_duplicates``
+and ``downscaled_images`` (nerfstudio.py, llff.py), ``depth_bounds_invalid`` (llff.py).
 """
 
 from __future__ import annotations

@@ -288,6 +288,7 @@ def preprocess_views(
     depth: Sequence[Tensor] | None = None,
     camera_models: Sequence[str] | None = None,
     exact_principal_point: bool = False,
+    image_names: Sequence[str] | None = None,
 ) -> ViewSet:
     """Decoded frames to a model-ready :class:`ViewSet`, each view through the shims alone.
 
@@ -299,6 +300,7 @@ def preprocess_views(
         settings: the checkpoint's expectations.
         depth: optional V metric z-depths ``[H_v, W_v]`` (0 = unknown), cropped with the images.
         camera_models: optional per-view source camera model names.
+        image_names: optional per-view image files as the source lists them.
         exact_principal_point: move ``cx, cy`` with the crops (captures, whose principal
             points can be anywhere); False keeps the official shims' rule (chunk datasets).
 
@@ -328,4 +330,5 @@ def preprocess_views(
         index=index.to(torch.int64),
         depth=torch.stack(out_depth).contiguous() if depth is not None else None,
         camera_models=None if camera_models is None else tuple(camera_models),
+        image_names=None if image_names is None else tuple(image_names),
     )

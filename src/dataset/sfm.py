@@ -26,9 +26,7 @@ at ``(col + 0.5, row + 0.5)``, i.e. the normalized coordinate ``uv / (W, H)`` of
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -38,70 +36,19 @@ from ..geometry.similarity import Similarity
 from .camera_models import PINHOLE_MODELS, Camera
 from .capture_frame import Capture
 from .colmap_tracks import ImageFeatures, PointTracks, read_model_observations
-from .errors import CaptureFormatError, SettingsError
+from .errors import CaptureFormatError, SceneError
+from .sfm_types import SfmReference, SfmView
 from .types import SceneNote, ViewSet
 from .undistort import lift_pixels, radial_fold
 
 DEFAULT_MAX_ERROR = 2.0  # pixels: COLMAP's mean reprojection error of a point
 OCCLUSION_CELL = 4  # pixels of the model image, point clouds without tracks only
 OCCLUSION_TOLERANCE = 0.05  # kept when within 5 % of the nearest depth in its cell
-DROP_REASONS = {
-    "bad_track": "a track names a feature the image does not have",
-    "behind": "behind the camera",
-    "error": "reprojection error above the threshold",
-    "unliftable": "beyond what the lens model can undistort",
-    "outside": "outside the model's image after undistortion and crop",
-    "occluded": "behind nearer points of the cloud",
-}
-
-
-@dataclass(frozen=True)
-class SfmView:
-    """The reference observations of one context view (N of them)."""
-
-    frame: int  # the frame number in the capture
-    uv: np.ndarray  # [N, 2] float64, pixels of the model image (centre of pixel c at c + 0.5)
-    depth: np.ndarray  # [N] float64 z-depth in the model's units
-    error: np.ndarray  # [N] float64 reprojection error in source pixels; NaN when unknown
-    point: np.ndarray  # [N] int64 index into SfmReference.xyz
-    dropped: dict[str, int] = field(default_factory=dict)  # DROP_REASONS key -> count
-
-    @property
-    def count(self) -> int:
-        return len(self.depth)
-
-
-@dataclass(frozen=True)
-class SfmReference:
-    """A capture's SfM points and, per context view (in context order), their observations."""
-
-    xyz: np.ndarray  # [P, 3] float64 in the model frame (as ViewSet.extrinsics)
-    rgb: np.ndarray  # [P, 3] uint8
-    error: np.ndarray  # [P] float64 mean reprojection error in pixels; NaN when unknown
-    views: tuple[SfmView, ...]
-    max_error: float  # the threshold applied (pixels); inf when errors are unknown
-    source: Literal["tracks", "point_cloud"]
-    path: str  # the file the points came from
-
-    @property
-    def count(self) -> int:
-        return sum(view.count for view in self.views)
-
-    def summary(self) -> str:
-        """One sentence per view: points kept and dropped, with reasons."""
-        parts = []
-        for view in self.views:
-            dropped = ", ".join(f"{n} {DROP_REASONS[k]}" for k, n in view.dropped.items() if n)
-            parts.append(f"frame {view.frame}: {view.count} points"
-                         + (f" (left out: {dropped})" if dropped else ""))
-        return "; ".join(parts)
-
-
 def check_max_error(max_error: float) -> float:
     if not (math.isfinite(max_error) and max_error > 0):
-        raise SettingsError(f"The SfM reprojection-error threshold is {max_error}; give a "
-                            "positive number of pixels (the default is "
-                            f"{DEFAULT_MAX_ERROR}).")
+        raise SceneError(f"The SfM reprojection-error threshold (--sfm-max-error) is "
+                         f"{max_error}; give a positive number of pixels (the default is "
+                         f"{DEFAULT_MAX_ERROR}).")
     return float(max_error)
 
 
@@ -246,7 +193,7 @@ def _read_cloud(path: Path, folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         cloud = read_point_cloud_ply(path)
-    except (PlyFormatError, ValueError, OSError) as exc:
+    except PlyFormatError as exc:  # other errors are the file system's or ours
         raise CaptureFormatError(folder, f"its ply_file_path {path.name} cannot be read as a "
                                  f"point cloud ({exc}); fix or remove the entry") from None
     rgb = cloud.colors if cloud.colors is not None else np.full((len(cloud.points), 3), 200,

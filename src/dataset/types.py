@@ -10,8 +10,8 @@ from torch import Tensor
 
 from ..geometry.similarity import Similarity
 
-if TYPE_CHECKING:  # sfm.py imports this module
-    from .sfm import SfmReference
+if TYPE_CHECKING:
+    from .sfm_types import SfmReference
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class ViewSet:
     index: Tensor  # [V] frame indices in the source scene
     depth: Tensor | None = None  # [V, H, W] metric GT z-depth, 0 where unknown
     camera_models: tuple[str, ...] | None = None  # per view, the source's camera model name
+    image_names: tuple[str, ...] | None = None  # per view, the image file as the source lists it
     sfm: SfmReference | None = None  # context views of a capture with SfM points (sfm.py)
 
     @property
@@ -62,6 +63,23 @@ class ViewSet:
         return {k: v.to(device) if device is not None else v for k, v in batch.items()}
 
 
+@dataclass(frozen=True)
+class DepthBoundsHint:
+    """The z-depth range a capture's camera file states for each context view (LLFF's
+    ``poses_bounds.npy``: the 0.1 and 99.9 percentiles of the SfM points' depths), in the
+    **user's** units; divide by ``SceneViews.world_from_model.scale`` for the model frame.
+    A hint for near/far, not a measurement."""
+
+    near: tuple[float, ...]  # [V] per context view
+    far: tuple[float, ...]  # [V]
+    source: str  # the file it comes from, e.g. "poses_bounds.npy"
+
+    @property
+    def span(self) -> tuple[float, float]:
+        """``(nearest near, farthest far)`` over the context views."""
+        return min(self.near), max(self.far)
+
+
 @dataclass
 class SceneViews:
     """Context and target views of one scene, ready for the model.
@@ -76,3 +94,4 @@ class SceneViews:
     target: ViewSet | None = None
     world_from_model: Similarity = field(default_factory=Similarity.identity)
     notes: list[SceneNote] = field(default_factory=list)
+    depth_bounds_hint: DepthBoundsHint | None = None  # when the capture states depth bounds

@@ -16,11 +16,20 @@ two sides of a building), so the choice uses geometry:
   directions.
 * **Targets:** the frames of lowest cost to their nearest context camera, ``distance /
   context_baseline + angle / ANGLE_PER_BASELINE``, at most ``max_targets``, in frame order.
+* **Copies:** two frames with the same pose (one photo listed twice, or copied into two split
+  folders) have no baseline: the anchor's nearest cameras skip copies of a chosen pose, and
+  copies of a context camera come last as targets.
 
 Explicit ``--context`` / ``--target`` always win over these defaults.
+
+Everything here is linear in the number of frames (video captures have tens of thousands):
+covisibility is kept per pair that shares points, never as an N x N matrix, and the spacing of a
+long capture is the median over :data:`SPACING_SAMPLES` cameras spread through it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,14 +41,34 @@ ANGLE_PER_BASELINE = 15.0
 """Degrees of viewing-direction change that cost as much as one baseline of distance."""
 PEAK_ANGLE, SIGMA_BELOW, SIGMA_ABOVE = 5.0, 1.0, 10.0  # MVSNet's view-selection weights
 MAX_PAIR_EVALUATIONS = 2_000_000  # points are thinned evenly beyond this many (point, pair)s
+SPACING_SAMPLES = 256  # cameras (evenly spread) whose nearest neighbour gives the spacing
+DISTANCE_ROWS = 64  # cameras measured against all others at once (bounds the memory)
 
 
 def _poses(capture: Capture, frames: list[int]) -> torch.Tensor:
     return torch.from_numpy(np.stack([capture.frames[i].T_world_cam for i in frames]))
 
 
-def covisibility(capture: Capture, frames: list[int]) -> np.ndarray | None:
-    """``[N, N]`` view-selection scores between ``frames`` (None without point ids)."""
+@dataclass(frozen=True)
+class Covisibility:
+    """View-selection scores of the frame pairs that share points: positions ``a < b`` in the
+    frame list, ``score`` summed over their shared points (pairs sharing none are absent)."""
+
+    num_frames: int
+    a: np.ndarray  # [P] int64
+    b: np.ndarray  # [P] int64
+    score: np.ndarray  # [P] float64
+
+    def row(self, position: int) -> np.ndarray:
+        """``[N]`` scores of one frame with every frame (0 with itself)."""
+        out = np.zeros(self.num_frames)
+        out[self.b[self.a == position]] = self.score[self.a == position]
+        out[self.a[self.b == position]] = self.score[self.b == position]
+        return out
+
+
+def covisibility(capture: Capture, frames: list[int]) -> Covisibility | None:
+    """Scores between ``frames`` (None without point ids)."""
     seen = [capture.frames[i].point_ids for i in frames]
     if any(ids is None for ids in seen):
         return None
@@ -62,7 +91,7 @@ def covisibility(capture: Capture, frames: list[int]) -> np.ndarray | None:
         known = len(sorter) > 0 and np.array_equal(capture.point_ids[sorter[slot]], unique)
         xyz = capture.point_xyz[sorter[slot]] if known else None
     centers = _poses(capture, frames)[:, :3, 3]
-    scores = np.zeros((len(frames), len(frames)))
+    pairs, weights = [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
     for size in np.unique(length):
         group = np.nonzero(length == size)[0]
         tracks = owner[start[group][:, None] + np.arange(size)]  # [M, size] frame positions
@@ -75,8 +104,13 @@ def covisibility(capture: Capture, frames: list[int]) -> np.ndarray | None:
             angle = ray_angles(points, centers[a], centers[b]).numpy()
             sigma = np.where(angle <= PEAK_ANGLE, SIGMA_BELOW, SIGMA_ABOVE)
             weight = np.exp(-((angle - PEAK_ANGLE) ** 2) / (2 * sigma**2))
-        np.add.at(scores, (a, b), weight)
-    return scores + scores.T
+        low, high = np.minimum(a, b), np.maximum(a, b)
+        keep = low != high  # a point seen twice by one image pairs it with nothing
+        pairs.append(low[keep] * len(frames) + high[keep])
+        weights.append(weight[keep])
+    codes, where = np.unique(np.concatenate(pairs), return_inverse=True)
+    score = np.bincount(where, weights=np.concatenate(weights), minlength=len(codes))
+    return Covisibility(len(frames), codes // len(frames), codes % len(frames), score)
 
 
 def camera_costs(capture: Capture, frames: list[int], others: list[int], unit: float
@@ -88,9 +122,17 @@ def camera_costs(capture: Capture, frames: list[int], others: list[int], unit: f
 
 def camera_spacing(capture: Capture, frames: list[int]) -> float:
     """Median distance from a camera to its nearest camera at another position (0 when all
-    cameras share one position)."""
-    distance, _ = pairwise_view_geometry(_poses(capture, frames), _poses(capture, frames))
-    nearest = distance.masked_fill(distance <= 0, float("inf")).min(dim=1).values
+    cameras share one position); over :data:`SPACING_SAMPLES` cameras evenly spread through
+    longer captures (each against every camera), which keeps the cost linear."""
+    centers = _poses(capture, frames)[:, :3, 3]  # [N, 3] float64
+    sample = centers
+    if len(centers) > SPACING_SAMPLES:
+        sample = centers[np.linspace(0, len(centers) - 1, SPACING_SAMPLES).round().astype(int)]
+    nearest = []
+    for rows in torch.split(sample, DISTANCE_ROWS):
+        distance = torch.cdist(rows, centers)  # [R, N]
+        nearest.append(distance.masked_fill(distance <= 0, float("inf")).min(dim=1).values)
+    nearest = torch.cat(nearest)
     nearest = nearest[torch.isfinite(nearest)]
     return float(nearest.median()) if len(nearest) else 0.0
 
@@ -100,28 +142,49 @@ def choose_context(capture: Capture, frames: list[int], num_context: int,
     """Default context frames among ``frames`` and one sentence on how they were chosen."""
     scores = covisibility(capture, frames)
     position = None if anchor is None else frames.index(anchor)
-    if scores is not None and scores.max() > 0 and num_context >= 2:
+    if scores is not None and len(scores.score) and scores.score.max() > 0 and num_context >= 2:
         if position is None:
-            first, second = np.unravel_index(np.argmax(scores), scores.shape)
-            chosen = [int(first), int(second)]
+            best = int(np.argmax(scores.score))
+            chosen = [int(scores.a[best]), int(scores.b[best])]
         else:
-            chosen = [position, int(np.argmax(np.where(np.arange(len(frames)) == position,
-                                                        -1.0, scores[position])))]
+            partner = scores.row(position)
+            partner[position] = -1.0
+            chosen = [position, int(np.argmax(partner))]
+        total = scores.row(chosen[0]) + scores.row(chosen[1])
         while len(chosen) < num_context:
-            total = scores[chosen].sum(axis=0)
             total[chosen] = -1.0
             chosen.append(int(np.argmax(total)))
-        pair = scores[chosen[0], chosen[1]]
+            total += scores.row(chosen[-1])
+        pair = scores.row(chosen[0])[chosen[1]]
         how = (f"by COLMAP covisibility (the first two share 3D points worth {pair:.0f} of "
                "MVSNet's view-selection score)")
     else:
         position = len(frames) // 2 if position is None else position
         cost = camera_costs(capture, [frames[position]], frames, camera_spacing(capture, frames))
         cost[0, position] = np.inf
-        chosen = [position, *np.argsort(cost[0], kind="stable")[: num_context - 1].tolist()]
+        chosen = _nearest_distinct(capture, frames, position, cost[0], num_context)
         how = ("as the anchor frame and its nearest cameras (distance and viewing angle; the "
                "capture has no shared 3D points)")
     return sorted(frames[k] for k in chosen), how
+
+
+def _same_pose(capture: Capture, a: int, b: int) -> bool:
+    return np.allclose(capture.frames[a].T_world_cam, capture.frames[b].T_world_cam,
+                       rtol=1e-9, atol=1e-12)
+
+
+def _nearest_distinct(capture: Capture, frames: list[int], position: int, cost: np.ndarray,
+                      count: int) -> list[int]:
+    """``position`` and the lowest-cost others, skipping copies of a pose already chosen (the
+    same photo listed twice has no baseline to match); copies only when nothing else is left."""
+    order = np.argsort(cost, kind="stable").tolist()
+    chosen = [position]
+    for k in order:
+        if len(chosen) == count:
+            return chosen
+        if k != position and not any(_same_pose(capture, frames[k], frames[c]) for c in chosen):
+            chosen.append(k)
+    return chosen + [k for k in order if k not in chosen][: count - len(chosen)]
 
 
 def choose_targets(capture: Capture, frames: list[int], context: list[int],
@@ -133,5 +196,6 @@ def choose_targets(capture: Capture, frames: list[int], context: list[int],
     baseline = camera_spacing(capture, context) if len(context) > 1 else 0.0
     unit = baseline if baseline > 0 else camera_spacing(capture, frames)
     cost = camera_costs(capture, candidates, context, unit).min(axis=1)
+    cost[cost <= 0] = np.inf  # a copy of a context camera renders an input: last
     picked = np.argsort(cost, kind="stable")[:max_targets]
     return sorted(candidates[k] for k in picked)

@@ -5,10 +5,13 @@ bounded (:class:`DepthSplatConfig` refuses absurd sizes), the widths it sets are
 the file's shapes, then every key and shape with a meta-device build; only a file that fits
 exactly is built for real and loaded with ``strict=True``.
 
-Which architecture: the ``config`` argument, else the one embedded by :func:`save_checkpoint`,
-else the one read off the shapes (released widths). Released files carry no settings, and two
-of them differ from the shape-inferred architecture in ``gaussian_scale_max``:
-``dsviewer.backends.presets.load_checkpoint`` applies their presets.
+Which architecture: :func:`file_architecture`, the one definition of a file's own
+architecture (the ``config`` argument, else the one embedded by :func:`save_checkpoint`, else
+the one read off the shapes: released widths). Released files carry no settings, and two of them
+differ from the shape-inferred architecture in ``gaussian_scale_max``: the layer above,
+``dsviewer.backends.presets.resolve_settings``, puts their presets before the shapes and uses
+:func:`file_architecture` for the rest. The steps, one verb each: ``read_checkpoint`` (the
+file), ``file_architecture`` / ``resolve_settings`` (the settings), ``build_model`` (the model).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ __all__ = [
     "DepthSplat",
     "build_model",
     "config_from_shapes",
+    "file_architecture",
     "load_model",
     "nonfinite_warning",
     "read_checkpoint",
@@ -71,6 +75,17 @@ def config_from_shapes(raw: RawCheckpoint, path: Path) -> DepthSplatConfig:
             f"{path} ({raw.layout}) is not a DepthSplat checkpoint: {error} (closest "
             f"architecture: {name}, {share:.0%} key overlap)."
         ) from error
+
+
+def file_architecture(raw: RawCheckpoint, path: Path, config: DepthSplatConfig | None = None
+                      ) -> tuple[DepthSplatConfig, str]:  # fmt: skip
+    """(the architecture, where it came from): ``config`` if given, else the one embedded in
+    the file, else the one its tensor shapes show."""
+    if config is not None:
+        return config, "given config"
+    if raw.embedded is not None:
+        return raw.embedded.architecture, "architecture embedded in the file"
+    return config_from_shapes(raw, path), "architecture read off the shapes"
 
 
 def build_model(raw: RawCheckpoint, config: DepthSplatConfig, path: Path, origin: str
@@ -151,13 +166,8 @@ def load_model(
     """
     path = Path(path)
     raw = read_checkpoint(path)
-    if config is not None:
-        resolved, origin = config, "given config"
-    elif raw.embedded is not None:
-        resolved, origin = raw.embedded.architecture, "config embedded in the file"
-    else:
-        resolved, origin = config_from_shapes(raw, path), "architecture read off the shapes"
-    model = build_model(raw, resolved, path, origin)
+    architecture, origin = file_architecture(raw, path, config)
+    model = build_model(raw, architecture, path, origin)
     warning = nonfinite_warning(model, path)
     if warning:
         log.warning(warning)

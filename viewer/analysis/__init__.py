@@ -3,7 +3,8 @@ GUI.
 
 :func:`analyze` runs every per-pixel check on the two predicted depth layers (coarse and
 final): multi-view consistency (:mod:`.consistency`), near/far clamps, depth edges and flying
-pixels (:mod:`.flags`), and, with GT, the relative error and the depth metrics (:mod:`.metrics`).
+pixels (:mod:`.flags`), with GT the relative error and the depth metrics (:mod:`.metrics`), and
+with a capture's SfM points the same against them (:mod:`.sfm_metrics`).
 The maps are in the user's frame and units, like the layers. ``SceneAnalysis.summary()`` is the
 analysis part of ``metrics.json``; its keys are stable (the eval report reads them).
 """
@@ -24,6 +25,12 @@ from dsviewer.viewer.analysis.consistency import (
 from dsviewer.viewer.analysis.flags import clamp_masks, depth_edges
 from dsviewer.viewer.analysis.gaussians import gaussian_scalar
 from dsviewer.viewer.analysis.metrics import gt_error_map, gt_metrics, value_stats
+from dsviewer.viewer.analysis.sfm_metrics import (
+    MIN_POINTS,
+    relative_error,
+    sfm_metrics,
+    sfm_summary,
+)
 from dsviewer.viewer.layers import Layers
 
 ANALYSED_LAYERS = ("coarse", "final")
@@ -50,6 +57,9 @@ class AnalysisSettings:
     delta_threshold: float = DELTA_THRESHOLD
     """Ratio threshold of the delta accuracy metric."""
 
+    sfm_min_points: int = MIN_POINTS
+    """SfM metrics resting on fewer observations are replaced by "too few SfM points"."""
+
 
 @dataclass
 class DepthAnalysis:
@@ -62,6 +72,8 @@ class DepthAnalysis:
     flying: Tensor  # bool
     gt_error: Tensor | None = None  # (d - gt) / gt, NaN where GT is unknown
     gt_metrics: dict | None = None
+    sfm_error: Tensor | None = None  # [N] (d - sfm) / sfm at each SfM observation
+    sfm_metrics: dict | None = None
 
 
 def analysed_layer(point_layer: str) -> str | None:
@@ -133,6 +145,10 @@ def analyze_depth(
     if layers.gt_depth is not None:
         result.gt_error = gt_error_map(depth, layers.gt_depth)
         result.gt_metrics = gt_metrics(depth, layers.gt_depth, settings.delta_threshold)
+    if layers.sfm is not None:
+        result.sfm_error = relative_error(depth, layers.sfm)
+        result.sfm_metrics = sfm_metrics(depth, layers.sfm, settings.sfm_min_points,
+                                         settings.delta_threshold)
     return result
 
 
@@ -151,6 +167,10 @@ def analyze(layers: Layers, settings: AnalysisSettings = AnalysisSettings()) -> 
         "abs_metric_mean": float(layers.residual_metric.abs().double().nanmean()),
     }
     analysis.extra["confidence"] = value_stats(layers.confidence)
+    if layers.sfm is not None:
+        analysis.extra["sfm"] = sfm_summary(
+            layers.sfm, layers.num_views, analysis.layers["coarse"].sfm_metrics,
+            analysis.layers["final"].sfm_metrics, settings.sfm_min_points)
     if layers.gaussians is not None:
         opacity = gaussian_scalar(layers.gaussians, "opacity")
         analysis.extra["gaussians"] = {

@@ -3,6 +3,7 @@
 One job per module:
 
 =====================  =========================================================================
+``job.py``             what an evaluation is asked (run spec, settings) and rank 0's decisions
 ``columns.py``         the per-scene metric columns: names, meaning, which direction is worse
 ``plan.py``            which scenes to run: index / data-root key resolution, shards per rank
 ``progress.py``        one progress bar (done / total, ETA, failures), shared with exports
@@ -20,5 +21,6 @@ One job per module:
 ``report.py``          ``report.html``: offline, sortable, thumbnails, histograms, commands
 =====================  =========================================================================
 
-``viewer/eval_cli.py`` parses the command line; the loop is :func:`runner.run_evaluation`.
+``viewer/eval_cli.py`` parses the command line into an :class:`job.EvalJob`; the loop is
+:func:`runner.run_evaluation`, which never sees the command line's dataclass.
 """

@@ -7,10 +7,11 @@ the CSV and the dataset aggregates all iterate :data:`METRICS`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
-Worse = Literal["high", "low"]
+Worse = Literal["high", "low", "far_from_1"]  # far_from_1: a ratio, worst the farthest from 1
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Metric:
 
     def worst_first_key(self, value: float) -> float:
         """Sort key that puts the worst value first."""
+        if self.worse == "far_from_1":
+            return -abs(math.log(value)) if value > 0 else -math.inf
         return -value if self.worse == "high" else value
 
 
@@ -29,6 +32,14 @@ METRICS: tuple[Metric, ...] = (
            "context views pooled (empty without GT depth)", "high"),
     Metric("gt_abs_rel_final", "AbsRel of the final depth against GT, pooled likewise", "high"),
     Metric("gt_delta_final", "share of final-depth pixels with max(d/gt, gt/d) < 1.25", "low"),
+    Metric("sfm_abs_rel_coarse", "AbsRel of the coarse MVS depth against the capture's SfM "
+           "points (read bilinearly at each observed pixel), all context views pooled (empty "
+           "without SfM points or with fewer than 20)", "high"),
+    Metric("sfm_abs_rel_final", "AbsRel of the final depth against the SfM points, likewise",
+           "high"),
+    Metric("sfm_scale_final", "median of final depth / SfM depth: 1 when unbiased; away from 1 "
+           "is a scale bias (wrong near/far or normalisation)", "far_from_1"),
+    Metric("sfm_points", "SfM observations the final-depth SfM metrics rest on", "low"),
     Metric("inconsistent_coarse", "share of checked coarse-depth pixels that disagree with the "
            "other context views by more than the analysis threshold (multi-view consistency)",
            "high"),

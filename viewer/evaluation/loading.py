@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from dsviewer.viewer.evaluation.plan import PlannedScene
 
 if TYPE_CHECKING:
+    from dsviewer.dataset.capture import CaptureOptions
     from dsviewer.dataset.chunks import ChunkExample
     from dsviewer.dataset.preprocess import PreprocessSettings
     from dsviewer.dataset.types import SceneViews
@@ -31,11 +32,13 @@ class SceneLoader:
         settings: the model's preprocessing.
         index: the evaluation index the planned frames come from (named in errors).
         targets: False loads no target view (``--max-target-views 0``: nothing to render).
+        capture: how capture folders are read (e.g. the SfM error threshold).
     """
 
     def __init__(self, settings: PreprocessSettings, index: Path | None = None,
-                 targets: bool = True) -> None:  # fmt: skip
+                 targets: bool = True, capture: CaptureOptions | None = None) -> None:
         self.settings = settings
+        self.capture = capture
         self.index = index
         self.targets = targets
         self._chunk: Path | None = None
@@ -68,7 +71,8 @@ class SceneLoader:
         if not self.targets:
             target = []  # the loader decodes the selected frames only: none of the targets
         if planned.chunk is None:  # synthetic:<seed> or a capture folder
-            return load_scene(planned.key, settings=settings, context=context, target=target)
+            return load_scene(planned.key, settings=settings, context=context, target=target,
+                              capture=self.capture)
         example = self._example(planned.key, planned.chunk)
         if context is not None:
             chosen_by = planned.frames_from or f"The evaluation index {self.index} entry " \

@@ -27,8 +27,7 @@ from dsviewer.viewer.evaluation.plan import ScenePlan, plan_scenes
 from dsviewer.viewer.evaluation.records import SceneRecord, measured, read_run_records, write_json
 
 if TYPE_CHECKING:
-    from dsviewer.viewer.eval_cli import EvalOptions
-    from dsviewer.viewer.evaluation.runner import Prepared
+    from dsviewer.viewer.evaluation.job import EvalJob, Prepared
 
 NO_RECORD = ("no result was written: the process that ran this scene stopped early; rerun the "
              "same command to resume")  # fmt: skip
@@ -80,18 +79,19 @@ def dsviewer_version() -> tuple[str | None, str | None]:
     return version, (lines[1] if ours else None)  # fmt: skip
 
 
-def open_command(options: EvalOptions, key: str, source: dict | None) -> str:
+def open_command(job: EvalJob, key: str, source: dict | None) -> str:
     """The shell command that opens ``key`` as its record was made: the data root that held
     its chunk, or its capture folder (``source``: the record's, see ``plan.scene_source``)."""
     from dsviewer.viewer.evaluation.scene_metrics import viewer_command
 
     source = source or {}
-    roots = [Path(source["data_root"])] if source.get("data_root") else options.data_root
+    settings = job.settings
+    roots = [Path(source["data_root"])] if source.get("data_root") else settings.data_root
     spec = source.get("capture", key)
-    return shlex.join(viewer_command(options.ckpt, spec, roots, options.index, options.config,
-                                     options.depthsplat_repo,
+    return shlex.join(viewer_command(job.checkpoint, spec, roots, settings.index, settings.config,
+                                     settings.depthsplat_repo,
                                      dataset_key="capture" not in source and "synthetic" not in
-                                     source))  # fmt: skip
+                                     source, run=job.run, context=settings.context))  # fmt: skip
 
 
 def sort_column(requested: str, records: list[SceneRecord]) -> str:
@@ -101,43 +101,45 @@ def sort_column(requested: str, records: list[SceneRecord]) -> str:
     return DEFAULT_SORT_WITH_GT if has_gt else DEFAULT_SORT_WITHOUT_GT
 
 
-def write_outputs(options: EvalOptions, prepared: Prepared, timing: dict,
+def write_outputs(job: EvalJob, prepared: Prepared, timing: dict,
                   device: str) -> list[SceneRecord]:  # fmt: skip
     """``scenes.csv``, ``summary.json`` and ``report.html`` from every record (rank 0)."""
     from dsviewer.io.atomic import atomic_write
     from dsviewer.viewer.evaluation.report import render_report
     from dsviewer.viewer.evaluation.tables import AGGREGATION, summary, write_csv
 
-    out = Path(options.out)
+    out = Path(job.out)
+    settings = job.settings
     plan = prepared.plan
     stored = read_run_records(out, prepared.run)
     others = sorted(set(stored) - {scene.key for scene in plan.scenes})
-    extra = plan_scenes(options.data_root, options.index, others) if others else None
+    extra = plan_scenes(settings.data_root, settings.index, others) if others else None
     ran = {scene.key for scene in prepared.todo}
     records, never = merged_records(stored, plan, ran, extra)
     sources = {s.key: s.source for s in [*plan.scenes, *(extra.scenes if extra else [])]}
     write_csv(out / "scenes.csv", records)
     version, commit = dsviewer_version()
-    roots = [str(Path(r).resolve()) for r in options.data_root]
+    roots = [str(Path(r).resolve()) for r in settings.data_root]
     run = {**prepared.identity, "run": prepared.run, "data_roots": roots, "device": device,
            "dsviewer_version": version, "dsviewer_commit": commit}  # fmt: skip
     content = summary(records, run, timing, plan.skipped_by_index, never)
     write_json(out / "summary.json", content)
-    commands = {r.key: open_command(options, r.key, r.source or sources.get(r.key))
+    commands = {r.key: open_command(job, r.key, r.source or sources.get(r.key))
                 for r in records}  # fmt: skip
     counts = content["scenes"]
     facts = [
-        ("checkpoint", str(Path(options.ckpt).resolve())),
+        ("checkpoint", str(Path(job.checkpoint).resolve())),
         ("scenes", (f"{counts['total']}: {counts[STATUS_OK]} ok, {counts[STATUS_MISSING]} "
                     f"missing, {counts[STATUS_FAILED]} failed; {counts['skipped_by_index']} "
                     f"skipped by the index (null entries); {counts['not_evaluated']} not "
                     "evaluated yet (--scene ran others)")),
         ("data roots", ", ".join(roots) or "none"),
-        ("evaluation index", str(Path(options.index).resolve()) if options.index else "none"),
+        ("evaluation index",
+         str(Path(settings.index).resolve()) if settings.index else "none"),
     ]  # fmt: skip
-    page = render_report(records, sort_by=sort_column(options.sort_by, records),
-                         commands=commands, max_thumbnails=options.thumbnails,
-                         title=f"dsviewer eval: {Path(options.ckpt).name}", facts=facts,
+    page = render_report(records, sort_by=sort_column(job.sort_by, records),
+                         commands=commands, max_thumbnails=job.thumbnails,
+                         title=f"dsviewer eval: {Path(job.checkpoint).name}", facts=facts,
                          aggregation=AGGREGATION)  # fmt: skip
     with atomic_write(out / "report.html") as handle:
         handle.write(page.encode("utf-8", "replace"))

@@ -165,6 +165,22 @@ def plan_scenes(
     return ScenePlan(scenes, skipped, len(chunks), next(iter(chunks), None), selected)
 
 
+def with_explicit_frames(plan: ScenePlan, context: Sequence[int] | None,
+                         target: Sequence[int] | None) -> ScenePlan:
+    """``plan`` with ``--context``/``--target`` winning over the evaluation index for every
+    scene (and named as the source of frames a scene does not have)."""
+    from dataclasses import replace
+
+    if context is None and target is None:
+        return plan
+    changes: dict = {"frames_from": "--context/--target"}
+    if context is not None:
+        changes["context"] = tuple(context)
+    if target is not None:
+        changes["target"] = tuple(target)
+    return replace(plan, scenes=[replace(scene, **changes) for scene in plan.scenes])
+
+
 def shard(scenes: Sequence[PlannedScene], rank: int, world_size: int) -> list[PlannedScene]:
     """Rank ``rank``'s disjoint share: a contiguous block of the scenes sorted by chunk.
 

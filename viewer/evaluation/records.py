@@ -27,12 +27,16 @@ import json
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dsviewer.io.atomic import atomic_write
 from dsviewer.io.text_formats import parse_json
 from dsviewer.viewer.evaluation.columns import METRIC_NAMES, STATUS_FAILED, STATUS_OK
+
+if TYPE_CHECKING:
+    from dsviewer.viewer.session.specs import RunSpec
 
 RUN_FILE = "run.json"
 RECORDS_DIR = "scenes"
@@ -183,9 +187,12 @@ def checkout_state(repo: Path) -> dict:
 
 
 def run_identity(ckpt: Path, index: Path | None, config: Path | None,
-                 max_target_views: int | None, depthsplat_repo: Path | None = None) -> dict:
+                 max_target_views: int | None, depthsplat_repo: Path | None = None,
+                 run: RunSpec | None = None) -> dict:
     """What makes two evaluations' records comparable: the checkpoint (path, size, time), the
-    config's contents, --max-target-views and the DepthSplat checkout with its code state. The
+    config's contents, --max-target-views, the DepthSplat checkout with its code state and the
+    run's --views, --near and --far (each only when given, so that runs without them keep the
+    identity they had before those flags existed; a record stores its own frames). The
     index (path and contents) is recorded for information (:data:`INFORMATION_ONLY`); data
     roots may change between runs, as each record names the data it read."""
     ckpt = Path(ckpt).resolve()
@@ -203,7 +210,16 @@ def run_identity(ckpt: Path, index: Path | None, config: Path | None,
                             else str(Path(depthsplat_repo).resolve())),
         "depthsplat_repo_state": (None if depthsplat_repo is None
                                   else checkout_state(Path(depthsplat_repo))),
+        **run_planes_and_views(run),
     }  # fmt: skip
+
+
+def run_planes_and_views(run: RunSpec | None) -> dict:
+    """``views``, ``near``, ``far`` (the user's units) as given to the run; absent when not."""
+    if run is None:
+        return {}
+    given = {"views": run.views, "near": run.near, "far": run.far}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def identity_fields(identity: dict) -> dict:

@@ -54,8 +54,10 @@ function sortBy(name, reverse) {
     const x = a.cells[index].dataset.v, y = b.cells[index].dataset.v;
     if (x === undefined || y === undefined) return (x === undefined) - (y === undefined);
     if (worse === 'text') return sign * (x < y ? -1 : x > y ? 1 : 0);
-    const d = parseFloat(x) - parseFloat(y);
-    return sign * (worse === 'high' ? -d : d);
+    const d = worse === 'far_from_1'  // a ratio: the farther from 1, the worse
+      ? Math.abs(Math.log(parseFloat(x))) - Math.abs(Math.log(parseFloat(y)))
+      : parseFloat(x) - parseFloat(y);
+    return sign * (worse === 'low' ? d : -d);
   });
   const fragment = document.createDocumentFragment();
   rows.forEach((row, i) => { row.cells[0].textContent = i + 1; fragment.appendChild(row); });

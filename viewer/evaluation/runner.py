@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import errno
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from dsviewer.viewer.evaluation.columns import (
     STATUS_OK,
 )
 from dsviewer.viewer.evaluation.folder import claim_folder
+from dsviewer.viewer.evaluation.job import EvalUsageError, Prepared
 from dsviewer.viewer.evaluation.plan import PlanError, PlannedScene, ScenePlan, plan_scenes, shard
 from dsviewer.viewer.evaluation.records import (
     OUTPUT_FILES,
@@ -44,7 +45,9 @@ from dsviewer.viewer.evaluation.records import (
 from dsviewer.viewer.evaluation.run_log import RunLog
 
 if TYPE_CHECKING:
-    from dsviewer.viewer.eval_cli import EvalOptions
+    from collections.abc import Callable
+
+    from dsviewer.viewer.evaluation.job import EvalJob
 
 OS_ERROR_HINTS = {
     errno.ENOTDIR: "a part of that path is a file, not a folder",
@@ -56,10 +59,6 @@ OS_ERROR_HINTS = {
     errno.EDQUOT: "the disk quota is used up",
     errno.EFBIG: "a file-size limit was reached",
 }
-
-
-class EvalUsageError(InputError):
-    """Bad ``dsviewer eval`` arguments."""
 
 
 class OutputFolderError(InputError):
@@ -76,43 +75,25 @@ def os_error_text(error: OSError, path: Path | None = None) -> str:
     return f"{said}{where}" + (f": {hint}" if hint else "")
 
 
-@dataclass
-class Prepared:
-    """Rank 0's decisions, broadcast to every rank."""
-
-    plan: ScenePlan
-    todo: list[PlannedScene]  # scenes to run now, in plan order
-    resumed: int  # scenes skipped because a result exists
-    identity: dict  # run.json
-    run: str  # run_hash(identity), written into every record
-    moved: Path | None = None  # where --force put another run's files
-
-
-def check_options(options: EvalOptions) -> None:
-    if options.ckpt is None or options.out is None:
-        raise EvalUsageError("--ckpt FILE and --out DIR are required (see dsviewer eval --help).")
-    if not Path(options.ckpt).is_file():
-        raise EvalUsageError(f"--ckpt {options.ckpt} does not exist or is not a file.")
-    if options.config is not None and not Path(options.config).is_file():
-        raise EvalUsageError(f"--config {options.config} does not exist or is not a file; give "
-                             "a model preset YAML (configs/checkpoints/*.yaml).")  # fmt: skip
-    if Path(options.out).exists() and not Path(options.out).is_dir():
-        raise EvalUsageError(f"--out {options.out} exists and is not a folder; give a folder.")
-    if options.threads is not None and options.threads < 1:
+def check_job(job: EvalJob) -> None:
+    """What the evaluation itself needs of its settings (the run flags are the CLI's to judge)."""
+    if Path(job.out).exists() and not Path(job.out).is_dir():
+        raise EvalUsageError(f"--out {job.out} exists and is not a folder; give a folder.")
+    if job.threads is not None and job.threads < 1:
         raise EvalUsageError("--threads must be at least 1.")
-    if options.max_target_views is not None and options.max_target_views < 0:
+    if job.max_target_views is not None and job.max_target_views < 0:
         raise EvalUsageError("--max-target-views must be 0 or more (0 renders none).")
-    if options.thumbnails < 0:
+    if job.thumbnails < 0:
         raise EvalUsageError("--thumbnails must be 0 or more.")
 
 
-def check_something_to_run(plan: ScenePlan, options: EvalOptions) -> None:
+def check_something_to_run(plan: ScenePlan, job: EvalJob) -> None:
     """No scene at all can be found: almost always the wrong --data-root (exit 2, not a report
     of nothing but missing rows)."""
     if plan.available:
         return
     first = plan.chosen[0]
-    roots = ", ".join(str(Path(r).resolve()) for r in options.data_root) or "none given"
+    roots = ", ".join(str(Path(r).resolve()) for r in job.settings.data_root) or "none given"
     listed = (f"they list {plan.root_keys} keys, e.g. {plan.root_key_example!r}"
               if plan.root_keys else "they list no key")  # fmt: skip
     raise PlanError(
@@ -123,18 +104,26 @@ def check_something_to_run(plan: ScenePlan, options: EvalOptions) -> None:
     )
 
 
-def prepare(options: EvalOptions) -> Prepared:
-    """Check the inputs, resolve the scenes, claim the output folder, find what is done."""
-    check_options(options)
-    plan = plan_scenes(options.data_root, options.index, options.scene, whole=True)
-    check_something_to_run(plan, options)
-    out = Path(options.out)
-    identity = run_identity(options.ckpt, options.index, options.config,
-                            options.max_target_views, options.depthsplat_repo)  # fmt: skip
+def prepare(job: EvalJob, check: Callable[[], None] | None = None) -> Prepared:
+    """Check the inputs (``check``: the command line's own checks first), resolve the scenes,
+    claim the output folder, find what is done."""
+    from dsviewer.viewer.evaluation.plan import with_explicit_frames
+
+    if check is not None:
+        check()
+    check_job(job)
+    settings = job.settings
+    plan = plan_scenes(settings.data_root, settings.index, job.scenes, whole=True)
+    plan = with_explicit_frames(plan, settings.context, settings.target)
+    check_something_to_run(plan, job)
+    out = Path(job.out)
+    identity = run_identity(job.checkpoint, settings.index, settings.config,
+                            job.max_target_views, settings.depthsplat_repo,
+                            job.run)  # fmt: skip
     run = run_hash(identity)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        moved = claim_folder(out, identity, options.force)
+        moved = claim_folder(out, identity, job.force)
     except OSError as error:
         raise OutputFolderError(
             f"--out {out} cannot be used as the output folder: {os_error_text(error)}. Give a "
@@ -142,13 +131,13 @@ def prepare(options: EvalOptions) -> Prepared:
             "eval/run1."
         ) from None
     available = plan.available
-    todo = available if options.force else [
+    todo = available if job.force else [
         s for s in available if not is_done(out, s.key, run, s.context, s.target, s.source)
     ]  # fmt: skip
     return Prepared(plan, todo, len(available) - len(todo), identity, run, moved)
 
 
-def run_scene(session, loader, planned: PlannedScene, max_target_views: int | None,
+def run_scene(session, loader, planned: PlannedScene, job: EvalJob,
               log: RunLog | None = None) -> SceneRecord:  # fmt: skip
     """One scene to its record; any error becomes a failed record with the reason (a bug's
     traceback goes to ``log``, the rank's log of this run)."""
@@ -156,7 +145,7 @@ def run_scene(session, loader, planned: PlannedScene, max_target_views: int | No
 
     start = time.perf_counter()
     try:
-        result = evaluate_scene(session, loader.load(planned), max_target_views)
+        result = evaluate_scene(session, loader.load(planned), job.max_target_views, job.run)
         thumbnails = {name: png_base64(image) for name, image in result.thumbnails.items()}
         return SceneRecord(planned.key, STATUS_OK, views=result.views, targets=result.targets,
                            seconds=time.perf_counter() - start, metrics=result.metrics,
@@ -193,15 +182,14 @@ def rank_error(error: Exception, placement, log: RunLog) -> tuple[str, bool]:
     return text, True
 
 
-def run_shard(options: EvalOptions, placement, prepared: Prepared, scenes: list[PlannedScene],
+def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedScene],
               session, console, log: RunLog) -> dict:  # fmt: skip
     """Run this rank's scenes, writing a record after each; returns the rank's counts (with
     ``error`` and ``bug`` when it stopped early). Rank 0's bar shows every rank's scenes."""
     from dsviewer.viewer.evaluation.loading import SceneLoader
     from dsviewer.viewer.evaluation.progress import SceneProgress
-    from dsviewer.viewer.evaluation.scene_metrics import preprocess_settings
 
-    out = Path(options.out)
+    out = Path(job.out)
     label = "Evaluating"
     if placement.distributed:
         label = f"Evaluating ({placement.world_size} ranks)"
@@ -214,12 +202,12 @@ def run_shard(options: EvalOptions, placement, prepared: Prepared, scenes: list[
         try:
             loader = None
             if scenes:
-                loader = SceneLoader(preprocess_settings(session), options.index,
-                                     targets=options.max_target_views != 0)  # fmt: skip
+                loader = SceneLoader(session.preprocess(job.run), job.settings.index,
+                                     targets=job.max_target_views != 0)  # fmt: skip
             for planned in scenes:
                 if counter.stopped():  # another rank hit an error: its report ends the run
                     break
-                record = run_scene(session, loader, planned, options.max_target_views, log)
+                record = run_scene(session, loader, planned, job, log)
                 record.run, record.source = prepared.run, planned.source
                 record.context, record.target = frames_of(planned.context, planned.target)
                 save_record(out, record)
@@ -239,9 +227,12 @@ def run_shard(options: EvalOptions, placement, prepared: Prepared, scenes: list[
             "bug": bug}  # fmt: skip
 
 
-def run_evaluation(options: EvalOptions, console=None) -> int:
+def run_evaluation(job: EvalJob, console=None, check: Callable[[], None] | None = None) -> int:
     """``dsviewer eval`` on this process (one of the torchrun ranks, or alone): 0 once the
-    outputs are written, 2 on bad input (1 after a bug on some rank; its log file is named)."""
+    outputs are written, 2 on bad input (1 after a bug on some rank; its log file is named).
+
+    ``check``: the command line's checks of its flags, run once on rank 0 before planning (an
+    error there reaches every rank)."""
     import os
 
     from rich.console import Console
@@ -254,7 +245,7 @@ def run_evaluation(options: EvalOptions, console=None) -> int:
         console.print(text, markup=False, soft_wrap=not console.is_terminal)
 
     try:
-        placement = distributed.start(options.device, options.threads)
+        placement = distributed.start(job.settings.device, job.threads)
     except distributed.PlacementError as error:  # every rank of the node finds the same
         if os.environ.get("LOCAL_RANK", "0") == "0":
             say(f"dsviewer eval: error: {error}")
@@ -262,7 +253,7 @@ def run_evaluation(options: EvalOptions, console=None) -> int:
     try:
         # only rank 0 prints, the others' counts join its own; all before the last line
         with WarningsOnce(say if placement.is_main else None) as warnings:
-            code, last_line = evaluate(options, placement, console, say, warnings)
+            code, last_line = evaluate(job, placement, console, say, warnings, check)
         if last_line is not None:
             say(last_line)
         return code
@@ -270,8 +261,8 @@ def run_evaluation(options: EvalOptions, console=None) -> int:
         distributed.finish(placement)
 
 
-def evaluate(options: EvalOptions, placement, console, say, warnings
-             ) -> tuple[int, str | None]:  # fmt: skip
+def evaluate(job: EvalJob, placement, console, say, warnings,
+             check: Callable[[], None] | None = None) -> tuple[int, str | None]:  # fmt: skip
     """The run once the process group is up: the exit status and the line that ends the run
     (see :func:`run_evaluation`)."""
 
@@ -282,7 +273,7 @@ def evaluate(options: EvalOptions, placement, console, say, warnings
     bug: Exception | None = None
     if placement.is_main:
         try:
-            decision = ("ok", prepare(options))
+            decision = ("ok", prepare(job, check))
         except Exception as error:  # noqa: BLE001 -- the other ranks must hear of it
             decision = ("error", str(error))
             bug = None if is_user_error(error) else error
@@ -312,8 +303,8 @@ def evaluate(options: EvalOptions, placement, console, say, warnings
         from dsviewer.viewer.evaluation.scene_metrics import open_session
 
         try:
-            session = open_session(options.ckpt, placement.device, options.config,
-                                   options.depthsplat_repo)  # fmt: skip
+            session = open_session(job.checkpoint, replace(job.settings,
+                                                           device=placement.device))
         except Exception as error:  # noqa: BLE001 -- every rank must reach the exchange
             # A checkpoint that does not fit is a CheckpointError, judged from its shapes before
             # torch loads it; a RuntimeError from torch here is a bug.
@@ -323,7 +314,7 @@ def evaluate(options: EvalOptions, placement, console, say, warnings
     if load_errors:
         code = EXIT_BUG if any(is_bug for _, is_bug in load_errors) else EXIT_USER_ERROR
         return fail(" ".join(dict.fromkeys(text for text, _ in load_errors)), code)
-    counts = run_shard(options, placement, prepared, mine, session, console, log)
+    counts = run_shard(job, placement, prepared, mine, session, console, log)
     counts["warnings"] = warnings.tally() if not placement.is_main else []
     ranks = distributed.all_gather(placement, counts)
     for rank in ranks:
@@ -343,15 +334,15 @@ def evaluate(options: EvalOptions, placement, console, say, warnings
     from dsviewer.viewer.evaluation.merge import write_outputs
 
     try:
-        records = write_outputs(options, prepared, timing, placement.device)
+        records = write_outputs(job, prepared, timing, placement.device)
     except OSError as error:
         raise OutputFolderError(
-            f"Could not write the outputs into --out {options.out}: {os_error_text(error)}. "
+            f"Could not write the outputs into --out {job.out}: {os_error_text(error)}. "
             "The results of every scene are kept: make room (or choose another --out) and "
             "rerun the same command to write them."
         ) from None
     failed = sum(r.status == STATUS_FAILED for r in records)
     # failed scenes are rows of the answer, not a failed run (torchrun: exit 0)
-    return 0, (f"Wrote {', '.join(str(Path(options.out) / n) for n in OUTPUT_FILES)}: "
+    return 0, (f"Wrote {', '.join(str(Path(job.out) / n) for n in OUTPUT_FILES)}: "
                f"{sum(r.status == STATUS_OK for r in records)} ok, {failed} failed, "
                f"{sum(r.status == STATUS_MISSING for r in records)} missing.")  # fmt: skip

@@ -1,9 +1,10 @@
 """The evaluation's one bridge to the viewer pipeline: a scene in, its metrics and thumbnails out.
 
-Everything of ``viewer/`` that the evaluation uses is imported here and nowhere else in
+Everything of ``viewer/`` that the evaluation runs is imported here and nowhere else in
 ``viewer/evaluation``: the model session, prediction to layers, the analyses, the target
-renders, the colour maps and the viewer's command line. When the viewer's pipeline moves,
-only this file changes.
+renders, the colour maps and the viewer's command line. (The run spec and settings an
+evaluation is given, :mod:`dsviewer.viewer.session.specs`, are plain data that ``job.py``
+holds.) When the viewer's pipeline moves, only this file changes.
 
 Metrics (named in :mod:`dsviewer.viewer.evaluation.columns`) are read from the analysis summary that
 ``metrics.json`` of an export holds, and ``target_psnr`` is the ``mean_psnr`` of the same target
@@ -26,9 +27,10 @@ from dsviewer.dataset import SYNTHETIC_PREFIX
 from dsviewer.viewer.evaluation.columns import METRIC_NAMES, THUMBNAIL_NAMES
 
 if TYPE_CHECKING:
-    from dsviewer.dataset.preprocess import PreprocessSettings
     from dsviewer.dataset.types import SceneViews
-    from dsviewer.viewer.pipeline import ModelSession
+    from dsviewer.viewer.session.model import ModelSession
+    from dsviewer.viewer.session.specs import RunSpec, SessionSettings
+
 
 @dataclass
 class SceneResult:
@@ -38,21 +40,11 @@ class SceneResult:
     thumbnails: dict[str, np.ndarray]  # THUMBNAIL_NAMES -> [H, W, 3] uint8, full resolution
 
 
-def open_session(
-    ckpt: Path, device: str, config: Path | None = None, depthsplat_repo: Path | None = None
-) -> ModelSession:
-    """The model, loaded once per process (``device``: auto, cpu, cuda or cuda:N)."""
-    from dsviewer.viewer.options import SceneOptions
-    from dsviewer.viewer.pipeline import ModelSession
+def open_session(ckpt: Path, settings: SessionSettings) -> ModelSession:
+    """The model, loaded once per process (``settings.device``: auto, cpu, cuda or cuda:N)."""
+    from dsviewer.viewer.session.model import ModelSession
 
-    options = SceneOptions(ckpt=[Path(ckpt)], device=device, config=config,
-                           depthsplat_repo=depthsplat_repo)  # fmt: skip
-    return ModelSession(options)
-
-
-def preprocess_settings(session: ModelSession) -> PreprocessSettings:
-    """What the session's model expects of its input views."""
-    return session.backend.preprocess
+    return ModelSession(ckpt, settings)
 
 
 def encoder_seconds(session: ModelSession, scene: SceneViews) -> float:
@@ -76,21 +68,27 @@ def _finite(value: object) -> float | None:
 
 
 def evaluate_scene(
-    session: ModelSession, scene: SceneViews, max_target_views: int | None = None
+    session: ModelSession, scene: SceneViews, max_target_views: int | None = None,
+    run: RunSpec | None = None,
 ) -> SceneResult:
-    """Predict, derive the layers, analyse, render the targets; see :data:`METRIC_NAMES`."""
+    """Predict, derive the layers, analyse, render the targets; see :data:`METRIC_NAMES`.
+    ``run``: the views and planes asked for (applied to ``scene`` first)."""
     import torch
 
     from dsviewer.viewer.analysis import AnalysisSettings
-    from dsviewer.viewer.pipeline import run_prediction
+    from dsviewer.viewer.session.loaded import run_prediction
+    from dsviewer.viewer.session.model import finish
     from dsviewer.viewer.target_render import render_target_views
 
+    if run is not None:
+        scene = finish(scene, run)
     loaded = run_prediction(scene, session.predict)
     layers = loaded.layers  # the user's frame and units, as the viewer shows them
     summary = loaded.analysis(AnalysisSettings()).summary()
     consistency = summary["consistency"]
     clamp = summary["clamp"]
     gt = summary.get("gt")
+    sfm = summary.get("sfm")
     coarse = layers.coarse_depth.double()
     relative = (layers.residual_metric.double().abs() / coarse)[torch.isfinite(coarse)]
     renders = render_target_views(layers, max_views=max_target_views)
@@ -98,6 +96,10 @@ def evaluate_scene(
         "gt_abs_rel_coarse": gt and gt["coarse"]["overall"]["abs_rel"],
         "gt_abs_rel_final": gt and gt["final"]["overall"]["abs_rel"],
         "gt_delta_final": gt and gt["final"]["overall"]["delta"],
+        "sfm_abs_rel_coarse": sfm and sfm["coarse"]["overall"]["abs_rel"],
+        "sfm_abs_rel_final": sfm and sfm["final"]["overall"]["abs_rel"],
+        "sfm_scale_final": sfm and sfm["final"]["overall"]["median_ratio"],
+        "sfm_points": sfm and sfm["final"]["overall"]["points"],
         "inconsistent_coarse": consistency["coarse"]["overall"]["inconsistent_share"],
         "inconsistent_final": consistency["final"]["overall"]["inconsistent_share"],
         "clamp_final": clamp["final_at_near_share"] + clamp["final_at_far_share"],
@@ -142,8 +144,11 @@ def viewer_command(
     config: Path | None = None,
     depthsplat_repo: Path | None = None,
     dataset_key: bool = False,
+    run: RunSpec | None = None,
+    context: Sequence[int] | None = None,
 ) -> list[str]:
-    """The ``dsviewer`` arguments that open ``spec`` as the evaluation ran it, from any folder.
+    """The ``dsviewer`` arguments that open ``spec`` as the evaluation ran it, from any folder
+    (``run``: its views and planes, ``context``: the frames, when they were given).
 
     Every path is absolute; so is ``spec`` when it names an existing folder or file (a capture)
     and is not a ``dataset_key``; keys and ``synthetic:<seed>`` stay as they are. The spec is one
@@ -158,4 +163,10 @@ def viewer_command(
                        ("--depthsplat-repo", depthsplat_repo)):  # fmt: skip
         if path is not None:
             command += [flag, str(Path(path).resolve())]
+    if context is not None:
+        command += ["--context", *map(str, context)]
+    if run is not None:
+        for flag, value in (("--views", run.views), ("--near", run.near), ("--far", run.far)):
+            if value is not None:
+                command += [flag, repr(value)]
     return command

@@ -2,11 +2,10 @@
 
 :data:`EXPORT_FILES` is the registry: each file is declared once (name, what it holds, how it is
 written, when it exists). ``dsviewer export``, the GUI's export button (a zip) and the tests
-iterate it. Every file reads the same :class:`~dsviewer.viewer.pipeline.LoadedScene` -- its layers
-(user
-frame), its cached analysis for the export's settings and its cached target renders -- so the
-files hold exactly what the viewer shows for those settings. ``metrics.json`` is written last.
-A set of files is one transaction (:mod:`dsviewer.viewer.export.transaction`).
+iterate it. Every file reads the same :class:`~dsviewer.viewer.session.loaded.LoadedScene` --
+its layers (user frame), its cached analysis for the export's settings and its cached target
+renders -- so the files hold exactly what the viewer shows for those settings. ``metrics.json``
+is written last. A set of files is one transaction (:mod:`dsviewer.viewer.export.transaction`).
 """
 
 from __future__ import annotations
@@ -26,8 +25,8 @@ from dsviewer.viewer.export import point_files
 from dsviewer.viewer.export.layout import METRICS_JSON, describe, foreign_entries
 from dsviewer.viewer.export.metrics import export_metrics
 from dsviewer.viewer.export.transaction import absolute_folder, export_transaction
-from dsviewer.viewer.pipeline import LoadedScene, ProgressFn
 from dsviewer.viewer.point_layers import POINT_LAYERS
+from dsviewer.viewer.session.loaded import LoadedScene, ProgressFn
 
 
 @dataclass(frozen=True)
@@ -182,7 +181,7 @@ def refuse_existing(out_dir: Path, overwrite: bool) -> None:
     and ``overwrite`` is off."""
     given = Path(out_dir)
     out_dir = absolute_folder(given)  # a link is judged by the folder it points to (replaced)
-    foreign = foreign_entries(out_dir)
+    foreign = foreign_entries(out_dir, EXPORT_FILE_NAMES)
     if foreign:
         raise ForeignFilesError(given, foreign)
     if not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):

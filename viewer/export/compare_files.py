@@ -12,7 +12,10 @@ or the new one, never a mix)::
 context frames, near/far in the model's units), ``folders`` (name -> folder under ``D``),
 ``pairs``: every pair of runs ``(a, b)`` with a before b in the run order, then, when the scene
 has GT depth, ``gt`` against each run (``a = "gt"``, so ``depth_abs_rel_b_vs_a`` is the run's
-usual AbsRel against GT, sampled along the GT pixels' rays). Each pair is
+usual AbsRel against GT, sampled along the GT pixels' rays), and for a capture with SfM points
+``sfm`` against each run likewise, on the pixels that hold an SfM observation (pixel-centre
+rays: within half a pixel of the observed point; metrics.json's ``sfm`` samples the exact
+pixel). Each pair is
 :func:`dsviewer.viewer.compare.compare_pair`'s dict. ``notes``: pairs that could not be compared (no
 shared context frame), in words.
 
@@ -35,13 +38,14 @@ import numpy as np
 from dsviewer.errors import InputError
 from dsviewer.io.atomic import atomic_write
 from dsviewer.viewer.compare import (
-    GT_NAME,
+    RESERVED_NAMES,
     DepthSource,
     compare_pair,
     comparison_problem,
     difference_maps,
     gt_source,
     run_source,
+    sfm_source,
 )
 from dsviewer.viewer.export import (
     ExportSettings,
@@ -53,9 +57,9 @@ from dsviewer.viewer.export import (
 from dsviewer.viewer.export.layout import COMPARE_JSON, COMPARE_PLY, RUNS_FOLDER
 from dsviewer.viewer.export.point_files import pixel_columns, write_table
 from dsviewer.viewer.export.transaction import export_transaction
-from dsviewer.viewer.pipeline import LoadedScene, ProgressFn
 from dsviewer.viewer.point_layers import POINT_LAYERS
-from dsviewer.viewer.runs import run_definition
+from dsviewer.viewer.session.loaded import LoadedScene, ProgressFn
+from dsviewer.viewer.session.runs import run_definition
 
 DEFINITION = (
     "depth_abs_rel_b_vs_a: mean over a's valid pixels (finite depth > 0) where b has a sample "
@@ -82,11 +86,11 @@ def run_folders(runs: Sequence[LoadedScene]) -> dict[str, str]:
     """Run name -> its folder under the export (``runs/<file-name-safe name>``, unique)."""
     names = [run.run_name for run in runs]
     duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates or GT_NAME in names:
+    if duplicates or set(RESERVED_NAMES) & set(names):
         raise ComparisonInputError(
-            f"runs to compare need distinct names other than {GT_NAME!r}; got {names}. Name "
-            "them with dsviewer.viewer.compare.unique_names (the CLI uses the checkpoint file "
-            "stems)."
+            f"runs to compare need distinct names other than {' and '.join(RESERVED_NAMES)}; "
+            f"got {names}. Name them with dsviewer.viewer.session.specs.unique_names (the CLI "
+            "uses the checkpoint file stems)."
         )
     folders: dict[str, str] = {}
     for name in names:
@@ -107,12 +111,14 @@ def _check_pair(runs: Sequence[LoadedScene], pair: tuple[int, int]) -> None:
 
 
 def comparison_sources(runs: Sequence[LoadedScene]) -> list[tuple[DepthSource, DepthSource]]:
-    """The pairs of compare.json: runs in order (a before b), then GT against each run."""
+    """The pairs of compare.json: runs in order (a before b), then GT and the SfM points
+    against each run."""
     sources = [run_source(run) for run in runs]
     pairs = [(a, b) for i, a in enumerate(sources) for b in sources[i + 1 :]]
-    gt = next((g for g in map(gt_source, runs) if g is not None), None)
-    if gt is not None:
-        pairs += [(gt, source) for source in sources]
+    for reference in (gt_source, sfm_source):
+        found = next((r for r in map(reference, runs) if r is not None), None)
+        if found is not None:
+            pairs += [(found, source) for source in sources]
     return pairs
 
 
@@ -129,6 +135,8 @@ def compare_json(runs: Sequence[LoadedScene], ply_pair: tuple[int, int] = (0, 1)
         "run_definitions": {run.run_name: run_definition(run) for run in runs},
         "folders": run_folders(runs),
         "gt_from_run": gt_run,
+        "sfm_from_run": next((run.run_name for run in runs if sfm_source(run) is not None),
+                             None),
         "definition": DEFINITION,
         "compare_ply": {"a": runs[ply_pair[0]].run_name, "b": runs[ply_pair[1]].run_name},
         "pairs": [compare_pair(a, b) for a, b in pairs],

@@ -5,8 +5,8 @@ the user keeps beside the export files would go with it. An earlier export is re
 its layout and its marker file (written last, so a whole export has it; a JSON object with the
 export's own keys, so a user's file of that name does not count):
 
-* one scene, one checkpoint: export files only (:data:`dsviewer.viewer.export.EXPORT_FILE_NAMES`),
-  ``metrics.json`` among them;
+* one scene, one checkpoint: export files only (the names the caller passes: the registry's,
+  :data:`dsviewer.viewer.export.EXPORT_FILE_NAMES`), ``metrics.json`` among them;
 * one scene, several checkpoints: ``runs/`` (each entry a one-scene export), ``compare.json``
   and ``compare.ply``, ``compare.json`` among them;
 * several scenes: sub-folders only, each an export of one of the two layouts above.
@@ -37,14 +37,17 @@ def holds_one_export(folder: Path) -> bool:
     return any(_is_marker(Path(folder) / name) for name in MARKER_KEYS)
 
 
-def foreign_entries(folder: Path) -> list[str]:
+def foreign_entries(folder: Path, export_files: tuple[str, ...]) -> list[str]:
     """Entries of ``folder`` that no earlier export wrote, as paths relative to it (folders end
-    in ``/``); empty for a missing or empty folder and for an earlier export."""
+    in ``/``); empty for a missing or empty folder and for an earlier export. ``export_files``:
+    the names a one-scene export writes."""
     folder = Path(folder)
     if not _is_folder(folder):
         return []
-    foreign = _foreign_in_export(folder, comparison=True)
-    return _foreign_in_sub_exports(folder, comparison=True) if foreign is None else foreign
+    foreign = _foreign_in_export(folder, export_files, comparison=True)
+    if foreign is None:
+        return _foreign_in_sub_exports(folder, export_files, comparison=True)
+    return foreign
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -78,32 +81,32 @@ def _label(entry: Path) -> str:
     return entry.name + "/" if _is_folder(entry) else entry.name
 
 
-def _foreign_in_export(folder: Path, comparison: bool) -> list[str] | None:
+def _foreign_in_export(folder: Path, export_files: tuple[str, ...], comparison: bool
+                       ) -> list[str] | None:  # fmt: skip
     """Foreign entries of ``folder`` read as a one-scene export (or, if ``comparison``, a
     comparison export); None when it holds neither layout's marker."""
-    from dsviewer.viewer.export import EXPORT_FILE_NAMES
-
     entries = _entries(folder)
     if _is_marker(folder / METRICS_JSON):
-        return [_label(e) for e in entries if not _is_file(e, EXPORT_FILE_NAMES)]
+        return [_label(e) for e in entries if not _is_file(e, export_files)]
     if not (comparison and _is_marker(folder / COMPARE_JSON)):
         return None
     foreign = []
     for entry in entries:
         if entry.name == RUNS_FOLDER and _is_folder(entry):
-            inner = _foreign_in_sub_exports(entry, comparison=False)
+            inner = _foreign_in_sub_exports(entry, export_files, comparison=False)
             foreign += [f"{RUNS_FOLDER}/{name}" for name in inner]
         elif not _is_file(entry, (COMPARE_JSON, COMPARE_PLY)):
             foreign.append(_label(entry))
     return foreign
 
 
-def _foreign_in_sub_exports(folder: Path, comparison: bool) -> list[str]:
+def _foreign_in_sub_exports(folder: Path, export_files: tuple[str, ...],
+                            comparison: bool) -> list[str]:  # fmt: skip
     """Foreign entries of a folder meant to hold one export per sub-folder: a file, or a
     sub-folder without an export's marker, is foreign as a whole."""
     foreign = []
     for entry in _entries(folder):
-        inner = _foreign_in_export(entry, comparison) if _is_folder(entry) else None
+        inner = _foreign_in_export(entry, export_files, comparison) if _is_folder(entry) else None
         if inner is None:
             foreign.append(_label(entry))
         else:

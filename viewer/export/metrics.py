@@ -10,7 +10,8 @@ from __future__ import annotations
 from dsviewer.viewer.analysis import SceneAnalysis
 from dsviewer.viewer.analysis.metrics import chamfer_distances, cost_volume_stats
 from dsviewer.viewer.layers import Cameras, Layers
-from dsviewer.viewer.pipeline import LoadedScene
+from dsviewer.viewer.session.loaded import LoadedScene
+from dsviewer.viewer.session.runs import run_definition
 
 
 def _cameras(cameras: Cameras) -> list[dict]:
@@ -23,6 +24,7 @@ def _cameras(cameras: Cameras) -> list[dict]:
             "intrinsics": cameras.intrinsics[i].double().tolist(),
             "T_world_cam": cameras.T_world_cam[i].tolist(),
             "camera_model": models[i],
+            "image_file": None if cameras.image_names is None else cameras.image_names[i],
         }
         for i in range(cameras.num_views)
     ]
@@ -34,7 +36,8 @@ def cameras_json(layers: Layers) -> dict:
         "convention": "intrinsics normalized (row 0 / width, row 1 / height) for image_size "
         "[H, W]; T_world_cam camera-to-world in the user's frame, OpenCV axes (+X right, +Y "
         "down, +Z forward); camera_model: the source's model (undistorted to a pinhole when it "
-        "had distortion)",
+        "had distortion); image_file: the view's image as the capture's camera file lists it "
+        "(null for datasets and generated scenes)",
         "context": _cameras(layers.context),
         "target": [] if layers.target is None else _cameras(layers.target),
     }
@@ -97,6 +100,7 @@ def export_metrics(
             "image_shape": [height, width],
             "near": layers.context.near.tolist(),
             "far": layers.context.far.tolist(),
+            "run_definition": run_definition(loaded),
         },
         "units": {
             "frame": "user (world_from_model applied)",

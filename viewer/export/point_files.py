@@ -25,8 +25,8 @@ import numpy as np
 
 from dsviewer.io.ply import write_point_cloud_ply
 from dsviewer.viewer.color_modes import COLOR_MODES, ColorContext, layer_values
-from dsviewer.viewer.pipeline import LoadedScene
 from dsviewer.viewer.point_layers import POINT_LAYERS
+from dsviewer.viewer.session.loaded import LoadedScene
 
 SKIPPED_MODES = ("rgb", "layer")  # the colours themselves, and a constant per file
 COMPARED_LAYERS = ("coarse", "final")

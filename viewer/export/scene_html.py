@@ -5,7 +5,8 @@ the same view parameters as the live viewer (point size, frustum size, start cam
 serialized by viser into one HTML file. Its nodes carry the layers' labels (``/Final depth/view
 0``, ``/Context cameras/frame 12``): the page's scene-tree panel, opened on load, is the list of
 labelled layer toggles. A small overlay states the scene and shows the legend of every colour
-mode the file uses (the residual layer's diverging map).
+mode the file uses (the residual layer's diverging map; the SfM points drawn a second time in
+their error against the final depth, hidden at start).
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ import math
 
 import numpy as np
 
-from dsviewer.viewer.color_modes import ColorContext, legend_image, point_colors
+from dsviewer.viewer.color_modes import ColorContext, color_mode, legend_image, point_colors
 from dsviewer.viewer.escape import escape_html
-from dsviewer.viewer.pipeline import LoadedScene
 from dsviewer.viewer.point_layers import POINT_LAYERS
 from dsviewer.viewer.scene_nodes import add_frustums, add_point_cloud
+from dsviewer.viewer.session.loaded import LoadedScene
 
 CONTEXT_GROUP = "Context cameras"
 TARGET_GROUP = "Target cameras"
+SECOND_MODES = {"sfm": "sfm_error"}  # layers drawn twice: in their colours and in this mode
 
 # Opens the scene tree (the layer toggles) once the viewer has drawn its controls.
 _OPEN_TREE = """<script>
@@ -44,13 +46,25 @@ def _png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _drawings(key: str) -> list[tuple[str, str, bool]]:
+    """How a layer is drawn in the file: ``(group name, colour mode, visible at start)``; the
+    SfM points a second time in their error against the final depth."""
+    layer = POINT_LAYERS[key]
+    drawings = [(layer.label, layer.fixed_color_mode or "rgb", layer.shown_at_start)]
+    if key in SECOND_MODES:
+        mode = color_mode(SECOND_MODES[key])
+        drawings.append((f"{layer.label}: {mode.label}", mode.key, False))
+    return drawings
+
+
 def _overlay(loaded: LoadedScene, context: ColorContext, shown: list[str]) -> str:
     legends = []
     for key in shown:
-        mode = POINT_LAYERS[key].fixed_color_mode
-        if mode is not None:
+        for name, mode, _ in _drawings(key):
+            if mode == "rgb":
+                continue
             legends.append(
-                f"<div>{escape_html(POINT_LAYERS[key].label)}</div>"
+                f"<div>{escape_html(name)}</div>"
                 f'<img alt="legend" src="{_png_data_url(legend_image(context, mode))}">'
             )
     title = f"{loaded.scene.key} ({loaded.run_name})"
@@ -82,22 +96,22 @@ def scene_html(loaded: LoadedScene, context: ColorContext, point_budget: int) ->
         if layers.target is not None:
             add_frustums(server, f"/{TARGET_GROUP}", layers.target, view.frustum_scale, "target")
         shown = []
-        for key, layer in POINT_LAYERS.items():
+        for key in POINT_LAYERS:
             flat = loaded.flat(key)
             if flat is None or key == "centers":
                 continue
             shown.append(key)
-            server.scene.add_frame(f"/{layer.label}", show_axes=False, visible=layer.shown_at_start)
-            mode = layer.fixed_color_mode or "rgb"
-            for v in range(flat.num_views):
-                pixels = np.flatnonzero(flat.valid[v])
-                pixels = pixels[
-                    :: max(1, math.ceil(len(pixels) / max(1, point_budget // flat.num_views)))
-                ]
-                colors = point_colors(context, mode, key, v, pixels)
-                frame = int(layers.context.frames[v])
-                add_point_cloud(server, f"/{layer.label}/view {v} (frame {frame})",
-                                flat.points[v, pixels], colors, view.point_size())  # fmt: skip
+            for name, mode, visible in _drawings(key):
+                server.scene.add_frame(f"/{name}", show_axes=False, visible=visible)
+                for v in range(flat.num_views):
+                    pixels = np.flatnonzero(flat.valid[v])
+                    pixels = pixels[
+                        :: max(1, math.ceil(len(pixels) / max(1, point_budget // flat.num_views)))
+                    ]
+                    colors = point_colors(context, mode, key, v, pixels)
+                    frame = int(layers.context.frames[v])
+                    add_point_cloud(server, f"/{name}/view {v} (frame {frame})",
+                                    flat.points[v, pixels], colors, view.point_size())  # fmt: skip
         document = server.scene.as_html(dark_mode=True)
     finally:
         with contextlib.redirect_stdout(io.StringIO()):

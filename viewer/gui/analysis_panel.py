@@ -30,6 +30,11 @@ def _num(value: float | None) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{value:.4g}"
 
 
+def _sfm(entry: dict, key: str, show) -> str:
+    """One SfM metric, or why there is none ("too few SfM points" below the minimum)."""
+    return show(entry[key]) if entry["reason"] is None else entry["reason"]
+
+
 def summary_markdown(summary: dict) -> str:
     """The checks of ``SceneAnalysis.summary()`` for coarse and final depth, as a table."""
     consistency, clamp, edges = summary["consistency"], summary["clamp"], summary["edges"]
@@ -48,6 +53,14 @@ def summary_markdown(summary: dict) -> str:
         gt = summary["gt"]
         rows.append(("AbsRel to GT", *(_num(gt[k]["overall"]["abs_rel"]) for k in layers)))
         rows.append(("delta < 1.25", *(_pct(gt[k]["overall"]["delta"]) for k in layers)))
+    if "sfm" in summary:
+        sfm = {k: summary["sfm"][k]["overall"] for k in layers}
+        points = sfm["final"]["points"]
+        rows.append((f"AbsRel to SfM ({points} points)",
+                     *(_sfm(sfm[k], "abs_rel", _num) for k in layers)))
+        rows.append(("delta < 1.25 (SfM)", *(_sfm(sfm[k], "delta", _pct) for k in layers)))
+        rows.append(("median ratio to SfM", *(_sfm(sfm[k], "median_ratio", _num)
+                                              for k in layers)))
     lines = ["| check | coarse | final |", "|---|---|---|"]
     lines += [f"| {name} | {coarse} | {final} |" for name, coarse, final in rows]
     return "\n".join(lines)
@@ -73,6 +86,14 @@ def statistics_markdown(analysis: SceneAnalysis, residual: np.ndarray, valid: np
         lines += ["", "**AbsRel to GT**", "", "| view | coarse | final |", "|---|---|---|"]
         for v, (c, f) in enumerate(zip(coarse["per_view"], final["per_view"], strict=True)):
             lines.append(f"| {v} | {_num(c['abs_rel'])} | {_num(f['abs_rel'])} |")
+    final, coarse = analysis.layers["final"].sfm_metrics, analysis.layers["coarse"].sfm_metrics
+    if final is not None:
+        lines += ["", "**Against SfM points** (final depth's median ratio: its scale)", "",
+                  "| view | points | AbsRel coarse | AbsRel final | ratio final |",
+                  "|---|---|---|---|---|"]
+        for v, (c, f) in enumerate(zip(coarse["per_view"], final["per_view"], strict=True)):
+            lines.append(f"| {v} | {f['points']} | {_sfm(c, 'abs_rel', _num)} | "
+                         f"{_sfm(f, 'abs_rel', _num)} | {_sfm(f, 'median_ratio', _num)} |")
     return "\n".join(lines)
 
 

@@ -14,8 +14,8 @@ from dsviewer.dataset.capture import CaptureOptions, load_capture
 from dsviewer.model.types import Prediction
 from dsviewer.viewer.analysis import AnalysisSettings, analyze
 from dsviewer.viewer.color_modes import ColorContext, layer_values
-from dsviewer.viewer.pipeline import run_prediction
 from dsviewer.viewer.point_layers import flat_layer
+from dsviewer.viewer.session.loaded import run_prediction
 
 PLANE_Z = 4.0  # test_sfm_reference.plane_points
 

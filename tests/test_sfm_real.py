@@ -25,7 +25,7 @@ import pytest
 from dsviewer.dataset import PreprocessSettings
 from dsviewer.dataset.capture import load_capture
 from dsviewer.viewer.analysis import analyze
-from dsviewer.viewer.pipeline import run_prediction
+from dsviewer.viewer.session.loaded import run_prediction
 
 CAPTURES = [Path(p) for p in os.environ.get("DSVIEWER_REAL_COLMAP", "").split(os.pathsep) if p]
 SETTINGS = PreprocessSettings(image_shape=(256, 448), near=0.5, far=100.0, patch_multiple=16)

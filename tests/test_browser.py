@@ -153,16 +153,16 @@ def test_first_open_frames_the_scene_beside_the_panel_and_toggles_a_layer(browse
     box = canvas_box(page)
     assert panel["x"] >= box["x"] + box["width"] - 1
     # Toggle the residual layer in the page: its points are sent on first show.
-    assert app.points.slots[0].frames["residual"].visible is False
+    assert app.clouds.slots[0].frames["residual"].visible is False
     page.get_by_label("Mono residual", exact=True).click()
-    assert wait_until(lambda: app.points.slots[0].frames["residual"].visible is True)
-    assert wait_until(lambda: ("residual", 1) in app.points.slots[0].shown)
+    assert wait_until(lambda: app.clouds.slots[0].frames["residual"].visible is True)
+    assert wait_until(lambda: ("residual", 1) in app.clouds.slots[0].shown)
     page.get_by_label("Final depth", exact=True).click()
-    assert wait_until(lambda: app.points.slots[0].frames["final"].visible is False)
+    assert wait_until(lambda: app.clouds.slots[0].frames["final"].visible is False)
     # The README shot: the residual alone, without target frustums and the WebGL toast.
     page.get_by_label("Target cameras", exact=True).click()
     page.mouse.move(*canvas_center(page))  # no tooltip over the panel
-    assert wait_until(lambda: not any(f.visible for f in app.cameras.frustums["target"]))
+    assert wait_until(lambda: not any(f.visible for f in app.cameras_panel.frustums["target"]))
     page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
     time.sleep(2)  # let the residual colours arrive and render
     residual_png = rendered_screenshot(page)
@@ -228,16 +228,16 @@ def test_clicking_a_point_fills_the_inspector_and_renders_at_the_camera(browser,
     page = open_page(browser, url)
     rendered_screenshot(page)
     assert app.wait_idle(60)  # the analysis of the shown scene is done
-    app.inspector.report = None
+    app.inspector_panel.report = None
     box = canvas_box(page)
     spots = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
              for fx, fy in ((0.5, 0.5), (0.4, 0.55), (0.6, 0.45), (0.5, 0.35),
                             (0.3, 0.6))]  # fmt: skip
     for x, y in spots:
         page.mouse.click(x, y)
-        if wait_until(lambda: app.inspector.report is not None, timeout=5):
+        if wait_until(lambda: app.inspector_panel.report is not None, timeout=5):
             break
-    report = app.inspector.report
+    report = app.inspector_panel.report
     assert report is not None, "no click on the canvas reached a point"
     page.get_by_text("Inspector", exact=True).first.click()  # the folder starts collapsed
     page.get_by_text(f"{report.view}, ({report.u}, {report.v})", exact=True).first.wait_for(
@@ -247,11 +247,11 @@ def test_clicking_a_point_fills_the_inspector_and_renders_at_the_camera(browser,
     target = os.environ.get("DSVIEWER_INSPECTOR_SCREENSHOT")
     if target:
         page.screenshot(path=target)
-    app.targets.last_camera_render = None
+    app.targets_panel.last_camera_render = None
     page.get_by_text("Target views", exact=True).first.click()
     page.get_by_role("button", name="Render at my camera").click()
-    assert wait_until(lambda: app.targets.last_camera_render is not None, timeout=60)
-    image = app.targets.last_camera_render
+    assert wait_until(lambda: app.targets_panel.last_camera_render is not None, timeout=60)
+    image = app.targets_panel.last_camera_render
     assert image.shape[0] == 256 and image.shape[2] == 3
     page.close()
 
@@ -328,7 +328,7 @@ def test_new_run_and_b_minus_a_from_the_page(browser, viewer):
     show_demo_scene(app, key)
     page = open_page(browser, url)
     page.get_by_label("Final depth", exact=True).check()  # an earlier test may have hidden it
-    assert wait_until(lambda: app.points.slots[0].frames["final"].visible is True)
+    assert wait_until(lambda: app.clouds.slots[0].frames["final"].visible is True)
     page.get_by_text("New run", exact=True).first.click()  # the folder starts collapsed
     field = control(page, "Context frames")
     assert wait_until(lambda: field.input_value() != "", timeout=30)  # the strip job filled it
@@ -343,7 +343,7 @@ def test_new_run_and_b_minus_a_from_the_page(browser, viewer):
     assert app.runs_panel.b.value == app.runs[1].name  # the new run is B
     page.locator("input[value='Image']").first.click()  # the Colour-by dropdown
     page.get_by_role("option", name="B - A", exact=True).click()
-    assert wait_until(lambda: app.colours.mode() == "difference")
+    assert wait_until(lambda: app.state.color_mode == "difference")
     assert app.wait_idle(120)
     colors = app.server.scene._handle_from_node_name["/runs/0/final/view_0"].colors
     grey = (colors == 128).all(-1).mean()

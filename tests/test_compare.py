@@ -476,18 +476,18 @@ def test_new_run_starts_from_the_chosen_models_own_planes_and_default_views(serv
     assert (panel.near.value, panel.far.value) == (1.0, 25.0)
     app.show_runs(loader.load_all(key, loader.default_specs()[:1]), scene_spec=key)
     assert app.wait_idle(120)
-    assert panel.context.value == "0 7"  # run A's default views, shown for editing
+    assert panel.context_frames.value == "0 7"  # run A's default views, shown for editing
     panel.checkpoint.value = labels[1]
     panel.request_run()
     assert app.wait_idle(120)
     new = app.runs[-1]
     assert new.spec == RunSpec(model_path(tiny))  # own planes, default views
     assert run_planes(new.loaded) == (0.5, 100.0)
-    panel.context.value = "0 99"  # the strip shows frames 0 to 7
+    panel.context_frames.value = "0 99"  # the strip shows frames 0 to 7
     panel.request_run()
     assert "the scene has frames 0 to 7" in panel.status.content and len(app.runs) == 2
     panel.far.value = 50.0
-    panel.context.value = "0 3"
+    panel.context_frames.value = "0 3"
     panel.request_run()
     assert app.wait_idle(120)
     assert app.runs[-1].spec == RunSpec(model_path(tiny), (0, 3), None, 50.0)

@@ -24,11 +24,6 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"dsviewer": "src", "dsviewer.viewer": "viewer", "dsviewer.configs": "configs"}
-KNOWN_CYCLES = {
-    # The GUI panels <-> viewer/gui/app.py circle is being removed by branch `viewstate`; the
-    # lead deletes this entry after merging it. Any other circle fails.
-    "dsviewer.viewer.gui",
-}
 
 
 def module_files() -> dict[str, Path]:
@@ -160,11 +155,8 @@ def test_the_walk_sees_lazy_and_type_checking_imports():
 def test_no_import_circles():
     graph = import_graph()
     assert len(graph) > 100  # the walk found the product, not an empty folder
-    unexpected = [
-        component for component in cycles(graph)
-        if not all(any(m == k or m.startswith(k + ".") for k in KNOWN_CYCLES) for m in component)
-    ]  # fmt: skip
-    assert not unexpected, "import circles: " + "; ".join(" <-> ".join(c) for c in unexpected)
+    found = cycles(graph)
+    assert not found, "import circles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
 COMMAND_LINES = ("dsviewer.viewer.options", "dsviewer.viewer.cli", "dsviewer.viewer.export_cli",

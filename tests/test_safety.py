@@ -206,7 +206,7 @@ def test_non_finite_prediction_is_flagged_not_shown(server, tmp_path):
     app.show(loaded)
     assert "NaN or infinite" in app.scene_panel.notes.content
     assert (
-        app.points.slots[0].shown[("final", 0)].size == 16 * 24 - 4 * 24
+        app.clouds.slots[0].shown[("final", 0)].size == 16 * 24 - 4 * 24
     )  # the NaN pixels are not drawn
     metrics = export_scene(tmp_path / "out", loaded).metrics
     assert metrics["checks"]["nonfinite_final_depth_pixels"] == 96
@@ -231,7 +231,7 @@ def test_an_all_nan_prediction_is_shown_empty_and_exported_empty(server, tmp_pat
     app = ViewerApp(server, scene_specs=["plane"])
     app.show(loaded)
     assert "NaN or infinite" in app.scene_panel.notes.content
-    assert app.points.slots[0].shown[("final", 0)].size == 0
+    assert app.clouds.slots[0].shown[("final", 0)].size == 0
     app.close()
     metrics = export_scene(tmp_path / "out", loaded).metrics
     written = sorted(p.name for p in (tmp_path / "out").iterdir())

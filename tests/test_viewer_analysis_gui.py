@@ -87,15 +87,15 @@ def expected_colors(loaded, mode: str, v: int, pixels: np.ndarray, **settings) -
 
 
 def test_analysis_colour_modes_and_recompute_on_settings(app, server, loaded, monkeypatch):
-    analysis = app.current_analysis()
+    analysis = app.state.analysis_of()
     assert analysis is not None and analysis.settings == AnalysisSettings()
     inconsistent = analysis.layers["final"].consistency.inconsistent[0][PATCH[1:]]
     assert inconsistent.float().mean() > 0.5  # the defect is seen
     geometry = len(sent(server, _messages.PointCloudMessage))
     for mode in ("consistency", "clamp", "flying_pixel", "depth_edge"):
-        app.colours.set_mode(mode)
+        app.colours_panel.set_mode(mode)
         for v in range(V):
-            pixels = app.points.slots[0].shown[("final", v)]
+            pixels = app.clouds.slots[0].shown[("final", v)]
             np.testing.assert_array_equal(
                 final_colors(app, v), expected_colors(loaded, mode, v, pixels), err_msg=mode
             )
@@ -105,64 +105,64 @@ def test_analysis_colour_modes_and_recompute_on_settings(app, server, loaded, mo
     real = dsviewer.viewer.analysis.analyze
     monkeypatch.setattr(dsviewer.viewer.analysis, "analyze",
                         lambda *a, **k: runs.append(1) or real(*a, **k))
-    app.colours.set_mode("consistency")
+    app.colours_panel.set_mode("consistency")
     app.analysis_panel.threshold.value = 0.2
     assert app.wait_idle(60) and len(runs) == 1
     app.request_analysis()
     assert app.wait_idle(60) and len(runs) == 1
-    pixels = app.points.slots[0].shown[("final", 1)]
+    pixels = app.clouds.slots[0].shown[("final", 1)]
     np.testing.assert_array_equal(
         final_colors(app, 1),
         expected_colors(loaded, "consistency", 1, pixels, consistency_threshold=0.2),
     )
     app.analysis_panel.occlusions.value = "skip"
     assert app.wait_idle(60) and len(runs) == 2
-    assert app.current_analysis().settings.consistency_occlusions == "skip"
+    assert app.state.analysis_of().settings.consistency_occlusions == "skip"
 
 
 def test_inconsistent_only_and_hide_flying_filters(app, loaded):
-    final = app.current_analysis().layers["final"]
+    final = app.state.analysis_of().layers["final"]
     valid = app.loaded.flat("final").valid
     inconsistent = final.consistency.inconsistent.reshape(V, -1).numpy()
     app.points_panel.inconsistent_only.value = True
     for v in range(V):
         expected = np.flatnonzero(valid[v] & inconsistent[v])
-        np.testing.assert_array_equal(app.points.slots[0].shown[("final", v)], expected)
-    assert app.points.slots[0].shown[("final", 0)].size >= 40  # the pushed patch
+        np.testing.assert_array_equal(app.clouds.slots[0].shown[("final", v)], expected)
+    assert app.clouds.slots[0].shown[("final", 0)].size >= 40  # the pushed patch
     app.points_panel.inconsistent_only.value = False
     app.points_panel.hide_flying.value = True
     flying = final.flying.reshape(V, -1).numpy()
     assert flying[FLYING[0], FLYING[1] * W + FLYING[2]]
     for v in range(V):
-        np.testing.assert_array_equal(app.points.slots[0].shown[("final", v)],
+        np.testing.assert_array_equal(app.clouds.slots[0].shown[("final", v)],
                                       np.flatnonzero(valid[v] & ~flying[v]))  # fmt: skip
 
 
 def test_residual_vectors_layer(app, server, loaded):
     assert not sent(server, _messages.LineSegmentsMessage)  # nothing before the toggle
-    app.vectors.toggle.value = True
+    app.vectors_panel.toggle.value = True
     msgs = {m.name: m for m in sent(server, _messages.LineSegmentsMessage)}
     for v in range(V):
         ref = residual_segments(loaded.layers, stride=8, views=[v])
         np.testing.assert_allclose(msgs[f"/residual_vectors/view_{v}"].props.points, ref.points,
                                    atol=1e-6)  # fmt: skip
         assert ref.points.shape[0] == (H // 8) * (W // 8)
-    app.views.toggles[1].value = False  # hides that view's vectors, sends nothing new
-    assert [h.visible for h in app.vectors.handles] == [True, False, True]
+    app.views_panel.toggles[1].value = False  # hides that view's vectors, sends nothing new
+    assert [h.visible for h in app.vectors_panel.handles] == [True, False, True]
     assert len(sent(server, _messages.LineSegmentsMessage)) == V
-    app.vectors.stride.value = 4
+    app.vectors_panel.stride.value = 4
     msgs = {m.name: m for m in sent(server, _messages.LineSegmentsMessage)}
     total = sum(msgs[f"/residual_vectors/view_{v}"].props.points.shape[0] for v in range(V))
     assert total == V * (H // 4) * (W // 4)
-    app.vectors.toggle.value = False
-    assert not any(h.visible for h in app.vectors.handles)
+    app.vectors_panel.toggle.value = False
+    assert not any(h.visible for h in app.vectors_panel.handles)
 
 
 def test_splat_opacity_filter_and_colouring(app, server, loaded):
     g = app.loaded.layers.gaussians
-    app.splats.toggle.value = True
-    app.splats.color.value = "Opacity"
-    app.splats.min_opacity.value = 0.6
+    app.gaussians_panel.toggle.value = True
+    app.gaussians_panel.color.value = "Opacity"
+    app.gaussians_panel.min_opacity.value = 0.6
     (message,) = sent(server, _messages.GaussianSplatsMessage)
     keep = gaussian_keep_mask(g, 0.6).numpy()
     buffer = message.props.buffer
@@ -174,10 +174,10 @@ def test_splat_opacity_filter_and_colouring(app, server, loaded):
 
 
 def test_numeric_inspector_and_click_picking(app, loaded):
-    panel = app.inspector
+    panel = app.inspector_panel
     panel.view.value, panel.u.value, panel.v.value = 0, 12, 10
     report = panel.inspect_pixel(0, 12, 10)
-    expected = inspect_pixel(loaded.layers, 0, 12, 10, app.current_analysis())
+    expected = inspect_pixel(loaded.layers, 0, 12, 10, app.state.analysis_of())
     assert report.mode_values == expected.mode_values and report.flags == expected.flags
     assert report.final_depth == expected.final_depth
     assert "final inconsistent" in report.flags
@@ -190,9 +190,9 @@ def test_numeric_inspector_and_click_picking(app, loaded):
     T = loaded.layers.context.T_world_cam[2].numpy()
     ray_cam = np.array([((7 + 0.5) / W - K[0, 2]) / K[0, 0],
                         ((3 + 0.5) / H - K[1, 2]) / K[1, 1], 1.0])  # fmt: skip
-    run, *picked = app.points.pick(T[:3, 3], T[:3, :3] @ ray_cam)
+    run, *picked = app.clouds.pick(T[:3, 3], T[:3, :3] @ ray_cam)
     assert run is app.runs[0] and picked == ["final", 2, 7, 3]
-    assert app.points.pick(T[:3, 3], -T[:3, 2]) is None  # looking away from every point
+    assert app.clouds.pick(T[:3, 3], -T[:3, 2]) is None  # looking away from every point
     with pytest.raises(ValueError, match="outside the context views"):
         panel.inspect_pixel(0, W + 5, 0)
 
@@ -203,8 +203,8 @@ def test_residual_histograms_follow_the_unit(app, loaded):
         ("inverse depth", "residual_inv"),
         ("metric (final - coarse)", "residual_metric"),
     ):
-        app.colours.residual_unit.value = label
-        limit = app.residual_limit()
+        app.colours_panel.residual_unit.value = label
+        limit = app.colors.residual_limit()
         residual = getattr(loaded.layers, field).reshape(V, -1).numpy()
         for v in range(V):
             handle = app.analysis_panel.histograms[v]
@@ -283,12 +283,12 @@ def test_export_button_metrics_equal_what_the_gui_shows(app, loaded):
 def test_target_views_and_render_at_camera(app, loaded):
     renders = app.loaded.targets
     assert renders is not None
-    assert f"{float(renders.psnr[0]):.2f}" in app.targets.text.content
-    assert app.targets.image.image.shape[0] > 8
+    assert f"{float(renders.psnr[0]):.2f}" in app.targets_panel.text.content
+    assert app.targets_panel.image.image.shape[0] > 8
     # "Render at my camera" with a camera looking like context view 0's.
     wxyz, position = camera_pose(loaded.layers.context.T_world_cam[0].numpy())
     camera = types.SimpleNamespace(wxyz=wxyz, position=position, fov=0.8, aspect=1.5)
-    app.targets.request_camera_render(types.SimpleNamespace(camera=camera))
+    app.targets_panel.request_camera_render(types.SimpleNamespace(camera=camera))
     assert app.wait_idle(120)
-    image = app.targets.last_camera_render
+    image = app.targets_panel.last_camera_render
     assert image.shape == (256, 384, 3) and image.std() > 5  # the plane, not a black image

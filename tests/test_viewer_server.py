@@ -20,6 +20,7 @@ from viser import _messages
 from dsviewer.viewer import colormaps
 from dsviewer.viewer.color_modes import COLOR_MODES
 from dsviewer.viewer.gui.app import ViewerApp
+from dsviewer.viewer.gui.state import Partner
 
 V, H, W = 3, 24, 32
 
@@ -89,11 +90,11 @@ def test_toggles_flip_visibility_without_resending(server, loaded):
     residual_colors = cloud(server, "/runs/0/residual/view_0").colors.copy()
     points_sent = len(sent(server, _messages.PointCloudMessage))
     toggle.value = False
-    assert app.points.slots[0].frames["residual"].visible is False
+    assert app.clouds.slots[0].frames["residual"].visible is False
     toggle.value = True
-    assert app.points.slots[0].frames["residual"].visible is True
+    assert app.clouds.slots[0].frames["residual"].visible is True
     app.points_panel.size.value = 3.0
-    app.colours.set_mode("depth")
+    app.colours_panel.set_mode("depth")
     # Visibility, size and colour changes sent no new point geometry.
     assert len(sent(server, _messages.PointCloudMessage)) == points_sent
     depth = app.loaded.flat("final").depth[0]
@@ -104,7 +105,7 @@ def test_toggles_flip_visibility_without_resending(server, loaded):
                                   colormaps.apply_sequential(depth, low, high))  # fmt: skip
     # The residual layer keeps its residual colours in every colour mode.
     np.testing.assert_array_equal(cloud(server, "/runs/0/residual/view_0").colors, residual_colors)
-    app.views.toggles[1].value = False  # only that view's clouds hide
+    app.views_panel.toggles[1].value = False  # only that view's clouds hide
     assert [cloud(server, f"/runs/0/final/view_{v}").visible for v in range(V)] == [
         True,
         False,
@@ -120,13 +121,13 @@ def test_filters_resend_only_visible_layers(server, loaded):
     threshold = np.percentile(confidence, 50.0)
     for v in range(V):
         kept = int((confidence[v] >= threshold).sum())
-        assert app.points.slots[0].shown[("final", v)].size == kept
+        assert app.clouds.slots[0].shown[("final", v)].size == kept
         if kept:
             assert cloud(server, f"/runs/0/final/view_{v}").points.shape == (kept, 3)
         else:  # nothing left: hidden (an empty cloud would make three.js compute NaN bounds)
             assert not cloud(server, f"/runs/0/final/view_{v}").visible
-    assert 0 < app.points.points_sent() < V * H * W
-    assert "coarse" in app.points.slots[0].stale
+    assert 0 < app.clouds.points_sent() < V * H * W
+    assert "coarse" in app.clouds.slots[0].stale
     assert not any(n.startswith("/runs/0/coarse/v") for n in node_names(server))
 
 
@@ -134,7 +135,7 @@ def test_gaussian_splats(server, loaded):
     app = ViewerApp(server, scene_specs=["plane"], gaussian_budget=500)
     app.show(loaded)
     assert not sent(server, _messages.GaussianSplatsMessage)
-    app.splats.toggle.value = True
+    app.gaussians_panel.toggle.value = True
     (message,) = sent(server, _messages.GaussianSplatsMessage)
     buffer = message.props.buffer  # [n, 8] uint32 per splat
     assert buffer.shape == (500, 8)
@@ -142,8 +143,8 @@ def test_gaussian_splats(server, loaded):
     assert (rgba[:, :3] == np.array([199, 128, 56])).all()
     opacities = loaded.prediction.gaussians.opacities[0].numpy()
     assert rgba[:, 3].min() >= int(np.sort(opacities)[-500] * 255) - 1  # the most opaque kept
-    app.splats.placement.value = "side by side"
-    assert np.linalg.norm(app.splats.handle.position) > 0
+    app.gaussians_panel.placement.value = "side by side"
+    assert np.linalg.norm(app.gaussians_panel.handle.position) > 0
     assert len(sent(server, _messages.GaussianSplatsMessage)) == 1  # moved, not re-sent
 
 
@@ -165,7 +166,7 @@ def test_scene_switches_update_in_place_and_the_buffer_stays_flat(server, loaded
     assert not sent(server, _messages.GuiRemoveMessage)  # GUI elements are reused, not replaced
     app.show(other)
     assert not cloud(server, "/runs/0/final/view_2").visible  # a view the scene does not have
-    assert [t.visible for t in app.views.toggles] == [True, True, False]
+    assert [t.visible for t in app.views_panel.toggles] == [True, True, False]
     assert app.layers_panel.toggles["gt"].disabled is True  # no GT in this scene
 
 
@@ -221,7 +222,7 @@ def test_showing_a_scene_never_waits_for_its_analysis(server, monkeypatch):
     assert cloud(server, "/runs/0/final/view_0").points.shape == (H * W, 3)
     release.set()
     assert app.wait_idle(60)
-    assert loaded.cached_analysis(app.analysis_panel.settings()) is not None
+    assert loaded.cached_analysis(app.state.analysis) is not None
     app.close()
 
 
@@ -255,13 +256,13 @@ def test_frustum_click_selects_and_view_through_moves_the_camera(server, loaded)
     app = ViewerApp(server, scene_specs=["plane"])
     app.show(loaded)
     client = _FakeClient()
-    app.cameras.reset_client(client)
+    app.cameras_panel.reset_client(client)
     start = app.loaded.view.start
     np.testing.assert_allclose(client.camera.position, start.position)
-    app.cameras._select("context", 1)  # what a click on frustum 1 does: select, no move
-    assert app.cameras.choice.value == "context 1: frame 10"
+    app.cameras_panel._select("context", 1)  # what a click on frustum 1 does: select, no move
+    assert app.cameras_panel.choice.value == "context 1: frame 10"
     np.testing.assert_allclose(client.camera.position, start.position)
-    app.cameras.look_through(client, app.cameras.choice.value)
+    app.cameras_panel.look_through(client, *app.cameras_panel.chosen())
     T = loaded.layers.context.T_world_cam[1].numpy()
     np.testing.assert_allclose(client.camera.position, T[:3, 3])
     forward = client.camera.look_at - client.camera.position
@@ -269,9 +270,9 @@ def test_frustum_click_selects_and_view_through_moves_the_camera(server, loaded)
     K = loaded.layers.context.intrinsics[1]
     assert client.camera.fov == pytest.approx(2 * np.arctan(0.5 / float(K[1, 1])))
     # Seen from inside, the frustums' images and wires would fill the view: hidden until reset.
-    frustums = app.cameras.frustums["context"]
+    frustums = app.cameras_panel.frustums["context"]
     assert not any(f.visible for f in frustums[:V])
-    app.cameras.reset_client(client)
+    app.cameras_panel.reset_client(client)
     assert all(f.visible for f in frustums[:V])
     app.close()
 
@@ -280,12 +281,12 @@ def test_every_colour_mode_is_offered_and_drawn(server, loaded):
     app = ViewerApp(server, scene_specs=["plane"])
     app.show(loaded)
     assert app.wait_idle(60)
-    assert list(app.colours.mode_dropdown.options) == [m.label for m in COLOR_MODES.values()]
+    assert list(app.colours_panel.mode_dropdown.options) == [m.label for m in COLOR_MODES.values()]
     for key in COLOR_MODES:
-        app.colours.set_mode(key)
+        app.colours_panel.set_mode(key)
         colors = cloud(server, "/runs/0/final/view_0").colors
         assert colors.shape == (H * W, 3) and colors.dtype == np.uint8
-        assert app.colours.legend.image.shape[1] == 320
+        assert app.colours_panel.legend.image.shape[1] == 320
 
 
 def test_two_runs_are_drawn_and_inspected_together(server, loaded):
@@ -304,17 +305,17 @@ def test_two_runs_are_drawn_and_inspected_together(server, loaded):
     assert app.runs_panel.a.value == "full" and app.runs_panel.b.value == "half"
     assert cloud(server, "/runs/1/final/view_0").points.shape == ((H // 2) * (W // 2), 3)
     app.runs_panel.placement.value = "side by side"
-    offset = np.asarray(app.points.slots[1].root.position)
-    assert np.linalg.norm(offset) > 0 and np.allclose(app.points.slots[0].root.position, 0)
-    report = app.inspector.inspect_pixel(1, 9, 5)
-    (_, a), (name, b) = app.inspector.reports
+    offset = np.asarray(app.clouds.slots[1].root.position)
+    assert np.linalg.norm(offset) > 0 and np.allclose(app.clouds.slots[0].root.position, 0)
+    report = app.inspector_panel.inspect_pixel(1, 9, 5)
+    (_, a), (name, b) = app.inspector_panel.reports
     assert a is report and name == "half"
     assert (b.view, b.u, b.v) == (1, 9 // 2, 5 // 2)  # the same ray at half the resolution
     assert b.final_depth == pytest.approx(a.final_depth, rel=0.02)
-    assert "| | full | half |" in app.inspector.text.content
-    assert len(app.inspector.plot.data) == 3  # depth + one curve per run
+    assert "| | full | half |" in app.inspector_panel.text.content
+    assert len(app.inspector_panel.plot.data) == 3  # depth + one curve per run
     app.runs_panel.toggles[1].value = False  # hide run B
-    assert app.points.slots[1].root.visible is False
+    assert app.clouds.slots[1].root.visible is False
     app.runs_panel.a.value = "half"  # the folders now describe run B
     assert app.loaded is half
     app.close()
@@ -354,13 +355,13 @@ def test_b_minus_a_colours_each_run_by_the_other_runs_depth(server, loaded):
     app = ViewerApp(server, scene_specs=["plane"], point_budget=10**6)
     app.show_runs([Run("a", RunSpec(Path("a.pth")), loaded), Run("b", RunSpec(Path("b.pth")), b)])
     assert app.wait_idle(60)
-    app.colours.set_mode("difference")
-    app.colours.residual_unit.value = "metric (final - coarse)"
+    app.colours_panel.set_mode("difference")
+    app.colours_panel.residual_unit.value = "metric (final - coarse)"
     d_a = loaded.layers.final_depth.numpy().reshape(V, -1)
     expected_a = 0.1 * d_a
     limit = colormaps.robust_limit(expected_a, 98.0)
     for slot, expected in ((0, expected_a), (1, 1.1 * d_a - d_a)):
-        pixels = app.points.slots[slot].shown[("final", 0)]
+        pixels = app.clouds.slots[slot].shown[("final", 0)]
         colors = cloud(server, f"/runs/{slot}/final/view_0").colors
         seen = colors.astype(int).sum(-1) != 3 * 128  # the outer half-pixel ring is unseen
         assert seen.mean() > 0.8
@@ -375,7 +376,7 @@ def test_b_minus_a_colours_each_run_by_the_other_runs_depth(server, loaded):
     np.testing.assert_array_equal(
         colors,
         colormaps.apply_diverging(
-            (gt - d_a)[1][app.points.slots[0].shown[("final", 1)]],
+            (gt - d_a)[1][app.clouds.slots[0].shown[("final", 1)]],
             colormaps.robust_limit(gt - d_a, 98.0),
         ),
     )  # exact final depth: all white
@@ -398,8 +399,8 @@ def test_dropping_runs_for_memory_keeps_the_chosen_a_and_b(server, loaded, monke
     app.add_run(Run("r3", RunSpec(Path("r3.pth")), loaded))
     assert app.wait_idle(60)
     assert [run.name for run in app.runs] == ["r1", "r2", "r3"]
-    assert app.runs[app.primary].name == "r1" == app.runs_panel.a.value
-    assert app.partner == "r3" == app.runs_panel.b.value
+    assert app.state.run_a.name == "r1" == app.runs_panel.a.value
+    assert app.state.partner == Partner("r3") and app.runs_panel.b.value == "r3"
     assert "r0" in app.runs_panel.note.content
     assert "failed" not in app.runs_panel.status.content + app.analysis_panel.table.content
     app.close()
@@ -417,13 +418,13 @@ def test_the_inspector_stays_on_the_clicked_run(server, loaded):
     app = ViewerApp(server, scene_specs=["plane"])
     app.show_runs(runs)
     with app.lock:
-        app.inspector._show(1, W - 2, H - 3, runs[1])  # what a click on B's point does
-    app.inspector.refresh()
-    assert app.inspector.run is runs[1]
-    assert app.inspector.reports[0][0] == "full"
-    assert (app.inspector.report.u, app.inspector.report.v) == (W - 2, H - 3)
-    report = app.inspector.inspect_pixel(1, W - 2, H - 3)  # the fields' pixel is B's too
-    assert app.inspector.reports[0] == ("full", report)
+        app.inspector_panel._show(1, W - 2, H - 3, runs[1])  # what a click on B's point does
+    app.inspector_panel.refresh()
+    assert app.inspector_panel.run is runs[1]
+    assert app.inspector_panel.reports[0][0] == "full"
+    assert (app.inspector_panel.report.u, app.inspector_panel.report.v) == (W - 2, H - 3)
+    report = app.inspector_panel.inspect_pixel(1, W - 2, H - 3)  # the fields' pixel is B's too
+    assert app.inspector_panel.reports[0] == ("full", report)
     app.close()
 
 

@@ -6,6 +6,7 @@ export button finds it: the numbers here and in the exported metrics.json are th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +18,8 @@ from dsviewer.viewer.analysis.metrics import histogram
 if TYPE_CHECKING:
     import viser
 
-    from dsviewer.viewer.gui.app import ViewerApp
+    from dsviewer.viewer.gui.context import GuiContext
+    from dsviewer.viewer.session.loaded import LoadedScene
 
 HISTOGRAM_BINS = 64
 
@@ -98,9 +100,10 @@ def statistics_markdown(analysis: SceneAnalysis, residual: np.ndarray, valid: np
 
 
 class AnalysisPanel:
-    def __init__(self, app: ViewerApp) -> None:
-        self.app = app
-        gui = app.server.gui
+    def __init__(self, context: GuiContext, on_change: Callable[[], None]) -> None:
+        """``on_change()``: an analysis setting changed (the state holds the new settings)."""
+        self.context = context
+        state, gui = context.state, context.server.gui
         with gui.add_folder("Analysis"):
             self.threshold = gui.add_slider(
                 "Consistency threshold", min=0.005, max=0.5, step=0.005, initial_value=0.05,
@@ -118,23 +121,29 @@ class AnalysisPanel:
         self.histograms_folder = gui.add_folder("Histograms", expand_by_default=False)
         self.histograms: list[viser.GuiUplotHandle] = []
 
-        for control in (self.threshold, self.occlusions):
-            control.on_update(lambda _event: app.request_analysis())
+        def write() -> None:
+            state.analysis = AnalysisSettings(consistency_threshold=float(self.threshold.value),
+                                              consistency_occlusions=str(self.occlusions.value))
 
-    def settings(self) -> AnalysisSettings:
-        return AnalysisSettings(consistency_threshold=float(self.threshold.value),
-                                consistency_occlusions=str(self.occlusions.value))  # fmt: skip
+        write()
+        for control in (self.threshold, self.occlusions):
+
+            @control.on_update
+            def _(_event) -> None:
+                write()
+                on_change()
 
     def computing(self) -> None:
         self.table.content = "*Analysing the geometry...*"
 
-    def refresh(self) -> None:
-        """Tables and histograms for the shown scene, its analysis and the colour settings."""
-        analysis = self.app.current_analysis()
+    def refresh(self, loaded: LoadedScene, residual_limit: float) -> None:
+        """Tables and histograms of run A (``loaded``), its analysis and the colour settings;
+        the histograms span +- ``residual_limit``."""
+        state = self.context.state
+        analysis = state.analysis_of(loaded)
         if analysis is not None:
             self.table.content = summary_markdown(analysis.summary())
-        loaded = self.app.loaded
-        settings = self.app.colours.settings()
+        settings = state.color
         field = "residual_inv" if settings.residual_unit == "inverse" else "residual_metric"
         V = loaded.layers.num_views
         residual = getattr(loaded.layers, field).reshape(V, -1).numpy()
@@ -142,12 +151,12 @@ class AnalysisPanel:
         unit = "inverse depth" if settings.residual_unit == "inverse" else "final - coarse depth"
         if analysis is not None:
             self.statistics.content = statistics_markdown(analysis, residual, valid, unit)
-        self._refresh_histograms(residual, valid, unit)
+        self._refresh_histograms(residual, valid, unit, residual_limit)
 
-    def _refresh_histograms(self, residual: np.ndarray, valid: np.ndarray, unit: str) -> None:
+    def _refresh_histograms(self, residual: np.ndarray, valid: np.ndarray, unit: str,
+                            limit: float) -> None:  # fmt: skip
         """One histogram per view on one symmetric range (so the views compare); reused handles."""
-        gui = self.app.server.gui
-        limit = self.app.residual_limit()
+        gui = self.context.server.gui
         for v in range(residual.shape[0]):
             edges, counts = histogram(torch.from_numpy(residual[v][valid[v]]), HISTOGRAM_BINS,
                                       (-limit, limit))  # fmt: skip

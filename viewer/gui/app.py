@@ -1,13 +1,14 @@
 """The one object that wires the GUI folders to the shown scene and its runs.
 
-It owns the runs of the shown scene (:class:`~dsviewer.viewer.runs.Run`: one model with given views
-and
-near/far; run A is the one the folders describe, B the one it is compared with), one lock, the
-job queue and the folders (one module each). Folders call back into it when a setting changes;
-it decides what must be refreshed: visibility flips handles, a new selection re-sends points in
-place, new colours send colours only. Inference runs in a worker thread; analysis, target
-renders, exports, new runs and camera renders run as jobs on one background thread
-(:mod:`dsviewer.viewer.jobs`); every scene update holds the lock inside ``server.atomic()``.
+It owns the :class:`~dsviewer.viewer.gui.state.ViewState` (the runs of the shown scene, which
+two are compared: run A is the one the folders describe, B the one it is compared with, and
+every setting more than one part reads), one lock, the job queue and the folders (one module
+each). A folder writes its part of the state and calls the one callback it was given; the app
+decides what must be refreshed: visibility flips handles, a new selection re-sends points in
+place, new colours send colours only. Folders never see the app or each other. Inference runs
+in a worker thread; analysis, target renders, exports, new runs and camera renders run as jobs
+on one background thread (:mod:`dsviewer.viewer.jobs`); every scene update holds the lock
+inside ``server.atomic()``.
 """
 
 from __future__ import annotations
@@ -21,28 +22,28 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dsviewer.viewer.color_modes import ColorContext, DepthDifference, color_mode
-from dsviewer.viewer.colormaps import robust_limit
-from dsviewer.viewer.compare import GT_NAME, has_gt
+from dsviewer.viewer.color_modes import color_mode
 from dsviewer.viewer.escape import escape_markdown
 from dsviewer.viewer.gui.analysis_panel import AnalysisPanel
 from dsviewer.viewer.gui.cameras_panel import CamerasPanel
+from dsviewer.viewer.gui.colors import RunColors, legend
+from dsviewer.viewer.gui.context import GuiContext
 from dsviewer.viewer.gui.display_panels import ColoursPanel, LayersPanel, PointsPanel, ViewsPanel
 from dsviewer.viewer.gui.export_panel import ExportPanel
 from dsviewer.viewer.gui.inspector_panel import InspectorPanel
-from dsviewer.viewer.gui.points import RunClouds
-from dsviewer.viewer.gui.runs_panel import NO_B, RunsPanel
+from dsviewer.viewer.gui.points import RunClouds, point_filter
+from dsviewer.viewer.gui.runs_panel import RunsPanel, b_choices, oldest_over_budget
 from dsviewer.viewer.gui.scene_panel import ScenePanel
 from dsviewer.viewer.gui.splats import ResidualVectors, SplatNodes, side_by_side_offset
+from dsviewer.viewer.gui.state import Partner, ViewState
 from dsviewer.viewer.gui.targets_panel import TargetsPanel
 from dsviewer.viewer.jobs import JobQueue
-from dsviewer.viewer.pipeline import LoadedScene, ProgressFn
-from dsviewer.viewer.runs import Run, RunLoader, RunSpec
+from dsviewer.viewer.session.loaded import LoadedScene, ProgressFn
+from dsviewer.viewer.session.runs import Run, RunLoader
+from dsviewer.viewer.session.specs import RunSpec
 
 if TYPE_CHECKING:
     import viser
-
-    from dsviewer.viewer.analysis import SceneAnalysis
 
 SceneLoader = Callable[[str, ProgressFn], LoadedScene]
 """``loader(spec, progress) -> LoadedScene``: one run per scene (tests, simple scripts)."""
@@ -75,42 +76,51 @@ class ViewerApp:
         self.loader = loader
         self.spec_check = spec_check
         self.lock = threading.RLock()
-        self.runs: list[Run] = []
-        self.primary = 0  # index of run A
-        self.partner: str = NO_B  # run B's name, "gt" (the scene's GT depth), or NO_B
-        self.scene_spec = (scene_specs or [""])[0]
+        self.state = ViewState(scene_spec=(scene_specs or [""])[0])
         self.scenes_shown = 0  # incremented when a scene is completely shown
-        self._contexts: dict[int, ColorContext] = {}
-        self._differences: dict[int, dict] = {}  # run id -> B - A maps on that run's pixels
         self._worker: threading.Thread | None = None
         self._load_guard = threading.Lock()
         self.jobs = JobQueue(self._on_job_error)
         # Let a running job finish before the interpreter tears torch down (a daemon thread
         # inside torch at exit aborts the process).
         atexit.register(_close_if_alive, weakref.ref(self))
+        context = GuiContext(server, self.state, self.lock, self.jobs)
+        self.context = context
+        self.colors = RunColors(self.state)
+        self.clouds = RunClouds(context, self.colors)
 
         server.gui.configure_theme(dark_mode=True, show_share_button=False, control_width="medium")
         server.gui.main_panel.dock_right()  # beside the canvas, never over the scene
-        self.scene_panel = ScenePanel(self, list(scene_specs or []), model_info)
-        self.runs_panel = RunsPanel(self)
-        self.layers_panel = LayersPanel(self)
-        self.colours = ColoursPanel(self)
-        self.cameras = CamerasPanel(self)
-        self.analysis_panel = AnalysisPanel(self)
-        self.views = ViewsPanel(self)
-        self.points_panel = PointsPanel(self, point_budget)
-        self.inspector = InspectorPanel(self)
-        self.splats = SplatNodes(self, gaussian_budget)
-        self.vectors = ResidualVectors(self)
-        self.targets = TargetsPanel(self)
-        self.export_panel = ExportPanel(self)
-        self.points = RunClouds(self)
+        # The folders, top to bottom; each gets the context and the callbacks it needs.
+        self.scene_panel = ScenePanel(context, list(scene_specs or []), model_info,
+                                      None if loader is None else self.load_async)  # fmt: skip
+        self.runs_panel = RunsPanel(context, self.run_loader, on_pair=self.set_pair,
+                                    on_placement=self.place_runs,
+                                    on_run_visible=self.set_run_visible,
+                                    on_new_run=self.add_run)  # fmt: skip
+        self.layers_panel = LayersPanel(context, self.on_layer_toggled)
+        self.colours_panel = ColoursPanel(context, self.on_colors_changed)
+        self.cameras_panel = CamerasPanel(context)
+        self.analysis_panel = AnalysisPanel(context, self.request_analysis)
+        self.views_panel = ViewsPanel(context, self.on_view_visibility)
+        self.points_panel = PointsPanel(context, point_budget,
+                                        on_size=self.clouds.refresh_point_size,
+                                        on_selection=self.on_selection_changed)  # fmt: skip
+        self.inspector_panel = InspectorPanel(context, self.clouds.pick)
+        self.gaussians_panel = SplatNodes(context, gaussian_budget)
+        self.vectors_panel = ResidualVectors(context)
+        self.targets_panel = TargetsPanel(context)
+        self.export_panel = ExportPanel(context)
         server.on_client_connect(self._on_connect)
+
+    @property
+    def runs(self) -> list[Run]:
+        return self.state.runs
 
     @property
     def loaded(self) -> LoadedScene | None:
         """Run A's scene: what the single-run folders (analysis, targets, cameras) describe."""
-        return self.runs[self.primary].loaded if self.runs else None
+        return self.state.loaded
 
     # --- showing a scene ----------------------------------------------------------------------
 
@@ -124,81 +134,95 @@ class ViewerApp:
         ``scene_spec``: what the runs were loaded from, where New run loads its runs (set here,
         with the runs, so that the two cannot disagree); None keeps the current one.
         """
+        state = self.state
         with self.lock:
             dropped = self.jobs.drop_pending()  # they belong to the scene being replaced
             if "Run" in dropped:
-                self.runs_panel.status.content = "*New run cancelled: the scene changed.*"
+                self.runs_panel.say("*New run cancelled: the scene changed.*")
             if scene_spec is not None:
-                self.scene_spec = scene_spec
-            names = [run.name for run in runs]
-            a = self.runs[self.primary].name if self.runs else None
-            self.runs = list(runs)
+                state.scene_spec = scene_spec
+            a = state.run_a.name if state.runs else None
             # A scene switch reruns the same definitions: keep the A and B the user chose.
-            self.primary = names.index(a) if a in names else 0
-            choices = [NO_B, *names, *([GT_NAME] if has_gt(runs) else [])]
-            if a is None or self.partner not in choices or self.partner == names[self.primary]:
-                self.partner = next((n for n in names if n != names[self.primary]), NO_B)
-            self._contexts = {}
+            names = [run.name for run in runs]
+            state.runs = list(runs)
+            state.primary = names.index(a) if a in names else 0
+            partners = [value for _, value in b_choices(runs)]
+            a_itself = Partner(names[state.primary])
+            if a is None or state.partner not in partners or state.partner == a_itself:
+                state.partner = next((Partner(n) for n in names if n != names[state.primary]),
+                                     None)  # fmt: skip
+            self.colors.invalidate()
             with self.server.atomic():
                 self.server.scene.set_up_direction(tuple(float(x) for x in self.loaded.view.up))
                 self.runs_panel.show()
                 self._show_primary()
-                self.points.show(self.runs)
+                self.clouds.show(state.runs)
                 self.place_runs()
                 self._pair_changed()
-                self.scene_panel.show()
+                self.scene_panel.show(self.loaded, self.clouds.points_sent())
             self.scenes_shown += 1
             self.request_analysis()
         for client in self.server.get_clients().values():
-            self.cameras.reset_client(client)
+            self.cameras_panel.reset_client(client)
 
     def _show_primary(self) -> None:
         """The folders that describe run A."""
-        self.views.show()
-        self.layers_panel.show()
-        self.cameras.show()
-        self.splats.show()
-        self.vectors.show()
-        self.inspector.reset()
-        self.targets.show()
+        loaded = self.loaded
+        self.views_panel.show(loaded)
+        self.layers_panel.show(loaded)
+        self.cameras_panel.show()
+        self.gaussians_panel.show()
+        self.vectors_panel.show()
+        self.inspector_panel.reset()
+        self.targets_panel.show()
         self.export_panel.show()
-        self.targets.request_targets()
+        self.targets_panel.request_targets()
 
     def add_run(self, run: Run) -> None:
         """A new run of the shown scene (New run); it becomes B."""
         with self.lock, self.server.atomic():
-            self.runs.append(run)
-            self.partner = run.name
-            self.runs_panel.enforce_budget()
+            self.state.runs.append(run)
+            self.state.partner = Partner(run.name)
+            self._enforce_budget()
             self.runs_panel.show()
-            self.points.show(self.runs)
+            self.clouds.show(self.state.runs)
             self.place_runs()
             self._pair_changed()
         self.request_analysis()
 
+    def _enforce_budget(self) -> None:
+        """Drop the oldest runs that are not A or B while the runs exceed the memory budget."""
+        dropped = []
+        while (index := oldest_over_budget(self.state)) is not None:
+            dropped.append(self.state.runs[index].name)
+            self.remove_run(index)
+        self.runs_panel.show_dropped(dropped)
+
     def remove_run(self, index: int) -> None:
         """Forget run ``index`` (never A: the caller keeps it); A keeps its run, not its index."""
-        removed = self.runs.pop(index)
-        if index < self.primary:
-            self.primary -= 1
-        self.primary = min(self.primary, len(self.runs) - 1)
-        if self.partner == removed.name:
-            self.partner = NO_B
-        self._contexts.pop(id(removed), None)
-        self._differences.pop(id(removed), None)
+        state = self.state
+        removed = state.runs.pop(index)
+        if index < state.primary:
+            state.primary -= 1
+        state.primary = min(state.primary, len(state.runs) - 1)
+        if state.partner == Partner(removed.name):
+            state.partner = None
+        self.colors.forget(removed)
 
     def set_run_visible(self, index: int, visible: bool) -> None:
-        self.points.slots[index].set_run_visible(visible)
-        self.points_panel.refresh_readout()
+        self.clouds.slots[index].set_run_visible(visible)
+        self._refresh_readout()
 
-    def set_pair(self, a: str, b: str) -> None:
-        """A and B chosen in the Runs folder."""
-        names = [run.name for run in self.runs]
+    def set_pair(self, primary: int, partner: Partner | None) -> None:
+        """A (an index into the runs) and B chosen in the Runs folder."""
+        state = self.state
         with self.lock:
-            if a not in names or (a == names[self.primary] and b == self.partner):
+            if not 0 <= primary < len(state.runs):
                 return
-            primary_changed = names.index(a) != self.primary
-            self.primary, self.partner = names.index(a), b
+            if primary == state.primary and partner == state.partner:
+                return
+            primary_changed = primary != state.primary
+            state.primary, state.partner = primary, partner
             with self.server.atomic():
                 if primary_changed:
                     self._show_primary()
@@ -207,13 +231,13 @@ class ViewerApp:
             self.request_analysis()
 
     def _pair_changed(self) -> None:
-        self._contexts, self._differences = {}, {}
-        self.points.refresh_colors()
+        self.colors.clear()
+        self.clouds.refresh_colors()
         self.refresh_colors_and_tables()
-        if self.partner != NO_B:
-            self.jobs.submit("Compare", self._difference_job(self.runs[self.primary], self.partner))
+        if self.state.partner is not None:
+            self.jobs.submit("Compare", self._difference_job(self.state.run_a, self.state.partner))
 
-    def _difference_job(self, a: Run, partner: str) -> Callable[[], None]:
+    def _difference_job(self, a: Run, partner: Partner) -> Callable[[], None]:
         """Compute B - A on A's pixels and on B's (the depth of one along the other's rays)."""
 
         def job() -> None:
@@ -225,13 +249,13 @@ class ViewerApp:
             )
 
             with self.lock:  # the GUI thread edits the run list
-                b = next((run for run in self.runs if run.name == partner), None)
+                b = self.state.run_named(partner.run)
             source_a = run_source(a.loaded)
-            source_b = (gt_source(a.loaded) if partner == GT_NAME
+            source_b = (gt_source(a.loaded) if partner.is_gt
                         else None if b is None else run_source(b.loaded))  # fmt: skip
-            problem = comparison_problem(source_a, source_b, partner)
+            problem = comparison_problem(source_a, source_b, partner.name)
             if problem is not None:
-                self.runs_panel.status.content = f"*{escape_markdown(problem)}*"
+                self.runs_panel.say(f"*{escape_markdown(problem)}*")
                 return
             maps = {id(a): {k: v.numpy() for k, v in difference_maps(source_a, source_b).items()}}
             if b is not None:  # on B's pixels: -(A - B) = B - A
@@ -239,21 +263,21 @@ class ViewerApp:
                     k: -v.numpy() for k, v in difference_maps(source_b, source_a).items()
                 }
             with self.lock:
-                if a is not self.runs[self.primary] or partner != self.partner:
+                if a is not self.state.run_a or partner != self.state.partner:
                     return  # the pair changed meanwhile
-                self._differences, self._contexts = maps, {}
-                self.guarded(self.on_colors_changed)
+                self.colors.set_differences(maps)
+                self.context.guarded(self.on_colors_changed)
 
         return job
 
     def place_runs(self) -> None:
         """Overlaid, or each run shifted along the cameras' right axis past the previous one."""
         step = np.zeros(3)
-        if self.runs_panel.placement.value == "side by side" and len(self.runs) > 1:
+        if self.state.placement == "side by side" and len(self.state.runs) > 1:
             final = self.loaded.flat("final")
             step = side_by_side_offset(final.points[final.valid],
                                        self.loaded.layers.context.T_world_cam.numpy())  # fmt: skip
-        self.points.place([i * step for i in range(len(self.points.slots))])
+        self.clouds.place([i * step for i in range(len(self.clouds.slots))])
 
     def load_async(self, spec: str) -> threading.Thread | None:
         """Load ``spec`` (every run definition on it) in a worker thread; returns the thread."""
@@ -267,7 +291,7 @@ class ViewerApp:
             if self._worker is not None and self._worker.is_alive():
                 self.scene_panel.say("**A scene is still loading; wait until it shows.**")
                 return self._worker
-            self.scene_panel.load.disabled = True
+            self.scene_panel.set_loading(True)
             self._worker = threading.Thread(target=self._load, args=(spec,), name="dsviewer-load",
                                             daemon=True)  # fmt: skip
             self._worker.start()
@@ -288,107 +312,75 @@ class ViewerApp:
         except Exception as error:  # noqa: BLE001 -- a worker must not die silently
             panel.say(f"**Could not load {escape_markdown(spec)}:** {describe_error(error)}")
         finally:
-            panel.progress.visible = False
-            panel.load.disabled = False
+            panel.set_loading(False)
 
     # --- what the settings select -----------------------------------------------------------
 
-    def guarded(self, update: Callable[[], None]) -> None:
-        """Run a GUI callback's update under the lock, batched, when a scene is shown."""
-        with self.lock:
-            if not self.runs:
-                return
-            with self.server.atomic():
-                update()
-
-    def current_analysis(self, loaded: LoadedScene | None = None) -> SceneAnalysis | None:
-        """The analysis of a run (default: A) for the settings on screen, if computed."""
-        loaded = loaded or self.loaded
-        return None if loaded is None else loaded.cached_analysis(self.analysis_panel.settings())
-
-    def color_context(self, run: Run | None = None) -> ColorContext:
-        """The colour context of a run (default: A), rebuilt when its inputs change."""
-        run = run or self.runs[self.primary]
-        analysis = self.current_analysis(run.loaded)
-        settings = self.colours.settings()
-        context = self._contexts.get(id(run))
-        if context is None or context.analysis is not analysis or context.settings != settings:
-            context = ColorContext(
-                run.loaded.layers, analysis, settings, self._difference(run, settings)
-            )
-            self._contexts[id(run)] = context
-        return context
-
-    def _difference(self, run: Run, settings) -> DepthDifference | None:
-        """B - A on ``run``'s pixels, with the colour range of run A's (shared by both)."""
-        maps = self._differences.get(id(run))
-        reference = self._differences.get(id(self.runs[self.primary]))
-        if maps is None or reference is None:
-            return None
-        limits = {
-            unit: robust_limit(values, settings.percentile) for unit, values in reference.items()
-        }
-        return DepthDifference(maps, limits)
-
-    def residual_limit(self) -> float:
-        return color_mode("residual").value_range(self.color_context())[1]
-
     def refresh_colors_and_tables(self) -> None:
-        self.colours.refresh_legend()
-        self.points_panel.refresh_readout()
-        self.analysis_panel.refresh()
+        self.colours_panel.show_legend(legend(self.state, self.colors))
+        self._refresh_readout()
+        self.analysis_panel.refresh(self.loaded, self.colors.residual_limit())
+
+    def _refresh_readout(self) -> None:
+        """Run A's point filter and the points on screen, under the Points folder."""
+        state = self.state
+        filt = point_filter(state.points, state.loaded, state.analysis_of())
+        self.points_panel.show_readout(filt, self.clouds.points_sent())
 
     def on_colors_changed(self) -> None:
-        self.points.refresh_colors()
+        self.clouds.refresh_colors()
         self.refresh_colors_and_tables()
 
     def on_selection_changed(self) -> None:
-        self.points.refresh_selection()
-        self.points_panel.refresh_readout()
+        self.clouds.refresh_selection()
+        self._refresh_readout()
 
     def on_layer_toggled(self, layer: str) -> None:
-        self.points.set_layer_visible(layer)
-        self.colours.refresh_legend()
+        self.clouds.set_layer_visible(layer)
+        self.colours_panel.show_legend(legend(self.state, self.colors))
 
     def on_view_visibility(self) -> None:
-        self.points.refresh_view_visibility()
-        self.vectors.refresh()
+        self.clouds.refresh_view_visibility()
+        self.vectors_panel.refresh()
 
     # --- analysis -----------------------------------------------------------------------------
 
     def request_analysis(self) -> None:
         """Queue the analysis of every run for the settings on screen (once per setting)."""
-        settings = self.analysis_panel.settings()
-        pending = [run for run in self.runs if run.loaded.cached_analysis(settings) is None]
+        state = self.state
+        settings = state.analysis
+        pending = [run for run in state.runs if run.loaded.cached_analysis(settings) is None]
         if not pending:
-            self.guarded(self._analysis_ready)
+            self.context.guarded(self._analysis_ready)
             return
         self.analysis_panel.computing()
         for run in pending:
 
             def job(run: Run = run) -> None:
-                if run not in self.runs or self.analysis_panel.settings() != settings:
+                if run not in state.runs or state.analysis != settings:
                     return  # superseded by a newer scene or setting
                 run.loaded.analysis(settings)
-                self.guarded(lambda: self._analysis_ready() if run in self.runs else None)
+                self.context.guarded(
+                    lambda: self._analysis_ready() if run in state.runs else None
+                )
 
             self.jobs.submit("Analysis", job)
 
     def _analysis_ready(self) -> None:
-        if self.points_panel.inconsistent_only.value or self.points_panel.hide_flying.value:
-            self.points.refresh_selection()  # the filters select by the analysis
-        elif color_mode(self.colours.mode()).needs_analysis:
-            self.points.refresh_colors()
+        if self.state.points.uses_analysis:
+            self.clouds.refresh_selection()  # the filters select by the analysis
+        elif color_mode(self.state.color_mode).needs_analysis:
+            self.clouds.refresh_colors()
         self.refresh_colors_and_tables()
-        self.inspector.refresh()
+        self.inspector_panel.refresh()
 
     # --- background work ----------------------------------------------------------------------
 
     def _on_job_error(self, name: str, error: BaseException) -> None:
         from dsviewer.viewer.errors import describe_error
 
-        panel = {"Export": self.export_panel.status, "Target views": self.targets.text,
-                 "Render": self.targets.text, "Run": self.runs_panel.status,
+        panel = {"Export": self.export_panel.status, "Target views": self.targets_panel.text,
+                 "Render": self.targets_panel.text, "Run": self.runs_panel.status,
                  "Compare": self.runs_panel.status,
                  "Frames": self.runs_panel.status}.get(name, self.analysis_panel.table)  # fmt: skip
         panel.content = f"**{name} failed:** {describe_error(error)}"
@@ -401,7 +393,7 @@ class ViewerApp:
         self.jobs.close()
 
     def _on_connect(self, client) -> None:
-        self.cameras.reset_client(client)
+        self.cameras_panel.reset_client(client)
 
 
 __all__ = ["SceneLoader", "ViewerApp"]

@@ -16,15 +16,18 @@ from dsviewer.viewer.scene_nodes import add_frustums
 if TYPE_CHECKING:
     import viser
 
-    from dsviewer.viewer.gui.app import ViewerApp
+    from dsviewer.viewer.gui.context import GuiContext
+
+NO_CAMERA = "(none)"
 
 
 class CamerasPanel:
-    def __init__(self, app: ViewerApp) -> None:
-        self.app = app
-        gui = app.server.gui
+    def __init__(self, context: GuiContext) -> None:
+        self.context, self.state = context, context.state
+        gui = context.server.gui
         self.frustums: dict[str, list[viser.CameraFrustumHandle]] = {"context": [], "target": []}
         self.looked_through: tuple[str, int] | None = None  # frustums are hidden meanwhile
+        self.choices: list[tuple[str, int]] = []  # (kind, index) of each Camera option
         with gui.add_folder("Cameras"):
             self.context_toggle = gui.add_checkbox(
                 "Context cameras", initial_value=True, hint="The views the model saw."
@@ -34,7 +37,7 @@ class CamerasPanel:
                 hint="Held-out views the Gaussians are rendered into (Target views folder).",
             )  # fmt: skip
             self.choice = gui.add_dropdown(
-                "Camera", options=["(none)"], hint="Click a frustum to pick it, or choose here."
+                "Camera", options=[NO_CAMERA], hint="Click a frustum to pick it, or choose here."
             )  # fmt: skip
             self.view_through = gui.add_button(
                 "View through camera", hint="Move your view into the chosen camera (its pose and "
@@ -45,35 +48,38 @@ class CamerasPanel:
             )  # fmt: skip
 
         for toggle in (self.context_toggle, self.target_toggle):
-            toggle.on_update(lambda _event: app.guarded(self.refresh_visibility))
+            toggle.on_update(lambda _event: context.guarded(self.refresh_visibility))
 
         @self.view_through.on_click
         def _(event) -> None:
-            if event.client is not None:
-                self.look_through(event.client, str(self.choice.value))
+            chosen = self.chosen()
+            if event.client is not None and chosen is not None:
+                self.look_through(event.client, *chosen)
 
         @self.reset.on_click
         def _(event) -> None:
             if event.client is not None:
                 self.reset_client(event.client)
 
-    def _names(self, kind: str) -> list[str]:
-        cameras = (
-            self.app.loaded.layers.context if kind == "context" else self.app.loaded.layers.target
-        )
-        if cameras is None:
-            return []
-        return [f"{kind} {i}: frame {int(f)}" for i, f in enumerate(cameras.frames)]
+    def _cameras(self, kind: str):
+        layers = self.state.loaded.layers
+        return layers.context if kind == "context" else layers.target
+
+    def chosen(self) -> tuple[str, int] | None:
+        """``(kind, index)`` of the camera in the Camera dropdown; None when there is none."""
+        if not self.choices:
+            return None
+        return self.choices[list(self.choice.options).index(self.choice.value)]
 
     def show(self) -> None:
-        loaded = self.app.loaded
+        loaded = self.state.loaded
         for kind, cameras in (("context", loaded.layers.context), ("target", loaded.layers.target)):
             old = self.frustums[kind]
             count = 0 if cameras is None else cameras.num_views
             for handle in old[count:]:
                 handle.visible = False  # kept for the next scene: no remove messages pile up
             if cameras is not None:
-                new = add_frustums(self.app.server, f"/cameras/{kind}", cameras,
+                new = add_frustums(self.context.server, f"/cameras/{kind}", cameras,
                                    loaded.view.frustum_scale, kind, by_frame=False)  # fmt: skip
                 for index, handle in enumerate(new):
                     handle.on_click(
@@ -82,14 +88,15 @@ class CamerasPanel:
                 self.frustums[kind] = new + old[count:]
         self.target_toggle.disabled = loaded.layers.target is None
         self.looked_through = None
-        names = self._names("context") + self._names("target")
-        self.choice.options = names or ["(none)"]
+        self.choices = [(kind, index) for kind in ("context", "target")
+                        for index in range(len(self._frames(kind)))]  # fmt: skip
+        self.choice.options = [self._label(*camera) for camera in self.choices] or [NO_CAMERA]
         self.choice.value = self.choice.options[0]
         self.refresh_visibility()
         self.set_initial_camera()
 
     def refresh_visibility(self) -> None:
-        layers = self.app.loaded.layers
+        layers = self.state.loaded.layers
         # Seen from a camera, its own frustum and its neighbours' (targets lie between context
         # cameras) fill the view with their images: all frustums wait for Reset view.
         looking = self.looked_through is not None
@@ -99,24 +106,25 @@ class CamerasPanel:
             for index, handle in enumerate(self.frustums[kind]):
                 handle.visible = bool(toggle.value) and index < count and not looking
 
+    def _frames(self, kind: str) -> list[int]:
+        cameras = self._cameras(kind)
+        return [] if cameras is None else [int(f) for f in cameras.frames]
+
+    def _label(self, kind: str, index: int) -> str:
+        return f"{kind} {index}: frame {self._frames(kind)[index]}"
+
     def _select(self, kind: str, index: int) -> None:
-        self.choice.value = self._names(kind)[index]
+        self.choice.value = self._label(kind, index)
 
-    def _camera(self, name: str):
-        """``(kind, cameras, index)`` of a name from :meth:`_names`."""
-        kind, rest = name.split(" ", 1)
-        index = int(rest.split(":")[0])
-        layers = self.app.loaded.layers
-        return kind, layers.context if kind == "context" else layers.target, index
-
-    def look_through(self, client, name: str) -> None:
-        with self.app.lock:
-            if self.app.loaded is None or name == "(none)":
+    def look_through(self, client, kind: str, index: int) -> None:
+        """Move ``client``'s camera into camera ``index`` of ``kind`` (context or target)."""
+        with self.context.lock:
+            if self.state.loaded is None:
                 return
-            kind, cameras, index = self._camera(name)
+            cameras = self._cameras(kind)
             T = cameras.T_world_cam[index].numpy()
             fov = float(2.0 * np.arctan(0.5 / float(cameras.intrinsics[index, 1, 1])))
-            depth = self.app.loaded.view.median_depth
+            depth = self.state.loaded.view.median_depth
             self.looked_through = (kind, index)
             self.refresh_visibility()
         with client.atomic():
@@ -127,18 +135,18 @@ class CamerasPanel:
 
     def set_initial_camera(self) -> None:
         """The start camera of the shown scene for pages that connect from now on."""
-        start, up = self.app.loaded.view.start, self.app.loaded.view.up
-        initial = self.app.server.initial_camera
+        start, up = self.state.loaded.view.start, self.state.loaded.view.up
+        initial = self.context.server.initial_camera
         initial.up = tuple(float(x) for x in up)
         initial.position = tuple(float(x) for x in start.position)
         initial.look_at = tuple(float(x) for x in start.look_at)
         initial.fov = float(start.fov)
 
     def reset_client(self, client) -> None:
-        with self.app.lock:
-            if self.app.loaded is None:
+        with self.context.lock:
+            if self.state.loaded is None:
                 return
-            start, up = self.app.loaded.view.start, self.app.loaded.view.up
+            start, up = self.state.loaded.view.start, self.state.loaded.view.up
             if self.looked_through is not None:
                 self.looked_through = None
                 self.refresh_visibility()

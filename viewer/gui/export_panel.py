@@ -14,14 +14,14 @@ from dsviewer.viewer.escape import escape_markdown
 
 if TYPE_CHECKING:
     from dsviewer.viewer.export import ExportSettings
-    from dsviewer.viewer.gui.app import ViewerApp
+    from dsviewer.viewer.gui.context import GuiContext
 
 
 class ExportPanel:
-    def __init__(self, app: ViewerApp) -> None:
-        self.app = app
+    def __init__(self, context: GuiContext) -> None:
+        self.context, self.state = context, context.state
         self.last_export: tuple[str, bytes] | None = None
-        gui = app.server.gui
+        gui = context.server.gui
         with gui.add_folder("Export", expand_by_default=False):
             self.button = gui.add_button(
                 "Export zip", hint="PLYs, 3DGS PLY, cameras, an offline scene.html, panels and "
@@ -36,8 +36,7 @@ class ExportPanel:
     def settings(self) -> ExportSettings:
         from dsviewer.viewer.export import ExportSettings
 
-        return ExportSettings(analysis=self.app.analysis_panel.settings(),
-                              color=self.app.colours.settings())  # fmt: skip
+        return ExportSettings(analysis=self.state.analysis, color=self.state.color)
 
     def show(self) -> None:
         self.last_export = None  # tens of MB of the previous scene
@@ -47,14 +46,13 @@ class ExportPanel:
 
         With several runs the zip holds each run's files under ``runs/`` plus compare.json and
         compare.ply of A and B (or A and the next run)."""
-        app = self.app
-        if app.loaded is None:
+        state = self.state
+        if state.loaded is None:
             return
         settings = self.settings()
-        runs = [run.loaded for run in app.runs]
-        names = [run.name for run in app.runs]
-        a = app.primary
-        b = names.index(app.partner) if app.partner in names else (a + 1) % len(runs)
+        runs = [run.loaded for run in state.runs]
+        a, b_run = state.primary, state.run_b()
+        b = state.runs.index(b_run) if b_run is not None else (a + 1) % len(runs)
 
         def job() -> None:
             from dsviewer.viewer.export import export_archive
@@ -76,4 +74,4 @@ class ExportPanel:
             if client is not None:
                 client.send_file_download(name, data, save_immediately=True)
 
-        self.app.jobs.submit("Export", job)
+        self.context.jobs.submit("Export", job)

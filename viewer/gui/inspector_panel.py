@@ -9,6 +9,7 @@ the same ray's pixel is reported in each (one column per run, the curves overlai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,8 +30,10 @@ from dsviewer.viewer.scene_nodes import add_point_cloud
 if TYPE_CHECKING:
     import viser
 
-    from dsviewer.viewer.gui.app import ViewerApp
-    from dsviewer.viewer.runs import Run
+    from dsviewer.viewer.gui.context import GuiContext
+    from dsviewer.viewer.session.runs import Run
+
+    Pick = Callable[[np.ndarray, np.ndarray], "tuple[Run, str, int, int, int] | None"]
 
 PROMPT = "Click a point in the scene, or enter a pixel."
 MARKER_PIXELS = 6.0  # the picked point's marker, in context pixels
@@ -95,13 +98,15 @@ def probability_plot(reports: list[tuple[str, PixelReport]]) -> tuple[tuple, tup
 
 
 class InspectorPanel:
-    def __init__(self, app: ViewerApp) -> None:
-        self.app = app
+    def __init__(self, context: GuiContext, pick: Pick) -> None:
+        """``pick(ray_origin, ray_direction) -> (run, layer, view, u, v)`` of the shown point
+        nearest to a world ray, or None."""
+        self.context, self.state = context, context.state
         self.report: PixelReport | None = None  # the inspected pixel, in ``run``
         self.run: Run | None = None  # the run of the clicked point (the fields' pixel is its)
         self.reports: list[tuple[str, PixelReport | None]] = []  # every run's, by name
         self.marker: viser.PointCloudHandle | None = None
-        gui = app.server.gui
+        gui = context.server.gui
         with gui.add_folder("Inspector", expand_by_default=False):
             self.text = gui.add_markdown(PROMPT)
             self.view = gui.add_number("View", initial_value=0, min=0, step=1)
@@ -125,16 +130,16 @@ class InspectorPanel:
             except (PixelOutOfRangeError, RuntimeError) as error:
                 self.text.content = f"**{escape_markdown(error)}**"
 
-        @app.server.scene.on_click()
+        @context.server.scene.on_click()
         def _(event) -> None:
-            with app.lock:
-                if app.loaded is None:
+            with context.lock:
+                if self.state.loaded is None:
                     return
-                picked = app.points.pick(event.ray_origin, event.ray_direction)
+                picked = pick(event.ray_origin, event.ray_direction)
                 if picked is None:
                     return
                 run, _, view, u, v = picked
-                with app.server.atomic():
+                with context.server.atomic():
                     self._show(view, u, v, run)
 
     def reset(self) -> None:
@@ -148,37 +153,37 @@ class InspectorPanel:
     def inspect_pixel(self, view: int, u: int, v: int) -> PixelReport:
         """Fill the inspector with pixel ``(u, v)`` of context view ``view`` of the last
         inspected run (else A); returns the report."""
-        with self.app.lock:
-            if self.app.loaded is None:
+        with self.context.lock:
+            if self.state.loaded is None:
                 raise RuntimeError("no scene is shown yet")
-            run = self.run if self.run in self.app.runs else None
-            with self.app.server.atomic():
+            run = self.run if self.run in self.state.runs else None
+            with self.context.server.atomic():
                 return self._show(view, u, v, run)
 
     def refresh(self) -> None:
         """The analysis changed: recompute the shown pixel's report (of the run it was in)."""
         if self.report is None:
             return
-        if self.run not in self.app.runs:  # dropped meanwhile
+        if self.run not in self.state.runs:  # dropped meanwhile
             self.reset()
             return
         self._show(self.report.view, self.report.u, self.report.v, self.run)
 
     def _show(self, view: int, u: int, v: int, run: Run | None = None) -> PixelReport:
         """The pixel of ``run`` (default: A), and the same ray's pixel in every other run."""
-        app = self.app
-        run = run or app.runs[app.primary]
+        state = self.state
+        run = run or state.run_a
         loaded = run.loaded
-        report = inspect_pixel(loaded.layers, view, u, v, app.current_analysis(loaded))
+        report = inspect_pixel(loaded.layers, view, u, v, state.analysis_of(loaded))
         reports: list[tuple[str, PixelReport | None]] = [(run.name, report)]
-        for other in app.runs:
+        for other in state.runs:
             if other is run or not other.visible:
                 continue
             pixel = corresponding_pixel(
                 loaded.layers.context, view, u, v, other.loaded.layers.context
             )
             reports.append((other.name, None if pixel is None else inspect_pixel(
-                other.loaded.layers, *pixel, app.current_analysis(other.loaded))))  # fmt: skip
+                other.loaded.layers, *pixel, state.analysis_of(other.loaded))))  # fmt: skip
         self.text.content = report_markdown(reports)
         data, series, x_range = probability_plot([(n, r) for n, r in reports if r is not None])
         self.plot.series, self.plot.data = series, data
@@ -188,7 +193,7 @@ class InspectorPanel:
         colors = np.array([POINT_LAYERS["coarse"].color, POINT_LAYERS["final"].color], np.uint8)
         size = MARKER_PIXELS * loaded.view.pixel_footprint
         if self.marker is None:
-            self.marker = add_point_cloud(app.server, "/inspected", points, colors, size)
+            self.marker = add_point_cloud(self.context.server, "/inspected", points, colors, size)
         else:
             self.marker.points, self.marker.colors, self.marker.point_size = points, colors, size
             self.marker.visible = True

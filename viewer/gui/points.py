@@ -2,30 +2,34 @@
 
 One viser point cloud per (run, layer, view) under a frame per run and layer
 (``/runs/<slot>/<layer>/view_<v>``), so toggling a run, a layer or a view only flips
-visibility. Changing the selection (filters, budget)
-re-sends the points of visible layers in place (``handle.points``, ``handle.colors``); hidden
-layers are marked stale and sent when first shown. Changing colours sends only colours.
-Handles are kept across scenes (same node names), so scene switches never grow viser's buffer.
+visibility. Changing the selection (filters, budget) re-sends the points of visible layers in
+place (``handle.points``, ``handle.colors``); hidden layers are marked stale and sent when
+first shown. Changing colours sends only colours. Handles are kept across scenes (same node
+names), so scene switches never grow viser's buffer. Everything drawn follows from the
+:class:`~dsviewer.viewer.gui.state.ViewState` (layers, views, filters, colour mode).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dsviewer.viewer.color_modes import mode_of_layer, point_colors
+from dsviewer.viewer.gui.state import Subsample
 from dsviewer.viewer.point_layers import POINT_LAYERS, FlatLayer
 from dsviewer.viewer.scene_nodes import add_point_cloud
 
 if TYPE_CHECKING:
     import viser
 
-    from dsviewer.viewer.gui.app import ViewerApp
-    from dsviewer.viewer.runs import Run
-
-Subsample = Literal["random", "stride"]
+    from dsviewer.viewer.analysis import SceneAnalysis
+    from dsviewer.viewer.gui.colors import RunColors
+    from dsviewer.viewer.gui.context import GuiContext
+    from dsviewer.viewer.gui.state import PointSettings, ViewState
+    from dsviewer.viewer.session.loaded import LoadedScene
+    from dsviewer.viewer.session.runs import Run
 PICK_MAX_ANGLE = 0.03  # radians: a click further than this from every point picks nothing
 
 
@@ -66,6 +70,49 @@ def select_points(
     return np.sort(indices[chosen])
 
 
+def point_filter(settings: PointSettings, loaded: LoadedScene,
+                 analysis: SceneAnalysis | None) -> PointFilter:  # fmt: skip
+    """The filter ``settings`` select on a run: percentiles of its own depth and confidence,
+    and the analysis filters once its ``analysis`` (for the settings on screen) is there."""
+    final = loaded.flat("final")
+    depth = final.depth[final.valid]
+    low_pct, high_pct = settings.depth_range_pct
+    low, high = -np.inf, np.inf
+    if depth.size and low_pct > 0:
+        low = float(np.percentile(depth, low_pct))
+    if depth.size and high_pct < 100:
+        high = float(np.percentile(depth, high_pct))
+    min_confidence = 0.0
+    if settings.min_confidence_pct > 0:
+        confidence = loaded.layers.confidence.numpy()
+        min_confidence = float(np.percentile(confidence, settings.min_confidence_pct))
+    return PointFilter(
+        min_confidence=min_confidence, depth_low=low, depth_high=high,
+        budget_per_view=settings.budget // max(1, loaded.layers.num_views),
+        subsample=settings.subsample, pixel_mask=_analysis_mask(settings, analysis),
+    )  # fmt: skip
+
+
+def point_size(state: ViewState) -> float:
+    """The size of every run's points in the scene's units: the chosen pixels at run A's
+    median depth (so that overlaid runs draw alike)."""
+    return state.loaded.view.point_size(state.points.pixels)
+
+
+def _analysis_mask(settings: PointSettings, analysis: SceneAnalysis | None) -> np.ndarray | None:
+    """``[V, P]`` bool of the analysis filters; None while off or not computed yet."""
+    if analysis is None or not settings.uses_analysis:
+        return None
+    final = analysis.layers["final"]
+    V = final.flying.shape[0]
+    mask = np.ones((V, final.flying[0].numel()), dtype=bool)
+    if settings.inconsistent_only:
+        mask &= final.consistency.inconsistent.reshape(V, -1).numpy()
+    if settings.hide_flying:
+        mask &= ~final.flying.reshape(V, -1).numpy()
+    return mask
+
+
 def nearest_to_ray(points: np.ndarray, origin: np.ndarray, direction: np.ndarray):
     """``(index, angle)``: the point ``[n, 3]`` seen closest to the ray, as an angle (radians).
 
@@ -86,13 +133,14 @@ def nearest_to_ray(points: np.ndarray, origin: np.ndarray, direction: np.ndarray
 class PointClouds:
     """The point clouds of one run, under ``/runs/<slot>`` (its position: the run's placement)."""
 
-    def __init__(self, app: ViewerApp, slot: int) -> None:
-        self.app = app
+    def __init__(self, context: GuiContext, colors: RunColors, slot: int) -> None:
+        self.context, self.state, self.colors = context, context.state, colors
         self.slot = slot
         self.run: Run | None = None
-        self.root = app.server.scene.add_frame(f"/runs/{slot}", show_axes=False, visible=False)
+        scene = context.server.scene
+        self.root = scene.add_frame(f"/runs/{slot}", show_axes=False, visible=False)
         self.frames: dict[str, viser.FrameHandle] = {
-            key: app.server.scene.add_frame(f"/runs/{slot}/{key}", show_axes=False, visible=False)
+            key: scene.add_frame(f"/runs/{slot}/{key}", show_axes=False, visible=False)
             for key in POINT_LAYERS
         }
         self.handles: dict[tuple[str, int], viser.PointCloudHandle] = {}
@@ -121,7 +169,7 @@ class PointClouds:
         self.refresh_selection()
 
     def wanted(self, layer: str) -> bool:
-        return self.app.layers_panel.wanted(layer) and self.loaded.flat(layer) is not None
+        return self.state.layer_shown(layer, self.loaded)
 
     def refresh_selection(self) -> None:
         """Filters changed: re-send visible layers, mark the hidden ones stale."""
@@ -143,11 +191,11 @@ class PointClouds:
                 self.set_layer_visible(layer)
 
     def _upload(self, layer: str) -> None:
-        app, loaded = self.app, self.loaded
+        state, loaded = self.state, self.loaded
         flat = loaded.flat(layer)
-        filt = app.points_panel.point_filter(loaded)
+        filt = point_filter(state.points, loaded, state.analysis_of(loaded))
         confidence = loaded.layers.confidence.reshape(flat.num_views, -1).numpy()
-        size = app.points_panel.point_size()
+        size = point_size(state)
         for v in range(flat.num_views):
             indices = select_points(flat, confidence, self.rank, v, filt)
             points, colors = flat.points[v, indices], self._colors(layer, v, indices)
@@ -157,18 +205,18 @@ class PointClouds:
             key = (layer, v)
             handle = self.handles.get(key)
             if handle is None:
-                handle = add_point_cloud(app.server, f"/runs/{self.slot}/{layer}/view_{v}",
+                handle = add_point_cloud(self.context.server, f"/runs/{self.slot}/{layer}/view_{v}",
                                          points, colors, size)  # fmt: skip
                 self.handles[key] = handle
             else:
                 handle.points, handle.colors, handle.point_size = points, colors, size
             self.shown[key] = indices
-            handle.visible = indices.size > 0 and app.views.visible(v)
+            handle.visible = indices.size > 0 and state.view_shown(v)
         self.stale.discard(layer)
 
     def _colors(self, layer: str, view: int, indices: np.ndarray) -> np.ndarray:
-        mode = mode_of_layer(layer, self.app.colours.mode())
-        return point_colors(self.app.color_context(self.run), mode, layer, view, indices)
+        mode = mode_of_layer(layer, self.state.color_mode)
+        return point_colors(self.colors.context(self.run), mode, layer, view, indices)
 
     def refresh_colors(self) -> None:
         """Colours changed: send new colours of visible, fresh layers only."""
@@ -180,7 +228,7 @@ class PointClouds:
     def refresh_view_visibility(self) -> None:
         for (layer, view), handle in self.handles.items():
             shown = self.shown.get((layer, view))
-            handle.visible = shown is not None and shown.size > 0 and self.app.views.visible(view)
+            handle.visible = shown is not None and shown.size > 0 and self.state.view_shown(view)
 
     def set_point_size(self, size: float) -> None:
         for handle in self.handles.values():
@@ -200,7 +248,7 @@ class PointClouds:
             flat = loaded.flat(layer)
             for view in range(flat.num_views):
                 indices = self.shown.get((layer, view))
-                if indices is None or indices.size == 0 or not self.app.views.visible(view):
+                if indices is None or indices.size == 0 or not self.state.view_shown(view):
                     continue
                 i, angle = nearest_to_ray(flat.points[view, indices], origin, direction)
                 if i >= 0 and (best is None or angle < best[0]):
@@ -211,8 +259,8 @@ class PointClouds:
 class RunClouds:
     """The point clouds of every run of the scene; slots are reused across scenes."""
 
-    def __init__(self, app: ViewerApp) -> None:
-        self.app = app
+    def __init__(self, context: GuiContext, colors: RunColors) -> None:
+        self.context, self.colors = context, colors
         self.slots: list[PointClouds] = []
 
     def _active(self) -> list[PointClouds]:
@@ -220,7 +268,7 @@ class RunClouds:
 
     def show(self, runs: list[Run]) -> None:
         while len(self.slots) < len(runs):
-            self.slots.append(PointClouds(self.app, len(self.slots)))
+            self.slots.append(PointClouds(self.context, self.colors, len(self.slots)))
         for index, clouds in enumerate(self.slots):
             clouds.show(runs[index] if index < len(runs) else None)
 
@@ -240,7 +288,8 @@ class RunClouds:
         for clouds in self._active():
             clouds.refresh_view_visibility()
 
-    def set_point_size(self, size: float) -> None:
+    def refresh_point_size(self) -> None:
+        size = point_size(self.context.state)
         for clouds in self.slots:
             clouds.set_point_size(size)
 

@@ -8,22 +8,28 @@ dropped, with a note). Scene switches keep the run definitions and run them on t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dsviewer.errors import InputError
-from dsviewer.viewer.compare import GT_NAME, has_gt, unique_names
+from dsviewer.viewer.compare import has_gt
 from dsviewer.viewer.escape import escape_markdown
-from dsviewer.viewer.runs import Run, RunSpec, estimated_bytes
+from dsviewer.viewer.gui.state import GROUND_TRUTH, Partner
+from dsviewer.viewer.session.runs import Run, estimated_bytes
+from dsviewer.viewer.session.specs import GT_NAME, RunSpec, unique_names
 
 if TYPE_CHECKING:
     import viser
 
-    from dsviewer.viewer.gui.app import ViewerApp
+    from dsviewer.viewer.gui.context import GuiContext
+    from dsviewer.viewer.gui.state import ViewState
+    from dsviewer.viewer.session.loaded import LoadedScene
+    from dsviewer.viewer.session.runs import RunLoader
 
-NO_B = "(none)"
+NO_B = "(none)"  # the B dropdown's label for "compare with nothing"
 RUN_MEMORY_BUDGET = 4 << 30  # bytes of predictions and layers kept; older runs are dropped
 STRIP_COLUMNS = 8
 
@@ -73,10 +79,41 @@ def parse_frames(text: str) -> tuple[int, ...] | None:
     return frames
 
 
+def b_choices(runs: list[Run]) -> list[tuple[str, Partner | None]]:
+    """The B dropdown's ``(label, value)`` pairs: none, every run, and GT when a scene has it."""
+    gt = [(GT_NAME, GROUND_TRUTH)] if has_gt(runs) else []
+    return [(NO_B, None), *[(run.name, Partner(run.name)) for run in runs], *gt]
+
+
+def oldest_over_budget(state: ViewState) -> int | None:
+    """The index of the oldest run that is neither A nor B while the runs exceed the memory
+    budget; None when they fit (or only A and B are left)."""
+    if sum(estimated_bytes(run.loaded) for run in state.runs) <= RUN_MEMORY_BUDGET:
+        return None
+    b = state.run_b()
+    return next((i for i, run in enumerate(state.runs) if i != state.primary and run is not b),
+                None)  # fmt: skip
+
+
 class RunsPanel:
-    def __init__(self, app: ViewerApp) -> None:
-        self.app = app
-        gui = app.server.gui
+    def __init__(
+        self,
+        context: GuiContext,
+        run_loader: RunLoader | None,
+        on_pair: Callable[[int, Partner | None], None],
+        on_placement: Callable[[], None],
+        on_run_visible: Callable[[int, bool], None],
+        on_new_run: Callable[[Run], None],
+    ) -> None:
+        """``on_pair(a, b)``: A (an index into the runs) and B were chosen; ``on_placement()``:
+        the placement changed; ``on_run_visible(index, visible)``: a run was shown or hidden;
+        ``on_new_run(run)``: New run made ``run`` of the shown scene. No ``run_loader``: no
+        New run."""
+        self.context, self.state = context, context.state
+        self.run_loader = run_loader
+        self.on_run_visible, self.on_new_run = on_run_visible, on_new_run
+        state, gui = context.state, context.server.gui
+        self.b_values: list[Partner | None] = [None]  # the value of each B choice
         self.toggles: list[viser.GuiCheckboxHandle] = []
         with gui.add_folder("Runs"):
             self.a = gui.add_dropdown(
@@ -96,14 +133,14 @@ class RunsPanel:
             self.note = gui.add_markdown("")
             self.list_folder = gui.add_folder("Shown runs")
         with gui.add_folder("New run", expand_by_default=False):
-            self.checkpoint_options = (checkpoint_labels(app.run_loader.checkpoints)
-                                       if app.run_loader else [NO_B])  # fmt: skip
+            self.checkpoint_options = (checkpoint_labels(run_loader.checkpoints)
+                                       if run_loader else [NO_B])  # fmt: skip
             self.checkpoint = gui.add_dropdown(
                 "Checkpoint", options=self.checkpoint_options,
                 hint="A model loaded at start (--ckpt).",
             )  # fmt: skip
             self.strip = gui.add_image(np.zeros((14, 64, 3), np.uint8), label="Frames")
-            self.context = gui.add_text(
+            self.context_frames = gui.add_text(
                 "Context frames",
                 initial_value="",
                 hint="Frame numbers (see the strip), e.g. '0 5'; starts as run A's; empty or "
@@ -121,7 +158,7 @@ class RunsPanel:
             )  # fmt: skip
             self.run_button = gui.add_button(
                 "Run",
-                disabled=app.run_loader is None,
+                disabled=run_loader is None,
                 hint="Run this model on the shown scene as a new run.",
             )
             self.status = gui.add_markdown("")
@@ -131,19 +168,19 @@ class RunsPanel:
         self._frame_count: int | None = None  # frames of the shown scene (the strip's)
         self._fill_planes()
 
-        @self.a.on_update
-        def _(_event) -> None:
-            if not self._showing:
-                app.set_pair(self.a.value, self.b.value)
+        for dropdown in (self.a, self.b):
 
-        @self.b.on_update
-        def _(_event) -> None:
-            if not self._showing:
-                app.set_pair(self.a.value, self.b.value)
+            @dropdown.on_update
+            def _(_event) -> None:
+                if not self._showing and self.a.value in self.a.options:
+                    on_pair(*self._chosen_pair())
+
+        state.placement = self.placement.value
 
         @self.placement.on_update
         def _(_event) -> None:
-            app.guarded(app.place_runs)
+            state.placement = self.placement.value
+            context.guarded(on_placement)
 
         @self.run_button.on_click
         def _(_event) -> None:
@@ -153,122 +190,125 @@ class RunsPanel:
         def _(_event) -> None:
             self._fill_planes()
 
+    def _chosen_pair(self) -> tuple[int, Partner | None]:
+        """A (its index in the runs) and B (its value) the dropdowns show."""
+        b_labels = list(self.b.options)
+        b = b_labels.index(self.b.value) if self.b.value in b_labels else 0
+        return list(self.a.options).index(self.a.value), self.b_values[b]
+
     def chosen_checkpoint(self) -> Path:
-        return self.app.run_loader.checkpoints[
+        return self.run_loader.checkpoints[
             self.checkpoint_options.index(self.checkpoint.value)
         ]
 
     def _fill_planes(self) -> None:
         """Near/Far start as the chosen model's own planes."""
-        if self.app.run_loader is not None:
-            near, far = self.app.run_loader.own_planes(self.chosen_checkpoint())
+        if self.run_loader is not None:
+            near, far = self.run_loader.own_planes(self.chosen_checkpoint())
             self.near.value, self.far.value = round(near, 6), round(far, 6)
 
     def show(self) -> None:
         """The run list of the shown scene (checkboxes reused), A/B choices, the frames strip."""
-        app = self.app
-        names = [run.name for run in app.runs]
+        state, runs = self.state, self.state.runs
         with self.list_folder:
-            while len(self.toggles) < len(app.runs):
-                toggle = app.server.gui.add_checkbox(f"run {len(self.toggles)}", initial_value=True)
+            while len(self.toggles) < len(runs):
+                toggle = self.context.server.gui.add_checkbox(f"run {len(self.toggles)}",
+                                                              initial_value=True)  # fmt: skip
                 index = len(self.toggles)
-                toggle.on_update(
-                    lambda _event, index=index: app.guarded(
-                        lambda: app.set_run_visible(index, bool(self.toggles[index].value))
-                    )
-                )
+                toggle.on_update(lambda _event, index=index: self._run_toggled(index))
                 self.toggles.append(toggle)
         for index, toggle in enumerate(self.toggles):
-            toggle.visible = index < len(app.runs)
-            if index < len(app.runs):
-                toggle.label = app.runs[index].label
-                toggle.value = app.runs[index].visible
+            toggle.visible = index < len(runs)
+            if index < len(runs):
+                toggle.label = runs[index].label
+                toggle.value = runs[index].visible
+        choices = b_choices(runs)
+        self.b_values = [value for _, value in choices]
         self._showing = True
         try:
-            self.a.options = names
-            self.a.value = names[app.primary]
-            self.b.options = [NO_B, *names, *([GT_NAME] if has_gt(app.runs) else [])]
-            self.b.value = app.partner if app.partner in self.b.options else NO_B
+            self.a.options = [run.name for run in runs]
+            self.a.value = runs[state.primary].name
+            self.b.options = [label for label, _ in choices]
+            b = self.b_values.index(state.partner) if state.partner in self.b_values else 0
+            self.b.value = choices[b][0]
         finally:
             self._showing = False
-        self.placement.disabled = len(app.runs) < 2
-        if app.run_loader is not None:
-            app.jobs.submit("Frames", self._frames_job(app.loaded))
+        self.placement.disabled = len(runs) < 2
+        if self.run_loader is not None:
+            self.context.jobs.submit("Frames", self._frames_job(state.loaded))
 
-    def _frames_job(self, loaded):
+    def _run_toggled(self, index: int) -> None:
+        visible = bool(self.toggles[index].value)
+        self.context.guarded(lambda: self.on_run_visible(index, visible))
+
+    def say(self, text: str) -> None:
+        """Show a message our own code wrote (untrusted parts must be escaped by the caller)."""
+        self.status.content = text
+
+    def show_dropped(self, names: list[str]) -> None:
+        """Say which runs were dropped to stay within the memory budget (none: say nothing)."""
+        self.note.content = ("Dropped to stay within memory: "
+                             + ", ".join(escape_markdown(n) for n in names)) if names else ""
+
+    def _frames_job(self, loaded: LoadedScene):
+        state = self.state
+
         def job() -> None:
             from dsviewer.dataset.frames import scene_frames
 
             frames = scene_frames(
-                self.app.scene_spec,
+                state.scene_spec,
                 image_shape=loaded.layers.image_shape,
-                data_roots=self.app.run_loader.options.data_root,
+                data_roots=self.run_loader.settings.data_root,
             )
-            if self.app.loaded is loaded:
+            if state.loaded is loaded:
                 self.strip.image = frames_strip(frames)
                 self._frame_count = frames[-1][0] + 1 if frames else None  # the strip ends there
                 text = " ".join(str(int(f)) for f in loaded.layers.context.frames)
-                self.context.value = text
-                uses_default = self.app.runs[self.app.primary].spec.context is None
+                self.context_frames.value = text
+                uses_default = state.run_a.spec.context is None
                 self._default_context = text if uses_default else ""
 
         return job
 
     def request_run(self) -> None:
         """Queue the run the New-run controls describe."""
-        app = self.app
-        text = str(self.context.value)
+        context, state = self.context, self.state
+        text = str(self.context_frames.value)
         try:
             # A's default views, left as shown, stay "the default" (another scene has others).
-            context = None if text.split() == self._default_context.split() else parse_frames(text)
+            frames = None if text.split() == self._default_context.split() else parse_frames(text)
             count = self._frame_count
-            if context is not None and count is not None and max(context) >= count:
+            if frames is not None and count is not None and max(frames) >= count:
                 raise InputError(f"Context frames {text!r}: the scene has frames 0 to {count - 1} "
                                  "(the strip above)")  # fmt: skip
         except ValueError as error:
             self.status.content = f"**{escape_markdown(error)}**"
             return
         checkpoint = self.chosen_checkpoint()
-        own = app.run_loader.own_planes(checkpoint)
+        own = self.run_loader.own_planes(checkpoint)
         planes = [float(field.value) for field in (self.near, self.far)]
         near, far = (None if value in (0.0, round(default, 6)) else value
                      for value, default in zip(planes, own))  # fmt: skip
-        spec = RunSpec(checkpoint, context, near, far)
-        scene_spec = app.scene_spec
+        spec = RunSpec(checkpoint, frames, near, far)
+        scene_spec = state.scene_spec
         self.status.content = "*Running the model...*"
 
         def job() -> None:
             from dsviewer.viewer.errors import describe_error
 
-            with app.lock:
-                name = unique_names([*[r.name for r in app.runs], spec.checkpoint.stem])[-1]
+            with context.lock:
+                name = unique_names([*[r.name for r in state.runs], spec.checkpoint.stem])[-1]
             try:
-                loaded = app.run_loader.load(scene_spec, spec, name)
+                loaded = self.run_loader.load(scene_spec, spec, name)
             except Exception as error:  # noqa: BLE001 -- shown in the panel
                 self.status.content = f"**Run failed:** {describe_error(error)}"
                 return
-            with app.lock:
-                if app.scene_spec != scene_spec:
+            with context.lock:
+                if state.scene_spec != scene_spec:
                     self.status.content = "*New run discarded: the scene changed while it ran.*"
                     return
-                app.add_run(Run(name, spec, loaded))
+                self.on_new_run(Run(name, spec, loaded))
             self.status.content = f"Added {escape_markdown(name)}."
 
-        app.jobs.submit("Run", job)
-
-    def enforce_budget(self) -> None:
-        """Drop the oldest runs that are not A or B while the runs exceed the memory budget."""
-        app = self.app
-        dropped = []
-        while sum(estimated_bytes(r.loaded) for r in app.runs) > RUN_MEMORY_BUDGET:
-            keep = {app.primary, *[i for i, r in enumerate(app.runs) if r.name == app.partner]}
-            candidates = [i for i in range(len(app.runs)) if i not in keep]
-            if not candidates:
-                break
-            dropped.append(app.runs[candidates[0]].name)
-            app.remove_run(candidates[0])
-        self.note.content = (
-            ("Dropped to stay within memory: " + ", ".join(escape_markdown(n) for n in dropped))
-            if dropped
-            else ""
-        )
+        context.jobs.submit("Run", job)

@@ -8,18 +8,21 @@ as HTML for every connected client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dsviewer.viewer.escape import escape_markdown
 
 if TYPE_CHECKING:
-    from dsviewer.viewer.gui.app import ViewerApp
+    from dsviewer.viewer.gui.context import GuiContext
+    from dsviewer.viewer.session.loaded import LoadedScene
 
 
 class ScenePanel:
-    def __init__(self, app: ViewerApp, scene_specs: list[str], model_info: str) -> None:
-        self.app = app
-        gui = app.server.gui
+    def __init__(self, context: GuiContext, scene_specs: list[str], model_info: str,
+                 on_load: Callable[[str], object] | None) -> None:  # fmt: skip
+        """``on_load(spec)``: Load scene was clicked; None: this viewer cannot load scenes."""
+        gui = context.server.gui
         with gui.add_folder("Scene"):
             self.model = gui.add_markdown(model_info)
             hint = ("A dataset key (looked up in the data roots), a capture folder or "
@@ -30,14 +33,15 @@ class ScenePanel:
                 first = scene_specs[0] if scene_specs else ""
                 self.spec = gui.add_text("Scene spec", initial_value=first, hint=hint)
             self.load = gui.add_button("Load scene", hint="Run the model on this scene; the GUI "
-                                       "stays live while it runs.", disabled=app.loader is None)
+                                       "stays live while it runs.", disabled=on_load is None)
             self.status = gui.add_markdown("Starting...")
             self.progress = gui.add_progress_bar(0.0, animated=True, visible=False)
             self.notes = gui.add_markdown("")
 
         @self.load.on_click
         def _(_event) -> None:
-            app.load_async(str(self.spec.value))
+            if on_load is not None:
+                on_load(str(self.spec.value))
 
     def report_progress(self, stage: str, fraction: float) -> None:
         self.status.content = f"**{escape_markdown(stage)}...**"
@@ -48,14 +52,19 @@ class ScenePanel:
         """Show a message our own code wrote (untrusted parts must be escaped by the caller)."""
         self.status.content = text
 
-    def show(self) -> None:
-        loaded = self.app.loaded
+    def set_loading(self, loading: bool) -> None:
+        """While a scene loads, Load scene waits; afterwards the progress bar goes."""
+        self.load.disabled = loading
+        if not loading:
+            self.progress.visible = False
+
+    def show(self, loaded: LoadedScene, points_sent: int) -> None:
         layers = loaded.layers
         height, width = layers.image_shape
         times = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in loaded.seconds.items())
         self.status.content = (
             f"**{escape_markdown(loaded.scene.key)}**: {layers.num_views} context views at "
-            f"{width} x {height}; {self.app.points.points_sent():,} points sent. {times}"
+            f"{width} x {height}; {points_sent:,} points sent. {times}"
         )
         lines = [f"- {escape_markdown(note.message)}" for note in loaded.notes]
         self.notes.content = ("**Notes**\n\n" + "\n".join(lines)) if lines else ""

@@ -20,7 +20,7 @@ from dsviewer.viewer.view_params import framing_camera
 if TYPE_CHECKING:
     import viser
 
-    from dsviewer.viewer.gui.app import ViewerApp
+    from dsviewer.viewer.gui.context import GuiContext
 
 SPLAT_COLORS = {"SH colour": "sh", "Opacity": "opacity", "Scale": "scale"}
 MAX_VECTORS = 40_000  # residual segments sent at most, split over the views
@@ -50,12 +50,12 @@ def side_by_side_offset(points: np.ndarray, T_world_cam: np.ndarray) -> np.ndarr
 
 
 class SplatNodes:
-    def __init__(self, app: ViewerApp, budget: int) -> None:
-        self.app = app
+    def __init__(self, context: GuiContext, budget: int) -> None:
+        self.context, self.state = context, context.state
         self.budget = budget
         self.handle: viser.GaussianSplatHandle | None = None
         self.sent_key: tuple | None = None
-        gui = app.server.gui
+        gui = context.server.gui
         with gui.add_folder("Gaussians", expand_by_default=False):
             self.toggle = gui.add_checkbox(
                 "Gaussian splats",
@@ -80,15 +80,15 @@ class SplatNodes:
                 hint="Hide fainter Gaussians.",
             )
         for control in (self.toggle, self.color, self.min_opacity):
-            control.on_update(lambda _event: app.guarded(self.refresh))
+            control.on_update(lambda _event: context.guarded(self.refresh))
 
         @self.placement.on_update
         def _(_event) -> None:
-            app.guarded(self.refresh)
-            app.guarded(self.reframe_clients)
+            context.guarded(self.refresh)
+            context.guarded(self.reframe_clients)
 
     def show(self) -> None:
-        has = self.app.loaded.layers.gaussians is not None
+        has = self.state.loaded.layers.gaussians is not None
         for control in (self.toggle, self.placement, self.color, self.min_opacity):
             control.disabled = not has
         self.sent_key = None
@@ -97,14 +97,14 @@ class SplatNodes:
     def offset(self) -> np.ndarray:
         if self.placement.value != "side by side":
             return np.zeros(3)
-        loaded = self.app.loaded
+        loaded = self.state.loaded
         final = loaded.flat("final")
         return side_by_side_offset(
             final.points[final.valid], loaded.layers.context.T_world_cam.numpy()
         )
 
     def refresh(self) -> None:
-        gaussians = self.app.loaded.layers.gaussians
+        gaussians = self.state.loaded.layers.gaussians
         if not self.toggle.value or gaussians is None:
             if self.handle is not None:
                 self.handle.visible = False
@@ -120,7 +120,7 @@ class SplatNodes:
                 rgbs = gaussian_dc_rgb(gaussians.harmonics[0, indices, :, 0]).numpy()
             else:
                 rgbs = gaussian_colors(gaussians, mode)[indices]
-            self.handle = self.app.server.scene.add_gaussian_splats(
+            self.handle = self.context.server.scene.add_gaussian_splats(
                 "/splats", centers=gaussians.means[0, indices].numpy(),
                 covariances=gaussians.covariances[0, indices].numpy(), rgbs=rgbs,
                 opacities=opacities[indices][:, None],
@@ -131,12 +131,12 @@ class SplatNodes:
 
     def reframe_clients(self) -> None:
         """Frame the final points and (side by side) their shifted copy in every client."""
-        loaded = self.app.loaded
+        loaded = self.state.loaded
         final = loaded.flat("final")
         points = final.points[final.valid]
         framed = np.concatenate((points, points + self.offset()))
         camera = framing_camera(framed, loaded.layers.context.T_world_cam.numpy(), loaded.view.up)
-        for client in self.app.server.get_clients().values():
+        for client in self.context.server.get_clients().values():
             with client.atomic():
                 client.camera.position, client.camera.look_at = camera.position, camera.look_at
 
@@ -144,11 +144,11 @@ class SplatNodes:
 class ResidualVectors:
     """Coarse -> final segments per view (built when first shown or restrided)."""
 
-    def __init__(self, app: ViewerApp) -> None:
-        self.app = app
+    def __init__(self, context: GuiContext) -> None:
+        self.context, self.state = context, context.state
         self.handles: list[viser.LineSegmentsHandle] = []
         self.fresh = False
-        gui = app.server.gui
+        gui = context.server.gui
         with gui.add_folder("Residual vectors", expand_by_default=False):
             self.toggle = gui.add_checkbox(
                 "Residual vectors", initial_value=False,
@@ -166,12 +166,12 @@ class ResidualVectors:
 
         @self.toggle.on_update
         def _(_event) -> None:
-            app.guarded(self.refresh)
+            context.guarded(self.refresh)
 
         @self.stride.on_update
         def _(_event) -> None:
             self.fresh = False
-            app.guarded(self.refresh)
+            context.guarded(self.refresh)
 
     def show(self) -> None:
         self.fresh = False
@@ -181,17 +181,17 @@ class ResidualVectors:
         wanted = bool(self.toggle.value)
         if wanted and not self.fresh:
             self._build()
-        count = self.app.loaded.layers.num_views
+        count = self.state.loaded.layers.num_views
         for v, handle in enumerate(self.handles):
-            handle.visible = wanted and v < count and self.app.views.visible(v)
+            handle.visible = wanted and v < count and self.state.view_shown(v)
 
     def _build(self) -> None:
-        loaded = self.app.loaded
+        loaded = self.state.loaded
         per_view = MAX_VECTORS // max(1, loaded.layers.num_views)
         for v in range(loaded.layers.num_views):
             segments = residual_segments(loaded.layers, stride=int(self.stride.value),
                                          max_segments=per_view, views=[v])  # fmt: skip
-            handle = self.app.server.scene.add_line_segments(
+            handle = self.context.server.scene.add_line_segments(
                 f"/residual_vectors/view_{v}", points=segments.points, colors=segments.colors,
                 thickness=1.5, thickness_units="screen",
             )  # fmt: skip

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from dsviewer.viewer.gui.app import ViewerApp
-    from dsviewer.viewer.pipeline import LoadedScene
+    from dsviewer.viewer.gui.context import GuiContext
+    from dsviewer.viewer.session.loaded import LoadedScene
     from dsviewer.viewer.target_render import TargetRenders
 
 RENDER_HEIGHT = 256  # rows of a "render at my camera" image
@@ -40,10 +40,10 @@ def _decode_png(data: bytes) -> np.ndarray:
 
 
 class TargetsPanel:
-    def __init__(self, app: ViewerApp) -> None:
-        self.app = app
+    def __init__(self, context: GuiContext) -> None:
+        self.context, self.state = context, context.state
         self.last_camera_render: np.ndarray | None = None
-        gui = app.server.gui
+        gui = context.server.gui
         with gui.add_folder("Target views", expand_by_default=False):
             self.text = gui.add_markdown("")
             self.image = gui.add_image(BLANK, label="rendered | GT | error")
@@ -62,16 +62,16 @@ class TargetsPanel:
         self.text.content = ""
         self.image.image = self.camera_image.image = BLANK
         self.last_camera_render = None
-        self.render_camera.disabled = self.app.loaded.layers.gaussians is None
+        self.render_camera.disabled = self.state.loaded.layers.gaussians is None
 
     def request_targets(self) -> None:
-        loaded = self.app.loaded
+        loaded = self.state.loaded
 
         def job() -> None:
             from dsviewer.viewer.export.metrics import context_baseline
             from dsviewer.viewer.target_render import target_panels_png, target_render_unavailable
 
-            if self.app.loaded is not loaded:
+            if self.state.loaded is not loaded:
                 return
             reason = target_render_unavailable(loaded.layers)
             if reason is not None:
@@ -80,17 +80,18 @@ class TargetsPanel:
             self.text.content = "*Rendering the target views (CPU: a few seconds)...*"
             renders = loaded.targets
             panels = _decode_png(target_panels_png(renders))
-            with self.app.lock:  # a scene switch during the render must not get this scene's panels
-                if self.app.loaded is not loaded:
+            # A scene switch during the render must not get this scene's panels.
+            with self.context.lock:
+                if self.state.loaded is not loaded:
                     return
                 self.text.content = targets_markdown(renders, context_baseline(loaded.layers))
                 self.image.image = panels
 
-        self.app.jobs.submit("Target views", job)
+        self.context.jobs.submit("Target views", job)
 
     def request_camera_render(self, client) -> None:
         """Queue a render of the Gaussians at ``client``'s current camera into the GUI."""
-        loaded: LoadedScene | None = self.app.loaded
+        loaded: LoadedScene | None = self.state.loaded
         if loaded is None or loaded.layers.gaussians is None:
             return
         camera = client.camera
@@ -100,7 +101,7 @@ class TargetsPanel:
         def job() -> None:
             from dsviewer.viewer.target_render import render_viewer_camera
 
-            if self.app.loaded is not loaded:
+            if self.state.loaded is not loaded:
                 return
             self.render_camera.disabled = True
             self.render_camera.label = "Rendering..."
@@ -109,10 +110,10 @@ class TargetsPanel:
             finally:
                 self.render_camera.disabled = False
                 self.render_camera.label = "Render at my camera"
-            with self.app.lock:  # drop a render of a scene that was replaced meanwhile
-                if self.app.loaded is not loaded:
+            with self.context.lock:  # drop a render of a scene that was replaced meanwhile
+                if self.state.loaded is not loaded:
                     return
                 self.last_camera_render = image
                 self.camera_image.image = image
 
-        self.app.jobs.submit("Render", job)
+        self.context.jobs.submit("Render", job)

@@ -80,12 +80,6 @@ class RunLoader:
                                                               progress)  # fmt: skip
 
     @property
-    def options(self) -> SessionSettings:
-        """The settings, under the name viewer/gui/runs_panel.py reads (``.data_root``) until
-        branch viewstate lands."""
-        return self.settings
-
-    @property
     def checkpoints(self) -> list[Path]:
         return list(self.sessions)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from dsviewer.dataset.types import SceneViews, ViewSet
@@ -135,15 +134,9 @@ def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
     to_user = scene.world_from_model
     context = cameras_in_user_frame(scene.context, to_user)
     target = None if scene.target is None else cameras_in_user_frame(scene.target, to_user)
-    near = prediction.near.float().cpu()[:, None, None]
-    far = prediction.far.float().cpu()[:, None, None]
-    coarse_inv = prediction.coarse_inv_depth.float().cpu()
-    coarse_depth = to_user.lengths(1.0 / coarse_inv.clamp(min=1.0 / far, max=1.0 / near))
+    coarse_depth = to_user.lengths(prediction.coarse_depth())
     final_depth = to_user.lengths(prediction.final_depth.float().cpu())
     H, W = final_depth.shape[-2:]
-    # Nearest upsampling, as the official encoder does before the Gaussian head.
-    match_prob = prediction.confidence.float().cpu()[:, None]
-    confidence = F.interpolate(match_prob, size=(H, W), mode="nearest")[:, 0]
     K = context.intrinsics
     T = context.T_world_cam.float()
 
@@ -164,7 +157,7 @@ def build_layers(scene: SceneViews, prediction: Prediction) -> Layers:
         final_depth=final_depth,
         residual_inv=to_user.inverse_lengths(prediction.mono_inv_residual.float().cpu()),
         residual_metric=final_depth - coarse_depth,
-        confidence=confidence,
+        confidence=prediction.pixel_confidence(),
         coarse_points=unproject_depth(coarse_depth, K, T),
         final_points=unproject_depth(final_depth, K, T),
         cost_volume=CostVolume(

@@ -76,6 +76,8 @@ class NonFinitePoseError(SceneError):
             "The official evaluation skips such scenes; pick other frames with "
             "--context/--target or fix the poses."
         )
+        self.frames = frames
+        self.detail = detail
 
 
 class FrameIndexError(SceneError):

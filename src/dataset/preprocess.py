@@ -238,8 +238,11 @@ def center_crop(
     K = K.clone()
     K[:, 0, 0] *= w_in / w_out
     K[:, 1, 1] *= h_in / h_out
-    if exact_principal_point:
+    # An axis the crop leaves whole keeps its cx (cy) bit for bit: views that are already at the
+    # model's shape go through again unchanged (dsviewer.api feeds a scene's views back).
+    if exact_principal_point and w_in != w_out:
         K[:, 0, 2] = (K[:, 0, 2] * w_in - col) / w_out
+    if exact_principal_point and h_in != h_out:
         K[:, 1, 2] = (K[:, 1, 2] * h_in - row) / h_out
     return images, K, depth
 

@@ -28,6 +28,15 @@ def pixel_centers(height: int, width: int, device=None, dtype=torch.float32) -> 
     return torch.stack((grid_x, grid_y), dim=-1)
 
 
+def normalize_intrinsics(K_pixels: Tensor, height: int, width: int) -> Tensor:
+    """Pixel intrinsics ``[..., 3, 3]`` of an ``H x W`` image (pixel centres at ``u + 0.5``) to
+    normalized intrinsics: row 0 over the width, row 1 over the height."""
+    K = K_pixels.clone()
+    K[..., 0, :] = K[..., 0, :] / width
+    K[..., 1, :] = K[..., 1, :] / height
+    return K
+
+
 def denormalize_intrinsics(K: Tensor, height: int, width: int) -> Tensor:
     """Normalized intrinsics ``[..., 3, 3]`` to pixel intrinsics for an ``H x W`` image."""
     K_pixels = K.clone()

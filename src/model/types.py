@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -61,3 +62,19 @@ class Prediction:
     near: Tensor  # [V]
     far: Tensor  # [V]
     gaussians: Gaussians | None = None  # batch dim kept (B = 1), None for depth-only models
+
+    def coarse_depth(self) -> Tensor:
+        """``[V, H, W]`` metric depth of the cost volume alone (CPU, float32):
+        ``1 / clamp(coarse_inv_depth, 1/far, 1/near)``, the planes of each view."""
+        near = self.near.float().cpu()[:, None, None]
+        far = self.far.float().cpu()[:, None, None]
+        coarse_inv = self.coarse_inv_depth.float().cpu()
+        return 1.0 / coarse_inv.clamp(min=1.0 / far, max=1.0 / near)
+
+    def pixel_confidence(self) -> Tensor:
+        """``[V, H, W]`` the maximum match probability per pixel (CPU, float32), upsampled from
+        the cost volume's ``h x w`` with nearest sampling, as the encoder does before its
+        Gaussian head."""
+        H, W = self.final_depth.shape[-2:]
+        confidence = self.confidence.float().cpu()[:, None]  # [V, 1, h, w]
+        return F.interpolate(confidence, size=(H, W), mode="nearest")[:, 0]

@@ -7,9 +7,9 @@ Starts ``dsviewer --ckpt FILE --scene CAPTURE`` through the CLI's own code path 
 ``tests/test_browser.py`` does; default FILE: the bundled demo checkpoint), opens the page in
 headless Chromium (``/usr/bin/chromium`` through Playwright), shows the "SfM points" layer
 alone, picks the "Error vs SfM" colour mode so its legend is in the panel, zooms in a few
-mouse-wheel steps, saves the page and prints the SfM metrics of the Analysis table. README's
-``docs/sfm.png`` was made this way (see README, "Your own capture"). Not a test: the capture
-is not part of the repository. Run it with the Python that has dsviewer and Playwright.
+mouse-wheel steps, and saves the page. README's ``docs/sfm.png`` was made this way (see
+README, "Your own capture"). Not a test: the capture is not part of the repository. Run it
+with the Python that has dsviewer and Playwright.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ CHROMIUM_FLAGS = [
     "--use-angle=swiftshader", "--no-first-run", "--disable-background-networking",
 ]  # fmt: skip
 VIEWPORT = {"width": 1280, "height": 800}
-DEMO_CKPT = Path(__file__).resolve().parents[1] / "viewer/assets/demo/depthsplat-demo-tiny.pth"
 
 
 def free_port() -> int:
@@ -61,35 +60,29 @@ def start(capture: str, ckpt: Path):
 
 
 def show_sfm_error(page, app, point_size: float) -> None:
-    """In the page: the SfM points layer alone, coloured by Error vs SfM, no target frustums."""
+    """In the page: the SfM points layer alone, coloured by Error vs SfM, no target frustums.
+
+    Only the GUI handles (their ``.value``) are read on the server side: they are what the page
+    changes, whatever the app keeps behind them.
+    """
+    toggles = app.layers_panel.toggles
     for label in ("SfM points", "Final depth", "Target cameras"):
         page.get_by_label(label, exact=True).click()
-    layers = app.layers_panel
-    wait_until(lambda: layers.wanted("sfm") and not layers.wanted("final"), "the layer toggles")
+    wait_until(lambda: toggles["sfm"].value and not toggles["final"].value, "the layer toggles")
     # The colour dropdown is a Mantine Select: open it from its current value, pick the mode.
     page.locator("input[value='Image']").first.click()
     page.get_by_role("option", name="Error vs SfM", exact=True).click()
-    wait_until(lambda: app.colours.mode() == "sfm_error", "choosing Error vs SfM")
+    page.locator("input[value='Error vs SfM']").first.wait_for(timeout=30_000)
     # Sparse points need more than the dense layers' size to be seen at this framing.
     app.points_panel.size.value = point_size
-    wait_until(lambda: app.wait_idle(1), "the analysis (SfM metrics)", timeout=120)
-
-
-def print_sfm_numbers(app) -> None:
-    """The SfM metrics the Analysis table shows, to quote beside the screenshot."""
-    import json
-
-    analysis = app.current_analysis()
-    if analysis is not None and "sfm" in analysis.extra:
-        sfm = analysis.extra["sfm"]
-        print(json.dumps({k: sfm[k] for k in ("points", "coarse", "final")}, default=str))
+    wait_until(lambda: app.wait_idle(1), "the analysis and the colours", timeout=120)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("capture")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--ckpt", type=Path, default=DEMO_CKPT)
+    parser.add_argument("--ckpt", type=Path, default=None, help="default: the bundled demo")
     parser.add_argument("--point-size", type=float, default=2.5)
     parser.add_argument(
         "--zoom",
@@ -101,7 +94,9 @@ def main(argv: list[str]) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    server, app, url = start(args.capture, args.ckpt)
+    from dsviewer.viewer.assets import CHECKPOINT_NAME, DEMO_DIR
+
+    server, app, url = start(args.capture, args.ckpt or DEMO_DIR / CHECKPOINT_NAME)
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
@@ -122,7 +117,6 @@ def main(argv: list[str]) -> int:
     finally:
         app.close()
         server.stop()
-        print_sfm_numbers(app)
     print(f"wrote {args.out}")
     return 0
 

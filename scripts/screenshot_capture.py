@@ -60,13 +60,14 @@ def start(capture: str, ckpt: Path):
 
 
 def show_sfm_error(page, app, point_size: float) -> None:
-    """In the page: the SfM points layer alone, coloured by Error vs SfM, no target frustums.
+    """In the page: the SfM points layer alone, coloured by Error vs SfM, no camera frustums.
 
     Only the GUI handles (their ``.value``) are read on the server side: they are what the page
     changes, whatever the app keeps behind them.
     """
     toggles = app.layers_panel.toggles
-    for label in ("SfM points", "Final depth", "Target cameras"):
+    # Cameras hidden too: their frustums carry the capture's photos, which stay out of the docs.
+    for label in ("SfM points", "Final depth", "Target cameras", "Context cameras"):
         page.get_by_label(label, exact=True).click()
     wait_until(lambda: toggles["sfm"].value and not toggles["final"].value, "the layer toggles")
     # The colour dropdown is a Mantine Select: open it from its current value, pick the mode.

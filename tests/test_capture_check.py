@@ -116,8 +116,8 @@ def test_without_points_the_baseline_uses_where_the_camera_axes_cross(tmp_path):
 
 
 @pytest.mark.parametrize("args, phrase", [
-    (["--near", "-1"], "--near -1.0 must be a positive number"),
-    (["--near", "5", "--far", "2"], "must be less than --far"),
+    (["--near", "-1"], "--near -1.0: give a positive finite distance"),
+    (["--near", "5", "--far", "2"], "must be below --far"),
     (["--views", "1"], "at least 2"),
     (["--ckpt", "nothing.pth"], "not the name of a released checkpoint"),
 ])  # fmt: skip

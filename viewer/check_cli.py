@@ -7,9 +7,10 @@ same undistortion, rescale and crops); the findings are :mod:`dsviewer.viewer.ca
 The checkpoint file is read for its settings only; a released checkpoint's name is enough (its
 settings are in ``configs/checkpoints``), so a capture can be checked before downloading.
 
-``--near``, ``--far`` and ``--views`` have the names and meaning they have on every command:
-planes in the capture's own units (divided by ``world_from_model``'s scale, like the capture,
-before the model sees them), and the number of context views (default: the checkpoint's).
+``--context``, ``--views``, ``--near``, ``--far``, ``--sfm-max-error`` and ``--config`` are
+:class:`~dsviewer.viewer.options.ViewOptions`, declared once for every command: planes in the
+capture's own units (divided by ``world_from_model``'s scale as the session layer does, before
+the model sees them), and the number of context views (default: the checkpoint's).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import tyro
 
 from dsviewer.errors import InputError
+from dsviewer.viewer.options import ViewOptions
 
 DESCRIPTION = """\
 Check a capture against a checkpoint before running it: the scene's depth range (from its SfM
@@ -34,7 +36,7 @@ Each finding says ok or warn, the number, and the flag to try.
 
 
 @dataclass
-class CheckOptions:
+class CheckOptions(ViewOptions):
     """Check a capture (COLMAP model, transforms.json or NeRF-synthetic folder) for a checkpoint."""
 
     ckpt: Path | None = None
@@ -44,20 +46,6 @@ class CheckOptions:
     scene: str | None = None
     """The capture: a folder (COLMAP model, transforms.json) or one transforms JSON file."""
 
-    config: Path | None = None
-    """Model preset YAML (configs/checkpoints/*.yaml); default: recognised from the checkpoint."""
-
-    context: list[int] | None = None
-    """Context frame numbers; default: chosen as dsviewer chooses them (covisibility)."""
-
-    near: float | None = None
-    """Near plane in the capture's own units; default: the checkpoint's (converted)."""
-
-    far: float | None = None
-    """Far plane in the capture's own units; default: the checkpoint's (converted)."""
-
-    views: int | None = None
-    """Number of context views (at least 2); default: the checkpoint's preset."""
 
 
 class CheckUsageError(InputError):
@@ -77,21 +65,7 @@ def check_options(options: CheckOptions) -> None:
     if not options.scene:
         raise CheckUsageError("--scene is required: the capture folder (COLMAP model or "
                               "transforms.json) or one transforms JSON file.")
-    for name in ("near", "far"):
-        value = getattr(options, name)
-        if value is not None and not (value > 0 and value < float("inf")):
-            raise CheckUsageError(f"--{name} {value} must be a positive number (a distance "
-                                  "in the capture's own units).")
-    if options.near is not None and options.far is not None and options.near >= options.far:
-        raise CheckUsageError(f"--near {options.near:g} must be less than --far "
-                              f"{options.far:g}.")
-    if options.views is not None and options.views < 2:
-        raise CheckUsageError(f"--views {options.views}: the cost volume needs at least 2 "
-                              "context views.")
-    if (options.views is not None and options.context is not None
-            and len(options.context) != options.views):  # fmt: skip
-        raise CheckUsageError(f"--views {options.views} but --context names "
-                              f"{len(options.context)} frames; give one or the other.")
+    options.check_views_and_planes()
 
 
 def checkpoint_preprocess(options: CheckOptions):
@@ -119,9 +93,10 @@ def run_check(options: CheckOptions):
     """(loaded scene, findings) for the options."""
     from dataclasses import replace
 
-    from dsviewer.dataset import load_scene
+    from dsviewer.dataset import CaptureOptions, load_scene
     from dsviewer.viewer.capture_check import run_checks
     from dsviewer.viewer.check_inputs import check_inputs
+    from dsviewer.viewer.session.model import with_user_planes
 
     check_options(options)
     if not is_capture_spec(options.scene):
@@ -132,14 +107,11 @@ def run_check(options: CheckOptions):
     settings = checkpoint_preprocess(options)
     if options.views is not None:
         settings = replace(settings, num_context_views=options.views)
-    scene = load_scene(options.scene, settings=settings, context=options.context, target=[])
-    scale = float(scene.world_from_model.scale)
-    near = settings.near if options.near is None else options.near / scale
-    far = settings.far if options.far is None else options.far / scale
-    if not near < far:
-        raise CheckUsageError(
-            f"The planes are near {near * scale:g}, far {far * scale:g} in the capture's units "
-            "(one of them the checkpoint's own, converted): give both --near and --far.")
+    scene = load_scene(options.scene, settings=settings, context=options.context, target=[],
+                       capture=CaptureOptions(sfm_max_error=options.sfm_max_error))  # fmt: skip
+    # The planes in the model's units, converted as every other command converts them.
+    scene = with_user_planes(scene, options.run_spec(options.ckpt))
+    near, far = float(scene.context.near[0]), float(scene.context.far[0])
     return scene, run_checks(check_inputs(scene, settings, near, far))
 
 

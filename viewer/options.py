@@ -1,4 +1,6 @@
-"""Command-line options: :class:`RunOptions`, which every command includes, and the viewer's own.
+"""Command-line options: :class:`ViewOptions` (the views and planes a model is asked for, in
+every command, ``dsviewer check`` included), :class:`RunOptions` (which model runs on which
+scene, in every command that runs the model), and the viewer's own.
 
 Plain dataclasses; their field docstrings become the ``--help`` text (tyro reads them). A
 command includes the run options by subclassing :class:`RunOptions` (``dsviewer``,
@@ -42,31 +44,13 @@ class RunOptionsError(InputError):
 
 
 @dataclass
-class RunOptions:
-    """Which model runs on which scene, views and depth range (every command has these)."""
-
-    ckpt: Annotated[list[Path], tyro.conf.UseAppendAction] = field(default_factory=list)
-    """Checkpoint file (.pth / .ckpt / .safetensors) of a DepthSplat model. dsviewer and
-    export take the flag again for more models (each a run of the same scene, to compare); eval
-    takes one."""
-
-    scene: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
-    """Scene: a dataset key (e.g. RealEstate10K), a capture folder (COLMAP/transforms.json) or
-    synthetic:<seed>; repeat the flag for several."""
-
-    data_root: Annotated[list[Path], tyro.conf.UseAppendAction] = field(default_factory=list)
-    """Dataset root holding chunks and index.json; give the flag once per root."""
-
-    index: Path | None = None
-    """Evaluation index JSON that fixes context/target views per scene key."""
+class ViewOptions:
+    """The context views and depth range a model is asked for, and how a capture's SfM
+    reference is read (every command has these, ``dsviewer check`` too)."""
 
     context: list[int] | None = None
     """Context view indices (frames of the scene); default: the evaluation index, else chosen
     (by COLMAP covisibility for captures)."""
-
-    target: list[int] | None = None
-    """Target view indices (held-out cameras); default: the evaluation index, else frames near
-    the context."""
 
     views: int | None = None
     """Number of context views to choose when --context is not given (at least 2); default: the
@@ -83,12 +67,61 @@ class RunOptions:
     """Captures: SfM points whose mean reprojection error exceeds this many pixels are left out
     of the SfM reference depth."""
 
+    config: Path | None = None
+    """Model preset YAML (configs/checkpoints/*.yaml); default: recognised from the checkpoint."""
+
+    def check_views_and_planes(self) -> None:
+        """The view count, the context frames and the planes judged together (user errors)."""
+        if self.views is not None:
+            if self.views < MIN_VIEWS:
+                raise RunOptionsError(f"--views {self.views}: DepthSplat needs at least "
+                                      f"{MIN_VIEWS} context views.")  # fmt: skip
+            if self.context is not None and len(self.context) != self.views:
+                raise RunOptionsError(
+                    f"--views {self.views} and --context {' '.join(map(str, self.context))} "
+                    f"({len(self.context)} frames) disagree; give one of them."
+                )
+        for flag, value in (("--near", self.near), ("--far", self.far)):
+            if value is not None and not 0 < value < float("inf"):
+                raise RunOptionsError(f"{flag} {value}: give a positive finite distance in the "
+                                      "scene's units.")  # fmt: skip
+        if self.near is not None and self.far is not None and self.near >= self.far:
+            raise RunOptionsError(f"--near {self.near} must be below --far {self.far}.")
+
+    def run_spec(self, checkpoint: str | Path) -> RunSpec:
+        """The run of ``checkpoint`` these options ask for: view count and planes in the user's
+        units (its context frames are the session's, see :meth:`RunOptions.session_settings`)."""
+        return RunSpec(model_path(checkpoint), near=self.near, far=self.far, views=self.views,
+                       units="user")  # fmt: skip
+
+
+@dataclass
+class RunOptions(ViewOptions):
+    """Which model runs on which scene, views and depth range (every command that runs the
+    model has these)."""
+
+    ckpt: Annotated[list[Path], tyro.conf.UseAppendAction] = field(default_factory=list)
+    """Checkpoint file (.pth / .ckpt / .safetensors) of a DepthSplat model. dsviewer and
+    export take the flag again for more models (each a run of the same scene, to compare); eval
+    takes one."""
+
+    scene: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
+    """Scene: a dataset key (e.g. RealEstate10K), a capture folder (COLMAP/transforms.json) or
+    synthetic:<seed>; repeat the flag for several."""
+
+    data_root: Annotated[list[Path], tyro.conf.UseAppendAction] = field(default_factory=list)
+    """Dataset root holding chunks and index.json; give the flag once per root."""
+
+    index: Path | None = None
+    """Evaluation index JSON that fixes context/target views per scene key."""
+
+    target: list[int] | None = None
+    """Target view indices (held-out cameras); default: the evaluation index, else frames near
+    the context."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the model runs; auto picks CUDA when available (under torchrun, eval's ranks take
     the GPU of their local rank)."""
-
-    config: Path | None = None
-    """Model preset YAML (configs/checkpoints/*.yaml); default: recognised from the checkpoint."""
 
     depthsplat_repo: Path | None = None
     """Run your own DepthSplat checkout's code (a fork, say) instead of the built-in model; see
@@ -115,30 +148,12 @@ class RunOptions:
                 and not Path(config).is_file():  # a preset name is the preset reader's to judge
             raise RunOptionsError(f"--config {config} does not exist or is not a file; give a "
                                   "model preset YAML (configs/checkpoints/*.yaml).")  # fmt: skip
-        self._check_views_and_planes()
-
-    def _check_views_and_planes(self) -> None:
-        if self.views is not None:
-            if self.views < MIN_VIEWS:
-                raise RunOptionsError(f"--views {self.views}: DepthSplat needs at least "
-                                      f"{MIN_VIEWS} context views.")  # fmt: skip
-            if self.context is not None and len(self.context) != self.views:
-                raise RunOptionsError(
-                    f"--views {self.views} and --context {' '.join(map(str, self.context))} "
-                    f"({len(self.context)} frames) disagree; give one of them."
-                )
-        for flag, value in (("--near", self.near), ("--far", self.far)):
-            if value is not None and not 0 < value < float("inf"):
-                raise RunOptionsError(f"{flag} {value}: give a positive finite distance in the "
-                                      "scene's units.")  # fmt: skip
-        if self.near is not None and self.far is not None and self.near >= self.far:
-            raise RunOptionsError(f"--near {self.near} must be below --far {self.far}.")
+        self.check_views_and_planes()
 
     def run_specs(self) -> list[RunSpec]:
         """One run per ``--ckpt``, in order, with the view count and planes given (the context
         frames are the session's: every run without its own uses them)."""
-        return [RunSpec(model_path(checkpoint), near=self.near, far=self.far, views=self.views,
-                        units="user") for checkpoint in self.ckpt]  # fmt: skip
+        return [self.run_spec(checkpoint) for checkpoint in self.ckpt]
 
     def session_settings(self) -> SessionSettings:
         """How the models open and where scenes are found."""

@@ -386,3 +386,29 @@ def test_real_capture_depth_range_and_overlap_against_the_colmap_files(folder):
     assert depth["depth_p95"] == pytest.approx(max(np.percentile(d, 95) for d in depths),
                                                rel=1e-6)  # fmt: skip
     assert findings["overlap"].numbers["shared"][0] == len(kept[0] & kept[1])
+
+
+def test_without_sfm_points_the_depth_range_comes_from_llff_bounds(tmp_path):
+    """An LLFF capture has no SfM points but states depth bounds per frame: the finding uses
+    them (converted to model units) and names where they come from; the suggested planes clear
+    it."""
+    from tests.test_dataset_layouts import write_llff
+
+    write_llff(tmp_path)
+    stated = np.load(tmp_path / "poses_bounds.npy")[:, 15:]  # [N, 2] near, far (user units)
+    scene, _ = run_check(CheckOptions(scene=str(tmp_path), ckpt=demo_checkpoint(),
+                                      context=[1, 3]))  # fmt: skip
+    scale = float(scene.world_from_model.scale)
+    low, high = stated[[1, 3], 0].min() / scale, stated[[1, 3], 1].max() / scale
+    finding = check(tmp_path, context=[1, 3])["depth_range"]
+    assert finding.numbers["depth_p5"] == pytest.approx(low, rel=1e-6)
+    assert finding.numbers["depth_p95"] == pytest.approx(high, rel=1e-6)
+    assert "poses_bounds.npy" in finding.detail
+    near, far = finding.numbers["near"], finding.numbers["far"]
+    in_front = min(max((1 / near - 1 / low) / (1 / near - 1 / far), 0.0), 1.0)
+    expect_warn = low < near or high > far or in_front > 0.9
+    assert finding.status == ("warn" if expect_warn else "ok")
+    if expect_warn:
+        flag = finding.flag.split()
+        cleared = check(tmp_path, context=[1, 3], near=float(flag[1]), far=float(flag[3]))
+        assert cleared["depth_range"].status == "ok"

@@ -147,43 +147,60 @@ def _no_sfm(key: str, title: str, what: str, inputs: CheckInputs) -> Finding:
 # ---------------------------------------------------------------- the findings
 
 
-def depth_range(inputs: CheckInputs) -> Finding:
-    """SfM depth (5th-95th percentile per context view, model units) against near/far."""
-    title = "depth range against near/far"
+def _depth_ranges(inputs: CheckInputs) -> tuple[list[tuple[int, float, float]], str] | None:
+    """Per context view ``(frame, low, high)`` in model units and what they are: the SfM
+    depths' 5th-95th percentiles, else the bounds the camera file states (LLFF), else None."""
     views = _sfm_views(inputs)
-    if not views:
+    if views:
+        ranges = [(v.frame, *map(float, np.percentile(v.depth, [5, 95]))) for v in views]
+        return ranges, "SfM depths (5th-95th percentile)"
+    hint = inputs.scene.depth_bounds_hint
+    if hint is None:
+        return None
+    s = inputs.scale
+    ranges = [(frame, near / s, far / s) for frame, near, far in
+              zip(inputs.frames, hint.near, hint.far, strict=True)]  # fmt: skip
+    return ranges, f"the depth bounds {hint.source} states (no SfM points)"
+
+
+def depth_range(inputs: CheckInputs) -> Finding:
+    """The scene's depth (SfM 5th-95th percentile per context view, else the camera file's
+    stated bounds; model units) against near/far."""
+    title = "depth range against near/far"
+    found = _depth_ranges(inputs)
+    if found is None:
         return _no_sfm("depth_range", title, "The scene's depth range", inputs)
-    per_view = [np.percentile(v.depth, [5, 95]) for v in views]
-    low = float(min(p[0] for p in per_view))
-    high = float(max(p[1] for p in per_view))
+    per_view, what = found
+    low = min(r[1] for r in per_view)
+    high = max(r[2] for r in per_view)
     near, far = inputs.near, inputs.far
-    # Candidates are even in inverse depth: the share nearer than the scene's nearest 5 %.
+    # Candidates are even in inverse depth: the share nearer than the scene's near end.
     span = 1 / near - 1 / far
     in_front = float(np.clip((1 / near - 1 / low) / span, 0.0, 1.0))
     problems = []
     if low < near:
-        problems.append(f"the nearest 5 % of points ({_fmt(low)}) lie in front of the near plane "
-                        "and are clamped to it")
+        problems.append(f"the near end ({_fmt(low)}) lies in front of the near plane, where "
+                        "depths are clamped")
     if high > far:
-        problems.append(f"the farthest 5 % ({_fmt(high)}) lie beyond the far plane")
+        problems.append(f"the far end ({_fmt(high)}) lies beyond the far plane")
     if in_front > MAX_CANDIDATES_IN_FRONT:
         problems.append(f"{in_front:.0%} of the cost volume's depth candidates (even in inverse "
                         "depth) lie nearer than the scene, so few are left to resolve it")
-    ranges = ", ".join(f"frame {v.frame}: {_fmt(p[0])}-{_fmt(p[1])}" for v, p in
-                       zip(views, per_view))  # fmt: skip
+    ranges = ", ".join(f"frame {frame}: {_fmt(lo)}-{_fmt(hi)}" for frame, lo, hi in per_view)
     value = f"{_fmt(low)}-{_fmt(high)} (near {_fmt(near)}, far {_fmt(far)}; model units)"
     numbers = {"depth_p5": low, "depth_p95": high, "near": near, "far": far,
                "candidates_in_front": in_front}  # fmt: skip
     if not problems:
-        return Finding("depth_range", title, "ok", value, f"SfM depths in model units ({ranges}) "
-                       "lie within the planes.", numbers=numbers)  # fmt: skip
+        return Finding("depth_range", title, "ok", value, f"{what.capitalize()} in model units "
+                       f"({ranges}) lie within the planes.", numbers=numbers)  # fmt: skip
     # Move only the plane that is wrong (a far plane pulled in would clamp what SfM missed).
     s = inputs.scale
     near_wrong = low < near or in_front > MAX_CANDIDATES_IN_FRONT
     new_near = (low / PLANE_MARGIN if near_wrong else near) * s
     new_far = (high * PLANE_MARGIN if high > far else far) * s
     numbers.update(suggested_near=float(f"{new_near:.3g}"), suggested_far=float(f"{new_far:.3g}"))
-    detail = (f"SfM depths in model units ({ranges}): {'; '.join(problems)}. Planes that fit "
+    detail = (f"{what.capitalize()} in model units ({ranges}): {'; '.join(problems)}. Planes "
+              "that fit "
               f"the scene, in the capture's own units (model units x {_fmt(s)}):")
     return Finding("depth_range", title, "warn", value, detail,
                    f"--near {new_near:.3g} --far {new_far:.3g}", numbers)  # fmt: skip

@@ -124,6 +124,11 @@ class CheckInputs:
         return self.scene.context.sfm
 
 
+def sentence(text: str) -> str:
+    """``text`` with its first letter upper case (the rest kept: "SfM" stays "SfM")."""
+    return text[:1].upper() + text[1:]
+
+
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
@@ -191,7 +196,7 @@ def depth_range(inputs: CheckInputs) -> Finding:
     numbers = {"depth_p5": low, "depth_p95": high, "near": near, "far": far,
                "candidates_in_front": in_front}  # fmt: skip
     if not problems:
-        return Finding("depth_range", title, "ok", value, f"{what.capitalize()} in model units "
+        return Finding("depth_range", title, "ok", value, f"{sentence(what)} in model units "
                        f"({ranges}) lie within the planes.", numbers=numbers)  # fmt: skip
     # Move only the plane that is wrong (a far plane pulled in would clamp what SfM missed).
     s = inputs.scale
@@ -199,7 +204,7 @@ def depth_range(inputs: CheckInputs) -> Finding:
     new_near = (low / PLANE_MARGIN if near_wrong else near) * s
     new_far = (high * PLANE_MARGIN if high > far else far) * s
     numbers.update(suggested_near=float(f"{new_near:.3g}"), suggested_far=float(f"{new_far:.3g}"))
-    detail = (f"{what.capitalize()} in model units ({ranges}): {'; '.join(problems)}. Planes "
+    detail = (f"{sentence(what)} in model units ({ranges}): {'; '.join(problems)}. Planes "
               "that fit "
               f"the scene, in the capture's own units (model units x {_fmt(s)}):")
     return Finding("depth_range", title, "warn", value, detail,

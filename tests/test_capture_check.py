@@ -305,49 +305,19 @@ def test_check_help_lists_its_options_without_heavy_imports():
 REAL = [Path(p) for p in os.environ.get("DSVIEWER_REAL_COLMAP", "").split(os.pathsep) if p]
 
 
-def quaternion_matrix(qw: float, qx: float, qy: float, qz: float) -> np.ndarray:
-    return np.array([
-        [1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)],
-        [2 * (qx * qy + qw * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qw * qx)],
-        [2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), 1 - 2 * (qx * qx + qy * qy)]])
-
-
 def read_pinhole_model(folder: Path) -> tuple[dict, dict, dict]:
-    """A binary model of PINHOLE cameras (image_undistorter's output), read here: cameras
-    {id: (w, h, fx, fy, cx, cy)}, images {name: (T_cam_world, camera id, xy [F, 2], point ids
-    [F])}, points {id: (xyz, error)}."""
-    import struct
+    """The binary model of PINHOLE cameras (image_undistorter's output) as the independent
+    reader gives it, each image's features limited to those with a point: cameras {id: (w, h,
+    fx, fy, cx, cy)}, images {name: (T_cam_world, camera id, xy [F, 2], point ids [F])}, points
+    {id: (xyz, error)}."""
+    from tests.colmap_reference import read_binary_model
 
-    data = (folder / "cameras.bin").read_bytes()
-    cameras, at = {}, 8
-    for _ in range(struct.unpack_from("<Q", data)[0]):
-        cid, model, width, height = struct.unpack_from("<iiQQ", data, at)
-        assert model == 1, "PINHOLE cameras only"
-        cameras[cid] = (width, height, *struct.unpack_from("<4d", data, at + 24))
-        at += 24 + 32
-    data = (folder / "images.bin").read_bytes()
-    images, at = {}, 8
-    for _ in range(struct.unpack_from("<Q", data)[0]):
-        _, qw, qx, qy, qz, tx, ty, tz, cid = struct.unpack_from("<i7di", data, at)
-        end = data.index(b"\0", at + 64)
-        name = data[at + 64 : end].decode()
-        count = struct.unpack_from("<Q", data, end + 1)[0]
-        table = np.frombuffer(data, dtype=[("x", "<f8"), ("y", "<f8"), ("id", "<i8")],
-                              count=count, offset=end + 9)
-        at = end + 9 + 24 * count
-        T = np.eye(4)
-        R = quaternion_matrix(qw, qx, qy, qz)
-        T[:3, :3], T[:3, 3] = R / np.cbrt(np.linalg.det(R)), (tx, ty, tz)
-        seen = table["id"] >= 0
-        images[name] = (T, cid, np.stack([table["x"], table["y"]], -1)[seen], table["id"][seen])
-    data = (folder / "points3D.bin").read_bytes()
-    points, at = {}, 8
-    for _ in range(struct.unpack_from("<Q", data)[0]):
-        pid, x, y, z = struct.unpack_from("<Q3d", data, at)
-        error, length = struct.unpack_from("<dQ", data, at + 35)
-        points[pid] = (np.array([x, y, z]), error)
-        at += 51 + 8 * length
-    return cameras, images, points
+    cameras, images, points = read_binary_model(folder)
+    assert all(model == 1 for _, _, model, _ in cameras.values()), "PINHOLE cameras only"
+    pinholes = {cid: (w, h, *params) for cid, (w, h, _, params) in cameras.items()}
+    observed = {name: (T, cid, xy[ids >= 0], ids[ids >= 0])
+                for name, (T, cid, xy, ids) in images.items()}  # fmt: skip
+    return pinholes, observed, points
 
 
 @pytest.mark.skipif(not REAL, reason="DSVIEWER_REAL_COLMAP names no undistorted capture")

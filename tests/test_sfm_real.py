@@ -16,7 +16,6 @@ by a bilinear lookup written out here.
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -26,47 +25,21 @@ from dsviewer.dataset import PreprocessSettings
 from dsviewer.dataset.capture import load_capture
 from dsviewer.viewer.analysis import analyze
 from dsviewer.viewer.session.loaded import run_prediction
+from tests.colmap_reference import read_binary_model
 
 CAPTURES = [Path(p) for p in os.environ.get("DSVIEWER_REAL_COLMAP", "").split(os.pathsep) if p]
 SETTINGS = PreprocessSettings(image_shape=(256, 448), near=0.5, far=100.0, patch_multiple=16)
-PARAMS = {0: 3, 1: 4, 2: 4, 3: 5, 4: 8, 5: 8, 6: 12, 7: 5, 8: 4, 9: 5, 10: 12}
 
 pytestmark = pytest.mark.skipif(not CAPTURES, reason="DSVIEWER_REAL_COLMAP names no capture")
 
 
 def read_model(folder: Path) -> tuple[dict, dict, dict]:
-    """cameras {id: (width, height, model id)}, images {name: (R, t, camera, xy, point ids)}, points
-    {id: (xyz, error)} of a binary model."""
-    data = (folder / "cameras.bin").read_bytes()
-    cameras, at = {}, 8
-    for _ in range(struct.unpack_from("<Q", data)[0]):
-        cid, model, width, height = struct.unpack_from("<iiQQ", data, at)
-        cameras[cid] = (width, height, model)
-        at += 24 + 8 * PARAMS[model]
-    data = (folder / "images.bin").read_bytes()
-    images, at = {}, 8
-    for _ in range(struct.unpack_from("<Q", data)[0]):
-        _, qw, qx, qy, qz, tx, ty, tz, cid = struct.unpack_from("<i7di", data, at)
-        end = data.index(b"\0", at + 64)
-        name = data[at + 64 : end].decode()
-        count = struct.unpack_from("<Q", data, end + 1)[0]
-        table = np.frombuffer(data, dtype=[("x", "<f8"), ("y", "<f8"), ("id", "<i8")],
-                              count=count, offset=end + 9)
-        at = end + 9 + 24 * count
-        R = np.array([
-            [1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)],
-            [2 * (qx * qy + qw * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qw * qx)],
-            [2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), 1 - 2 * (qx * qx + qy * qy)]])
-        R /= np.linalg.det(R) ** (1 / 3)
-        xy = np.stack([table["x"], table["y"]], -1)
-        images[name] = (R, np.array([tx, ty, tz]), cid, xy, table["id"].copy())
-    data = (folder / "points3D.bin").read_bytes()
-    points, at = {}, 8
-    for _ in range(struct.unpack_from("<Q", data)[0]):
-        pid, x, y, z, _, _, _, error = struct.unpack_from("<Q3d3Bd", data, at)
-        length = struct.unpack_from("<Q", data, at + 43)[0]
-        points[pid] = (np.array([x, y, z]), error)
-        at += 51 + 8 * length
+    """cameras {id: (width, height, model id)}, images {name: (R, t, camera, xy, point ids)},
+    points {id: (xyz, error)} of a binary model (the independent reader's, reshaped)."""
+    cameras, images, points = read_binary_model(folder)
+    cameras = {cid: (w, h, model) for cid, (w, h, model, _) in cameras.items()}
+    images = {name: (T[:3, :3], T[:3, 3], cid, xy, ids)
+              for name, (T, cid, xy, ids) in images.items()}  # fmt: skip
     return cameras, images, points
 
 

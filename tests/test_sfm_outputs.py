@@ -106,7 +106,7 @@ def test_the_viewer_draws_the_sfm_layer_in_its_error_colours(server, capture):
     app.show(scene)
     assert app.wait_idle(60)
     app.layers_panel.toggles["sfm"].value = True
-    app.colours.set_mode("sfm_error")
+    app.colours_panel.set_mode("sfm_error")
     handle = server.scene._handle_from_node_name["/runs/0/sfm/view_0"]
     shown = (scene.layers.sfm.index_map[0] >= 0).sum()
     assert len(handle.points) == int(shown)

@@ -139,9 +139,13 @@ def test_the_cli_runs_inside_a_folder_with_its_own_src(tmp_path, launcher):
     checkout = foreign_checkout(tmp_path / "depthsplat")
     command = ([sys.executable, "-m", "dsviewer.viewer.cli"] if launcher == "module"
                else [str(Path(sys.executable).parent / "dsviewer")])  # fmt: skip
-    run([*command, "export", "--demo", "--out", str(tmp_path / "out")], cwd=checkout,
+    run([*command, "export", "--demo", "--scene", "synthetic_7_0000", "--out",
+         str(tmp_path / "out")], cwd=checkout,
         env=clean_env())  # fmt: skip
-    assert any((tmp_path / "out").rglob("final.ply"))
+    expected = json.loads((REPO_ROOT / "viewer/assets/demo/demo.json").read_text())
+    gt = json.loads((tmp_path / "out" / "metrics.json").read_text())["gt"]
+    assert gt["final"]["overall"]["abs_rel"] == pytest.approx(
+        expected["demo_scene_metrics"]["synthetic_7_0000"]["final"]["abs_rel"], abs=1e-4)
 
 
 def test_no_code_of_the_project_imports_the_folder_names():

@@ -30,9 +30,9 @@ from dsviewer.viewer.compare import (
     comparison_problem,
     depth_along_rays,
     difference_maps,
-    unique_names,
 )
 from dsviewer.viewer.layers import Cameras
+from dsviewer.viewer.session.specs import unique_names
 
 SNAP = 1e-6  # the module's documented rule: positions this close to a pixel centre read it alone
 

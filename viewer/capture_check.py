@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from dsviewer.dataset.sfm_types import MIN_POINTS
+
 if TYPE_CHECKING:
     from dsviewer.dataset.preprocess import PreprocessSettings
     from dsviewer.dataset.sfm import SfmReference, SfmView
@@ -38,9 +40,6 @@ if TYPE_CHECKING:
 
 Status = Literal["ok", "warn", "unknown"]
 
-MIN_SFM_POINTS = 20
-"""Below this many SfM points a view's depth statistics are not given (the SfM metrics' minimum:
-one constant once both land)."""
 PLANE_MARGIN = 1.5
 """A suggested near plane is the nearest 5th percentile divided by this, a far plane the farthest
 95th percentile times it (only the plane that is wrong moves)."""
@@ -137,7 +136,7 @@ def _sfm_views(inputs: CheckInputs) -> list[SfmView] | None:
     """The SfM views with enough points (None without an SfM reference)."""
     if inputs.sfm is None:
         return None
-    return [v for v in inputs.sfm.views if v.count >= MIN_SFM_POINTS]
+    return [v for v in inputs.sfm.views if v.count >= MIN_POINTS]
 
 
 def _no_sfm(key: str, title: str, what: str, inputs: CheckInputs) -> Finding:
@@ -145,7 +144,7 @@ def _no_sfm(key: str, title: str, what: str, inputs: CheckInputs) -> Finding:
         why = ("the capture has no SfM points (a COLMAP model with points3D, or a "
                "transforms.json with ply_file_path, gives them)")
     else:
-        why = f"no context view has {MIN_SFM_POINTS} SfM points or more"
+        why = f"no context view has {MIN_POINTS} SfM points or more"
     return Finding(key, title, "unknown", "n/a", f"{what} cannot be measured: {why}.")
 
 

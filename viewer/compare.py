@@ -36,9 +36,7 @@ from torch import Tensor
 from dsviewer.depth_metrics import abs_rel
 from dsviewer.geometry.projection import camera_rays, pixel_centers
 from dsviewer.viewer.layers import Cameras, valid_depth
-from dsviewer.viewer.session.specs import GT_NAME, RESERVED_NAMES, SFM_NAME, unique_names
-
-__all__ = ["GT_NAME", "RESERVED_NAMES", "SFM_NAME", "unique_names"]  # the GUI imports them here
+from dsviewer.viewer.session.specs import GT_NAME, SFM_NAME
 
 if TYPE_CHECKING:
     from dsviewer.viewer.session.loaded import LoadedScene

@@ -8,6 +8,10 @@ from typing import Literal
 
 import numpy as np
 
+MIN_POINTS = 20
+"""Below this many SfM points a statistic against the reference (the SfM metrics, the capture
+check's depth range) is not given: "too few SfM points"."""
+
 DROP_REASONS = {
     "bad_track": "a track names a feature the image does not have",
     "behind": "behind the camera",

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dsviewer.dataset.sfm_types import MIN_POINTS
 from dsviewer.depth_metrics import DELTA_THRESHOLD, abs_rel, delta_accuracy, median_ratio
 from dsviewer.viewer.sfm_layer import SfmSamples
 
-MIN_POINTS = 20
 TOO_FEW = "too few SfM points"
 SFM_SAMPLING = "bilinear at the observed pixel"
 

@@ -38,7 +38,6 @@ import numpy as np
 from dsviewer.errors import InputError
 from dsviewer.io.atomic import atomic_write
 from dsviewer.viewer.compare import (
-    RESERVED_NAMES,
     DepthSource,
     compare_pair,
     comparison_problem,
@@ -60,6 +59,7 @@ from dsviewer.viewer.export.transaction import export_transaction
 from dsviewer.viewer.point_layers import POINT_LAYERS
 from dsviewer.viewer.session.loaded import LoadedScene, ProgressFn
 from dsviewer.viewer.session.runs import run_definition
+from dsviewer.viewer.session.specs import RESERVED_NAMES
 
 DEFINITION = (
     "depth_abs_rel_b_vs_a: mean over a's valid pixels (finite depth > 0) where b has a sample "

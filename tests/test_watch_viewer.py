@@ -1,0 +1,222 @@
+"""``dsviewer watch`` end to end: checkpoints appear in a folder while the watch runs.
+
+One watch for the module, started through the command's own code path
+(``dsviewer.viewer.watch_cli``) on two demo scenes while checkpoints are written into its folder
+(and a truncated file and one of another architecture beside them). Every expected number comes
+from ``dsviewer export`` of the same checkpoint files (one in-process export of all steps):
+the metrics of each step, and the comparison of two steps (compare.json, compare.ply). The
+browser test drives the page in headless Chromium: the slider moves, the points change, the
+curves hold one point per step. ``DSVIEWER_WATCH_SCREENSHOT=docs/watch.png`` keeps the shot.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import free_port, micro_config
+
+STEPS = (10, 20, 30)
+TARGET = 3  # one target view per scene: its render is part of every row and export
+
+
+def write_steps(folder: Path, started: threading.Event) -> None:
+    """The "training": the demo model's weights moved towards their trained values, saved as
+    Lightning names them, one file per step; then a truncated file and another architecture."""
+    from dsviewer.backends.presets import load_checkpoint
+    from dsviewer.dataset.settings import settings_to_dict
+    from dsviewer.model import DepthSplat
+    from dsviewer.model.checkpoint import save_checkpoint
+    from dsviewer.viewer.assets import demo_checkpoint
+
+    loaded = load_checkpoint(demo_checkpoint())
+    model = loaded.model.float()
+    preprocess = settings_to_dict(loaded.settings.preprocess)
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    generator = torch.Generator().manual_seed(0)
+    noise = {k: torch.randn(v.shape, generator=generator) * v.float().std()
+             for k, v in trained.items() if v.is_floating_point() and v.numel() > 1}  # fmt: skip
+    checkpoints = folder / "checkpoints"
+    for number, step in enumerate(STEPS):
+        share = 0.3 * (1 - number / (len(STEPS) - 1))  # 0.3, 0.15, 0: closer to the trained
+        model.load_state_dict({k: v + share * noise[k] if k in noise else v
+                               for k, v in trained.items()})  # fmt: skip
+        save_checkpoint(model, checkpoints / f"epoch=0-step={step}.ckpt", preprocess=preprocess)
+        if number == 0:
+            started.set()
+            time.sleep(2.0)  # the watch is up before the others appear
+    data = (checkpoints / f"epoch=0-step={STEPS[0]}.ckpt").read_bytes()
+    (checkpoints / "epoch=0-step=35.ckpt").write_bytes(data[: len(data) // 2])
+    save_checkpoint(DepthSplat(micro_config()), checkpoints / "epoch=0-step=40.ckpt",
+                    preprocess=preprocess)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def watch(tmp_path_factory):
+    from rich.console import Console
+
+    from dsviewer.viewer import watch_cli
+    from dsviewer.viewer.assets import demo_data_root, demo_scene_keys
+
+    folder = tmp_path_factory.mktemp("training")
+    started = threading.Event()
+    writer = threading.Thread(target=write_steps, args=(folder, started))
+    writer.start()
+    assert started.wait(120)
+    keys = demo_scene_keys()[:2]
+    port = free_port()
+    options = watch_cli.parse([str(folder), "--scene", keys[0], "--scene", keys[1],
+                               "--data-root", str(demo_data_root()), "--target", str(TARGET),
+                               "--port", str(port), "--device", "cpu",
+                               "--poll-seconds", "0.2"])  # fmt: skip
+    log = io.StringIO()
+    server, app, live = watch_cli.start(options, console=Console(file=log, width=200),
+                                        wait_seconds=120)  # fmt: skip
+    writer.join()
+    assert live.engine.wait_for_steps(len(STEPS), timeout=240), live.engine.notes
+    assert live.wait_idle(120)
+    yield live, f"http://127.0.0.1:{port}", folder, keys
+    live.close()
+    app.close()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def exported(watch, tmp_path_factory):
+    """``dsviewer export --ckpt`` of every step's file on the shown scene (one call)."""
+    from dsviewer.viewer import export_cli
+    from dsviewer.viewer.assets import demo_data_root
+
+    _, _, folder, keys = watch
+    out = tmp_path_factory.mktemp("export") / "steps"
+    args = ["--scene", keys[0], "--data-root", str(demo_data_root()), "--target", str(TARGET),
+            "--device", "cpu", "--out", str(out)]  # fmt: skip
+    for step in STEPS:
+        args += ["--ckpt", str(folder / "checkpoints" / f"epoch=0-step={step}.ckpt")]
+    assert export_cli.main(args) == 0
+    return out
+
+
+def run_folder(out: Path, step: int) -> Path:
+    compare = json.loads((out / "compare.json").read_text())
+    return out / compare["folders"][f"epoch=0-step={step}"]
+
+
+def test_every_step_is_in_the_timeline_with_the_metrics_of_dsviewer_export(watch, exported):
+    live, _, _, keys = watch
+    engine = live.engine
+    assert [s.step for s in engine.steps()] == list(STEPS)
+    assert all(s.step_source in ("global_step", "file name") for s in engine.steps())
+    assert live.timeline.steps == list(STEPS)
+    assert live.timeline.slider.max == len(STEPS) - 1
+    for step in STEPS:
+        metrics = json.loads((run_folder(exported, step) / "metrics.json").read_text())
+        row = engine.rows[(step, keys[0])]
+        consistency = metrics["consistency"]
+        expected = {
+            "gt_abs_rel_coarse": metrics["gt"]["coarse"]["overall"]["abs_rel"],
+            "gt_abs_rel_final": metrics["gt"]["final"]["overall"]["abs_rel"],
+            "gt_delta_final": metrics["gt"]["final"]["overall"]["delta"],
+            "inconsistent_coarse": consistency["coarse"]["overall"]["inconsistent_share"],
+            "inconsistent_final": consistency["final"]["overall"]["inconsistent_share"],
+            "clamp_final": metrics["clamp"]["final_at_near_share"]
+            + metrics["clamp"]["final_at_far_share"],
+            "confidence_mean": metrics["confidence"]["mean"],
+            "residual_abs_mean": metrics["residual"]["abs_metric_mean"],
+        }  # fmt: skip
+        for name, value in expected.items():
+            assert row[name] == pytest.approx(value, rel=1e-9, abs=1e-12), (step, name)
+        assert (step, keys[1]) in engine.rows  # the other scene ran in the background
+    # Training moved the weights towards the trained ones: final AbsRel falls step by step.
+    finals = [engine.rows[(step, keys[0])]["gt_abs_rel_final"] for step in STEPS]
+    assert finals[0] > finals[1] > finals[2], finals
+    # The curves plot those numbers: x = steps, the shown scene's final AbsRel, the marker.
+    live.curves.metric.value = "AbsRel vs GT"
+    data, series = live.curves.plot.data, live.curves.plot.series
+    assert list(data[0]) == list(STEPS)
+    labels = [s["label"] for s in series]
+    final = np.asarray(data[labels.index(f"{keys[0]} final")])
+    np.testing.assert_allclose(final, finals, rtol=1e-12)
+    marker = np.asarray(data[-1])
+    shown = live.timeline.shown_step()
+    assert np.isfinite(marker).sum() == 1 and marker[list(STEPS).index(shown)] == pytest.approx(
+        engine.rows[(shown, keys[0])]["gt_abs_rel_coarse"])
+    # The truncated file and the other architecture are notes in the GUI; the watch went on.
+    notes = live.timeline.notes.content
+    assert "step&#61;35" in notes and "step&#61;40" in notes, notes
+
+
+def test_two_steps_as_a_and_b_compare_as_dsviewer_export_compares_two_checkpoints(watch,
+                                                                                   exported):
+    from dsviewer.viewer.compare import compare_pair, run_source
+
+    live, _, _, _ = watch
+    app = live.app
+    live.timeline.follow.value = False
+    live.timeline.slider.value = 0  # A: the first step
+    live.timeline.compare.value = str(STEPS[1])  # B: the second
+    assert live.wait_idle(120)
+    a, b = app.state.run_a, app.state.run_b()
+    assert (a.name, b.name) == (f"step-{STEPS[0]}", f"step-{STEPS[1]}")
+    compare = json.loads((exported / "compare.json").read_text())
+    names = [f"epoch=0-step={step}" for step in STEPS[:2]]
+    pair = next(p for p in compare["pairs"] if [p["a"], p["b"]] == names)
+    ours = compare_pair(run_source(a.loaded), run_source(b.loaded))
+    assert ours["pixels"] == pair["pixels"] > 0
+    assert ours["depth_abs_rel_b_vs_a"] == pytest.approx(pair["depth_abs_rel_b_vs_a"], rel=1e-9)
+    assert ours["chamfer"]["chamfer"] == pytest.approx(pair["chamfer"]["chamfer"], rel=1e-9)
+    # The B - A colours of the GUI are compare.ply's differences (A = the first --ckpt).
+    from plyfile import PlyData
+
+    ply = PlyData.read(str(exported / "compare.ply"))["vertex"]
+    difference = app.colors.context(a).difference.maps["metric"]
+    valid = a.loaded.flat("final").valid.reshape(-1)
+    np.testing.assert_allclose(np.asarray(difference).reshape(-1)[valid],
+                               ply["scalar_depth_b_minus_a"], rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.browser
+def test_moving_the_slider_in_the_page_changes_the_points(watch):
+    from test_browser import CHROMIUM, CHROMIUM_FLAGS, canvas_center, open_page, wait_until
+
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    live, url, _, _ = watch
+    app = live.app
+    live.timeline.compare.value = "(none)"
+    live.timeline.slider.value = len(STEPS) - 1
+    assert live.wait_idle(120) and app.state.run_a.name == f"step-{STEPS[-1]}"
+    node = "/runs/0/final/view_0"
+    before = np.array(app.server.scene._handle_from_node_name[node].points)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = open_page(browser, url)
+        thumb = page.get_by_role("slider").first
+        thumb.wait_for(timeout=30_000)
+        thumb.focus()
+        page.keyboard.press("ArrowLeft")  # one step back, as a user would
+        assert wait_until(lambda: app.state.run_a.name == f"step-{STEPS[-2]}", timeout=60)
+        assert live.wait_idle(120)
+        after = np.array(app.server.scene._handle_from_node_name[node].points)
+        assert before.shape == after.shape and np.abs(after - before).max() > 1e-3
+        # The curves element in the page holds one x per step.
+        chart = page.evaluate(  # the curves: the chart whose last series marks the shown step
+            "Object.values(window.__viserTestpoints?.uplots ?? {})"
+            ".filter(t => t.chart.series.some(s => s.label === 'shown step'))"
+            ".map(t => Array.from(t.chart.data[0]))")  # fmt: skip
+        assert [list(map(int, xs)) for xs in chart] == [list(STEPS)]
+        target = os.environ.get("DSVIEWER_WATCH_SCREENSHOT")
+        if target:
+            page.mouse.move(*canvas_center(page))
+            page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
+            time.sleep(3)
+            page.screenshot(path=target)
+        browser.close()

@@ -60,8 +60,8 @@ def curve_data(curve: Curve, table: Table, shown_scene: str, shown_step: int | N
     """The plot of ``curve``: ``(data, series)`` as uPlot takes them, or None with no values.
 
     ``data[0]`` is every step of any scene; one series per scene and column (NaN where a scene
-    has no value at a step); the last series holds the shown scene's first column at the shown
-    step only (drawn as a large point: the marker).
+    has no value at a step); the last series holds the shown scene's last column (the final
+    depth's, where there are two) at the shown step only (drawn as a large point: the marker).
     """
     steps = sorted({int(s) for scene_steps, _ in table.values() for s in scene_steps})
     if not steps:
@@ -77,10 +77,11 @@ def curve_data(curve: Curve, table: Table, shown_scene: str, shown_step: int | N
             if np.isnan(values).all():
                 continue
             data.append(values)
+            last = column == len(curve.columns) - 1
             series.append({"label": f"{scene} {short}", "stroke": colour, "width": 2,
-                           "dash": [6, 4] if column < len(curve.columns) - 1 else None,
+                           "dash": None if last else [6, 4],
                            "spanGaps": True, "points": {"show": True, "size": 5}})  # fmt: skip
-            if scene == shown_scene and column == 0 and shown_step in position:
+            if scene == shown_scene and last and shown_step in position:
                 marker[position[shown_step]] = values[position[shown_step]]
     if len(data) == 1:
         return None
@@ -88,6 +89,18 @@ def curve_data(curve: Curve, table: Table, shown_scene: str, shown_step: int | N
     series.append({"label": "shown step", "stroke": MARKER_COLOUR, "width": 0,
                    "points": {"show": True, "size": 12, "fill": MARKER_COLOUR}})  # fmt: skip
     return tuple(data), tuple(series)
+
+
+def plot_scales(data: Sequence[np.ndarray]) -> dict:
+    """Both axes' ranges, set here: uPlot takes a NaN (a step without a value, the marker's
+    other steps) into its own min/max, and steps are numbers, not times."""
+    steps, values = data[0], np.concatenate(data[1:])
+    values = values[np.isfinite(values)]
+    low, high = float(values.min()), float(values.max())
+    pad = 0.08 * (high - low) or 0.05 * abs(high) or 1.0
+    first, last = float(steps[0]), float(steps[-1])
+    return {"x": {"time": False, "range": (first, last if last > first else first + 1)},
+            "y": {"range": (low - pad, high + pad)}}
 
 
 def available_curves(table: Table) -> list[str]:
@@ -115,7 +128,7 @@ class CurvesPanel:
             self.plot = gui.add_uplot(
                 data=(np.zeros(1), np.zeros(1)), series=({"label": "step"}, {"label": "-"}),
                 title="", aspect=1.4, visible=False,
-                legend={"show": True, "live": True},
+                legend={"show": True, "live": False},
             )  # fmt: skip
             self.meaning = gui.add_markdown("")
 
@@ -142,6 +155,7 @@ class CurvesPanel:
             self.plot.visible = False
             return
         data, series = plot
+        self.plot.scales = plot_scales(data)
         self.plot.series = series
         self.plot.data = data
         self.plot.title = curve.label + ("" if shown_step is None else f" (step {shown_step})")

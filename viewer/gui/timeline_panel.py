@@ -9,6 +9,8 @@ notes) are escaped before they reach the markdown.
 
 from __future__ import annotations
 
+import itertools
+import math
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -21,16 +23,23 @@ if TYPE_CHECKING:
 NO_STEP = "(none)"  # the compare dropdown's label for "no second step"
 ORDER = -2.0  # above the viewer's folders (viser orders by a counter that starts at 1)
 PLAY_SECONDS = 1.5  # at least this long per step while playing
-MAX_MARKS = 6  # step numbers written under the slider
 
 
-def slider_marks(steps: Sequence[int]) -> tuple[tuple[int, str], ...]:
-    """At most :data:`MAX_MARKS` evenly spread slider positions, labelled with their step."""
-    if not steps:
-        return ()
-    count = min(len(steps), MAX_MARKS)
-    picks = sorted({round(i * (len(steps) - 1) / max(count - 1, 1)) for i in range(count)})
-    return tuple((i, str(steps[i])) for i in picks)
+def slider_range(steps: Sequence[int]) -> tuple[int, int, int]:
+    """``(min, max, stride)`` of a slider over the step numbers themselves: the stride is the
+    greatest common divisor of the gaps (a training saving every N steps gives N), so the
+    arrow keys go from one step to the next; a value between steps snaps to the nearest."""
+    if len(steps) < 2:
+        first = steps[0] if steps else 0
+        return first, first + 1, 1
+    stride = 0
+    for before, after in itertools.pairwise(steps):
+        stride = math.gcd(stride, after - before)
+    return steps[0], steps[-1], max(stride, 1)
+
+
+def nearest_step(steps: Sequence[int], value: float) -> int:
+    return min(steps, key=lambda step: (abs(step - value), step))
 
 
 class TimelinePanel:
@@ -69,9 +78,13 @@ class TimelinePanel:
 
         @self.slider.on_update
         def _(_event) -> None:
-            if not self._setting and self.steps:
-                self.follow.value = self.slider.value == len(self.steps) - 1
-                self.on_step(self.shown_step())
+            if self._setting or not self.steps:
+                return
+            step = self.shown_step()
+            if step != self.slider.value:
+                self.show_step(step)  # between two steps: snap to the nearest
+            self.follow.value = step == self.steps[-1]
+            self.on_step(step)
 
         @self.play.on_click
         def _(_event) -> None:
@@ -86,7 +99,8 @@ class TimelinePanel:
                 self.on_compare(self.compare_step())
 
     def shown_step(self) -> int:
-        return self.steps[min(int(self.slider.value), len(self.steps) - 1)]
+        """The step on the slider (the nearest one, should it sit between two)."""
+        return nearest_step(self.steps, self.slider.value)
 
     def compare_step(self) -> int | None:
         value = self.compare.value
@@ -101,13 +115,15 @@ class TimelinePanel:
         self._setting = True
         try:
             if steps:
-                self.slider.max = max(1, len(steps) - 1)
-                self.slider.marks = slider_marks(steps)
+                shown = self.shown_step() if old else steps[-1]
+                low, high, stride = slider_range(steps)
+                self.slider.min, self.slider.max, self.slider.step = low, high, stride
                 self.slider.disabled = len(steps) < 2
                 self.play.disabled = len(steps) < 2
                 if self.follow.value and self.steps != old:
                     moved = not old or steps[-1] != old[-1]
-                    self.slider.value = len(steps) - 1
+                    shown = steps[-1]
+                self.slider.value = shown
                 chosen = self.compare.value
                 self.compare.options = (NO_STEP, *map(str, steps))
                 self.compare.value = chosen if chosen in self.compare.options else NO_STEP
@@ -121,7 +137,7 @@ class TimelinePanel:
         if step in self.steps:
             self._setting = True
             try:
-                self.slider.value = self.steps.index(step)
+                self.slider.value = step
             finally:
                 self._setting = False
 
@@ -134,13 +150,14 @@ class TimelinePanel:
         """Advance the slider one step at a time until the last step or Pause."""
         self._playing.set()
         self.play.label = "Pause"
-        if int(self.slider.value) >= len(self.steps) - 1:
-            self.slider.value = 0  # from the start, as a player does
+        if self.shown_step() == self.steps[-1]:
+            self.slider.value = self.steps[0]  # from the start, as a player does
         paused = self._paused = threading.Event()
 
         def play() -> None:
-            while not paused.is_set() and int(self.slider.value) < len(self.steps) - 1:
-                self.slider.value = int(self.slider.value) + 1  # calls on_step
+            while not paused.is_set() and self.shown_step() < self.steps[-1]:
+                later = self.steps.index(self.shown_step()) + 1
+                self.slider.value = self.steps[later]  # calls on_step
                 paused.wait(PLAY_SECONDS)
             self._playing.clear()
             self.play.label = "Play"

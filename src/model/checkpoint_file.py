@@ -71,13 +71,20 @@ class RawCheckpoint:
     state_dict: dict[str, Tensor]
     embedded: EmbeddedSettings | None
     layout: str  # how the file stored them, for messages
+    global_step: int | None = None
+    """A Lightning checkpoint's training step (its top-level ``global_step``), else None."""
 
 
 # --- reading ------------------------------------------------------------------------------------
 
 
-def read_checkpoint(path: str | Path) -> RawCheckpoint:
-    """Tensors of a checkpoint file, keys normalized to ``encoder.``-prefixed model keys."""
+def read_checkpoint(path: str | Path, *, mapped: bool = False) -> RawCheckpoint:
+    """Tensors of a checkpoint file, keys normalized to ``encoder.``-prefixed model keys.
+
+    ``mapped``: map a torch zip file's tensors instead of reading them, for a caller that needs
+    only the shapes and the small entries (a folder watcher reading ``global_step``); their
+    bytes are then neither read nor checked, so never build a model from such a read.
+    """
     path = Path(path)
     if not path.is_file():
         what = "a directory" if path.is_dir() else "not there"
@@ -88,7 +95,7 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     if path.suffix == ".safetensors":
         tensors, settings = _read_safetensors(path)
         return _normalize(tensors, settings, "safetensors", path)
-    obj = _torch_load(path)
+    obj = _torch_load(path, mapped)
     if not isinstance(obj, dict):
         raise CheckpointError(
             f"{path} holds a {type(obj).__name__}, not a state dict. A DepthSplat checkpoint "
@@ -99,7 +106,11 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     if CONFIG_ENTRY in obj:
         settings = _embedded(obj[CONFIG_ENTRY], f"{path} [{CONFIG_ENTRY}]")
     if isinstance(obj.get("state_dict"), dict):
-        return _normalize(obj["state_dict"], settings, "Lightning 'state_dict' entry", path)
+        raw = _normalize(obj["state_dict"], settings, "Lightning 'state_dict' entry", path)
+        step = obj.get("global_step")
+        if isinstance(step, int) and not isinstance(step, bool):
+            raw.global_step = step
+        return raw
     if isinstance(obj.get("model"), dict):
         # Depth checkpoints: the depth predictor's own keys, loaded into encoder.depth_predictor.
         entries = obj["model"]
@@ -110,7 +121,7 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     return _normalize(entries, settings, "plain state dict", path)
 
 
-def _torch_load(path: Path) -> object:
+def _torch_load(path: Path, mapped: bool = False) -> object:
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -130,9 +141,10 @@ def _torch_load(path: Path) -> object:
         # fails; the failure is reported below, so the warnings would only add noise.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            # No mmap: mapped storages are not checked against their zip records, so a
-            # shortened record silently yields its neighbours' bytes as weights.
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+            # No mmap for weights: mapped storages are not checked against their zip records,
+            # so a shortened record silently yields its neighbours' bytes as weights.
+            return torch.load(path, map_location="cpu", weights_only=True,
+                              mmap=mapped and is_zip)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path} contains Python objects other than tensors and plain containers, or is not "

@@ -277,7 +277,8 @@ def _preview(items: Iterable[object], count: int = 5, width: int = 60) -> str:
 
 
 def save_checkpoint(
-    model: nn.Module, path: str | Path, *, preprocess: Mapping[str, Any] | None = None
+    model: nn.Module, path: str | Path, *, preprocess: Mapping[str, Any] | None = None,
+    global_step: int | None = None,
 ) -> Path:
     """Write the weights and the settings atomically (``.safetensors`` or a torch file).
 
@@ -287,6 +288,9 @@ def save_checkpoint(
         path: where to write; ``.safetensors`` selects that format, anything else a torch file.
         preprocess: stored unread as the ``preprocess`` section, e.g.
             ``dsviewer.dataset.settings.settings_to_dict(settings)``; loaders then need no preset.
+        global_step: the training step, stored as PyTorch Lightning stores it (a top-level
+            ``global_step`` beside ``state_dict``; torch files only), so that a folder watcher
+            reads it (:attr:`RawCheckpoint.global_step`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,11 +298,16 @@ def save_checkpoint(
     sections: dict[str, Any] = {"architecture": model.config.to_dict()}
     if preprocess is not None:
         sections["preprocess"] = dict(preprocess)
+    if global_step is not None and path.suffix == ".safetensors":
+        raise ValueError("global_step is stored in torch files only (.pth, .ckpt)")
+    entries: dict[str, Any] = {"state_dict": state, CONFIG_ENTRY: sections}
+    if global_step is not None:
+        entries["global_step"] = int(global_step)
     with atomic_write(path) as handle:
         if path.suffix == ".safetensors":
             from safetensors.torch import save
 
             handle.write(save(state, metadata={CONFIG_ENTRY: json.dumps(sections)}))
         else:
-            torch.save({"state_dict": state, CONFIG_ENTRY: sections}, handle)
+            torch.save(entries, handle)
     return path

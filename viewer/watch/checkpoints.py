@@ -163,8 +163,8 @@ class CheckpointFolder:
         if step in self._steps:
             if _is_last(path):
                 if not self._noted_last:
-                    notes.append(f"{name}: skipped, a copy of the newest step that Lightning "
-                                 f"rewrites at every save (here step {step}, also in "
+                    notes.append(f"{name}: skipped, a copy of the newest step, rewritten at "
+                                 f"every save (Lightning's save_last; here step {step}, also in "
                                  f"{_shown(self._steps[step].path, self.root)}); it is "
                                  "used only for a step no other file holds.")
                     self._noted_last = True

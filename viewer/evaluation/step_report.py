@@ -27,6 +27,10 @@ a { color: #2a5d9f; }
 """
 
 
+def scene_color(position: int) -> str:
+    return SCENE_COLORS[position % len(SCENE_COLORS)]
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -54,7 +58,7 @@ def curve_svg(name: str, series: Mapping[str, Sequence[tuple[int, float]]],
     y0, y1 = min(values), max(values)
     if y1 <= y0:
         y0, y1 = y0 - 0.5 * (abs(y0) or 1), y1 + 0.5 * (abs(y1) or 1)
-    left, top, plot_w, plot_h = 46, 8, width - 56, height - 36
+    left, top, plot_w, plot_h = 62, 8, width - 72, height - 36
 
     def xy(step: int, value: float) -> str:
         x = left + (plot_w * (step - x0) / (x1 - x0) if x1 > x0 else plot_w / 2)
@@ -67,7 +71,7 @@ def curve_svg(name: str, series: Mapping[str, Sequence[tuple[int, float]]],
         return (f'<g><title>{esc(label)}</title><polyline points="{coords}" fill="none" '
                 f'stroke="{color}" stroke-width="{stroke}"/>{dots}</g>')
 
-    lines = "".join(line(data, SCENE_COLORS[i % len(SCENE_COLORS)], 1.0, key)
+    lines = "".join(line(data, scene_color(i), 1.0, key)
                     for i, (key, data) in enumerate(series.items()) if data)  # fmt: skip
     if mean:
         lines += line(mean, "#111", 2.5, "mean over the ok scenes")
@@ -116,6 +120,8 @@ def render_step_report(rows: Sequence[Mapping[str, object]], steps: Sequence[Ste
               f"{steps[-1].step}" if steps else "none"), ("scenes", str(len(keys)))]  # fmt: skip
     fact_lines = "".join(f"<li><b>{esc(label)}</b>: {esc(value)}</li>" for label, value in facts)
     note_lines = "".join(f"<li>{esc(note)}</li>" for note in notes)
+    legend = " ".join(f'<span style="color:{scene_color(i)}">&#9632;</span> {esc(key)}'
+                      for i, key in enumerate(keys))  # fmt: skip
     skipped = f"<h2>Files skipped</h2><ul>{note_lines}</ul>" if notes else ""
     title = f"dsviewer eval: {len(steps)} steps of {folder}"
     return f"""<!DOCTYPE html>
@@ -129,6 +135,7 @@ def render_step_report(rows: Sequence[Mapping[str, object]], steps: Sequence[Ste
 <p class="note">Thin lines: one scene each (hover for its key); thick: the mean over the scenes
 with status ok at that step. Each metric's meaning and how a step's scenes are evaluated:
 the step's own report.</p>
+<p>{legend} <b>&#9632;</b> mean</p>
 <div>{"".join(curves)}</div>
 <h2>Steps</h2>
 <table><thead><tr>{header}</tr></thead>

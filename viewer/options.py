@@ -161,10 +161,10 @@ class RunOptions(SceneOptions):
     export take the flag again for more models (each a run of the same scene, to compare); eval
     takes one."""
 
-    def check(self, need_scene: bool = True) -> None:
+    def check(self, need_scene: bool = True, need_ckpt: bool = True) -> None:
         """Every run flag judged once, before anything heavy: the checkpoints and files exist,
         the views and planes make sense. Raises a user error naming the flag."""
-        if not self.ckpt:
+        if need_ckpt and not self.ckpt:
             raise MissingOptionError("ckpt")
         if need_scene and not self.scene:
             raise MissingOptionError("scene")

@@ -231,12 +231,14 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
             "bug": bug}  # fmt: skip
 
 
-def run_evaluation(job: EvalJob, console=None, check: Callable[[], None] | None = None) -> int:
+def run_evaluation(job: EvalJob, console=None, check: Callable[[], None] | None = None,
+                   body: Callable[..., tuple[int, str | None]] | None = None) -> int:
     """``dsviewer eval`` on this process (one of the torchrun ranks, or alone): 0 once the
     outputs are written, 2 on bad input (1 after a bug on some rank; its log file is named).
 
     ``check``: the command line's checks of its flags, run once on rank 0 before planning (an
-    error there reaches every rank)."""
+    error there reaches every rank). ``body``: what runs once the process group is up, with
+    :func:`evaluate`'s arguments (default: :func:`evaluate`; ``--ckpt-dir`` runs its steps)."""
     import os
 
     from rich.console import Console
@@ -257,7 +259,7 @@ def run_evaluation(job: EvalJob, console=None, check: Callable[[], None] | None 
     try:
         # only rank 0 prints, the others' counts join its own; all before the last line
         with WarningsOnce(say if placement.is_main else None) as warnings:
-            code, last_line = evaluate(job, placement, console, say, warnings, check)
+            code, last_line = (body or evaluate)(job, placement, console, say, warnings, check)
         if last_line is not None:
             say(last_line)
         return code

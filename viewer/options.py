@@ -190,6 +190,15 @@ class RunOptions(SceneOptions):
 
 
 @dataclass
+class TargetRenderOptions:
+    """How many target views are rendered for a scene's target PSNR (``dsviewer eval``,
+    ``dsviewer watch``: a CPU render costs about a second per 256 x 256 view)."""
+
+    max_target_views: int | None = None
+    """Render at most this many target views per scene for target_psnr (0: none; default all)."""
+
+
+@dataclass
 class ServeOptions:
     """Where a live viewer serves and how much it sends (``dsviewer``, ``dsviewer watch``)."""
 
@@ -236,7 +245,7 @@ class ViewerOptions(RunOptions, ServeOptions):
 
 
 @dataclass
-class WatchOptions(SceneOptions, ServeOptions):
+class WatchOptions(SceneOptions, ServeOptions, TargetRenderOptions):
     """Options of ``dsviewer watch``: a training's checkpoint folder followed live."""
 
     folder: tyro.conf.Positional[Path | None] = None
@@ -263,6 +272,8 @@ class WatchOptions(SceneOptions, ServeOptions):
             raise InputError(f"The checkpoint folder {self.folder} does not exist or is not a "
                              "folder. Pass the folder your training writes checkpoints "
                              "into.")  # fmt: skip
+        if self.max_target_views is not None and self.max_target_views < 0:
+            raise InputError(f"--max-target-views {self.max_target_views}: give 0 or more.")
         for flag, value in (("--memory-gb", self.memory_gb), ("--step-seconds",
                             self.step_seconds), ("--poll-seconds", self.poll_seconds)):  # fmt: skip
             if not 0 < value < float("inf"):

@@ -50,14 +50,14 @@ def start(options: WatchOptions, console=None, wait_seconds: float | None = None
 
     from dsviewer.viewer.watch.checkpoints import CheckpointFolder
     from dsviewer.viewer.watch.engine import WatchBudget, WatchEngine
-    from dsviewer.viewer.watch.step_metrics import loaded_row
 
     budget = WatchBudget(memory_bytes=int(options.memory_gb * (1 << 30)),
                          step_seconds=options.step_seconds,
-                         poll_seconds=options.poll_seconds)  # fmt: skip
+                         poll_seconds=options.poll_seconds,
+                         max_target_views=options.max_target_views)  # fmt: skip
     engine = WatchEngine(CheckpointFolder(options.folder), options.scene,
                          options.run_spec(options.folder), options.session_settings(),
-                         loaded_row, budget)  # fmt: skip
+                         budget)  # fmt: skip
     engine.start()
     console.print(escape_rich(f"Watching {options.folder} for checkpoints "
                               f"(every {options.poll_seconds:g} s). Ctrl-C quits."))  # fmt: skip

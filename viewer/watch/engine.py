@@ -38,8 +38,7 @@ if TYPE_CHECKING:
     from dsviewer.viewer.session.specs import RunSpec, SessionSettings
     from dsviewer.viewer.watch.checkpoints import CheckpointFolder, StepCheckpoint
 
-Row = dict[str, float | None]  # metric name -> value (steps.csv's metric columns)
-MetricsFn = Callable[["LoadedScene"], Row]
+Row = dict[str, object]  # steps.csv's row: step, checkpoint, then scenes.csv's columns
 
 
 @dataclass(frozen=True)
@@ -48,12 +47,14 @@ class WatchBudget:
 
     ``memory_bytes``: the runs kept (predictions and layers of every step and scene);
     ``step_seconds``: time a step may spend on the scenes that are not shown (the shown one is
-    always run); ``poll_seconds``: how often the folder is looked at.
+    always run); ``poll_seconds``: how often the folder is looked at; ``max_target_views``:
+    target views rendered per run for its target PSNR (None: all).
     """
 
     memory_bytes: int = 2 << 30
     step_seconds: float = 120.0
     poll_seconds: float = 1.0
+    max_target_views: int | None = None
 
 
 def error_text(error: BaseException) -> str:
@@ -121,18 +122,15 @@ class WatchEngine:
         template: the run every step makes, its checkpoint replaced by the step's
             (views and planes from the command line).
         settings: how models open and where scenes are found.
-        metrics: a run's row of metrics (steps.csv's columns).
         budget: memory and time (see :class:`WatchBudget`).
     """
 
     def __init__(self, folder: CheckpointFolder, scenes: Sequence[str], template: RunSpec,
-                 settings: SessionSettings, metrics: MetricsFn,
-                 budget: WatchBudget | None = None) -> None:  # fmt: skip
+                 settings: SessionSettings, budget: WatchBudget | None = None) -> None:  # fmt: skip
         self.folder = folder
         self.scenes = list(dict.fromkeys(scenes))
         self.template = template
         self.settings = settings
-        self.metrics = metrics
         self.budget = budget or WatchBudget()
         self.cache = RunCache(self.budget.memory_bytes)
         self.shown_scene = self.scenes[0]
@@ -247,10 +245,11 @@ class WatchEngine:
     def _run(self, session: ModelSession, step: StepCheckpoint, scene: str,
              progress: ProgressFn | None = None) -> LoadedScene:  # fmt: skip
         from dsviewer.viewer.session.runs import run_planes
+        from dsviewer.viewer.watch.step_metrics import loaded_step_row
 
         spec = self.spec(step.step)
         loaded = session.load(scene, spec, progress, run_name=step_name(step.step))
-        row = self.metrics(loaded)
+        row = loaded_step_row(step, scene, loaded, self.budget.max_target_views)
         with self._lock:
             self.rows[(step.step, scene)] = row
             self._planes.setdefault(step.step, run_planes(loaded))

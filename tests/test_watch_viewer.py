@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT, free_port, micro_config
 
-STEPS = (1, 2, 3)  # the demo training's global steps, a checkpoint after each
-TARGET = 3  # one target view per scene: its render is part of every row and export
+STEPS = (1, 2)  # the demo training's global steps, a checkpoint after each
+TARGET = 3  # one target view per scene (the export renders it)
 
 
 def start_training(folder: Path) -> subprocess.Popen:
@@ -71,7 +71,7 @@ def watch(tmp_path_factory):
     port = free_port()
     options = watch_cli.parse([str(folder), "--scene", keys[0], "--scene", keys[1],
                                "--data-root", str(demo_data_root()), "--target", str(TARGET),
-                               "--port", str(port), "--device", "cpu",
+                               "--max-target-views", "0", "--port", str(port), "--device", "cpu",
                                "--poll-seconds", "0.2"])  # fmt: skip
     log = io.StringIO()
     server, app, live = watch_cli.start(options, console=Console(file=log, width=200),
@@ -207,6 +207,10 @@ def test_moving_the_slider_in_the_page_changes_the_points(watch):
         assert live.wait_idle(120)
         after = np.array(app.server.scene._handle_from_node_name[node].points)
         assert before.shape == after.shape and np.abs(after - before).max() > 1e-3
+        # Play steps through to the newest step, then the button says Play again.
+        page.get_by_role("button", name="Play", exact=True).click()
+        assert wait_until(lambda: app.state.run_a.name == f"step-{STEPS[-1]}", timeout=60)
+        assert wait_until(lambda: live.timeline.play.label == "Play", timeout=30)
         # The curves element in the page holds one x per step.
         chart = page.evaluate(  # the curves: the chart whose last series marks the shown step
             "Object.values(window.__viserTestpoints?.uplots ?? {})"

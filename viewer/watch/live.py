@@ -40,6 +40,7 @@ class WatchViewer:
         self._wanted_changed = threading.Condition()
         self._showing = False
         self._closed = False
+        self._offered = 0  # steps New run offers
         threading.Thread(target=self._show_loop, name="dsviewer-steps", daemon=True).start()
         engine.listeners.append(self.refresh)
 
@@ -58,8 +59,13 @@ class WatchViewer:
         """New steps, metrics or notes (called on the engine's thread): the slider, the
         curves, the notes; following, a new newest step is shown."""
         steps = [s.step for s in self.engine.steps(self.scene)]
-        moved = self.timeline.set_steps(steps, self._status(steps))
-        self.timeline.set_notes(self.engine.notes)
+        with self.app.lock:  # the engine's thread and the step worker both update the folders
+            moved = self.timeline.set_steps(steps, self._status(steps))
+            self.timeline.set_notes(self.engine.notes)
+            opened = len(self.engine.steps())
+            if opened != self._offered:
+                self._offered = opened
+                self.app.runs_panel.refresh_checkpoints()  # New run offers every step
         self._draw_curves()
         if moved or (steps and self.app.state.run_a is None):
             self.ask_step(steps[-1])
@@ -146,9 +152,11 @@ class WatchViewer:
         if pixel is not None:
             with self.app.lock:
                 inspector.inspect_pixel(*pixel)  # the same pixel at the new step
-        self.timeline.show_step(a)
         self.steps_shown += 1
         steps = [s.step for s in self.engine.steps(scene)]
-        if self.timeline.set_steps(steps, self._status(steps)):  # a newer step came meanwhile
+        with self.app.lock:
+            self.timeline.show_step(a)
+            moved = self.timeline.set_steps(steps, self._status(steps))
+        if moved:  # a newer step came meanwhile, and the timeline follows the newest
             self.ask_step(steps[-1])
         self._draw_curves()

@@ -1,13 +1,13 @@
 """Screenshot of ``dsviewer watch`` on a demo training: the timeline and the curves.
 
-    python scripts/screenshot_watch.py OUT.png [--steps 120] [--every 12] [--scenes 48]
+    python scripts/screenshot_watch.py OUT.png [--steps 96] [--every 12] [--scenes 48]
 
 Renders ``--scenes`` synthetic training scenes, starts ``scripts/train_demo.py`` from scratch in
 its own process (``--ckpt-every``: a Lightning checkpoint every ``--every`` steps), starts
 ``dsviewer watch`` on two bundled demo scenes through the command's own code path while it
 trains, waits until every checkpoint has run on both scenes, opens the page in headless Chromium
-(``/usr/bin/chromium`` through Playwright), puts the slider on a middle step, compares it with
-the last step and saves the page. README's ``docs/watch.png`` was made this way (see README,
+(``/usr/bin/chromium`` through Playwright), puts the slider three quarters of the way and
+saves the page. README's ``docs/watch.png`` was made this way (see README,
 "Watch a training"). Not a test; run it with the Python that has dsviewer and Playwright.
 """
 
@@ -33,7 +33,7 @@ VIEWPORT = {"width": 1280, "height": 860}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=96)
     parser.add_argument("--every", type=int, default=12)
     parser.add_argument("--scenes", type=int, default=48)
     args = parser.parse_args()
@@ -52,13 +52,14 @@ def main() -> None:
          "--steps", str(args.steps), "--finetune-steps", "0", "--batch-size", "4",
          "--ckpt-every", str(args.every), "--threads", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    while not (work / "run").is_dir():  # the training makes it
+    folder = work / "run" / "checkpoints"  # Lightning's layout (run/ also holds last.pth)
+    while not folder.is_dir():  # the training makes it
         if training.poll() is not None:
             raise SystemExit("screenshot_watch: the training failed to start")
         time.sleep(0.5)
     keys = demo_scene_keys()[:2]
     port = _free_port()
-    options = watch_cli.parse([str(work / "run"), "--scene", keys[0], "--scene", keys[1],
+    options = watch_cli.parse([str(folder), "--scene", keys[0], "--scene", keys[1],
                                "--data-root", str(demo_data_root()), "--max-target-views", "1",
                                "--port", str(port), "--device", "cpu"])  # fmt: skip
     log = io.StringIO()
@@ -70,9 +71,9 @@ def main() -> None:
     if not watch.engine.wait_for_steps(count, timeout=1800):
         raise SystemExit(f"screenshot_watch: not every step ran: {watch.engine.notes}")
     steps = watch.timeline.steps
+    shown = steps[(3 * len(steps)) // 4]
     watch.timeline.follow.value = False
-    watch.timeline.slider.value = steps[len(steps) // 2]
-    watch.timeline.compare.value = str(steps[-1])
+    watch.timeline.slider.value = shown
     watch.wait_idle(300)
 
     from playwright.sync_api import sync_playwright
@@ -93,7 +94,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.out))
         browser.close()
-    print(f"saved {args.out}: steps {steps}, shown {steps[len(steps) // 2]} vs {steps[-1]}")
+    print(f"saved {args.out}: steps {steps}, shown {shown}")
     watch.close()
     app.close()
     server.stop()

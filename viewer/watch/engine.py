@@ -169,6 +169,7 @@ class WatchEngine:
                 self._run_step(step)
                 with self._lock:
                     self.busy = False
+                self._tell()  # idle again, possibly
                 continue
             self._wake.wait(self.budget.poll_seconds)
             self._wake.clear()

@@ -22,6 +22,7 @@ refuses) becomes a note, never an exception on the thread; the watch goes on wit
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from dsviewer.viewer.session.model import ModelSession
     from dsviewer.viewer.session.specs import RunSpec, SessionSettings
     from dsviewer.viewer.watch.checkpoints import CheckpointFolder, StepCheckpoint
+
+log = logging.getLogger(__name__)
 
 Row = dict[str, object]  # steps.csv's row: step, checkpoint, then scenes.csv's columns
 
@@ -205,7 +208,10 @@ class WatchEngine:
 
     def _tell(self) -> None:
         for listener in list(self.listeners):
-            listener()
+            try:
+                listener()
+            except Exception:  # a listener's bug must not stop the watch
+                log.exception("a watch listener failed")
 
     def _note(self, text: str) -> None:
         with self._lock:

@@ -160,11 +160,18 @@ def test_two_steps_as_a_and_b_compare_as_dsviewer_export_compares_two_checkpoint
     live, _, _, _ = watch
     app = live.app
     live.timeline.follow.value = False
+    with app.lock:
+        app.inspector_panel.inspect_pixel(1, 40, 70)  # a pixel inspected at the newest step
     live.timeline.slider.value = STEPS[0]  # A: the first step
     live.timeline.compare.value = str(STEPS[1])  # B: the second
     assert live.wait_idle(120)
     a, b = app.state.run_a, app.state.run_b()
     assert (a.name, b.name) == (f"step-{STEPS[0]}", f"step-{STEPS[1]}")
+    # The inspector followed the step: the same pixel, read from step A's depth.
+    report = app.inspector_panel.report
+    assert (report.view, report.u, report.v) == (1, 40, 70)
+    depth_a, depth_b = (float(run.loaded.layers.final_depth[1, 70, 40]) for run in (a, b))
+    assert report.final_depth == depth_a != depth_b  # the same float32 element, not step 2's
     compare = json.loads((exported / "compare.json").read_text())
     names = [f"epoch=0-step={step}" for step in STEPS[:2]]
     pair = next(p for p in compare["pairs"] if [p["a"], p["b"]] == names)

@@ -288,9 +288,12 @@ class WatchEngine:
             return self._planes.get(step)
 
     def show_scene(self, scene: str) -> None:
-        """The scene the viewer shows: run first on every later step."""
+        """The scene the viewer shows: run first on every later step (the listeners hear of a
+        change: the timeline lists that scene's steps)."""
         with self._lock:
-            self.shown_scene = scene
+            changed, self.shown_scene = scene != self.shown_scene, scene
+        if changed:
+            self._tell()
 
     def pin(self, keys: set[tuple[int, str]]) -> None:
         """The runs on screen (A and B): never dropped from the cache."""

@@ -46,7 +46,9 @@ class WatchViewer:
 
     @property
     def scene(self) -> str:
-        return self.app.state.scene_spec or self.engine.shown_scene
+        """The scene shown, or being loaded (the Scene folder asks the loader, the loader tells
+        the engine)."""
+        return self.engine.shown_scene
 
     def shown_step(self) -> int | None:
         """Run A's step (None: A is not a step's own run, e.g. a New run)."""

@@ -68,6 +68,14 @@ class StepRunLoader(RunLoader):
             return self.engine.run(scene_spec, run, name, progress)
         return self.engine.loaded(scene_spec, step, progress)  # named step-N by the engine
 
+    def load_all(self, scene_spec: str, specs: Sequence[RunSpec],
+                 progress: ProgressFn | None = None) -> list[Run]:  # fmt: skip
+        """The runs of a scene switch; the steps among them are kept while on screen."""
+        runs = super().load_all(scene_spec, specs, progress)
+        steps = (self.step_of(run.spec) for run in runs)
+        self.engine.pin({(step, scene_spec) for step in steps if step is not None})
+        return runs
+
     def step_run(self, scene_spec: str, step: int, name: str | None = None,
                  progress: ProgressFn | None = None) -> Run:  # fmt: skip
         """The run of ``step`` on ``scene_spec`` (named ``step-N`` unless ``name``)."""

@@ -189,6 +189,23 @@ def test_two_steps_as_a_and_b_compare_as_dsviewer_export_compares_two_checkpoint
                                ply["scalar_depth_b_minus_a"], rtol=1e-6, equal_nan=True)
 
 
+def test_switching_scenes_shows_the_same_steps_on_the_other_scene(watch):
+    """The Scene folder's switch goes through the watch's run loader: A and B stay the same
+    steps (kept runs, no model run), the curves mark the new scene's point."""
+    live, _, _, keys = watch
+    app = live.app
+    pair = (app.state.run_a.name, app.state.run_b().name)
+    app.load_async(keys[1]).join(120)
+    assert live.wait_idle(120)
+    assert app.state.scene_spec == keys[1] == app.state.loaded.scene.key
+    assert (app.state.run_a.name, app.state.run_b().name) == pair
+    assert app.state.run_a.loaded is live.engine.cache.get((STEPS[0], keys[1]))
+    data, series = live.curves.plot.data, live.curves.plot.series
+    final = [s["label"] for s in series].index(f"{keys[1]} final")
+    marker = np.asarray(data[-1])
+    assert marker[0] == data[final][0] and np.isnan(marker[1:]).all()  # step 1 of scene 2
+
+
 @pytest.mark.browser
 def test_moving_the_slider_in_the_page_changes_the_points(watch):
     from test_browser import CHROMIUM, CHROMIUM_FLAGS, canvas_center, open_page, wait_until

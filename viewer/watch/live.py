@@ -35,7 +35,6 @@ class WatchViewer:
                                       on_compare=self.ask_compare)  # fmt: skip
         self.curves = CurvesPanel(app.context)
         self.compare_step: int | None = None
-        self.steps_shown = 0  # incremented when a step (with its B) is on screen
         self._wanted: tuple[int, int | None] | None = None  # (A's step, B's step) to show
         self._wanted_changed = threading.Condition()
         self._showing = False
@@ -154,7 +153,6 @@ class WatchViewer:
         if pixel is not None:
             with self.app.lock:
                 inspector.inspect_pixel(*pixel)  # the same pixel at the new step
-        self.steps_shown += 1
         steps = [s.step for s in self.engine.steps(scene)]
         with self.app.lock:
             self.timeline.show_step(a)

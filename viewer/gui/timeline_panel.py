@@ -108,7 +108,8 @@ class TimelinePanel:
 
     def set_steps(self, steps: Sequence[int], label: str) -> bool:
         """The steps there are now (sorted) and what to say about the shown one. Returns True
-        when following moved the slider to a new newest step (its ``on_step`` is called)."""
+        when following moved the slider to a new newest step, which the caller then shows
+        (``on_step`` is not called from here)."""
         old = list(self.steps)
         self.steps = list(steps)
         moved = False

@@ -81,6 +81,7 @@ def watch(tmp_path_factory):
     write_bad_files(folder / "checkpoints")
     assert live.engine.wait_for_steps(len(STEPS), timeout=240), live.engine.notes
     assert live.wait_idle(120)
+    live.console = log  # what the command printed (the notes too)
     yield live, f"http://127.0.0.1:{port}", folder, keys
     live.close()
     app.close()
@@ -151,6 +152,8 @@ def test_every_step_is_in_the_timeline_with_the_metrics_of_dsviewer_export(watch
     notes = live.timeline.notes.content
     assert "step&#61;35" in notes and "step&#61;40" in notes, notes
     assert "architecture" in notes
+    printed = " ".join(live.console.getvalue().split())
+    assert "epoch=0-step=35.ckpt" in printed and "epoch=0-step=40.ckpt" in printed
 
 
 def test_two_steps_as_a_and_b_compare_as_dsviewer_export_compares_two_checkpoints(watch,

@@ -58,6 +58,7 @@ def start(options: WatchOptions, console=None, wait_seconds: float | None = None
     engine = WatchEngine(CheckpointFolder(options.folder), options.scene,
                          options.run_spec(options.folder), options.session_settings(),
                          budget)  # fmt: skip
+    engine.listeners.append(NotePrinter(engine, console))
     engine.start()
     console.print(escape_rich(f"Watching {options.folder} for checkpoints "
                               f"(every {options.poll_seconds:g} s). Ctrl-C quits."))  # fmt: skip
@@ -87,17 +88,27 @@ def start(options: WatchOptions, console=None, wait_seconds: float | None = None
     return server, app, watch
 
 
+class NotePrinter:
+    """Prints the engine's notes on the console once each (a listener of the engine)."""
+
+    def __init__(self, engine, console) -> None:
+        self.engine, self.console, self.printed = engine, console, 0
+
+    def __call__(self) -> None:
+        from dsviewer.viewer.escape import escape_rich
+
+        notes = list(self.engine.notes)
+        for note in notes[self.printed:]:
+            self.console.print(escape_rich(f"Note: {note}"))
+        self.printed = len(notes)
+
+
 def _first_step(engine, console, wait_seconds: float | None) -> int:
-    """Wait until the shown scene has run at one step; print the engine's notes meanwhile."""
+    """Wait until the shown scene has run at one step (notes are printed meanwhile)."""
     from dsviewer.errors import InputError
-    from dsviewer.viewer.escape import escape_rich
 
     deadline = None if wait_seconds is None else time.monotonic() + wait_seconds
-    printed = 0
     while True:
-        for note in engine.notes[printed:]:
-            console.print(escape_rich(f"Note: {note}"))
-        printed = len(engine.notes)
         steps = engine.steps(engine.shown_scene)
         if steps:
             return steps[0].step

@@ -19,10 +19,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pytest
 from conftest import REPO_ROOT, free_port, micro_config
+
+if TYPE_CHECKING:
+    from dsviewer.viewer.watch.live import WatchViewer
 
 STEPS = (1, 2)  # the demo training's global steps, a checkpoint after each
 TARGET = 3  # one target view per scene (the export renders it)
@@ -54,6 +58,14 @@ def write_bad_files(checkpoints: Path) -> None:
                     preprocess=settings_to_dict(demo_preprocess_settings()))  # fmt: skip
 
 
+class Watched(NamedTuple):
+    live: WatchViewer
+    url: str
+    folder: Path  # the training's run folder
+    keys: list[str]  # the scenes; the first is shown
+    console: io.StringIO  # what the command printed (the notes too)
+
+
 @pytest.fixture(scope="module")
 def watch(tmp_path_factory):
     from rich.console import Console
@@ -81,8 +93,7 @@ def watch(tmp_path_factory):
     write_bad_files(folder / "checkpoints")
     assert live.engine.wait_for_steps(len(STEPS), timeout=240), live.engine.notes
     assert live.wait_idle(120)
-    live.console = log  # what the command printed (the notes too)
-    yield live, f"http://127.0.0.1:{port}", folder, keys
+    yield Watched(live, f"http://127.0.0.1:{port}", folder, keys, log)
     live.close()
     app.close()
     server.stop()
@@ -94,7 +105,7 @@ def exported(watch, tmp_path_factory):
     from dsviewer.viewer import export_cli
     from dsviewer.viewer.assets import demo_data_root
 
-    _, _, folder, keys = watch
+    folder, keys = watch.folder, watch.keys
     out = tmp_path_factory.mktemp("export") / "steps"
     args = ["--scene", keys[0], "--data-root", str(demo_data_root()), "--target", str(TARGET),
             "--device", "cpu", "--out", str(out)]  # fmt: skip
@@ -110,7 +121,7 @@ def run_folder(out: Path, step: int) -> Path:
 
 
 def test_every_step_is_in_the_timeline_with_the_metrics_of_dsviewer_export(watch, exported):
-    live, _, _, keys = watch
+    live, keys = watch.live, watch.keys
     engine = live.engine
     assert [s.step for s in engine.steps()] == list(STEPS)
     assert all(s.step_source == "global_step" for s in engine.steps())
@@ -152,7 +163,7 @@ def test_every_step_is_in_the_timeline_with_the_metrics_of_dsviewer_export(watch
     notes = live.timeline.notes.content
     assert "step&#61;35" in notes and "step&#61;40" in notes, notes
     assert "architecture" in notes
-    printed = " ".join(live.console.getvalue().split())
+    printed = " ".join(watch.console.getvalue().split())
     assert "epoch=0-step=35.ckpt" in printed and "epoch=0-step=40.ckpt" in printed
 
 
@@ -160,7 +171,7 @@ def test_two_steps_as_a_and_b_compare_as_dsviewer_export_compares_two_checkpoint
                                                                                    exported):
     from dsviewer.viewer.compare import compare_pair, run_source
 
-    live, _, _, _ = watch
+    live = watch.live
     app = live.app
     live.timeline.follow.value = False
     with app.lock:
@@ -195,7 +206,7 @@ def test_two_steps_as_a_and_b_compare_as_dsviewer_export_compares_two_checkpoint
 def test_switching_scenes_shows_the_same_steps_on_the_other_scene(watch):
     """The Scene folder's switch goes through the watch's run loader: A and B stay the same
     steps (kept runs, no model run), the curves mark the new scene's point."""
-    live, _, _, keys = watch
+    live, keys = watch.live, watch.keys
     app = live.app
     pair = (app.state.run_a.name, app.state.run_b().name)
     app.load_async(keys[1]).join(120)
@@ -216,7 +227,7 @@ def test_moving_the_slider_in_the_page_changes_the_points(watch):
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    live, url, _, _ = watch
+    live, url = watch.live, watch.url
     app = live.app
     live.timeline.compare.value = "(none)"
     live.timeline.slider.value = STEPS[-1]

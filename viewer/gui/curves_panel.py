@@ -119,6 +119,7 @@ class CurvesPanel:
         gui = context.server.gui
         self.context = context
         self._last: tuple[Table, str, int | None] | None = None
+        self._showing = False  # show() sets the dropdown itself: not a user's choice
         with gui.add_folder("Curves", order=ORDER):
             self.metric = gui.add_dropdown(
                 "Metric", options=(CURVES[0].label,),
@@ -134,8 +135,9 @@ class CurvesPanel:
 
         @self.metric.on_update
         def _(_event) -> None:
-            if self._last is not None:
-                self.show(*self._last)
+            if self._last is not None and not self._showing:
+                last = self._last
+                context.guarded(lambda: self.show(*last))
 
     def show(self, table: Table, shown_scene: str, shown_step: int | None) -> None:
         """Plot the chosen metric of every scene over the steps, the shown step marked."""
@@ -147,8 +149,12 @@ class CurvesPanel:
             return
         if tuple(self.metric.options) != tuple(labels):
             chosen = self.metric.value
-            self.metric.options = labels
-            self.metric.value = chosen if chosen in labels else labels[0]
+            self._showing = True
+            try:
+                self.metric.options = labels
+                self.metric.value = chosen if chosen in labels else labels[0]
+            finally:
+                self._showing = False
         curve = CURVE_BY_LABEL[self.metric.value]
         plot = curve_data(curve, table, shown_scene, shown_step)
         if plot is None:

@@ -84,7 +84,7 @@ def test_curves_hold_each_scenes_values_per_step_and_mark_the_shown_step():
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["{missing}", "--scene", "k"], "does not exist or is not a folder"),
+        (["{missing}/deeper", "--scene", "k"], "does not exist or is not a folder"),
         (["{folder}"], "--scene is required"),
         (["{folder}", "--scene", "k", "--memory-gb", "0"], "--memory-gb 0"),
         ([], "Give the folder your training writes checkpoints into"),

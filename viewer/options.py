@@ -250,7 +250,7 @@ class WatchOptions(SceneOptions, ServeOptions, TargetRenderOptions):
 
     folder: tyro.conf.Positional[Path | None] = None
     """The folder a training writes its checkpoints into (Lightning's checkpoints/ layout or
-    plain .pth files)."""
+    plain .pth files); it may appear later (a training about to start)."""
 
     memory_gb: float = 2.0
     """Predictions and layers of the steps kept in memory at most (GB); past it the least
@@ -268,10 +268,12 @@ class WatchOptions(SceneOptions, ServeOptions, TargetRenderOptions):
         if self.folder is None:
             raise InputError("Give the folder your training writes checkpoints into: "
                              "dsviewer watch DIR --scene KEY ... (see dsviewer watch --help).")
-        if not Path(self.folder).is_dir():
+        folder = Path(self.folder)
+        if not folder.is_dir() and (folder.exists() or not folder.parent.is_dir()):
             raise InputError(f"The checkpoint folder {self.folder} does not exist or is not a "
-                             "folder. Pass the folder your training writes checkpoints "
-                             "into.")  # fmt: skip
+                             "folder (nor is its parent, where a training about to start "
+                             "would make it). Pass the folder your training writes "
+                             "checkpoints into.")  # fmt: skip
         if self.max_target_views is not None and self.max_target_views < 0:
             raise InputError(f"--max-target-views {self.max_target_views}: give 0 or more.")
         for flag, value in (("--memory-gb", self.memory_gb), ("--step-seconds",

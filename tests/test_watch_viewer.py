@@ -220,6 +220,25 @@ def test_switching_scenes_shows_the_same_steps_on_the_other_scene(watch):
     assert marker[0] == data[final][0] and np.isnan(marker[1:]).all()  # step 1 of scene 2
 
 
+def test_a_run_dropped_for_memory_is_run_again_from_its_checkpoint(watch):
+    """Past the memory budget the runs not on screen go; asked for again, the step's
+    checkpoint runs again and gives the same depth."""
+    import torch
+
+    engine, keys = watch.live.engine, watch.keys
+    key = (STEPS[0], keys[0])  # not on screen: the previous test shows the other scene
+    kept = engine.cache.get(key)
+    depth, row = kept.layers.final_depth.clone(), dict(engine.rows[key])
+    budget, engine.cache.budget = engine.cache.budget, 0
+    engine.cache.enforce()
+    engine.cache.budget = budget
+    assert key not in engine.cache
+    assert (STEPS[0], keys[1]) in engine.cache  # run A on screen is kept whatever the budget
+    again = engine.loaded(keys[0], STEPS[0])
+    assert again is not kept and torch.equal(again.layers.final_depth, depth)
+    assert engine.rows[key]["gt_abs_rel_final"] == row["gt_abs_rel_final"]
+
+
 @pytest.mark.browser
 def test_moving_the_slider_in_the_page_changes_the_points(watch):
     from test_browser import CHROMIUM, CHROMIUM_FLAGS, canvas_center, open_page, wait_until

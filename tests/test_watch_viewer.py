@@ -239,6 +239,33 @@ def test_a_run_dropped_for_memory_is_run_again_from_its_checkpoint(watch):
     assert engine.rows[key]["gt_abs_rel_final"] == row["gt_abs_rel_final"]
 
 
+def test_scenes_past_a_steps_time_budget_are_left_for_later_with_a_note(watch, tmp_path):
+    """A step may spend --step-seconds on the scenes not shown: at 0 s only the shown scene
+    runs (one checkpoint copied into a folder of its own, one model run)."""
+    import shutil
+
+    from dsviewer.viewer.watch.checkpoints import CheckpointFolder
+    from dsviewer.viewer.watch.engine import WatchBudget, WatchEngine
+
+    live, keys = watch.live, watch.keys
+    name = f"epoch=0-step={STEPS[0]}.ckpt"
+    shutil.copy2(watch.folder / "checkpoints" / name, tmp_path / name)
+    engine = WatchEngine(CheckpointFolder(tmp_path, settle_s=0.0), keys, live.engine.template,
+                         live.engine.settings, WatchBudget(step_seconds=0.0, poll_seconds=0.1,
+                                                           max_target_views=0))  # fmt: skip
+    engine.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not (engine.steps() and engine.idle()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(engine.rows) == [(STEPS[0], keys[0])]
+        assert any(keys[1] in note and "not run" in note for note in engine.notes), engine.notes
+        assert engine.rows[(STEPS[0], keys[0])]["gt_abs_rel_final"] == \
+            live.engine.rows[(STEPS[0], keys[0])]["gt_abs_rel_final"]
+    finally:
+        engine.close()
+
+
 @pytest.mark.browser
 def test_moving_the_slider_in_the_page_changes_the_points(watch):
     from test_browser import CHROMIUM, CHROMIUM_FLAGS, canvas_center, open_page, wait_until

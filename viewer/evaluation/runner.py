@@ -193,7 +193,7 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
     label = "Evaluating"
     if placement.distributed:
         label = f"Evaluating ({placement.world_size} ranks)"
-    counter = distributed.RunCounter(placement)
+    counter = distributed.RunCounter(placement, scope=str(out))
     start = time.perf_counter()
     ran = failed = 0
     error, bug = None, False

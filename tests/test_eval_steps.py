@@ -67,6 +67,23 @@ def evaluate(*args: str) -> tuple[int, str]:
     return code, log.getvalue()
 
 
+def the_viewers_row(path: Path, data: Path, key: str) -> dict[str, object]:
+    """The row the viewer's curves get for a scene it has loaded (``loaded_step_row``)."""
+    from dsviewer.viewer.session.model import ModelSession
+    from dsviewer.viewer.session.specs import SessionSettings
+    from dsviewer.viewer.watch.checkpoints import StepCheckpoint
+    from dsviewer.viewer.watch.step_metrics import loaded_step_row
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        session = ModelSession(path, SessionSettings(data_root=(data,), context=(0, 3),
+                                                     target=(2,), device="cpu"))  # fmt: skip
+        return loaded_step_row(StepCheckpoint(1, path, "global_step"), key, session.load(key))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -129,6 +146,10 @@ def test_steps_csv_equals_export_of_each_checkpoint(training, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert rows[0]["gt_abs_rel_final"] != rows[1]["gt_abs_rel_final"]  # two models, two rows
+    viewer_row = the_viewers_row(ckpts / "epoch=0-step=1.ckpt", root / "data", key)
+    assert viewer_row["step"] == 1 and viewer_row["checkpoint"] == rows[0]["checkpoint"]
+    assert {name: viewer_row[name] for name in expected} == pytest.approx(
+        {name: float(rows[0][name]) for name in expected}, rel=1e-6)
 
     page = (out / "report.html").read_text()
     assert page.count("<svg") == sum(any(r[name] for r in rows) for name in METRIC_NAMES)

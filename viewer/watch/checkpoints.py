@@ -261,10 +261,15 @@ def _incomplete(path: Path, size: int) -> str | None:
 
 
 def _read(path: Path) -> RawCheckpoint:
-    """The file's tensors and small entries; a zip archive's tensors mapped, not read."""
-    from dsviewer.model.checkpoint_file import read_checkpoint
+    """The file's tensors and small entries; a zip archive's tensors mapped, not read. A file
+    torch cannot map (e.g. unaligned records of another writer) is read whole, so that a
+    note names the real fault."""
+    from dsviewer.model.checkpoint_file import CheckpointError, read_checkpoint
 
-    return read_checkpoint(path, mapped=True)
+    try:
+        return read_checkpoint(path, mapped=True)
+    except CheckpointError:
+        return read_checkpoint(path)
 
 
 def _shown(path: Path | None, root: Path) -> str:

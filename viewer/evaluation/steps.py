@@ -45,13 +45,14 @@ def step_folder(out: Path, step: StepCheckpoint) -> Path:
 def folder_steps(ckpt_dir: Path) -> tuple[list[StepCheckpoint], list[str]]:
     """The folder's complete checkpoints as steps, and the notes on the files skipped. Files
     written at this moment are waited for (a few polls), then left for the next run."""
+    from dsviewer.viewer.session.specs import model_path
     from dsviewer.viewer.watch.checkpoints import CheckpointFolder
 
     if not Path(ckpt_dir).is_dir():
         raise EvalUsageError(f"--ckpt-dir {ckpt_dir} is not a folder. Give the folder a training "
                              "writes its checkpoints to (a Lightning run folder, its "
                              "checkpoints/, or a folder of .pth files).")  # fmt: skip
-    folder = CheckpointFolder(Path(ckpt_dir))
+    folder = CheckpointFolder(model_path(ckpt_dir))  # absolute: steps.csv names each file
     _, notes = folder.poll()
     for _ in range(SETTLE_ROUNDS):
         if not folder.pending:

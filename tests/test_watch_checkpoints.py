@@ -164,3 +164,14 @@ def test_other_architecture_without_settings_is_told_by_shapes(tmp_path, states)
     assert len(notes) == 1 and notes[0].startswith("step=2.pth: skipped, another architecture "
                                                    "than step=1.pth: ")
     assert "tensors differ" in notes[0]
+
+
+def test_last_ckpt_alone_is_a_step_and_its_rewrite_the_next(tmp_path, states):
+    """save_top_k=0 with save_last: last.ckpt is the only file, rewritten at every save."""
+    state, _ = states
+    last = put(tmp_path / "checkpoints" / "last.ckpt", lightning_bytes(state, 7))
+    folder = CheckpointFolder(tmp_path, settle_s=0.5)
+    assert folder.poll() == ([StepCheckpoint(7, last, "global_step")], [])
+    put(last, lightning_bytes(state, 9), OLD + 60)
+    assert folder.poll() == ([StepCheckpoint(9, last, "global_step")], [])
+    assert [s.step for s in folder.all_steps()] == [7, 9]

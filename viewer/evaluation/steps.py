@@ -102,7 +102,14 @@ def evaluate_steps(job: EvalJob, placement, console, say, warnings,
     if placement.is_main:
         for note in notes:
             say(f"--ckpt-dir: {note}")
+    done = []
     for number, step in enumerate(steps, 1):
+        # A training that keeps its k best checkpoints deletes the others as it goes.
+        if not distributed.broadcast(placement, step.path.is_file()):
+            notes.append(f"{step.path.name}: deleted before its turn (step {step.step}), left out")
+            if placement.is_main:
+                say(f"--ckpt-dir: {notes[-1]}")
+            continue
         if placement.is_main:
             say(f"Step {step.step} ({number} of {len(steps)}, {step.step_source}): {step.path}")
         code, last_line = evaluate(step_job(job, step), placement, console, say, warnings)
@@ -110,8 +117,10 @@ def evaluate_steps(job: EvalJob, placement, console, say, warnings,
             return code, last_line
         if last_line is not None:
             say(last_line)
+        done.append(step)
     if not placement.is_main:
         return 0, None
+    steps = done
     try:
         count = write_step_outputs(job, steps, notes)
     except OSError as error:

@@ -17,9 +17,10 @@ A file still being written is never read: it is examined only once its modificat
 ``settle_s`` old, its size and modification time are the same before and after the read, and
 a torch zip archive has its end-of-archive record (``torch.save`` writes it last) with every
 member inside the file; a legacy pickle or a safetensors file must load whole. Writers are not
-assumed atomic (Lightning writes the checkpoint straight to its final name in the releases
-DepthSplat uses). A file that fails these checks once settled gets one note and is looked at
-again only when its size or time changes; a file of another architecture than the folder's
+assumed atomic: Lightning's ``_atomic_save``, despite its name, writes to the final name in
+the 2.x releases we read (only the newest stages local files under a temporary name). A file
+that fails these checks once settled gets one note and is looked at again only when its size
+or time changes; a file of another architecture than the folder's
 first checkpoint, a second file of one step, and a file that is no DepthSplat checkpoint get
 one note each. Nothing here raises on a bad file. Notes carry file names: escape them before
 HTML (``viewer/escape.py``).

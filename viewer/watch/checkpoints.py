@@ -63,6 +63,7 @@ Stat = tuple[int, int]  # size, modification time in ns
 
 class CheckpointFolder:
     """The steps of a training's checkpoint folder, found by polling (new files appear).
+    Poll from one thread at a time (it keeps what it has seen; no lock).
 
     Args:
         root: the folder (a Lightning run folder: its ``checkpoints/`` is read too).

@@ -190,3 +190,6 @@ def test_last_ckpt_alone_is_a_step_and_its_rewrite_the_next(tmp_path, states):
     put(last, lightning_bytes(state, 9), OLD + 60)
     assert folder.poll() == ([StepCheckpoint(9, last, "global_step")], [])
     assert [s.step for s in folder.all_steps()] == [7, 9]
+    plain = put(tmp_path / "last.pth", lightning_bytes(state, None))  # no step of its own
+    new, notes = folder.poll()
+    assert new == [] and len(notes) == 1 and notes[0].startswith(f"{plain.name}: skipped")

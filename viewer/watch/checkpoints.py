@@ -11,7 +11,8 @@ the order they were written (modification time, then name; the first is step 0).
 
 ``last.ckpt`` (Lightning's ``save_last``, also ``last-v1.ckpt``) is a copy of, or a link to,
 the newest ``epoch=...-step=...`` file, rewritten at every save. It is used only for a step no
-other file holds (a run with ``save_top_k=0``); otherwise it is skipped with one note.
+other file holds (a run with ``save_top_k=0``); otherwise, or without a step number of its own
+(``global_step`` or in its name), it is skipped with one note.
 
 A file still being written is never read: it is examined only once its modification time is
 ``settle_s`` old, its size and modification time are the same before and after the read, and
@@ -160,6 +161,12 @@ class CheckpointFolder:
         if path.is_symlink() and resolved in self._accepted:
             return None  # a link to a file already read (save_last="link")
         step, source = self._step_of(raw, path)
+        if _is_last(path) and source == "file order":
+            if not self._noted_last:  # once: it is rewritten at every save
+                notes.append(f"{name}: skipped, a copy of the newest checkpoint (save_last) "
+                             "without a step number (no global_step, none in its name).")
+                self._noted_last = True
+            return None
         if step in self._steps and self._steps[step].path == path:
             return None  # the same file touched again
         if step in self._steps:

@@ -64,16 +64,17 @@ def settled(path: Path) -> None:
 
 
 def evaluate(*args: str) -> tuple[int, str]:
-    """``dsviewer eval --ckpt-dir`` in this process: (exit code, console text)."""
+    """``dsviewer eval`` in this process, as its main() chooses: (exit code, console text)."""
     from rich.console import Console
 
     from dsviewer.viewer.eval_cli import parse_args
+    from dsviewer.viewer.evaluation.runner import run_evaluation
     from dsviewer.viewer.evaluation.steps import run_step_evaluation
 
     log = io.StringIO()
     options = parse_args(list(args))
-    code = run_step_evaluation(options.job(), console=Console(file=log, width=300),
-                               check=options.check_flags)  # fmt: skip
+    run = run_evaluation if options.ckpt_dir is None else run_step_evaluation
+    code = run(options.job(), console=Console(file=log, width=300), check=options.check_flags)
     return code, log.getvalue()
 
 
@@ -181,6 +182,8 @@ def test_steps_csv_equals_export_of_each_checkpoint(training, tmp_path):
     assert said.count("All 1 scenes already done") == 2 and said.count("1 to run") == 1
     again = read_csv(out / "steps.csv")
     assert [r["step"] for r in again] == ["1", "2", "3"]
+    code, said = evaluate("--ckpt", str(ckpts / "epoch=0-step=1.ckpt"), *common[2:])
+    assert code == 2 and "holds an evaluation of a training's steps" in said
     drop = ("seconds", "checkpoint", "step")
     assert [{k: v for k, v in r.items() if k not in drop} for r in again[1:]] == [
         {k: v for k, v in r.items() if k not in drop} for r in (rows[1], rows[1])]

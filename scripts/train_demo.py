@@ -483,9 +483,9 @@ def train(args: TrainArgs) -> Path:
 def step_checkpoint_path(run: Path, global_step: int) -> Path:
     """Where Lightning's ModelCheckpoint puts a step's file (its default name,
     ``epoch={epoch}-step={step}``). The demo samples scenes at random, so it is one endless
-    epoch 0. ``save_checkpoint`` writes to a temporary name and renames it: Lightning writes to
-    the final name (its ``_atomic_save`` buffers the bytes, then writes them there), so a reader
-    may see part of its file; ``dsviewer.viewer.watch.checkpoints`` copes with both."""
+    epoch 0. ``save_checkpoint`` writes to a temporary name and renames it, so a watcher never
+    sees half a file. Lightning does not (its ``_atomic_save`` writes to the final name in the
+    2.x releases we read); ``dsviewer.viewer.watch.checkpoints`` copes with both."""
     return run / CHECKPOINTS_DIR / f"epoch=0-step={global_step}.ckpt"
 
 

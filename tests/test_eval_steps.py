@@ -11,6 +11,7 @@ import io
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,21 +51,48 @@ def training(tmp_path_factory):
                                   ckpt_every=EVERY, threads=1))  # fmt: skip
     finally:
         torch.set_num_threads(threads)
+    settled(root / "run")
     return root, key
 
 
+def settled(path: Path) -> None:
+    """Date a file (or a folder's files) a minute back: the checkpoint folder reads a file only
+    once it has not changed for a second, and the tests need not wait for that."""
+    when = time.time() - 60
+    for each in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.utime(each, (when, when))
+
+
 def evaluate(*args: str) -> tuple[int, str]:
-    """``dsviewer eval --ckpt-dir`` in this process: (exit code, console text)."""
+    """``dsviewer eval`` in this process, as its main() chooses: (exit code, console text)."""
     from rich.console import Console
 
     from dsviewer.viewer.eval_cli import parse_args
+    from dsviewer.viewer.evaluation.runner import run_evaluation
     from dsviewer.viewer.evaluation.steps import run_step_evaluation
 
     log = io.StringIO()
     options = parse_args(list(args))
-    code = run_step_evaluation(options.job(), console=Console(file=log, width=300),
-                               check=options.check_flags)  # fmt: skip
+    run = run_evaluation if options.ckpt_dir is None else run_step_evaluation
+    code = run(options.job(), console=Console(file=log, width=300), check=options.check_flags)
     return code, log.getvalue()
+
+
+def the_viewers_row(path: Path, data: Path, key: str) -> dict[str, object]:
+    """The row the viewer's curves get for a scene it has loaded (``loaded_step_row``)."""
+    from dsviewer.viewer.session.model import ModelSession
+    from dsviewer.viewer.session.specs import SessionSettings
+    from dsviewer.viewer.watch.checkpoints import StepCheckpoint
+    from dsviewer.viewer.watch.step_metrics import loaded_step_row
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        session = ModelSession(path, SessionSettings(data_root=(data,), context=(0, 3),
+                                                     target=(2,), device="cpu"))  # fmt: skip
+        return loaded_step_row(StepCheckpoint(1, path, "global_step"), key, session.load(key))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -129,6 +157,10 @@ def test_steps_csv_equals_export_of_each_checkpoint(training, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert rows[0]["gt_abs_rel_final"] != rows[1]["gt_abs_rel_final"]  # two models, two rows
+    viewer_row = the_viewers_row(ckpts / "epoch=0-step=1.ckpt", root / "data", key)
+    assert viewer_row["step"] == 1 and viewer_row["checkpoint"] == rows[0]["checkpoint"]
+    assert {name: viewer_row[name] for name in expected} == pytest.approx(
+        {name: float(rows[0][name]) for name in expected}, rel=1e-6)
 
     page = (out / "report.html").read_text()
     assert page.count("<svg") == sum(any(r[name] for r in rows) for name in METRIC_NAMES)
@@ -144,11 +176,14 @@ def test_steps_csv_equals_export_of_each_checkpoint(training, tmp_path):
     loaded = load_checkpoint(ckpts / "epoch=0-step=2.ckpt")  # the same weights and settings
     save_checkpoint(loaded.model, ckpts / "epoch=0-step=3.ckpt", global_step=3,
                     preprocess=settings_to_dict(loaded.settings.preprocess))
+    settled(ckpts / "epoch=0-step=3.ckpt")  # the others keep their time: it names their run
     code, said = evaluate(*common)
     assert code == 0, said
     assert said.count("All 1 scenes already done") == 2 and said.count("1 to run") == 1
     again = read_csv(out / "steps.csv")
     assert [r["step"] for r in again] == ["1", "2", "3"]
+    code, said = evaluate("--ckpt", str(ckpts / "epoch=0-step=1.ckpt"), *common[2:])
+    assert code == 2 and "holds an evaluation of a training's steps" in said
     drop = ("seconds", "checkpoint", "step")
     assert [{k: v for k, v in r.items() if k not in drop} for r in again[1:]] == [
         {k: v for k, v in r.items() if k not in drop} for r in (rows[1], rows[1])]

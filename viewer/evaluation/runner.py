@@ -79,6 +79,9 @@ def check_job(job: EvalJob) -> None:
     """What the evaluation itself needs of its settings (the run flags are the CLI's to judge)."""
     if Path(job.out).exists() and not Path(job.out).is_dir():
         raise EvalUsageError(f"--out {job.out} exists and is not a folder; give a folder.")
+    if job.ckpt_dir is None and (Path(job.out) / "steps.csv").exists():
+        raise EvalUsageError(f"--out {job.out} holds an evaluation of a training's steps "
+                             "(steps.csv, from --ckpt-dir); give this checkpoint its own --out.")
     if job.threads is not None and job.threads < 1:
         raise EvalUsageError("--threads must be at least 1.")
     if job.max_target_views is not None and job.max_target_views < 0:
@@ -195,7 +198,7 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
     label = "Evaluating"
     if placement.distributed:
         label = f"Evaluating ({placement.world_size} ranks)"
-    counter = distributed.RunCounter(placement)
+    counter = distributed.RunCounter(placement, scope=str(out))
     start = time.perf_counter()
     ran = failed = 0
     error, bug = None, False

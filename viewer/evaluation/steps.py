@@ -45,13 +45,14 @@ def step_folder(out: Path, step: StepCheckpoint) -> Path:
 def folder_steps(ckpt_dir: Path) -> tuple[list[StepCheckpoint], list[str]]:
     """The folder's complete checkpoints as steps, and the notes on the files skipped. Files
     written at this moment are waited for (a few polls), then left for the next run."""
+    from dsviewer.viewer.session.specs import model_path
     from dsviewer.viewer.watch.checkpoints import CheckpointFolder
 
     if not Path(ckpt_dir).is_dir():
         raise EvalUsageError(f"--ckpt-dir {ckpt_dir} is not a folder. Give the folder a training "
                              "writes its checkpoints to (a Lightning run folder, its "
                              "checkpoints/, or a folder of .pth files).")  # fmt: skip
-    folder = CheckpointFolder(Path(ckpt_dir))
+    folder = CheckpointFolder(model_path(ckpt_dir))  # absolute: steps.csv names each file
     _, notes = folder.poll()
     for _ in range(SETTLE_ROUNDS):
         if not folder.pending:
@@ -101,7 +102,14 @@ def evaluate_steps(job: EvalJob, placement, console, say, warnings,
     if placement.is_main:
         for note in notes:
             say(f"--ckpt-dir: {note}")
+    done = []
     for number, step in enumerate(steps, 1):
+        # A training that keeps its k best checkpoints deletes the others as it goes.
+        if not distributed.broadcast(placement, step.path.is_file()):
+            notes.append(f"{step.path.name}: deleted before its turn (step {step.step}), left out")
+            if placement.is_main:
+                say(f"--ckpt-dir: {notes[-1]}")
+            continue
         if placement.is_main:
             say(f"Step {step.step} ({number} of {len(steps)}, {step.step_source}): {step.path}")
         code, last_line = evaluate(step_job(job, step), placement, console, say, warnings)
@@ -109,8 +117,10 @@ def evaluate_steps(job: EvalJob, placement, console, say, warnings,
             return code, last_line
         if last_line is not None:
             say(last_line)
+        done.append(step)
     if not placement.is_main:
         return 0, None
+    steps = done
     try:
         count = write_step_outputs(job, steps, notes)
     except OSError as error:

@@ -11,15 +11,17 @@ the order they were written (modification time, then name; the first is step 0).
 
 ``last.ckpt`` (Lightning's ``save_last``, also ``last-v1.ckpt``) is a copy of, or a link to,
 the newest ``epoch=...-step=...`` file, rewritten at every save. It is used only for a step no
-other file holds (a run with ``save_top_k=0``); otherwise it is skipped with one note.
+other file holds (a run with ``save_top_k=0``); otherwise, or without a step number of its own
+(``global_step`` or in its name), it is skipped with one note.
 
 A file still being written is never read: it is examined only once its modification time is
 ``settle_s`` old, its size and modification time are the same before and after the read, and
 a torch zip archive has its end-of-archive record (``torch.save`` writes it last) with every
 member inside the file; a legacy pickle or a safetensors file must load whole. Writers are not
-assumed atomic (Lightning writes the checkpoint straight to its final name in the releases
-DepthSplat uses). A file that fails these checks once settled gets one note and is looked at
-again only when its size or time changes; a file of another architecture than the folder's
+assumed atomic: Lightning's ``_atomic_save``, despite its name, writes to the final name in
+the 2.x releases we read (only the newest stages local files under a temporary name). A file
+that fails these checks once settled gets one note and is looked at again only when its size
+or time changes; a file of another architecture than the folder's
 first checkpoint, a second file of one step, and a file that is no DepthSplat checkpoint get
 one note each. Nothing here raises on a bad file. Notes carry file names: escape them before
 HTML (``viewer/escape.py``).
@@ -62,6 +64,7 @@ Stat = tuple[int, int]  # size, modification time in ns
 
 class CheckpointFolder:
     """The steps of a training's checkpoint folder, found by polling (new files appear).
+    Poll from one thread at a time (it keeps what it has seen; no lock).
 
     Args:
         root: the folder (a Lightning run folder: its ``checkpoints/`` is read too).
@@ -158,6 +161,12 @@ class CheckpointFolder:
         if path.is_symlink() and resolved in self._accepted:
             return None  # a link to a file already read (save_last="link")
         step, source = self._step_of(raw, path)
+        if _is_last(path) and source == "file order":
+            if not self._noted_last:  # once: it is rewritten at every save
+                notes.append(f"{name}: skipped, a copy of the newest checkpoint (save_last) "
+                             "without a step number (no global_step, none in its name).")
+                self._noted_last = True
+            return None
         if step in self._steps and self._steps[step].path == path:
             return None  # the same file touched again
         if step in self._steps:
@@ -261,10 +270,15 @@ def _incomplete(path: Path, size: int) -> str | None:
 
 
 def _read(path: Path) -> RawCheckpoint:
-    """The file's tensors and small entries; a zip archive's tensors mapped, not read."""
-    from dsviewer.model.checkpoint_file import read_checkpoint
+    """The file's tensors and small entries; a zip archive's tensors mapped, not read. A file
+    torch cannot map (e.g. unaligned records of another writer) is read whole, so that a
+    note names the real fault."""
+    from dsviewer.model.checkpoint_file import CheckpointError, read_checkpoint
 
-    return read_checkpoint(path, mapped=True)
+    try:
+        return read_checkpoint(path, mapped=True)
+    except CheckpointError:
+        return read_checkpoint(path)
 
 
 def _shown(path: Path | None, root: Path) -> str:

@@ -157,8 +157,9 @@ class TimelinePanel:
 
         def play() -> None:
             while not paused.is_set() and self.shown_step() < self.steps[-1]:
-                later = self.steps.index(self.shown_step()) + 1
-                self.slider.value = self.steps[later]  # calls on_step
+                with self.context.lock:  # not while set_steps moves the controls
+                    later = self.steps.index(self.shown_step()) + 1
+                    self.slider.value = self.steps[later]  # calls on_step
                 paused.wait(PLAY_SECONDS)
             self._playing.clear()
             self.play.label = "Play"

@@ -78,6 +78,8 @@ def curve_data(curve: Curve, table: Table, shown_scene: str, shown_step: int | N
                 continue
             data.append(values)
             last = column == len(curve.columns) - 1
+            # uPlot writes labels and the title as text (checked in Chromium with an HTML
+            # payload): scene keys go in unescaped, as escaping would show its entities.
             series.append({"label": f"{scene} {short}", "stroke": colour, "width": 2,
                            "dash": None if last else [6, 4],
                            "spanGaps": True, "points": {"show": True, "size": 5}})  # fmt: skip

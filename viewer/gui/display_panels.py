@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from dsviewer.viewer.gui.context import GuiContext
     from dsviewer.viewer.gui.points import PointFilter
+    from dsviewer.viewer.gui.state import ViewState
     from dsviewer.viewer.session.loaded import LoadedScene
 
 RESIDUAL_UNITS = {"inverse depth": "inverse", "metric (final - coarse)": "metric"}
@@ -47,6 +48,14 @@ class LayersPanel:
 
                 toggle.on_update(toggled)
                 self.toggles[key] = toggle
+            self.covered = gui.add_markdown("")
+
+    def show_covered(self, state: ViewState) -> None:
+        """Say why no point is drawn while overlaid splats or residual vectors are shown."""
+        what = [name for name, shown in (("overlaid splats", state.splats == "overlaid"),
+                                         ("residual vectors", state.vectors_shown)) if shown]
+        self.covered.content = (f"*Points hidden while {' and '.join(what)} are shown (they "
+                                "would cover them).*" if what else "")  # fmt: skip
 
     def show(self, loaded: LoadedScene) -> None:
         """Grey out the layers this scene does not have (no GT, a depth-only model)."""

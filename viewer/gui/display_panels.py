@@ -105,6 +105,7 @@ class ColoursPanel:
     def __init__(self, context: GuiContext, on_change: Callable[[], None]) -> None:
         """``on_change()``: the colour mode or a colour setting changed."""
         state, gui = context.state, context.server.gui
+        self.server = context.server
         with gui.add_folder("Colours"):
             self.mode_dropdown = gui.add_dropdown(
                 "Colour by", options=[m.label for m in COLOR_MODES.values()],
@@ -132,9 +133,23 @@ class ColoursPanel:
         for control in (self.mode_dropdown, self.residual_unit, self.percentile):
 
             @control.on_update
-            def _(_event) -> None:
+            def _(event, control=control) -> None:
                 write()
                 context.guarded(on_change)
+                self.tell_other_pages(event.client, f"{control.label}: {control.value}")
+
+    def tell_other_pages(self, changer, change: str) -> None:
+        """A notice in every page but ``changer``'s. Colours stay shared rather than per page:
+        the points are scene nodes every page shares, and per-page colours would send every
+        page its own copy of every cloud."""
+        if changer is None:  # set by the program, not by a page
+            return
+        for client_id, client in self.server.get_clients().items():
+            if client_id != changer.client_id:
+                client.add_notification(
+                    "Colours changed in another tab", f"{change}. Colour settings are shared by "
+                    "every page of this viewer.", auto_close_seconds=10.0,
+                )  # fmt: skip
 
     def set_mode(self, key: str) -> None:
         """Choose colour mode ``key`` (as a user would, callbacks included)."""

@@ -20,13 +20,15 @@ if TYPE_CHECKING:
 RENDER_HEIGHT = 256  # rows of a "render at my camera" image
 BLANK = np.full((8, 8, 3), 40, np.uint8)
 CAPTION_HEIGHT = 16  # pixels of a caption line over each image of the column
+COLUMN_WIDTH = 320  # at least this wide (pixels repeated): a page shows images at most 1:1
 
 
 def target_column(renders: TargetRenders) -> np.ndarray:
     """Per target view: rendered, GT and ``|rendered - GT|`` (mean over RGB, one colour range
-    for all targets, as in targets.png) under each other, each under a caption.
+    for all targets, as in targets.png) under each other, each under a caption; every pixel
+    repeated ``k = ceil(COLUMN_WIDTH / W)`` times each way, so the page shows it panel-wide.
 
-    Returns ``[T * 3 * (16 + H), W, 3]`` uint8.
+    Returns ``[T * 3 * (16 + k H), k W, 3]`` uint8.
     """
     from dsviewer.viewer.colormaps import apply_sequential, format_number, robust_limit, text_image
     from dsviewer.viewer.target_render import ERROR_FLOOR
@@ -34,7 +36,8 @@ def target_column(renders: TargetRenders) -> np.ndarray:
     def rgb(image) -> np.ndarray:  # [3, H, W] float -> [H, W, 3] uint8
         return np.rint(image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
 
-    width = int(renders.color.shape[-1])
+    repeat = -(-COLUMN_WIDTH // int(renders.color.shape[-1]))
+    width = repeat * int(renders.color.shape[-1])
     error = (renders.color - renders.gt).abs().mean(dim=1).numpy()  # [T, H, W]
     limit = robust_limit(error, floor=ERROR_FLOOR)
     parts = []
@@ -46,6 +49,7 @@ def target_column(renders: TargetRenders) -> np.ndarray:
             (f"|rendered - GT|, 0 to {format_number(limit)}",
              apply_sequential(error[t], 0.0, limit)),
         ):  # fmt: skip
+            image = np.repeat(np.repeat(image, repeat, axis=0), repeat, axis=1)
             parts += [text_image(caption, width=width, height=CAPTION_HEIGHT), image]
     return np.concatenate(parts, axis=0)
 

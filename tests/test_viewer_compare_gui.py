@@ -74,7 +74,6 @@ def test_probability_curves_of_other_candidates_share_one_depth_axis(runs_ab):
 
 
 def test_inspector_fills_b_minus_a_and_splits_wide_tables(server, runs_ab):
-    from dsviewer.viewer.gui.inspector_panel import RUNS_PER_TABLE
     from dsviewer.viewer.session.runs import Run
 
     app = ViewerApp(server, scene_specs=["plane"])
@@ -92,6 +91,8 @@ def test_inspector_fills_b_minus_a_and_splits_wide_tables(server, runs_ab):
     row = next(line for line in text.splitlines() if line.startswith("| b - a (final)"))
     assert f"{(SCALE_B - 1) * depth_a:.4g}" in row
     # A third run: the report is split into tables of at most RUNS_PER_TABLE runs each.
+    from dsviewer.viewer.gui.inspector_panel import RUNS_PER_TABLE
+
     app.add_run(Run("c", runs[0].spec, runs[0].loaded))
     assert app.wait_idle(60)
     app.inspector_panel.inspect_pixel(view, u, v)
@@ -102,18 +103,25 @@ def test_inspector_fills_b_minus_a_and_splits_wide_tables(server, runs_ab):
     app.close()
 
 
-def test_analysis_names_run_a_and_labels_say_which_cluster_is_which(server, runs_ab):
+def test_the_analysis_table_names_run_a(server, runs_ab):
+    app = ViewerApp(server, scene_specs=["plane"])
+    app.show_runs(runs_ab())
+    assert app.wait_idle(60)
+    assert "A: a" in app.analysis_panel.described.content
+    app.runs_panel.a.value = "b"
+    assert app.wait_idle(60)
+    assert "A: b" in app.analysis_panel.described.content
+    app.close()
+
+
+def test_labels_say_which_cluster_is_which(server, runs_ab):
     app = ViewerApp(server, scene_specs=["plane"])
     runs = runs_ab()
     app.show_runs(runs)
-    assert app.wait_idle(60)
-    assert "A: a" in app.analysis_panel.described.content
     labels = [app.server.scene._handle_from_node_name[f"/runs/{i}/label"] for i in range(2)]
     assert [label.text for label in labels] == ["A: a", "B: b"]
     app.runs_panel.a.value = "b"
     app.runs_panel.b.value = "a"
-    assert app.wait_idle(60)
-    assert "A: b" in app.analysis_panel.described.content
     assert [label.text for label in labels] == ["B: a", "A: b"]
     # Side by side: each label stands over its own cluster, where that cluster is drawn.
     app.runs_panel.placement.value = "side by side"
@@ -152,10 +160,10 @@ def test_side_by_side_and_reset_view_frame_every_shown_run(server, runs_ab):
     app.close()
 
 
-def test_remove_b_and_points_sent_counts_shown_layers_only(server, runs_ab):
+def test_remove_b(server, runs_ab):
     from dsviewer.viewer.session.runs import Run
 
-    app = ViewerApp(server, scene_specs=["plane"], point_budget=10**6)
+    app = ViewerApp(server, scene_specs=["plane"])
     runs = runs_ab()
     app.show_runs([*runs, Run("c", runs[0].spec, runs[0].loaded)])
     app.runs_panel.b.value = "b"
@@ -164,11 +172,22 @@ def test_remove_b_and_points_sent_counts_shown_layers_only(server, runs_ab):
     assert [run.name for run in app.runs] == ["a", "c"]
     assert app.state.partner == Partner("c") and app.runs_panel.b.value == "c"
     assert "Removed b" in app.runs_panel.status.content
-    app.layers_panel.toggles["coarse"].value = True
-    app.layers_panel.toggles["coarse"].value = False  # sent, then hidden
-    shown = sum(len(app.clouds.slots[s].shown[("final", v)]) for s in range(2) for v in range(V))
-    assert shown == 2 * V * H * W
-    assert f"{shown:,} points sent" in app.points_panel.readout.content
+    app.close()
+
+
+def test_points_sent_counts_shown_layers_only(server, runs_ab):
+    app = ViewerApp(server, scene_specs=["plane"], point_budget=10**6)
+    app.show_runs(runs_ab())
+    final = 2 * V * H * W  # every pixel of two runs (the plane is valid everywhere)
+    coarse = sum(int(app.runs[r].loaded.flat("coarse").valid.sum()) for r in range(2))
+    toggle = app.layers_panel.toggles["coarse"]
+    for shown, count in ((True, final + coarse), (False, final)):
+        toggle.value = shown
+        assert f"{count:,} points sent" in app.points_panel.readout.content
+    app.points_panel.min_confidence.value = 1.0  # re-selects: the hidden layer is not counted
+    kept = sum(len(slot.shown[("final", v)]) for slot in app.clouds.slots[:2] for v in range(V))
+    assert 0 < kept < final
+    assert f"{kept:,} points sent" in app.points_panel.readout.content
     app.close()
 
 

@@ -25,7 +25,7 @@ from dsviewer.viewer.escape import escape_markdown
 from dsviewer.viewer.gui import client_shims
 from dsviewer.viewer.gui.analysis_panel import AnalysisPanel
 from dsviewer.viewer.gui.cameras_panel import CamerasPanel
-from dsviewer.viewer.gui.colors import RunColors, legend
+from dsviewer.viewer.gui.colors import RunColors, difference_job, legend
 from dsviewer.viewer.gui.context import GuiContext
 from dsviewer.viewer.gui.display_panels import ColoursPanel, LayersPanel, PointsPanel, ViewsPanel
 from dsviewer.viewer.gui.export_panel import ExportPanel
@@ -187,11 +187,16 @@ class ViewerApp:
             self.state.runs.append(run)
             self.state.partner = Partner(run.name)
             self._enforce_budget()
-            self.runs_panel.show()
-            self.clouds.show(self.state.runs)
-            self.place_runs()
-            self._pair_changed()
+            self._runs_changed()
         self.request_analysis()
+
+    def _runs_changed(self) -> None:
+        """Runs were added or removed: the Runs folder, the clouds and their places, B - A."""
+        self.runs_panel.show()
+        self.clouds.show(self.state.runs)
+        self.place_runs()
+        self._pair_changed()
+        self._refresh_readout()
 
     def _enforce_budget(self) -> None:
         """Drop the oldest runs that are not A or B while the runs exceed the memory budget."""
@@ -223,11 +228,7 @@ class ViewerApp:
             state.partner = next((Partner(r.name) for r in state.runs if r is not state.run_a),
                                  None)  # fmt: skip
             with self.server.atomic():
-                self.runs_panel.show()
-                self.clouds.show(state.runs)
-                self.place_runs()
-                self._pair_changed()
-                self._refresh_readout()
+                self._runs_changed()
             self.inspector_panel.refresh()
         self.runs_panel.say(f"Removed {escape_markdown(b.name)}.")
 
@@ -258,40 +259,9 @@ class ViewerApp:
         self.clouds.refresh_colors()
         self.refresh_colors_and_tables()
         if self.state.partner is not None:
-            self.jobs.submit("Compare", self._difference_job(self.state.run_a, self.state.partner))
-
-    def _difference_job(self, a: Run, partner: Partner) -> Callable[[], None]:
-        """Compute B - A on A's pixels and on B's (the depth of one along the other's rays)."""
-
-        def job() -> None:
-            from dsviewer.viewer.compare import (
-                comparison_problem,
-                difference_maps,
-                gt_source,
-                run_source,
-            )
-
-            with self.lock:  # the GUI thread edits the run list
-                b = self.state.run_named(partner.run)
-            source_a = run_source(a.loaded)
-            source_b = (gt_source(a.loaded) if partner.is_gt
-                        else None if b is None else run_source(b.loaded))  # fmt: skip
-            problem = comparison_problem(source_a, source_b, partner.name)
-            if problem is not None:
-                self.runs_panel.say(f"*{escape_markdown(problem)}*")
-                return
-            maps = {id(a): {k: v.numpy() for k, v in difference_maps(source_a, source_b).items()}}
-            if b is not None:  # on B's pixels: -(A - B) = B - A
-                maps[id(b)] = {
-                    k: -v.numpy() for k, v in difference_maps(source_b, source_a).items()
-                }
-            with self.lock:
-                if a is not self.state.run_a or partner != self.state.partner:
-                    return  # the pair changed meanwhile
-                self.colors.set_differences(maps)
-                self.context.guarded(self.on_colors_changed)
-
-        return job
+            job = difference_job(self.context, self.colors, self.runs_panel.say,
+                                 self.on_colors_changed)  # fmt: skip
+            self.jobs.submit("Compare", job)
 
     def place_runs(self) -> None:
         """Overlaid, or each run shifted along the cameras' right axis past the previous one;

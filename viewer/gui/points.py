@@ -316,7 +316,7 @@ class RunClouds:
                 if clouds.label is not None:
                     clouds.label.visible = False
                 continue
-            text = run_label(state, slot)
+            text = run_label(state, slot)  # drawn as WebGL glyphs, never as HTML
             position = label_position(clouds.run, slot, up)
             if clouds.label is None:
                 clouds.label = self.context.server.scene.add_label(

@@ -80,8 +80,8 @@ class SplatNodes:
 
         @self.toggle.on_update
         def _(_event) -> None:
-            self._write()
-            context.guarded(lambda: on_shown(False))
+            self._write()  # side by side, they widen (or narrow) what must be framed
+            context.guarded(lambda: on_shown(self.placement.value == "side by side"))
 
         @self.placement.on_update
         def _(_event) -> None:

@@ -117,6 +117,8 @@ def difference_job(context: GuiContext, colors: RunColors, say: Callable[[str], 
         )
 
         with context.lock:  # the GUI thread edits the run list
+            if a is not state.run_a or partner != state.partner:
+                return  # the pair changed (or B was removed) before this job ran
             b = state.run_named(partner.run)
         source_a = run_source(a.loaded)
         source_b = (gt_source(a.loaded) if partner.is_gt

@@ -11,6 +11,7 @@ changes the shared colours.
 from __future__ import annotations
 
 import io
+import threading
 import time
 
 import numpy as np
@@ -29,9 +30,7 @@ from viewer_scenes import tiny_checkpoint
 pytestmark = pytest.mark.browser
 
 PLOT_TITLE = "Cost-volume probability over depth"
-
-
-B_NAME = "other-planes"
+B_NAME = "other-planes"  # run B: the same checkpoint with other near/far planes
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +63,12 @@ def pick_option(page, current: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
+def width(locator) -> float:
+    """A shown element's width on the page (0 while it is not laid out)."""
+    box = locator.bounding_box()
+    return 0.0 if box is None else box["width"]
+
+
 def colour_pixels(png: bytes, rgb: tuple[int, int, int]) -> int:
     from PIL import Image
 
@@ -76,8 +81,8 @@ def canvas_change(before: bytes, after: bytes, page) -> float:
     from PIL import Image
 
     box = canvas_box(page)
-    x0, y0, x1, y1 = int(box["x"]), int(box["y"]) + 160, int(box["x"] + box["width"]), int(
-        box["y"] + box["height"])  # below the notification toast
+    x0, x1 = int(box["x"]), int(box["x"] + box["width"])
+    y0, y1 = int(box["y"]) + 160, int(box["y"] + box["height"])  # below the notification toast
     a, b = (np.asarray(Image.open(io.BytesIO(p)).convert("RGB")).astype(np.int16)[y0:y1, x0:x1]
             for p in (before, after))  # fmt: skip
     return float((np.abs(a - b).sum(axis=-1) > 30).mean())
@@ -109,9 +114,13 @@ def test_comparing_two_runs_in_the_page(browser, viewer):  # noqa: F811
     panel_width = VIEWPORT["width"] - (box["x"] + box["width"])
     page.get_by_text("Target views", exact=True).first.click()
     image = page.locator("xpath=//*[text()='rendered, GT, error']/following::img[1]")
-    assert wait_until(lambda: image.bounding_box()["width"] >= 0.8 * panel_width)
+    assert wait_until(lambda: width(image) >= 0.8 * panel_width)
+    gate = threading.Event()  # a job ahead of the render: what a page sees while it waits
+    app.jobs.submit("Analysis", lambda: gate.wait(30))
     page.get_by_role("button", name="Render at my camera").click()
-    page.get_by_text("Rendering at your camera", exact=False).first.wait_for(timeout=5_000)
+    page.get_by_text("Rendering at your camera", exact=False).first.wait_for(timeout=15_000)
+    assert page.get_by_role("button", name="Render at my camera").is_disabled()
+    gate.set()
     assert wait_until(lambda: app.targets_panel.last_camera_render is not None, timeout=60)
     assert not app.targets_panel.camera_progress.visible
 
@@ -130,7 +139,7 @@ def test_comparing_two_runs_in_the_page(browser, viewer):  # noqa: F811
     app.inspector_panel.inspect_pixel(0, 32, 32)
     tables = page.locator("table", has_text="view, pixel (u, v)")
     assert wait_until(lambda: tables.count() == 2)
-    assert all(tables.nth(i).bounding_box()["width"] <= panel_width for i in range(2))
+    assert wait_until(lambda: all(0 < width(tables.nth(i)) <= panel_width for i in range(2)))
     # Remove B from the page; a New run that repeats A is refused with a message.
     assert app.runs_panel.b.value == "copy"
     page.get_by_role("button", name="Remove B").click()

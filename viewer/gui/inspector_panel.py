@@ -17,6 +17,7 @@ import numpy as np
 from dsviewer.viewer.color_modes import COLOR_MODES
 from dsviewer.viewer.colormaps import CATEGORY_COLORS
 from dsviewer.viewer.escape import escape_markdown
+from dsviewer.viewer.gui.state import InspectedPixel
 from dsviewer.viewer.inspector import (
     PixelOutOfRangeError,
     PixelReport,
@@ -98,10 +99,14 @@ def probability_plot(reports: list[tuple[str, PixelReport]]) -> tuple[tuple, tup
 
 
 class InspectorPanel:
-    def __init__(self, context: GuiContext, pick: Pick) -> None:
-        """``pick(ray_origin, ray_direction) -> (run, layer, view, u, v)`` of the shown point
-        nearest to a world ray, or None."""
+    def __init__(
+        self, context: GuiContext, pick: Pick, on_inspect: Callable[[], None] | None = None
+    ) -> None:
+        """``pick(ray_origin, ray_direction) -> (run, layer, view, u, v)`` of what a world ray
+        hits (a shown point or a map's pixel), or None; ``on_inspect()`` after the inspected
+        pixel (``state.inspected``) changed."""
         self.context, self.state = context, context.state
+        self.on_inspect = on_inspect
         self.report: PixelReport | None = None  # the inspected pixel, in ``run``
         self.run: Run | None = None  # the run of the clicked point (the fields' pixel is its)
         self.reports: list[tuple[str, PixelReport | None]] = []  # every run's, by name
@@ -145,6 +150,7 @@ class InspectorPanel:
     def reset(self) -> None:
         """A new scene: forget the last pixel and its curve."""
         self.report, self.run = None, None
+        self.state.inspected = None
         self.text.content = PROMPT
         self.plot.data = (np.array([1.0, 2.0]), np.zeros(2))
         if self.marker is not None:
@@ -198,4 +204,7 @@ class InspectorPanel:
             self.marker.points, self.marker.colors, self.marker.point_size = points, colors, size
             self.marker.visible = True
         self.report, self.reports, self.run = report, reports, run
+        self.state.inspected = InspectedPixel(run.name, view, u, v)
+        if self.on_inspect is not None:
+            self.on_inspect()
         return report

@@ -122,7 +122,6 @@ def run_case(name: str, views: int, height: int, width: int, use_model: bool) ->
         from dsviewer.model import load_model, predict
 
         model = load_model(tiny_checkpoint(), config=None)
-
         def predict_fn(views):
             return predict(model, views.context)
 
@@ -164,7 +163,8 @@ def run_case(name: str, views: int, height: int, width: int, use_model: bool) ->
     return {
         "case": f"{name}: {views} views {height}x{width} ({source})",
         "scene ready (s)": f"{ready:.2f}",
-        "  load_scene / predict / show (s)": f"{t_scene:.2f} / {loaded.seconds['predict']:.2f} / {t_show:.2f}",
+        "  load_scene / predict / show (s)":
+            f"{t_scene:.2f} / {loaded.seconds['predict']:.2f} / {t_show:.2f}",
         "show on a scene switch, median (s)": f"{sorted(switch_seconds)[1]:.2f}",
         "unprojection (Mpx/s)": f"{pixels / t_unproject / 1e6:.1f}",
         "points sent (default budget)": f"{points:,}",

@@ -408,6 +408,21 @@ def picture_world_point(T: np.ndarray, half_w: float, half_h: float, depth: floa
     return T[:3, :3] @ np.array([(2 * s - 1) * half_w, (2 * t - 1) * half_h, depth]) + T[:3, 3]
 
 
+def save_side_by_side(page, pngs: list[bytes], path: Path) -> None:
+    """The canvases of several screenshots side by side (the GUI panel left out), as one PNG."""
+    from PIL import Image
+
+    box = canvas_box(page)
+    crop = (int(box["x"]), int(box["y"]), int(box["x"] + box["width"]),
+            int(box["y"] + box["height"]))  # fmt: skip
+    parts = [Image.open(io.BytesIO(png)).convert("RGB").crop(crop) for png in pngs]
+    joined = Image.new("RGB", (sum(p.width + 8 for p in parts) - 8, parts[0].height))
+    for index, part in enumerate(parts):
+        joined.paste(part, (index * (part.width + 8), 0))
+    scale = min(1.0, 1280 / joined.width)
+    joined.resize((round(joined.width * scale), round(joined.height * scale))).save(path)
+
+
 def report_numbers(report) -> tuple:
     return (report.view, report.u, report.v, report.coarse_depth, report.final_depth,
             report.residual_inv, report.confidence, report.gt_depth,
@@ -463,6 +478,15 @@ def test_clicks_on_a_frustum_map_and_on_the_grid_inspect_that_pixel_and_a_3d_cli
                            app.state.inspected.v) == (0, u, v))  # fmt: skip
     page.get_by_text("Inspector", exact=True).first.click()  # the folder starts collapsed
     page.get_by_text(f"0, ({u}, {v})", exact=True).first.wait_for(timeout=15_000)
+    target = os.environ.get("DSVIEWER_MAPS_SCREENSHOT")
+    shots = []  # the canvas of each view, for the README's picture
+    if target:  # without the target frustums' lines over the picture, nothing hovered
+        app.cameras_panel.target_toggle.value = False
+        page.mouse.move(canvas_box(page)["x"] + 2, canvas_box(page)["y"] + 2)
+        page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
+        time.sleep(2)
+        shots.append(rendered_screenshot(page))
+        app.cameras_panel.target_toggle.value = True
 
     # 2. Open the grid from the page: it frames the scene and the grid beside it.
     page.get_by_label("Map grid", exact=True).check()
@@ -470,12 +494,10 @@ def test_clicks_on_a_frustum_map_and_on_the_grid_inspect_that_pixel_and_a_3d_cli
     grid, layout = app.map_pictures.grid_picture, app.map_pictures.layout
     framed, _ = framing_both(app.loaded.view.start, grid, client.camera.aspect)
     assert wait_until(lambda: np.allclose(client.camera.position, framed, atol=1e-4))
-    target = os.environ.get("DSVIEWER_MAPS_SCREENSHOT")
     if target:
-        page.mouse.move(*canvas_center(page))
-        page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
         time.sleep(2)
-        Path(target).write_bytes(rendered_screenshot(page))
+        shots.append(rendered_screenshot(page))
+        save_side_by_side(page, shots, Path(target))
     # Close up on the final-depth cell of view 1 (a map pixel is then several screen pixels)
     # and click pixel (u, v) there.
     column = app.map_pictures.columns.index("final_depth")

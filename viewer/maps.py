@@ -11,6 +11,7 @@ tests iterate it. Pure numpy: nothing here knows viser.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,11 +182,17 @@ def grid_columns(available: list[str], chosen: str) -> list[str]:
     return columns + ([chosen] if chosen in available and chosen not in columns else [])
 
 
-def grid_image(context: ColorContext, layout: GridLayout, columns: list[str],
+def grid_cell(context: ColorContext, layout: GridLayout, key: str, view: int) -> np.ndarray:
+    """Map ``key`` of ``view`` at the grid's cell size, ``[cell_h, cell_w, 3]`` uint8."""
+    return _resize_nearest(map_colors(context, key, view), layout.cell_h, layout.cell_w)
+
+
+def grid_image(layout: GridLayout, columns: list[str],
+               cell: Callable[[str, int], np.ndarray],
                marked: tuple[int, float, float] | None = None) -> np.ndarray:  # fmt: skip
     """The grid ``[h, w, 3]`` uint8: one row per context view, one column per map of
-    ``columns``, titles on top; ``marked`` = ``(view, s, t)`` puts the marker on every map of
-    that view."""
+    ``columns`` (``cell(key, view)``: :func:`grid_cell`, or a cached copy), titles on top;
+    ``marked`` = ``(view, s, t)`` puts the marker on every map of that view."""
     height, width = layout.shape
     grid = np.empty((height, width, 3), np.uint8)
     grid[:] = colormaps.LEGEND_BACKGROUND
@@ -194,9 +201,9 @@ def grid_image(context: ColorContext, layout: GridLayout, columns: list[str],
         title = colormaps.text_image(MAPS[key].label, width=layout.cell_w, height=layout.title_h)
         grid[: layout.title_h, left : left + layout.cell_w] = title
         for view in range(layout.rows):
-            cell = _resize_nearest(map_colors(context, key, view), layout.cell_h, layout.cell_w)
+            image = cell(key, view)
             if marked is not None and marked[0] == view:
-                cell = mark(cell, marked[1], marked[2])
+                image = mark(image, marked[1], marked[2])
             top, left = layout.origin(view, column)
-            grid[top : top + layout.cell_h, left : left + layout.cell_w] = cell
+            grid[top : top + layout.cell_h, left : left + layout.cell_w] = image
     return grid

@@ -35,8 +35,10 @@ from dsviewer.viewer.maps import (
     GridLayout,
     available_maps,
     frustum_picture,
+    grid_cell,
     grid_columns,
     grid_image,
+    mark,
     pixel_of,
 )
 
@@ -68,6 +70,7 @@ class MapPictures:
         self.grid_picture: Picture | None = None  # where the grid is, while it is shown
         self.layout: GridLayout | None = None
         self._plain: tuple | None = None  # (context, key, pictures): unmarked, per colouring
+        self._cells: tuple = (None, {})  # (context, {(key, view): grid cell}), per colouring
 
     # --- what is drawn ------------------------------------------------------------------------
 
@@ -111,7 +114,7 @@ class MapPictures:
         for view, handle in enumerate(self.frustums):
             picture = plain[view]
             if marked is not None and marked[0] == view:
-                picture = frustum_picture(context, key, view, marked[1:])
+                picture = mark(picture, *marked[1:])
             if handle.image is None or not np.array_equal(handle.image, picture):
                 handle.image = picture
         self._refresh_grid(context, key, marked)
@@ -121,6 +124,19 @@ class MapPictures:
             pictures = [frustum_picture(context, key, v) for v in range(len(self.frustums))]
             self._plain = (context, key, pictures)
         return self._plain[2]
+
+    def _cell_source(self, context: ColorContext, layout: GridLayout):
+        """``cell(key, view)``, computed once per colouring (a marker moves, cells stay)."""
+        if self._cells[0] is not context:
+            self._cells = (context, {})
+        cells = self._cells[1]
+
+        def cell(key: str, view: int) -> np.ndarray:
+            if (key, view, layout) not in cells:
+                cells[(key, view, layout)] = grid_cell(context, layout, key, view)
+            return cells[(key, view, layout)]
+
+        return cell
 
     def _refresh_grid(self, context: ColorContext, key: str, marked: Marked | None) -> None:
         if not self.state.maps.grid:
@@ -132,7 +148,7 @@ class MapPictures:
         columns = grid_columns(self.available(), key)
         height, width = loaded.layers.image_shape
         layout = GridLayout.for_maps(loaded.layers.num_views, len(columns), height, width)
-        image = grid_image(context, layout, columns, marked)
+        image = grid_image(layout, columns, self._cell_source(context, layout), marked)
         place = grid_placement(loaded.view.start, layout.shape)
         wxyz, position = _pose(place.T_world_node)
         size = (2 * place.half_w, 2 * place.half_h)

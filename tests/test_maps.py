@@ -177,3 +177,39 @@ def test_grid_layout_locates_cells():
         (2, 1, 5 / 20, 7.5 / 10)
     )
     assert layout.locate(1 / width, 0.5) is None  # the left gap
+
+
+def test_b_minus_a_is_a_map_while_b_is_chosen(app):
+    """A second run whose final depth is 1.1 times A's (same cameras): B - A (metric) on A's
+    pixels is 0.1 d_A, coloured on the symmetric range of its 98th percentile of |value|."""
+    from pathlib import Path
+
+    from viewer_scenes import make_prediction, make_scene
+
+    from dsviewer.viewer.session.loaded import run_prediction
+    from dsviewer.viewer.session.runs import Run
+    from dsviewer.viewer.session.specs import RunSpec
+
+    assert "difference" not in app.map_pictures.available()
+    app.inspector_panel.reset()  # no marker over the pictures
+    scene = make_scene(V, H, W)
+    prediction = make_prediction(scene)
+    prediction.final_depth *= 1.1
+    b = Run("b", RunSpec(Path("b")), run_prediction(scene, lambda _scene: prediction))
+    app.add_run(b)  # B: its B - A is computed on the job thread
+    assert app.wait_idle(60)
+    assert "difference" in app.map_pictures.available()
+    app.colours_panel.residual_unit.value = "metric (final - coarse)"
+    app.maps_panel.picture.value = MAPS["difference"].label
+    assert app.state.maps.frustum == "difference"
+    d_a = app.loaded.layers.final_depth.double().numpy()
+    limit = np.percentile(np.abs(0.1 * d_a), 98)
+    for view in range(V):
+        expected = colormaps.apply_diverging(0.1 * d_a[view], limit)
+        assert np.array_equal(app.map_pictures.frustums[view].image, expected)
+    app.remove_run(1)
+    app.set_pair(0, None)
+    app.show_runs(app.runs)  # a pair without B: B - A is no map any more
+    assert "difference" not in app.map_pictures.available()
+    assert app.state.maps.frustum == "photo" and app.maps_panel.picture.value == "Photo"
+    app.colours_panel.residual_unit.value = "inverse depth"

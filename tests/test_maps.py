@@ -179,13 +179,14 @@ def test_grid_layout_locates_cells():
     assert layout.locate(1 / width, 0.5) is None  # the left gap
 
 
-def test_b_minus_a_is_a_map_while_b_is_chosen(app):
+def test_maps_follow_run_a_and_b_minus_a_is_a_map_while_b_is_chosen(app):
     """A second run whose final depth is 1.1 times A's (same cameras): B - A (metric) on A's
     pixels is 0.1 d_A, coloured on the symmetric range of its 98th percentile of |value|."""
     from pathlib import Path
 
     from viewer_scenes import make_prediction, make_scene
 
+    from dsviewer.viewer.gui.state import Partner
     from dsviewer.viewer.session.loaded import run_prediction
     from dsviewer.viewer.session.runs import Run
     from dsviewer.viewer.session.specs import RunSpec
@@ -207,9 +208,23 @@ def test_b_minus_a_is_a_map_while_b_is_chosen(app):
     for view in range(V):
         expected = colormaps.apply_diverging(0.1 * d_a[view], limit)
         assert np.array_equal(app.map_pictures.frustums[view].image, expected)
-    app.remove_run(1)
-    app.set_pair(0, None)
-    app.show_runs(app.runs)  # a pair without B: B - A is no map any more
+    # A = the second run: the maps are its own (its final depth on its own range).
+    app.maps_panel.picture.value = MAPS["final_depth"].label
+    app.set_pair(1, Partner(app.runs[0].name))
+    assert app.wait_idle(60) and app.state.run_a is b
+    d_b = b.loaded.layers.final_depth.numpy()
+    low, high = np.percentile(d_b[np.isfinite(d_b) & (d_b > 0)], [2, 98])
+    for view in range(V):
+        expected = colormaps.apply_sequential(d_b[view], low, high)
+        assert np.array_equal(app.map_pictures.frustums[view].image, expected)
+    app.set_pair(0, Partner("b"))
+    assert app.wait_idle(60)
+    app.maps_panel.picture.value = MAPS["difference"].label
+    app.set_pair(0, None)  # no B: B - A is no map any more, the frustums show the photo
     assert "difference" not in app.map_pictures.available()
+    assert MAPS["difference"].label not in app.maps_panel.picture.options
     assert app.state.maps.frustum == "photo" and app.maps_panel.picture.value == "Photo"
+    assert np.array_equal(app.map_pictures.frustums[0].image, app.loaded.layers.rgb[0].numpy())
+    app.remove_run(1)
+    app.show_runs(app.runs)
     app.colours_panel.residual_unit.value = "inverse depth"

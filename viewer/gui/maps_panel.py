@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dsviewer.viewer.maps import MAPS, available_maps
+from dsviewer.viewer.maps import GRID_COLUMNS, MAPS, available_maps
 
 if TYPE_CHECKING:
     import viser
@@ -40,9 +40,10 @@ class MapsPanel:
             )  # fmt: skip
             self.grid = gui.add_checkbox(
                 "Map grid", initial_value=False,
-                hint="A grid beside the scene: one row per context view, one column per map "
-                "(photo, coarse depth, residual, final depth, GT / SfM error, and the frustum "
-                "picture's map); clickable like the frustums.",
+                hint="A grid beside the scene: one row per context view, one column per map ("
+                + ", ".join(MAPS[key].label for key in GRID_COLUMNS)
+                + " where the scene has them, and the frustum picture's map); clickable like the "
+                "frustums.",
             )  # fmt: skip
             self.frame = gui.add_button(
                 "Frame scene and grid", hint="Move your view back to see the scene and the grid."

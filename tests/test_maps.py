@@ -132,7 +132,13 @@ def test_grid_cells_are_the_maps_and_a_ray_on_a_cell_selects_its_pixel(app):
     context = app.colors.context()
     # Cells: 160 px on the longer side (W), gaps of 4 px, titles 20 px high.
     cell_w, cell_h, gap, title = 160, 120, 4, 20
-    assert grid.shape == (title + V * (cell_h + gap), gap + len(columns) * (cell_w + gap), 3)
+    legends = title + V * (cell_h + gap)  # the legend row starts here
+    assert grid.shape == (legends + layout.legend_h, gap + len(columns) * (cell_w + gap), 3)
+    # Under the final-depth column, its colour bar: the sequential map from end to end.
+    left = gap + columns.index("final_depth") * (cell_w + gap)
+    band = grid[legends:, left : left + cell_w].reshape(-1, 3)
+    for end in (0, 255):
+        assert (band == colormaps.lut("sequential")[end]).all(-1).any()
     for view in range(V):
         for column, key in enumerate(columns):
             top, left = title + view * (cell_h + gap), gap + column * (cell_w + gap)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dsviewer.viewer import colormaps
-from dsviewer.viewer.color_modes import ColorContext, point_colors
+from dsviewer.viewer.color_modes import ColorContext, legend_image, point_colors
 from dsviewer.viewer.layers import Layers
 from dsviewer.viewer.point_layers import point_layer
 from dsviewer.viewer.scene_nodes import THUMBNAIL_SIDE, shrink
@@ -133,6 +133,7 @@ class GridLayout:
     cell_w: int
     gap: int = GRID_GAP
     title_h: int = GRID_TITLE_HEIGHT
+    legend_h: int = 0  # the row of legends under the cells
 
     @staticmethod
     def for_maps(rows: int, columns: int, height: int, width: int) -> GridLayout:
@@ -143,7 +144,7 @@ class GridLayout:
     @property
     def shape(self) -> tuple[int, int]:
         """``(height, width)`` of the whole grid image."""
-        return (self.title_h + self.rows * (self.cell_h + self.gap),
+        return (self.title_h + self.rows * (self.cell_h + self.gap) + self.legend_h,
                 self.gap + self.columns * (self.cell_w + self.gap))  # fmt: skip
 
     def origin(self, row: int, column: int) -> tuple[int, int]:
@@ -187,13 +188,21 @@ def grid_cell(context: ColorContext, layout: GridLayout, key: str, view: int) ->
     return _resize_nearest(map_colors(context, key, view), layout.cell_h, layout.cell_w)
 
 
+def grid_legends(context: ColorContext, layout: GridLayout, columns: list[str]) -> list:
+    """Each column's legend at the cell width (the points' legend of its colour mode)."""
+    return [legend_image(context, MAPS[key].mode, width=layout.cell_w) for key in columns]
+
+
 def grid_image(layout: GridLayout, columns: list[str],
                cell: Callable[[str, int], np.ndarray],
-               marked: tuple[int, float, float] | None = None) -> np.ndarray:  # fmt: skip
+               marked: tuple[int, float, float] | None = None,
+               legends: list[np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
     """The grid ``[h, w, 3]`` uint8: one row per context view, one column per map of
-    ``columns`` (``cell(key, view)``: :func:`grid_cell`, or a cached copy), titles on top;
-    ``marked`` = ``(view, s, t)`` puts the marker on every map of that view."""
+    ``columns`` (``cell(key, view)``: :func:`grid_cell`, or a cached copy), titles on top,
+    ``legends`` (:func:`grid_legends`; ``layout.legend_h`` high) below; ``marked`` =
+    ``(view, s, t)`` puts the marker on every map of that view."""
     height, width = layout.shape
+    legend_top = height - layout.legend_h
     grid = np.empty((height, width, 3), np.uint8)
     grid[:] = colormaps.LEGEND_BACKGROUND
     for column, key in enumerate(columns):
@@ -206,4 +215,8 @@ def grid_image(layout: GridLayout, columns: list[str],
                 image = mark(image, marked[1], marked[2])
             top, left = layout.origin(view, column)
             grid[top : top + layout.cell_h, left : left + layout.cell_w] = image
+        if legends is not None:
+            legend = legends[column][: layout.legend_h, : layout.cell_w]
+            _, left = layout.origin(0, column)
+            grid[legend_top : legend_top + legend.shape[0], left : left + legend.shape[1]] = legend
     return grid

@@ -18,6 +18,7 @@ one ``pick``) decides what the ray met first: a shown picture, or a point.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,6 +39,7 @@ from dsviewer.viewer.maps import (
     grid_cell,
     grid_columns,
     grid_image,
+    grid_legends,
     mark,
     pixel_of,
 )
@@ -148,7 +150,9 @@ class MapPictures:
         columns = grid_columns(self.available(), key)
         height, width = loaded.layers.image_shape
         layout = GridLayout.for_maps(loaded.layers.num_views, len(columns), height, width)
-        image = grid_image(layout, columns, self._cell_source(context, layout), marked)
+        legends = grid_legends(context, layout, columns)
+        layout = dataclasses.replace(layout, legend_h=max(legend.shape[0] for legend in legends))
+        image = grid_image(layout, columns, self._cell_source(context, layout), marked, legends)
         place = grid_placement(loaded.view.start, layout.shape)
         wxyz, position = _pose(place.T_world_node)
         size = (2 * place.half_w, 2 * place.half_h)

@@ -1,10 +1,13 @@
-"""The Inspector folder: click a point (or type a pixel) to see everything about its pixel.
+"""The Inspector folder: click a point or a map's pixel (or type a pixel) to see everything
+about that pixel.
 
-A click in the scene is a ray in the user's frame; :meth:`RunClouds.pick` finds the shown point
-nearest to it. The report (:mod:`dsviewer.viewer.inspector`) lists the depths, the residual, the
-confidence, GT, every scalar colour mode's value and the flags, and plots the cost volume's
-probability over the depth candidates between the view's near and far planes. With several runs
-the same ray's pixel is reported in each (one column per run, the curves overlaid).
+A click in the scene is a ray in the user's frame; the ``pick`` the app gives
+(:meth:`MapPictures.pick`) finds the map pixel it meets or the shown point nearest to it. The
+inspected pixel is written to ``state.inspected`` (the maps mark it). The report
+(:mod:`dsviewer.viewer.inspector`) lists the depths, the residual, the confidence, GT, every
+scalar colour mode's value and the flags, and plots the cost volume's probability over the
+depth candidates between the view's near and far planes. With several runs the same ray's
+pixel is reported in each (one column per run, the curves overlaid).
 """
 
 from __future__ import annotations

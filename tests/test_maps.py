@@ -234,3 +234,30 @@ def test_maps_follow_run_a_and_b_minus_a_is_a_map_while_b_is_chosen(app):
     app.remove_run(1)
     app.show_runs(app.runs)
     app.colours_panel.residual_unit.value = "inverse depth"
+
+
+def test_the_grid_lies_beside_the_scene_and_opening_it_frames_both(app):
+    """The grid is right of the scene's framed sphere (no overlap), faces the start camera
+    upright, and the framing camera sees the sphere and every grid corner inside its view."""
+    from dsviewer.viewer.map_geometry import framing_both, grid_placement
+
+    start = app.loaded.view.start
+    grid = grid_placement(start, (358, 824))
+    forward = (start.look_at - start.position) / np.linalg.norm(start.look_at - start.position)
+    R = grid.T_world_node[:3, :3]
+    assert np.allclose(R[:, 2], forward) and np.allclose(R.T @ R, np.eye(3))
+    assert R[:, 1] @ start.up < 0  # the grid's rows go down the screen
+    distance = np.linalg.norm(start.look_at - start.position)
+    radius = distance * np.sin(start.fov / 2) / 1.15  # what the start camera frames
+    left_edge = grid.T_world_node[:3, 3] - R[:, 0] * grid.half_w
+    assert (left_edge - start.look_at) @ R[:, 0] > radius
+    for aspect in (0.8, 1.2, 2.0):
+        position, look_at = framing_both(start, grid, aspect)
+        assert np.allclose(np.cross(look_at - position, R[:, 2]), 0)  # looks along the view
+        corners = [picture_point(grid, s, t) for s in (0, 1) for t in (0, 1)]
+        sphere = [start.look_at + sign * radius * axis for sign in (-1, 1) for axis in R.T]
+        for point in corners + sphere:
+            x, y, z = R.T @ (point - position)  # the framing camera looks along R[:, 2]
+            assert z > 0
+            assert abs(x / z) <= np.tan(start.fov / 2) * aspect + 1e-9
+            assert abs(y / z) <= np.tan(start.fov / 2) + 1e-9

@@ -538,6 +538,12 @@ def test_clicks_on_a_frustum_map_and_on_the_grid_inspect_that_pixel_and_a_3d_cli
     marked = np.argwhere((picture == MARKER_COLOR).all(-1))
     assert tuple((marked.min(axis=0) + marked.max(axis=0)) // 2) == (v, u)
     assert not (app.map_pictures.frustums[0].image == MARKER_COLOR).all(-1).any()
+    # ... and on the grid, in each cell of view 1's row (here: the final-depth cell).
+    left, top = 4 + column * 164, 20 + 164
+    cell = app.map_pictures.grid.image[top : top + 160, left : left + 160]
+    marked = np.argwhere((cell == MARKER_COLOR).all(-1))
+    centre = (marked.min(axis=0) + marked.max(axis=0)) / 2
+    assert np.allclose(centre, ((v + 0.5) * 160 / height, (u + 0.5) * 160 / width), atol=1.0)
     app.views_panel.toggles[0].value = True
     app.maps_panel.grid.value = False
     app.maps_panel.picture.value = "Photo"

@@ -73,6 +73,7 @@ class MapPictures:
         self.layout: GridLayout | None = None
         self._plain: tuple | None = None  # (context, key, pictures): unmarked, per colouring
         self._cells: tuple = (None, {})  # (context, {(key, view): grid cell}), per colouring
+        self._legends: tuple = (None, None, [])  # (context, (columns, layout), legends)
 
     # --- what is drawn ------------------------------------------------------------------------
 
@@ -150,7 +151,10 @@ class MapPictures:
         columns = grid_columns(self.available(), key)
         height, width = loaded.layers.image_shape
         layout = GridLayout.for_maps(loaded.layers.num_views, len(columns), height, width)
-        legends = grid_legends(context, layout, columns)
+        if self._legends[0] is not context or self._legends[1] != (tuple(columns), layout):
+            self._legends = (context, (tuple(columns), layout),
+                             grid_legends(context, layout, columns))  # fmt: skip
+        legends = self._legends[2]
         layout = dataclasses.replace(layout, legend_h=max(legend.shape[0] for legend in legends))
         image = grid_image(layout, columns, self._cell_source(context, layout), marked, legends)
         place = grid_placement(loaded.view.start, layout.shape)

@@ -7,14 +7,14 @@ architecture appear beside its checkpoints). Every expected number comes
 from ``dsviewer export`` of the same checkpoint files (one in-process export of all steps):
 the metrics of each step, and the comparison of two steps (compare.json, compare.ply). The
 browser test drives the page in headless Chromium: the slider moves, the points change, the
-curves hold one point per step. ``DSVIEWER_WATCH_SCREENSHOT=docs/watch.png`` keeps the shot.
+camera stays, Play plays, the curves hold one point per step (README's shot is
+``scripts/screenshot_watch.py``'s).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -268,7 +268,7 @@ def test_scenes_past_a_steps_time_budget_are_left_for_later_with_a_note(watch, t
 
 @pytest.mark.browser
 def test_moving_the_slider_in_the_page_changes_the_points(watch):
-    from test_browser import CHROMIUM, CHROMIUM_FLAGS, canvas_center, open_page, wait_until
+    from test_browser import CHROMIUM, CHROMIUM_FLAGS, open_page, wait_until
 
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
@@ -285,12 +285,17 @@ def test_moving_the_slider_in_the_page_changes_the_points(watch):
         page = open_page(browser, url)
         thumb = page.get_by_role("slider").first
         thumb.wait_for(timeout=30_000)
+        client = list(app.server.get_clients().values())[-1]
+        moved = np.array(client.camera.position) + 0.5  # the user looks from elsewhere
+        client.camera.position = tuple(moved)
+        assert wait_until(lambda: np.allclose(client.camera.position, moved, atol=1e-3))
         thumb.focus()
         page.keyboard.press("ArrowLeft")  # one step back, as a user would
         assert wait_until(lambda: app.state.run_a.name == f"step-{STEPS[-2]}", timeout=60)
         assert live.wait_idle(120)
         after = np.array(app.server.scene._handle_from_node_name[node].points)
         assert before.shape == after.shape and np.abs(after - before).max() > 1e-3
+        assert np.allclose(client.camera.position, moved, atol=1e-3)  # the camera stayed
         # Play steps through to the newest step, then the button says Play again.
         page.get_by_role("button", name="Play", exact=True).click()
         assert wait_until(lambda: app.state.run_a.name == f"step-{STEPS[-1]}", timeout=60)
@@ -301,11 +306,4 @@ def test_moving_the_slider_in_the_page_changes_the_points(watch):
             ".filter(t => t.chart.series.some(s => s.label === 'shown step'))"
             ".map(t => Array.from(t.chart.data[0]))")  # fmt: skip
         assert [list(map(int, xs)) for xs in chart] == [list(STEPS)]
-        target = os.environ.get("DSVIEWER_WATCH_SCREENSHOT")
-        if target:
-            page.mouse.move(*canvas_center(page))
-            page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
-            time.sleep(3)
-            page.get_by_text("Metric", exact=True).first.scroll_into_view_if_needed()
-            page.screenshot(path=target)
         browser.close()

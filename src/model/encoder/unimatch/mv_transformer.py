@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..common.cpu_kernels import Linear
+from ..common.cpu_kernels import Linear, linear_gelu
 
 
 def source_view_indices(
@@ -168,7 +168,8 @@ class TransformerLayer(nn.Module):
         message = window_attention(query, key, value, num_splits, self.num_heads, attn_mask)
         message = self.norm1(self.merge(message))
         if self.mlp is not None:
-            message = self.norm2(self.mlp(torch.cat((source, message), dim=-1)))
+            hidden = linear_gelu(self.mlp[0], torch.cat((source, message), dim=-1))
+            message = self.norm2(self.mlp[2](hidden))  # mlp[1] is that GELU
         return source + message
 
 

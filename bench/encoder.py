@@ -14,6 +14,7 @@ roofline table: the forward's GFLOP (counted by torch's FlopCounterMode, see
 product timed in every round of the same run, with the ratio of the two.
 
     python bench/encoder.py --official ~/depthsplat            # the two reference sizes
+    python bench/encoder.py --official ~/depthsplat --placeholder-packages torchvision
     python bench/encoder.py --arch gs_base_u2l4 --rounds 3     # ours only
     python bench/encoder.py --profile --rounds 0               # time and GFLOP per model part
     python bench/encoder.py --device cuda                      # fp32 and bf16 autocast on a GPU
@@ -318,6 +319,9 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=None, choices=("fp32", "bf16", "fp16"),
                         help="fp32 and/or autocast dtypes (CUDA only); default fp32 on the CPU, "
                         "fp32 and bf16 on CUDA; the official encoder runs in fp32")  # fmt: skip
+    parser.add_argument("--placeholder-packages", nargs="*", default=(),
+                        help="packages the official code imports but that cannot be installed "
+                        "(torchvision here), as in bench/backend_parity.py")  # fmt: skip
     parser.add_argument("--profile", action="store_true",
                         help="also print time and GFLOP per model part (ours)")  # fmt: skip
     parser.add_argument("--reference", type=Path, default=None,
@@ -338,6 +342,10 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory(prefix="dsviewer-bench-") as folder:
+        if args.placeholder_packages:
+            from backend_parity import write_placeholder_packages
+
+            write_placeholder_packages(args.placeholder_packages, Path(folder) / "placeholders")
         for architecture in args.arch:
             rows += bench(architecture, args, Path(folder))
     if args.rounds == 0:

@@ -69,8 +69,8 @@ def expand_shift_mask(shift_mask: Tensor, num_views: int, num_heads: int) -> Ten
     The mask is tiled M times along the key axis, so key j gets mask column j mod L. For
     M > 1 this pairs keys with the mask columns of other tokens (keys are token-major);
     the released models were trained this way, so it is reproduced exactly. SDPA broadcasts
-    it over the batch on its fast CPU kernel (same results as a contiguous per-row copy, which
-    would cost N times the memory: 0.5 GB for base with 6 views at 448x768).
+    it over the batch on its fast CPU kernel, with the results of a contiguous per-row copy
+    (which would take N times the memory: 0.5 GB for base with 6 views at 448x768).
     """
     mask = shift_mask.repeat(1, 1, num_views).repeat_interleave(num_heads, dim=0)
     return mask.unsqueeze(0)

@@ -30,12 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from encoder import PRESET_OF, preset_input, write_checkpoint
 
 ARCH_OF = {name: arch for arch, name in PRESET_OF.items()}
-READY = re.compile(r"Scene ready in ([\d.]+) s \((.*)\)")
+READY = re.compile(r"Scene ready in ([\d.]+) s \(([^)]*)\)")
 
 
 def time_viewer(checkpoint: Path, threads: int, timeout: float) -> tuple[float, float, str]:
     """(viewer's own seconds, wall seconds from the process start, its stage list)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    # A wide console: rich wraps its lines at 80 columns when stderr is not a terminal.
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "COLUMNS": "1000"}
     command = [sys.executable, "-m", "dsviewer.viewer.cli", "--ckpt", str(checkpoint),
                "--scene", "synthetic:0", "--port", "0"]  # fmt: skip
     start = time.perf_counter()

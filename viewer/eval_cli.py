@@ -55,6 +55,10 @@ class EvalOptions(RunOptions):
     thumbnails: int = 500
     """Embed thumbnails in report.html for this many rows from the top (they set its size)."""
 
+    overlap: bool = True
+    """Read the next scene and finish the previous one while the model runs; --no-overlap runs
+    each scene's steps one after another (the same results, for timing comparisons)."""
+
     def check_flags(self) -> None:
         """The command line's checks (run once, on rank 0, by the evaluation)."""
         if not self.ckpt or self.out is None:
@@ -75,7 +79,7 @@ class EvalOptions(RunOptions):
             run=specs[0] if specs else RunSpec(Path()), settings=self.session_settings(),
             out=Path(self.out or ""), scenes=tuple(self.scene), force=self.force,
             threads=self.threads, max_target_views=self.max_target_views, sort_by=self.sort_by,
-            thumbnails=self.thumbnails,
+            thumbnails=self.thumbnails, overlap=self.overlap,
         )  # fmt: skip
 
 

@@ -261,6 +261,7 @@ def test_two_ranks_give_the_same_rows_as_one_process(one_process, two_ranks):
     summary = json.loads((out / "summary.json").read_text())
     ranks = summary["timing"]["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["threads"] == 1 for r in ranks)
+    assert all(r["overlap"] and r["stages"]["forward"] > 0 for r in ranks)  # both overlapped
     assert sum(r["scenes"] for r in ranks) == 5 and all(r["scenes"] >= 2 for r in ranks)
     assert sum(r["failed"] for r in ranks) == 1  # the broken scene, counted on its rank's bar
     # stderr is a pipe: plain progress lines, and rank 0's counts every rank's scenes

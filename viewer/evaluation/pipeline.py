@@ -13,8 +13,11 @@ written in that order too. Each scene's :class:`~dsviewer.stage_timer.StageTimer
 it from thread to thread, so its stage times are its own whatever ran beside it.
 
 Threads, not processes: torch releases the GIL in its kernels, and a scene's layers stay where
-they are. The helper threads run torch with one intra-op thread each, so that they take at most
-one core from the model's ``T`` threads; the model's thread keeps ``T``.
+they are. The helper threads keep the rank's torch thread count: float32 sums depend on it, and
+the results must not depend on the loop. So that the overlap does not starve the model, the
+results thread (and the torch threads it starts) runs at a lower OS priority: the model's
+threads get the cores first, the results take the cycles they leave idle, and whenever the
+model waits for them (at most one scene is being finished) they run alone.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dsviewer.viewer.evaluation.columns import STATUS_FAILED, STATUS_OK
 from dsviewer.viewer.evaluation.plan import PlannedScene
 from dsviewer.viewer.evaluation.records import SceneRecord, frames_of, png_base64
 
-RESULTS_NICENESS = int(__import__("os").environ.get("DSV_NICE", "10"))
+RESULTS_NICENESS = 10  # the results thread's nice: about a tenth of a model thread's share
 
 if TYPE_CHECKING:
     from dsviewer.dataset.types import SceneViews

@@ -109,7 +109,9 @@ def one_process(dataset, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def both_loops(dataset, tmp_path_factory):
-    """Every scene with the overlapped loop and with --no-overlap, one thread, in this process;
+    """Every scene with the overlapped loop and with --no-overlap, in this process, one torch
+    thread (two take minutes on a busy 2-core machine; the same holds there, by the same rule:
+    the helper threads use the rank's thread count);
     per loop: the output folder, and per scene when its load started and when its record was
     handed to be written, by clocks of our own, in the order the records were written."""
     from dsviewer.viewer.evaluation import runner

@@ -309,8 +309,8 @@ def export(
     scene's own units, into ``out`` (all of them or none; ``README.md``, "Exports").
 
     ``overwrite`` replaces an earlier export as a whole; a folder holding other files is
-    refused. The run goes through the viewer's own model session (the checkpoint is opened a
-    second time, with the same device and settings), so notes and findings are the command's.
+    refused. The run goes through the viewer's own model session (on ``model``'s backend), so
+    notes and findings are the command's.
     Returns the paths written.
     """
     from dsviewer.stage_timer import StageTimer, stage, timing
@@ -330,10 +330,10 @@ def export(
     check_writable(folder)
     refuse_existing(folder, overwrite)
     # The viewer's own model session runs the scene, so the notes, the capture check's findings
-    # and the run's record are those `dsviewer export` writes; it opens the file again.
+    # and the run's record are those `dsviewer export` writes.
     settings = SessionSettings(device=model.backend.device, config=model.config,
                                depthsplat_repo=model.depthsplat_repo)  # fmt: skip
-    session = ModelSession(model.backend.checkpoint, settings)
+    session = ModelSession(model.backend.checkpoint, settings, backend=model.backend)
     export_settings = ExportSettings(analysis=AnalysisSettings(
         consistency_threshold=consistency_threshold,
         consistency_occlusions=consistency_occlusions,

@@ -141,10 +141,11 @@ def print_tables(modes, runs, bounds, args) -> None:
                   f"{rate / bound:>14.2f}{rate / sequential:>15.2f}")  # fmt: skip
     from dsviewer.stage_timer import STAGE_NAMES
 
-    print("\nseconds per scene and stage (summed over ranks; median of rounds):")
+    print("\nseconds per scene and stage (summed over ranks; median of rounds); columns: "
+          "ranks x threads, loop")
     columns = [(mode, loop) for mode in modes for loop in LOOPS]
-    print(f"{'stage':<16}" + "".join(f"{mode.split(' x')[0][:13] + ', ' + loop[:3]:>18}"
-                                     for mode, loop in columns))  # fmt: skip
+    labels = [f"{modes[mode][0]}x{modes[mode][1]} {loop}" for mode, loop in columns]
+    print(f"{'stage':<16}" + "".join(f"{label:>18}" for label in labels))
     for name in (*STAGE_NAMES, "total"):
         cells = []
         for column in columns:

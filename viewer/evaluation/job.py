@@ -31,9 +31,11 @@ class EvalJob:
     with a result; ``threads``: torch CPU threads per process (None: the node's cores split
     among its ranks); ``max_target_views``: target renders per scene (0: none; None: all);
     ``sort_by``: report.html's ranking column (``auto``: GT AbsRel when any scene has GT);
-    ``thumbnails``: rows of report.html with thumbnails; ``overlap``: read the next scene
-    and finish the previous one while the model runs (False: one step after another; the
-    records are the same, :mod:`dsviewer.viewer.evaluation.pipeline`).
+    ``thumbnails``: rows of report.html with thumbnails; ``ckpt_dir``: evaluate every
+    checkpoint of this training folder instead of ``run.checkpoint`` (each step as its own
+    evaluation in ``out/steps/``, then ``steps.csv``; :mod:`dsviewer.viewer.evaluation.steps`);
+    ``overlap``: read the next scene and finish the previous one while the model runs (False:
+    one step after another; the records are the same, :mod:`dsviewer.viewer.evaluation.pipeline`).
     """
 
     run: RunSpec
@@ -45,6 +47,7 @@ class EvalJob:
     max_target_views: int | None = None
     sort_by: str = "auto"
     thumbnails: int = 500
+    ckpt_dir: Path | None = None
     overlap: bool = True
 
     @property

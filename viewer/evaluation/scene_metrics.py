@@ -30,6 +30,7 @@ from dsviewer.viewer.evaluation.columns import METRIC_NAMES, THUMBNAIL_NAMES
 if TYPE_CHECKING:
     from dsviewer.dataset.types import SceneViews
     from dsviewer.model.types import Prediction
+    from dsviewer.viewer.session.loaded import LoadedScene
     from dsviewer.viewer.session.model import ModelSession
     from dsviewer.viewer.session.specs import RunSpec, SessionSettings
 
@@ -84,16 +85,25 @@ def predict_scene(session: ModelSession, scene: SceneViews,
 
 def scene_result(scene: SceneViews, prediction: Prediction,
                  max_target_views: int | None = None) -> SceneResult:  # fmt: skip
-    """Everything after the forward pass: the layers, the analyses, the target renders and the
-    thumbnails; see :data:`METRIC_NAMES`. Reads nothing but its arguments, so it may run on
-    another thread while the model predicts the next scene."""
+    """Everything after the forward pass: the layers, then :func:`loaded_result`. Reads
+    nothing but its arguments, so it may run on another thread while the model predicts the
+    next scene."""
+    from dsviewer.viewer.session.loaded import run_prediction
+
+    loaded = run_prediction(scene, lambda _: prediction)  # the forward pass is already done
+    return loaded_result(loaded, max_target_views)
+
+
+def loaded_result(loaded: LoadedScene, max_target_views: int | None = None) -> SceneResult:
+    """The metrics and thumbnails of a scene already predicted (what :func:`evaluate_scene`
+    computes after the model; a viewer that keeps its predictions calls this directly); see
+    :data:`METRIC_NAMES`."""
     import torch
 
     from dsviewer.viewer.analysis import AnalysisSettings
-    from dsviewer.viewer.session.loaded import run_prediction
     from dsviewer.viewer.target_render import render_target_views
 
-    loaded = run_prediction(scene, lambda _: prediction)  # the forward pass is already done
+    scene = loaded.scene
     layers = loaded.layers  # the user's frame and units, as the viewer shows them
     analysis = loaded.analysis(AnalysisSettings())
     with stage("analysis"):

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-from dsviewer.errors import InputError
 from dsviewer.viewer.network import DEFAULT_PORT, access_hint, choose_port
 from dsviewer.viewer.options import ViewerOptions
 
@@ -28,6 +27,7 @@ residual, the final depth and the predicted Gaussians, unprojected into the cont
   dsviewer export --help      (PLY / 3DGS PLY / HTML / PNG / JSON exports of the same layers)
   dsviewer eval --help        (a whole test set: scenes.csv, summary.json, report.html)
   dsviewer check --help       (a capture against a checkpoint: what differs, what flag to try)
+  dsviewer watch DIR --scene KEY   (a training's checkpoints as they appear: timeline, curves)
   dsviewer patch-depthsplat PATH   (let your DepthSplat checkout run here: --depthsplat-repo)
 """
 SUBCOMMANDS = {
@@ -35,6 +35,7 @@ SUBCOMMANDS = {
     "eval": "dsviewer.viewer.eval_cli",
     "check": "dsviewer.viewer.check_cli",
     "patch-depthsplat": "dsviewer.viewer.patch_cli",
+    "watch": "dsviewer.viewer.watch_cli",
 }
 
 
@@ -46,17 +47,12 @@ def parse(argv: list[str]) -> ViewerOptions:
 
 def check_inputs(options: ViewerOptions) -> ViewerOptions:
     """Cheap checks before anything heavy is imported."""
-    from dsviewer.viewer.network import check_port, resolve_host
-
     if not options.ckpt and not options.scene:  # nothing asked for: show the demo
         options.demo = True
     if options.demo:
         options.use_demo()
     options.check()
-    if options.point_budget < 1 or options.gaussian_budget < 1:
-        raise InputError("--point-budget and --gaussian-budget must be at least 1.")
-    check_port(options.port)
-    resolve_host(options.host)
+    options.check_serving()
     return options
 
 

@@ -17,7 +17,7 @@ import tyro
 
 from dsviewer.viewer.evaluation.columns import METRIC_NAMES  # light: the column table only
 from dsviewer.viewer.evaluation.job import EvalJob, EvalUsageError  # light: dataclasses
-from dsviewer.viewer.options import RunOptions
+from dsviewer.viewer.options import RunOptions, TargetRenderOptions
 
 SortColumn = Literal[("auto", *METRIC_NAMES)]  # type: ignore[valid-type]
 
@@ -35,7 +35,7 @@ thumbnails and the command that opens each scene in dsviewer). A rerun resumes. 
 
 
 @dataclass
-class EvalOptions(RunOptions):
+class EvalOptions(RunOptions, TargetRenderOptions):
     """Evaluate a checkpoint over a whole test set (--scene: only these scenes)."""
 
     out: Path | None = None
@@ -46,9 +46,6 @@ class EvalOptions(RunOptions):
 
     threads: int | None = None
     """Torch CPU threads per process; default: the node's cores split among its ranks."""
-
-    max_target_views: int | None = None
-    """Render at most this many target views per scene for target_psnr (0: none; default all)."""
 
     sort_by: SortColumn = "auto"
     """Column that ranks report.html worst first; auto: gt_abs_rel_final if any scene has GT

@@ -96,14 +96,9 @@ class ViewOptions:
 
 
 @dataclass
-class RunOptions(ViewOptions):
-    """Which model runs on which scene, views and depth range (every command that runs the
-    model has these)."""
-
-    ckpt: Annotated[list[Path], tyro.conf.UseAppendAction] = field(default_factory=list)
-    """Checkpoint file (.pth / .ckpt / .safetensors) of a DepthSplat model. dsviewer and
-    export take the flag again for more models (each a run of the same scene, to compare); eval
-    takes one."""
+class SceneOptions(ViewOptions):
+    """Which scenes a model runs on, where they are found and where the model runs (every
+    command that runs a model has these; :class:`RunOptions` adds which checkpoints)."""
 
     scene: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
     """Scene: a dataset key (e.g. RealEstate10K), a capture folder (COLMAP/transforms.json) or
@@ -127,16 +122,11 @@ class RunOptions(ViewOptions):
     """Run your own DepthSplat checkout's code (a fork, say) instead of the built-in model; see
     docs/backends.md (``dsviewer patch-depthsplat PATH`` adds what it must expose)."""
 
-    def check(self, need_scene: bool = True, need_ckpt: bool = True) -> None:
-        """Every run flag judged once, before anything heavy: the checkpoints and files exist,
-        the views and planes make sense. Raises a user error naming the flag."""
-        if need_ckpt and not self.ckpt:
-            raise MissingOptionError("ckpt")
+    def check_scenes(self, need_scene: bool = True) -> None:
+        """The scene flags judged once, before anything heavy: scenes given, data roots and
+        config present, views and planes sensible. Raises a user error naming the flag."""
         if need_scene and not self.scene:
             raise MissingOptionError("scene")
-        for checkpoint in self.ckpt:
-            if not Path(checkpoint).is_file():
-                raise CheckpointMissingError(Path(checkpoint))
         for root in self.data_root:
             if not Path(root).exists():
                 raise FileNotFoundError(
@@ -150,11 +140,6 @@ class RunOptions(ViewOptions):
                                   "model preset YAML (configs/checkpoints/*.yaml).")  # fmt: skip
         self.check_views_and_planes()
 
-    def run_specs(self) -> list[RunSpec]:
-        """One run per ``--ckpt``, in order, with the view count and planes given (the context
-        frames are the session's: every run without its own uses them)."""
-        return [self.run_spec(checkpoint) for checkpoint in self.ckpt]
-
     def session_settings(self) -> SessionSettings:
         """How the models open and where scenes are found."""
         return SessionSettings(
@@ -164,6 +149,34 @@ class RunOptions(ViewOptions):
             sfm_max_error=self.sfm_max_error, device=self.device,
             config=self.config, depthsplat_repo=self.depthsplat_repo,
         )  # fmt: skip
+
+
+@dataclass
+class RunOptions(SceneOptions):
+    """Which model runs on which scene, views and depth range (every command that runs given
+    checkpoints has these)."""
+
+    ckpt: Annotated[list[Path], tyro.conf.UseAppendAction] = field(default_factory=list)
+    """Checkpoint file (.pth / .ckpt / .safetensors) of a DepthSplat model. dsviewer and
+    export take the flag again for more models (each a run of the same scene, to compare); eval
+    takes one."""
+
+    def check(self, need_scene: bool = True, need_ckpt: bool = True) -> None:
+        """Every run flag judged once, before anything heavy: the checkpoints and files exist,
+        the views and planes make sense. Raises a user error naming the flag."""
+        if need_ckpt and not self.ckpt:
+            raise MissingOptionError("ckpt")
+        if need_scene and not self.scene:
+            raise MissingOptionError("scene")
+        for checkpoint in self.ckpt:
+            if not Path(checkpoint).is_file():
+                raise CheckpointMissingError(Path(checkpoint))
+        self.check_scenes(need_scene)
+
+    def run_specs(self) -> list[RunSpec]:
+        """One run per ``--ckpt``, in order, with the view count and planes given (the context
+        frames are the session's: every run without its own uses them)."""
+        return [self.run_spec(checkpoint) for checkpoint in self.ckpt]
 
     def use_demo(self) -> None:
         """Fill the model and scenes from the bundled demo (``viewer/assets``): the demo scenes
@@ -177,9 +190,17 @@ class RunOptions(ViewOptions):
 
 
 @dataclass
-class ViewerOptions(RunOptions):
-    """Options of the live viewer (``dsviewer``): the first --scene is shown, the others are
-    offered in the GUI's scene switcher."""
+class TargetRenderOptions:
+    """How many target views are rendered for a scene's target PSNR (``dsviewer eval``,
+    ``dsviewer watch``: a CPU render costs about a second per 256 x 256 view)."""
+
+    max_target_views: int | None = None
+    """Render at most this many target views per scene for target_psnr (0: none; default all)."""
+
+
+@dataclass
+class ServeOptions:
+    """Where a live viewer serves and how much it sends (``dsviewer``, ``dsviewer watch``)."""
 
     host: str = "127.0.0.1"
     """Interface to bind. The default is local only; pass 0.0.0.0 to share on your network."""
@@ -187,15 +208,30 @@ class ViewerOptions(RunOptions):
     port: int | None = None
     """Port to serve on; default 8080 or the next free one. A port given here must be free."""
 
-    demo: bool = False
-    """Open the bundled demo model and scenes (also what happens with neither --ckpt nor
-    --scene)."""
-
     point_budget: int = 600_000
     """Points sent per layer at most (server-side subsampling keeps the browser fluid)."""
 
     gaussian_budget: int = 300_000
     """Gaussians sent at most."""
+
+    def check_serving(self) -> None:
+        """The budgets, the port and the host judged before anything heavy."""
+        from dsviewer.viewer.network import check_port, resolve_host
+
+        if self.point_budget < 1 or self.gaussian_budget < 1:
+            raise InputError("--point-budget and --gaussian-budget must be at least 1.")
+        check_port(self.port)
+        resolve_host(self.host)
+
+
+@dataclass
+class ViewerOptions(RunOptions, ServeOptions):
+    """Options of the live viewer (``dsviewer``): the first --scene is shown, the others are
+    offered in the GUI's scene switcher."""
+
+    demo: bool = False
+    """Open the bundled demo model and scenes (also what happens with neither --ckpt nor
+    --scene)."""
 
     scenes: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
     """Another scene spec offered in the GUI's scene switcher."""
@@ -206,3 +242,43 @@ class ViewerOptions(RunOptions):
 
         super().use_demo()
         self.scenes = [*self.scenes, *(k for k in demo_scene_keys() if k not in self.scene)]
+
+
+@dataclass
+class WatchOptions(SceneOptions, ServeOptions, TargetRenderOptions):
+    """Options of ``dsviewer watch``: a training's checkpoint folder followed live."""
+
+    folder: tyro.conf.Positional[Path | None] = None
+    """The folder a training writes its checkpoints into (Lightning's checkpoints/ layout or
+    plain .pth files); it may appear later (a training about to start)."""
+
+    memory_gb: float = 2.0
+    """Predictions and layers of the steps kept in memory at most (GB); past it the least
+    recently shown are dropped and run again from their checkpoint when shown."""
+
+    step_seconds: float = 120.0
+    """Seconds a step may spend on the scenes that are not shown (the shown scene always runs);
+    the scenes left are run when shown."""
+
+    poll_seconds: float = 2.0
+    """How often the folder is looked at for new checkpoints."""
+
+    def check(self) -> None:
+        """The watch's flags judged before anything heavy."""
+        if self.folder is None:
+            raise InputError("Give the folder your training writes checkpoints into: "
+                             "dsviewer watch DIR --scene KEY ... (see dsviewer watch --help).")
+        folder = Path(self.folder)
+        if not folder.is_dir() and (folder.exists() or not folder.parent.is_dir()):
+            raise InputError(f"The checkpoint folder {self.folder} does not exist or is not a "
+                             "folder (nor is its parent, where a training about to start "
+                             "would make it). Pass the folder your training writes "
+                             "checkpoints into.")  # fmt: skip
+        if self.max_target_views is not None and self.max_target_views < 0:
+            raise InputError(f"--max-target-views {self.max_target_views}: give 0 or more.")
+        for flag, value in (("--memory-gb", self.memory_gb), ("--step-seconds",
+                            self.step_seconds), ("--poll-seconds", self.poll_seconds)):  # fmt: skip
+            if not 0 < value < float("inf"):
+                raise InputError(f"{flag} {value}: give a positive number.")
+        self.check_scenes()
+        self.check_serving()

@@ -140,11 +140,15 @@ class ViewerApp:
         """Show one run of a scene (the simple form of :meth:`show_runs`)."""
         self.show_runs([Run(loaded.run_name, RunSpec(Path(loaded.run_name)), loaded)])
 
-    def show_runs(self, runs: list[Run], scene_spec: str | None = None) -> None:
+    def show_runs(self, runs: list[Run], scene_spec: str | None = None, *,
+                  a: str | None = None, keep_camera: bool = False) -> None:  # fmt: skip
         """Replace the shown scene with ``runs`` of it (GUI elements and nodes update in place).
 
         ``scene_spec``: what the runs were loaded from, where New run loads its runs (set here,
-        with the runs, so that the two cannot disagree); None keeps the current one.
+        with the runs, so that the two cannot disagree); None keeps the current one. ``a``: the
+        name of the run to make A (default: the run named as A was, else the first);
+        ``keep_camera``: leave the clients' cameras where they are (the same scene at another
+        training step).
         """
         state = self.state
         with self.lock:
@@ -153,7 +157,7 @@ class ViewerApp:
                 self.runs_panel.say("*New run cancelled: the scene changed.*")
             if scene_spec is not None:
                 state.scene_spec = scene_spec
-            a = state.run_a.name if state.runs else None
+            a = a or (state.run_a.name if state.runs else None)
             # A scene switch reruns the same definitions: keep the A and B the user chose.
             names = [run.name for run in runs]
             state.runs = list(runs)
@@ -174,8 +178,9 @@ class ViewerApp:
                 self.scene_panel.show(self.loaded, self.clouds.points_sent())
             self.scenes_shown += 1
             self.request_analysis()
-        for client in self.server.get_clients().values():
-            self.cameras_panel.reset_client(client)
+        if not keep_camera:
+            for client in self.server.get_clients().values():
+                self.cameras_panel.reset_client(client)
 
     def _show_primary(self) -> None:
         """The folders that describe run A."""

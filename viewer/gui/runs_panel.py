@@ -239,6 +239,16 @@ class RunsPanel:
             self.checkpoint_options.index(self.checkpoint.value)
         ]
 
+    def refresh_checkpoints(self) -> None:
+        """Offer the run loader's checkpoints again (a watch's loader gains one per step)."""
+        if self.run_loader is None or not self.run_loader.checkpoints:
+            return
+        chosen = self.checkpoint.value
+        self.checkpoint_options = checkpoint_labels(self.run_loader.checkpoints)
+        self.checkpoint.options = self.checkpoint_options
+        if chosen in self.checkpoint_options:
+            self.checkpoint.value = chosen
+
     def _fill_planes(self) -> None:
         """Near/Far start as the chosen model's own planes."""
         if self.run_loader is not None:

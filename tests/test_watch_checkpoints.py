@@ -193,3 +193,17 @@ def test_last_ckpt_alone_is_a_step_and_its_rewrite_the_next(tmp_path, states):
     plain = put(tmp_path / "last.pth", lightning_bytes(state, None))  # no step of its own
     new, notes = folder.poll()
     assert new == [] and len(notes) == 1 and notes[0].startswith(f"{plain.name}: skipped")
+
+
+def test_a_last_file_beside_step_files_is_never_a_step(tmp_path, states):
+    """train_demo's run folder: last.pth (rewritten at every validation, its global_step held by
+    no checkpoint file) beside checkpoints/: only the checkpoint files are steps."""
+    state, _ = states
+    last = put(tmp_path / "last.pth", lightning_bytes(state, 1))
+    step = put(tmp_path / "checkpoints" / "epoch=0-step=2.ckpt", lightning_bytes(state, 2))
+    folder = CheckpointFolder(tmp_path, settle_s=0.5)
+    new, notes = folder.poll()
+    assert new == [StepCheckpoint(2, step, "global_step")]
+    assert len(notes) == 1 and notes[0].startswith(f"{last.name}: skipped")
+    put(last, lightning_bytes(state, 101), OLD + 60)
+    assert folder.poll() == ([], [])

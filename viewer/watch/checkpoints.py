@@ -10,9 +10,10 @@ records without reading them, so a 1.5 GB file costs milliseconds), ``step=N`` i
 the order they were written (modification time, then name; the first is step 0).
 
 ``last.ckpt`` (Lightning's ``save_last``, also ``last-v1.ckpt``) is a copy of, or a link to,
-the newest ``epoch=...-step=...`` file, rewritten at every save. It is used only for a step no
-other file holds (a run with ``save_top_k=0``); otherwise, or without a step number of its own
-(``global_step`` or in its name), it is skipped with one note.
+the newest ``epoch=...-step=...`` file, rewritten at every save. It is used only while the
+folder holds no other checkpoint file (a run with ``save_top_k=0``, where each rewrite is the next
+step) and it has a step number of its own (``global_step`` or in its name); otherwise it is
+skipped with one note, since a step read from it would change under it.
 
 A file still being written is never read: it is examined only once its modification time is
 ``settle_s`` old, its size and modification time are the same before and after the read, and
@@ -86,6 +87,7 @@ class CheckpointFolder:
         self._accepted: dict[Path, int] = {}  # resolved path -> step
         self._next_order = 0
         self._noted_last = False
+        self._has_step_files = False  # a checkpoint file other than save_last's was seen
 
     def all_steps(self) -> list[StepCheckpoint]:
         """Every step accepted so far, sorted by step (no new poll)."""
@@ -99,6 +101,7 @@ class CheckpointFolder:
         now = time.time()
         self.pending = []
         candidates = self._candidates()
+        self._has_step_files |= any(not _is_last(path) for path, _ in candidates)
         for path, stat in candidates:
             if self._examined.get(path) == stat:
                 continue
@@ -180,6 +183,13 @@ class CheckpointFolder:
                 return None
             notes.append(f"{name}: skipped, step {step} ({source}) is already "
                          f"{_shown(self._steps[step].path, self.root)}.")
+            return None
+        if _is_last(path) and self._has_step_files:
+            if not self._noted_last:
+                notes.append(f"{name}: skipped, a copy of the newest checkpoint (save_last), "
+                             "rewritten at every save; the folder's other checkpoint files "
+                             "are its steps.")
+                self._noted_last = True
             return None
         problem = self._architecture_problem(raw, path)
         if problem:

@@ -154,14 +154,17 @@ def _blueprint(rrb, inputs: ExportInputs):
     start = inputs.loaded.view.start
     eye = rrb.archetypes.EyeControls3D(position=start.position, look_target=start.look_at,
                                        eye_up=start.up)  # fmt: skip
+    # The layers the viewer hides at start are hidden too (listed in the blueprint panel).
+    off = {f"world/points/{key}": rrb.EntityBehavior(visible=False)
+           for key, layer in POINT_LAYERS.items() if not layer.shown_at_start}  # fmt: skip
     world = rrb.Spatial3DView(origin="world", contents=["+ /world/**", *hidden], name="3D",
-                              eye_controls=eye)  # fmt: skip
+                              eye_controls=eye, overrides=off)  # fmt: skip
     columns = BLUEPRINT_COLUMNS  # every scene has these
     grid = [rrb.Spatial2DView(origin=context_path(v), contents=f"$origin/{column}",
-                              name=f"view {v}: {column}")
+                              name=f"{v}: {column}")
             for v in range(layers.num_views) for column in columns]  # fmt: skip
     return rrb.Blueprint(rrb.Horizontal(world, rrb.Grid(*grid, grid_columns=len(columns)),
-                                        column_shares=[3, 2]), collapse_panels=True)  # fmt: skip
+                                        column_shares=[1, 1]), collapse_panels=True)  # fmt: skip
 
 
 def write_recording(inputs: ExportInputs, path: Path, point_budget: int) -> None:

@@ -8,6 +8,7 @@ occlusions, residual unit and range), so its metrics.json holds the numbers the 
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 from dsviewer.viewer.escape import escape_markdown
@@ -17,6 +18,19 @@ if TYPE_CHECKING:
     from dsviewer.viewer.gui.context import GuiContext
 
 
+def rerun_installed() -> bool:
+    return importlib.util.find_spec("rerun") is not None
+
+
+def rerun_hint() -> str:
+    from dsviewer.viewer.export.rerun_recording import INSTALL
+
+    if rerun_installed():
+        return ("Add recording.rrd to the zip: cameras, photos, depth and map images and the "
+                "points with their values, for Rerun's viewer.")
+    return f"Needs the Rerun SDK: {INSTALL}, then restart dsviewer."
+
+
 class ExportPanel:
     def __init__(self, context: GuiContext) -> None:
         self.context, self.state = context, context.state
@@ -24,10 +38,13 @@ class ExportPanel:
         gui = context.server.gui
         with gui.add_folder("Export", expand_by_default=False):
             self.button = gui.add_button(
-                "Export zip", hint="PLYs, 3DGS PLY, cameras, an offline scene.html, panels and "
-                "metrics for the settings on screen, in one zip."
+                "Export zip", hint="PLYs, 3DGS PLY, cameras, an offline scene.html, scene.glb, "
+                "panels and metrics for the settings on screen, in one zip."
             )  # fmt: skip
-            self.status = gui.add_markdown("PLYs, panels, metrics and an offline scene, zipped.")
+            self.rerun = gui.add_checkbox("Rerun recording", initial_value=False,
+                                          disabled=not rerun_installed(), hint=rerun_hint())
+            self.status = gui.add_markdown(
+                "PLYs, panels, metrics, an offline scene and scene.glb, zipped.")
 
         @self.button.on_click
         def _(event) -> None:
@@ -36,7 +53,8 @@ class ExportPanel:
     def settings(self) -> ExportSettings:
         from dsviewer.viewer.export import ExportSettings
 
-        return ExportSettings(analysis=self.state.analysis, color=self.state.color)
+        return ExportSettings(analysis=self.state.analysis, color=self.state.color,
+                              rerun=self.rerun.value)  # fmt: skip
 
     def show(self) -> None:
         self.last_export = None  # tens of MB of the previous scene

@@ -163,7 +163,8 @@ def _scene_glb(inputs: ExportInputs, path: Path) -> None:
 def _rerun(inputs: ExportInputs, path: Path) -> None:
     from dsviewer.viewer.export.rerun_recording import write_recording
 
-    write_recording(inputs, path, inputs.settings.scene_point_budget)
+    write_recording(path, inputs.loaded, inputs.context, inputs.metrics(),
+                    inputs.settings.scene_point_budget)
 
 
 def _metrics(inputs: ExportInputs, path: Path) -> None:

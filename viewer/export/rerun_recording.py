@@ -19,20 +19,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dsviewer.errors import SetupError
 from dsviewer.geometry.projection import denormalize_intrinsics
-from dsviewer.viewer.color_modes import color_mode, colorize, layer_values
+from dsviewer.viewer.color_modes import ColorContext, color_mode, colorize, layer_values
 from dsviewer.viewer.export.point_files import pixel_columns, scalar_columns
 from dsviewer.viewer.export.scene_points import drawn_layers
 from dsviewer.viewer.layers import Cameras
 from dsviewer.viewer.point_layers import POINT_LAYERS
-
-if TYPE_CHECKING:
-    from dsviewer.viewer.export import ExportInputs
+from dsviewer.viewer.session.loaded import LoadedScene
 
 INSTALL = "pip install 'dsviewer[rerun]'"
 APPLICATION_ID = "dsviewer"
@@ -85,24 +82,24 @@ def _depth_image(rr, depth: np.ndarray):
     return rr.DepthImage(np.where(valid, depth, 0.0).astype(np.float32), meter=1.0)
 
 
-def map_images(context, mode_key: str, layer: str) -> np.ndarray | None:
+def map_images(context: ColorContext, mode_key: str, layer: str) -> np.ndarray | None:
     """``[V, H, W, 3]`` uint8: ``mode`` on ``layer`` per pixel, coloured as the points are."""
     values = layer_values(context, mode_key, layer)
     return None if values is None else colorize(color_mode(mode_key), context, values)
 
 
-def _log_points(rr, recording, inputs: ExportInputs, budget: int) -> None:
-    for layer in drawn_layers(inputs.loaded, inputs.context, budget):
-        values = {**scalar_columns(inputs.context, layer.key, layer.kept),
-                  **pixel_columns(inputs.loaded, layer.kept)}  # fmt: skip
+def _log_points(rr, recording, loaded: LoadedScene, context: ColorContext, budget: int) -> None:
+    for layer in drawn_layers(loaded, context, budget):
+        values = {**scalar_columns(context, layer.key, layer.kept),
+                  **pixel_columns(loaded, layer.kept)}  # fmt: skip
         recording.log(f"world/points/{layer.key}", rr.Points3D(layer.points, colors=layer.colors),
                       rr.AnyValues(**values), static=True)  # fmt: skip
 
 
-def _log_context(rr, recording, inputs: ExportInputs) -> None:
-    layers, depth_scale = inputs.loaded.layers, inputs.loaded.view.frustum_scale
+def _log_context(rr, recording, loaded: LoadedScene, context: ColorContext) -> None:
+    layers, depth_scale = loaded.layers, loaded.view.frustum_scale
     depths = {key: POINT_LAYERS[key].depth(layers) for key in DEPTH_LAYERS}
-    maps = {mode: map_images(inputs.context, mode, layer) for mode, layer in MAP_IMAGES}
+    maps = {mode: map_images(context, mode, layer) for mode, layer in MAP_IMAGES}
     rgb = layers.rgb.numpy()
     for v in range(layers.num_views):
         path = context_path(v)
@@ -123,15 +120,15 @@ def _as_uint8(images) -> np.ndarray:
     return np.floor(scaled).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def _log_targets(rr, recording, inputs: ExportInputs) -> None:
-    layers, renders = inputs.loaded.layers, inputs.loaded.targets
+def _log_targets(rr, recording, loaded: LoadedScene) -> None:
+    layers, renders = loaded.layers, loaded.targets
     if layers.target is None:
         return
     rendered = {} if renders is None else {int(f): i for i, f in enumerate(renders.index.tolist())}
     photos = _as_uint8(layers.target.images)
     for t, frame in enumerate(layers.target.frames.tolist()):
         path = target_path(t)
-        recording.log(path, *_camera(rr, layers.target, t, inputs.loaded.view.frustum_scale),
+        recording.log(path, *_camera(rr, layers.target, t, loaded.view.frustum_scale),
                       static=True)  # fmt: skip
         recording.log(f"{path}/photo", rr.Image(photos[t]), static=True)
         if int(frame) in rendered:
@@ -142,16 +139,16 @@ def _log_targets(rr, recording, inputs: ExportInputs) -> None:
                           static=True)  # fmt: skip
 
 
-def _blueprint(rrb, inputs: ExportInputs):
+def _blueprint(rrb, loaded: LoadedScene):
     """A 3D view of the points and cameras (from the viewer's start camera) beside a grid: one
     row per context view, one column per :data:`BLUEPRINT_COLUMNS` entry."""
-    layers = inputs.loaded.layers
+    layers = loaded.layers
     hidden = [f"- /{context_path(v)}/{part}/**" for v in range(layers.num_views)
               for part in ("depth", "maps")]  # fmt: skip
     if layers.target is not None:
         hidden += [f"- /{target_path(t)}/{part}/**" for t in range(layers.target.num_views)
                    for part in ("render", "depth")]  # fmt: skip
-    start = inputs.loaded.view.start
+    start = loaded.view.start
     eye = rrb.archetypes.EyeControls3D(position=start.position, look_target=start.look_at,
                                        eye_up=start.up)  # fmt: skip
     # The layers the viewer hides at start are hidden too (listed in the blueprint panel).
@@ -167,18 +164,20 @@ def _blueprint(rrb, inputs: ExportInputs):
                                         column_shares=[1, 1]), collapse_panels=True)  # fmt: skip
 
 
-def write_recording(inputs: ExportInputs, path: Path, point_budget: int) -> None:
-    """Write the recording of ``inputs`` to ``path`` (at most ``point_budget`` points a layer)."""
+def write_recording(path: Path, loaded: LoadedScene, context: ColorContext, metrics: dict,
+                    point_budget: int) -> None:
+    """Write the recording of ``loaded`` (coloured by ``context``, at most ``point_budget``
+    points a layer, ``metrics`` as its text) to ``path``."""
     rr = require_rerun()
     import rerun.blueprint as rrb
 
-    recording = rr.RecordingStream(APPLICATION_ID, recording_id=inputs.loaded.scene.key)
-    recording.save(str(path), default_blueprint=_blueprint(rrb, inputs))
+    recording = rr.RecordingStream(APPLICATION_ID, recording_id=loaded.scene.key)
+    recording.save(str(path), default_blueprint=_blueprint(rrb, loaded))
     recording.log("world", rr.ViewCoordinates.RDF, static=True)
-    _log_points(rr, recording, inputs, point_budget)
-    _log_context(rr, recording, inputs)
-    _log_targets(rr, recording, inputs)
-    text = json.dumps(inputs.metrics(), indent=2)
+    _log_points(rr, recording, loaded, context, point_budget)
+    _log_context(rr, recording, loaded, context)
+    _log_targets(rr, recording, loaded)
+    text = json.dumps(metrics, indent=2)
     recording.log("metrics", rr.TextDocument(text, media_type=rr.MediaType.TEXT), static=True)
     recording.flush()
     recording.disconnect()

@@ -311,8 +311,8 @@ def export(
     ``rerun`` also ``recording.rrd`` (``dsviewer export --rerun``; needs the rerun extra).
 
     ``overwrite`` replaces an earlier export as a whole; a folder holding other files is
-    refused. The run goes through the viewer's own model session (the checkpoint is opened a
-    second time, with the same device and settings), so notes and findings are the command's.
+    refused. The run goes through the viewer's own model session (on ``model``'s backend), so
+    notes and findings are the command's.
     Returns the paths written.
     """
     from dsviewer.viewer.analysis import AnalysisSettings
@@ -335,10 +335,10 @@ def export(
     check_writable(folder)
     refuse_existing(folder, overwrite)
     # The viewer's own model session runs the scene, so the notes, the capture check's findings
-    # and the run's record are those `dsviewer export` writes; it opens the file again.
+    # and the run's record are those `dsviewer export` writes.
     settings = SessionSettings(device=model.backend.device, config=model.config,
                                depthsplat_repo=model.depthsplat_repo)  # fmt: skip
-    session = ModelSession(model.backend.checkpoint, settings)
+    session = ModelSession(model.backend.checkpoint, settings, backend=model.backend)
     # Recorded as a command-line run that asks for nothing beyond the scene's views.
     loaded = session.run(scene.views, run=RunSpec(session.checkpoint, units="user"))
     export_settings = ExportSettings(analysis=AnalysisSettings(

@@ -1,6 +1,6 @@
 """An independent reader of COLMAP's binary models, for the tests that check dsviewer's own
 readers on real captures (written from COLMAP's documented format, sharing no code with
-``src/dataset/colmap.py`` or ``colmap_tracks.py``)."""
+``src/dataset/colmap_files.py``)."""
 
 from __future__ import annotations
 

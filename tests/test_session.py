@@ -166,6 +166,27 @@ def test_eval_run_identity_records_views_and_planes(tmp_path):
     assert near == {**before, "near": 0.5, "views": 3} and run_hash(near) != run_hash(before)
     farther = run_identity(ckpt, None, None, None, run=RunSpec(ckpt, near=0.7, views=3))
     assert run_hash(farther) != run_hash(near)
+    strict = run_identity(ckpt, None, None, None, sfm_max_error=1.0)
+    assert strict == {**before, "sfm_max_error": 1.0} and run_hash(strict) != run_hash(before)
+
+
+def test_eval_records_a_non_default_sfm_threshold_in_run_json(tmp_path):
+    """--sfm-max-error changes the SfM metrics, so a run with another threshold does not resume
+    on records made with the default one."""
+    import json
+
+    from dsviewer.viewer.assets import demo_data_root
+    from dsviewer.viewer.eval_cli import parse_args
+    from dsviewer.viewer.evaluation.runner import prepare
+
+    identities = {}
+    for name, extra in (("default", []), ("strict", ["--sfm-max-error", "1.5"])):
+        out = tmp_path / name
+        prepare(parse_args(["--ckpt", str(demo_checkpoint()), "--data-root",
+                            str(demo_data_root()), "--out", str(out), *extra]).job())
+        identities[name] = json.loads((out / "run.json").read_text())
+    assert "sfm_max_error" not in identities["default"]
+    assert identities["strict"] == {**identities["default"], "sfm_max_error": 1.5}
 
 
 def test_eval_open_command_carries_the_run_flags():

@@ -7,7 +7,7 @@ finds it) and the model COLMAP's ``image_undistorter`` wrote of the same images,
 ``dense/sparse`` or ``dense/0/sparse``.
 
 The expected values are computed here from the files alone, with a reader written in this file
-(not ``colmap_tracks.py``): for each context image, every observation of the **undistorted**
+(not ``colmap_files.py``): for each context image, every observation of the **undistorted**
 model (COLMAP undistorted those keypoints itself) is scaled and cropped as the official crop
 shim does, its depth is the point's z in COLMAP's pose, and the predicted depth is read at it
 by a bilinear lookup written out here.

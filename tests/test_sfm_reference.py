@@ -219,7 +219,7 @@ def test_a_corrupt_points_file_is_refused_before_allocating(tmp_path, cut):
 
 
 def test_binary_tracks_agree_with_the_text_reader_on_a_larger_model(tmp_path):
-    from dsviewer.dataset.colmap_tracks import read_point_tracks_binary, read_point_tracks_text
+    from dsviewer.dataset.colmap_files import read_point_tracks_binary, read_point_tracks_text
 
     xyz = plane_points(step=0.1)  # ~3,700 points, tracks of one or two images
     cameras = {1: LENS, 2: WIDE}

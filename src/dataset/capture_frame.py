@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .camera_models import Camera, check_perspective
+from .colmap_files import ImageRecord, PointTracks
 from .errors import ImageCameraMismatchError, size_text
 from .images import DecodedImage
 
@@ -25,10 +26,15 @@ class CaptureFrame:
     image_path: Path | None  # None: the camera file lists it, but the image is not on disk
     camera: Camera | None  # None only for a missing image whose size the file does not give
     T_world_cam: np.ndarray  # [4, 4] float64
-    point_ids: np.ndarray | None = None  # int64 [P]: COLMAP 3D points this image observes
+    sfm_image: ImageRecord | None = None  # COLMAP's record: features and the points they see
     depth_bounds: tuple[float, float] | None = None
     """(near, far) z-depth the camera file states for this image, in the capture's units
     (LLFF's ``poses_bounds.npy``); a hint, not a measurement."""
+
+    @property
+    def point_ids(self) -> np.ndarray | None:
+        """``[P]`` int64 ids of the COLMAP 3D points this image observes, when known."""
+        return None if self.sfm_image is None else self.sfm_image.observed
 
     def camera_for(self, image: DecodedImage, source: str) -> Camera:
         """The camera scaled to the decoded pixels, after checking that the stored image is
@@ -60,8 +66,7 @@ class Capture:
     folder: Path
     camera_file: str  # what the frames were read from, for messages
     frames: list[CaptureFrame]
-    point_ids: np.ndarray | None = None  # int64 [P] COLMAP 3D point ids, when known
-    point_xyz: np.ndarray | None = None  # float64 [P, 3] their positions
+    tracks: PointTracks | None = None  # COLMAP's 3D points with their tracks, when known
     notes: list = field(default_factory=list)  # SceneNotes of the reader
     name: str | None = None  # the scene's key when not the folder's name (COLMAP's dense/<n>)
     bounds_source: str | None = None  # the file the frames' depth_bounds come from

@@ -1,9 +1,10 @@
 """SfM points as a sparse reference depth for a capture's context views.
 
-A COLMAP model knows, for each 3D point, which images observed it and where (its track, see
-``colmap_tracks.py``). For each context view we keep every point whose track includes that
-image: its **observed** pixel (the feature COLMAP matched, not the point's reprojection), taken
-through the same undistortion and crops as the view's image, and its z-depth in that camera.
+A COLMAP model knows, for each 3D point, which images observed it and where (its track, read
+with the rest of the model by ``colmap_files.py``). For each context view we keep every point
+whose track includes that image: its **observed** pixel (the feature COLMAP matched, not the
+point's reprojection), taken through the same undistortion and crops as the view's image, and
+its z-depth in that camera.
 What is kept is in the model's units and frame (``SceneViews.world_from_model`` maps it back to
 the user's), so it can be compared with the prediction directly.
 
@@ -35,7 +36,7 @@ from ..geometry.projection import project_points
 from ..geometry.similarity import Similarity
 from .camera_models import PINHOLE_MODELS, Camera
 from .capture_frame import Capture
-from .colmap_tracks import ImageFeatures, PointTracks, read_model_observations
+from .colmap_files import ImageRecord, PointTracks
 from .errors import CaptureFormatError, SceneError
 from .sfm_types import SfmReference, SfmView
 from .types import SceneNote, ViewSet
@@ -101,7 +102,7 @@ def _sift(frame: int, reasons: list[tuple[str, np.ndarray]], uv: np.ndarray, dep
     return SfmView(frame, uv[keep], depth[keep], error[keep], point[keep], dropped)
 
 
-def _track_view(frame: int, features: ImageFeatures | None, tracks: PointTracks,
+def _track_view(frame: int, features: ImageRecord | None, tracks: PointTracks,
                 camera: Camera, T_world_cam: np.ndarray, scale: float, K: torch.Tensor,
                 shape: tuple[int, int], max_error: float) -> SfmView:
     if features is None:
@@ -128,22 +129,19 @@ def colmap_reference(capture: Capture, context: list[int], views: ViewSet,
                      ) -> SfmReference | None:
     """The reference of a COLMAP capture's context frames ``context`` (preprocessed as
     ``views``), or None when its model has no points3D file."""
-    path = capture.sfm_points
-    if path is None:
+    if capture.tracks is None:
         return None
-    read = read_model_observations(path.parent, path.suffix)
-    if read is None:
-        return None
-    features, tracks = read
+    tracks = capture.tracks
     max_error = check_max_error(max_error)
     out = []
     for v, i in enumerate(context):
         frame = capture.frames[i]
-        out.append(_track_view(i, features.get(frame.name), tracks, frame.camera,
+        out.append(_track_view(i, frame.sfm_image, tracks, frame.camera,
                                frame.T_world_cam, world_from_model.scale, views.intrinsics[v],
                                views.image_shape, max_error))
     xyz = world_from_model.inverse().points(torch.from_numpy(tracks.xyz)).numpy()
-    return SfmReference(xyz, tracks.rgb, tracks.error, tuple(out), max_error, "tracks", str(path))
+    return SfmReference(xyz, tracks.rgb, tracks.error, tuple(out), max_error, "tracks",
+                        str(capture.sfm_points))
 
 
 def _unoccluded(uv: np.ndarray, depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

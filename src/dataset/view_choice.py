@@ -84,12 +84,12 @@ def covisibility(capture: Capture, frames: list[int]) -> Covisibility | None:
         keep = np.arange(0, len(unique), int(np.ceil(work / MAX_PAIR_EVALUATIONS)))
         unique, start, length = unique[keep], start[keep], length[keep]
     xyz = None
-    if capture.point_ids is not None and capture.point_xyz is not None:
-        sorter = np.argsort(capture.point_ids)
-        slot = np.clip(np.searchsorted(capture.point_ids, unique, sorter=sorter), 0,
-                       max(len(sorter) - 1, 0))
-        known = len(sorter) > 0 and np.array_equal(capture.point_ids[sorter[slot]], unique)
-        xyz = capture.point_xyz[sorter[slot]] if known else None
+    if capture.tracks is not None:
+        ids = capture.tracks.ids
+        sorter = np.argsort(ids)
+        slot = np.clip(np.searchsorted(ids, unique, sorter=sorter), 0, max(len(sorter) - 1, 0))
+        known = len(sorter) > 0 and np.array_equal(ids[sorter[slot]], unique)
+        xyz = capture.tracks.xyz[sorter[slot]] if known else None
     centers = _poses(capture, frames)[:, :3, 3]
     pairs, weights = [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
     for size in np.unique(length):

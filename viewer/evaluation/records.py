@@ -188,11 +188,12 @@ def checkout_state(repo: Path) -> dict:
 
 def run_identity(ckpt: Path, index: Path | None, config: Path | None,
                  max_target_views: int | None, depthsplat_repo: Path | None = None,
-                 run: RunSpec | None = None) -> dict:
+                 run: RunSpec | None = None, sfm_max_error: float | None = None) -> dict:
     """What makes two evaluations' records comparable: the checkpoint (path, size, time), the
-    config's contents, --max-target-views, the DepthSplat checkout with its code state and the
-    run's --views, --near and --far (each only when given, so that runs without them keep the
-    identity they had before those flags existed; a record stores its own frames). The
+    config's contents, --max-target-views, the DepthSplat checkout with its code state, the
+    run's --views, --near and --far, and --sfm-max-error when it is not the default (each only
+    when given, so that runs without them keep the identity they had before those flags
+    existed; a record stores its own frames). The
     index (path and contents) is recorded for information (:data:`INFORMATION_ONLY`); data
     roots may change between runs, as each record names the data it read."""
     ckpt = Path(ckpt).resolve()
@@ -211,6 +212,7 @@ def run_identity(ckpt: Path, index: Path | None, config: Path | None,
         "depthsplat_repo_state": (None if depthsplat_repo is None
                                   else checkout_state(Path(depthsplat_repo))),
         **run_planes_and_views(run),
+        **({} if sfm_max_error is None else {"sfm_max_error": sfm_max_error}),
     }  # fmt: skip
 
 

@@ -107,6 +107,7 @@ def check_something_to_run(plan: ScenePlan, job: EvalJob) -> None:
 def prepare(job: EvalJob, check: Callable[[], None] | None = None) -> Prepared:
     """Check the inputs (``check``: the command line's own checks first), resolve the scenes,
     claim the output folder, find what is done."""
+    from dsviewer.dataset.sfm import DEFAULT_MAX_ERROR
     from dsviewer.viewer.evaluation.plan import with_explicit_frames
 
     if check is not None:
@@ -117,9 +118,10 @@ def prepare(job: EvalJob, check: Callable[[], None] | None = None) -> Prepared:
     plan = with_explicit_frames(plan, settings.context, settings.target)
     check_something_to_run(plan, job)
     out = Path(job.out)
+    own_threshold = settings.sfm_max_error != DEFAULT_MAX_ERROR  # the SfM metrics depend on it
     identity = run_identity(job.checkpoint, settings.index, settings.config,
-                            job.max_target_views, settings.depthsplat_repo,
-                            job.run)  # fmt: skip
+                            job.max_target_views, settings.depthsplat_repo, job.run,
+                            settings.sfm_max_error if own_threshold else None)  # fmt: skip
     run = run_hash(identity)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -46,14 +46,20 @@ class ModelSession:
         checkpoint: the model file (its absolute path names the session's runs).
         settings: how the model is opened (device, config, DepthSplat checkout) and where
             scenes are found (data roots, evaluation index, target frames).
+        backend: this checkpoint already opened with these settings (the Python API's
+            ``Model``), so that the file is not read a second time.
     """
 
     def __init__(self, checkpoint: str | Path, settings: SessionSettings | None = None,
-                 progress: ProgressFn | None = None) -> None:  # fmt: skip
+                 progress: ProgressFn | None = None,
+                 backend: ModelBackend | None = None) -> None:  # fmt: skip
         from dsviewer.backends import open_backend
 
         self.settings = settings or SessionSettings()
         self.checkpoint = model_path(checkpoint)
+        if backend is not None:
+            self.backend = backend
+            return
         report(progress, f"Loading model {self.checkpoint.name}", 0.0)
         self.backend: ModelBackend = open_backend(
             self.checkpoint, device=self.settings.device, config=self.settings.config,

@@ -61,6 +61,7 @@ def drawn_layer(loaded: LoadedScene, context: ColorContext, key: str, budget: in
 
 
 def drawn_layers(loaded: LoadedScene, context: ColorContext, budget: int) -> list[DrawnLayer]:
-    """Every layer the scene has, in the registry's order."""
+    """Every layer the scene has with at least one valid point, in the registry's order (an
+    all-NaN prediction draws nothing; glTF has no empty point primitive)."""
     drawn = (drawn_layer(loaded, context, key, budget) for key in POINT_LAYERS)
-    return [layer for layer in drawn if layer is not None]
+    return [layer for layer in drawn if layer is not None and len(layer.points)]

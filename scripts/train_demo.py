@@ -55,6 +55,7 @@ from dsviewer.model.types import Gaussians
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "demo" / "depthsplat-demo-tiny.yaml"
 MIN_VALID_SHARE = 0.95  # skip context pairs whose GT leaves [near, far] on more pixels
+CHECKPOINTS_DIR = "checkpoints"  # Lightning's ModelCheckpoint folder inside a run folder
 
 
 @dataclass
@@ -64,7 +65,7 @@ class TrainArgs:
     data: Path = Path("/work/scratch/demo_train/train")
     """Training chunks plus index.json (from ``python -m dsviewer.dataset.synthetic``)."""
     out: Path = Path("/work/scratch/demo_train/run")
-    """Run folder: checkpoints (last.pth, fp32) and log.jsonl."""
+    """Run folder: checkpoints (last.pth, fp32; checkpoints/ with --ckpt-every) and log.jsonl."""
     val_data: Path | None = Path("/work/scratch/demo_train/val")
     """Held-out chunks for the periodic validation line (None: no validation)."""
     config: Path = DEMO_CONFIG
@@ -99,6 +100,10 @@ class TrainArgs:
     threads: int = 2
     seed: int = 0
     val_every: int = 100
+    ckpt_every: int = 0
+    """Also write a checkpoint every this-many steps in PyTorch Lightning's ModelCheckpoint
+    layout, OUT/checkpoints/epoch=0-step=S.ckpt with global_step S (the steps done) and the
+    settings (0: none), to follow the training with `dsviewer eval --ckpt-dir OUT`."""
     max_minutes: float = 55.0
     """Stop early (saving a checkpoint) past this wall-clock time."""
     anneal_by_time: bool = False
@@ -459,8 +464,12 @@ def train(args: TrainArgs) -> Path:
                 status += (f" | val AbsRel final {record['val_abs_rel_final']:.3f} "
                            f"coarse {record['val_abs_rel_coarse']:.3f}")
             progress.update(task, advance=1, status=status)
+            done = step + 1  # Lightning's global_step: optimizer steps taken
+            if args.ckpt_every and done % args.ckpt_every == 0:
+                save_checkpoint(model, step_checkpoint_path(args.out, done),
+                                preprocess=settings_to_dict(preprocess), global_step=done)
             if step % args.val_every == 0 or last or out_of_time:
-                save_checkpoint(model, args.out / "last.pth",
+                save_checkpoint(model, args.out / "last.pth", global_step=done,
                                 preprocess=settings_to_dict(preprocess))
             if out_of_time:
                 print(f"stopping at step {step}: past {args.max_minutes} minutes")
@@ -469,6 +478,15 @@ def train(args: TrainArgs) -> Path:
     print(f"trained {step + 1} steps in {(time.perf_counter() - start) / 60:.1f} min; "
           f"checkpoint {args.out / 'last.pth'}, log {log_path}")
     return args.out / "last.pth"
+
+
+def step_checkpoint_path(run: Path, global_step: int) -> Path:
+    """Where Lightning's ModelCheckpoint puts a step's file (its default name,
+    ``epoch={epoch}-step={step}``). The demo samples scenes at random, so it is one endless
+    epoch 0. ``save_checkpoint`` writes to a temporary name and renames it, so a watcher never
+    sees half a file. Lightning does not (its ``_atomic_save`` writes to the final name in the
+    2.x releases we read); ``dsviewer.viewer.watch.checkpoints`` copes with both."""
+    return run / CHECKPOINTS_DIR / f"epoch=0-step={global_step}.ckpt"
 
 
 def _jsonable(values: dict) -> dict:

@@ -24,11 +24,13 @@ SortColumn = Literal[("auto", *METRIC_NAMES)]  # type: ignore[valid-type]
 DESCRIPTION = """\
 Run a checkpoint on every scene of a test set and rank the scenes: OUT/scenes.csv (one row per
 scene), OUT/summary.json (dataset aggregates) and OUT/report.html (offline, sortable, with
-thumbnails and the command that opens each scene in dsviewer). A rerun resumes.
+thumbnails and the command that opens each scene in dsviewer). A rerun resumes. With
+--ckpt-dir, every checkpoint of a training folder: OUT/steps.csv and the curves over steps.
 
   dsviewer eval --ckpt depthsplat-gs-base-re10k-256x256-view2-ca7b6795.pth \\
                 --data-root datasets/re10k --index evaluation_index_re10k.json --out eval/re10k
   torchrun --nproc_per_node 8 --no-python dsviewer eval ...     (one process per GPU)
+  dsviewer eval --ckpt-dir outputs/my-run/checkpoints --data-root ... --out eval/my-run
 """
 
 
@@ -55,8 +57,21 @@ class EvalOptions(RunOptions):
     thumbnails: int = 500
     """Embed thumbnails in report.html for this many rows from the top (they set its size)."""
 
+    ckpt_dir: Path | None = None
+    """Instead of --ckpt: a training's checkpoint folder (Lightning's checkpoints/ layout or
+    .pth files). Every complete checkpoint is a step, evaluated into OUT/steps/; OUT/steps.csv
+    has one row per step and scene, OUT/report.html the metrics' curves over the steps."""
+
     def check_flags(self) -> None:
         """The command line's checks (run once, on rank 0, by the evaluation)."""
+        if self.ckpt_dir is not None:
+            if self.ckpt:
+                raise EvalUsageError("--ckpt and --ckpt-dir exclude each other: give one "
+                                     "checkpoint, or the folder of a training's checkpoints.")
+            if self.out is None:
+                raise EvalUsageError("--out DIR is required (see dsviewer eval --help).")
+            self.check(need_scene=False, need_ckpt=False)
+            return
         if not self.ckpt or self.out is None:
             raise EvalUsageError("--ckpt FILE and --out DIR are required (see dsviewer eval "
                                  "--help).")  # fmt: skip
@@ -71,11 +86,13 @@ class EvalOptions(RunOptions):
         from dsviewer.viewer.session.specs import RunSpec
 
         specs = self.run_specs()
+        if self.ckpt_dir is not None:  # each step's checkpoint replaces it
+            specs = [self.run_spec(self.ckpt_dir)]
         return EvalJob(
             run=specs[0] if specs else RunSpec(Path()), settings=self.session_settings(),
             out=Path(self.out or ""), scenes=tuple(self.scene), force=self.force,
             threads=self.threads, max_target_views=self.max_target_views, sort_by=self.sort_by,
-            thumbnails=self.thumbnails,
+            thumbnails=self.thumbnails, ckpt_dir=self.ckpt_dir,
         )  # fmt: skip
 
 
@@ -95,9 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def evaluate() -> int:
         from dsviewer.viewer.evaluation.runner import run_evaluation
+        from dsviewer.viewer.evaluation.steps import run_step_evaluation
 
+        run = run_evaluation if options.ckpt_dir is None else run_step_evaluation
         try:
-            return run_evaluation(options.job(), check=options.check_flags)
+            return run(options.job(), check=options.check_flags)
         except (KeyboardInterrupt, Terminated):
             if os.environ.get("RANK", "0") not in ("", "0"):
                 return EXIT_INTERRUPTED  # under torchrun, rank 0 alone says "interrupted"

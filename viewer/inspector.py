@@ -117,11 +117,18 @@ def _flags(analysis: SceneAnalysis, at: tuple[int, int, int]) -> list[str]:
 
 
 def inspect_pixel(
-    layers: Layers, view: int, u: int, v: int, analysis: SceneAnalysis | None = None
+    layers: Layers,
+    view: int,
+    u: int,
+    v: int,
+    analysis: SceneAnalysis | None = None,
+    colors: ColorContext | None = None,
 ) -> PixelReport:
     """Every per-pixel quantity of context view ``view`` at column ``u``, row ``v``.
 
-    Raises :class:`PixelOutOfRangeError` outside the context views.
+    The colour modes' values are read through ``colors`` (the viewer's context of this run: its
+    settings and, when compared, B - A), else through a plain context of ``layers`` and
+    ``analysis``. Raises :class:`PixelOutOfRangeError` outside the context views.
     """
     num_views = layers.num_views
     height, width = layers.image_shape
@@ -156,7 +163,7 @@ def inspect_pixel(
         ),
         probability=probabilities[view, :, fv, fu].double().numpy(),
     )  # fmt: skip
-    context = ColorContext(layers, analysis)
+    context = colors if colors is not None else ColorContext(layers, analysis)
     for key, mode in COLOR_MODES.items():
         if mode.legend not in ("diverging", "sequential"):
             continue

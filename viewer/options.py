@@ -127,10 +127,10 @@ class RunOptions(ViewOptions):
     """Run your own DepthSplat checkout's code (a fork, say) instead of the built-in model; see
     docs/backends.md (``dsviewer patch-depthsplat PATH`` adds what it must expose)."""
 
-    def check(self, need_scene: bool = True) -> None:
+    def check(self, need_scene: bool = True, need_ckpt: bool = True) -> None:
         """Every run flag judged once, before anything heavy: the checkpoints and files exist,
         the views and planes make sense. Raises a user error naming the flag."""
-        if not self.ckpt:
+        if need_ckpt and not self.ckpt:
             raise MissingOptionError("ckpt")
         if need_scene and not self.scene:
             raise MissingOptionError("scene")

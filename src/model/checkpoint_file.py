@@ -71,13 +71,20 @@ class RawCheckpoint:
     state_dict: dict[str, Tensor]
     embedded: EmbeddedSettings | None
     layout: str  # how the file stored them, for messages
+    global_step: int | None = None
+    """A Lightning checkpoint's training step (its top-level ``global_step``), else None."""
 
 
 # --- reading ------------------------------------------------------------------------------------
 
 
-def read_checkpoint(path: str | Path) -> RawCheckpoint:
-    """Tensors of a checkpoint file, keys normalized to ``encoder.``-prefixed model keys."""
+def read_checkpoint(path: str | Path, *, mapped: bool = False) -> RawCheckpoint:
+    """Tensors of a checkpoint file, keys normalized to ``encoder.``-prefixed model keys.
+
+    ``mapped``: map a torch zip file's tensors instead of reading them, for a caller that needs
+    only the shapes and the small entries (a folder watcher reading ``global_step``); their
+    bytes are then neither read nor checked, so never build a model from such a read.
+    """
     path = Path(path)
     if not path.is_file():
         what = "a directory" if path.is_dir() else "not there"
@@ -88,7 +95,7 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     if path.suffix == ".safetensors":
         tensors, settings = _read_safetensors(path)
         return _normalize(tensors, settings, "safetensors", path)
-    obj = _torch_load(path)
+    obj = _torch_load(path, mapped)
     if not isinstance(obj, dict):
         raise CheckpointError(
             f"{path} holds a {type(obj).__name__}, not a state dict. A DepthSplat checkpoint "
@@ -99,7 +106,11 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     if CONFIG_ENTRY in obj:
         settings = _embedded(obj[CONFIG_ENTRY], f"{path} [{CONFIG_ENTRY}]")
     if isinstance(obj.get("state_dict"), dict):
-        return _normalize(obj["state_dict"], settings, "Lightning 'state_dict' entry", path)
+        raw = _normalize(obj["state_dict"], settings, "Lightning 'state_dict' entry", path)
+        step = obj.get("global_step")
+        if isinstance(step, int) and not isinstance(step, bool):
+            raw.global_step = step
+        return raw
     if isinstance(obj.get("model"), dict):
         # Depth checkpoints: the depth predictor's own keys, loaded into encoder.depth_predictor.
         entries = obj["model"]
@@ -110,7 +121,7 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     return _normalize(entries, settings, "plain state dict", path)
 
 
-def _torch_load(path: Path) -> object:
+def _torch_load(path: Path, mapped: bool = False) -> object:
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -130,9 +141,10 @@ def _torch_load(path: Path) -> object:
         # fails; the failure is reported below, so the warnings would only add noise.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            # No mmap: mapped storages are not checked against their zip records, so a
-            # shortened record silently yields its neighbours' bytes as weights.
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
+            # No mmap for weights: mapped storages are not checked against their zip records,
+            # so a shortened record silently yields its neighbours' bytes as weights.
+            return torch.load(path, map_location="cpu", weights_only=True,
+                              mmap=mapped and is_zip)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path} contains Python objects other than tensors and plain containers, or is not "
@@ -265,7 +277,8 @@ def _preview(items: Iterable[object], count: int = 5, width: int = 60) -> str:
 
 
 def save_checkpoint(
-    model: nn.Module, path: str | Path, *, preprocess: Mapping[str, Any] | None = None
+    model: nn.Module, path: str | Path, *, preprocess: Mapping[str, Any] | None = None,
+    global_step: int | None = None,
 ) -> Path:
     """Write the weights and the settings atomically (``.safetensors`` or a torch file).
 
@@ -275,6 +288,9 @@ def save_checkpoint(
         path: where to write; ``.safetensors`` selects that format, anything else a torch file.
         preprocess: stored unread as the ``preprocess`` section, e.g.
             ``dsviewer.dataset.settings.settings_to_dict(settings)``; loaders then need no preset.
+        global_step: the training step, stored as PyTorch Lightning stores it (a top-level
+            ``global_step`` beside ``state_dict``; torch files only), so that a folder watcher
+            reads it (:attr:`RawCheckpoint.global_step`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -282,11 +298,16 @@ def save_checkpoint(
     sections: dict[str, Any] = {"architecture": model.config.to_dict()}
     if preprocess is not None:
         sections["preprocess"] = dict(preprocess)
+    if global_step is not None and path.suffix == ".safetensors":
+        raise ValueError("global_step is stored in torch files only (.pth, .ckpt)")
+    entries: dict[str, Any] = {"state_dict": state, CONFIG_ENTRY: sections}
+    if global_step is not None:
+        entries["global_step"] = int(global_step)
     with atomic_write(path) as handle:
         if path.suffix == ".safetensors":
             from safetensors.torch import save
 
             handle.write(save(state, metadata={CONFIG_ENTRY: json.dumps(sections)}))
         else:
-            torch.save({"state_dict": state, CONFIG_ENTRY: sections}, handle)
+            torch.save(entries, handle)
     return path

@@ -19,6 +19,9 @@ One job per module:
 ``merge.py``           rank 0's merge of the run's records into the three output files
 ``tables.py``          ``scenes.csv`` and ``summary.json`` from the merged rows
 ``report.py``          ``report.html``: offline, sortable, thumbnails, histograms, commands
+``steps.py``           ``--ckpt-dir``: a training folder's checkpoints, one evaluation per step
+                       in ``OUT/steps/``, then ``steps.csv``
+``step_report.py``     ``--ckpt-dir``'s ``report.html``: every metric's curve over the steps
 =====================  =========================================================================
 
 ``viewer/eval_cli.py`` parses the command line into an :class:`job.EvalJob`; the loop is

@@ -134,7 +134,8 @@ class RunCounter:
     others see it before their next scene.
     """
 
-    def __init__(self, placement: Placement) -> None:
+    def __init__(self, placement: Placement, scope: str = "") -> None:
+        self._prefix = f"{COUNTER_PREFIX}{scope}/"  # one evaluation's counts (--ckpt-dir: a step)
         self._store = None
         self._local = {"done": 0, "failed": 0, "finished": 0, "stop": 0}
         self.world_size = 1  # ranks whose end rank 0 waits for through the store
@@ -156,7 +157,7 @@ class RunCounter:
         if self._store is None:
             self._local[name] += amount
             return self._local[name]
-        return int(self._store.add(COUNTER_PREFIX + name, amount))
+        return int(self._store.add(self._prefix + name, amount))
 
     def scene_done(self, failed: bool) -> tuple[int, int]:
         """Count one finished scene of this rank; returns every rank's (done, failed) so far."""

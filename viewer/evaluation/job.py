@@ -31,7 +31,9 @@ class EvalJob:
     with a result; ``threads``: torch CPU threads per process (None: the node's cores split
     among its ranks); ``max_target_views``: target renders per scene (0: none; None: all);
     ``sort_by``: report.html's ranking column (``auto``: GT AbsRel when any scene has GT);
-    ``thumbnails``: rows of report.html with thumbnails.
+    ``thumbnails``: rows of report.html with thumbnails; ``ckpt_dir``: evaluate every
+    checkpoint of this training folder instead of ``run.checkpoint`` (each step as its own
+    evaluation in ``out/steps/``, then ``steps.csv``; :mod:`dsviewer.viewer.evaluation.steps`).
     """
 
     run: RunSpec
@@ -43,6 +45,7 @@ class EvalJob:
     max_target_views: int | None = None
     sort_by: str = "auto"
     thumbnails: int = 500
+    ckpt_dir: Path | None = None
 
     @property
     def checkpoint(self) -> Path:

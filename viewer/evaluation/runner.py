@@ -79,6 +79,9 @@ def check_job(job: EvalJob) -> None:
     """What the evaluation itself needs of its settings (the run flags are the CLI's to judge)."""
     if Path(job.out).exists() and not Path(job.out).is_dir():
         raise EvalUsageError(f"--out {job.out} exists and is not a folder; give a folder.")
+    if job.ckpt_dir is None and (Path(job.out) / "steps.csv").exists():
+        raise EvalUsageError(f"--out {job.out} holds an evaluation of a training's steps "
+                             "(steps.csv, from --ckpt-dir); give this checkpoint its own --out.")
     if job.threads is not None and job.threads < 1:
         raise EvalUsageError("--threads must be at least 1.")
     if job.max_target_views is not None and job.max_target_views < 0:
@@ -195,7 +198,7 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
     label = "Evaluating"
     if placement.distributed:
         label = f"Evaluating ({placement.world_size} ranks)"
-    counter = distributed.RunCounter(placement)
+    counter = distributed.RunCounter(placement, scope=str(out))
     start = time.perf_counter()
     ran = failed = 0
     error, bug = None, False
@@ -233,12 +236,14 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
             "bug": bug}  # fmt: skip
 
 
-def run_evaluation(job: EvalJob, console=None, check: Callable[[], None] | None = None) -> int:
+def run_evaluation(job: EvalJob, console=None, check: Callable[[], None] | None = None,
+                   body: Callable[..., tuple[int, str | None]] | None = None) -> int:
     """``dsviewer eval`` on this process (one of the torchrun ranks, or alone): 0 once the
     outputs are written, 2 on bad input (1 after a bug on some rank; its log file is named).
 
     ``check``: the command line's checks of its flags, run once on rank 0 before planning (an
-    error there reaches every rank)."""
+    error there reaches every rank). ``body``: what runs once the process group is up, with
+    :func:`evaluate`'s arguments (default: :func:`evaluate`; ``--ckpt-dir`` runs its steps)."""
     import os
 
     from rich.console import Console
@@ -259,7 +264,7 @@ def run_evaluation(job: EvalJob, console=None, check: Callable[[], None] | None 
     try:
         # only rank 0 prints, the others' counts join its own; all before the last line
         with WarningsOnce(say if placement.is_main else None) as warnings:
-            code, last_line = evaluate(job, placement, console, say, warnings, check)
+            code, last_line = (body or evaluate)(job, placement, console, say, warnings, check)
         if last_line is not None:
             say(last_line)
         return code

@@ -28,6 +28,7 @@ from dsviewer.viewer.evaluation.columns import METRIC_NAMES, THUMBNAIL_NAMES
 
 if TYPE_CHECKING:
     from dsviewer.dataset.types import SceneViews
+    from dsviewer.viewer.session.loaded import LoadedScene
     from dsviewer.viewer.session.model import ModelSession
     from dsviewer.viewer.session.specs import RunSpec, SessionSettings
 
@@ -73,16 +74,23 @@ def evaluate_scene(
 ) -> SceneResult:
     """Predict, derive the layers, analyse, render the targets; see :data:`METRIC_NAMES`.
     ``run``: the views and planes asked for (applied to ``scene`` first)."""
-    import torch
-
-    from dsviewer.viewer.analysis import AnalysisSettings
     from dsviewer.viewer.session.loaded import run_prediction
     from dsviewer.viewer.session.model import finish
-    from dsviewer.viewer.target_render import render_target_views
 
     if run is not None:
         scene = finish(scene, run)
-    loaded = run_prediction(scene, session.predict)
+    return loaded_result(run_prediction(scene, session.predict), max_target_views)
+
+
+def loaded_result(loaded: LoadedScene, max_target_views: int | None = None) -> SceneResult:
+    """The metrics and thumbnails of a scene already predicted (what :func:`evaluate_scene`
+    computes after the model; a viewer that keeps its predictions calls this directly)."""
+    import torch
+
+    from dsviewer.viewer.analysis import AnalysisSettings
+    from dsviewer.viewer.target_render import render_target_views
+
+    scene = loaded.scene
     layers = loaded.layers  # the user's frame and units, as the viewer shows them
     summary = loaded.analysis(AnalysisSettings()).summary()
     consistency = summary["consistency"]

@@ -32,9 +32,9 @@ AGGREGATION = (
 )
 
 
-def csv_row(record: SceneRecord) -> dict[str, object]:
-    """The CSV cells of one record: empty for None, floats in their shortest exact form."""
-    row: dict[str, object] = {
+def record_row(record: SceneRecord) -> dict[str, object]:
+    """One record as a ``scenes.csv`` row, typed: None where a cell is empty."""
+    return {
         "key": record.key,
         "status": record.status,
         "reason": record.reason,
@@ -43,17 +43,41 @@ def csv_row(record: SceneRecord) -> dict[str, object]:
         "seconds": None if record.seconds is None else round(record.seconds, 3),
         **{metric.name: record.metrics.get(metric.name) for metric in METRICS},
     }
-    return {name: "" if row[name] is None else row[name] for name in CSV_COLUMNS}
+
+
+def csv_row(record: SceneRecord) -> dict[str, object]:
+    """The CSV cells of one record: empty for None, floats in their shortest exact form."""
+    return csv_cells(record_row(record), CSV_COLUMNS)
+
+
+def csv_cells(row: dict[str, object], columns: Sequence[str]) -> dict[str, object]:
+    return {name: "" if row.get(name) is None else row[name] for name in columns}
 
 
 def write_csv(path: Path, records: Sequence[SceneRecord]) -> None:
+    write_rows(path, [record_row(record) for record in records], CSV_COLUMNS)
+
+
+def write_rows(path: Path, rows: Sequence[dict[str, object]], columns: Sequence[str]) -> None:
+    """A CSV file of typed rows (None: an empty cell), written atomically."""
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    for record in records:
-        writer.writerow(csv_row(record))
+    for row in rows:
+        writer.writerow(csv_cells(row, columns))
     with atomic_write(path) as handle:
         handle.write(text.getvalue().encode("utf-8", "replace"))
+
+
+def read_rows(path: Path) -> list[dict[str, object]]:
+    """The typed rows of a ``scenes.csv`` this module wrote (the inverse of :func:`write_csv`:
+    counts as int, seconds and metrics as float, empty cells as None)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    numbers = {"views": int, "targets": int, "seconds": float,
+               **{metric.name: float for metric in METRICS}}  # fmt: skip
+    return [{name: (numbers[name](cell) if cell else None) if name in numbers else cell
+             for name, cell in row.items()} for row in rows]  # fmt: skip
 
 
 def metric_aggregates(records: Sequence[SceneRecord]) -> dict[str, dict]:

@@ -14,6 +14,7 @@ import torch
 
 from dsviewer.viewer.analysis import AnalysisSettings, SceneAnalysis
 from dsviewer.viewer.analysis.metrics import histogram
+from dsviewer.viewer.escape import escape_markdown
 
 if TYPE_CHECKING:
     import viser
@@ -115,6 +116,7 @@ class AnalysisPanel:
                 hint="count: a point hidden behind another view's surface counts as a "
                 "disagreement; skip: only free-space violations count (wide baselines).",
             )  # fmt: skip
+            self.described = gui.add_markdown("")  # which run the numbers below are of
             self.table = gui.add_markdown("")
         with gui.add_folder("Statistics", expand_by_default=False):
             self.statistics = gui.add_markdown("")
@@ -141,6 +143,9 @@ class AnalysisPanel:
         the histograms span +- ``residual_limit``."""
         state = self.context.state
         analysis = state.analysis_of(loaded)
+        run = state.run_a
+        self.described.content = (f"Of run **A: {escape_markdown(run.name)}**"
+                                   if run is not None and run.loaded is loaded else "")  # fmt: skip
         if analysis is not None:
             self.table.content = summary_markdown(analysis.summary())
         settings = state.color

@@ -20,21 +20,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from dsviewer.viewer.color_modes import color_mode
 from dsviewer.viewer.escape import escape_markdown
+from dsviewer.viewer.gui import client_shims
 from dsviewer.viewer.gui.analysis_panel import AnalysisPanel
 from dsviewer.viewer.gui.cameras_panel import CamerasPanel
-from dsviewer.viewer.gui.colors import RunColors, legend
+from dsviewer.viewer.gui.colors import RunColors, difference_job, legend
 from dsviewer.viewer.gui.context import GuiContext
 from dsviewer.viewer.gui.display_panels import ColoursPanel, LayersPanel, PointsPanel, ViewsPanel
 from dsviewer.viewer.gui.export_panel import ExportPanel
 from dsviewer.viewer.gui.inspector_panel import InspectorPanel
+from dsviewer.viewer.gui.placement import run_offsets
 from dsviewer.viewer.gui.points import RunClouds, point_filter
 from dsviewer.viewer.gui.runs_panel import RunsPanel, b_choices, oldest_over_budget
 from dsviewer.viewer.gui.scene_panel import ScenePanel
-from dsviewer.viewer.gui.splats import ResidualVectors, SplatNodes, side_by_side_offset
+from dsviewer.viewer.gui.splats import ResidualVectors, SplatNodes
 from dsviewer.viewer.gui.state import Partner, ViewState
 from dsviewer.viewer.gui.targets_panel import TargetsPanel
 from dsviewer.viewer.jobs import JobQueue
@@ -89,15 +89,18 @@ class ViewerApp:
         self.colors = RunColors(self.state)
         self.clouds = RunClouds(context, self.colors)
 
+        client_shims.install(server)  # before any element: see the module for why
         server.gui.configure_theme(dark_mode=True, show_share_button=False, control_width="medium")
         server.gui.main_panel.dock_right()  # beside the canvas, never over the scene
         # The folders, top to bottom; each gets the context and the callbacks it needs.
         self.scene_panel = ScenePanel(context, list(scene_specs or []), model_info,
-                                      None if loader is None else self.load_async)  # fmt: skip
+                                      None if loader is None else self.load_async,
+                                      accepts_paths=spec_check is None)  # fmt: skip
         self.runs_panel = RunsPanel(context, self.run_loader, on_pair=self.set_pair,
-                                    on_placement=self.place_runs,
+                                    on_placement=self.on_placement,
                                     on_run_visible=self.set_run_visible,
-                                    on_new_run=self.add_run)  # fmt: skip
+                                    on_new_run=self.add_run,
+                                    on_remove=self.remove_b)  # fmt: skip
         self.layers_panel = LayersPanel(context, self.on_layer_toggled)
         self.colours_panel = ColoursPanel(context, self.on_colors_changed)
         self.cameras_panel = CamerasPanel(context)
@@ -106,9 +109,9 @@ class ViewerApp:
         self.points_panel = PointsPanel(context, point_budget,
                                         on_size=self.clouds.refresh_point_size,
                                         on_selection=self.on_selection_changed)  # fmt: skip
-        self.inspector_panel = InspectorPanel(context, self.clouds.pick)
-        self.gaussians_panel = SplatNodes(context, gaussian_budget)
-        self.vectors_panel = ResidualVectors(context)
+        self.inspector_panel = InspectorPanel(context, self.clouds.pick, self.colors.context)
+        self.gaussians_panel = SplatNodes(context, gaussian_budget, self.on_overlay)
+        self.vectors_panel = ResidualVectors(context, lambda: self.on_overlay(False))
         self.targets_panel = TargetsPanel(context)
         self.export_panel = ExportPanel(context)
         server.on_client_connect(self._on_connect)
@@ -184,11 +187,16 @@ class ViewerApp:
             self.state.runs.append(run)
             self.state.partner = Partner(run.name)
             self._enforce_budget()
-            self.runs_panel.show()
-            self.clouds.show(self.state.runs)
-            self.place_runs()
-            self._pair_changed()
+            self._runs_changed()
         self.request_analysis()
+
+    def _runs_changed(self) -> None:
+        """Runs were added or removed: the Runs folder, the clouds and their places, B - A."""
+        self.runs_panel.show()
+        self.clouds.show(self.state.runs)
+        self.place_runs()
+        self._pair_changed()
+        self._refresh_readout()
 
     def _enforce_budget(self) -> None:
         """Drop the oldest runs that are not A or B while the runs exceed the memory budget."""
@@ -208,6 +216,21 @@ class ViewerApp:
         if state.partner == Partner(removed.name):
             state.partner = None
         self.colors.forget(removed)
+
+    def remove_b(self) -> None:
+        """Forget run B (Remove B in the Runs folder); the next other run becomes B."""
+        state = self.state
+        with self.lock:
+            b = state.run_b()
+            if b is None or b is state.run_a:
+                return
+            self.remove_run(state.runs.index(b))
+            state.partner = next((Partner(r.name) for r in state.runs if r is not state.run_a),
+                                 None)  # fmt: skip
+            with self.server.atomic():
+                self._runs_changed()
+            self.inspector_panel.refresh()
+        self.runs_panel.say(f"Removed {escape_markdown(b.name)}.")
 
     def set_run_visible(self, index: int, visible: bool) -> None:
         self.clouds.slots[index].set_run_visible(visible)
@@ -231,53 +254,37 @@ class ViewerApp:
             self.request_analysis()
 
     def _pair_changed(self) -> None:
+        self.clouds.refresh_labels()
         self.colors.clear()
         self.clouds.refresh_colors()
         self.refresh_colors_and_tables()
         if self.state.partner is not None:
-            self.jobs.submit("Compare", self._difference_job(self.state.run_a, self.state.partner))
-
-    def _difference_job(self, a: Run, partner: Partner) -> Callable[[], None]:
-        """Compute B - A on A's pixels and on B's (the depth of one along the other's rays)."""
-
-        def job() -> None:
-            from dsviewer.viewer.compare import (
-                comparison_problem,
-                difference_maps,
-                gt_source,
-                run_source,
-            )
-
-            with self.lock:  # the GUI thread edits the run list
-                b = self.state.run_named(partner.run)
-            source_a = run_source(a.loaded)
-            source_b = (gt_source(a.loaded) if partner.is_gt
-                        else None if b is None else run_source(b.loaded))  # fmt: skip
-            problem = comparison_problem(source_a, source_b, partner.name)
-            if problem is not None:
-                self.runs_panel.say(f"*{escape_markdown(problem)}*")
-                return
-            maps = {id(a): {k: v.numpy() for k, v in difference_maps(source_a, source_b).items()}}
-            if b is not None:  # on B's pixels: -(A - B) = B - A
-                maps[id(b)] = {
-                    k: -v.numpy() for k, v in difference_maps(source_b, source_a).items()
-                }
-            with self.lock:
-                if a is not self.state.run_a or partner != self.state.partner:
-                    return  # the pair changed meanwhile
-                self.colors.set_differences(maps)
-                self.context.guarded(self.on_colors_changed)
-
-        return job
+            job = difference_job(self.context, self.colors, self.runs_panel.say,
+                                 self.on_colors_changed)  # fmt: skip
+            self.jobs.submit("Compare", job)
 
     def place_runs(self) -> None:
-        """Overlaid, or each run shifted along the cameras' right axis past the previous one."""
-        step = np.zeros(3)
-        if self.state.placement == "side by side" and len(self.state.runs) > 1:
-            final = self.loaded.flat("final")
-            step = side_by_side_offset(final.points[final.valid],
-                                       self.loaded.layers.context.T_world_cam.numpy())  # fmt: skip
-        self.clouds.place([i * step for i in range(len(self.clouds.slots))])
+        """Overlaid, or each run shifted along the cameras' right axis past the previous one;
+        the labels, splats and residual vectors follow."""
+        self.clouds.place(run_offsets(self.state))
+        self.clouds.refresh_labels()
+        self.gaussians_panel.refresh()
+        self.vectors_panel.refresh()
+
+    def on_placement(self) -> None:
+        """The runs' placement changed: place them, then frame them in every page."""
+        self.place_runs()
+        self.cameras_panel.reframe_clients()
+
+    def on_overlay(self, moved: bool) -> None:
+        """Splats or residual vectors shown, hidden or (``moved``) placed elsewhere."""
+        self.gaussians_panel.refresh()
+        self.vectors_panel.refresh()
+        self.clouds.refresh_roots()
+        self.layers_panel.show_covered(self.state)
+        self._refresh_readout()
+        if moved:
+            self.cameras_panel.reframe_clients()
 
     def load_async(self, spec: str) -> threading.Thread | None:
         """Load ``spec`` (every run definition on it) in a worker thread; returns the thread."""
@@ -330,6 +337,7 @@ class ViewerApp:
     def on_colors_changed(self) -> None:
         self.clouds.refresh_colors()
         self.refresh_colors_and_tables()
+        self.inspector_panel.refresh()  # its colour-mode rows (B - A) follow the colours
 
     def on_selection_changed(self) -> None:
         self.clouds.refresh_selection()
@@ -338,6 +346,7 @@ class ViewerApp:
     def on_layer_toggled(self, layer: str) -> None:
         self.clouds.set_layer_visible(layer)
         self.colours_panel.show_legend(legend(self.state, self.colors))
+        self._refresh_readout()
 
     def on_view_visibility(self) -> None:
         self.clouds.refresh_view_visibility()

@@ -1,8 +1,11 @@
 """The Cameras folder: context and target frustums, the start view, and looking through a camera.
 
 Clicking a frustum only selects it; "View through camera" is the explicit action that moves the
-clicking client's camera into it. New clients and "Reset view" get the scene's start camera
-(:mod:`dsviewer.viewer.view_params`), the one ``scene.html`` opens with.
+clicking client's camera into it. New clients and "Reset view" get a camera that frames what is
+shown (every shown layer of every visible run where it stands, the splats; see
+:mod:`dsviewer.viewer.gui.placement`) from the start camera's direction: with one run and its
+final points, the scene's start camera (:mod:`dsviewer.viewer.view_params`), the one
+``scene.html`` opens with.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dsviewer.viewer.gui.placement import framing_view
 from dsviewer.viewer.scene_nodes import add_frustums
 
 if TYPE_CHECKING:
@@ -44,7 +48,8 @@ class CamerasPanel:
                 "field of view); frustums are hidden until Reset view (they would fill the view)."
             )  # fmt: skip
             self.reset = gui.add_button(
-                "Reset view", hint="Back to the start view that frames the whole scene."
+                "Reset view", hint="A view that frames everything shown: every visible run "
+                "where it stands (side by side too), its shown layers and the splats."
             )  # fmt: skip
 
         for toggle in (self.context_toggle, self.target_toggle):
@@ -133,9 +138,15 @@ class CamerasPanel:
             client.camera.up_direction = -T[:3, 1]
             client.camera.fov = fov
 
+    def reframe_clients(self) -> None:
+        """Frame what is shown in every page (after a change of placement)."""
+        self.set_initial_camera()
+        for client in self.context.server.get_clients().values():
+            self.reset_client(client)
+
     def set_initial_camera(self) -> None:
         """The start camera of the shown scene for pages that connect from now on."""
-        start, up = self.state.loaded.view.start, self.state.loaded.view.up
+        start, up = framing_view(self.state), self.state.loaded.view.up
         initial = self.context.server.initial_camera
         initial.up = tuple(float(x) for x in up)
         initial.position = tuple(float(x) for x in start.position)
@@ -146,7 +157,7 @@ class CamerasPanel:
         with self.context.lock:
             if self.state.loaded is None:
                 return
-            start, up = self.state.loaded.view.start, self.state.loaded.view.up
+            start, up = framing_view(self.state), self.state.loaded.view.up
             if self.looked_through is not None:
                 self.looked_through = None
                 self.refresh_visibility()

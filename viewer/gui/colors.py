@@ -6,6 +6,7 @@ settings, analysis settings, the layers switched on) plus the B - A maps of the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +23,7 @@ from dsviewer.viewer.color_modes import (
 from dsviewer.viewer.point_layers import POINT_LAYERS
 
 if TYPE_CHECKING:
+    from dsviewer.viewer.gui.context import GuiContext
     from dsviewer.viewer.gui.state import ViewState
     from dsviewer.viewer.session.runs import Run
 
@@ -94,3 +96,44 @@ def legend(state: ViewState, colors: RunColors) -> np.ndarray:
         parts += [colormaps.text_image(COLOR_MODES[key].label, height=20),
                   legend_image(context, key)]  # fmt: skip
     return np.concatenate(parts, axis=0)
+
+
+def difference_job(context: GuiContext, colors: RunColors, say: Callable[[str], None],
+                   on_ready: Callable[[], None]) -> Callable[[], None]:  # fmt: skip
+    """A job computing B - A of the pair chosen now, on A's pixels and on B's (the depth of one
+    along the other's rays), handed to ``colors``; then ``on_ready()``. ``say(text)``: why the
+    two cannot be compared."""
+    from dsviewer.viewer.escape import escape_markdown
+
+    state = context.state
+    a, partner = state.run_a, state.partner
+
+    def job() -> None:
+        from dsviewer.viewer.compare import (
+            comparison_problem,
+            difference_maps,
+            gt_source,
+            run_source,
+        )
+
+        with context.lock:  # the GUI thread edits the run list
+            if a is not state.run_a or partner != state.partner:
+                return  # the pair changed (or B was removed) before this job ran
+            b = state.run_named(partner.run)
+        source_a = run_source(a.loaded)
+        source_b = (gt_source(a.loaded) if partner.is_gt
+                    else None if b is None else run_source(b.loaded))  # fmt: skip
+        problem = comparison_problem(source_a, source_b, partner.name)
+        if problem is not None:
+            say(f"*{escape_markdown(problem)}*")
+            return
+        maps = {id(a): {k: v.numpy() for k, v in difference_maps(source_a, source_b).items()}}
+        if b is not None:  # on B's pixels: -(A - B) = B - A
+            maps[id(b)] = {k: -v.numpy() for k, v in difference_maps(source_b, source_a).items()}
+        with context.lock:
+            if a is not state.run_a or partner != state.partner:
+                return  # the pair changed meanwhile
+            colors.set_differences(maps)
+            context.guarded(on_ready)
+
+    return job

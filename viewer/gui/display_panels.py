@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from dsviewer.viewer.gui.context import GuiContext
     from dsviewer.viewer.gui.points import PointFilter
+    from dsviewer.viewer.gui.state import ViewState
     from dsviewer.viewer.session.loaded import LoadedScene
 
 RESIDUAL_UNITS = {"inverse depth": "inverse", "metric (final - coarse)": "metric"}
@@ -47,6 +48,14 @@ class LayersPanel:
 
                 toggle.on_update(toggled)
                 self.toggles[key] = toggle
+            self.covered = gui.add_markdown("")
+
+    def show_covered(self, state: ViewState) -> None:
+        """Say why no point is drawn while overlaid splats or residual vectors are shown."""
+        what = [name for name, shown in (("overlaid splats", state.splats == "overlaid"),
+                                         ("residual vectors", state.vectors_shown)) if shown]
+        self.covered.content = (f"*Points hidden while {' and '.join(what)} are shown (they "
+                                "would cover them).*" if what else "")  # fmt: skip
 
     def show(self, loaded: LoadedScene) -> None:
         """Grey out the layers this scene does not have (no GT, a depth-only model)."""
@@ -96,6 +105,7 @@ class ColoursPanel:
     def __init__(self, context: GuiContext, on_change: Callable[[], None]) -> None:
         """``on_change()``: the colour mode or a colour setting changed."""
         state, gui = context.state, context.server.gui
+        self.server = context.server
         with gui.add_folder("Colours"):
             self.mode_dropdown = gui.add_dropdown(
                 "Colour by", options=[m.label for m in COLOR_MODES.values()],
@@ -123,9 +133,23 @@ class ColoursPanel:
         for control in (self.mode_dropdown, self.residual_unit, self.percentile):
 
             @control.on_update
-            def _(_event) -> None:
+            def _(event, control=control) -> None:
                 write()
                 context.guarded(on_change)
+                self.tell_other_pages(event.client, f"{control.label}: {control.value}")
+
+    def tell_other_pages(self, changer, change: str) -> None:
+        """A notice in every page but ``changer``'s. Colours stay shared rather than per page:
+        the points are scene nodes every page shares, and per-page colours would send every
+        page its own copy of every cloud."""
+        if changer is None:  # set by the program, not by a page
+            return
+        for client_id, client in self.server.get_clients().items():
+            if client_id != changer.client_id:
+                client.add_notification(
+                    "Colours changed in another tab", f"{change}. Colour settings are shared by "
+                    "every page of this viewer.", auto_close_seconds=10.0,
+                )  # fmt: skip
 
     def set_mode(self, key: str) -> None:
         """Choose colour mode ``key`` (as a user would, callbacks included)."""

@@ -30,10 +30,12 @@ from dsviewer.viewer.scene_nodes import add_point_cloud
 if TYPE_CHECKING:
     import viser
 
+    from dsviewer.viewer.color_modes import ColorContext
     from dsviewer.viewer.gui.context import GuiContext
     from dsviewer.viewer.session.runs import Run
 
     Pick = Callable[[np.ndarray, np.ndarray], "tuple[Run, str, int, int, int] | None"]
+    ColorsOf = Callable[[Run], ColorContext]
 
 PROMPT = "Click a point in the scene, or enter a pixel."
 MARKER_PIXELS = 6.0  # the picked point's marker, in context pixels
@@ -65,43 +67,64 @@ def _rows(report: PixelReport) -> list[tuple[str, str]]:
     return rows
 
 
+RUNS_PER_TABLE = 2  # run columns per table: more would not fit the docked panel
+
+
 def report_markdown(reports: list[tuple[str, PixelReport | None]]) -> str:
-    """One column per run (``(run name, report)``; None: the run has no such pixel)."""
-    names = [escape_markdown(name) for name, _ in reports]
-    columns = [dict(_rows(report)) if report is not None else {} for _, report in reports]
+    """One column per run (``(run name, report)``; None: the run has no such pixel); with more
+    than :data:`RUNS_PER_TABLE` runs, one table per group of runs, stacked, so that every table
+    fits the panel's width."""
     labels = [label for label, _ in _rows(next(r for _, r in reports if r is not None))]
-    header = "| | " + " | ".join(names) + " |" if len(reports) > 1 else "| | |"
-    lines = [header, "|---|" + "---|" * len(reports)]
-    lines += [
-        f"| {label} | " + " | ".join(c.get(label, "-") for c in columns) + " |" for label in labels
-    ]
-    return "\n".join(lines)
+    tables = []
+    for start in range(0, len(reports), RUNS_PER_TABLE):
+        group = reports[start : start + RUNS_PER_TABLE]
+        names = [escape_markdown(name) for name, _ in group]
+        columns = [dict(_rows(report)) if report is not None else {} for _, report in group]
+        header = "| | " + " | ".join(names) + " |" if len(reports) > 1 else "| | |"
+        lines = [header, "|---|" + "---|" * len(group)]
+        lines += [f"| {label} | " + " | ".join(c.get(label, "-") for c in columns) + " |"
+                  for label in labels]  # fmt: skip
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
+
+
+EMPTY_PLOT = (
+    (np.array([1.0, 2.0]), np.zeros(2)),
+    ({"label": "depth"}, {"label": "probability", "stroke": "#4393c3", "width": 2}),
+)
 
 
 def probability_plot(reports: list[tuple[str, PixelReport]]) -> tuple[tuple, tuple, list]:
-    """``(data, series, x range)`` for uPlot: each run's curve on the union of the candidates
-    (NaN where a run has no candidate; the gaps are spanned)."""
+    """``(data, series, x range)`` for uPlot: each run's curve on one depth axis.
+
+    uPlot draws series on shared x values, and runs of other models or planes have other depth
+    candidates. So x is the union of every run's candidates, and each run's curve is read there
+    linearly in log depth between its own candidates (exactly the polyline through its points on
+    the plot's log axis) and is 0 outside them (no candidate, no probability). No NaN is sent:
+    uPlot would draw no path at all through NaN values.
+    """
     curves = [(name, probability_series(report)) for name, report in reports]
     x = np.unique(np.concatenate([c.depth for _, c in curves]))
     data = [x]
     series = [{"label": "depth"}]
     for index, (name, curve) in enumerate(curves):
-        y = np.full(x.shape, np.nan)
-        y[np.searchsorted(x, curve.depth)] = curve.probability
+        y = np.interp(np.log(x), np.log(curve.depth), curve.probability, left=0.0, right=0.0)
         data.append(y)
         color = CATEGORY_COLORS[index % len(CATEGORY_COLORS)]
-        series.append({"label": name, "stroke": "#{:02x}{:02x}{:02x}".format(*color), "width": 2,
-                       "spanGaps": True})  # fmt: skip
+        series.append({"label": name, "stroke": "#{:02x}{:02x}{:02x}".format(*color),
+                       "width": 2})  # fmt: skip
     low = min(c.depth_range[0] for _, c in curves)
     high = max(c.depth_range[1] for _, c in curves)
     return tuple(d.astype(np.float64) for d in data), tuple(series), [low, high]
 
 
 class InspectorPanel:
-    def __init__(self, context: GuiContext, pick: Pick) -> None:
+    def __init__(self, context: GuiContext, pick: Pick, colors: ColorsOf) -> None:
         """``pick(ray_origin, ray_direction) -> (run, layer, view, u, v)`` of the shown point
-        nearest to a world ray, or None."""
+        nearest to a world ray, or None; ``colors(run)``: the colour context the points of a
+        run are drawn with (the colour modes' values, B - A included, are read from it)."""
         self.context, self.state = context, context.state
+        self.colors = colors
         self.report: PixelReport | None = None  # the inspected pixel, in ``run``
         self.run: Run | None = None  # the run of the clicked point (the fields' pixel is its)
         self.reports: list[tuple[str, PixelReport | None]] = []  # every run's, by name
@@ -116,9 +139,7 @@ class InspectorPanel:
                 "Inspect", hint="Inspect this pixel of this context view."
             )
             self.plot = gui.add_uplot(
-                (np.array([1.0, 2.0]), np.zeros(2)),
-                ({"label": "depth"}, {"label": "probability", "stroke": "#4393c3", "width": 2}),
-                title="Cost-volume probability over depth", aspect=1.6,
+                *EMPTY_PLOT, title="Cost-volume probability over depth", aspect=1.6,
                 scales={"x": {"time": False, "distr": 3}},  # candidates are uniform in 1/depth
                 axes=({"label": "depth"}, {"label": "probability"}),
             )  # fmt: skip
@@ -146,7 +167,7 @@ class InspectorPanel:
         """A new scene: forget the last pixel and its curve."""
         self.report, self.run = None, None
         self.text.content = PROMPT
-        self.plot.data = (np.array([1.0, 2.0]), np.zeros(2))
+        self._plot(*EMPTY_PLOT)
         if self.marker is not None:
             self.marker.visible = False
 
@@ -174,7 +195,8 @@ class InspectorPanel:
         state = self.state
         run = run or state.run_a
         loaded = run.loaded
-        report = inspect_pixel(loaded.layers, view, u, v, state.analysis_of(loaded))
+        report = inspect_pixel(loaded.layers, view, u, v, state.analysis_of(loaded),
+                               self.colors(run))  # fmt: skip
         reports: list[tuple[str, PixelReport | None]] = [(run.name, report)]
         for other in state.runs:
             if other is run or not other.visible:
@@ -183,11 +205,10 @@ class InspectorPanel:
                 loaded.layers.context, view, u, v, other.loaded.layers.context
             )
             reports.append((other.name, None if pixel is None else inspect_pixel(
-                other.loaded.layers, *pixel, state.analysis_of(other.loaded))))  # fmt: skip
+                other.loaded.layers, *pixel, state.analysis_of(other.loaded),
+                self.colors(other))))  # fmt: skip
         self.text.content = report_markdown(reports)
-        data, series, x_range = probability_plot([(n, r) for n, r in reports if r is not None])
-        self.plot.series, self.plot.data = series, data
-        self.plot.scales = {"x": {"time": False, "distr": 3, "range": x_range}}
+        self._plot(*probability_plot([(n, r) for n, r in reports if r is not None]))
         self.view.value, self.u.value, self.v.value = view, u, v
         points = np.array([report.coarse_point, report.final_point], dtype=np.float32)
         colors = np.array([POINT_LAYERS["coarse"].color, POINT_LAYERS["final"].color], np.uint8)
@@ -199,3 +220,15 @@ class InspectorPanel:
             self.marker.visible = True
         self.report, self.reports, self.run = report, reports, run
         return report
+
+    def _plot(self, data: tuple, series: tuple, x_range: list | None = None) -> None:
+        """New curves. uPlot reads one data array per series, and a page may draw between two
+        property updates: a series without its array stops the page ("reading 'length'"). So
+        more series: the data first; fewer: the series first."""
+        with self.context.server.atomic():
+            if len(series) > len(self.plot.series):
+                self.plot.data, self.plot.series = data, series
+            else:
+                self.plot.series, self.plot.data = series, data
+            if x_range is not None:
+                self.plot.scales = {"x": {"time": False, "distr": 3, "range": x_range}}

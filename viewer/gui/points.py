@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dsviewer.viewer.color_modes import mode_of_layer, point_colors
+from dsviewer.viewer.gui.placement import label_position, run_label
 from dsviewer.viewer.gui.state import Subsample
 from dsviewer.viewer.point_layers import POINT_LAYERS, FlatLayer
 from dsviewer.viewer.scene_nodes import add_point_cloud
@@ -147,6 +148,7 @@ class PointClouds:
         self.shown: dict[tuple[str, int], np.ndarray] = {}  # pixel indices sent, per cloud
         self.stale: set[str] = set(POINT_LAYERS)
         self.rank = np.zeros(0, np.int32)
+        self.label: viser.LabelHandle | None = None  # "A: name" over the cluster
 
     @property
     def loaded(self):
@@ -155,7 +157,7 @@ class PointClouds:
     def show(self, run: Run | None) -> None:
         """A new run in this slot (None: the slot is unused and hidden)."""
         self.run = run
-        self.root.visible = run is not None and run.visible
+        self.refresh_root()
         if run is None:
             return
         layers = run.loaded.layers
@@ -183,9 +185,14 @@ class PointClouds:
             self._upload(layer)
         self.frames[layer].visible = wanted
 
+    def refresh_root(self) -> None:
+        """Shown while its run is, unless overlaid splats or residual vectors cover it."""
+        self.root.visible = (self.run is not None and self.run.visible
+                             and not self.state.points_covered)  # fmt: skip
+
     def set_run_visible(self, visible: bool) -> None:
         self.run.visible = visible
-        self.root.visible = visible
+        self.refresh_root()
         if visible:
             for layer in POINT_LAYERS:
                 self.set_layer_visible(layer)
@@ -235,7 +242,13 @@ class PointClouds:
             handle.point_size = size
 
     def points_sent(self) -> int:
-        return sum(int(i.size) for i in self.shown.values())
+        """Points on screen: of the layers and views shown (hidden ones keep theirs, unseen)."""
+        if not self.root.visible:
+            return 0
+        views = self.loaded.layers.num_views
+        return sum(int(indices.size) for (layer, view), indices in self.shown.items()
+                   if self.wanted(layer) and layer not in self.stale
+                   and view < views and self.state.view_shown(view))  # fmt: skip
 
     def pick(self, origin: np.ndarray, direction: np.ndarray):
         """``(angle, layer, view, pixel)`` of this run's shown point nearest to a world ray."""
@@ -287,6 +300,30 @@ class RunClouds:
     def refresh_view_visibility(self) -> None:
         for clouds in self._active():
             clouds.refresh_view_visibility()
+
+    def refresh_roots(self) -> None:
+        for clouds in self.slots:
+            clouds.refresh_root()
+
+    def refresh_labels(self) -> None:
+        """``A: name`` / ``B: name`` / the name over each run's cluster, with two runs or more
+        (labels are children of the run's frame: they move and hide with it)."""
+        state = self.context.state
+        up = np.asarray(state.loaded.view.up, np.float64)
+        for slot, clouds in enumerate(self.slots):
+            wanted = clouds.run is not None and len(state.runs) > 1
+            if not wanted:
+                if clouds.label is not None:
+                    clouds.label.visible = False
+                continue
+            text = run_label(state, slot)  # drawn as WebGL glyphs, never as HTML
+            position = label_position(clouds.run, slot, up)
+            if clouds.label is None:
+                clouds.label = self.context.server.scene.add_label(
+                    f"/runs/{slot}/label", text, position=position, anchor="bottom-center")
+            else:
+                clouds.label.text, clouds.label.position = text, position
+                clouds.label.visible = True
 
     def refresh_point_size(self) -> None:
         size = point_size(self.context.state)

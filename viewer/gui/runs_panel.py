@@ -85,6 +85,34 @@ def b_choices(runs: list[Run]) -> list[tuple[str, Partner | None]]:
     return [(NO_B, None), *[(run.name, Partner(run.name)) for run in runs], *gt]
 
 
+def same_run(a: Run, b: Run) -> bool:
+    """Whether two runs of a scene are the same: one checkpoint file, the same context frames
+    and the same near/far planes (as the runs used them)."""
+    ca, cb = a.loaded.layers.context, b.loaded.layers.context
+    return (a.spec.checkpoint.resolve() == b.spec.checkpoint.resolve()
+            and ca.frames.tolist() == cb.frames.tolist()
+            and np.allclose(ca.near.numpy(), cb.near.numpy(), rtol=1e-6)
+            and np.allclose(ca.far.numpy(), cb.far.numpy(), rtol=1e-6))  # fmt: skip
+
+
+def already_asked(spec: RunSpec, runs: list[Run]) -> Run | None:
+    """The run that ``spec`` (a New run's) would repeat, judged before running it: the same
+    checkpoint asked for the same frames (or the default views again) and the same planes."""
+    for run in runs:
+        if run.spec.checkpoint.resolve() != spec.checkpoint.resolve():
+            continue
+        frames = run.loaded.layers.context.frames.tolist()
+        same_frames = (spec.context is None and run.spec.context is None
+                       or spec.context is not None and list(spec.context) == frames)  # fmt: skip
+        same_planes = all(getattr(spec, plane) is None and getattr(run.spec, plane) is None
+                          or run.spec.units == "model"
+                          and getattr(spec, plane) == getattr(run.spec, plane)
+                          for plane in ("near", "far"))  # fmt: skip
+        if same_frames and same_planes:
+            return run
+    return None
+
+
 def oldest_over_budget(state: ViewState) -> int | None:
     """The index of the oldest run that is neither A nor B while the runs exceed the memory
     budget; None when they fit (or only A and B are left)."""
@@ -104,11 +132,12 @@ class RunsPanel:
         on_placement: Callable[[], None],
         on_run_visible: Callable[[int, bool], None],
         on_new_run: Callable[[Run], None],
+        on_remove: Callable[[], None],
     ) -> None:
         """``on_pair(a, b)``: A (an index into the runs) and B were chosen; ``on_placement()``:
         the placement changed; ``on_run_visible(index, visible)``: a run was shown or hidden;
-        ``on_new_run(run)``: New run made ``run`` of the shown scene. No ``run_loader``: no
-        New run."""
+        ``on_new_run(run)``: New run made ``run`` of the shown scene; ``on_remove()``: Remove B
+        was clicked. No ``run_loader``: no New run."""
         self.context, self.state = context, context.state
         self.run_loader = run_loader
         self.on_run_visible, self.on_new_run = on_run_visible, on_new_run
@@ -129,6 +158,10 @@ class RunsPanel:
             self.placement = gui.add_dropdown(
                 "Runs placement", options=("overlaid", "side by side"),
                 hint="side by side: each run shifted beside the previous one.",
+            )  # fmt: skip
+            self.remove = gui.add_button(
+                "Remove B", disabled=True,
+                hint="Forget run B (choose the run to remove as B); A cannot be removed.",
             )  # fmt: skip
             self.note = gui.add_markdown("")
             self.list_folder = gui.add_folder("Shown runs")
@@ -174,6 +207,7 @@ class RunsPanel:
             def _(_event) -> None:
                 if not self._showing and self.a.value in self.a.options:
                     on_pair(*self._chosen_pair())
+                    self.remove.disabled = self.state.run_b() is None
 
         state.placement = self.placement.value
 
@@ -185,6 +219,10 @@ class RunsPanel:
         @self.run_button.on_click
         def _(_event) -> None:
             self.request_run()
+
+        @self.remove.on_click
+        def _(_event) -> None:
+            on_remove()
 
         @self.checkpoint.on_update
         def _(_event) -> None:
@@ -234,6 +272,7 @@ class RunsPanel:
         finally:
             self._showing = False
         self.placement.disabled = len(runs) < 2
+        self.remove.disabled = state.run_b() is None
         if self.run_loader is not None:
             self.context.jobs.submit("Frames", self._frames_job(state.loaded))
 
@@ -292,6 +331,12 @@ class RunsPanel:
                      for value, default in zip(planes, own))  # fmt: skip
         spec = RunSpec(checkpoint, frames, near, far)
         scene_spec = state.scene_spec
+        with context.lock:
+            twin = already_asked(spec, state.runs)
+        if twin is not None:
+            self.status.content = (f"**Not run: {escape_markdown(twin.name)} is this run "
+                                   "already** (same checkpoint, context frames and near/far).")
+            return
         self.status.content = "*Running the model...*"
 
         def job() -> None:
@@ -304,11 +349,18 @@ class RunsPanel:
             except Exception as error:  # noqa: BLE001 -- shown in the panel
                 self.status.content = f"**Run failed:** {describe_error(error)}"
                 return
+            run = Run(name, spec, loaded)
             with context.lock:
                 if state.scene_spec != scene_spec:
                     self.status.content = "*New run discarded: the scene changed while it ran.*"
                     return
-                self.on_new_run(Run(name, spec, loaded))
+                twin = next((other for other in state.runs if same_run(other, run)), None)
+                if twin is not None:
+                    self.status.content = (f"**Not added: {escape_markdown(twin.name)} is this "
+                                           "run already** (same checkpoint, context frames and "
+                                           "near/far).")  # fmt: skip
+                    return
+                self.on_new_run(run)
             self.status.content = f"Added {escape_markdown(name)}."
 
         context.jobs.submit("Run", job)

@@ -1,21 +1,23 @@
 """The Gaussians folder (predicted splats) and the residual vectors, as scene nodes.
 
 Splats are sent once per scene and per (colouring, opacity threshold); placement and visibility
-only move or hide the node. "side by side" shifts the splats along the cameras' right axis past
-the final points and reframes every client's view so that both stay in sight.
+only move or hide the node. Both folders write what they show into the ViewState (``splats``,
+``vectors_shown``): overlaid splats and the residual vectors lie inside the final points, so the
+point clouds step aside while they are shown (``ViewState.points_covered``), else the points
+would hide them. Both stand at run A's place (:mod:`dsviewer.viewer.gui.placement`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dsviewer.viewer.analysis.gaussians import gaussian_colors
 from dsviewer.viewer.analysis.residual_vectors import residual_segments
-from dsviewer.viewer.colormaps import robust_range
+from dsviewer.viewer.gui.placement import run_offsets, splat_offset
 from dsviewer.viewer.point_layers import gaussian_dc_rgb
-from dsviewer.viewer.view_params import framing_camera
 
 if TYPE_CHECKING:
     import viser
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
 
 SPLAT_COLORS = {"SH colour": "sh", "Opacity": "opacity", "Scale": "scale"}
 MAX_VECTORS = 40_000  # residual segments sent at most, split over the views
-SIDE_GAP = 1.15  # side-by-side shift: this many times the points' extent along the right axis
 
 
 def select_gaussians(opacities: np.ndarray, budget: int, min_opacity: float = 0.0) -> np.ndarray:
@@ -39,18 +40,11 @@ def select_gaussians(opacities: np.ndarray, budget: int, min_opacity: float = 0.
     return indices
 
 
-def side_by_side_offset(points: np.ndarray, T_world_cam: np.ndarray) -> np.ndarray:
-    """A shift ``[3]`` along the cameras' mean right axis that clears ``points`` ``[n, 3]``."""
-    right = T_world_cam[:, :3, 0].mean(axis=0)
-    right /= max(np.linalg.norm(right), 1e-9)
-    if points.size == 0:
-        return right
-    low, high = robust_range(points @ right, 1.0, 99.0)
-    return right * float(SIDE_GAP * (high - low) + 1e-6)
-
-
 class SplatNodes:
-    def __init__(self, context: GuiContext, budget: int) -> None:
+    def __init__(self, context: GuiContext, budget: int,
+                 on_shown: Callable[[bool], None]) -> None:  # fmt: skip
+        """``on_shown(moved)``: the splats were shown, hidden or (``moved``) placed elsewhere;
+        ``ViewState.splats`` says how."""
         self.context, self.state = context, context.state
         self.budget = budget
         self.handle: viser.GaussianSplatHandle | None = None
@@ -60,7 +54,8 @@ class SplatNodes:
             self.toggle = gui.add_checkbox(
                 "Gaussian splats",
                 initial_value=False,
-                hint="The predicted 3D Gaussians as splats (DC colour).",
+                hint="The predicted 3D Gaussians of run A as splats (DC colour). Overlaid, the "
+                "point clouds are hidden while they are shown (they would cover the splats).",
             )
             self.placement = gui.add_dropdown(
                 "Splats placement", options=("overlaid", "side by side"),
@@ -79,33 +74,36 @@ class SplatNodes:
                 initial_value=0.0,
                 hint="Hide fainter Gaussians.",
             )
-        for control in (self.toggle, self.color, self.min_opacity):
+        for control in (self.color, self.min_opacity):
             control.on_update(lambda _event: context.guarded(self.refresh))
+        self._write()
+
+        @self.toggle.on_update
+        def _(_event) -> None:
+            self._write()  # side by side, they widen (or narrow) what must be framed
+            context.guarded(lambda: on_shown(self.placement.value == "side by side"))
 
         @self.placement.on_update
         def _(_event) -> None:
-            context.guarded(self.refresh)
-            context.guarded(self.reframe_clients)
+            self._write()
+            context.guarded(lambda: on_shown(True))
+
+    def _write(self) -> None:
+        loaded = self.state.loaded
+        has = loaded is not None and loaded.layers.gaussians is not None
+        self.state.splats = self.placement.value if self.toggle.value and has else "hidden"
 
     def show(self) -> None:
         has = self.state.loaded.layers.gaussians is not None
         for control in (self.toggle, self.placement, self.color, self.min_opacity):
             control.disabled = not has
+        self._write()
         self.sent_key = None
         self.refresh()
 
-    def offset(self) -> np.ndarray:
-        if self.placement.value != "side by side":
-            return np.zeros(3)
-        loaded = self.state.loaded
-        final = loaded.flat("final")
-        return side_by_side_offset(
-            final.points[final.valid], loaded.layers.context.T_world_cam.numpy()
-        )
-
     def refresh(self) -> None:
         gaussians = self.state.loaded.layers.gaussians
-        if not self.toggle.value or gaussians is None:
+        if self.state.splats == "hidden" or gaussians is None:
             if self.handle is not None:
                 self.handle.visible = False
             return
@@ -127,24 +125,14 @@ class SplatNodes:
             )  # fmt: skip
             self.sent_key = key
         self.handle.visible = True
-        self.handle.position = tuple(float(x) for x in self.offset())
-
-    def reframe_clients(self) -> None:
-        """Frame the final points and (side by side) their shifted copy in every client."""
-        loaded = self.state.loaded
-        final = loaded.flat("final")
-        points = final.points[final.valid]
-        framed = np.concatenate((points, points + self.offset()))
-        camera = framing_camera(framed, loaded.layers.context.T_world_cam.numpy(), loaded.view.up)
-        for client in self.context.server.get_clients().values():
-            with client.atomic():
-                client.camera.position, client.camera.look_at = camera.position, camera.look_at
+        self.handle.position = tuple(float(x) for x in splat_offset(self.state))
 
 
 class ResidualVectors:
     """Coarse -> final segments per view (built when first shown or restrided)."""
 
-    def __init__(self, context: GuiContext) -> None:
+    def __init__(self, context: GuiContext, on_shown: Callable[[], None]) -> None:
+        """``on_shown()``: the vectors were shown or hidden (``ViewState.vectors_shown``)."""
         self.context, self.state = context, context.state
         self.handles: list[viser.LineSegmentsHandle] = []
         self.fresh = False
@@ -152,8 +140,9 @@ class ResidualVectors:
         with gui.add_folder("Residual vectors", expand_by_default=False):
             self.toggle = gui.add_checkbox(
                 "Residual vectors", initial_value=False,
-                hint="Segments from each coarse point to its final point: what the monocular "
-                "branch moved (blue: toward the camera, red: away).",
+                hint="Segments from each coarse point to its final point of run A: what the "
+                "monocular branch moved (blue: toward the camera, red: away). The point clouds "
+                "are hidden while they are shown (they would cover the segments).",
             )  # fmt: skip
             self.stride = gui.add_slider(
                 "Vector stride (px)",
@@ -166,7 +155,8 @@ class ResidualVectors:
 
         @self.toggle.on_update
         def _(_event) -> None:
-            context.guarded(self.refresh)
+            self.state.vectors_shown = bool(self.toggle.value)
+            context.guarded(on_shown)
 
         @self.stride.on_update
         def _(_event) -> None:
@@ -178,12 +168,15 @@ class ResidualVectors:
         self.refresh()
 
     def refresh(self) -> None:
-        wanted = bool(self.toggle.value)
+        wanted = self.state.vectors_shown
         if wanted and not self.fresh:
             self._build()
         count = self.state.loaded.layers.num_views
+        offsets = run_offsets(self.state)
+        position = tuple(float(x) for x in offsets[self.state.primary])  # at run A's place
         for v, handle in enumerate(self.handles):
             handle.visible = wanted and v < count and self.state.view_shown(v)
+            handle.position = position
 
     def _build(self) -> None:
         loaded = self.state.loaded

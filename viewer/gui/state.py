@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 Placement = Literal["overlaid", "side by side"]
 Subsample = Literal["random", "stride"]
+SplatsShown = Literal["hidden", "overlaid", "side by side"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,14 @@ class ViewState:
     color: ColorSettings = field(default_factory=ColorSettings)
     points: PointSettings = field(default_factory=PointSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    splats: SplatsShown = "hidden"  # run A's Gaussians as splats, and where
+    vectors_shown: bool = False  # run A's residual vectors
+
+    @property
+    def points_covered(self) -> bool:
+        """Whether the point clouds step aside for what is drawn on their surfaces: overlaid
+        splats and residual vectors lie inside the final points, which would hide them."""
+        return self.splats == "overlaid" or self.vectors_shown
 
     @property
     def run_a(self) -> Run | None:

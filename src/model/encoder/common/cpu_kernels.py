@@ -73,6 +73,9 @@ def cat_nhwc(tensors: Sequence[Tensor]) -> Tensor:
     """``torch.cat(tensors, dim=1)`` written straight into a channels-last tensor (a plain
     concatenation with one-channel maps would come out contiguous and need a copy)."""
     first = tensors[0]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        # cat(out=...) has no autograd; training (scripts/train_demo.py) takes the copy.
+        return torch.cat(tuple(tensors), dim=1).contiguous(memory_format=torch.channels_last)
     shape = (first.shape[0], sum(t.shape[1] for t in tensors), *first.shape[2:])
     out = torch.empty(
         shape, dtype=first.dtype, device=first.device, memory_format=torch.channels_last

@@ -17,6 +17,7 @@ forward). The entity paths (README, "Rerun recording"):
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -48,6 +49,11 @@ class RerunMissingError(SetupError):
     def __init__(self) -> None:
         super().__init__(f"--rerun needs the Rerun SDK, which is not installed: {INSTALL} "
                          "(or pip install 'rerun-sdk>=0.41').")  # fmt: skip
+
+
+def rerun_available() -> bool:
+    """Whether the SDK is installed, without importing it (the GUI asks when it starts)."""
+    return importlib.util.find_spec("rerun") is not None
 
 
 def require_rerun():

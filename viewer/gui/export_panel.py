@@ -8,7 +8,6 @@ occlusions, residual unit and range), so its metrics.json holds the numbers the 
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING
 
 from dsviewer.viewer.escape import escape_markdown
@@ -18,17 +17,14 @@ if TYPE_CHECKING:
     from dsviewer.viewer.gui.context import GuiContext
 
 
-def rerun_installed() -> bool:
-    return importlib.util.find_spec("rerun") is not None
+def rerun_option() -> tuple[bool, str]:
+    """Whether the "Rerun recording" option can be ticked, and its tooltip."""
+    from dsviewer.viewer.export.rerun_recording import INSTALL, rerun_available
 
-
-def rerun_hint() -> str:
-    from dsviewer.viewer.export.rerun_recording import INSTALL
-
-    if rerun_installed():
-        return ("Add recording.rrd to the zip: cameras, photos, depth and map images and the "
-                "points with their values, for Rerun's viewer.")
-    return f"Needs the Rerun SDK: {INSTALL}, then restart dsviewer."
+    if rerun_available():
+        return True, ("Add recording.rrd to the zip: cameras, photos, depth and map images and "
+                      "the points with their values, for Rerun's viewer.")
+    return False, f"Needs the Rerun SDK: {INSTALL}, then restart dsviewer."
 
 
 class ExportPanel:
@@ -41,8 +37,9 @@ class ExportPanel:
                 "Export zip", hint="PLYs, 3DGS PLY, cameras, an offline scene.html, scene.glb, "
                 "panels and metrics for the settings on screen, in one zip."
             )  # fmt: skip
+            available, hint = rerun_option()
             self.rerun = gui.add_checkbox("Rerun recording", initial_value=False,
-                                          disabled=not rerun_installed(), hint=rerun_hint())
+                                          disabled=not available, hint=hint)
             self.status = gui.add_markdown(
                 "PLYs, panels, metrics, an offline scene and scene.glb, zipped.")
 

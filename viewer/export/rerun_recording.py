@@ -177,7 +177,9 @@ def write_recording(path: Path, loaded: LoadedScene, context: ColorContext, metr
     rr = require_rerun()
     import rerun.blueprint as rrb
 
-    recording = rr.RecordingStream(APPLICATION_ID, recording_id=loaded.scene.key)
+    # Rerun merges files of one recording id: each run of a comparison gets its own.
+    recording = rr.RecordingStream(APPLICATION_ID,
+                                   recording_id=f"{loaded.scene.key} ({loaded.run_name})")
     recording.save(str(path), default_blueprint=_blueprint(rrb, loaded))
     recording.log("world", rr.ViewCoordinates.RDF, static=True)
     _log_points(rr, recording, loaded, context, point_budget)

@@ -9,12 +9,19 @@ Cases
          minutes): the synthetic scene's GT depth is the final depth, the coarse inverse depth
          is the truth minus a smooth residual.
 
-Run: ``python bench/viewer.py [--case small|large|both]``. Prints one table; asserts nothing.
+  maps:  the bundled demo (2 views at 128x128) through ``dsviewer --demo``'s own start-up, the
+         map grid open: the time of a frustum-map switch and the bytes a connected client
+         receives for it, in the same run as colour-mode switches (ratios printed), with the
+         load average (timings on a shared machine follow it).
+
+Run: ``python bench/viewer.py [--case small|large|both|maps]``. Prints one table per case;
+asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import resource
 import socket
@@ -168,15 +175,119 @@ def run_case(name: str, views: int, height: int, width: int, use_model: bool) ->
     }
 
 
+class WireBytes:
+    """A websocket client of the viser server that counts the bytes it receives."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        import viser
+        from websockets.sync.client import connect
+
+        self.total = 0
+        self.last = time.monotonic()
+        self.socket = connect(f"ws://127.0.0.1:{port}", max_size=None,
+                              subprotocols=[f"viser-v{viser.__version__}"])  # fmt: skip
+        self.thread = threading.Thread(target=self._receive, daemon=True)
+        self.thread.start()
+
+    def _receive(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        with contextlib.suppress(ConnectionClosed):  # the bench or the server closed it
+            for message in self.socket:
+                self.total += len(message)
+                self.last = time.monotonic()
+
+    def settled(self, quiet: float = 0.5, timeout: float = 30.0) -> int:
+        """The bytes received so far, once nothing came for ``quiet`` seconds from now."""
+        start = time.monotonic()
+        deadline = start + timeout
+        while time.monotonic() - max(self.last, start) < quiet and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.total
+
+
+def switches(wire: WireBytes, choose, keys: list[str]) -> tuple[list[float], list[int]]:
+    """Seconds each ``choose(key)`` takes in the server and the bytes the client gets for it
+    (a map's pictures are computed once per colouring: the first switch to a map computes them,
+    later ones to it reuse them)."""
+    seconds, sizes = [], []
+    for key in keys:
+        before = wire.settled()
+        t0 = time.perf_counter()
+        choose(key)
+        seconds.append(time.perf_counter() - t0)
+        sizes.append(wire.settled() - before)
+    return seconds, sizes
+
+
+def run_maps() -> dict:
+    import io
+    import os
+    import statistics
+
+    from rich.console import Console
+
+    from dsviewer.viewer import cli
+    from dsviewer.viewer.maps import MAPS
+
+    port = free_port()
+    options = cli.parse(["--demo", "--port", str(port), "--device", "cpu"])
+    server, app = cli.start(options, console=Console(file=io.StringIO()))
+    assert app.wait_idle(120)
+    wire = WireBytes(port)
+    before = wire.settled(quiet=1.0)
+    t0 = time.perf_counter()
+    app.maps_panel.grid.value = True  # what the checkbox does (framing needs a page: none here)
+    grid_open = time.perf_counter() - t0
+    grid_bytes = wire.settled() - before
+    maps = ["final_depth", "confidence", "residual", "coarse_depth", "gt_error", "photo"] * 2
+    modes = ["depth", "confidence", "residual", "gt_error", "rgb"] * 2
+
+    def choose_map(key: str) -> None:
+        app.maps_panel.picture.value = MAPS[key].label
+
+    rounds = {"map": ([], []), "colour": ([], [])}
+    for _ in range(2):  # alternating, so that both see the same load
+        for name, choose, keys in (("map", choose_map, maps),
+                                   ("colour", app.colours_panel.set_mode, modes)):  # fmt: skip
+            seconds, sizes = switches(wire, choose, keys)
+            rounds[name][0].extend(seconds)
+            rounds[name][1].extend(sizes)
+    load = os.getloadavg()
+    wire.socket.close()
+    app.close()
+    server.stop()
+    map_s, map_b = (statistics.median(x) for x in rounds["map"])
+    first = statistics.median(rounds["map"][0][: len(set(maps))])  # not yet cached
+    colour_s, colour_b = (statistics.median(x) for x in rounds["colour"])
+    return {
+        "case": "maps: demo, 2 views 128x128, map grid open (2 x 5 maps)",
+        "open the grid (s, bytes received)": f"{grid_open:.3f}, {grid_bytes:,}",
+        "map switch, median (s)": f"{map_s:.3f}",
+        "  first switch to each map, median (s)": f"{first:.3f}",
+        "colour-mode switch, median (s)": f"{colour_s:.3f}",
+        "  ratio map / colour (time)": f"{map_s / colour_s:.2f}",
+        "bytes received per map switch, median": f"{map_b:,.0f}",
+        "bytes received per colour switch, median": f"{colour_b:,.0f}",
+        "  ratio map / colour (bytes)": f"{map_b / max(colour_b, 1):.2f}",
+        "switches timed (each kind)": str(len(rounds["map"][0])),
+        "load average 1/5/15 min": " ".join(f"{x:.1f}" for x in load),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=("small", "large", "both"), default="both")
+    parser.add_argument("--case", choices=("small", "large", "both", "maps"), default="both")
     args = parser.parse_args()
     rows = []
     if args.case in ("small", "both"):
         rows.append(run_case("small", 2, 256, 256, use_model=True))
     if args.case in ("large", "both"):
         rows.append(run_case("large", 6, 512, 960, use_model=False))
+    if args.case == "maps":
+        rows.append(run_maps())
     for row in rows:
         print()
         for key, value in row.items():

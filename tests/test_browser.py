@@ -358,3 +358,193 @@ def test_new_run_and_b_minus_a_from_the_page(browser, viewer):
     if target:
         Path(target).write_bytes(rendered_screenshot(page))
     page.close()
+
+
+# --- maps in the viewer ---------------------------------------------------------------------
+
+
+def page_client(app, known: set[int]):
+    """The viser client of the page opened after the clients ``known`` were there."""
+    assert wait_until(lambda: set(app.server.get_clients()) - known, timeout=20)
+    return app.server.get_clients()[max(set(app.server.get_clients()) - known)]
+
+
+def move_camera(client, position, look_at, up, fov: float) -> None:
+    """Set the page's camera and wait until the page reports it back."""
+    with client.atomic():
+        client.camera.up_direction = tuple(float(x) for x in up)
+        client.camera.position = tuple(float(x) for x in position)
+        client.camera.look_at = tuple(float(x) for x in look_at)
+        client.camera.fov = fov
+
+    # The page reports its camera while it moves there: wait until it reports the new pose.
+    def arrived() -> bool:
+        camera = client.camera
+        return (np.allclose(camera.position, position, atol=1e-4)
+                and np.allclose(camera.look_at, look_at, atol=1e-4))  # fmt: skip
+
+    assert wait_until(arrived)
+    time.sleep(0.3)  # the report comes as the page moves: let a last one in, then check it
+    assert wait_until(arrived)
+
+
+def click_world_point(page, client, point: np.ndarray) -> None:
+    """Click where the page's camera (OpenCV axes, vertical fov) shows world ``point``."""
+    import viser.transforms as vtf
+
+    R = vtf.SO3(np.asarray(client.camera.wxyz)).as_matrix()
+    x, y, z = R.T @ (np.asarray(point, np.float64) - np.asarray(client.camera.position))
+    assert z > 0, "the point is behind the page's camera"
+    box = canvas_box(page)
+    focal = 0.5 * box["height"] / np.tan(0.5 * client.camera.fov)  # CSS pixels
+    page.mouse.click(box["x"] + 0.5 * box["width"] + focal * x / z,
+                     box["y"] + 0.5 * box["height"] + focal * y / z)  # fmt: skip
+
+
+def picture_world_point(T: np.ndarray, half_w: float, half_h: float, depth: float,
+                        s: float, t: float) -> np.ndarray:  # fmt: skip
+    """The world point at fractions (s, t) from the top-left corner of a picture that viser
+    draws over [-half_w, half_w] x [-half_h, half_h] at ``depth`` (+X right, +Y down)."""
+    return T[:3, :3] @ np.array([(2 * s - 1) * half_w, (2 * t - 1) * half_h, depth]) + T[:3, 3]
+
+
+def save_side_by_side(page, pngs: list[bytes], path: Path) -> None:
+    """The canvases of several screenshots side by side (the GUI panel left out), as one PNG."""
+    from PIL import Image
+
+    box = canvas_box(page)
+    crop = (int(box["x"]), int(box["y"]), int(box["x"] + box["width"]),
+            int(box["y"] + box["height"]))  # fmt: skip
+    parts = [Image.open(io.BytesIO(png)).convert("RGB").crop(crop) for png in pngs]
+    joined = Image.new("RGB", (sum(p.width + 8 for p in parts) - 8, parts[0].height))
+    for index, part in enumerate(parts):
+        joined.paste(part, (index * (part.width + 8), 0))
+    scale = min(1.0, 1280 / joined.width)
+    joined.resize((round(joined.width * scale), round(joined.height * scale))).save(path)
+
+
+def report_numbers(report) -> tuple:
+    return (report.view, report.u, report.v, report.coarse_depth, report.final_depth,
+            report.residual_inv, report.confidence, report.gt_depth,
+            tuple(sorted(report.mode_values.items())))  # fmt: skip
+
+
+def test_clicks_on_a_frustum_map_and_on_the_grid_inspect_that_pixel_and_a_3d_click_marks_it(
+    browser, viewer
+):
+    """Frustum map -> inspector on that pixel; grid cell -> inspector on that pixel, with the
+    same numbers as a click on the pixel's 3D point; that 3D click marks the pixel on the maps.
+    Set DSVIEWER_MAPS_SCREENSHOT=path.png to keep the frustum maps and grid (the README's)."""
+    import viser.transforms as vtf
+    from test_maps import picture_depth_and_halves
+
+    from dsviewer.viewer.assets import demo_scene_keys
+    from dsviewer.viewer.map_geometry import framing_both
+    from dsviewer.viewer.maps import MARKER_COLOR
+
+    app, url = viewer
+    key = demo_scene_keys()[0]
+    default = [run for run in app.runs if run.loaded.scene.key == key
+               and run.spec == app.run_loader.default_specs()[0]]  # fmt: skip
+    if default:  # the demo run an earlier test loaded: shown alone, without running it again
+        app.show_runs(default, scene_spec=key)
+        assert app.wait_idle(60)
+    else:
+        show_demo_scene(app, key)
+    height, width = app.loaded.layers.image_shape
+    known = set(app.server.get_clients())
+    page = open_page(browser, url)
+    client = page_client(app, known)
+    page.get_by_label("Final depth", exact=True).check()  # an earlier test may have hidden it
+    page.get_by_text("Maps", exact=True).first.click()  # the folder starts collapsed
+    page.locator("input[value='Photo']").first.click()  # the Frustum picture dropdown
+    page.get_by_role("option", name="Final depth", exact=True).click()
+    assert wait_until(lambda: app.state.maps.frustum == "final_depth")
+
+    # 1. Behind context camera 0, looking along its axis at its picture; click a pixel there.
+    frustum = app.map_pictures.frustums[0]
+    T = np.eye(4)
+    T[:3, :3] = vtf.SO3(np.asarray(frustum.wxyz)).as_matrix()
+    T[:3, 3] = frustum.position
+    depth, half_w, half_h = picture_depth_and_halves(frustum.fov, frustum.aspect, frustum.scale)
+    centre = picture_world_point(T, half_w, half_h, depth, 0.5, 0.5)
+    back = half_h / (0.4 * np.tan(0.45))
+    move_camera(client, centre - back * T[:3, 2], centre, -T[:3, 1], 0.9)
+    u, v = 37, 81
+    aim = picture_world_point(T, half_w, half_h, depth, (u + 0.5) / width, (v + 0.5) / height)
+    click_world_point(page, client, aim)  # fmt: skip
+    assert wait_until(lambda: app.state.inspected is not None
+                      and (app.state.inspected.view, app.state.inspected.u,
+                           app.state.inspected.v) == (0, u, v))  # fmt: skip
+    page.get_by_text("Inspector", exact=True).first.click()  # the folder starts collapsed
+    page.get_by_text(f"0, ({u}, {v})", exact=True).first.wait_for(timeout=15_000)
+    target = os.environ.get("DSVIEWER_MAPS_SCREENSHOT")
+    shots = []  # the canvas of each view, for the README's picture
+    if target:  # without the target frustums' lines over the picture, nothing hovered
+        app.cameras_panel.target_toggle.value = False
+        page.mouse.move(canvas_box(page)["x"] + 2, canvas_box(page)["y"] + 2)
+        page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
+        time.sleep(2)
+        shots.append(rendered_screenshot(page))
+        app.cameras_panel.target_toggle.value = True
+
+    # 2. Open the grid from the page: it frames the scene and the grid beside it.
+    page.get_by_label("Map grid", exact=True).check()
+    assert wait_until(lambda: app.map_pictures.grid_picture is not None)
+    grid, layout = app.map_pictures.grid_picture, app.map_pictures.layout
+    framed, _ = framing_both(app.loaded.view.start, grid, client.camera.aspect)
+    assert wait_until(lambda: np.allclose(client.camera.position, framed, atol=1e-4))
+    if target:
+        time.sleep(2)
+        shots.append(rendered_screenshot(page))
+        save_side_by_side(page, shots, Path(target))
+    # Close up on the final-depth cell of view 1 (a map pixel is then several screen pixels)
+    # and click pixel (u, v) there.
+    column = app.map_pictures.columns.index("final_depth")
+    rows, cols = layout.shape
+    u, v = 90, 30
+
+    def on_grid(x: float, y: float) -> np.ndarray:  # grid-image pixels -> world
+        return picture_world_point(grid.T_world_node, grid.half_w, grid.half_h, 0.0,
+                                   x / cols, y / rows)  # fmt: skip
+
+    # Cells: 160 px, 4 px apart, under 20 px of titles.
+    cell_centre = on_grid(4 + column * 164 + 80, 20 + 1 * 164 + 80)
+    cell_half_h = grid.half_h * 80 / rows
+    R = grid.T_world_node[:3, :3]
+    move_camera(client, cell_centre - cell_half_h / (0.8 * np.tan(0.45)) * R[:, 2], cell_centre,
+                -R[:, 1], 0.9)  # fmt: skip
+    click_world_point(page, client, on_grid(4 + column * 164 + (u + 0.5) * 160 / width,
+                                            20 + 1 * 164 + (v + 0.5) * 160 / height))  # fmt: skip
+    assert wait_until(lambda: (app.state.inspected.view, app.state.inspected.u,
+                               app.state.inspected.v) == (1, u, v))  # fmt: skip
+    page.get_by_text(f"1, ({u}, {v})", exact=True).first.wait_for(timeout=15_000)
+    from_grid = report_numbers(app.inspector_panel.report)
+
+    # 3. Through context camera 1 (view 0's points hidden), click the pixel's final point.
+    app.views_panel.toggles[0].value = False
+    app.inspector_panel.reset()
+    app.cameras_panel.look_through(client, "context", 1)
+    through = app.loaded.layers.context.T_world_cam[1, :3, 3].numpy()
+    assert wait_until(lambda: np.allclose(client.camera.position, through, atol=1e-4))
+    time.sleep(0.3)
+    assert wait_until(lambda: np.allclose(client.camera.position, through, atol=1e-4))
+    point = app.loaded.layers.final_points[1, v, u].double().numpy()
+    click_world_point(page, client, point)
+    assert wait_until(lambda: app.inspector_panel.report is not None)
+    assert report_numbers(app.inspector_panel.report) == from_grid
+    # The reverse: the pixel is marked on view 1's frustum picture (thumbnail = full size).
+    picture = app.map_pictures.frustums[1].image
+    marked = np.argwhere((picture == MARKER_COLOR).all(-1))
+    assert tuple((marked.min(axis=0) + marked.max(axis=0)) // 2) == (v, u)
+    assert not (app.map_pictures.frustums[0].image == MARKER_COLOR).all(-1).any()
+    # ... and on the grid, in each cell of view 1's row (here: the final-depth cell).
+    left, top = 4 + column * 164, 20 + 164
+    cell = app.map_pictures.grid.image[top : top + 160, left : left + 160]
+    marked = np.argwhere((cell == MARKER_COLOR).all(-1))
+    centre = (marked.min(axis=0) + marked.max(axis=0)) / 2
+    assert np.allclose(centre, ((v + 0.5) * 160 / height, (u + 0.5) * 160 / width), atol=1.0)
+    app.views_panel.toggles[0].value = True
+    app.maps_panel.grid.value = False
+    app.maps_panel.picture.value = "Photo"
+    page.close()

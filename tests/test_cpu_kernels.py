@@ -8,20 +8,38 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsviewer.model.encoder.common import cpu_kernels
-from dsviewer.model.encoder.common.cpu_kernels import Linear, PointwiseConv2d, cat_nhwc, nhwc
+from dsviewer.model.encoder.common.cpu_kernels import (
+    Linear,
+    PointwiseConv2d,
+    cat_nhwc,
+    linear_gelu,
+    nhwc,
+)
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("shape", [(7, 5), (2, 3, 5), (2, cpu_kernels.ROWS_PER_BLOCK + 3, 5)])
+@pytest.mark.parametrize("shape", [(7, 5), (2, 3, 5), (2, 3, 4, 5), (2, 3000, 5)])
 def test_linear_matches_the_default(bias, shape):
     layer = Linear(5, 11, bias=bias)
     x = torch.randn(shape)
+    x_strided = torch.randn(*shape[:-1], 10)[..., ::2]  # a view with a stride, as oneDNN gets it
     with torch.inference_mode():
-        fast = layer(x)
+        fast, fast_strided = layer(x), layer(x_strided)
     expected = F.linear(x, layer.weight, layer.bias)  # autograd on: the default path
     assert fast.shape == (*shape[:-1], 11)
     torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-6)
+    expected = F.linear(x_strided, layer.weight, layer.bias)
+    torch.testing.assert_close(fast_strided, expected, rtol=1e-5, atol=1e-6)
     assert set(layer.state_dict()) == set(nn.Linear(5, 11, bias=bias).state_dict())
+
+
+def test_linear_gelu_is_gelu_of_the_product():
+    layer = Linear(16, 24)
+    x = torch.randn(3, 50, 16)
+    with torch.inference_mode():
+        fused = linear_gelu(layer, x)
+    expected = F.gelu(F.linear(x, layer.weight, layer.bias))  # exact (erf) GELU, default path
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("in_channels", [6, cpu_kernels.ONEDNN_MIN_CHANNELS])

@@ -29,7 +29,8 @@ from dsviewer.viewer.session.specs import RunSpec
 V, H, W = 3, 12, 16
 GUI = "dsviewer.viewer.gui"
 FOLDER_MODULES = {"scene_panel", "runs_panel", "display_panels", "cameras_panel", "analysis_panel",
-                  "inspector_panel", "splats", "targets_panel", "export_panel"}  # fmt: skip
+                  "inspector_panel", "splats", "targets_panel", "export_panel",
+                  "maps_panel"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

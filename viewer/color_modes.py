@@ -418,21 +418,21 @@ def grey_meaning(mode: ColorMode) -> str | None:
     return "; ".join(meanings) or None
 
 
-def legend_image(context: ColorContext, mode_key: str) -> np.ndarray:
-    """The legend of ``mode`` for this scene and settings, ``[h, 320, 3]`` uint8."""
+def legend_image(context: ColorContext, mode_key: str, width: int = 320) -> np.ndarray:
+    """The legend of ``mode`` for this scene and settings, ``[h, width, 3]`` uint8."""
     mode = color_mode(mode_key)
     if mode.needs_analysis and context.analysis is None:
-        return colormaps.text_image("analysing the geometry...")
+        return colormaps.text_image("analysing the geometry...", width=width)
     if mode.legend == "image":
-        return colormaps.text_image("the images' own colours")
+        return colormaps.text_image("the images' own colours", width=width)
     missing = mode.missing(context)
     if missing is not None:
-        return colormaps.text_image(missing)
+        return colormaps.text_image(missing, width=width)
     grey = grey_meaning(mode)
     if mode.legend == "categorical":
         entries = [(c.label, c.color) for c in mode.categories(context)]
         footnote = (grey, colormaps.NO_DATA_COLOR) if grey else None
-        return colormaps.categories_image(entries, footnote=footnote)
+        return colormaps.categories_image(entries, width=width, footnote=footnote)
     low, high = mode.value_range(context)
     label = mode.legend_label(context) + (f" (grey: {grey})" if grey else "")
-    return colormaps.colorbar_image(mode.legend, low, high, label)
+    return colormaps.colorbar_image(mode.legend, low, high, label, width=width)

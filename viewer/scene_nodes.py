@@ -31,8 +31,13 @@ def camera_pose(T_world_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def thumbnail(image_chw: np.ndarray, max_side: int = THUMBNAIL_SIDE) -> np.ndarray:
     """``[3, H, W]`` float in [0, 1] -> ``[h, w, 3]`` uint8 with the longer side <= max_side."""
     hwc = np.rint(np.clip(np.transpose(image_chw, (1, 2, 0)), 0, 1) * 255).astype(np.uint8)
-    step = max(1, int(np.ceil(max(hwc.shape[:2]) / max_side)))
-    return np.ascontiguousarray(hwc[::step, ::step])
+    return shrink(hwc, max_side)
+
+
+def shrink(image: np.ndarray, max_side: int = THUMBNAIL_SIDE) -> np.ndarray:
+    """``[H, W, C]`` -> every k-th pixel, so that the longer side is at most ``max_side``."""
+    step = max(1, int(np.ceil(max(image.shape[:2]) / max_side)))
+    return np.ascontiguousarray(image[::step, ::step])
 
 
 def frustum_geometry(cameras: Cameras, index: int) -> dict:

@@ -30,6 +30,8 @@ from dsviewer.viewer.gui.context import GuiContext
 from dsviewer.viewer.gui.display_panels import ColoursPanel, LayersPanel, PointsPanel, ViewsPanel
 from dsviewer.viewer.gui.export_panel import ExportPanel
 from dsviewer.viewer.gui.inspector_panel import InspectorPanel
+from dsviewer.viewer.gui.map_pictures import MapPictures
+from dsviewer.viewer.gui.maps_panel import MapsPanel
 from dsviewer.viewer.gui.placement import run_offsets
 from dsviewer.viewer.gui.points import RunClouds, point_filter
 from dsviewer.viewer.gui.runs_panel import RunsPanel, b_choices, oldest_over_budget
@@ -88,6 +90,7 @@ class ViewerApp:
         self.context = context
         self.colors = RunColors(self.state)
         self.clouds = RunClouds(context, self.colors)
+        self.map_pictures = MapPictures(context, self.colors)
 
         client_shims.install(server)  # before any element: see the module for why
         server.gui.configure_theme(dark_mode=True, show_share_button=False, control_width="medium")
@@ -104,12 +107,18 @@ class ViewerApp:
         self.layers_panel = LayersPanel(context, self.on_layer_toggled)
         self.colours_panel = ColoursPanel(context, self.on_colors_changed)
         self.cameras_panel = CamerasPanel(context)
+        self.maps_panel = MapsPanel(context, self.map_pictures.refresh,
+                                    on_open_grid=self.map_pictures.frame_grid)  # fmt: skip
         self.analysis_panel = AnalysisPanel(context, self.request_analysis)
         self.views_panel = ViewsPanel(context, self.on_view_visibility)
         self.points_panel = PointsPanel(context, point_budget,
                                         on_size=self.clouds.refresh_point_size,
                                         on_selection=self.on_selection_changed)  # fmt: skip
-        self.inspector_panel = InspectorPanel(context, self.clouds.pick, self.colors.context)
+        self.inspector_panel = InspectorPanel(
+            context, lambda origin, direction: self.map_pictures.pick(origin, direction,
+                                                                      self.clouds),
+            self.colors.context, on_inspect=self.map_pictures.refresh,
+        )  # fmt: skip
         self.gaussians_panel = SplatNodes(context, gaussian_budget, self.on_overlay)
         self.vectors_panel = ResidualVectors(context, lambda: self.on_overlay(False))
         self.targets_panel = TargetsPanel(context)
@@ -174,6 +183,7 @@ class ViewerApp:
         self.views_panel.show(loaded)
         self.layers_panel.show(loaded)
         self.cameras_panel.show()
+        self.map_pictures.show(self.cameras_panel.frustums["context"])
         self.gaussians_panel.show()
         self.vectors_panel.show()
         self.inspector_panel.reset()
@@ -256,6 +266,7 @@ class ViewerApp:
     def _pair_changed(self) -> None:
         self.clouds.refresh_labels()
         self.colors.clear()
+        self.maps_panel.show()  # B - A is a map while B is chosen
         self.clouds.refresh_colors()
         self.refresh_colors_and_tables()
         if self.state.partner is not None:
@@ -327,6 +338,7 @@ class ViewerApp:
         self.colours_panel.show_legend(legend(self.state, self.colors))
         self._refresh_readout()
         self.analysis_panel.refresh(self.loaded, self.colors.residual_limit())
+        self.map_pictures.refresh()
 
     def _refresh_readout(self) -> None:
         """Run A's point filter and the points on screen, under the Points folder."""

@@ -1,10 +1,13 @@
-"""The Inspector folder: click a point (or type a pixel) to see everything about its pixel.
+"""The Inspector folder: click a point or a map's pixel (or type a pixel) to see everything
+about that pixel.
 
-A click in the scene is a ray in the user's frame; :meth:`RunClouds.pick` finds the shown point
-nearest to it. The report (:mod:`dsviewer.viewer.inspector`) lists the depths, the residual, the
-confidence, GT, every scalar colour mode's value and the flags, and plots the cost volume's
-probability over the depth candidates between the view's near and far planes. With several runs
-the same ray's pixel is reported in each (one column per run, the curves overlaid).
+A click in the scene is a ray in the user's frame; the ``pick`` the app gives
+(:meth:`MapPictures.pick`) finds the map pixel it meets or the shown point nearest to it. The
+inspected pixel is written to ``state.inspected`` (the maps mark it). The report
+(:mod:`dsviewer.viewer.inspector`) lists the depths, the residual, the confidence, GT, every
+scalar colour mode's value and the flags, and plots the cost volume's probability over the
+depth candidates between the view's near and far planes. With several runs the same ray's
+pixel is reported in each (one column per run, the curves overlaid).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from dsviewer.viewer.color_modes import COLOR_MODES
 from dsviewer.viewer.colormaps import CATEGORY_COLORS
 from dsviewer.viewer.escape import escape_markdown
+from dsviewer.viewer.gui.state import InspectedPixel
 from dsviewer.viewer.inspector import (
     PixelOutOfRangeError,
     PixelReport,
@@ -119,12 +123,15 @@ def probability_plot(reports: list[tuple[str, PixelReport]]) -> tuple[tuple, tup
 
 
 class InspectorPanel:
-    def __init__(self, context: GuiContext, pick: Pick, colors: ColorsOf) -> None:
-        """``pick(ray_origin, ray_direction) -> (run, layer, view, u, v)`` of the shown point
-        nearest to a world ray, or None; ``colors(run)``: the colour context the points of a
-        run are drawn with (the colour modes' values, B - A included, are read from it)."""
+    def __init__(self, context: GuiContext, pick: Pick, colors: ColorsOf,
+                 on_inspect: Callable[[], None] | None = None) -> None:  # fmt: skip
+        """``pick(ray_origin, ray_direction) -> (run, layer, view, u, v)`` of what a world ray
+        hits (a shown point or a map's pixel), or None; ``colors(run)``: the colour context the
+        points of a run are drawn with (the colour modes' values, B - A included, are read from
+        it); ``on_inspect()`` after the inspected pixel (``state.inspected``) changed."""
         self.context, self.state = context, context.state
         self.colors = colors
+        self.on_inspect = on_inspect
         self.report: PixelReport | None = None  # the inspected pixel, in ``run``
         self.run: Run | None = None  # the run of the clicked point (the fields' pixel is its)
         self.reports: list[tuple[str, PixelReport | None]] = []  # every run's, by name
@@ -166,6 +173,7 @@ class InspectorPanel:
     def reset(self) -> None:
         """A new scene: forget the last pixel and its curve."""
         self.report, self.run = None, None
+        self.state.inspected = None
         self.text.content = PROMPT
         self._plot(*EMPTY_PLOT)
         if self.marker is not None:
@@ -219,6 +227,9 @@ class InspectorPanel:
             self.marker.points, self.marker.colors, self.marker.point_size = points, colors, size
             self.marker.visible = True
         self.report, self.reports, self.run = report, reports, run
+        self.state.inspected = InspectedPixel(run.name, view, u, v)
+        if self.on_inspect is not None:
+            self.on_inspect()
         return report
 
     def _plot(self, data: tuple, series: tuple, x_range: list | None = None) -> None:

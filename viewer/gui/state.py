@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from dsviewer.viewer.analysis import AnalysisSettings
 from dsviewer.viewer.color_modes import ColorSettings
+from dsviewer.viewer.maps import MapSettings
 from dsviewer.viewer.point_layers import POINT_LAYERS
 from dsviewer.viewer.session.specs import GT_NAME
 from dsviewer.viewer.view_params import DEFAULT_POINT_PIXELS
@@ -45,6 +46,16 @@ class Partner:
 
 
 GROUND_TRUTH = Partner(None)
+
+
+@dataclass(frozen=True)
+class InspectedPixel:
+    """The pixel the inspector shows: ``(u, v)`` of context view ``view`` of run ``run``."""
+
+    run: str
+    view: int
+    u: int
+    v: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,8 @@ class ViewState:
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     splats: SplatsShown = "hidden"  # run A's Gaussians as splats, and where
     vectors_shown: bool = False  # run A's residual vectors
+    maps: MapSettings = field(default_factory=MapSettings)  # frustum pictures and the grid
+    inspected: InspectedPixel | None = None  # written by the inspector, marked on the maps
 
     @property
     def points_covered(self) -> bool:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .common.cpu_kernels import Linear
+from .common.cpu_kernels import Linear, linear_gelu
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,10 @@ class Mlp(nn.Module):
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
         self.fc1 = Linear(dim, hidden_dim)
-        self.act = nn.GELU()
         self.fc2 = Linear(hidden_dim, dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+    def forward(self, x: Tensor) -> Tensor:  # fc2(GELU(fc1(x)))
+        return self.fc2(linear_gelu(self.fc1, x))
 
 
 class LayerScale(nn.Module):

@@ -4,9 +4,10 @@ Measured on this project's 2-core machine (fp32, torch 2.13): the default paths 
 on the table for the shapes DepthSplat uses, and each replacement here computes the same
 function (to float32 rounding, about 1e-6 relative) with the same parameter names:
 
-* :class:`Linear`: oneDNN's matrix product instead of the default one for inference in
-  float32 on the CPU, in blocks of at most 2048 rows: 1.5-2x faster on the token-by-width
-  products of the ViT and of the multi-view Transformer;
+* :class:`Linear`: oneDNN's matrix product on the dense tensors instead of the default one
+  for inference in float32 on the CPU, faster on the token-by-width products of the ViT and
+  of the multi-view Transformer; :func:`linear_gelu` adds the GELU of their MLPs in the same
+  call;
 * :func:`nhwc`: convolutions of the DPT and Gaussian heads on channels-last inputs, 1.2-2x
   faster in oneDNN at their full- and half-resolution widths;
 * :class:`PointwiseConv2d`: 1x1 convolutions as one matrix product over channels-last pixels
@@ -30,25 +31,22 @@ def _onednn_inference(x: Tensor) -> bool:
         and x.dtype == torch.float32
         and not torch.is_grad_enabled()
         and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
     )
 
 
-ROWS_PER_BLOCK = 2048  # larger blocks lose oneDNN's speed-up on this machine
 ONEDNN_MIN_CHANNELS = 128
 
 
-def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``F.linear(x, weight, bias)`` through oneDNN, ``ROWS_PER_BLOCK`` rows at a time."""
-    packed_weight = weight.to_mkldnn()
-    packed_bias = None if bias is None else bias.to_mkldnn()
-    rows = x.reshape(-1, x.shape[-1])
-    out = rows.new_empty(rows.shape[0], weight.shape[0])
-    for start in range(0, rows.shape[0], ROWS_PER_BLOCK):
-        block = rows[start : start + ROWS_PER_BLOCK].contiguous().to_mkldnn()
-        out[start : start + ROWS_PER_BLOCK] = torch._C._nn.mkldnn_linear(
-            block, packed_weight, packed_bias
-        ).to_dense()
-    return out.view(*x.shape[:-1], weight.shape[0])
+def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None, gelu: bool = False) -> Tensor:
+    """``F.linear(x, weight, bias)``, then the exact GELU if ``gelu``, in one oneDNN call.
+
+    oneDNN reads the dense tensors as they are (no conversion to its own format and back) and
+    applies the GELU while the output is in cache.
+    """
+    if gelu:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
 class Linear(nn.Linear):
@@ -58,6 +56,13 @@ class Linear(nn.Linear):
         if not _onednn_inference(x):
             return F.linear(x, self.weight, self.bias)
         return onednn_linear(x, self.weight, self.bias)
+
+
+def linear_gelu(layer: nn.Linear, x: Tensor) -> Tensor:
+    """``F.gelu(layer(x))``: one fused oneDNN call on the CPU fast path."""
+    if not _onednn_inference(x):
+        return F.gelu(layer(x))
+    return onednn_linear(x, layer.weight, layer.bias, gelu=True)
 
 
 def nhwc(x: Tensor) -> Tensor:

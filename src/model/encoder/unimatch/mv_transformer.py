@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..common.cpu_kernels import Linear
+from ..common.cpu_kernels import Linear, linear_gelu
 
 
 def source_view_indices(
@@ -63,16 +63,17 @@ def shifted_window_mask(height: int, width: int, num_splits: int, device: torch.
     return torch.where(diff != 0, -100.0, 0.0)
 
 
-def expand_shift_mask(shift_mask: Tensor, n: int, num_views: int, num_heads: int) -> Tensor:
-    """[K*K, L, L] window mask -> contiguous [N, K*K*heads, L, L*M] for :func:`window_attention`.
+def expand_shift_mask(shift_mask: Tensor, num_views: int, num_heads: int) -> Tensor:
+    """[K*K, L, L] window mask -> [1, K*K*heads, L, L*M] for :func:`window_attention`.
 
     The mask is tiled M times along the key axis, so key j gets mask column j mod L. For
     M > 1 this pairs keys with the mask columns of other tokens (keys are token-major);
-    the released models were trained this way, so it is reproduced exactly. A contiguous,
-    non-broadcast mask keeps SDPA on its fast CPU kernel.
+    the released models were trained this way, so it is reproduced exactly. SDPA broadcasts
+    it over the batch on its fast CPU kernel, with the results of a contiguous per-row copy
+    (which would take N times the memory: 0.5 GB for base with 6 views at 448x768).
     """
     mask = shift_mask.repeat(1, 1, num_views).repeat_interleave(num_heads, dim=0)
-    return mask.unsqueeze(0).expand(n, -1, -1, -1).contiguous()
+    return mask.unsqueeze(0)
 
 
 def split_windows(x: Tensor, num_splits: int) -> Tensor:
@@ -97,7 +98,7 @@ def window_attention(
         query: [N, h, w, C].
         key, value: [N, M, h, w, C]; a query token attends to every token of the same window
             in all M views (one softmax over the L*M keys).
-        attn_mask: [N, K*K*heads, L, L*M] from :func:`expand_shift_mask` when the inputs are
+        attn_mask: [1, K*K*heads, L, L*M] from :func:`expand_shift_mask` when the inputs are
             already rolled by half a window (shifted windows), else None.
     Returns:
         [N, h, w, C].
@@ -168,7 +169,8 @@ class TransformerLayer(nn.Module):
         message = window_attention(query, key, value, num_splits, self.num_heads, attn_mask)
         message = self.norm1(self.merge(message))
         if self.mlp is not None:
-            message = self.norm2(self.mlp(torch.cat((source, message), dim=-1)))
+            hidden = linear_gelu(self.mlp[0], torch.cat((source, message), dim=-1))
+            message = self.norm2(self.mlp[2](hidden))  # mlp[1] is that GELU
         return source + message
 
 
@@ -246,8 +248,8 @@ class MultiViewFeatureTransformer(nn.Module):
             window_mask = shifted_window_mask(h, w, num_splits, features.device).to(features.dtype)
             heads = self.layers[0].self_attn.num_heads
             masks = (
-                expand_shift_mask(window_mask, b * v, 1, heads),
-                expand_shift_mask(window_mask, b * v, sources.shape[-1], heads),
+                expand_shift_mask(window_mask, 1, heads),
+                expand_shift_mask(window_mask, sources.shape[-1], heads),
             )
         x = features.reshape(b * v, c, h, w).permute(0, 2, 3, 1)  # [B*V, h, w, C]
         for layer in self.layers:

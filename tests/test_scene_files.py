@@ -28,7 +28,8 @@ rr = pytest.importorskip("rerun", reason="the rerun extra (pip install 'dsviewer
 
 VIEWS = 3
 LAYERS = ("coarse", "final", "residual", "gt", "centers")  # the plane has no SfM points
-MAPS = ("residual", "gt_error", "confidence", "consistency")  # modes with values on the plane
+MAPS = ("coarse_depth", "final_depth", "gt_depth", "residual", "confidence", "gt_error",
+        "consistency", "inconsistent", "clamp", "depth_edge", "flying_pixel")  # the plane's
 GLTF_FLIP = np.array([1.0, -1.0, -1.0])  # glTF: +Y up, cameras look down -Z (OpenCV: +Y down, +Z)
 
 
@@ -81,8 +82,7 @@ def test_recording_holds_every_entity(out, recording):
         view = f"/world/context/{v}"
         expected |= {view, f"{view}/photo", *(f"{view}/maps/{m}" for m in MAPS),
                      *(f"{view}/depth/{k}" for k in ("coarse", "final", "gt"))}  # fmt: skip
-    assert expected <= set(recording)
-    assert not any("sfm" in path for path in recording)  # nothing the scene lacks
+    assert set(recording) - {"/__properties"} == expected  # nothing the scene lacks (SfM)
     (text,) = recording["/metrics"]["TextDocument:text"]
     written = json.loads((out / "metrics.json").read_text())
     assert json.loads(text) == {key: value for key, value in written.items() if key != "files"}

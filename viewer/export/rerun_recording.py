@@ -9,8 +9,9 @@ forward). The entity paths (README, "Rerun recording"):
   with its per-point values as in ``<layer>.ply`` (``scalar_*``, ``scalar_view/u/v``);
 * ``world/context/<i>``: the camera (``Transform3D`` camera-to-world, ``Pinhole`` in pixels,
   RDF), with ``photo``, ``depth/<layer>`` (``DepthImage``, meter = 1: values in the user's
-  units; 0 where a layer has no depth) and ``maps/<mode>`` (:data:`MAP_IMAGES`, in the viewer's
-  colour maps and ranges);
+  units; 0 where a layer has no depth) and ``maps/<map>``: every map of
+  :data:`dsviewer.viewer.maps.MAPS` the scene has but the photo, as the viewer draws it on the
+  frustums (the points' colour maps and ranges);
 * ``world/target/<i>``: target cameras, with ``photo``, ``render`` and ``depth`` (rendered);
 * ``metrics``: ``metrics.json``'s numbers as text.
 """
@@ -25,23 +26,18 @@ import numpy as np
 
 from dsviewer.errors import SetupError
 from dsviewer.geometry.projection import denormalize_intrinsics
-from dsviewer.viewer.color_modes import ColorContext, color_mode, colorize, layer_values
+from dsviewer.viewer.color_modes import ColorContext
 from dsviewer.viewer.export.point_files import pixel_columns, scalar_columns
 from dsviewer.viewer.export.scene_points import drawn_layers
 from dsviewer.viewer.layers import Cameras
+from dsviewer.viewer.maps import available_maps, map_colors
 from dsviewer.viewer.point_layers import POINT_LAYERS
 from dsviewer.viewer.session.loaded import LoadedScene
 
 INSTALL = "pip install 'dsviewer[rerun]'"
 APPLICATION_ID = "dsviewer"
 DEPTH_LAYERS = ("coarse", "final", "gt", "sfm")  # each view's depth images, when the scene has them
-MAP_IMAGES = (  # (colour mode, layer): each view's map images, when the mode has values there
-    ("residual", "final"),
-    ("gt_error", "final"),
-    ("sfm_error", "sfm"),
-    ("confidence", "final"),
-    ("consistency", "final"),
-)
+PHOTO_MAP = "photo"  # the maps of viewer/maps.py but this one (logged as the view's photo)
 BLUEPRINT_COLUMNS = ("photo", "depth/final", "depth/coarse", "maps/residual")
 
 
@@ -88,12 +84,6 @@ def _depth_image(rr, depth: np.ndarray):
     return rr.DepthImage(np.where(valid, depth, 0.0).astype(np.float32), meter=1.0)
 
 
-def map_images(context: ColorContext, mode_key: str, layer: str) -> np.ndarray | None:
-    """``[V, H, W, 3]`` uint8: ``mode`` on ``layer`` per pixel, coloured as the points are."""
-    values = layer_values(context, mode_key, layer)
-    return None if values is None else colorize(color_mode(mode_key), context, values)
-
-
 def _log_points(rr, recording, loaded: LoadedScene, context: ColorContext, budget: int) -> None:
     for layer in drawn_layers(loaded, context, budget):
         values = {**scalar_columns(context, layer.key, layer.kept),
@@ -105,7 +95,7 @@ def _log_points(rr, recording, loaded: LoadedScene, context: ColorContext, budge
 def _log_context(rr, recording, loaded: LoadedScene, context: ColorContext) -> None:
     layers, depth_scale = loaded.layers, loaded.view.frustum_scale
     depths = {key: POINT_LAYERS[key].depth(layers) for key in DEPTH_LAYERS}
-    maps = {mode: map_images(context, mode, layer) for mode, layer in MAP_IMAGES}
+    maps = [key for key in available_maps(layers, compared=False) if key != PHOTO_MAP]
     rgb = layers.rgb.numpy()
     for v in range(layers.num_views):
         path = context_path(v)
@@ -115,9 +105,9 @@ def _log_context(rr, recording, loaded: LoadedScene, context: ColorContext) -> N
             if depth is not None:
                 recording.log(f"{path}/depth/{key}", _depth_image(rr, depth[v].numpy()),
                               static=True)  # fmt: skip
-        for mode, image in maps.items():
-            if image is not None:
-                recording.log(f"{path}/maps/{mode}", rr.Image(image[v]), static=True)
+        for key in maps:
+            recording.log(f"{path}/maps/{key}", rr.Image(map_colors(context, key, v)),
+                          static=True)  # fmt: skip
 
 
 def _as_uint8(images) -> np.ndarray:

@@ -1,23 +1,27 @@
-"""``dsviewer eval`` throughput: one process against two torchrun ranks with the same threads.
+"""``dsviewer eval`` throughput: the overlapped loop against the sequential one, per process mode.
 
-Same inputs for every mode: N synthetic scenes (exact GT depth) written once, the demo model
-(``viewer/assets/demo``, 128x128) unless ``--ckpt``/``--data-root`` name others. In alternating
-rounds it runs, as subprocesses, on CPU:
+Same inputs for every run: N synthetic scenes (exact GT depth) at the model's image size,
+written once; the demo model (``viewer/assets/demo``, 128x128) unless ``--ckpt`` names another
+or ``--arch`` asks for a real-size architecture (its recipe weights, seed 0, saved under the
+released file name of ``bench/encoder.py``'s ``PRESET_OF``, e.g. gs_small_u4l4: the 256x256
+``depthsplat-gs-small-re10k-256x256-view2-cfeab6b1.pth``). In alternating rounds it runs, as
+subprocesses, each mode twice, overlapped (the default loop) and ``--no-overlap`` (each scene's
+steps one after the other, the loop before the overlap), in swapped order every other round:
 
   one process:  ``python -m dsviewer.viewer.eval_cli --threads T ...``
   two ranks:    ``python -m torch.distributed.run --nproc_per_node 2 -m dsviewer.viewer.eval_cli
                 --threads T/2 ...`` (gloo; each rank pinned to its own cores)
-  reference:    one process with T/2 threads (what each rank has), so that the gain of the
-                ranks over one process splits into threading and parallelism
 
-and reports scenes per second two ways: end to end (the command's wall time: Python start,
-imports, model load, the scenes, the merge) and in the loop (scenes / the slowest rank's loop
-time, from summary.json). Beside them, the encoder-only bound: the model's forward pass alone on
-the same scenes in this process (T threads for one process; T/2 threads, times two, for two
-ranks): no evaluation can beat it. Prints one table and the load average; asserts nothing.
+It reports scenes per second in the loop (scenes / the slowest rank's loop time, from
+summary.json) and end to end (the command's wall time), beside the encoder-only bound: the
+model's forward pass alone on the same scenes in this process (T threads for one process; T/2
+threads, times two, for two ranks), measured every round. Then the stage table: seconds per
+scene and stage (``dsviewer.stage_timer.STAGES``, summed over the ranks, from summary.json),
+overlapped and sequential. Prints the load average before and after; asserts nothing.
 
-Run: ``python bench/eval.py [--scenes 12] [--rounds 2] [--threads 2] [--device cpu|cuda]``.
-On a GPU machine ``--device cuda`` runs one rank per visible GPU instead of the CPU split.
+Run: ``python bench/eval.py --arch gs_small_u4l4 --scenes 6 --rounds 2`` (the issue's real-size
+case) or ``python bench/eval.py`` (the demo model). ``--device cuda`` runs one rank per visible
+GPU; without a GPU it says so and stops.
 """
 
 from __future__ import annotations
@@ -35,16 +39,20 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+LOOPS = {"overlap": "--overlap", "sequential": "--no-overlap"}
+
 
 def load_average() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
 
 
-def run_eval(ranks: int, threads: int, args, data_root: Path, out: Path) -> dict:
-    """One ``dsviewer eval`` as a subprocess; its wall time and its summary's timing."""
+def run_eval(ranks: int, threads: int, loop: str, args, data_root: Path, out: Path) -> dict:
+    """One ``dsviewer eval`` as a subprocess: scenes/s end to end and in the loop, and its
+    seconds per stage and scene (summed over the ranks)."""
     eval_args = ["--ckpt", str(args.ckpt), "--data-root", str(data_root), "--out", str(out),
-                 "--device", args.device, "--threads", str(threads), "--force"]  # fmt: skip
+                 "--device", args.device, "--threads", str(threads), "--force",
+                 LOOPS[loop]]  # fmt: skip
     if args.max_target_views is not None:
         eval_args += ["--max-target-views", str(args.max_target_views)]
     if ranks == 1:
@@ -62,8 +70,9 @@ def run_eval(ranks: int, threads: int, args, data_root: Path, out: Path) -> dict
         raise SystemExit(f"dsviewer eval failed ({' '.join(command)}):\n{result.stderr}")
     timing = json.loads((out / "summary.json").read_text())["timing"]
     scenes = timing["evaluated_this_run"]
-    loop = max(rank["seconds"] for rank in timing["ranks"])
-    return {"end_to_end": scenes / wall, "loop": scenes / loop}
+    loop_seconds = max(rank["seconds"] for rank in timing["ranks"])
+    stages = {name: seconds / scenes for name, seconds in timing["stages"].items()}
+    return {"end_to_end": scenes / wall, "loop": scenes / loop_seconds, "stages": stages}
 
 
 def encoder_bound(args, data_root: Path, threads: int) -> float:
@@ -75,78 +84,133 @@ def encoder_bound(args, data_root: Path, threads: int) -> float:
     from dsviewer.viewer.evaluation.scene_metrics import encoder_seconds, open_session
     from dsviewer.viewer.session.specs import SessionSettings
 
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    session = open_session(Path(args.ckpt), SessionSettings(device=args.device))
-    loader = SceneLoader(session.preprocess())
-    scenes = [loader.load(planned) for planned in plan_scenes([data_root]).available]
-    encoder_seconds(session, scenes[0])  # warm-up: first-call allocations and kernel choice
-    return len(scenes) / sum(encoder_seconds(session, scene) for scene in scenes)
+    try:
+        session = open_session(Path(args.ckpt), SessionSettings(device=args.device))
+        loader = SceneLoader(session.preprocess())
+        scenes = [loader.load(planned) for planned in plan_scenes([data_root]).available]
+        encoder_seconds(session, scenes[0])  # warm-up: first-call allocations and kernel choice
+        return len(scenes) / sum(encoder_seconds(session, scene) for scene in scenes)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def checkpoint(args, folder: Path) -> Path:
+    """``--ckpt``, or ``--arch``'s recipe weights under its released name, or the demo model."""
+    if args.ckpt is not None:
+        return args.ckpt
+    if args.arch is not None:
+        sys.path.insert(0, str(REPO_ROOT / "bench"))
+        from encoder import write_checkpoint  # bench/encoder.py: one recipe, one file name
+
+        return write_checkpoint(args.arch, None, folder)
+    from dsviewer.viewer.assets import demo_checkpoint
+
+    return demo_checkpoint()
+
+
+def modes_for(args) -> dict[str, tuple[int, int]]:
+    """(ranks, threads per rank) of each process mode."""
+    if args.device == "cuda":
+        import torch
+
+        gpus = torch.cuda.device_count()
+        modes = {"1 process, 1 GPU": (1, args.threads)}
+        if gpus > 1:
+            modes[f"{gpus} ranks, 1 GPU each"] = (gpus, args.threads)
+        return modes
+    half = max(1, args.threads // 2)
+    modes = {f"1 process x {args.threads} threads": (1, args.threads)}
+    if not args.one_process:
+        modes[f"2 ranks x {half} thread(s)"] = (2, half)
+    return modes
+
+
+def print_tables(modes, runs, bounds, args) -> None:
+    print()
+    print(f"{'mode':<26}{'loop':<12}{'end to end':>11}{'in the loop':>13}{'encoder bound':>15}"
+          f"{'loop / bound':>14}{'vs sequential':>15}")  # fmt: skip
+    for mode in modes:
+        bound = statistics.median(bounds[mode])
+        sequential = statistics.median(r["loop"] for r in runs[(mode, "sequential")])
+        for loop in LOOPS:
+            end = statistics.median(r["end_to_end"] for r in runs[(mode, loop)])
+            rate = statistics.median(r["loop"] for r in runs[(mode, loop)])
+            print(f"{mode:<26}{loop:<12}{end:>11.3f}{rate:>13.3f}{bound:>15.3f}"
+                  f"{rate / bound:>14.2f}{rate / sequential:>15.2f}")  # fmt: skip
+    from dsviewer.stage_timer import STAGE_NAMES
+
+    print("\nseconds per scene and stage (summed over ranks; median of rounds); columns: "
+          "ranks x threads, loop")
+    columns = [(mode, loop) for mode in modes for loop in LOOPS]
+    labels = [f"{modes[mode][0]}x{modes[mode][1]} {loop}" for mode, loop in columns]
+    print(f"{'stage':<16}" + "".join(f"{label:>18}" for label in labels))
+    for name in (*STAGE_NAMES, "total"):
+        cells = []
+        for column in columns:
+            values = [sum(r["stages"].values()) if name == "total" else r["stages"][name]
+                      for r in runs[column]]
+            cells.append(f"{statistics.median(values):>18.3f}")
+        print(f"{name:<16}" + "".join(cells))
+    print(f"\nscenes per second, median of {args.rounds} rounds; {load_average()} after; max "
+          f"target views {args.max_target_views}; model {Path(args.ckpt).name}.")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenes", type=int, default=12, help="synthetic scenes to generate")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per mode")
+    parser.add_argument("--scenes", type=int, default=6, help="synthetic scenes to generate")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
     parser.add_argument("--threads", type=int, default=2, help="total CPU threads per mode")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--max-target-views", type=int, default=1,
                         help="target views rendered per scene for PSNR (CPU rendering is slow)")
     parser.add_argument("--ckpt", type=Path, default=None, help="default: the demo model")
+    parser.add_argument("--arch", default=None,
+                        help="instead of --ckpt: recipe weights of this architecture under its "
+                        "released file name (e.g. gs_small_u4l4, 256x256)")
+    parser.add_argument("--one-process", action="store_true", help="skip the torchrun mode")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="default: --scenes synthetic scenes at the model's image size")
     args = parser.parse_args()
+    if args.device == "cuda":
+        import torch
 
-    from dsviewer.viewer.assets import demo_checkpoint, demo_preprocess_settings
+        if not torch.cuda.is_available():
+            print("bench/eval.py --device cuda: no CUDA GPU is visible here; nothing measured.")
+            return
 
-    args.ckpt = args.ckpt or demo_checkpoint()
     with tempfile.TemporaryDirectory(prefix="bench_eval_") as temp:
+        args.ckpt = checkpoint(args, Path(temp))
         data_root = args.data_root
         if data_root is None:
+            from dsviewer.backends.presets import checkpoint_settings
             from dsviewer.dataset.synthetic import write_dataset
 
             data_root = Path(temp) / "data"
-            height, width = demo_preprocess_settings().image_shape
+            height, width = checkpoint_settings(args.ckpt).preprocess.image_shape
             write_dataset(data_root, args.scenes, 6, height, width, seed=11, progress=False)
-        if args.device == "cuda":
-            import torch
-
-            gpus = torch.cuda.device_count()
-            modes = {"1 process, 1 GPU": (1, args.threads)}
-            if gpus > 1:
-                modes[f"{gpus} ranks, 1 GPU each"] = (gpus, args.threads)
-        else:
-            half = max(1, args.threads // 2)
-            modes = {f"1 process x {args.threads} threads": (1, args.threads),
-                     f"2 ranks x {half} thread(s)": (2, half)}  # fmt: skip
-            if half < args.threads:  # separates the threading from the ranks' parallelism
-                modes[f"1 process x {half} thread(s)"] = (1, half)
-        print(f"{load_average()} before; {args.scenes} scenes, {args.rounds} rounds", flush=True)
-        runs: dict[str, list[dict]] = {mode: [] for mode in modes}
+        modes = modes_for(args)
+        print(f"{load_average()} before; {args.scenes} scenes, {args.rounds} rounds, model "
+              f"{Path(args.ckpt).name}", flush=True)  # fmt: skip
+        runs: dict[tuple[str, str], list[dict]] = {(m, loop): [] for m in modes for loop in LOOPS}
         bounds: dict[str, list[float]] = {mode: [] for mode in modes}
         for round_index in range(args.rounds):
-            for mode, (ranks, threads) in modes.items():  # alternate: drift hits every mode
-                out = Path(temp) / f"out_{round_index}_{ranks}"
-                runs[mode].append(run_eval(ranks, threads, args, data_root, out))
+            loops = list(LOOPS) if round_index % 2 == 0 else list(reversed(LOOPS))
+            for mode, (ranks, threads) in modes.items():
+                for loop in loops:  # alternate: drift on a shared machine hits both loops
+                    out = Path(temp) / f"out_{round_index}_{ranks}_{loop}"
+                    last = run_eval(ranks, threads, loop, args, data_root, out)
+                    runs[(mode, loop)].append(last)
+                    print(f"round {round_index + 1}, {mode}, {loop}: {last['loop']:.3f} scenes/s "
+                          f"in the loop, {last['end_to_end']:.3f} end to end; "
+                          f"{load_average()}", flush=True)  # fmt: skip
                 # Each rank has its own cores (or GPU): the bound scales with the ranks.
                 bounds[mode].append(ranks * encoder_bound(args, data_root, threads))
-                last = runs[mode][-1]
-                print(f"round {round_index + 1}, {mode}: {last['end_to_end']:.2f} scenes/s end "
-                      f"to end, {last['loop']:.2f} in the loop, encoder bound "
-                      f"{bounds[mode][-1]:.2f}", flush=True)  # fmt: skip
+                print(f"round {round_index + 1}, {mode}: encoder bound {bounds[mode][-1]:.3f} "
+                      "scenes/s", flush=True)  # fmt: skip
+        print_tables(modes, runs, bounds, args)
 
-    print()
-    print(f"{'mode':<28}{'end to end':>12}{'in the loop':>13}{'encoder bound':>15}"
-          f"{'loop / bound':>14}{'loop / first':>14}")  # fmt: skip
-    first = None
-    for mode in modes:
-        end = statistics.median(r["end_to_end"] for r in runs[mode])
-        loop = statistics.median(r["loop"] for r in runs[mode])
-        bound = statistics.median(bounds[mode])
-        first = first or loop
-        print(f"{mode:<28}{end:>12.2f}{loop:>13.2f}{bound:>15.2f}{loop / bound:>14.2f}"
-              f"{loop / first:>14.2f}")  # fmt: skip
-    print(f"\nscenes per second, median of {args.rounds} rounds; {load_average()} after; "
-          f"max target views {args.max_target_views}; model {Path(args.ckpt).name}.")
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,10 @@
 """PLY write/read speed: our writer and reader against open3d, trimesh and plyfile, same run.
 
-    python bench/export.py [--points 1000000] [--gaussians 100000] [--repeats 3]
+    python bench/export.py [--scenes 2] [--points 1000000] [--gaussians 100000] [--repeats 3]
+
+First, the stage times (``dsviewer.stage_timer.STAGES``) of whole ``dsviewer export`` runs of
+the demo model on ``--scenes`` generated scenes, as their ``metrics.json`` records them, beside
+the wall time of each scene measured here.
 
 Point clouds carry float32 xyz, uchar rgb and three float32 properties; every library writes
 binary little-endian PLY and must keep the custom properties. Every reader loads the file that
@@ -12,6 +16,8 @@ factorization (write) and rebuild (read); plyfile only moves the bytes.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import tempfile
 import time
@@ -37,6 +43,9 @@ from dsviewer.model.types import Gaussians
 
 @dataclass
 class BenchConfig:
+    scenes: int = 2
+    """Scenes of a whole ``dsviewer export`` (demo model, generated scenes) whose stage times
+    (``metrics.json``) are printed first; 0 skips it."""
     points: int = 1_000_000
     """Points in the point-cloud benchmark."""
     gaussians: int = 100_000
@@ -138,6 +147,32 @@ def print_table(title: str, rows: list[tuple[str, str, float]], size_mb: float) 
         print(f"  {name:<34} {op:<6} {seconds:9.3f} {size_mb / seconds:8.0f} {ratio:8.2f}x")
 
 
+def export_stages(scenes: int) -> None:
+    """Stage seconds of ``dsviewer export`` per scene (metrics.json) and each scene's wall time
+    (between the library's per-scene callbacks; the first scene's includes the model load)."""
+    from dsviewer.stage_timer import STAGE_NAMES
+    from dsviewer.viewer.assets import demo_checkpoint
+    from dsviewer.viewer.export import ExportSettings
+    from dsviewer.viewer.export.batch import export_scenes
+    from dsviewer.viewer.session.specs import RunSpec, SessionSettings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {f"synthetic:{seed}": Path(tmp) / f"scene{seed}" for seed in range(scenes)}
+        done = [time.perf_counter()]
+        export_scenes(folders, [RunSpec(demo_checkpoint())], SessionSettings(), ExportSettings(),
+                      written=lambda key, runs: done.append(time.perf_counter()))  # fmt: skip
+        stages = [json.loads((folder / "metrics.json").read_text())["stages"]["seconds"]
+                  for folder in folders.values()]  # fmt: skip
+    print(f"\ndsviewer export, demo model: seconds per stage (metrics.json), load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print(f"  {'stage':<16}" + "".join(f"{'scene ' + str(i + 1):>10}" for i in range(scenes)))
+    for name in STAGE_NAMES:
+        print(f"  {name:<16}" + "".join(f"{s[name]:>10.3f}" for s in stages))
+    print(f"  {'sum':<16}" + "".join(f"{sum(s.values()):>10.3f}" for s in stages))
+    walls = [b - a for a, b in itertools.pairwise(done)]
+    print(f"  {'wall':<16}" + "".join(f"{w:>10.3f}" for w in walls) + "   (scene 1: + model load)")
+
+
 def main(config: BenchConfig) -> None:
     rng = np.random.default_rng(0)
     n = config.points
@@ -148,6 +183,8 @@ def main(config: BenchConfig) -> None:
         f"torch {torch.__version__}, numpy {np.__version__}, {torch.get_num_threads()} threads, "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
+    if config.scenes > 0:
+        export_stages(config.scenes)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

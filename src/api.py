@@ -315,6 +315,7 @@ def export(
     notes and findings are the command's.
     Returns the paths written.
     """
+    from dsviewer.stage_timer import StageTimer, stage, timing
     from dsviewer.viewer.analysis import AnalysisSettings
     from dsviewer.viewer.export import ExportSettings, export_scene, refuse_existing
     from dsviewer.viewer.export.transaction import check_writable, recover
@@ -339,13 +340,16 @@ def export(
     settings = SessionSettings(device=model.backend.device, config=model.config,
                                depthsplat_repo=model.depthsplat_repo)  # fmt: skip
     session = ModelSession(model.backend.checkpoint, settings, backend=model.backend)
-    # Recorded as a command-line run that asks for nothing beyond the scene's views.
-    loaded = session.run(scene.views, run=RunSpec(session.checkpoint, units="user"))
     export_settings = ExportSettings(analysis=AnalysisSettings(
         consistency_threshold=consistency_threshold,
         consistency_occlusions=consistency_occlusions,
     ), rerun=rerun)  # fmt: skip
-    result = export_scene(folder, loaded, export_settings, overwrite=overwrite)
+    # metrics.json's stages, as `dsviewer export` writes them (the scene was opened before)
+    with timing(StageTimer()), stage("decode"):  # the stages inside count apart
+        # Recorded as a command-line run that asks for nothing beyond the scene's views.
+        loaded = session.run(scene.views, run=RunSpec(session.checkpoint, units="user"))
+        with stage("writes"):
+            result = export_scene(folder, loaded, export_settings, overwrite=overwrite)
     return [folder / name for name in result.files]
 
 

@@ -108,6 +108,103 @@ def one_process(dataset, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def both_loops(dataset, tmp_path_factory):
+    """Every scene with the overlapped loop and with --no-overlap, in this process, one torch
+    thread (two take minutes on a busy 2-core machine; the same holds there, by the same rule:
+    the helper threads use the rank's thread count);
+    per loop: the output folder, and per scene when its load started and when its record was
+    handed to be written, by clocks of our own, in the order the records were written."""
+    from dsviewer.viewer.evaluation import runner
+    from dsviewer.viewer.evaluation.pipeline import ScenePipeline
+
+    root, index, _ = dataset
+    loops = {}
+    threads = torch.get_num_threads()
+    load, write = ScenePipeline.load, runner.write_record
+    for loop in ("--overlap", "--no-overlap"):
+        out = tmp_path_factory.mktemp("eval_loop")
+        started: dict[str, float] = {}
+        written: list[tuple[str, float]] = []
+
+        def timed_load(self, planned, started=started):
+            started[planned.key] = time.perf_counter()
+            return load(self, planned)
+
+        def timed_write(folder, record, written=written):
+            written.append((record.key, time.perf_counter()))
+            write(folder, record)
+
+        try:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(ScenePipeline, "load", timed_load)
+                patch.setattr(runner, "write_record", timed_write)
+                code, _ = run("--ckpt", str(DEMO_CKPT), "--data-root", str(root), "--index",
+                              str(index), "--out", str(out), "--device", "cpu", "--threads", "1",
+                              "--max-target-views", "1", loop)  # fmt: skip
+        finally:
+            torch.set_num_threads(threads)
+        assert code == 0
+        loops[loop] = out, [(key, started[key], end) for key, end in written]
+    return loops
+
+
+def test_overlap_gives_the_same_records_in_the_same_order(both_loops, dataset):
+    """The overlapped loop's records equal the sequential loop's (metrics, statuses, reasons,
+    thumbnails, frames), written in the order of the shard (here: the index's)."""
+    from dsviewer.viewer.evaluation.records import read_record
+
+    _, _, good = dataset
+    shard = [*good, HTML_KEY, BROKEN_KEY]
+    (overlap, overlap_times), (sequential, sequential_times) = both_loops.values()
+    for times in (overlap_times, sequential_times):
+        assert [key for key, *_ in times] == shard
+    run = json.loads((overlap / "summary.json").read_text())["run"]["run"]
+    assert json.loads((sequential / "summary.json").read_text())["run"]["run"] == run
+    for key in shard:
+        a, b = read_record(overlap, key, run), read_record(sequential, key, run)
+        assert a is not None and b is not None
+        a.seconds = b.seconds = a.stages = b.stages = None
+        a.reason, b.reason = (re.sub(r"0x[0-9a-f]+", "0x", r.reason) for r in (a, b))
+        assert a == b  # (but the address of an object a message quotes)
+    assert without_timing(read_csv(overlap / "scenes.csv")) == \
+        without_timing(read_csv(sequential / "scenes.csv"))
+
+
+def test_stage_times_add_up_to_each_scene_wall_time(both_loops):
+    """Without the overlap, a scene's recorded stages add up to its wall time from its load to
+    its record's writing, measured by the test's own clocks (a record cannot hold the time of
+    its own writing; the rank's totals in summary.json do). In both loops every stage of every
+    record is there and not negative, and summary.json's totals are the records' sums plus
+    their writing."""
+    from dsviewer.stage_timer import STAGE_NAMES
+    from dsviewer.viewer.evaluation.records import read_run_records
+
+    for loop, (out, times) in both_loops.items():
+        summary = json.loads((out / "summary.json").read_text())
+        records = read_run_records(out, summary["run"]["run"])
+        timing = summary["timing"]
+        (rank,) = timing["ranks"]
+        assert rank["overlap"] is (loop == "--overlap")
+        assert set(timing["stage_meanings"]) == set(STAGE_NAMES)
+        for key, start, end in times:
+            record = records[key]
+            assert tuple(record.stages) == STAGE_NAMES
+            assert all(value >= 0.0 for value in record.stages.values())
+            assert record.seconds == pytest.approx(sum(record.stages.values()), abs=1e-3)
+            if record.status == "ok":
+                assert min(record.stages[n] for n in STAGE_NAMES if n != "writes") > 0.0
+            if loop == "--no-overlap" and record.status == "ok":  # (a failed one: ~1 ms)
+                assert record.seconds == pytest.approx(end - start, rel=0.03, abs=0.05), key
+        for name in STAGE_NAMES:
+            in_records = sum(record.stages[name] for record in records.values())
+            assert timing["stages"][name] == rank["stages"][name]
+            if name == "writes":
+                assert 0.0 < timing["stages"][name] < 0.5
+            else:
+                assert timing["stages"][name] == pytest.approx(in_records, abs=1e-3)
+
+
+@pytest.fixture(scope="module")
 def two_ranks(dataset, tmp_path_factory):
     """The same evaluation under torchrun: two processes, gloo, one thread each."""
     root, index, _ = dataset
@@ -166,6 +263,7 @@ def test_two_ranks_give_the_same_rows_as_one_process(one_process, two_ranks):
     summary = json.loads((out / "summary.json").read_text())
     ranks = summary["timing"]["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["threads"] == 1 for r in ranks)
+    assert all(r["overlap"] and r["stages"]["forward"] > 0 for r in ranks)  # both overlapped
     assert sum(r["scenes"] for r in ranks) == 5 and all(r["scenes"] >= 2 for r in ranks)
     assert sum(r["failed"] for r in ranks) == 1  # the broken scene, counted on its rank's bar
     # stderr is a pipe: plain progress lines, and rank 0's counts every rank's scenes
@@ -459,22 +557,28 @@ def test_a_scene_failing_from_a_bug_logs_its_traceback(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from dsviewer.dataset.errors import CorruptImageError
+    from dsviewer.viewer.evaluation.pipeline import ScenePipeline
     from dsviewer.viewer.evaluation.run_log import RunLog
-    from dsviewer.viewer.evaluation.runner import run_scene
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+
+    def run_scene(loader, planned, log):  # the pipeline's steps, one after the other
+        pipeline = ScenePipeline(None, loader, None, "run", lambda record: None, log)
+        return pipeline.finish(pipeline.forward(pipeline.load(planned)))
 
     def loader(error):
         def load(_planned):
             raise error
         return SimpleNamespace(load=load)
 
+    def scene(key):
+        return SimpleNamespace(key=key, source=None, context=None, target=None)
+
     log = RunLog(rank=3)
-    user = run_scene(None, loader(CorruptImageError("x", 0, "truncated")),
-                     SimpleNamespace(key="scene"), None, log)  # fmt: skip
+    user = run_scene(loader(CorruptImageError("x", 0, "truncated")), scene("scene"), log)
     assert user.reason.startswith("CorruptImageError: Frame 0 of x") and "log" not in user.reason
     assert not list(tmp_path.rglob("*.log"))  # created at the first traceback only
-    bugs = [run_scene(None, loader(ValueError(message)), SimpleNamespace(key=key), None, log)
+    bugs = [run_scene(loader(ValueError(message)), scene(key), log)
             for key, message in (("a", "operands could not be broadcast"),
                                  ("b", "operands could not be broadcast"), ("c", "other"))]
     assert bugs[0].reason.startswith(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from contextlib import redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,6 +295,7 @@ class DemoRun:
     load_model_calls: list[Path]  # checkpoints passed to the real load_checkpoint
     views: dict[str, tuple[list[int], list[int]]]  # key -> (context, target) of the index
     skipped: str  # the key whose index entry is null
+    walls: dict[str, list[float]]  # key -> [its load started, its metrics.json written]
 
 
 @pytest.fixture(scope="module")
@@ -328,11 +330,49 @@ def demo_run(tmp_path_factory) -> DemoRun:
         calls.append(Path(path))
         return original(path, *rest, **options)
 
+    # Each scene's wall time, from its load to the writing of its metrics.json (the last file),
+    # by clocks of our own.
+    import dsviewer.viewer.export
+    from dsviewer.viewer.evaluation.loading import SceneLoader
+
+    walls: dict[str, list[float]] = {}
+    load, write = SceneLoader.load, dsviewer.viewer.export._write_bytes
+
+    def timed_load(self, planned, *rest):
+        walls[planned.key] = [time.perf_counter()]
+        return load(self, planned, *rest)
+
+    def timed_write(path, data):
+        if path.name == "metrics.json":
+            walls[json.loads(data)["scene"]["key"]].append(time.perf_counter())
+        write(path, data)
+
     capture = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, redirect_stderr(capture):  # rich writes there
         patch.setattr(dsviewer.backends.presets, "load_checkpoint", counting_load_model)
+        patch.setattr(SceneLoader, "load", timed_load)
+        patch.setattr(dsviewer.viewer.export, "_write_bytes", timed_write)
         status = main(args)
-    return DemoRun(args, out, status, capture.getvalue(), calls, views, third)
+    return DemoRun(args, out, status, capture.getvalue(), calls, views, third, walls)
+
+
+def test_metrics_json_times_every_stage_of_the_scene(demo_run):
+    """metrics.json's stages (dsviewer.stage_timer) are all there, none negative, and add up
+    to the scene's wall time from its load to the writing of metrics.json, measured by the
+    test's own clocks."""
+    from dsviewer.stage_timer import STAGE_NAMES
+
+    for key in demo_run.views:
+        stages = json.loads((demo_run.out / key / "metrics.json").read_text())["stages"]
+        seconds = stages["seconds"]
+        assert tuple(seconds) == STAGE_NAMES and set(stages["meanings"]) == set(STAGE_NAMES)
+        assert all(value >= 0.0 for value in seconds.values())
+        for name in ("decode", "preprocess", "forward", "unproject", "analysis",
+                     "consistency", "target_renders", "thumbnails", "writes"):  # fmt: skip
+            assert seconds[name] > 0.0, (key, name)  # each one did some work
+        start, end = demo_run.walls[key]
+        wall = end - start
+        assert sum(seconds.values()) == pytest.approx(wall, rel=0.02, abs=0.02), (seconds, wall)
 
 
 def _check_demo_export(folder: Path, key: str, context: list[int], target: list[int]) -> None:

@@ -62,6 +62,10 @@ class EvalOptions(RunOptions):
     .pth files). Every complete checkpoint is a step, evaluated into OUT/steps/; OUT/steps.csv
     has one row per step and scene, OUT/report.html the metrics' curves over the steps."""
 
+    overlap: bool = True
+    """Read the next scene and finish the previous one while the model runs; --no-overlap runs
+    each scene's steps one after another (the same results, for timing comparisons)."""
+
     def check_flags(self) -> None:
         """The command line's checks (run once, on rank 0, by the evaluation)."""
         if self.ckpt_dir is not None:
@@ -92,7 +96,7 @@ class EvalOptions(RunOptions):
             run=specs[0] if specs else RunSpec(Path()), settings=self.session_settings(),
             out=Path(self.out or ""), scenes=tuple(self.scene), force=self.force,
             threads=self.threads, max_target_views=self.max_target_views, sort_by=self.sort_by,
-            thumbnails=self.thumbnails, ckpt_dir=self.ckpt_dir,
+            thumbnails=self.thumbnails, ckpt_dir=self.ckpt_dir, overlap=self.overlap,
         )  # fmt: skip
 
 

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from dsviewer.errors import InputError
+from dsviewer.stage_timer import stage
 from dsviewer.viewer.colormaps import robust_limit
 from dsviewer.viewer.panels import DEFAULT_DPI, PanelGrid, figure_inches
 
@@ -104,6 +105,12 @@ def render_target_views(
     Returns:
         :class:`TargetRenders`, or None when :func:`target_render_unavailable` gives a reason.
     """
+    with stage("target_renders"):
+        return _render_target_views(layers, backend, max_views)
+
+
+def _render_target_views(layers: Layers, backend: Backend,
+                         max_views: int | None) -> TargetRenders | None:  # fmt: skip
     from dsviewer.geometry.view_geometry import pairwise_view_geometry
     from dsviewer.model.decoder.render import psnr, render_gaussians
 

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from ..stage_timer import stage
 from .errors import (
     CameraFormatError,
     IntrinsicsError,
@@ -307,6 +308,13 @@ def preprocess_views(
     Returns:
         A ViewSet with images ``[V, 3, h, w]`` at ``settings.model_shape``.
     """
+    with stage("preprocess"):  # the loaders' other work counts as decode (stage_timer.py)
+        return _preprocess_views(images, K, T_world_cam, index, settings, depth, camera_models,
+                                 exact_principal_point, image_names)
+
+
+def _preprocess_views(images, K, T_world_cam, index, settings, depth, camera_models,
+                      exact_principal_point, image_names) -> ViewSet:  # fmt: skip
     K = K.to(torch.float32)
     out_images, out_K, out_depth = [], [], []
     for v, image in enumerate(images):

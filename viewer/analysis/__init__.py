@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from torch import Tensor
 
 from dsviewer.depth_metrics import DELTA_THRESHOLD
+from dsviewer.stage_timer import stage
 from dsviewer.viewer.analysis.consistency import (
     Consistency,
     Lookup,
@@ -134,14 +135,14 @@ def analyze_depth(
     context = layers.context
     at_near, at_far = clamp_masks(depth, context.near, context.far, settings.clamp_rtol)
     edge, flying = depth_edges(depth, settings.edge_threshold)
-    result = DepthAnalysis(
-        consistency=multiview_consistency(
+    with stage("consistency"):
+        consistency = multiview_consistency(
             points, depth, context.intrinsics, context.T_world_cam.float(),
             threshold=settings.consistency_threshold, lookup=settings.consistency_lookup,
             occlusions=settings.consistency_occlusions, edge_threshold=settings.edge_threshold,
-        ),
-        at_near=at_near, at_far=at_far, edge=edge, flying=flying,
-    )  # fmt: skip
+        )  # fmt: skip
+    result = DepthAnalysis(consistency=consistency, at_near=at_near, at_far=at_far, edge=edge,
+                           flying=flying)  # fmt: skip
     if layers.gt_depth is not None:
         result.gt_error = gt_error_map(depth, layers.gt_depth)
         result.gt_metrics = gt_metrics(depth, layers.gt_depth, settings.delta_threshold)
@@ -154,6 +155,11 @@ def analyze_depth(
 
 def analyze(layers: Layers, settings: AnalysisSettings = AnalysisSettings()) -> SceneAnalysis:
     """Every analysis of this package on one scene's layers."""
+    with stage("analysis"):
+        return _analyze(layers, settings)
+
+
+def _analyze(layers: Layers, settings: AnalysisSettings) -> SceneAnalysis:
     analysis = SceneAnalysis(
         settings=settings,
         layers={

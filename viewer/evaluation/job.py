@@ -33,7 +33,9 @@ class EvalJob:
     ``sort_by``: report.html's ranking column (``auto``: GT AbsRel when any scene has GT);
     ``thumbnails``: rows of report.html with thumbnails; ``ckpt_dir``: evaluate every
     checkpoint of this training folder instead of ``run.checkpoint`` (each step as its own
-    evaluation in ``out/steps/``, then ``steps.csv``; :mod:`dsviewer.viewer.evaluation.steps`).
+    evaluation in ``out/steps/``, then ``steps.csv``; :mod:`dsviewer.viewer.evaluation.steps`);
+    ``overlap``: read the next scene and finish the previous one while the model runs (False:
+    one step after another; the records are the same, :mod:`dsviewer.viewer.evaluation.pipeline`).
     """
 
     run: RunSpec
@@ -46,6 +48,7 @@ class EvalJob:
     sort_by: str = "auto"
     thumbnails: int = 500
     ckpt_dir: Path | None = None
+    overlap: bool = True
 
     @property
     def checkpoint(self) -> Path:

@@ -55,13 +55,14 @@ class SceneRecord:
     reason: str = ""  # why it failed
     views: int | None = None
     targets: int | None = None
-    seconds: float | None = None
+    seconds: float | None = None  # the time spent on the scene: the sum of its stages
     metrics: dict[str, float | None] = field(default_factory=dict)
     thumbnails: dict[str, str] = field(default_factory=dict)  # name -> base64 PNG
     run: str = ""  # run_hash of the run.json it was made under
     context: list[int] | None = None  # the frames asked for (evaluation index), None: default
     target: list[int] | None = None
     source: dict | None = None  # where the scene was read (plan.scene_source)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage_timer.STAGES
 
 
 def record_path(out: Path, key: str) -> Path:
@@ -107,6 +108,7 @@ def _valid(data: object, key: str | None, run: str) -> SceneRecord | None:
     if (not isinstance(record.key, str) or (key is not None and record.key != key)
             or record.run != run or record.status not in (STATUS_OK, STATUS_FAILED)
             or not isinstance(record.metrics, dict) or not isinstance(record.thumbnails, dict)
+            or not isinstance(record.stages, dict)
             or not isinstance(record.source, (dict, type(None)))):
         return None  # fmt: skip
     record.metrics = {name: record.metrics.get(name) for name in METRIC_NAMES}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dsviewer.errors import InputError
+from dsviewer.stage_timer import STAGE_MEANINGS, add_stages
 from dsviewer.viewer.errors import EXIT_BUG, EXIT_USER_ERROR, is_user_error
 from dsviewer.viewer.evaluation import distributed
 from dsviewer.viewer.evaluation.columns import (
@@ -34,9 +35,7 @@ from dsviewer.viewer.evaluation.plan import PlanError, PlannedScene, ScenePlan, 
 from dsviewer.viewer.evaluation.records import (
     OUTPUT_FILES,
     SceneRecord,
-    frames_of,
     is_done,
-    png_base64,
     record_path,
     run_hash,
     run_identity,
@@ -142,28 +141,6 @@ def prepare(job: EvalJob, check: Callable[[], None] | None = None) -> Prepared:
     return Prepared(plan, todo, len(available) - len(todo), identity, run, moved)
 
 
-def run_scene(session, loader, planned: PlannedScene, job: EvalJob,
-              log: RunLog | None = None) -> SceneRecord:  # fmt: skip
-    """One scene to its record; any error becomes a failed record with the reason (a bug's
-    traceback goes to ``log``, the rank's log of this run)."""
-    from dsviewer.viewer.evaluation.scene_metrics import evaluate_scene
-
-    start = time.perf_counter()
-    try:
-        result = evaluate_scene(session, loader.load(planned), job.max_target_views, job.run)
-        thumbnails = {name: png_base64(image) for name, image in result.thumbnails.items()}
-        return SceneRecord(planned.key, STATUS_OK, views=result.views, targets=result.targets,
-                           seconds=time.perf_counter() - start, metrics=result.metrics,
-                           thumbnails=thumbnails)  # fmt: skip
-    except Exception as error:  # noqa: BLE001 -- a failing scene is a row, not the end
-        reason = f"{type(error).__name__}: {error}"
-        if not is_user_error(error):  # a bug, not bad input: its traceback goes to a log
-            path = (log or RunLog()).write(error, planned.key)
-            reason = f"internal error ({reason}); the traceback is in {path}"
-        return SceneRecord(planned.key, STATUS_FAILED, reason=reason,
-                           seconds=time.perf_counter() - start)  # fmt: skip
-
-
 def save_record(out: Path, record: SceneRecord) -> None:
     try:
         write_record(out, record)
@@ -192,6 +169,7 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
     """Run this rank's scenes, writing a record after each; returns the rank's counts (with
     ``error`` and ``bug`` when it stopped early). Rank 0's bar shows every rank's scenes."""
     from dsviewer.viewer.evaluation.loading import SceneLoader
+    from dsviewer.viewer.evaluation.pipeline import ScenePipeline, run_scenes
     from dsviewer.viewer.evaluation.progress import SceneProgress
 
     out = Path(job.out)
@@ -203,9 +181,9 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
     ran = failed = 0
     error, bug = None, False
     shown = placement.is_main and bool(prepared.todo)  # no 0/0 bar for a full resume
+    pipeline = None
     with SceneProgress(len(prepared.todo), label, console, enabled=shown) as progress:
         try:
-            loader = None
             if scenes:
                 from dsviewer.dataset import CaptureOptions
 
@@ -213,13 +191,10 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
                 loader = SceneLoader(session.preprocess(job.run), job.settings.index,
                                      targets=job.max_target_views != 0,
                                      capture=capture)  # fmt: skip
-            for planned in scenes:
-                if counter.stopped():  # another rank hit an error: its report ends the run
-                    break
-                record = run_scene(session, loader, planned, job, log)
-                record.run, record.source = prepared.run, planned.source
-                record.context, record.target = frames_of(planned.context, planned.target)
-                save_record(out, record)
+                pipeline = ScenePipeline(session, loader, job, prepared.run,
+                                         lambda record: save_record(out, record), log)
+            # another rank's error (counter.stopped) ends the run before the next scene
+            for record in run_scenes(pipeline, scenes, counter.stopped, job.overlap):
                 ran += 1
                 failed += record.status == STATUS_FAILED
                 progress.show(*counter.scene_done(record.status == STATUS_FAILED))
@@ -232,8 +207,17 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
             counter.wait_for_all(progress.show)
     return {"rank": placement.rank, "device": placement.device, "threads": placement.threads,
             "cores": placement.cores, "scenes": ran, "failed": failed,
-            "seconds": round(time.perf_counter() - start, 3), "error": error,
+            "seconds": round(time.perf_counter() - start, 3), "overlap": job.overlap,
+            "stages": add_stages(None, pipeline and pipeline.written), "error": error,
             "bug": bug}  # fmt: skip
+
+
+def stage_totals(ranks: list[dict]) -> dict[str, float]:
+    """Seconds per stage over every rank's scenes of this run (each rank's are in its entry)."""
+    totals: dict[str, float] = add_stages(None, None)
+    for rank in ranks:
+        totals = add_stages(totals, rank["stages"])
+    return totals
 
 
 def run_evaluation(job: EvalJob, console=None, check: Callable[[], None] | None = None,
@@ -341,7 +325,8 @@ def evaluate(job: EvalJob, placement, console, say, warnings,
         del rank["error"], rank["bug"]
     timing = {"world_size": placement.world_size, "ranks": ranks,
               "evaluated_this_run": len(prepared.todo), "wall_seconds": round(wall, 3),
-              "scenes_per_second": round(len(prepared.todo) / wall, 4) if wall > 0 else None}
+              "scenes_per_second": round(len(prepared.todo) / wall, 4) if wall > 0 else None,
+              "stages": stage_totals(ranks), "stage_meanings": STAGE_MEANINGS}  # fmt: skip
     from dsviewer.viewer.evaluation.merge import write_outputs
 
     try:

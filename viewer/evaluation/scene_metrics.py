@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dsviewer.dataset import SYNTHETIC_PREFIX
+from dsviewer.stage_timer import stage
 from dsviewer.viewer.evaluation.columns import METRIC_NAMES, THUMBNAIL_NAMES
 
 if TYPE_CHECKING:
     from dsviewer.dataset.types import SceneViews
+    from dsviewer.model.types import Prediction
     from dsviewer.viewer.session.loaded import LoadedScene
     from dsviewer.viewer.session.model import ModelSession
     from dsviewer.viewer.session.specs import RunSpec, SessionSettings
@@ -68,23 +70,34 @@ def _finite(value: object) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def evaluate_scene(
-    session: ModelSession, scene: SceneViews, max_target_views: int | None = None,
-    run: RunSpec | None = None,
-) -> SceneResult:
-    """Predict, derive the layers, analyse, render the targets; see :data:`METRIC_NAMES`.
-    ``run``: the views and planes asked for (applied to ``scene`` first)."""
-    from dsviewer.viewer.session.loaded import run_prediction
+def predict_scene(session: ModelSession, scene: SceneViews,
+                  run: RunSpec | None = None) -> tuple[SceneViews, Prediction]:  # fmt: skip
+    """The model's part of a scene: ``run``'s views and planes applied, then the forward pass.
+    ``run``: the views and planes asked for (None: the scene as loaded)."""
     from dsviewer.viewer.session.model import finish
 
     if run is not None:
-        scene = finish(scene, run)
-    return loaded_result(run_prediction(scene, session.predict), max_target_views)
+        with stage("preprocess"):
+            scene = finish(scene, run)
+    with stage("forward"):
+        return scene, session.predict(scene)
+
+
+def scene_result(scene: SceneViews, prediction: Prediction,
+                 max_target_views: int | None = None) -> SceneResult:  # fmt: skip
+    """Everything after the forward pass: the layers, then :func:`loaded_result`. Reads
+    nothing but its arguments, so it may run on another thread while the model predicts the
+    next scene."""
+    from dsviewer.viewer.session.loaded import run_prediction
+
+    loaded = run_prediction(scene, lambda _: prediction)  # the forward pass is already done
+    return loaded_result(loaded, max_target_views)
 
 
 def loaded_result(loaded: LoadedScene, max_target_views: int | None = None) -> SceneResult:
     """The metrics and thumbnails of a scene already predicted (what :func:`evaluate_scene`
-    computes after the model; a viewer that keeps its predictions calls this directly)."""
+    computes after the model; a viewer that keeps its predictions calls this directly); see
+    :data:`METRIC_NAMES`."""
     import torch
 
     from dsviewer.viewer.analysis import AnalysisSettings
@@ -92,13 +105,16 @@ def loaded_result(loaded: LoadedScene, max_target_views: int | None = None) -> S
 
     scene = loaded.scene
     layers = loaded.layers  # the user's frame and units, as the viewer shows them
-    summary = loaded.analysis(AnalysisSettings()).summary()
-    consistency = summary["consistency"]
-    clamp = summary["clamp"]
-    gt = summary.get("gt")
-    sfm = summary.get("sfm")
-    coarse = layers.coarse_depth.double()
-    relative = (layers.residual_metric.double().abs() / coarse)[torch.isfinite(coarse)]
+    analysis = loaded.analysis(AnalysisSettings())
+    with stage("analysis"):
+        summary = analysis.summary()
+        consistency = summary["consistency"]
+        clamp = summary["clamp"]
+        gt = summary.get("gt")
+        sfm = summary.get("sfm")
+        coarse = layers.coarse_depth.double()
+        relative = (layers.residual_metric.double().abs() / coarse)[torch.isfinite(coarse)]
+        residual_rel = float(relative.nanmean()) if relative.numel() else None
     renders = render_target_views(layers, max_views=max_target_views)
     metrics = {
         "gt_abs_rel_coarse": gt and gt["coarse"]["overall"]["abs_rel"],
@@ -113,16 +129,26 @@ def loaded_result(loaded: LoadedScene, max_target_views: int | None = None) -> S
         "clamp_final": clamp["final_at_near_share"] + clamp["final_at_far_share"],
         "confidence_mean": summary["confidence"].get("mean"),
         "residual_abs_mean": summary["residual"]["abs_metric_mean"],
-        "residual_rel_mean": float(relative.nanmean()) if relative.numel() else None,
+        "residual_rel_mean": residual_rel,
         "target_psnr": None if renders is None else renders.mean_psnr,
     }
     assert tuple(metrics) == METRIC_NAMES, "columns.METRICS and this table must list the same"
+    with stage("thumbnails"):
+        thumbnails = _thumbnails(layers)
     return SceneResult(
         views=scene.context.num_views,
         targets=0 if scene.target is None else scene.target.num_views,
         metrics={name: _finite(value) for name, value in metrics.items()},
-        thumbnails=_thumbnails(layers),
+        thumbnails=thumbnails,
     )
+
+
+def evaluate_scene(
+    session: ModelSession, scene: SceneViews, max_target_views: int | None = None,
+    run: RunSpec | None = None,
+) -> SceneResult:
+    """Predict, derive the layers, analyse, render the targets, one step after the other."""
+    return scene_result(*predict_scene(session, scene, run), max_target_views)
 
 
 def _thumbnails(layers) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dsviewer.errors import InputError
 from dsviewer.io.atomic import atomic_write
+from dsviewer.stage_timer import STAGE_MEANINGS, current_timer, stage
 from dsviewer.viewer.analysis import AnalysisSettings, SceneAnalysis
 from dsviewer.viewer.color_modes import ColorContext, ColorSettings
 from dsviewer.viewer.export import point_files
@@ -72,6 +73,8 @@ class ExportFile:
     description: str
     write: Callable[[ExportInputs, Path], None]
     available: Callable[[ExportInputs], bool] = lambda inputs: True
+    stage: str = "writes"  # where its time goes (dsviewer.stage_timer.STAGES): figures are
+    # thumbnails; the analyses and renders it triggers count as their own stages
 
 
 class ExportExistsError(InputError):
@@ -170,6 +173,9 @@ def _rerun(inputs: ExportInputs, path: Path) -> None:
 def _metrics(inputs: ExportInputs, path: Path) -> None:
     metrics = inputs.metrics()
     metrics["files"] = sorted([*inputs.written, path.name])
+    timer = current_timer()  # dsviewer export times every scene; the GUI's button does not
+    if timer is not None:  # everything up to this file (it cannot hold its own writing)
+        metrics["stages"] = {"seconds": timer.as_dict(), "meanings": STAGE_MEANINGS}
     _write_bytes(path, json.dumps(metrics, indent=2).encode("utf-8"))
 
 
@@ -183,9 +189,9 @@ EXPORT_FILES: tuple[ExportFile, ...] = (
                "camera-to-world, source camera model", _cameras),
     ExportFile("scene.html", "a self-contained offline viewer of the scene", _scene_html),
     ExportFile("panels.png", "per view: image, coarse depth, residual, final depth, GT error",
-               _panels),
+               _panels, stage="thumbnails"),
     ExportFile("targets.png", "per target view: rendered, GT, error, PSNR", _targets,
-               lambda inputs: inputs.loaded.targets is not None),
+               lambda inputs: inputs.loaded.targets is not None, stage="thumbnails"),
     ExportFile(GLB_FILE, "the layers' points and the camera frustums for glTF viewers (+Y up)",
                _scene_glb),
     ExportFile(RERUN_FILE, "the scene as a Rerun recording: cameras, photos, depth and map "
@@ -245,7 +251,8 @@ def export_scene(
             if progress is not None:
                 progress(f"Writing {file.name}", number / len(files))
             try:
-                file.write(inputs, working / file.name)
+                with stage(file.stage):
+                    file.write(inputs, working / file.name)
             except OSError as error:  # a full disk: name the file, keep the old export
                 raise OSError(
                     error.errno,

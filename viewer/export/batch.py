@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsviewer.stage_timer import StageTimer, stage, timing
+
 if TYPE_CHECKING:
     from dsviewer.viewer.export import ExportSettings
     from dsviewer.viewer.session.loaded import LoadedScene
@@ -62,17 +64,23 @@ def export_scenes(
                          capture=CaptureOptions(sfm_max_error=settings.sfm_max_error))
     with SceneProgress(len(plan.available), "Exporting", console=console) as progress:
         for planned in progress.track(plan.available):
-            try:
-                loaded = []
-                for name, spec in names.items():
-                    session = sessions[spec.checkpoint]
-                    views = finish(loader.load(planned, session.preprocess(spec)), spec)
-                    loaded.append(session.run(views, run_name=name if len(runs) > 1 else None,
-                                              run=spec))  # fmt: skip
-                if len(loaded) == 1:
-                    export_scene(folders[planned.key], loaded[0], export, overwrite=overwrite)
-                else:
-                    export_comparison(folders[planned.key], loaded, export, overwrite=overwrite)
+            try:  # metrics.json holds the scene's stages so far (its whole export, one run)
+                with timing(StageTimer()), stage("decode"):  # the stages inside count apart
+                    loaded = []
+                    for name, spec in names.items():
+                        session = sessions[spec.checkpoint]
+                        views = loader.load(planned, session.preprocess(spec))
+                        with stage("preprocess"):
+                            views = finish(views, spec)
+                        loaded.append(session.run(views, run_name=name if len(runs) > 1
+                                                  else None, run=spec))  # fmt: skip
+                    with stage("writes"):
+                        if len(loaded) == 1:
+                            export_scene(folders[planned.key], loaded[0], export,
+                                         overwrite=overwrite)  # fmt: skip
+                        else:
+                            export_comparison(folders[planned.key], loaded, export,
+                                              overwrite=overwrite)  # fmt: skip
             except Exception as error:
                 if not is_user_error(error):
                     raise  # a bug: the boundary logs its traceback (exit 1)

@@ -7,6 +7,7 @@ Units: everything is in the user's frame (``world_from_model`` applied once, in
 
 from __future__ import annotations
 
+from dsviewer.stage_timer import stage
 from dsviewer.viewer.analysis import SceneAnalysis
 from dsviewer.viewer.analysis.metrics import chamfer_distances, cost_volume_stats
 from dsviewer.viewer.layers import Cameras, Layers
@@ -45,6 +46,11 @@ def cameras_json(layers: Layers) -> dict:
 
 def chamfer_table(loaded: LoadedScene) -> dict:
     """Chamfer distances between the coarse, final and GT point clouds."""
+    with stage("analysis"):
+        return _chamfer_table(loaded)
+
+
+def _chamfer_table(loaded: LoadedScene) -> dict:
     clouds = {}
     for key in ("coarse", "final", "gt"):
         flat = loaded.flat(key)

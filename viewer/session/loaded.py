@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from dsviewer.stage_timer import stage
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -151,13 +153,15 @@ def run_prediction(
     height, width = scene.context.image_shape
     report(progress, f"Running the model on {views} views at {width} x {height}", 0.33)
     start = time.perf_counter()
-    prediction = predict_fn(scene)
+    with stage("forward"):
+        prediction = predict_fn(scene)
     seconds["predict"] = time.perf_counter() - start
     report(progress, "Unprojecting depth maps", 0.66)
     start = time.perf_counter()
-    layers = build_layers(scene, prediction)
+    with stage("unproject"):
+        layers = build_layers(scene, prediction)
+        checks = prediction_checks(prediction)
     seconds["unproject"] = time.perf_counter() - start
-    checks = prediction_checks(prediction)
     notes = [*scene.notes, *(extra_notes or []), *check_notes(checks)]
     report(progress, "Scene ready", 1.0)
     return LoadedScene(scene=scene, prediction=prediction, layers=layers, run_name=run_name,

@@ -304,9 +304,11 @@ def export(
     overwrite: bool = False,
     consistency_threshold: float = 0.05,
     consistency_occlusions: Literal["count", "skip"] = "count",
+    rerun: bool = False,
 ) -> list[Path]:
     """Run ``model`` on ``scene`` and write the files ``dsviewer export`` writes, in the
-    scene's own units, into ``out`` (all of them or none; ``README.md``, "Exports").
+    scene's own units, into ``out`` (all of them or none; ``README.md``, "Exports"); with
+    ``rerun`` also ``recording.rrd`` (``dsviewer export --rerun``; needs the rerun extra).
 
     ``overwrite`` replaces an earlier export as a whole; a folder holding other files is
     refused. The run goes through the viewer's own model session (on ``model``'s backend), so
@@ -325,6 +327,10 @@ def export(
                          f"{scene.views.context.image_shape} images, not for {model.name} "
                          f"({model.settings.model_shape}). Open it again with this model: "
                          "dsviewer.open_scene(spec, model).")
+    if rerun:
+        from dsviewer.viewer.export.rerun_recording import require_rerun
+
+        require_rerun()  # before any model work
     folder = Path(out)
     recover(folder)  # what a killed export left behind
     check_writable(folder)
@@ -337,7 +343,7 @@ def export(
     export_settings = ExportSettings(analysis=AnalysisSettings(
         consistency_threshold=consistency_threshold,
         consistency_occlusions=consistency_occlusions,
-    ))  # fmt: skip
+    ), rerun=rerun)  # fmt: skip
     # metrics.json's stages, as `dsviewer export` writes them (the scene was opened before)
     with timing(StageTimer()), stage("decode"):  # the stages inside count apart
         # Recorded as a command-line run that asks for nothing beyond the scene's views.

@@ -248,6 +248,7 @@ def test_compare_archive_holds_every_run_and_the_comparison():
     """Two runs of the plane scene at different resolutions; the PLY pair is the one asked."""
     from dsviewer.viewer.export import EXPORT_FILE_NAMES
     from dsviewer.viewer.export.compare_files import ComparisonInputError, compare_archive
+    from dsviewer.viewer.export.layout import RERUN_FILE
     from dsviewer.viewer.session.loaded import run_prediction
 
     small = run_prediction(make_scene(2, 12, 16), make_prediction, run_name="small")
@@ -258,7 +259,7 @@ def test_compare_archive_holds_every_run_and_the_comparison():
         names = set(archive.namelist())
         compare = json.loads(archive.read("plane/compare.json"))
     expected = {f"plane/runs/{run}/{f}" for run in ("small", "large") for f in EXPORT_FILE_NAMES
-                if f != "sfm.ply"}  # the plane has no SfM points
+                if f not in ("sfm.ply", RERUN_FILE)}  # the plane has no SfM points; no --rerun
     assert names - expected == {"plane/compare.json", "plane/compare.ply"}
     assert names >= expected - {"plane/runs/small/targets.png", "plane/runs/large/targets.png"}
     assert compare["compare_ply"] == {"a": "large", "b": "small"}

@@ -30,6 +30,7 @@ from dsviewer.viewer.export import (
     ExportSettings,
     export_scene,
 )
+from dsviewer.viewer.export.layout import RERUN_FILE
 from dsviewer.viewer.export_cli import main, scene_folder
 from dsviewer.viewer.panels import panel_figure_size
 from dsviewer.viewer.session.loaded import run_prediction
@@ -232,7 +233,8 @@ def test_metrics_json_matches_recomputed_values(case, exported):
     assert metrics["point_counts"] == {"coarse.ply": n, "final.ply": n, "residual.ply": n,
                                        "comparison.ply": 2 * n, "gt.ply": n - 20,
                                        "centers.ply": n, "gaussians.ply": n}  # fmt: skip
-    assert sorted(metrics["files"]) == sorted(set(EXPORT_FILE_NAMES) - {"sfm.ply"})  # no SfM
+    # no SfM points, no --rerun
+    assert sorted(metrics["files"]) == sorted(set(EXPORT_FILE_NAMES) - {"sfm.ply", RERUN_FILE})
     # Cost-volume peakedness: max probability and entropy / log(D), recomputed in numpy.
     probs = case.prediction.match_probs.double().numpy()  # [V, D, h, w]
     entropy = -(probs * np.log(probs)).sum(axis=1) / np.log(probs.shape[1])
@@ -277,7 +279,7 @@ def test_existing_export_is_not_overwritten_without_flag(case, tmp_path):
     result = export_scene(out, loaded_case(no_gt), ExportSettings(), overwrite=True)
     assert not (out / "gt.ply").exists() and "gt" not in result.metrics
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        set(EXPORT_FILE_NAMES) - {"gt.ply", "sfm.ply"})
+        set(EXPORT_FILE_NAMES) - {"gt.ply", "sfm.ply", RERUN_FILE})
     assert (out / "metrics.json").read_bytes() != before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"]  # no working folders left
 
@@ -379,7 +381,8 @@ def _check_demo_export(folder: Path, key: str, context: list[int], target: list[
     from dsviewer.dataset import load_scene
     from dsviewer.viewer.assets import demo_data_root, demo_preprocess_settings
 
-    assert sorted(p.name for p in folder.iterdir()) == sorted(set(EXPORT_FILE_NAMES) - {"sfm.ply"})
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        set(EXPORT_FILE_NAMES) - {"sfm.ply", RERUN_FILE})
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["scene"]["key"] == key and metrics["scene"]["context_frames"] == context
     assert metrics["targets"]["index"] == target
@@ -469,7 +472,8 @@ def test_export_archive_zips_the_same_files(case, exported):
     assert name == "plane_test_export.zip"
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = sorted(archive.namelist())
-        assert names == sorted(f"plane_test/{f}" for f in EXPORT_FILE_NAMES if f != "sfm.ply")
+        assert names == sorted(f"plane_test/{f}" for f in EXPORT_FILE_NAMES
+                                if f not in ("sfm.ply", RERUN_FILE))
         assert archive.read("plane_test/final.ply") == (out / "final.ply").read_bytes()
         assert json.loads(archive.read("plane_test/metrics.json")) == result.metrics
 

@@ -7,6 +7,7 @@ the prediction, and exports as one transaction under Ctrl-C, SIGTERM, SIGKILL an
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -21,7 +22,8 @@ from viewer_scenes import make_loaded, make_prediction, make_scene
 
 from dsviewer.viewer.errors import Terminated, run_entry_point
 from dsviewer.viewer.escape import escape_markdown, escape_rich
-from dsviewer.viewer.export import EXPORT_FILE_NAMES
+from dsviewer.viewer.export import EXPORT_FILE_NAMES, ExportSettings
+from dsviewer.viewer.export.layout import RERUN_FILE
 from dsviewer.viewer.export.transaction import MARKER, export_transaction, recover
 from dsviewer.viewer.session.loaded import run_prediction
 
@@ -233,10 +235,12 @@ def test_an_all_nan_prediction_is_shown_empty_and_exported_empty(server, tmp_pat
     assert "NaN or infinite" in app.scene_panel.notes.content
     assert app.clouds.slots[0].shown[("final", 0)].size == 0
     app.close()
-    metrics = export_scene(tmp_path / "out", loaded).metrics
+    with_rerun = importlib.util.find_spec("rerun") is not None  # the recording of nothing too
+    metrics = export_scene(tmp_path / "out", loaded, ExportSettings(rerun=with_rerun)).metrics
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     # nothing to render, no SfM points
-    assert written == sorted(set(EXPORT_FILE_NAMES) - {"targets.png", "sfm.ply"})
+    assert written == sorted(set(EXPORT_FILE_NAMES) - {"targets.png", "sfm.ply"}
+                             - (set() if with_rerun else {RERUN_FILE}))
     assert metrics["point_counts"]["gaussians.ply"] == 0
     assert metrics["point_counts"]["final.ply"] == 0
     assert metrics["chamfer"]["coarse_vs_final"]["chamfer"] is None
@@ -251,7 +255,8 @@ def generation(folder: Path) -> float:
     one whole set: final.ply's flags agree with metrics.json's share."""
     from plyfile import PlyData
 
-    assert sorted(p.name for p in folder.iterdir()) == sorted(set(EXPORT_FILE_NAMES) - {"sfm.ply"})
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        set(EXPORT_FILE_NAMES) - {"sfm.ply", RERUN_FILE})
     metrics = json.loads((folder / "metrics.json").read_text())
     flags = PlyData.read(str(folder / "final.ply"))["vertex"]["scalar_inconsistent"]
     checked = flags[np.isfinite(flags)]

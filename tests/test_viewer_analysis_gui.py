@@ -29,6 +29,7 @@ from dsviewer.viewer.analysis.gaussians import gaussian_colors, gaussian_keep_ma
 from dsviewer.viewer.analysis.metrics import histogram
 from dsviewer.viewer.analysis.residual_vectors import residual_segments
 from dsviewer.viewer.export import EXPORT_FILE_NAMES
+from dsviewer.viewer.export.layout import RERUN_FILE
 from dsviewer.viewer.gui.analysis_panel import HISTOGRAM_BINS
 from dsviewer.viewer.gui.app import ViewerApp
 from dsviewer.viewer.inspector import inspect_pixel
@@ -245,13 +246,16 @@ def test_export_button_metrics_equal_what_the_gui_shows(app, loaded):
     app.analysis_panel.occlusions.value = "skip"
     assert app.wait_idle(60)
     shown = _percentages(app.analysis_panel.table.content)
+    # The Export folder's "Rerun recording" option adds recording.rrd (where Rerun is installed).
+    with_rerun = not app.export_panel.rerun.disabled
+    app.export_panel.rerun.value = with_rerun
     app.export_panel.request_export(client=None)  # what the button does, without a browser client
     assert app.wait_idle(120)
     name, data = app.export_panel.last_export
     assert name == "plane_export.zip"
     archive = zipfile.ZipFile(io.BytesIO(data))
-    assert set(archive.namelist()) == {f"plane/{n}" for n in EXPORT_FILE_NAMES
-                                            if n != "sfm.ply"}  # no SfM points
+    assert set(archive.namelist()) == {f"plane/{n}" for n in EXPORT_FILE_NAMES if n != "sfm.ply"
+                                       and (with_rerun or n != RERUN_FILE)}  # no SfM points
     metrics = json.loads(archive.read("plane/metrics.json"))
     assert metrics["settings"]["consistency_threshold"] == 0.12
     assert metrics["settings"]["consistency_occlusions"] == "skip"

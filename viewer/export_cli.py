@@ -44,6 +44,10 @@ class ExportOptions(RunOptions):
     demo: bool = False
     """Export the bundled demo scenes with the bundled demo model (or the --scene keys given)."""
 
+    rerun: bool = False
+    """Also write recording.rrd, the scene as a Rerun recording (cameras, photos, depth and map
+    images, points with their values, metrics); needs pip install 'dsviewer[rerun]'."""
+
     consistency_threshold: float = 0.05
     """Relative depth error above which a pixel is multi-view inconsistent."""
 
@@ -116,6 +120,10 @@ def check_options(options: ExportOptions) -> dict[str, Path]:
         raise ExportUsageError("--ckpt FILE is required: the DepthSplat checkpoint to run (or "
                                "--demo for the bundled model and scenes).")  # fmt: skip
     options.check(need_scene=False)  # scenes may come from --all-from-index
+    if options.rerun:
+        from dsviewer.viewer.export.rerun_recording import require_rerun
+
+        require_rerun()  # before any model work
     folders = scene_folders(Path(options.out), scene_specs(options))
     if len(folders) > 1 and holds_one_export(Path(options.out)):
         raise ExportUsageError(
@@ -145,7 +153,7 @@ def run(options: ExportOptions) -> int:
     settings = ExportSettings(analysis=AnalysisSettings(
         consistency_threshold=options.consistency_threshold,
         consistency_occlusions=options.consistency_occlusions,
-    ))  # fmt: skip
+    ), rerun=options.rerun)  # fmt: skip
 
     def written(key: str, runs) -> None:
         print_notes(console, [note for run in runs for note in run.notes],

@@ -113,3 +113,33 @@ def project_points(points_world: Tensor, K: Tensor, T_world_cam: Tensor) -> tupl
 def camera_centers(T_world_cam: Tensor) -> Tensor:
     """Camera centres ``[..., 3]`` in world coordinates."""
     return T_world_cam[..., :3, 3]
+
+
+def image_corner_points(K: Tensor, T_world_cam: Tensor, depth: float) -> Tensor:
+    """The four image corners at z-depth ``depth``, in the world: ``[..., 4, 3]``.
+
+    Corners in the order top-left, top-right, bottom-right, bottom-left (the image's outer edge,
+    normalized ``(0, 0)``, ``(1, 0)``, ``(1, 1)``, ``(0, 1)``, not the corner pixels' centres).
+    ``K`` ``[..., 3, 3]`` normalized, ``T_world_cam`` ``[..., 4, 4]``.
+    """
+    corners = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], dtype=K.dtype)
+    points_cam = camera_rays(corners, K[..., None, :, :]) * depth  # [..., 4, 3]
+    R_T = T_world_cam[..., :3, :3].transpose(-1, -2).to(K.dtype)
+    return points_cam @ R_T + T_world_cam[..., None, :3, 3].to(K.dtype)
+
+
+# glTF's frame (+Y up, and a camera looks down its -Z) from ours (OpenCV: +Y down, +Z forward):
+# a half turn about X, the same that turns an OpenCV camera into a glTF camera. A rotation
+# (determinant +1), so handedness and distances are kept.
+GLTF_FROM_OPENCV = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
+
+
+def opencv_to_gltf(points):
+    """World points ``[..., 3]`` (numpy) in glTF's axes: ``(x, y, z) -> (x, -y, -z)``.
+
+    The one conversion to glTF's frame; ``scene.glb`` stores every position through it.
+    """
+    import numpy as np
+
+    points = np.asarray(points)
+    return points @ np.asarray(GLTF_FROM_OPENCV, dtype=points.dtype).T

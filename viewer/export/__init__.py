@@ -23,7 +23,13 @@ from dsviewer.stage_timer import STAGE_MEANINGS, current_timer, stage
 from dsviewer.viewer.analysis import AnalysisSettings, SceneAnalysis
 from dsviewer.viewer.color_modes import ColorContext, ColorSettings
 from dsviewer.viewer.export import point_files
-from dsviewer.viewer.export.layout import METRICS_JSON, describe, foreign_entries
+from dsviewer.viewer.export.layout import (
+    GLB_FILE,
+    METRICS_JSON,
+    RERUN_FILE,
+    describe,
+    foreign_entries,
+)
 from dsviewer.viewer.export.metrics import export_metrics
 from dsviewer.viewer.export.transaction import absolute_folder, export_transaction
 from dsviewer.viewer.point_layers import POINT_LAYERS
@@ -37,6 +43,10 @@ class ExportSettings:
     html_point_budget: int = 200_000
     """Points per layer in scene.html at most (a fixed stride keeps the file small)."""
     panel_dpi: int = 100
+    rerun: bool = False
+    """Also write the Rerun recording (needs the ``rerun`` extra)."""
+    scene_point_budget: int = 1_000_000
+    """Points per layer in scene.glb and the Rerun recording at most (a fixed stride)."""
 
 
 @dataclass
@@ -47,6 +57,14 @@ class ExportInputs:
     context: ColorContext
     point_counts: dict[str, int] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
+    _metrics: dict | None = field(default=None, repr=False)
+
+    def metrics(self) -> dict:
+        """``metrics.json``'s numbers (computed once, after the point files have been counted),
+        without its list of files."""
+        if self._metrics is None:
+            self._metrics = export_metrics(self.loaded, self.analysis, self.point_counts)
+        return dict(self._metrics)
 
 
 @dataclass(frozen=True)
@@ -139,8 +157,21 @@ def _targets(inputs: ExportInputs, path: Path) -> None:
     _write_bytes(path, target_panels_png(inputs.loaded.targets, dpi=inputs.settings.panel_dpi))
 
 
+def _scene_glb(inputs: ExportInputs, path: Path) -> None:
+    from dsviewer.viewer.export.gltf_scene import scene_glb
+
+    _write_bytes(path, scene_glb(inputs.loaded, inputs.context, inputs.settings.scene_point_budget))
+
+
+def _rerun(inputs: ExportInputs, path: Path) -> None:
+    from dsviewer.viewer.export.rerun_recording import write_recording
+
+    write_recording(path, inputs.loaded, inputs.context, inputs.metrics(),
+                    inputs.settings.scene_point_budget)
+
+
 def _metrics(inputs: ExportInputs, path: Path) -> None:
-    metrics = export_metrics(inputs.loaded, inputs.analysis, inputs.point_counts)
+    metrics = inputs.metrics()
     metrics["files"] = sorted([*inputs.written, path.name])
     timer = current_timer()  # dsviewer export times every scene; the GUI's button does not
     if timer is not None:  # everything up to this file (it cannot hold its own writing)
@@ -161,6 +192,11 @@ EXPORT_FILES: tuple[ExportFile, ...] = (
                _panels, stage="thumbnails"),
     ExportFile("targets.png", "per target view: rendered, GT, error, PSNR", _targets,
                lambda inputs: inputs.loaded.targets is not None, stage="thumbnails"),
+    ExportFile(GLB_FILE, "the layers' points and the camera frustums for glTF viewers (+Y up)",
+               _scene_glb),
+    ExportFile(RERUN_FILE, "the scene as a Rerun recording: cameras, photos, depth and map "
+               "images, points with their values, metrics (--rerun)", _rerun,
+               lambda inputs: inputs.settings.rerun),
     ExportFile(METRICS_JSON, "every statistic, the settings, notes and checks", _metrics),
 )  # fmt: skip
 EXPORT_FILE_NAMES = tuple(f.name for f in EXPORT_FILES)

@@ -23,6 +23,8 @@ from dsviewer.io.text_formats import parse_json
 from dsviewer.viewer.export.transaction import MARKER
 
 METRICS_JSON = "metrics.json"  # a one-scene export's marker
+GLB_FILE = "scene.glb"
+RERUN_FILE = "recording.rrd"  # only with --rerun
 RUNS_FOLDER = "runs"
 COMPARE_JSON = "compare.json"  # a comparison export's marker
 COMPARE_PLY = "compare.ply"

@@ -32,7 +32,7 @@ SKIPPED_MODES = ("rgb", "layer")  # the colours themselves, and a constant per f
 COMPARED_LAYERS = ("coarse", "final")
 
 
-def _scalar_columns(context: ColorContext, layer: str, keep: np.ndarray) -> dict[str, np.ndarray]:
+def scalar_columns(context: ColorContext, layer: str, keep: np.ndarray) -> dict[str, np.ndarray]:
     metric = replace(context, settings=replace(context.settings, residual_unit="metric"), _cache={})
     inverse = replace(
         context, settings=replace(context.settings, residual_unit="inverse"), _cache={}
@@ -63,7 +63,7 @@ def layer_table(loaded: LoadedScene, context: ColorContext, key: str) -> dict:
     return {
         "points": flat.points.reshape(-1, 3)[keep],
         "colors": colors,
-        "properties": {**_scalar_columns(context, key, keep), **pixel_columns(loaded, keep)},
+        "properties": {**scalar_columns(context, key, keep), **pixel_columns(loaded, keep)},
     }
 
 

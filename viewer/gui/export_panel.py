@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from dsviewer.viewer.gui.context import GuiContext
 
 
+def rerun_option() -> tuple[bool, str]:
+    """Whether the "Rerun recording" option can be ticked, and its tooltip."""
+    from dsviewer.viewer.export.rerun_recording import INSTALL, rerun_available
+
+    if rerun_available():
+        return True, ("Add recording.rrd to the zip: cameras, photos, depth and map images and "
+                      "the points with their values, for Rerun's viewer.")
+    return False, f"Needs the Rerun SDK: {INSTALL}, then restart dsviewer."
+
+
 class ExportPanel:
     def __init__(self, context: GuiContext) -> None:
         self.context, self.state = context, context.state
@@ -24,10 +34,14 @@ class ExportPanel:
         gui = context.server.gui
         with gui.add_folder("Export", expand_by_default=False):
             self.button = gui.add_button(
-                "Export zip", hint="PLYs, 3DGS PLY, cameras, an offline scene.html, panels and "
-                "metrics for the settings on screen, in one zip."
+                "Export zip", hint="PLYs, 3DGS PLY, cameras, an offline scene.html, scene.glb, "
+                "panels and metrics for the settings on screen, in one zip."
             )  # fmt: skip
-            self.status = gui.add_markdown("PLYs, panels, metrics and an offline scene, zipped.")
+            available, hint = rerun_option()
+            self.rerun = gui.add_checkbox("Rerun recording", initial_value=False,
+                                          disabled=not available, hint=hint)
+            self.status = gui.add_markdown(
+                "PLYs, panels, metrics, an offline scene and scene.glb, zipped.")
 
         @self.button.on_click
         def _(event) -> None:
@@ -36,7 +50,8 @@ class ExportPanel:
     def settings(self) -> ExportSettings:
         from dsviewer.viewer.export import ExportSettings
 
-        return ExportSettings(analysis=self.state.analysis, color=self.state.color)
+        return ExportSettings(analysis=self.state.analysis, color=self.state.color,
+                              rerun=self.rerun.value)  # fmt: skip
 
     def show(self) -> None:
         self.last_export = None  # tens of MB of the previous scene

@@ -179,3 +179,7 @@ def write_recording(path: Path, loaded: LoadedScene, context: ColorContext, metr
     recording.log("metrics", rr.TextDocument(text, media_type=rr.MediaType.TEXT), static=True)
     recording.flush()
     recording.disconnect()
+    # Rerun writes from a thread of its own and does not raise here on a failed write: a missing
+    # or empty file makes the export's transaction fail instead of shipping a broken recording.
+    if not path.is_file() or path.stat().st_size == 0:
+        raise OSError(f"Rerun did not write {path.name} (the disk may be full or read-only)")

@@ -341,6 +341,9 @@ def test_new_run_and_b_minus_a_from_the_page(browser, viewer):
     assert [int(f) for f in app.runs[1].loaded.layers.context.frames] == [0, 3, 7]
     assert app.runs[1].loaded.scene.key == key  # on the shown scene, not the last one typed
     assert app.runs_panel.b.value == app.runs[1].name  # the new run is B
+    # Choosing B re-sends the Colour-by options (B - A joins them), which closes an open
+    # dropdown: open it once the server has sent everything.
+    assert app.wait_idle(120)
     page.locator("input[value='Image']").first.click()  # the Colour-by dropdown
     page.get_by_role("option", name="B - A", exact=True).click()
     assert wait_until(lambda: app.state.color_mode == "difference")

@@ -16,23 +16,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import socket
 import sys
 import time
 from pathlib import Path
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
-    "--use-angle=swiftshader", "--no-first-run", "--disable-background-networking",
-]  # fmt: skip
+from headless import CHROMIUM, CHROMIUM_FLAGS, free_port  # scripts/headless.py
+
 VIEWPORT = {"width": 1280, "height": 800}
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition, what: str, timeout: float = 30.0) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
-    "--use-angle=swiftshader", "--no-first-run", "--disable-background-networking",
-]  # fmt: skip
+from headless import CHROMIUM, CHROMIUM_FLAGS, free_port  # scripts/headless.py
+
 VIEWPORT = {"width": 1400, "height": 820}
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve(recording: Path) -> tuple[subprocess.Popen, str]:

@@ -21,12 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from headless import CHROMIUM, CHROMIUM_FLAGS, free_port  # scripts/headless.py
+
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
-    "--use-angle=swiftshader", "--no-first-run", "--disable-background-networking",
-]  # fmt: skip
 VIEWPORT = {"width": 1280, "height": 860}
 
 
@@ -58,7 +55,7 @@ def main() -> None:
             raise SystemExit("screenshot_watch: the training failed to start")
         time.sleep(0.5)
     keys = demo_scene_keys()[:2]
-    port = _free_port()
+    port = free_port()
     options = watch_cli.parse([str(folder), "--scene", keys[0], "--scene", keys[1],
                                "--data-root", str(demo_data_root()), "--max-target-views", "1",
                                "--port", str(port), "--device", "cpu"])  # fmt: skip
@@ -99,13 +96,6 @@ def main() -> None:
     app.close()
     server.stop()
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 if __name__ == "__main__":

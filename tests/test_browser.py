@@ -495,8 +495,11 @@ def test_clicks_on_a_frustum_map_and_on_the_grid_inspect_that_pixel_and_a_3d_cli
     page.get_by_label("Map grid", exact=True).check()
     assert wait_until(lambda: app.map_pictures.grid_picture is not None)
     grid, layout = app.map_pictures.grid_picture, app.map_pictures.layout
-    framed, _ = framing_both(app.loaded.view.start, grid, client.camera.aspect)
-    assert wait_until(lambda: np.allclose(client.camera.position, framed, atol=1e-4))
+    framed, framed_at = framing_both(app.loaded.view.start, grid, client.camera.aspect)
+    # The canvas may narrow by a scrollbar's width after the framing (the Maps folder open),
+    # which moves an aspect-limited framing back by a fraction of a percent.
+    distance = np.linalg.norm(framed - framed_at)
+    assert wait_until(lambda: np.allclose(client.camera.position, framed, atol=2e-3 * distance))
     if target:
         time.sleep(2)
         shots.append(rendered_screenshot(page))

@@ -85,16 +85,20 @@ def test_metrics_against_sfm_have_their_closed_form_values(tmp_path):
     assert coarse["overall"]["median_ratio"] == pytest.approx(1.3, rel=1e-4)
 
 
-def test_a_capture_rescaled_by_10_gives_the_same_sfm_metrics(tmp_path):
-    cameras, images, xyz = two_camera_capture(tmp_path / "one", binary=False)
-
-
+def one_and_ten_times(folder, binary: bool) -> None:
+    """The two-camera capture in ``folder/one``, and the same scene ten times larger (camera
+    centres and points) in ``folder/ten``."""
+    cameras, images, xyz = two_camera_capture(folder / "one", binary=binary)
     for image in images:
         image.T_world_cam = image.T_world_cam.copy()
         image.T_world_cam[:3, 3] *= 10
-    build.write_sfm_model(tmp_path / "ten", cameras, images, xyz * 10, np.full(len(xyz), 0.4),
-                          binary=False)
-    build.write_images(tmp_path / "ten", cameras, images, xyz * 10)
+    build.write_sfm_model(folder / "ten", cameras, images, xyz * 10, np.full(len(xyz), 0.4),
+                          binary=binary)
+    build.write_images(folder / "ten", cameras, images, xyz * 10)
+
+
+def test_a_capture_rescaled_by_10_gives_the_same_sfm_metrics(tmp_path):
+    one_and_ten_times(tmp_path, binary=False)
     one_scene = loaded(tmp_path / "one")
     one = analyze(one_scene.layers).summary()["sfm"]
     ten_scene = loaded(tmp_path / "ten", plane_z=10 * PLANE_Z)
@@ -181,18 +185,10 @@ def test_the_sfm_layer_and_error_colour_mode(tmp_path):
 def test_the_demo_model_on_a_capture_rescaled_by_10_gives_the_same_sfm_abs_rel(tmp_path):
     """A real model run: the capture normalisation makes both captures the same input, so the
     SfM metrics agree although the SfM depths differ tenfold."""
-
-
     from dsviewer.backends import open_backend
     from dsviewer.viewer.assets import demo_checkpoint
 
-    cameras, images, xyz = two_camera_capture(tmp_path / "one", binary=True)
-    for image in images:
-        image.T_world_cam = image.T_world_cam.copy()
-        image.T_world_cam[:3, 3] *= 10
-    build.write_sfm_model(tmp_path / "ten", cameras, images, xyz * 10, np.full(len(xyz), 0.4),
-                          binary=True)
-    build.write_images(tmp_path / "ten", cameras, images, xyz * 10)
+    one_and_ten_times(tmp_path, binary=True)
     backend = open_backend(demo_checkpoint(), device="cpu")
     results = []
     for name in ("one", "ten"):

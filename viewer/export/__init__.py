@@ -58,6 +58,17 @@ class ExportInputs:
     point_counts: dict[str, int] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
     _metrics: dict | None = field(default=None, repr=False)
+    _drawn: list | None = field(default=None, repr=False)
+
+    def drawn_layers(self) -> list:
+        """The point layers as the scene files draw them (``scene_points.DrawnLayer``), made
+        once for ``scene.glb`` and the Rerun recording."""
+        from dsviewer.viewer.export.scene_points import drawn_layers
+
+        if self._drawn is None:
+            self._drawn = drawn_layers(self.loaded, self.context,
+                                       self.settings.scene_point_budget)
+        return self._drawn
 
     def metrics(self) -> dict:
         """``metrics.json``'s numbers (computed once, after the point files have been counted),
@@ -160,14 +171,14 @@ def _targets(inputs: ExportInputs, path: Path) -> None:
 def _scene_glb(inputs: ExportInputs, path: Path) -> None:
     from dsviewer.viewer.export.gltf_scene import scene_glb
 
-    _write_bytes(path, scene_glb(inputs.loaded, inputs.context, inputs.settings.scene_point_budget))
+    _write_bytes(path, scene_glb(inputs.loaded, inputs.drawn_layers()))
 
 
 def _rerun(inputs: ExportInputs, path: Path) -> None:
     from dsviewer.viewer.export.rerun_recording import write_recording
 
     write_recording(path, inputs.loaded, inputs.context, inputs.metrics(),
-                    inputs.settings.scene_point_budget)
+                    inputs.drawn_layers())
 
 
 def _metrics(inputs: ExportInputs, path: Path) -> None:

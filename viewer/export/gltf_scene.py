@@ -16,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from dsviewer.geometry.projection import image_corner_points, opencv_to_gltf
-from dsviewer.viewer.color_modes import ColorContext
-from dsviewer.viewer.export.scene_points import drawn_layers
+from dsviewer.viewer.export.scene_points import DrawnLayer
 from dsviewer.viewer.layers import Cameras
 from dsviewer.viewer.scene_nodes import FRUSTUM_COLORS
 from dsviewer.viewer.session.loaded import LoadedScene
@@ -45,12 +44,12 @@ def _rgba(colors: np.ndarray) -> np.ndarray:
     return np.concatenate([colors, np.full((len(colors), 1), OPAQUE, np.uint8)], axis=1)
 
 
-def scene_glb(loaded: LoadedScene, context: ColorContext, point_budget: int) -> bytes:
-    """The GLB bytes of ``loaded``'s layers (at most ``point_budget`` points each) and cameras."""
+def scene_glb(loaded: LoadedScene, drawn: list[DrawnLayer]) -> bytes:
+    """The GLB bytes of ``loaded``'s point layers as ``drawn`` and its cameras."""
     import trimesh
 
     scene = trimesh.Scene()
-    for layer in drawn_layers(loaded, context, point_budget):
+    for layer in drawn:
         cloud = trimesh.PointCloud(opencv_to_gltf(layer.points), colors=_rgba(layer.colors))
         scene.add_geometry(cloud, node_name=layer.key, geom_name=layer.key)
     layers = loaded.layers

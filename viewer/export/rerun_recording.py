@@ -28,7 +28,7 @@ from dsviewer.errors import SetupError
 from dsviewer.geometry.projection import denormalize_intrinsics
 from dsviewer.viewer.color_modes import ColorContext
 from dsviewer.viewer.export.point_files import pixel_columns, scalar_columns
-from dsviewer.viewer.export.scene_points import drawn_layers
+from dsviewer.viewer.export.scene_points import DrawnLayer
 from dsviewer.viewer.layers import Cameras
 from dsviewer.viewer.maps import available_maps, map_colors
 from dsviewer.viewer.point_layers import POINT_LAYERS
@@ -84,8 +84,9 @@ def _depth_image(rr, depth: np.ndarray):
     return rr.DepthImage(np.where(valid, depth, 0.0).astype(np.float32), meter=1.0)
 
 
-def _log_points(rr, recording, loaded: LoadedScene, context: ColorContext, budget: int) -> None:
-    for layer in drawn_layers(loaded, context, budget):
+def _log_points(rr, recording, loaded: LoadedScene, context: ColorContext,
+                drawn: list[DrawnLayer]) -> None:
+    for layer in drawn:
         values = {**scalar_columns(context, layer.key, layer.kept),
                   **pixel_columns(loaded, layer.kept)}  # fmt: skip
         recording.log(f"world/points/{layer.key}", rr.Points3D(layer.points, colors=layer.colors),
@@ -161,9 +162,9 @@ def _blueprint(rrb, loaded: LoadedScene):
 
 
 def write_recording(path: Path, loaded: LoadedScene, context: ColorContext, metrics: dict,
-                    point_budget: int) -> None:
-    """Write the recording of ``loaded`` (coloured by ``context``, at most ``point_budget``
-    points a layer, ``metrics`` as its text) to ``path``."""
+                    drawn: list[DrawnLayer]) -> None:
+    """Write the recording of ``loaded`` (its point layers as ``drawn``, its maps coloured by
+    ``context``, ``metrics`` as its text) to ``path``."""
     rr = require_rerun()
     import rerun.blueprint as rrb
 
@@ -172,7 +173,7 @@ def write_recording(path: Path, loaded: LoadedScene, context: ColorContext, metr
                                    recording_id=f"{loaded.scene.key} ({loaded.run_name})")
     recording.save(str(path), default_blueprint=_blueprint(rrb, loaded))
     recording.log("world", rr.ViewCoordinates.RDF, static=True)
-    _log_points(rr, recording, loaded, context, point_budget)
+    _log_points(rr, recording, loaded, context, drawn)
     _log_context(rr, recording, loaded, context)
     _log_targets(rr, recording, loaded)
     text = json.dumps(metrics, indent=2)

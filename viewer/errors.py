@@ -33,6 +33,16 @@ class Terminated(BaseException):
     """Raised in the main thread when the process receives SIGTERM (treated like Ctrl-C)."""
 
 
+_signalled = threading.Event()  # set by run_entry_point's handlers, cleared at each start
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C or SIGTERM has arrived in this run. Code that turns any exception into a
+    result (a failed scene, a rank's error) re-raises instead when this holds: the signal may
+    come out as another exception (Python wraps it when it lands in a class body)."""
+    return _signalled.is_set()
+
+
 def log_folder() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     folder = Path(base) / "dsviewer" / "logs"
@@ -81,14 +91,14 @@ def run_entry_point(program: str, main: Callable[[], int]) -> int:
     interruption: a signal that lands inside a C extension's import, say, comes out as that
     library's own error (open3d's ``ImportError: initialization failed``), not as a bug.
     """
-    signalled = threading.Event()
+    _signalled.clear()
 
     def interrupt(signum, frame) -> None:
-        signalled.set()
+        _signalled.set()
         raise KeyboardInterrupt()
 
     def terminate(signum, frame) -> None:
-        signalled.set()
+        _signalled.set()
         raise Terminated()
 
     handlers = {signal.SIGTERM: terminate}
@@ -101,7 +111,7 @@ def run_entry_point(program: str, main: Callable[[], int]) -> int:
     except SystemExit:
         raise
     except BaseException as error:  # noqa: BLE001 -- the boundary: nothing escapes as a traceback
-        if signalled.is_set() or isinstance(error, (KeyboardInterrupt, Terminated)):
+        if interrupted() or isinstance(error, (KeyboardInterrupt, Terminated)):
             print(f"{program}: interrupted; nothing half-written was left behind.",
                   file=sys.stderr)  # fmt: skip
             return EXIT_INTERRUPTED

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dsviewer.stage_timer import StageTimer, add_stages, stage, timing
-from dsviewer.viewer.errors import is_user_error
+from dsviewer.viewer.errors import interrupted, is_user_error
 from dsviewer.viewer.evaluation.columns import STATUS_FAILED, STATUS_OK
 from dsviewer.viewer.evaluation.plan import PlannedScene
 from dsviewer.viewer.evaluation.records import SceneRecord, frames_of, png_base64
@@ -73,7 +73,9 @@ class ScenePipeline:
         with timing(work.timer), stage("decode"):  # preprocessing is taken out of it
             try:
                 work.scene = self.loader.load(planned)
-            except Exception as error:  # noqa: BLE001 -- a failing scene is a row
+            except Exception as error:  # a failing scene is a row
+                if interrupted():  # a signal that came out as another exception
+                    raise
                 work.error = error
         return work
 
@@ -85,7 +87,9 @@ class ScenePipeline:
                 try:
                     work.scene, work.prediction = predict_scene(self.session, work.scene,
                                                                 self.job.run)  # fmt: skip
-                except Exception as error:  # noqa: BLE001 -- a failing scene is a row
+                except Exception as error:  # a failing scene is a row
+                    if interrupted():  # a signal that came out as another exception
+                        raise
                     work.error = error
         return work
 
@@ -114,7 +118,9 @@ class ScenePipeline:
                 record = SceneRecord(planned.key, STATUS_OK, views=result.views,
                                      targets=result.targets, metrics=result.metrics,
                                      thumbnails=thumbnails)  # fmt: skip
-            except Exception as error:  # noqa: BLE001 -- a failing scene is a row, not the end
+            except Exception as error:  # a failing scene is a row, not the end
+                if interrupted():  # a signal that came out as another exception
+                    raise
                 record = SceneRecord(planned.key, STATUS_FAILED, reason=self.reason(error,
                                                                                     planned))
         record.stages = work.timer.as_dict()

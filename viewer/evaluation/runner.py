@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from dsviewer.errors import InputError
 from dsviewer.stage_timer import STAGE_MEANINGS, add_stages
-from dsviewer.viewer.errors import EXIT_BUG, EXIT_USER_ERROR, is_user_error
+from dsviewer.viewer.errors import EXIT_BUG, EXIT_USER_ERROR, interrupted, is_user_error
 from dsviewer.viewer.evaluation import distributed
 from dsviewer.viewer.evaluation.columns import (
     STATUS_FAILED,
@@ -198,7 +198,9 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
                 ran += 1
                 failed += record.status == STATUS_FAILED
                 progress.show(*counter.scene_done(record.status == STATUS_FAILED))
-        except Exception as caught:  # noqa: BLE001 -- reported after the exchange, on rank 0
+        except Exception as caught:  # reported after the exchange, on rank 0
+            if interrupted():  # a signal that came out as another exception
+                raise
             error, bug = rank_error(caught, placement, log)
             counter.stop()
         finally:
@@ -269,7 +271,9 @@ def evaluate(job: EvalJob, placement, console, say, warnings,
     if placement.is_main:
         try:
             decision = ("ok", prepare(job, check))
-        except Exception as error:  # noqa: BLE001 -- the other ranks must hear of it
+        except Exception as error:  # the other ranks must hear of it
+            if interrupted():  # a signal that came out as another exception
+                raise
             decision = ("error", str(error))
             bug = None if is_user_error(error) else error
     kind, payload = distributed.broadcast(placement, decision)
@@ -300,7 +304,9 @@ def evaluate(job: EvalJob, placement, console, say, warnings,
         try:
             session = open_session(job.checkpoint, replace(job.settings,
                                                            device=placement.device))
-        except Exception as error:  # noqa: BLE001 -- every rank must reach the exchange
+        except Exception as error:  # every rank must reach the exchange
+            if interrupted():  # a signal that came out as another exception
+                raise
             # A checkpoint that does not fit is a CheckpointError, judged from its shapes before
             # torch loads it; a RuntimeError from torch here is a bug.
             text, is_bug = rank_error(error, placement, log)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dsviewer.viewer.errors import EXIT_USER_ERROR, is_user_error
+from dsviewer.viewer.errors import EXIT_USER_ERROR, interrupted, is_user_error
 from dsviewer.viewer.evaluation import distributed
 from dsviewer.viewer.evaluation.job import EvalJob, EvalUsageError
 from dsviewer.viewer.evaluation.records import RUN_FILE
@@ -90,7 +90,9 @@ def evaluate_steps(job: EvalJob, placement, console, say, warnings,
                 raise EvalUsageError(f"--out {job.out} holds the evaluation of one checkpoint "
                                      "(run.json); give --ckpt-dir its own --out folder.")
             decision = ("ok", folder_steps(Path(job.ckpt_dir or "")))
-        except Exception as error:  # noqa: BLE001 -- the other ranks must hear of it
+        except Exception as error:  # the other ranks must hear of it
+            if interrupted():  # a signal that came out as another exception
+                raise
             decision = ("error", str(error))
             bug = None if is_user_error(error) else error
     kind, payload = distributed.broadcast(placement, decision)

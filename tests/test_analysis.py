@@ -27,7 +27,12 @@ from analysis_scenes import (
 from dsviewer.viewer.analysis import AnalysisSettings, analyze
 from dsviewer.viewer.analysis.consistency import multiview_consistency
 from dsviewer.viewer.analysis.flags import clamp_masks, depth_edges
-from dsviewer.viewer.analysis.gaussians import gaussian_colors, gaussian_keep_mask, gaussian_scalar
+from dsviewer.viewer.analysis.gaussians import (
+    gaussian_colors,
+    gaussian_keep_mask,
+    gaussian_scalar,
+    largest_eigenvalue,
+)
 from dsviewer.viewer.analysis.metrics import gt_metrics, histogram
 from dsviewer.viewer.analysis.residual_vectors import residual_segments
 from dsviewer.viewer.color_modes import ColorContext, layer_values
@@ -233,6 +238,28 @@ def test_gaussian_scale_and_opacity(exact):
     assert colors[darkest].astype(int).sum() < colors[brightest].astype(int).sum()
     keep = gaussian_keep_mask(gaussians, 0.5)
     assert int(keep.sum()) == int((gaussians.opacities[0].numpy() >= 0.5).sum()) > 0
+
+
+def test_closed_form_largest_eigenvalue_equals_lapack_on_every_kind_of_covariance():
+    generator = torch.Generator().manual_seed(0)
+    A = torch.randn(5000, 3, 3, dtype=torch.float64, generator=generator)
+    exponent = torch.empty(5000, 1, 1, dtype=torch.float64).uniform_(-8, 2, generator=generator)
+    spread = 10.0**exponent
+    covariances = spread * (A @ A.transpose(-1, -2))
+    special = [
+        torch.eye(3, dtype=torch.float64) * 2.0,  # isotropic: p = 0
+        torch.diag(torch.tensor([1.0, 1.0, 3.0], dtype=torch.float64)),  # two equal, one larger
+        torch.diag(torch.tensor([4.0, 4.0, 1e-3], dtype=torch.float64)),  # a flat disc
+        torch.diag(torch.tensor([5.0, 1e-12, 1e-12], dtype=torch.float64)),  # a needle
+        torch.zeros(3, 3, dtype=torch.float64),
+    ]
+    covariances = torch.cat([torch.stack(special), covariances])
+    expected = torch.linalg.eigvalsh(covariances)[:, -1]
+    torch.testing.assert_close(largest_eigenvalue(covariances), expected, rtol=1e-9, atol=1e-300)
+    broken = covariances[:2].clone()
+    broken[0, 1, 2] = float("nan")
+    broken[1, 0, 0] = float("inf")
+    assert torch.isnan(largest_eigenvalue(broken)).all()
 
 
 def test_histogram_counts_finite_values_in_range():

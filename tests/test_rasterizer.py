@@ -1,4 +1,5 @@
-"""The PyTorch Gaussian rasterizer against analytic images and an independent per-Gaussian loop."""
+"""The CPU Gaussian rasterizers (the compiled loop and its PyTorch twin) against analytic images,
+an independent per-Gaussian loop and each other."""
 
 from __future__ import annotations
 
@@ -11,12 +12,21 @@ import torch
 from dsviewer.geometry.projection import project_points
 from dsviewer.geometry.spherical_harmonics import SH_C0, SH_C1, sh_basis, sh_to_rgb
 from dsviewer.model.decoder.rasterizer_torch import rasterize_torch
-from dsviewer.model.decoder.render import RenderInputError, psnr, render_gaussians
+from dsviewer.model.decoder.render import RASTERIZERS, RenderInputError, psnr, render_gaussians
 from dsviewer.model.types import Gaussians
 
 SIZE = 33  # odd, so the principal point falls on the centre of pixel 16
 FOCAL = 1.2  # normalized: f_px = FOCAL * SIZE
 K = torch.tensor([[FOCAL, 0.0, 0.5], [0.0, FOCAL, 0.5], [0.0, 0.0, 1.0]])
+
+
+CPU_RASTERIZERS = ("numba", "torch")
+
+
+@pytest.fixture(params=CPU_RASTERIZERS)
+def rasterize(request):
+    """Each CPU backend's one-view function: every rule below holds for both."""
+    return RASTERIZERS[request.param].rasterize
 
 
 def _pose() -> torch.Tensor:
@@ -58,13 +68,13 @@ def _analytic_alpha(centre_px, sigma2_px, opacity) -> torch.Tensor:
     return torch.where(alpha >= 1 / 255, alpha, torch.zeros_like(alpha))
 
 
-def test_single_gaussian_head_on_matches_analytic_footprint_and_sh_colour():
+def test_single_gaussian_head_on_matches_analytic_footprint_and_sh_colour(rasterize):
     z, scale, opacity = 2.0, 0.03, 0.8
     harmonics = torch.zeros(1, 3, 4)
     harmonics[0, :, 0] = torch.tensor([0.9, -0.3, 0.2])
     harmonics[0, :, 1:] = torch.tensor([[0.1, 0.2, 0.3], [-0.2, 0.1, 0.0], [0.05, -0.1, 0.2]])
     means, covs, harm, op = _isotropic([[0.0, 0.0, z]], [scale], [opacity], harmonics)
-    out = rasterize_torch(
+    out = rasterize(
         means, covs, harm, op, K, T_WORLD_CAM, (SIZE, SIZE), 0.1, 100.0, torch.zeros(3)
     )
     f_px = FOCAL * SIZE
@@ -95,7 +105,7 @@ def test_single_gaussian_head_on_matches_analytic_footprint_and_sh_colour():
     assert (out.color[:, ~drawn] == 0).all() and (out.depth[~drawn] == 0).all()
 
 
-def test_two_gaussians_nearer_wins_and_composite_is_front_to_back_blend():
+def test_two_gaussians_nearer_wins_and_composite_is_front_to_back_blend(rasterize):
     z_near, z_far = 2.0, 3.0
     s_near, s_far = 0.05, 0.09
     o_near, o_far = 0.6, 0.9
@@ -107,7 +117,7 @@ def test_two_gaussians_nearer_wins_and_composite_is_front_to_back_blend():
         [[0.0, 0.0, z_far], [0.0, 0.0, z_near]], [s_far, s_near], [o_far, o_near], harmonics
     )
     background = torch.tensor([0.2, 0.3, 0.4])
-    out = rasterize_torch(
+    out = rasterize(
         means, covs, harm, op, K, T_WORLD_CAM, (SIZE, SIZE), 0.1, 100.0, background
     )
 
@@ -137,9 +147,9 @@ def test_two_gaussians_nearer_wins_and_composite_is_front_to_back_blend():
     ],
     ids=["behind-camera", "nearer-than-near", "beyond-far", "inside"],
 )
-def test_culling_by_near_far_and_behind_camera(z, near, far, drawn):
+def test_culling_by_near_far_and_behind_camera(rasterize, z, near, far, drawn):
     means, covs, harm, op = _isotropic([[0.0, 0.0, z]], [0.05], [0.9], torch.zeros(1, 3, 1))
-    out = rasterize_torch(
+    out = rasterize(
         means, covs, harm, op, K, T_WORLD_CAM, (SIZE, SIZE), near, far, torch.ones(3)
     )
     assert bool((out.alpha > 0).any()) == drawn
@@ -147,10 +157,10 @@ def test_culling_by_near_far_and_behind_camera(z, near, far, drawn):
         assert (out.color == 1).all() and (out.depth == 0).all()
 
 
-def test_off_centre_gaussian_lands_where_projection_helper_predicts():
+def test_off_centre_gaussian_lands_where_projection_helper_predicts(rasterize):
     point_cam = [0.31, -0.22, 2.5]
     means, covs, harm, op = _isotropic([point_cam], [0.06], [0.95], torch.zeros(1, 3, 1))
-    out = rasterize_torch(
+    out = rasterize(
         means, covs, harm, op, K, T_WORLD_CAM, (SIZE, SIZE), 0.1, 100.0, torch.zeros(3)
     )
     coords, depth = project_points(means, K, T_WORLD_CAM)
@@ -213,7 +223,7 @@ def _reference_render(means, covs, harm, op, K_norm, T_world_cam, shape, near, f
 @pytest.mark.parametrize(
     ("opacity_min", "variance"), [(0.2, 0.002), (0.9, 0.01)], ids=["sparse", "dense-saturating"]
 )
-def test_rasterizer_equals_literal_3dgs_loop(opacity_min, variance):
+def test_rasterizer_equals_literal_3dgs_loop(rasterize, opacity_min, variance):
     n, shape = 160, (20, 27)  # several front-to-back runs (max_pairs) with carried state
     means_cam = torch.rand(n, 3) * torch.tensor([1.2, 1.0, 2.0]) + torch.tensor([-0.6, -0.5, 1.5])
     means = means_cam @ T_WORLD_CAM[:3, :3].T + T_WORLD_CAM[:3, 3]
@@ -223,7 +233,7 @@ def test_rasterizer_equals_literal_3dgs_loop(opacity_min, variance):
     op = opacity_min + (1 - opacity_min) * torch.rand(n)
     op[::4] = 1.0  # alpha reaches the 0.99 clamp near these centres
     background = torch.tensor([0.1, 0.5, 0.9])
-    out = rasterize_torch(
+    out = rasterize(
         means,
         covs,
         harm,
@@ -234,7 +244,7 @@ def test_rasterizer_equals_literal_3dgs_loop(opacity_min, variance):
         0.1,
         3.2,
         background,
-        max_pairs=3000,
+        **({"max_pairs": 3000} if rasterize is rasterize_torch else {}),
     )
     ref_color, ref_alpha, stopped, clamped = _reference_render(
         means, covs, harm, op, K, T_WORLD_CAM, shape, 0.1, 3.2, background
@@ -265,7 +275,8 @@ def test_sh_basis_is_orthonormal_with_3dgs_signs():
     )
 
 
-def test_render_gaussians_batches_views_and_checks_shapes():
+@pytest.mark.parametrize("backend", CPU_RASTERIZERS)
+def test_render_gaussians_batches_views_and_checks_shapes(backend):
     means, covs, harm, op = _isotropic([[0.0, 0.0, 2.0]], [0.05], [0.9], torch.zeros(1, 3, 1))
     gaussians = Gaussians(
         means[None].repeat(2, 1, 1),
@@ -283,7 +294,7 @@ def test_render_gaussians_batches_views_and_checks_shapes():
         (SIZE, SIZE),
         0.1,
         torch.tensor([[100.0, 100.0, 1.0]] * 2),
-        backend="torch",
+        backend=backend,
     )
     assert out.color.shape == (2, 3, 3, SIZE, SIZE) and out.depth.shape == (2, 3, SIZE, SIZE)
     assert out.alpha[0, 0, 16, 16].item() == pytest.approx(0.9, rel=1e-6)
@@ -293,6 +304,48 @@ def test_render_gaussians_batches_views_and_checks_shapes():
         render_gaussians(gaussians, K, extrinsics, (SIZE, SIZE), 0.1, 100.0)
     with pytest.raises(RenderInputError, match="near"):
         render_gaussians(gaussians, intrinsics, extrinsics, (SIZE, SIZE), torch.ones(3), 100.0)
+
+
+def test_compiled_loop_equals_torch_twin_on_a_crowded_scene():
+    """Thousands of overlapping Gaussians, several threads and row bands, float32 as a model
+    gives them: the compiled loop and the tensor version draw the same image to rounding."""
+    generator = torch.Generator().manual_seed(3)
+    n, shape = 3000, (61, 90)
+    means_cam = torch.rand(n, 3, generator=generator) * torch.tensor([2.4, 2.0, 3.0])
+    means_cam += torch.tensor([-1.2, -1.0, 1.0])
+    means = means_cam @ T_WORLD_CAM[:3, :3].T + T_WORLD_CAM[:3, 3]
+    A = torch.randn(n, 3, 3, generator=generator)
+    covs = 0.004 * (A @ A.transpose(-1, -2)) + 1e-5 * torch.eye(3)
+    harm = 0.3 * torch.randn(n, 3, 4, generator=generator)
+    op = 0.3 + 0.7 * torch.rand(n, generator=generator)
+    args = (means, covs, harm, op, K, T_WORLD_CAM, shape, 0.2, 3.5, torch.tensor([0.3, 0.6, 0.1]))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)  # two threads, eight bands: bands meet inside Gaussians
+    try:
+        ours = RASTERIZERS["numba"].rasterize(*args)
+    finally:
+        torch.set_num_threads(previous)
+    twin = rasterize_torch(*args)
+    assert 0.2 < float((twin.alpha > 0.9999 - 1e-4).float().mean())  # many pixels stop early
+    for name in ("color", "alpha", "depth"):
+        torch.testing.assert_close(getattr(ours, name), getattr(twin, name), atol=5e-5, rtol=1e-5)
+
+
+def test_auto_backend_on_cpu_is_the_compiled_loop_and_wrong_names_are_explained(monkeypatch):
+    means, covs, harm, op = _isotropic([[0.0, 0.0, 2.0]], [0.05], [0.9], torch.zeros(1, 3, 1))
+    gaussians = Gaussians(means[None], covs[None], harm[None], op[None])
+    calls = []
+    original = RASTERIZERS["numba"]
+    monkeypatch.setitem(RASTERIZERS, "numba", type(original)(
+        lambda *a: calls.append(1) or original.rasterize(*a), original.runs_on, original.needs))
+    render_gaussians(gaussians, K[None, None], T_WORLD_CAM[None, None], (SIZE, SIZE), 0.1, 100.0)
+    assert calls == [1]
+    with pytest.raises(RenderInputError, match="'numba', 'torch'"):
+        render_gaussians(gaussians, K[None, None], T_WORLD_CAM[None, None], (SIZE, SIZE), 0.1,
+                         100.0, backend="opengl")  # fmt: skip
+    with pytest.raises(RenderInputError, match="CUDA device"):
+        render_gaussians(gaussians, K[None, None], T_WORLD_CAM[None, None], (SIZE, SIZE), 0.1,
+                         100.0, backend="gsplat")  # fmt: skip
 
 
 def test_psnr_of_known_error():

@@ -21,12 +21,29 @@ def gaussian_scalar(gaussians: Gaussians, mode: Literal["opacity", "scale"]) -> 
     if mode == "opacity":
         return gaussians.opacities[0].float()
     if mode == "scale":
-        covariances = gaussians.covariances[0].double()
-        finite = torch.isfinite(covariances).flatten(-2).all(-1)
-        largest = torch.full(finite.shape, float("nan"), dtype=torch.float64)
-        largest[finite] = torch.linalg.eigvalsh(covariances[finite])[:, -1]  # [N] where finite
+        largest = largest_eigenvalue(gaussians.covariances[0].double())  # NaN where not finite
         return largest.clamp_min(0).sqrt().float()
     raise ValueError(f"unknown Gaussian colour mode {mode!r}; use 'opacity' or 'scale'")
+
+
+def largest_eigenvalue(matrices: Tensor) -> Tensor:
+    """Largest eigenvalue ``[...]`` of symmetric 3x3 matrices ``[..., 3, 3]``, in closed form.
+
+    The trigonometric solution of the characteristic cubic (Smith, 1961): with ``m = tr(A) / 3``
+    and ``B = (A - m I) / sqrt(p)``, ``p = |A - m I|_F^2 / 6``, the eigenvalues are
+    ``m + 2 sqrt(p) cos(phi + 2 pi k / 3)``, ``phi = acos(det(B) / 2) / 3``; ``k = 0`` is the
+    largest. A scene's 131 k covariances take 12 ms here and 60 ms in ``torch.linalg.eigvalsh``,
+    which solves each small matrix on its own; the two agree to ~1e-9 relative in float64
+    (``tests/test_analysis.py``). Non-finite matrices give NaN.
+    """
+    trace_third = matrices.diagonal(dim1=-2, dim2=-1).sum(-1) / 3.0
+    shifted = matrices - trace_third[..., None, None] * torch.eye(3, dtype=matrices.dtype)
+    p = (shifted * shifted).sum((-2, -1)) / 6.0
+    scale = p.sqrt()
+    half_det = torch.linalg.det(shifted / scale.clamp_min(1e-300)[..., None, None]) / 2.0
+    phi = torch.acos(half_det.clamp(-1.0, 1.0)) / 3.0
+    largest = torch.where(p > 0, trace_third + 2.0 * scale * torch.cos(phi), trace_third)
+    return largest.masked_fill(~torch.isfinite(matrices).flatten(-2).all(-1), float("nan"))
 
 
 def gaussian_colors(

@@ -1,6 +1,6 @@
-"""Render DepthSplat Gaussians into cameras: gsplat on CUDA, our PyTorch rasterizer elsewhere.
+"""Render DepthSplat Gaussians into cameras: gsplat on CUDA, our compiled loop on the CPU.
 
-Both backends implement the same rule (see ``rasterizer_torch``): 3DGS EWA splatting with a
+Every backend implements the same rule (see ``rasterizer_torch``): 3DGS EWA splatting with a
 0.3 px^2 dilation, 3DGS real SH from the camera centre, front-to-back compositing with the alpha
 clamp and the 1/255 threshold, culling ``near < z < far``. Cameras use the project's conventions
 (normalized intrinsics, camera-to-world OpenCV extrinsics, ``dsviewer.geometry.projection``).
@@ -8,16 +8,39 @@ clamp and the 1/255 threshold, culling ``near < z < far``. Cameras use the proje
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from dsviewer.model.decoder.rasterizer_gsplat import gsplat_available, rasterize_gsplat
+from dsviewer.model.decoder.rasterizer_numba import rasterize_numba
 from dsviewer.model.decoder.rasterizer_torch import RenderOutput, rasterize_torch
 from dsviewer.model.types import Gaussians
 
-Backend = Literal["auto", "torch", "gsplat"]
+Backend = Literal["auto", "numba", "torch", "gsplat"]
+
+
+@dataclass(frozen=True)
+class Rasterizer:
+    """One backend: its one-view function and the devices it can draw on."""
+
+    rasterize: Callable[..., RenderOutput]  # rasterize_torch's signature
+    runs_on: Callable[[torch.device], bool]
+    needs: str  # what to do when it cannot run here, for the error message
+
+
+RASTERIZERS: dict[str, Rasterizer] = {
+    "gsplat": Rasterizer(rasterize_gsplat, gsplat_available,
+                         "the Gaussians on a CUDA device and the gsplat package "
+                         "(pip install gsplat)"),
+    "numba": Rasterizer(rasterize_numba, lambda device: device.type == "cpu",
+                        "the Gaussians on the CPU"),
+    "torch": Rasterizer(rasterize_torch, lambda device: True, "nothing"),
+}  # fmt: skip
+AUTO_ORDER = ("gsplat", "numba", "torch")  # "auto": the first that runs on the Gaussians' device
 
 
 class RenderInputError(ValueError):
@@ -48,8 +71,9 @@ def render_gaussians(
 ) -> RenderOutput:
     """Render every batch element's Gaussians into each of its V cameras.
 
-    ``backend="auto"`` uses gsplat when the Gaussians are on CUDA and gsplat is installed, and
-    the PyTorch rasterizer otherwise; ``"gsplat"`` raises ``RenderInputError`` if it cannot run.
+    ``backend="auto"`` takes the first of ``AUTO_ORDER`` that runs on the Gaussians' device:
+    gsplat on CUDA where it is installed, the compiled loop on the CPU, the PyTorch twin
+    elsewhere; a named backend that cannot run there raises ``RenderInputError``.
 
     Returns:
         ``RenderOutput`` with color ``[B, V, 3, H, W]``, depth ``[B, V, H, W]`` (expected z-depth
@@ -68,15 +92,20 @@ def render_gaussians(
             f"matrices, got {tuple(extrinsics.shape)}."
         )
     device = gaussians.means.device
-    if backend not in ("auto", "torch", "gsplat"):
-        raise RenderInputError(f"backend must be 'auto', 'torch' or 'gsplat', got {backend!r}.")
-    if backend == "gsplat" and not gsplat_available(device):
+    if backend != "auto" and backend not in RASTERIZERS:
         raise RenderInputError(
-            "backend='gsplat' needs the Gaussians on a CUDA device and the gsplat package "
-            "(pip install gsplat); use backend='torch' or 'auto' to render on the CPU."
+            f"backend must be 'auto' or one of {', '.join(map(repr, RASTERIZERS))}, got "
+            f"{backend!r}."
         )
-    use_gsplat = backend == "gsplat" or (backend == "auto" and gsplat_available(device))
-    rasterize = rasterize_gsplat if use_gsplat else rasterize_torch
+    if backend != "auto" and not RASTERIZERS[backend].runs_on(device):
+        raise RenderInputError(
+            f"backend={backend!r} needs {RASTERIZERS[backend].needs}; the Gaussians are on "
+            f"{device}. Use backend='auto' to pick the one that runs there."
+        )
+    name = backend if backend != "auto" else next(
+        name for name in AUTO_ORDER if RASTERIZERS[name].runs_on(device)
+    )
+    rasterize = RASTERIZERS[name].rasterize
 
     near_bv = _per_view(near, batch, views, "near")
     far_bv = _per_view(far, batch, views, "far")

@@ -320,11 +320,16 @@ def test_compiled_loop_equals_torch_twin_on_a_crowded_scene():
     op = 0.3 + 0.7 * torch.rand(n, generator=generator)
     args = (means, covs, harm, op, K, T_WORLD_CAM, shape, 0.2, 3.5, torch.tensor([0.3, 0.6, 0.1]))
     previous = torch.get_num_threads()
-    torch.set_num_threads(2)  # two threads, eight bands: bands meet inside Gaussians
     try:
+        torch.set_num_threads(1)
+        one_thread = RASTERIZERS["numba"].rasterize(*args)
+        assert torch.get_num_threads() == 1  # numba's pool left torch's thread count alone
+        torch.set_num_threads(2)  # two threads, eight bands: bands meet inside Gaussians
         ours = RASTERIZERS["numba"].rasterize(*args)
     finally:
         torch.set_num_threads(previous)
+    for name in ("color", "alpha", "depth"):  # a pixel's blend order is the same in any band
+        assert torch.equal(getattr(ours, name), getattr(one_thread, name))
     twin = rasterize_torch(*args)
     assert 0.2 < float((twin.alpha > 0.9999 - 1e-4).float().mean())  # many pixels stop early
     for name in ("color", "alpha", "depth"):

@@ -60,6 +60,9 @@ class ModelSession:
         if backend is not None:
             self.backend = backend
             return
+        from dsviewer.model.decoder.rasterizer_numba import warm_up_in_background
+
+        warm_up_in_background(self.settings.device)  # target renders, while the model loads
         report(progress, f"Loading model {self.checkpoint.name}", 0.0)
         self.backend: ModelBackend = open_backend(
             self.checkpoint, device=self.settings.device, config=self.settings.config,

@@ -32,13 +32,18 @@ from dsviewer.model.decoder.rasterizer_torch import (
 )
 
 BANDS_PER_THREAD = 4  # more bands than threads, so a band full of large Gaussians does not stall
-_KERNEL_LOCK = threading.Lock()  # numba's default thread pool must not be entered twice at once
+FAINT_MARGIN = 1e-3  # in log alpha: 0.1 %, a thousand times float32's rounding of the power
+_KERNEL_LOCK = threading.Lock()  # numba's workqueue pool must not be entered twice at once
 _kernel = None
 
 
 def _compile():
     """Build the compositing kernel on first use (numba is imported only by a CPU render)."""
     import numba
+
+    # numba's OpenMP layer shares libgomp with torch and sets its thread count for the whole
+    # process (a rank's one torch thread became two); its own pool leaves torch's alone.
+    numba.config.THREADING_LAYER = "workqueue"
 
     @numba.njit(parallel=True, cache=True, nogil=True)
     def composite_bands(
@@ -72,6 +77,8 @@ def _compile():
                 mean_u, mean_v = means2d[g, 0], means2d[g, 1]
                 ca, cb, cc = conics[g, 0], conics[g, 1], conics[g, 2]
                 opacity = opacities[g]
+                # Below this power alpha < 1/255 by far more than rounding: no exp needed.
+                surely_faint = math.log(ALPHA_MIN / opacity) - FAINT_MARGIN
                 for v in range(v_lo, v_hi + 1):
                     dy = centres[v] - mean_v
                     for u in range(pixel_min[g, 0], pixel_max[g, 0] + 1):
@@ -79,7 +86,7 @@ def _compile():
                             continue
                         dx = centres[u] - mean_u
                         power = -half * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
-                        if power > 0:
+                        if power > 0 or power < surely_faint:
                             continue
                         alpha = min(alpha_max, opacity * math.exp(power))
                         if alpha < alpha_min:
@@ -137,6 +144,28 @@ def composite(projected: ProjectedGaussians, image_shape: tuple[int, int]):
             transmittance, color_sum, depth_sum,
         )  # fmt: skip
     return transmittance, color_sum, depth_sum
+
+
+def warm_up() -> None:
+    """Import numba and load (or compile) the kernel for float32 Gaussians: 0.4-3 s that the
+    first render would otherwise pay."""
+    one, pixel = torch.ones(1), torch.zeros(1, 2, dtype=torch.long)
+    projected = ProjectedGaussians(
+        index=pixel[:, 0], means2d=torch.zeros(1, 2), conics=torch.ones(1, 3), depths=one,
+        colors=torch.zeros(1, 3), opacities=one, pixel_min=pixel, pixel_max=pixel,
+    )
+    composite(projected, (1, 1))
+
+
+def warm_up_in_background(device: str) -> threading.Thread | None:
+    """Start :func:`warm_up` on a daemon thread when ``device`` (``auto``, ``cpu``, ``cuda``...)
+    will render on the CPU, so that it runs while the model loads."""
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    if not cpu or _kernel is not None:
+        return None
+    thread = threading.Thread(target=warm_up, name="rasterizer-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def rasterize_numba(

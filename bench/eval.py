@@ -14,8 +14,9 @@ steps one after the other, the loop before the overlap), in swapped order every 
 
 It reports scenes per second in the loop (scenes / the slowest rank's loop time, from
 summary.json) and end to end (the command's wall time), beside the encoder-only bound: the
-model's forward pass alone on the same scenes in this process (T threads for one process; T/2
-threads, times two, for two ranks), measured every round. Then the stage table: seconds per
+model's forward pass alone on the same scenes (T threads in this process for one process; for
+two ranks, two processes at T/2 threads each, pinned like eval's ranks and run side by side,
+their scenes per second added), measured every round. Then the stage table: seconds per
 scene and stage (``dsviewer.stage_timer.STAGES``, summed over the ranks, from summary.json),
 overlapped and sequential. Prints the load average before and after; asserts nothing.
 
@@ -91,9 +92,40 @@ def encoder_bound(args, data_root: Path, threads: int) -> float:
         loader = SceneLoader(session.preprocess())
         scenes = [loader.load(planned) for planned in plan_scenes([data_root]).available]
         encoder_seconds(session, scenes[0])  # warm-up: first-call allocations and kernel choice
+        if args.barrier is not None:
+            args.barrier.wait()  # the ranks' forwards run side by side, as in the loop
         return len(scenes) / sum(encoder_seconds(session, scene) for scene in scenes)
     finally:
         torch.set_num_threads(previous)
+
+
+def _bound_rank(rank: int, ranks: int, threads: int, args, data_root: Path, rates) -> None:
+    """One rank of :func:`ranks_bound`, pinned to its block of cores as eval's ranks are."""
+    available = sorted(os.sched_getaffinity(0))
+    share = max(1, len(available) // ranks)
+    os.sched_setaffinity(0, available[rank * share:(rank + 1) * share] or available)
+    rates[rank] = encoder_bound(args, data_root, threads)
+
+
+def ranks_bound(ranks: int, threads: int, args, data_root: Path) -> float:
+    """The forward pass alone in ``ranks`` processes at once, each on its own cores: the sum of
+    their scenes per second. Measured side by side because ranks that share a machine share its
+    memory bandwidth and caches; one rank alone overstates what two can reach."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    rates = context.Manager().dict()
+    worker_args = argparse.Namespace(**{**vars(args), "barrier": context.Barrier(ranks)})
+    workers = [context.Process(target=_bound_rank, args=(rank, ranks, threads, worker_args,
+                                                         data_root, rates))
+               for rank in range(ranks)]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if len(rates) != ranks:
+        raise SystemExit("bench/eval.py: a rank of the encoder bound failed (see above).")
+    return sum(rates.values())
 
 
 def checkpoint(args, folder: Path) -> Path:
@@ -173,6 +205,7 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=None,
                         help="default: --scenes synthetic scenes at the model's image size")
     args = parser.parse_args()
+    args.barrier = None
     if args.device == "cuda":
         import torch
 
@@ -205,8 +238,8 @@ def main() -> None:
                     print(f"round {round_index + 1}, {mode}, {loop}: {last['loop']:.3f} scenes/s "
                           f"in the loop, {last['end_to_end']:.3f} end to end; "
                           f"{load_average()}", flush=True)  # fmt: skip
-                # Each rank has its own cores (or GPU): the bound scales with the ranks.
-                bounds[mode].append(ranks * encoder_bound(args, data_root, threads))
+                bounds[mode].append(encoder_bound(args, data_root, threads) if ranks == 1
+                                    else ranks_bound(ranks, threads, args, data_root))
                 print(f"round {round_index + 1}, {mode}: encoder bound {bounds[mode][-1]:.3f} "
                       "scenes/s", flush=True)  # fmt: skip
         print_tables(modes, runs, bounds, args)

@@ -22,12 +22,12 @@ def depth_metrics(depth: Tensor, gt: Tensor, delta_threshold: float = DELTA_THRE
     count = int(valid.sum())
     if count == 0:
         return {"pixels": 0, "abs_rel": None, "rmse": None, "delta": None}
-    d, g = depth.double(), gt.double()
+    d, g = depth[valid].double(), gt[valid].double()  # one gather for the three metrics
     return {
         "pixels": count,
-        "abs_rel": float(abs_rel(d, g, valid)),
-        "rmse": float(rmse(d, g, valid)),
-        "delta": float(delta_accuracy(d, g, valid, delta_threshold)),
+        "abs_rel": float(abs_rel(d, g)),
+        "rmse": float(rmse(d, g)),
+        "delta": float(delta_accuracy(d, g, threshold=delta_threshold)),
     }
 
 

@@ -75,12 +75,16 @@ def _world_to_camera(T_world_cam: Tensor) -> tuple[Tensor, Tensor]:
     return T_cam_world[:3, :3], T_cam_world[:3, 3]
 
 
-def projected_covariance(means_cam: Tensor, cov_cam: Tensor, K_px: Tensor, image_shape) -> Tensor:
-    """EWA footprint ``J cov J^T`` (before the low-pass dilation), ``[N, 2, 2]`` in pixels^2.
+def projected_covariance(
+    means_cam: Tensor, cov_world: Tensor, R: Tensor, K_px: Tensor, image_shape
+) -> Tensor:
+    """EWA footprint ``J R cov R^T J^T`` (before the low-pass dilation), ``[N, 2, 2]`` in
+    pixels^2.
 
     Args:
         means_cam: ``[N, 3]`` camera-frame means, ``z > 0``.
-        cov_cam: ``[N, 3, 3]`` camera-frame covariances.
+        cov_world: ``[N, 3, 3]`` world-frame covariances.
+        R: ``[3, 3]`` world-to-camera rotation.
         K_px: ``[3, 3]`` pixel intrinsics.
         image_shape: ``(H, W)``.
     """
@@ -95,7 +99,10 @@ def projected_covariance(means_cam: Tensor, cov_cam: Tensor, K_px: Tensor, image
     J = torch.stack(
         (fx / z, zeros, -fx * x_over_z / z, zeros, fy / z, -fy * y_over_z / z), dim=-1
     ).reshape(-1, 2, 3)
-    return J @ cov_cam @ J.transpose(-1, -2)
+    # J R first (one [2N, 3] x [3, 3] product): two small batched products instead of the four
+    # of R cov R^T followed by J cov_cam J^T.
+    JR = (J.reshape(-1, 3) @ R).reshape(-1, 2, 3)
+    return JR @ cov_world @ JR.transpose(-1, -2)
 
 
 def project_gaussians(
@@ -117,10 +124,9 @@ def project_gaussians(
     keep = (z > near) & (z < far) & (opacities >= ALPHA_MIN)
     index = keep.nonzero()[:, 0]
     means_cam, z = means_cam[index], z[index]
-    cov_cam = R @ covariances[index] @ R.T
 
     K_px = denormalize_intrinsics(intrinsics, height, width)
-    cov2d = projected_covariance(means_cam, cov_cam, K_px, image_shape)
+    cov2d = projected_covariance(means_cam, covariances[index], R, K_px, image_shape)
     a = cov2d[:, 0, 0] + LOW_PASS_PX2
     b = 0.5 * (cov2d[:, 0, 1] + cov2d[:, 1, 0])
     c = cov2d[:, 1, 1] + LOW_PASS_PX2

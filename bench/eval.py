@@ -14,11 +14,12 @@ steps one after the other, the loop before the overlap), in swapped order every 
 
 It reports scenes per second in the loop (scenes / the slowest rank's loop time, from
 summary.json) and end to end (the command's wall time), beside the encoder-only bound: the
-model's forward pass alone on the same scenes (T threads in this process for one process; for
-two ranks, two processes at T/2 threads each, pinned like eval's ranks and run side by side,
-their scenes per second added), measured every round. Then the stage table: seconds per
-scene and stage (``dsviewer.stage_timer.STAGES``, summed over the ranks, from summary.json),
-overlapped and sequential. Prints the load average before and after; asserts nothing.
+model's forward pass alone on the same scenes, in fresh processes pinned as eval's ranks are
+(one at T threads; for two ranks two at T/2 threads, side by side, their scenes per second
+added), measured every round; loop / bound is the median of the rounds' own ratios. Then the
+stage table: seconds per scene and stage (``dsviewer.stage_timer.STAGES``, summed over the
+ranks, from summary.json), overlapped and sequential. Prints the load average before and
+after; asserts nothing.
 
 Run: ``python bench/eval.py --arch gs_small_u4l4 --scenes 6 --rounds 2`` (the issue's real-size
 case) or ``python bench/eval.py`` (the demo model). ``--device cuda`` runs one rank per visible
@@ -108,24 +109,27 @@ def _bound_rank(rank: int, ranks: int, threads: int, args, data_root: Path, rate
 
 
 def ranks_bound(ranks: int, threads: int, args, data_root: Path) -> float:
-    """The forward pass alone in ``ranks`` processes at once, each on its own cores: the sum of
-    their scenes per second. Measured side by side because ranks that share a machine share its
-    memory bandwidth and caches; one rank alone overstates what two can reach."""
+    """The forward pass alone in ``ranks`` fresh processes at once, each on its own cores, as
+    eval runs: the sum of their scenes per second. Side by side because ranks that share a
+    machine share its memory bandwidth and caches (one rank alone overstates what two reach);
+    fresh, because a long-lived process drifts (this one's forward slowed by 15 % between two
+    rounds while eval's did not)."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    rates = context.Manager().dict()
-    worker_args = argparse.Namespace(**{**vars(args), "barrier": context.Barrier(ranks)})
-    workers = [context.Process(target=_bound_rank, args=(rank, ranks, threads, worker_args,
-                                                         data_root, rates))
-               for rank in range(ranks)]  # fmt: skip
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    if len(rates) != ranks:
-        raise SystemExit("bench/eval.py: a rank of the encoder bound failed (see above).")
-    return sum(rates.values())
+    with context.Manager() as manager:
+        rates = manager.dict()
+        worker_args = argparse.Namespace(**{**vars(args), "barrier": context.Barrier(ranks)})
+        workers = [context.Process(target=_bound_rank, args=(rank, ranks, threads, worker_args,
+                                                             data_root, rates))
+                   for rank in range(ranks)]  # fmt: skip
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        if len(rates) != ranks:
+            raise SystemExit("bench/eval.py: a rank of the encoder bound failed (see above).")
+        return sum(rates.values())
 
 
 def checkpoint(args, folder: Path) -> Path:
@@ -165,12 +169,22 @@ def print_tables(modes, runs, bounds, args) -> None:
           f"{'loop / bound':>14}{'vs sequential':>15}")  # fmt: skip
     for mode in modes:
         bound = statistics.median(bounds[mode])
-        sequential = statistics.median(r["loop"] for r in runs[(mode, "sequential")])
+        sequential = [r["loop"] for r in runs[(mode, "sequential")]]
         for loop in LOOPS:
             end = statistics.median(r["end_to_end"] for r in runs[(mode, loop)])
-            rate = statistics.median(r["loop"] for r in runs[(mode, loop)])
-            print(f"{mode:<26}{loop:<12}{end:>11.3f}{rate:>13.3f}{bound:>15.3f}"
-                  f"{rate / bound:>14.2f}{rate / sequential:>15.2f}")  # fmt: skip
+            rates = [r["loop"] for r in runs[(mode, loop)]]
+            # Ratios within each round (its loops and its bound were measured minutes apart),
+            # then their median: the machine's drift between rounds cancels.
+            of_bound = statistics.median(r / b for r, b in zip(rates, bounds[mode], strict=True))
+            of_sequential = statistics.median(r / q for r, q in zip(rates, sequential,
+                                                                    strict=True))  # fmt: skip
+            print(f"{mode:<26}{loop:<12}{end:>11.3f}{statistics.median(rates):>13.3f}"
+                  f"{bound:>15.3f}{of_bound:>14.2f}{of_sequential:>15.2f}")  # fmt: skip
+        print(f"{'':<26}loop / bound per round: "
+              + ", ".join(f"{loop} " + " ".join(f"{r['loop'] / b:.2f}" for r, b in
+                                               zip(runs[(mode, loop)], bounds[mode],
+                                                   strict=True))
+                          for loop in LOOPS))  # fmt: skip
     from dsviewer.stage_timer import STAGE_NAMES
 
     print("\nseconds per scene and stage (summed over ranks; median of rounds); columns: "
@@ -238,8 +252,7 @@ def main() -> None:
                     print(f"round {round_index + 1}, {mode}, {loop}: {last['loop']:.3f} scenes/s "
                           f"in the loop, {last['end_to_end']:.3f} end to end; "
                           f"{load_average()}", flush=True)  # fmt: skip
-                bounds[mode].append(encoder_bound(args, data_root, threads) if ranks == 1
-                                    else ranks_bound(ranks, threads, args, data_root))
+                bounds[mode].append(ranks_bound(ranks, threads, args, data_root))
                 print(f"round {round_index + 1}, {mode}: encoder bound {bounds[mode][-1]:.3f} "
                       "scenes/s", flush=True)  # fmt: skip
         print_tables(modes, runs, bounds, args)

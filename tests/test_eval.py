@@ -107,21 +107,27 @@ def one_process(dataset, tmp_path_factory):
     return out, stages, changed, rows, common, forced
 
 
+OVERLAP_VARIANTS = (("results thread", "--overlap", True), ("read ahead", "--overlap", False),
+                    ("sequential", "--no-overlap", False))  # name, flag, finish beside the model
+
+
 @pytest.fixture(scope="module")
 def both_loops(dataset, tmp_path_factory):
     """Every scene with the overlapped loop and with --no-overlap, in this process, one torch
     thread (two take minutes on a busy 2-core machine; the same holds there, by the same rule:
     the helper threads use the rank's thread count);
     per loop: the output folder, and per scene when its load started and when its record was
-    handed to be written, by clocks of our own, in the order the records were written."""
-    from dsviewer.viewer.evaluation import runner
+    handed to be written, by clocks of our own, in the order the records were written. The
+    overlapped loop runs twice: finishing scenes on the results thread, as it does beside a
+    GPU's forward, and after each forward, as on a CPU."""
+    from dsviewer.viewer.evaluation import pipeline, runner
     from dsviewer.viewer.evaluation.pipeline import ScenePipeline
 
     root, index, _ = dataset
     loops = {}
     threads = torch.get_num_threads()
     load, write = ScenePipeline.load, runner.write_record
-    for loop in ("--overlap", "--no-overlap"):
+    for name, loop, beside in OVERLAP_VARIANTS:
         out = tmp_path_factory.mktemp("eval_loop")
         started: dict[str, float] = {}
         written: list[tuple[str, float]] = []
@@ -138,13 +144,14 @@ def both_loops(dataset, tmp_path_factory):
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(ScenePipeline, "load", timed_load)
                 patch.setattr(runner, "write_record", timed_write)
+                patch.setattr(pipeline, "finishes_beside_the_model", lambda _, b=beside: b)
                 code, _ = run("--ckpt", str(DEMO_CKPT), "--data-root", str(root), "--index",
                               str(index), "--out", str(out), "--device", "cpu", "--threads", "1",
                               "--max-target-views", "1", loop)  # fmt: skip
         finally:
             torch.set_num_threads(threads)
         assert code == 0
-        loops[loop] = out, [(key, started[key], end) for key, end in written]
+        loops[name] = out, [(key, started[key], end) for key, end in written]
     return loops
 
 
@@ -155,19 +162,20 @@ def test_overlap_gives_the_same_records_in_the_same_order(both_loops, dataset):
 
     _, _, good = dataset
     shard = [*good, HTML_KEY, BROKEN_KEY]
-    (overlap, overlap_times), (sequential, sequential_times) = both_loops.values()
-    for times in (overlap_times, sequential_times):
-        assert [key for key, *_ in times] == shard
-    run = json.loads((overlap / "summary.json").read_text())["run"]["run"]
-    assert json.loads((sequential / "summary.json").read_text())["run"]["run"] == run
-    for key in shard:
-        a, b = read_record(overlap, key, run), read_record(sequential, key, run)
-        assert a is not None and b is not None
-        a.seconds = b.seconds = a.stages = b.stages = None
-        a.reason, b.reason = (re.sub(r"0x[0-9a-f]+", "0x", r.reason) for r in (a, b))
-        assert a == b  # (but the address of an object a message quotes)
-    assert without_timing(read_csv(overlap / "scenes.csv")) == \
-        without_timing(read_csv(sequential / "scenes.csv"))
+    sequential, sequential_times = both_loops["sequential"]
+    run = json.loads((sequential / "summary.json").read_text())["run"]["run"]
+    assert [key for key, *_ in sequential_times] == shard
+    for overlap, overlap_times in (both_loops["results thread"], both_loops["read ahead"]):
+        assert [key for key, *_ in overlap_times] == shard
+        assert json.loads((overlap / "summary.json").read_text())["run"]["run"] == run
+        for key in shard:
+            a, b = read_record(overlap, key, run), read_record(sequential, key, run)
+            assert a is not None and b is not None
+            a.seconds = b.seconds = a.stages = b.stages = None
+            a.reason, b.reason = (re.sub(r"0x[0-9a-f]+", "0x", r.reason) for r in (a, b))
+            assert a == b  # (but the address of an object a message quotes)
+        assert without_timing(read_csv(overlap / "scenes.csv")) == \
+            without_timing(read_csv(sequential / "scenes.csv"))
 
 
 def test_stage_times_add_up_to_each_scene_wall_time(both_loops):
@@ -179,12 +187,12 @@ def test_stage_times_add_up_to_each_scene_wall_time(both_loops):
     from dsviewer.stage_timer import STAGE_NAMES
     from dsviewer.viewer.evaluation.records import read_run_records
 
-    for loop, (out, times) in both_loops.items():
+    for name, (out, times) in both_loops.items():
         summary = json.loads((out / "summary.json").read_text())
         records = read_run_records(out, summary["run"]["run"])
         timing = summary["timing"]
         (rank,) = timing["ranks"]
-        assert rank["overlap"] is (loop == "--overlap")
+        assert rank["overlap"] is (name != "sequential")
         assert set(timing["stage_meanings"]) == set(STAGE_NAMES)
         for key, start, end in times:
             record = records[key]
@@ -193,7 +201,7 @@ def test_stage_times_add_up_to_each_scene_wall_time(both_loops):
             assert record.seconds == pytest.approx(sum(record.stages.values()), abs=1e-3)
             if record.status == "ok":
                 assert min(record.stages[n] for n in STAGE_NAMES if n != "writes") > 0.0
-            if loop == "--no-overlap" and record.status == "ok":  # (a failed one: ~1 ms)
+            if name == "sequential" and record.status == "ok":  # (a failed one: ~1 ms)
                 assert record.seconds == pytest.approx(end - start, rel=0.03, abs=0.05), key
         for name in STAGE_NAMES:
             in_records = sum(record.stages[name] for record in records.values())

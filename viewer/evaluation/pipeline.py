@@ -4,8 +4,10 @@ Each scene takes three steps: :meth:`ScenePipeline.load` (read and preprocess),
 :meth:`ScenePipeline.forward` (the model) and :meth:`ScenePipeline.finish` (layers, analyses,
 target renders, thumbnails, the record written). With ``overlap`` (the default) they run as a
 three-stage pipeline: while this thread runs the model on scene i, a loader thread reads scene
-i+1 and a results thread finishes scene i-1. Without it (``dsviewer eval --no-overlap``) each
-scene's steps run one after the other, as eval ran before the overlap.
+i+1 and, when the model runs on a GPU, a results thread finishes scene i-1 (on a CPU the model's
+threads hold every core and this thread finishes each scene after its forward; see
+:func:`finishes_beside_the_model`). Without it (``dsviewer eval --no-overlap``) each scene's
+steps run one after the other, as eval ran before the overlap.
 
 The records are the same either way: every step reads only its own scene, and the results
 thread is a single worker that finishes the scenes in the order of the shard, so the records are
@@ -155,6 +157,7 @@ def run_scenes(pipeline: ScenePipeline, scenes: list[PlannedScene], stopped: Cal
 
 def _overlapped(pipeline: ScenePipeline, scenes: list[PlannedScene],
                 stopped: Callable[[], bool]) -> Iterator[SceneRecord]:  # fmt: skip
+    beside_the_model = finishes_beside_the_model(pipeline.session)
     with ThreadPoolExecutor(1, "dsviewer-load") as loading, \
             ThreadPoolExecutor(1, "dsviewer-results", _yield_to_the_model) as finishing:
         next_load: Future | None = loading.submit(pipeline.load, scenes[0])
@@ -168,9 +171,21 @@ def _overlapped(pipeline: ScenePipeline, scenes: list[PlannedScene],
             work = pipeline.forward(work)
             if pending is not None:
                 yield pending.result()
-            pending = finishing.submit(pipeline.finish, work)
+            if beside_the_model:
+                pending = finishing.submit(pipeline.finish, work)
+            else:
+                pending = None
+                yield pipeline.finish(work)
         if pending is not None:
             yield pending.result()
+
+
+def finishes_beside_the_model(session: ModelSession) -> bool:
+    """Whether the overlapped loop finishes a scene on the results thread while the model runs
+    the next one: on a GPU, whose forward leaves the CPU idle. On a CPU the model's threads
+    hold every core, and there finishing beside them made the loop slower (0.89x of finishing in
+    turn, bench/eval.py, 1 process x 2 threads); there only the reading runs ahead."""
+    return str(session.backend.device).startswith("cuda")
 
 
 def _yield_to_the_model() -> None:

@@ -6,7 +6,8 @@ or ``--arch`` asks for a real-size architecture (its recipe weights, seed 0, sav
 released file name of ``bench/encoder.py``'s ``PRESET_OF``, e.g. gs_small_u4l4: the 256x256
 ``depthsplat-gs-small-re10k-256x256-view2-cfeab6b1.pth``). In alternating rounds it runs, as
 subprocesses, each mode twice, overlapped (the default loop) and ``--no-overlap`` (each scene's
-steps one after the other, the loop before the overlap), in swapped order every other round:
+steps one after the other, the loop before the overlap; on a CPU the default loop runs the
+steps in turn too, ``pipeline.overlaps_the_model``), in swapped order every other round:
 
   one process:  ``python -m dsviewer.viewer.eval_cli --threads T ...``
   two ranks:    ``python -m torch.distributed.run --nproc_per_node 2 -m dsviewer.viewer.eval_cli

@@ -60,9 +60,9 @@ class EvalOptions(RunOptions, TargetRenderOptions):
     has one row per step and scene, OUT/report.html the metrics' curves over the steps."""
 
     overlap: bool = True
-    """Read the next scene while the model runs (and, on a GPU, finish the previous one);
-    --no-overlap runs each scene's steps one after another (the same results, for timing
-    comparisons)."""
+    """On a GPU, read the next scene and finish the previous one while the model runs (on a
+    CPU, whose cores the model fills, the steps always run in turn); --no-overlap runs each
+    scene's steps one after another (the same results, for timing comparisons)."""
 
     def check_flags(self) -> None:
         """The command line's checks (run once, on rank 0, by the evaluation)."""

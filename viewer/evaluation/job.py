@@ -34,8 +34,8 @@ class EvalJob:
     ``thumbnails``: rows of report.html with thumbnails; ``ckpt_dir``: evaluate every
     checkpoint of this training folder instead of ``run.checkpoint`` (each step as its own
     evaluation in ``out/steps/``, then ``steps.csv``; :mod:`dsviewer.viewer.evaluation.steps`);
-    ``overlap``: read the next scene (and, on a GPU, finish the previous one) while the model
-    runs (False: one step after another; the records are the same,
+    ``overlap``: on a GPU, read the next scene and finish the previous one while the model runs
+    (False, or a CPU: one step after another; the records are the same,
     :mod:`dsviewer.viewer.evaluation.pipeline`).
     """
 

@@ -3,11 +3,10 @@
 Each scene takes three steps: :meth:`ScenePipeline.load` (read and preprocess),
 :meth:`ScenePipeline.forward` (the model) and :meth:`ScenePipeline.finish` (layers, analyses,
 target renders, thumbnails, the record written). With ``overlap`` (the default) they run as a
-three-stage pipeline: while this thread runs the model on scene i, a loader thread reads scene
-i+1 and, when the model runs on a GPU, a results thread finishes scene i-1 (on a CPU the model's
-threads hold every core and this thread finishes each scene after its forward; see
-:func:`finishes_beside_the_model`). Without it (``dsviewer eval --no-overlap``) each scene's
-steps run one after the other, as eval ran before the overlap.
+three-stage pipeline where the model runs on a GPU: while this thread runs the model on scene
+i, a loader thread reads scene i+1 and a results thread finishes scene i-1. On a CPU, and with
+``dsviewer eval --no-overlap``, each scene's steps run one after the other (see
+:func:`overlaps_the_model`).
 
 The records are the same either way: every step reads only its own scene, and the results
 thread is a single worker that finishes the scenes in the order of the shard, so the records are
@@ -146,7 +145,7 @@ def run_scenes(pipeline: ScenePipeline, scenes: list[PlannedScene], stopped: Cal
                overlap: bool = True) -> Iterator[SceneRecord]:  # fmt: skip
     """Each scene's record, written, in the order of ``scenes``; ``stopped()`` is asked before
     each scene (another rank's error ends the run early)."""
-    if not overlap or len(scenes) < 2:
+    if not overlap or len(scenes) < 2 or not overlaps_the_model(pipeline.session):
         for planned in scenes:
             if stopped():
                 return
@@ -157,7 +156,6 @@ def run_scenes(pipeline: ScenePipeline, scenes: list[PlannedScene], stopped: Cal
 
 def _overlapped(pipeline: ScenePipeline, scenes: list[PlannedScene],
                 stopped: Callable[[], bool]) -> Iterator[SceneRecord]:  # fmt: skip
-    beside_the_model = finishes_beside_the_model(pipeline.session)
     with ThreadPoolExecutor(1, "dsviewer-load") as loading, \
             ThreadPoolExecutor(1, "dsviewer-results", _yield_to_the_model) as finishing:
         next_load: Future | None = loading.submit(pipeline.load, scenes[0])
@@ -171,20 +169,17 @@ def _overlapped(pipeline: ScenePipeline, scenes: list[PlannedScene],
             work = pipeline.forward(work)
             if pending is not None:
                 yield pending.result()
-            if beside_the_model:
-                pending = finishing.submit(pipeline.finish, work)
-            else:
-                pending = None
-                yield pipeline.finish(work)
+            pending = finishing.submit(pipeline.finish, work)
         if pending is not None:
             yield pending.result()
 
 
-def finishes_beside_the_model(session: ModelSession) -> bool:
-    """Whether the overlapped loop finishes a scene on the results thread while the model runs
-    the next one: on a GPU, whose forward leaves the CPU idle. On a CPU the model's threads
-    hold every core, and there finishing beside them made the loop slower (0.89x of finishing in
-    turn, bench/eval.py, 1 process x 2 threads); there only the reading runs ahead."""
+def overlaps_the_model(session: ModelSession) -> bool:
+    """Whether the overlapped loop pays on the session's device: on a GPU, whose forward leaves
+    the CPU idle. On a CPU the model's threads hold every core, and helper threads beside them
+    only slowed the loop (1 process x 2 threads, bench/eval.py: 0.89x of one step after another
+    with the results finished beside the forward, 0.95x with only the next scene read ahead;
+    the forward lost more than the helpers' own work), so there the steps run in turn."""
     return str(session.backend.device).startswith("cuda")
 
 

@@ -169,7 +169,7 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
     """Run this rank's scenes, writing a record after each; returns the rank's counts (with
     ``error`` and ``bug`` when it stopped early). Rank 0's bar shows every rank's scenes."""
     from dsviewer.viewer.evaluation.loading import SceneLoader
-    from dsviewer.viewer.evaluation.pipeline import ScenePipeline, run_scenes
+    from dsviewer.viewer.evaluation.pipeline import ScenePipeline, overlaps_the_model, run_scenes
     from dsviewer.viewer.evaluation.progress import SceneProgress
 
     out = Path(job.out)
@@ -209,7 +209,8 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
             counter.wait_for_all(progress.show)
     return {"rank": placement.rank, "device": placement.device, "threads": placement.threads,
             "cores": placement.cores, "scenes": ran, "failed": failed,
-            "seconds": round(time.perf_counter() - start, 3), "overlap": job.overlap,
+            "seconds": round(time.perf_counter() - start, 3),
+            "overlap": bool(job.overlap and session and overlaps_the_model(session)),
             "stages": add_stages(None, pipeline and pipeline.written), "error": error,
             "bug": bug}  # fmt: skip
 

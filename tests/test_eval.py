@@ -193,6 +193,8 @@ def test_stage_times_add_up_to_each_scene_wall_time(both_loops):
         timing = summary["timing"]
         (rank,) = timing["ranks"]
         assert rank["overlap"] is (name == "overlap")  # whether the loop overlapped
+        # its own loop ends at its last record, before the wait for the (here no) other ranks
+        assert times[-1][2] - times[0][1] <= rank["loop_seconds"] <= rank["seconds"]
         assert set(timing["stage_meanings"]) == set(STAGE_NAMES)
         for key, start, end in times:
             record = records[key]
@@ -272,6 +274,7 @@ def test_two_ranks_give_the_same_rows_as_one_process(one_process, two_ranks):
     ranks = summary["timing"]["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["threads"] == 1 for r in ranks)
     assert all(not r["overlap"] and r["stages"]["forward"] > 0 for r in ranks)  # CPU: in turn
+    assert all(0 < r["loop_seconds"] <= r["seconds"] for r in ranks)
     assert sum(r["scenes"] for r in ranks) == 5 and all(r["scenes"] >= 2 for r in ranks)
     assert sum(r["failed"] for r in ranks) == 1  # the broken scene, counted on its rank's bar
     # stderr is a pipe: plain progress lines, and rank 0's counts every rank's scenes

@@ -336,13 +336,14 @@ def test_compiled_loop_equals_torch_twin_on_a_crowded_scene():
         torch.testing.assert_close(getattr(ours, name), getattr(twin, name), atol=5e-5, rtol=1e-5)
 
 
-def test_auto_backend_on_cpu_is_the_compiled_loop_and_wrong_names_are_explained(monkeypatch):
+def test_auto_backend_on_cpu_is_the_compiled_loop_unless_gradients_are_needed(monkeypatch):
     means, covs, harm, op = _isotropic([[0.0, 0.0, 2.0]], [0.05], [0.9], torch.zeros(1, 3, 1))
     gaussians = Gaussians(means[None], covs[None], harm[None], op[None])
     calls = []
     original = RASTERIZERS["numba"]
     monkeypatch.setitem(RASTERIZERS, "numba", type(original)(
-        lambda *a: calls.append(1) or original.rasterize(*a), original.runs_on, original.needs))
+        lambda *a: calls.append(1) or original.rasterize(*a), original.runs_on, original.needs,
+        original.differentiable))
     render_gaussians(gaussians, K[None, None], T_WORLD_CAM[None, None], (SIZE, SIZE), 0.1, 100.0)
     assert calls == [1]
     with pytest.raises(RenderInputError, match="'numba', 'torch'"):
@@ -351,6 +352,16 @@ def test_auto_backend_on_cpu_is_the_compiled_loop_and_wrong_names_are_explained(
     with pytest.raises(RenderInputError, match="CUDA device"):
         render_gaussians(gaussians, K[None, None], T_WORLD_CAM[None, None], (SIZE, SIZE), 0.1,
                          100.0, backend="gsplat")  # fmt: skip
+
+    # Gaussians that need gradients (a training step) get the tensor twin, which gives them.
+    gaussians.opacities.requires_grad_(True)
+    out = render_gaussians(gaussians, K[None, None], T_WORLD_CAM[None, None], (SIZE, SIZE), 0.1,
+                           100.0)  # fmt: skip
+    out.color.sum().backward()
+    assert calls == [1] and float(gaussians.opacities.grad.abs().sum()) > 0
+    with pytest.raises(RenderInputError, match="no gradients"):
+        render_gaussians(gaussians, K[None, None], T_WORLD_CAM[None, None], (SIZE, SIZE), 0.1,
+                         100.0, backend="numba")  # fmt: skip
 
 
 def test_psnr_of_known_error():

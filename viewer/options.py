@@ -192,7 +192,7 @@ class RunOptions(SceneOptions):
 @dataclass
 class TargetRenderOptions:
     """How many target views are rendered for a scene's target PSNR (``dsviewer eval``,
-    ``dsviewer watch``: a CPU render costs about a second per 256 x 256 view)."""
+    ``dsviewer watch``: a 256 x 256 CPU render costs 0.04-0.1 s)."""
 
     max_target_views: int | None = None
     """Render at most this many target views per scene for target_psnr (0: none; default all)."""

@@ -97,10 +97,10 @@ def render_target_views(
 
     Args:
         layers: the scene's layers; their ``target`` cameras are rendered at the target size.
-        backend: ``"auto"`` (gsplat on CUDA when installed, else the PyTorch rasterizer),
-            ``"torch"`` or ``"gsplat"``.
-        max_views: render at most this many target views, evenly spread (None: all). CPU
-            rendering costs about a second per 256x256 view.
+        backend: ``"auto"`` (gsplat on CUDA when installed, the compiled loop on the CPU) or
+            a name of ``RASTERIZERS``.
+        max_views: render at most this many target views, evenly spread (None: all). A CPU
+            render of a 256x256 view takes 0.04-0.1 s (0.4-3 s more for numba's first call).
 
     Returns:
         :class:`TargetRenders`, or None when :func:`target_render_unavailable` gives a reason.
@@ -238,8 +238,7 @@ def render_viewer_camera(
     """The Gaussians seen from a viser client camera, ``[H, W, 3]`` uint8, or None without them.
 
     Culling follows the target renders (``0.2 * context near``, no far plane). ``height`` sets
-    the cost: CPU rendering takes about a second per 256 x 256 image, so render small and off
-    the GUI thread.
+    the cost (a 256 x 256 CPU render takes 0.04-0.1 s); render off the GUI thread.
     """
     if layers.gaussians is None:
         return None

@@ -178,6 +178,7 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
         label = f"Evaluating ({placement.world_size} ranks)"
     counter = distributed.RunCounter(placement, scope=str(out))
     start = time.perf_counter()
+    own_seconds = 0.0  # until this rank's last record: its loop without waiting for the others
     ran = failed = 0
     error, bug = None, False
     shown = placement.is_main and bool(prepared.todo)  # no 0/0 bar for a full resume
@@ -198,6 +199,7 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
                 ran += 1
                 failed += record.status == STATUS_FAILED
                 progress.show(*counter.scene_done(record.status == STATUS_FAILED))
+                own_seconds = time.perf_counter() - start
         except Exception as caught:  # reported after the exchange, on rank 0
             if interrupted():  # a signal that came out as another exception
                 raise
@@ -209,7 +211,7 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
             counter.wait_for_all(progress.show)
     return {"rank": placement.rank, "device": placement.device, "threads": placement.threads,
             "cores": placement.cores, "scenes": ran, "failed": failed,
-            "seconds": round(time.perf_counter() - start, 3),
+            "seconds": round(time.perf_counter() - start, 3), "loop_seconds": round(own_seconds, 3),
             "overlap": bool(job.overlap and session and overlaps_the_model(session)),
             "stages": add_stages(None, pipeline and pipeline.written), "error": error,
             "bug": bug}  # fmt: skip

@@ -2,7 +2,8 @@
 
 ``rasterize_torch`` evaluates every (Gaussian, pixel) pair as tensors, which costs gathers, a
 sort and segmented sums per pair; on a CPU that is about a second for a 256x256 view of a
-DepthSplat scene (22 M pairs). Here the projection is the same function
+DepthSplat scene (22 M pairs), against 0.04-0.1 s here. It has no gradients: ``render_gaussians``
+takes the tensor version whenever an input requires them. Here the projection is the same function
 (``project_gaussians``: cull, EWA footprint, SH colour, sort by camera z), and compositing is
 the 3DGS loop itself, compiled by numba: Gaussians front to back, each blended into the pixels
 of its opacity-aware box, a pixel done at the first Gaussian that would take its transmittance

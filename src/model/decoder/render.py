@@ -30,17 +30,19 @@ class Rasterizer:
     rasterize: Callable[..., RenderOutput]  # rasterize_torch's signature
     runs_on: Callable[[torch.device], bool]
     needs: str  # what to do when it cannot run here, for the error message
+    differentiable: bool  # gradients flow back to the Gaussians
 
 
 RASTERIZERS: dict[str, Rasterizer] = {
     "gsplat": Rasterizer(rasterize_gsplat, gsplat_available,
                          "the Gaussians on a CUDA device and the gsplat package "
-                         "(pip install gsplat)"),
+                         "(pip install gsplat)", differentiable=True),
     "numba": Rasterizer(rasterize_numba, lambda device: device.type == "cpu",
-                        "the Gaussians on the CPU"),
-    "torch": Rasterizer(rasterize_torch, lambda device: True, "nothing"),
+                        "the Gaussians on the CPU", differentiable=False),
+    "torch": Rasterizer(rasterize_torch, lambda device: True, "nothing", differentiable=True),
 }  # fmt: skip
-AUTO_ORDER = ("gsplat", "numba", "torch")  # "auto": the first that runs on the Gaussians' device
+# "auto": the first that runs on the Gaussians' device (and gives gradients when they need them)
+AUTO_ORDER = ("gsplat", "numba", "torch")
 
 
 class RenderInputError(ValueError):
@@ -72,8 +74,9 @@ def render_gaussians(
     """Render every batch element's Gaussians into each of its V cameras.
 
     ``backend="auto"`` takes the first of ``AUTO_ORDER`` that runs on the Gaussians' device:
-    gsplat on CUDA where it is installed, the compiled loop on the CPU, the PyTorch twin
-    elsewhere; a named backend that cannot run there raises ``RenderInputError``.
+    gsplat on CUDA where it is installed, the compiled loop on the CPU (the PyTorch twin when
+    the Gaussians require gradients), the PyTorch twin elsewhere; a named backend that cannot
+    run there raises ``RenderInputError``.
 
     Returns:
         ``RenderOutput`` with color ``[B, V, 3, H, W]``, depth ``[B, V, H, W]`` (expected z-depth
@@ -102,9 +105,17 @@ def render_gaussians(
             f"backend={backend!r} needs {RASTERIZERS[backend].needs}; the Gaussians are on "
             f"{device}. Use backend='auto' to pick the one that runs there."
         )
-    name = backend if backend != "auto" else next(
-        name for name in AUTO_ORDER if RASTERIZERS[name].runs_on(device)
-    )
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (gaussians.means, gaussians.covariances, gaussians.harmonics,
+                                  gaussians.opacities))  # fmt: skip
+    if backend != "auto" and needs_grad and not RASTERIZERS[backend].differentiable:
+        raise RenderInputError(
+            f"backend={backend!r} gives no gradients, and the Gaussians require them; use "
+            "backend='torch' (or 'auto'), or render under torch.no_grad()."
+        )
+    usable = [name for name in AUTO_ORDER if RASTERIZERS[name].runs_on(device)
+              and (RASTERIZERS[name].differentiable or not needs_grad)]  # fmt: skip
+    name = backend if backend != "auto" else usable[0]
     rasterize = RASTERIZERS[name].rasterize
 
     near_bv = _per_view(near, batch, views, "near")

@@ -20,7 +20,9 @@ pinned as eval's ranks are (one at T threads; for two ranks two at T/2 threads, 
 their scenes per second added), measured every round; loop / bound is the median of the
 rounds' own ratios. Then the stage table: seconds per scene and stage
 (``dsviewer.stage_timer.STAGES``, summed over the ranks, from summary.json), overlapped and
-sequential. Prints the load average before and after; asserts nothing.
+sequential, and the forward's share of them (what loop / bound measures, without the machine's
+drift between a loop and its bound). Prints the load average before and after; asserts
+nothing.
 
 Run: ``python bench/eval.py --arch gs_small_u4l4 --scenes 6 --rounds 2`` (the issue's real-size
 case) or ``python bench/eval.py`` (the demo model). ``--device cuda`` runs one rank per visible
@@ -202,6 +204,11 @@ def print_tables(modes, runs, bounds, args) -> None:
                       for r in runs[column]]
             cells.append(f"{statistics.median(values):>18.3f}")
         print(f"{name:<16}" + "".join(cells))
+    # The model's share of each scene's own time: loop / bound would be this if the loop's
+    # forward ran as fast as the bound's, and, within one run, no drift of the machine moves it.
+    shares = [statistics.median(r["stages"]["forward"] / sum(r["stages"].values())
+                                for r in runs[column]) for column in columns]  # fmt: skip
+    print(f"{'forward share':<16}" + "".join(f"{share:>18.3f}" for share in shares))
     print(f"\nscenes per second, median of {args.rounds} rounds; {load_average()} after; max "
           f"target views {args.max_target_views}; model {Path(args.ckpt).name}.")
 

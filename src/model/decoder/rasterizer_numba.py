@@ -1,21 +1,20 @@
 """The CPU Gaussian rasterizer: ``rasterizer_torch``'s rule, composited by a compiled loop.
 
 ``rasterize_torch`` evaluates every (Gaussian, pixel) pair as tensors, which costs gathers, a
-sort and segmented sums per pair; on a CPU that is about a second for a 256x256 view of a
-DepthSplat scene (22 M pairs), against 0.04-0.1 s here. It has no gradients: ``render_gaussians``
-takes the tensor version whenever an input requires them. Here the projection is the same function
-(``project_gaussians``: cull, EWA footprint, SH colour, sort by camera z), and compositing is
-the 3DGS loop itself, compiled by numba: Gaussians front to back, each blended into the pixels
-of its opacity-aware box, a pixel done at the first Gaussian that would take its transmittance
+sort and segmented sums per pair: about a second on a CPU for a 256x256 view of a DepthSplat
+scene (22 M pairs), against 0.04-0.1 s here. The projection is the same function
+(``project_gaussians``: cull, EWA footprint, SH colour, sort by camera z); compositing is the
+3DGS loop itself, compiled by numba: Gaussians front to back, each blended into the pixels of
+its opacity-aware box, a pixel done at the first Gaussian that would take its transmittance
 below ``1e-4``. Rows are split into bands, one band per task, so threads never share a pixel.
+It gives no gradients: ``render_gaussians`` takes the tensor version when they are needed.
 
 Everything is float64 here: along a row the Gaussian's power is a quadratic in ``u``, so its
-``exp`` is a running product (three ``exp`` a row instead of one a pixel, which took two thirds
-of the time). ``rasterize_torch`` evaluates the footprint in the Gaussians' dtype (float32, as
-gsplat and the 3DGS kernel do); the two agree to that dtype's rounding
-(``tests/test_rasterizer.py`` runs every test on both). The conics are positive definite
-(projection keeps ``det > 0``), so the power is never above 0 and the 3DGS kernel's guard for
-it has nothing to catch.
+``exp`` is a running product (three ``exp`` a row instead of one a pixel). ``rasterize_torch``
+evaluates the footprint in the Gaussians' dtype (float32, as gsplat and the 3DGS kernel do); the
+two agree to that dtype's rounding (``tests/test_rasterizer.py`` runs every test on both). The
+conics are positive definite (projection keeps ``det > 0``), so the power is never above 0 and
+the 3DGS kernel's guard for it has nothing to catch.
 """
 
 from __future__ import annotations
@@ -88,7 +87,7 @@ def _compile():
                     dy = v + 0.5 - mean_v
                     # Along a row the power is a quadratic in u: its steps change by -a, so
                     # exp(power) is a running product, and a row costs three exps, not one
-                    # a pixel (exp was two thirds of the time).
+                    # a pixel.
                     power = -0.5 * (a * dx * dx + c * dy * dy) - b * dx * dy
                     step = -a * (dx + 0.5) - b * dy  # power(u + 1) - power(u)
                     gauss, gauss_step = math.exp(power), math.exp(step)

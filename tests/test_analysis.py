@@ -262,6 +262,28 @@ def test_closed_form_largest_eigenvalue_equals_lapack_on_every_kind_of_covarianc
     assert torch.isnan(largest_eigenvalue(broken)).all()
 
 
+def test_gaussians_finite_flags_exactly_the_non_finite_gaussians():
+    from dsviewer.model.types import Gaussians
+
+    generator = torch.Generator().manual_seed(1)
+    n = 50
+    gaussians = Gaussians(torch.randn(2, n, 3, generator=generator),
+                          torch.randn(2, n, 3, 3, generator=generator),
+                          torch.randn(2, n, 3, 4, generator=generator), torch.rand(2, n))
+    assert gaussians.finite().all()  # the one-pass proof
+    broken = {(0, 3): ("means", (1,)), (0, 7): ("covariances", (2, 0)),
+              (1, 11): ("harmonics", (1, 3)), (1, 12): ("opacities", ())}  # fmt: skip
+    for (b, i), (name, where) in broken.items():
+        getattr(gaussians, name)[(b, i, *where)] = (float("nan"), float("inf"))[i % 2]
+    expected = torch.ones(2, n, dtype=torch.bool)
+    for b, i in broken:
+        expected[b, i] = False
+    assert torch.equal(gaussians.finite(), expected)
+    huge = Gaussians(torch.full((1, 4, 3), 3e38), torch.zeros(1, 4, 3, 3),
+                     torch.zeros(1, 4, 3, 1), torch.ones(1, 4))  # their sum overflows
+    assert huge.finite().all()
+
+
 def test_histogram_counts_finite_values_in_range():
     values = torch.tensor([0.0, 0.5, 1.0, float("nan"), 2.0, float("inf")])
     edges, counts = histogram(values, bins=2, value_range=(0.0, 1.0))

@@ -364,6 +364,17 @@ def test_auto_backend_on_cpu_is_the_compiled_loop_unless_gradients_are_needed(mo
                          100.0, backend="numba")  # fmt: skip
 
 
+def test_depth_order_is_the_stable_argsort():
+    from dsviewer.model.decoder.rasterizer_torch import depth_order
+
+    generator = torch.Generator().manual_seed(5)
+    z = torch.rand(20000, generator=generator) * 30 + 0.01
+    z[::9] = z[4]  # ties keep their index order
+    z[::13] = math.inf  # culled ones go last
+    for depths in (z, z.double(), torch.cat([z, torch.tensor([0.0, -1.0])])):  # fast and slow
+        assert torch.equal(depth_order(depths), torch.argsort(depths, stable=True))
+
+
 def test_psnr_of_known_error():
     a = torch.full((2, 3, 4, 5), 0.5)
     torch.testing.assert_close(psnr(a, a + 0.1), torch.full((2,), 20.0), atol=1e-4, rtol=0)

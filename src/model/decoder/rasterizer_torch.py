@@ -33,6 +33,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -105,6 +106,19 @@ def projected_covariance(
     return JR @ cov_world @ JR.transpose(-1, -2)
 
 
+def depth_order(z: Tensor) -> Tensor:
+    """``argsort(z, stable=True)`` ``[M]``: front to back, equal depths in index order.
+
+    Positive float32 depths order like their bit patterns, so ``bits << 32 | index`` are
+    distinct keys in that very order, which any sort finds: numpy's takes 0.8 ms for 60 k
+    depths where torch's stable sort takes 4.4 ms. Other depths take the stable sort.
+    """
+    if z.dtype == torch.float32 and z.device.type == "cpu" and bool((z > 0).all()):
+        key = (z.view(torch.int32).to(torch.int64) << 32) | torch.arange(len(z))
+        return torch.from_numpy(np.argsort(key.numpy()))
+    return torch.argsort(z, stable=True)
+
+
 def project_gaussians(
     means: Tensor,  # [N, 3]
     covariances: Tensor,  # [N, 3, 3]
@@ -151,7 +165,7 @@ def project_gaussians(
     finite = torch.isfinite(means2d).all(-1) & torch.isfinite(half_extent).all(-1)
     visible = (det > 0) & finite & (pixel_min <= pixel_max).all(-1)
 
-    order = torch.argsort(z.masked_fill(~visible, math.inf), stable=True)
+    order = depth_order(z.masked_fill(~visible, math.inf))
     order = order[: int(visible.sum())]
     det = det[order]
     conics = torch.stack((c[order] / det, -b[order] / det, a[order] / det), dim=-1)

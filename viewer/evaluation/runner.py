@@ -177,6 +177,12 @@ def run_shard(job: EvalJob, placement, prepared: Prepared, scenes: list[PlannedS
     if placement.distributed:
         label = f"Evaluating ({placement.world_size} ranks)"
     counter = distributed.RunCounter(placement, scope=str(out))
+    if scenes and job.max_target_views != 0 and str(session.backend.device) == "cpu":
+        from dsviewer.model.decoder.rasterizer_numba import warm_up
+
+        # Like the model, the CPU rasterizer is ready before the scenes start: its warm-up (on a
+        # thread since the model began loading) no longer competes with the first forward.
+        warm_up()
     start = time.perf_counter()
     own_seconds = 0.0  # until this rank's last record: its loop without waiting for the others
     ran = failed = 0

@@ -106,10 +106,13 @@ def encoder_bound(args, data_root: Path, threads: int) -> float:
 
 
 def _bound_rank(rank: int, ranks: int, threads: int, args, data_root: Path, rates) -> None:
-    """One rank of :func:`ranks_bound`, pinned to its block of cores as eval's ranks are."""
+    """One rank of :func:`ranks_bound`, pinned to its block of cores as eval's ranks are (and
+    on its own GPU with ``--device cuda``, as torchrun's ranks are)."""
     available = sorted(os.sched_getaffinity(0))
     share = max(1, len(available) // ranks)
     os.sched_setaffinity(0, available[rank * share:(rank + 1) * share] or available)
+    if args.device == "cuda":
+        args = argparse.Namespace(**{**vars(args), "device": f"cuda:{rank}"})
     rates[rank] = encoder_bound(args, data_root, threads)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,19 @@ class SceneWork:
     error: Exception | None = None  # the first step that failed stops the scene there
 
 
+@contextmanager
+def _scene_step(work: SceneWork) -> Iterator[None]:
+    """A step of ``work``'s scene, timed on its own timer; an error in it is kept on ``work``
+    and stops the scene there (a failing scene is a row, not the end of the run)."""
+    with timing(work.timer):
+        try:
+            yield
+        except Exception as error:
+            if interrupted():  # a signal that came out as another exception
+                raise
+            work.error = error
+
+
 @dataclass
 class ScenePipeline:
     """The three steps of a scene for one rank (``save``: writes a finished record)."""
@@ -71,27 +85,17 @@ class ScenePipeline:
 
     def load(self, planned: PlannedScene) -> SceneWork:
         work = SceneWork(planned)
-        with timing(work.timer), stage("decode"):  # preprocessing is taken out of it
-            try:
-                work.scene = self.loader.load(planned)
-            except Exception as error:  # a failing scene is a row
-                if interrupted():  # a signal that came out as another exception
-                    raise
-                work.error = error
+        with _scene_step(work), stage("decode"):  # preprocessing is taken out of it
+            work.scene = self.loader.load(planned)
         return work
 
     def forward(self, work: SceneWork) -> SceneWork:
         from dsviewer.viewer.evaluation.scene_metrics import predict_scene
 
         if work.error is None:
-            with timing(work.timer):
-                try:
-                    work.scene, work.prediction = predict_scene(self.session, work.scene,
-                                                                self.job.run)  # fmt: skip
-                except Exception as error:  # a failing scene is a row
-                    if interrupted():  # a signal that came out as another exception
-                        raise
-                    work.error = error
+            with _scene_step(work):
+                work.scene, work.prediction = predict_scene(self.session, work.scene,
+                                                            self.job.run)  # fmt: skip
         return work
 
     def finish(self, work: SceneWork) -> SceneRecord:

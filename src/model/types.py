@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _all_finite(values: Tensor, trailing_dims: int) -> Tensor:
+def all_finite(values: Tensor, trailing_dims: int) -> Tensor:
     """Whether the last ``trailing_dims`` axes hold only finite numbers, ``[...]`` bool.
 
     A finite sum of everything proves every entry finite (NaN and inf survive a sum) in one
@@ -46,8 +46,8 @@ class Gaussians:
 
     def finite(self) -> Tensor:
         """``[B, N]`` bool: Gaussians whose mean, covariance, opacity and harmonics are finite."""
-        ok = _all_finite(self.means, 1) & torch.isfinite(self.opacities)
-        return ok & _all_finite(self.covariances, 2) & _all_finite(self.harmonics, 2)
+        ok = all_finite(self.means, 1) & torch.isfinite(self.opacities)
+        return ok & all_finite(self.covariances, 2) & all_finite(self.harmonics, 2)
 
     def select(self, keep: Tensor, batch_index: int = 0) -> Gaussians:
         """Batch element ``batch_index`` restricted to the Gaussians ``keep`` ``[N]`` (B = 1)."""

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dsviewer.model.types import Gaussians
+from dsviewer.model.types import Gaussians, all_finite
 from dsviewer.viewer.colormaps import apply_sequential, robust_range
 
 
@@ -48,8 +48,7 @@ def largest_eigenvalue(matrices: Tensor) -> Tensor:
     half_cos = det / (2.0 * p.clamp_min(1e-300) ** 1.5)
     phi = torch.acos(half_cos.clamp(-1.0, 1.0)) / 3.0
     largest = torch.where(p > 0, m + 2.0 * p.sqrt() * torch.cos(phi), m)
-    finite = (flat - flat).sum(-1) == 0  # x - x is NaN for inf and NaN
-    return largest.masked_fill(~finite, float("nan")).reshape(shape)
+    return largest.reshape(shape).masked_fill(~all_finite(matrices, 2), float("nan"))
 
 
 def gaussian_colors(
